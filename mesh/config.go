@@ -1,0 +1,98 @@
+package mesh
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh/udp"
+	"github.com/netmesh/netmesh/noise"
+)
+
+// Config configures a Mesh. The zero value of every field is a documented
+// default, so Config{} is a working node with a fresh identity on a random
+// loopback-and-wildcard port.
+type Config struct {
+	// Identity is the node's long-term key. Nil generates a new one, which
+	// gives the node a new NodeID on every start.
+	Identity *identity.Identity
+
+	// ListenAddr is the UDP address to listen on, as "host:port". An empty
+	// host (":7946") opens one socket per address family: 0.0.0.0 and [::].
+	// The empty string means ":0", a random port.
+	ListenAddr string
+
+	// Conn, if set, replaces the sockets that ListenAddr would open. Tests
+	// pass a meshtest.FaultConn here. The mesh closes it on Close.
+	Conn udp.Conn
+
+	// Logger receives the node's logs. Nil discards them.
+	Logger *slog.Logger
+
+	// SendQueue bounds packets waiting for the socket, per socket.
+	// 0 means 2048. When full, sends fail with ErrBackpressure.
+	SendQueue int
+	// DatagramQueue bounds received datagrams waiting for ReadDatagram.
+	// 0 means 1024. When full, new datagrams are dropped and counted.
+	DatagramQueue int
+	// HandshakeQueue bounds handshake messages waiting for the worker.
+	// 0 means 256. Beyond an eighth of it the node is under load and
+	// demands cookies; when full, handshake messages are dropped.
+	HandshakeQueue int
+	// HandshakeRate is the number of handshake initiations per second one
+	// source IP may make, with a burst of the same size. 0 means 20.
+	HandshakeRate int
+
+	// Timers: zero means the default from package noise. Tests shrink them.
+
+	// RekeyAfter starts a new handshake when a session is this old.
+	RekeyAfter time.Duration
+	// RejectAfter drops a session this old.
+	RejectAfter time.Duration
+	// KeepaliveInterval sends a ping when nothing was sent for this long.
+	KeepaliveInterval time.Duration
+	// HandshakeRetransmit is the base interval between handshake attempts.
+	HandshakeRetransmit time.Duration
+	// HandshakeGiveUp abandons a handshake that has not completed.
+	HandshakeGiveUp time.Duration
+	// DeadPeerTimeout re-handshakes when nothing authenticated arrived for
+	// this long; 0 means 3 keepalive intervals.
+	DeadPeerTimeout time.Duration
+	// RoamSilence is how long the current endpoint must have been silent
+	// before an authenticated packet from another address moves the
+	// endpoint. It keeps two live addresses from making the path flap.
+	// 0 means 1 s.
+	RoamSilence time.Duration
+}
+
+// timers is Config's timing knobs with defaults applied.
+type timers struct {
+	rekeyAfter, rejectAfter, keepalive    time.Duration
+	retransmit, giveUp, dead, roamSilence time.Duration
+	tick                                  time.Duration
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+func (c *Config) timers() timers {
+	t := timers{
+		rekeyAfter:  orDefault(c.RekeyAfter, noise.RekeyAfterTime),
+		rejectAfter: orDefault(c.RejectAfter, noise.RejectAfterTime),
+		keepalive:   orDefault(c.KeepaliveInterval, noise.KeepaliveInterval),
+		retransmit:  orDefault(c.HandshakeRetransmit, noise.HandshakeRetransmit),
+		giveUp:      orDefault(c.HandshakeGiveUp, noise.HandshakeGiveUp),
+		roamSilence: orDefault(c.RoamSilence, time.Second),
+	}
+	t.dead = orDefault(c.DeadPeerTimeout, 3*t.keepalive)
+	// The timer loop runs often enough to honour the shortest knob.
+	t.tick = min(t.retransmit, t.keepalive, t.roamSilence) / 4
+	t.tick = max(t.tick, time.Millisecond)
+	t.tick = min(t.tick, 250*time.Millisecond)
+	return t
+}

@@ -1,0 +1,196 @@
+package mesh
+
+import (
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/zeebo/blake3"
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/netmesh/netmesh/mesh/wire"
+)
+
+// Handshake flood defence, after WireGuard's: every handshake message ends
+// in two MACs. MAC1 is keyed from the recipient's public key (or, when the
+// sender does not know it yet, from a fixed anonymous key), so junk is
+// dropped after one keyed hash and no Diffie-Hellman. Under load, an
+// initiation must also carry MAC2, keyed by a cookie that the responder
+// derives from the source address and a rotating secret; a responder under
+// load answers an initiation without a valid MAC2 with a cookie reply and
+// does nothing else, so spoofed sources cost it no DH work.
+
+// cookieSecretLifetime is how long a cookie secret is used; cookies older
+// than that stop validating, so a cookie cannot be farmed for long.
+const cookieSecretLifetime = 2 * time.Minute
+
+// underLoadHold keeps the node in cookie mode this long after the
+// handshake queue was last found busy, so load does not flap per packet.
+const underLoadHold = time.Second
+
+// macKeys holds a node's MAC and cookie keys.
+type macKeys struct {
+	mac1Own, mac1Anon     [32]byte // verify MAC1 of messages sent to us
+	cookieOwn, cookieAnon [32]byte // seal cookie replies
+
+	mu       sync.Mutex
+	secret   [32]byte
+	secretAt time.Time
+}
+
+func (k *macKeys) init(pub ed25519.PublicKey) {
+	k.mac1Own = mac1Key(pub)
+	k.mac1Anon = mac1Key(nil)
+	k.cookieOwn = cookieKey(pub)
+	k.cookieAnon = cookieKey(nil)
+}
+
+// mac1Key derives the MAC1 key for messages to the holder of pub; nil pub
+// gives the anonymous key.
+func mac1Key(pub ed25519.PublicKey) (k [32]byte) {
+	blake3.DeriveKey("netmesh v1 mac1", keyMaterial(pub), k[:])
+	return k
+}
+
+// cookieKey derives the key that seals cookie replies from the holder of
+// pub; nil pub gives the anonymous key.
+func cookieKey(pub ed25519.PublicKey) (k [32]byte) {
+	blake3.DeriveKey("netmesh v1 cookie", keyMaterial(pub), k[:])
+	return k
+}
+
+func keyMaterial(pub ed25519.PublicKey) []byte {
+	if pub == nil {
+		return make([]byte, ed25519.PublicKeySize)
+	}
+	return pub
+}
+
+// mac computes a 16-byte keyed BLAKE3 MAC of data.
+func mac(key *[32]byte, data []byte) (out [wire.MACSize]byte) {
+	h, _ := blake3.NewKeyed(key[:]) // only fails for a key that is not 32 bytes
+	h.Write(data)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	copy(out[:], sum[:])
+	return out
+}
+
+// setMAC1 fills MAC1 of handshake packet pkt with key and returns it.
+func setMAC1(pkt []byte, key *[32]byte) [wire.MACSize]byte {
+	m := mac(key, wire.MAC1Input(pkt))
+	copy(pkt[len(pkt)-2*wire.MACSize:], m[:])
+	return m
+}
+
+// setMAC2 fills MAC2 of handshake packet pkt from a cookie.
+func setMAC2(pkt []byte, cookie *[wire.CookieSize]byte) {
+	var key [32]byte
+	copy(key[:], cookie[:])
+	m := mac(&key, wire.MAC2Input(pkt))
+	copy(pkt[len(pkt)-wire.MACSize:], m[:])
+}
+
+// validMAC1 checks MAC1 of pkt.
+func validMAC1(pkt []byte, key *[32]byte) bool {
+	m := mac(key, wire.MAC1Input(pkt))
+	return hmac.Equal(m[:], pkt[len(pkt)-2*wire.MACSize:len(pkt)-wire.MACSize])
+}
+
+// cookieFor returns the cookie for a source address under the current
+// secret.
+func (k *macKeys) cookieFor(src netip.AddrPort) [wire.CookieSize]byte {
+	k.mu.Lock()
+	if time.Since(k.secretAt) > cookieSecretLifetime {
+		rand.Read(k.secret[:])
+		k.secretAt = time.Now()
+	}
+	secret := k.secret
+	k.mu.Unlock()
+	a := src.Addr().As16()
+	var in [18]byte
+	copy(in[:], a[:])
+	in[16], in[17] = byte(src.Port()>>8), byte(src.Port())
+	return mac(&secret, in[:])
+}
+
+// validMAC2 checks MAC2 of pkt against the cookie of src.
+func (k *macKeys) validMAC2(pkt []byte, src netip.AddrPort) bool {
+	c := k.cookieFor(src)
+	var key [32]byte
+	copy(key[:], c[:])
+	m := mac(&key, wire.MAC2Input(pkt))
+	return hmac.Equal(m[:], pkt[len(pkt)-wire.MACSize:])
+}
+
+// cookieReply builds the reply to handshake packet pkt from src. The
+// cookie is sealed under sealKey with the packet's MAC1 as associated data.
+func (k *macKeys) cookieReply(pkt []byte, sender uint32, src netip.AddrPort, sealKey *[32]byte) []byte {
+	c := k.cookieFor(src)
+	aead, _ := chacha20poly1305.NewX(sealKey[:])
+	nonce := make([]byte, wire.CookieNonceSize)
+	rand.Read(nonce)
+	mac1 := pkt[len(pkt)-2*wire.MACSize : len(pkt)-wire.MACSize]
+	sealed := aead.Seal(nil, nonce, c[:], mac1)
+	return wire.AppendCookieReply(nil, wire.CookieReply{Receiver: sender, Nonce: nonce, Sealed: sealed})
+}
+
+// openCookie opens a cookie reply to a message whose MAC1 was mac1.
+func openCookie(c wire.CookieReply, sealKey *[32]byte, mac1 []byte) ([wire.CookieSize]byte, bool) {
+	var out [wire.CookieSize]byte
+	aead, _ := chacha20poly1305.NewX(sealKey[:])
+	pt, err := aead.Open(nil, c.Nonce, c.Sealed, mac1)
+	if err != nil || len(pt) != wire.CookieSize {
+		return out, false
+	}
+	copy(out[:], pt)
+	return out, true
+}
+
+// rateLimiter is a token bucket per source IP for handshake initiations.
+type rateLimiter struct {
+	rate    float64 // tokens per second, also the burst
+	mu      sync.Mutex
+	buckets map[netip.Addr]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newRateLimiter(perSecond int) *rateLimiter {
+	return &rateLimiter{rate: float64(perSecond), buckets: make(map[netip.Addr]*bucket)}
+}
+
+// allow takes a token for ip and reports whether one was there.
+func (r *rateLimiter) allow(ip netip.Addr, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.buckets[ip]
+	if b == nil {
+		b = &bucket{tokens: r.rate, last: now}
+		r.buckets[ip] = b
+	}
+	b.tokens = min(r.rate, b.tokens+now.Sub(b.last).Seconds()*r.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// gc forgets buckets that have refilled, so the map stays small.
+func (r *rateLimiter) gc(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ip, b := range r.buckets {
+		if now.Sub(b.last) > time.Second {
+			delete(r.buckets, ip)
+		}
+	}
+}

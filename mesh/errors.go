@@ -1,0 +1,33 @@
+package mesh
+
+import "errors"
+
+// Sentinel errors returned by Mesh and Peer methods.
+var (
+	// ErrClosed is returned by calls on a closed mesh.
+	ErrClosed = errors.New("mesh: closed")
+	// ErrNotStarted is returned by calls that need Start first.
+	ErrNotStarted = errors.New("mesh: not started")
+	// ErrBackpressure means a bounded queue is full. It is a signal, not a
+	// failure: nothing was sent, and the caller decides whether to retry,
+	// wait or drop.
+	ErrBackpressure = errors.New("mesh: back-pressure: queue full")
+	// ErrTooLarge means a payload exceeds the size the path can carry.
+	ErrTooLarge = errors.New("mesh: payload too large")
+	// ErrNoSession means the peer has no established session (it is down or
+	// still handshaking).
+	ErrNoSession = errors.New("mesh: no session with peer")
+	// ErrHandshakeTimeout means a handshake got no answer before the
+	// give-up time or the caller's deadline.
+	ErrHandshakeTimeout = errors.New("mesh: handshake timed out")
+	// ErrPeerMismatch means the node that answered is not the one the caller
+	// pinned.
+	ErrPeerMismatch = errors.New("mesh: peer identity does not match the pinned key or id")
+	// ErrUnknownPeer means no peer with that NodeID is known.
+	ErrUnknownPeer = errors.New("mesh: unknown peer")
+	// ErrProtoInUse means a subprotocol id already has a handler.
+	ErrProtoInUse = errors.New("mesh: subprotocol already registered")
+	// ErrNoAddress means the address family of the destination has no
+	// socket.
+	ErrNoAddress = errors.New("mesh: no socket for the destination's address family")
+)

@@ -1,0 +1,581 @@
+package mesh
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh/wire"
+	"github.com/netmesh/netmesh/noise"
+)
+
+// Handshakes.
+//
+// The initiator's side is a dial: one per Connect call, rekey or dead-peer
+// recovery. Each attempt of a dial is a fresh Noise handshake (new
+// ephemeral key and timestamp) under a fresh receiver index, sent every
+// HandshakeRetransmit (with jitter) until one completes or HandshakeGiveUp
+// passes. The timer loop drives retransmits; the handshake worker does the
+// Diffie-Hellman work; the socket reader only checks MACs, cookies and rate
+// limits, so a flood of handshakes never stalls established sessions.
+//
+//	IK: initiator --init-ik--> responder: session pending ("next")
+//	    initiator <-response-- responder
+//	    initiator: session current; sends a ping, which confirms the
+//	    responder's pending session.
+//	XX: initiator --init-xx--> responder (no identity yet)
+//	    initiator <-response-- responder (responder's identity)
+//	    initiator --final----> responder: session current
+//	    initiator <-keepalive- responder: confirms; the initiator resends
+//	    final until it arrives.
+
+// Pin names the peer that Connect expects. The zero Pin accepts whichever
+// node answers at the address. With Key set, the handshake is the
+// one-round-trip IK; with only ID set it is XX and the answer must carry
+// that NodeID.
+type Pin struct {
+	Key ed25519.PublicKey
+	ID  identity.NodeID
+}
+
+// dial is the initiator's side of a handshake.
+type dial struct {
+	addr    netip.AddrPort
+	sock    *socket
+	pin     Pin
+	started int64
+	nextAt  int64 // mono ns of the next retransmit
+	tries   int
+	hs      *handshake // current attempt
+	session *session   // XX: sent final, waiting for the responder's confirmation
+
+	done   chan struct{}
+	peer   *Peer
+	err    error
+	closed bool
+}
+
+// handshake is one in-progress Noise handshake, either side.
+type handshake struct {
+	local   uint32
+	remote  uint32 // responder: the initiator's index
+	noise   *noise.Handshake
+	dial    *dial // nil for the responder
+	addr    netip.AddrPort
+	sock    *socket
+	created int64
+	pkt     []byte // initiator: the last message sent, for cookie resends
+	mac1    [wire.MACSize]byte
+	mac1Key *[32]byte // key of pkt's MAC1; its cookie replies seal under the matching key
+}
+
+// hsJob is a handshake message waiting for the worker.
+type hsJob struct {
+	pkt  []byte
+	src  netip.AddrPort
+	sock *socket
+}
+
+// maxResponderPending bounds XX handshakes waiting for their final message.
+const maxResponderPending = 4096
+
+// Connect establishes a session with the node at addr, or returns the peer
+// if one is already up there. It blocks until the handshake completes, ctx
+// ends or the handshake gives up.
+func (m *Mesh) Connect(ctx context.Context, addr netip.AddrPort, pin Pin) (*Peer, error) {
+	if !m.started.Load() {
+		return nil, ErrNotStarted
+	}
+	if m.closed.Load() {
+		return nil, ErrClosed
+	}
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	if !addr.IsValid() || addr.Port() == 0 {
+		return nil, fmt.Errorf("mesh: connect: invalid address %v", addr)
+	}
+	if pin.Key != nil {
+		if len(pin.Key) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("mesh: connect: pinned key is %d bytes, want %d", len(pin.Key), ed25519.PublicKeySize)
+		}
+		id := identity.NodeIDFromKey(pin.Key)
+		if !pin.ID.IsZero() && pin.ID != id {
+			return nil, fmt.Errorf("%w: pinned key has id %s, pinned id is %s", ErrPeerMismatch, id, pin.ID)
+		}
+		pin.ID = id
+	}
+	sock := m.sockFor(addr)
+	if sock == nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoAddress, addr)
+	}
+	m.mu.Lock()
+	if p := m.findPeerLocked(addr, pin.ID); p != nil && p.current != nil {
+		m.mu.Unlock()
+		return p, nil
+	}
+	if pin.Key == nil && !pin.ID.IsZero() {
+		if p := m.peers[pin.ID]; p != nil {
+			pin.Key = p.key // seen before: IK saves a round trip
+		}
+	}
+	d := m.newDialLocked(addr, sock, pin)
+	m.mu.Unlock()
+
+	select {
+	case <-d.done:
+		return d.peer, d.err
+	case <-ctx.Done():
+		m.mu.Lock()
+		m.finishDialLocked(d, nil, ctx.Err())
+		m.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// findPeerLocked returns the peer with id, or without an id the peer whose
+// endpoint is addr.
+func (m *Mesh) findPeerLocked(addr netip.AddrPort, id identity.NodeID) *Peer {
+	if !id.IsZero() {
+		return m.peers[id]
+	}
+	for _, p := range m.peers {
+		if p.Endpoint() == addr {
+			return p
+		}
+	}
+	return nil
+}
+
+func (m *Mesh) newDialLocked(addr netip.AddrPort, sock *socket, pin Pin) *dial {
+	d := &dial{addr: addr, sock: sock, pin: pin, started: m.now(), done: make(chan struct{})}
+	if p := m.peers[pin.ID]; p != nil && p.dial == nil && !pin.ID.IsZero() {
+		p.dial = d
+	}
+	m.attemptLocked(d)
+	return d
+}
+
+// attemptLocked starts a new handshake attempt of d and sends its
+// initiation.
+func (m *Mesh) attemptLocked(d *dial) {
+	now := m.now()
+	if d.hs != nil {
+		delete(m.pending, d.hs.local)
+	}
+	d.tries++
+	d.nextAt = now + int64(noise.RetransmitDelay(m.t.retransmit, d.tries-1, nil))
+	hs, err := noise.NewInitiator(noise.Config{Identity: m.id, PeerKey: d.pin.Key, PeerID: d.pin.ID}, time.Now())
+	if err != nil {
+		m.finishDialLocked(d, nil, err)
+		return
+	}
+	msg, err := hs.WriteMessage(nil)
+	if err != nil {
+		m.finishDialLocked(d, nil, err)
+		return
+	}
+	typ, key := wire.TypeInitXX, &m.macs.mac1Anon
+	if d.pin.Key != nil {
+		k := mac1Key(d.pin.Key)
+		typ, key = wire.TypeInitIK, &k
+	}
+	h := &handshake{local: m.newIndexLocked(), noise: hs, dial: d, addr: d.addr, sock: d.sock, created: now, mac1Key: key}
+	h.pkt = wire.AppendHandshake(nil, wire.Handshake{Type: typ, Sender: h.local, Noise: msg})
+	h.mac1 = setMAC1(h.pkt, key)
+	d.hs = h
+	m.pending[h.local] = h
+	m.stats.handshakesInitiated.Add(1)
+	m.sendRaw(d.addr, h.pkt)
+}
+
+// finishDialLocked completes d with a result, waking Connect.
+func (m *Mesh) finishDialLocked(d *dial, p *Peer, err error) {
+	if d.closed {
+		return
+	}
+	d.closed = true
+	d.peer, d.err = p, err
+	if d.hs != nil && m.pending[d.hs.local] == d.hs {
+		delete(m.pending, d.hs.local)
+	}
+	if d.session != nil && (p == nil || p.current != d.session) {
+		delete(m.sessions, d.session.local)
+	}
+	for _, q := range m.peers {
+		if q.dial == d {
+			q.dial = nil
+		}
+	}
+	close(d.done)
+}
+
+// newIndexLocked returns a random receiver index in use by nothing else.
+func (m *Mesh) newIndexLocked() uint32 {
+	for {
+		i := rand.Uint32()
+		if i == 0 {
+			continue
+		}
+		if _, ok := m.sessions[i]; ok {
+			continue
+		}
+		if _, ok := m.pending[i]; ok {
+			continue
+		}
+		return i
+	}
+}
+
+// receiveHandshake runs on a socket reader: it does the cheap checks and
+// queues the message for the worker.
+func (m *Mesh) receiveHandshake(b []byte, src netip.AddrPort, sock *socket) {
+	h, err := wire.ParseHandshake(b)
+	if err != nil {
+		m.dropWire(err)
+		return
+	}
+	if h.Type.IsInitiation() {
+		key := &m.macs.mac1Anon
+		if h.Type == wire.TypeInitIK {
+			key = &m.macs.mac1Own
+		}
+		if !validMAC1(b, key) {
+			m.stats.drop(DropBadMAC)
+			return
+		}
+		if m.underLoad() {
+			if !m.macs.validMAC2(b, src) {
+				seal := &m.macs.cookieAnon
+				if h.Type == wire.TypeInitIK {
+					seal = &m.macs.cookieOwn
+				}
+				if m.sendRaw(src, m.macs.cookieReply(b, h.Sender, src, seal)) == nil {
+					m.stats.cookiesSent.Add(1)
+				}
+				m.stats.drop(DropCookieRequired)
+				return
+			}
+			if !m.limit.allow(src.Addr(), time.Now()) {
+				m.stats.drop(DropRateLimited)
+				return
+			}
+		}
+	}
+	job := hsJob{pkt: append([]byte(nil), b...), src: src, sock: sock}
+	select {
+	case m.hsq <- job:
+	default:
+		m.stats.drop(DropQueueFull)
+	}
+	if len(m.hsq) >= cap(m.hsq)/8 {
+		m.underLoadUntil.Store(m.now() + int64(underLoadHold))
+	}
+}
+
+func (m *Mesh) underLoad() bool { return m.now() < m.underLoadUntil.Load() }
+
+// dropWire counts a wire decoding error.
+func (m *Mesh) dropWire(err error) {
+	switch {
+	case errors.Is(err, wire.ErrSize):
+		m.stats.drop(DropOversized)
+	case errors.Is(err, wire.ErrType):
+		m.stats.drop(DropUnknownType)
+	default:
+		m.stats.drop(DropShort)
+	}
+}
+
+// dropNoise counts a failed Noise step by its cause.
+func (m *Mesh) dropNoise(err error) {
+	switch {
+	case errors.Is(err, noise.ErrKeyMismatch):
+		m.stats.drop(DropPinMismatch)
+	case errors.Is(err, noise.ErrBadSignature):
+		m.stats.drop(DropBadIdentity)
+	default:
+		m.stats.drop(DropBadHandshake)
+	}
+}
+
+// receiveCookie handles a cookie reply to one of our initiations: it stores
+// nothing and resends the same initiation with MAC2 set.
+func (m *Mesh) receiveCookie(b []byte) {
+	c, err := wire.ParseCookieReply(b)
+	if err != nil {
+		m.dropWire(err)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := m.pending[c.Receiver]
+	if h == nil || h.dial == nil {
+		m.stats.drop(DropUnknownIndex)
+		return
+	}
+	seal := cookieKey(h.dial.pin.Key)
+	cookie, ok := openCookie(c, &seal, h.mac1[:])
+	if !ok {
+		m.stats.drop(DropBadMAC)
+		return
+	}
+	setMAC2(h.pkt, &cookie)
+	m.sendRaw(h.addr, h.pkt)
+}
+
+func (m *Mesh) handshakeWorker() {
+	defer m.wg.Done()
+	for {
+		select {
+		case j := <-m.hsq:
+			m.processHandshake(j)
+		case <-m.ctx.Done():
+			return
+		}
+	}
+}
+
+func (m *Mesh) processHandshake(j hsJob) {
+	h, err := wire.ParseHandshake(j.pkt)
+	if err != nil {
+		m.dropWire(err)
+		return
+	}
+	switch h.Type {
+	case wire.TypeInitIK, wire.TypeInitXX:
+		m.respond(h, j)
+	case wire.TypeResponse:
+		m.handleResponse(h, j)
+	case wire.TypeFinal:
+		m.handleFinal(h, j)
+	}
+}
+
+// respond answers an initiation.
+func (m *Mesh) respond(h wire.Handshake, j hsJob) {
+	pattern := noise.PatternXX
+	if h.Type == wire.TypeInitIK {
+		pattern = noise.PatternIK
+	}
+	hs, err := noise.NewResponder(m.id, pattern)
+	if err != nil {
+		return
+	}
+	m.stats.handshakesProcessed.Add(1)
+	if err := hs.ReadMessage(h.Noise); err != nil {
+		m.dropNoise(err)
+		return
+	}
+	macKey := &m.macs.mac1Anon
+	var peer noise.Peer
+	if pattern == noise.PatternIK {
+		// Drop a replayed initiation before doing the response's DH work.
+		peer = hs.Peer()
+		m.mu.Lock()
+		p := m.peerLocked(peer.ID, peer.Key)
+		ts := uint64(peer.InitiationTime.UnixNano())
+		stale := ts <= p.lastInit
+		if !stale {
+			p.lastInit = ts
+		}
+		m.mu.Unlock()
+		if stale {
+			m.stats.drop(DropStaleInitiation)
+			return
+		}
+		macKey = new(mac1Key(peer.Key))
+	}
+	msg, err := hs.WriteMessage(nil)
+	if err != nil {
+		m.dropNoise(err)
+		return
+	}
+	m.mu.Lock()
+	local := m.newIndexLocked()
+	if pattern == noise.PatternXX {
+		if len(m.pending) >= maxResponderPending {
+			m.mu.Unlock()
+			m.stats.drop(DropQueueFull)
+			return
+		}
+		m.pending[local] = &handshake{local: local, remote: h.Sender, noise: hs, addr: j.src, sock: j.sock, created: m.now()}
+	} else {
+		keys, err := hs.Keys()
+		if err != nil {
+			m.mu.Unlock()
+			m.dropNoise(err)
+			return
+		}
+		p := m.peerLocked(peer.ID, peer.Key)
+		s := m.newSession(p, local, h.Sender, keys, false, j.src, j.sock)
+		if p.next != nil {
+			delete(m.sessions, p.next.local)
+		}
+		p.next = s
+		m.sessions[local] = s
+	}
+	m.mu.Unlock()
+	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
+	setMAC1(pkt, macKey)
+	m.sendRaw(j.src, pkt)
+}
+
+// handleResponse completes (IK) or advances (XX) one of our dials.
+func (m *Mesh) handleResponse(h wire.Handshake, j hsJob) {
+	m.mu.Lock()
+	hs := m.pending[h.Receiver]
+	m.mu.Unlock()
+	if hs == nil || hs.dial == nil {
+		m.stats.drop(DropUnknownIndex)
+		return
+	}
+	key := &m.macs.mac1Anon
+	if hs.noise.Pattern() == noise.PatternIK {
+		key = &m.macs.mac1Own
+	}
+	if !validMAC1(j.pkt, key) {
+		m.stats.drop(DropBadMAC)
+		return
+	}
+	m.stats.handshakesProcessed.Add(1)
+	if err := hs.noise.ReadMessage(h.Noise); err != nil {
+		m.dropNoise(err)
+		if errors.Is(err, noise.ErrKeyMismatch) {
+			m.mu.Lock()
+			m.finishDialLocked(hs.dial, nil, fmt.Errorf("%w: %v", ErrPeerMismatch, err))
+			m.mu.Unlock()
+		}
+		return
+	}
+	var final []byte
+	if hs.noise.Pattern() == noise.PatternXX {
+		msg, err := hs.noise.WriteMessage(nil)
+		if err != nil {
+			m.dropNoise(err)
+			return
+		}
+		final = wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeFinal, Sender: hs.local, Receiver: h.Sender, Noise: msg})
+	}
+	keys, err := hs.noise.Keys()
+	if err != nil {
+		m.dropNoise(err)
+		return
+	}
+	d := hs.dial
+	m.mu.Lock()
+	if m.pending[hs.local] != hs || d.closed {
+		m.mu.Unlock() // superseded by a newer attempt, or abandoned
+		return
+	}
+	delete(m.pending, hs.local)
+	d.hs = nil
+	if !d.pin.ID.IsZero() && d.pin.ID != keys.Peer.ID {
+		m.stats.drop(DropPinMismatch)
+		m.finishDialLocked(d, nil, fmt.Errorf("%w: %s answered, want %s", ErrPeerMismatch, keys.Peer.ID, d.pin.ID))
+		m.mu.Unlock()
+		return
+	}
+	p := m.peerLocked(keys.Peer.ID, keys.Peer.Key)
+	s := m.newSession(p, hs.local, h.Sender, keys, true, j.src, j.sock)
+	if final == nil {
+		m.establishLocked(p, s)
+		m.finishDialLocked(d, p, nil)
+		m.mu.Unlock()
+		m.ping(p) // confirms the responder's session and measures RTT
+		return
+	}
+	setMAC1(final, new(mac1Key(keys.Peer.Key)))
+	s.final = final
+	d.session = s
+	if p.dial == nil {
+		p.dial = d
+	}
+	m.sessions[s.local] = s
+	d.nextAt = m.now() + int64(m.t.retransmit)
+	m.mu.Unlock()
+	m.sendRaw(j.src, final)
+}
+
+// handleFinal completes an XX handshake on the responder.
+func (m *Mesh) handleFinal(h wire.Handshake, j hsJob) {
+	if !validMAC1(j.pkt, &m.macs.mac1Own) {
+		m.stats.drop(DropBadMAC)
+		return
+	}
+	m.mu.Lock()
+	hs := m.pending[h.Receiver]
+	if hs == nil || hs.dial != nil || hs.remote != h.Sender {
+		// A resent final for a session we already have: the keepalive
+		// that confirmed it was lost, so confirm again.
+		s := m.sessions[h.Receiver]
+		m.mu.Unlock()
+		if s != nil && !s.initiator && s.remote == h.Sender {
+			m.sendFrameOn(s, wire.ProtoKeepalive, nil)
+			return
+		}
+		m.stats.drop(DropUnknownIndex)
+		return
+	}
+	delete(m.pending, hs.local)
+	m.mu.Unlock()
+	m.stats.handshakesProcessed.Add(1)
+	if err := hs.noise.ReadMessage(h.Noise); err != nil {
+		m.dropNoise(err)
+		return
+	}
+	keys, err := hs.noise.Keys()
+	if err != nil {
+		m.dropNoise(err)
+		return
+	}
+	m.mu.Lock()
+	p := m.peerLocked(keys.Peer.ID, keys.Peer.Key)
+	s := m.newSession(p, hs.local, hs.remote, keys, false, j.src, j.sock)
+	s.confirmed.Store(true)
+	m.establishLocked(p, s)
+	m.mu.Unlock()
+	m.sendFrameOn(s, wire.ProtoKeepalive, nil)
+}
+
+// peerLocked returns the peer with id, creating it.
+func (m *Mesh) peerLocked(id identity.NodeID, key ed25519.PublicKey) *Peer {
+	p := m.peers[id]
+	if p == nil {
+		p = &Peer{m: m, id: id, key: key}
+		m.peers[id] = p
+	}
+	return p
+}
+
+func (m *Mesh) newSession(p *Peer, local, remote uint32, k *noise.Keys, initiator bool, addr netip.AddrPort, sock *socket) *session {
+	return &session{
+		peer: p, local: local, remote: remote, send: k.Send, recv: k.Recv,
+		initiator: initiator, created: m.now(), addr: addr, sock: sock,
+	}
+}
+
+// establishLocked makes s the peer's current session, points the peer at
+// the address the handshake came from, and satisfies any dial waiting for
+// the peer.
+func (m *Mesh) establishLocked(p *Peer, s *session) {
+	cameUp := p.installLocked(s)
+	p.setEndpoint(s.addr, s.sock)
+	p.lastRecv.Store(m.now())
+	p.handshakes.Add(1)
+	m.stats.handshakesCompleted.Add(1)
+	if d := p.dial; d != nil {
+		if d.hs != nil {
+			delete(m.pending, d.hs.local)
+			d.hs = nil
+		}
+		m.finishDialLocked(d, p, nil)
+	}
+	if cameUp {
+		m.log.Info("peer up", "peer", p.id.Short(), "addr", s.addr)
+		m.notifyLocked(PeerEvent{Peer: p.id, Up: true})
+	}
+}

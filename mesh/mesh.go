@@ -1,0 +1,379 @@
+// Package mesh is a netmesh node: it owns the UDP sockets, runs Noise
+// handshakes with peers, keeps one encrypted session per peer and carries
+// datagrams and the frames of the layers above (streams, capability gossip,
+// channels, RPC) over it.
+//
+// A Mesh is created with New, started with Start and stopped with Close.
+// Connect establishes a session with a peer at an address; after that either
+// side can send, whoever dialled. Incoming datagrams are read with
+// ReadDatagram.
+//
+// # Goroutines
+//
+// A started mesh runs one reader per socket, one writer per socket, one
+// handshake worker and one timer loop; nothing is spawned per packet or per
+// peer. Every queue between them is bounded: a full send queue returns
+// ErrBackpressure, a full receive queue drops and counts.
+package mesh
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh/udp"
+)
+
+// Mesh is a netmesh node. Its methods are safe for concurrent use.
+type Mesh struct {
+	cfg   Config
+	id    *identity.Identity
+	log   *slog.Logger
+	t     timers
+	epoch time.Time // monotonic base for the atomic timestamps below
+
+	socks []*socket
+	macs  macKeys
+	hsq   chan hsJob // to the handshake worker
+	dgram chan *inPacket
+	limit *rateLimiter
+	stats counters
+
+	// underLoadUntil is the mono time until which initiations need a
+	// cookie (see handshake.go).
+	underLoadUntil atomic.Int64
+
+	handlers [256]atomic.Pointer[Handler]
+
+	// mu guards the maps below and every Peer's session and dial fields.
+	// Methods named ...Locked expect the caller to hold it.
+	mu       sync.RWMutex
+	peers    map[identity.NodeID]*Peer
+	sessions map[uint32]*session   // by our receiver index
+	pending  map[uint32]*handshake // by our receiver index
+	watchers map[*watcher]struct{}
+
+	ctx     context.Context // ends on Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	started atomic.Bool
+	closed  atomic.Bool
+}
+
+// New creates a mesh from cfg. It opens no socket; Start does.
+func New(cfg Config) (*Mesh, error) {
+	id := cfg.Identity
+	if id == nil {
+		var err error
+		if id, err = identity.Generate(); err != nil {
+			return nil, err
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Mesh{
+		cfg:      cfg,
+		id:       id,
+		log:      log.With("node", id.NodeID().Short()),
+		t:        cfg.timers(),
+		epoch:    time.Now(),
+		hsq:      make(chan hsJob, orDefault(cfg.HandshakeQueue, 256)),
+		dgram:    make(chan *inPacket, orDefault(cfg.DatagramQueue, 1024)),
+		limit:    newRateLimiter(orDefault(cfg.HandshakeRate, 20)),
+		peers:    make(map[identity.NodeID]*Peer),
+		sessions: make(map[uint32]*session),
+		pending:  make(map[uint32]*handshake),
+		watchers: make(map[*watcher]struct{}),
+		ctx:      ctx,
+		cancel:   cancel,
+	}
+	m.macs.init(id.PublicKey())
+	return m, nil
+}
+
+// Start opens the sockets and starts the node's goroutines. The context
+// only bounds start-up; Close stops the node.
+func (m *Mesh) Start(ctx context.Context) error {
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	if !m.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("mesh: already started")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	conns, err := m.openConns()
+	if err != nil {
+		return err
+	}
+	q := orDefault(m.cfg.SendQueue, 2048)
+	for _, c := range conns {
+		s := &socket{conn: c, queue: make(chan *outPacket, q), v6: c.LocalAddr().Addr().Is6()}
+		m.socks = append(m.socks, s)
+	}
+	for _, s := range m.socks {
+		m.wg.Add(2)
+		go m.readLoop(s)
+		go m.writeLoop(s)
+	}
+	m.wg.Add(2)
+	go m.handshakeWorker()
+	go m.timerLoop()
+	m.log.Info("mesh started", "id", m.id.NodeID(), "addrs", m.ListenAddrs())
+	return nil
+}
+
+func (m *Mesh) openConns() ([]udp.Conn, error) {
+	if m.cfg.Conn != nil {
+		return []udp.Conn{m.cfg.Conn}, nil
+	}
+	addr := m.cfg.ListenAddr
+	if addr == "" {
+		addr = ":0"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: listen address %q: %w", addr, err)
+	}
+	if host == "" {
+		p, err := netip.ParseAddrPort("0.0.0.0:" + port)
+		if err != nil {
+			return nil, fmt.Errorf("mesh: listen address %q: %w", addr, err)
+		}
+		c4, err := udp.Listen("udp4", p)
+		if err != nil {
+			return nil, fmt.Errorf("mesh: %w", err)
+		}
+		c6, err := udp.Listen("udp6", netip.AddrPortFrom(netip.IPv6Unspecified(), p.Port()))
+		if err != nil {
+			// A host without IPv6 still gets an IPv4 node.
+			m.log.Warn("no IPv6 socket", "err", err)
+			return []udp.Conn{c4}, nil
+		}
+		return []udp.Conn{c4, c6}, nil
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: listen address %q must be ip:port or :port: %w", addr, err)
+	}
+	network := "udp4"
+	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		network = "udp6"
+	}
+	c, err := udp.Listen(network, ap)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	return []udp.Conn{c}, nil
+}
+
+// Close stops the node: it closes the sockets, ends every session without
+// notice to peers, and waits for its goroutines. Pending calls return
+// ErrClosed. Close is idempotent.
+func (m *Mesh) Close() error {
+	if !m.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	m.cancel()
+	for _, s := range m.socks {
+		s.conn.Close()
+	}
+	if !m.started.Load() && m.cfg.Conn != nil {
+		m.cfg.Conn.Close()
+	}
+	m.wg.Wait()
+	m.mu.Lock()
+	for _, p := range m.peers {
+		p.dropSessionsLocked()
+		m.notifyLocked(PeerEvent{Peer: p.id, Up: false})
+	}
+	for w := range m.watchers {
+		m.stopWatcherLocked(w)
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// ID returns the node's NodeID.
+func (m *Mesh) ID() identity.NodeID { return m.id.NodeID() }
+
+// Identity returns the node's identity.
+func (m *Mesh) Identity() *identity.Identity { return m.id }
+
+// ListenAddrs returns the addresses of the node's sockets, after Start.
+func (m *Mesh) ListenAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, s := range m.socks {
+		out = append(out, s.conn.LocalAddr())
+	}
+	return out
+}
+
+// Addr returns the first socket's address, with an unspecified IP replaced
+// by the loopback address of its family: the address a peer on this host
+// would dial. Tests and demos use it.
+func (m *Mesh) Addr() netip.AddrPort {
+	if len(m.socks) == 0 {
+		return netip.AddrPort{}
+	}
+	a := m.socks[0].conn.LocalAddr()
+	if a.Addr().IsUnspecified() {
+		lo := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		if a.Addr().Is6() {
+			lo = netip.IPv6Loopback()
+		}
+		a = netip.AddrPortFrom(lo, a.Port())
+	}
+	return a
+}
+
+// now returns the time since the mesh was created, on the monotonic clock.
+func (m *Mesh) now() int64 { return int64(time.Since(m.epoch)) }
+
+// Stats returns a snapshot of the node's counters and peers.
+func (m *Mesh) Stats() Stats {
+	st := Stats{
+		NodeID:              m.ID(),
+		ListenAddrs:         m.ListenAddrs(),
+		Drops:               make(map[string]uint64),
+		SendBackpressure:    m.stats.sendBackpressure.Load(),
+		HandshakesInitiated: m.stats.handshakesInitiated.Load(),
+		HandshakesCompleted: m.stats.handshakesCompleted.Load(),
+		HandshakesProcessed: m.stats.handshakesProcessed.Load(),
+		CookiesSent:         m.stats.cookiesSent.Load(),
+	}
+	if len(m.socks) > 0 {
+		if c, ok := m.socks[0].conn.(interface{ Mode() string }); ok {
+			st.IOMode = c.Mode()
+		}
+	}
+	for r := range numDropReasons {
+		if n := m.stats.drops[r].Load(); n > 0 {
+			st.Drops[r.String()] = n
+		}
+	}
+	for _, p := range m.Peers() {
+		st.Peers = append(st.Peers, p.Stats())
+	}
+	return st
+}
+
+// socket is one UDP socket with its send queue.
+type socket struct {
+	conn  udp.Conn
+	queue chan *outPacket
+	v6    bool
+}
+
+// sockFor returns the socket for a destination's address family.
+func (m *Mesh) sockFor(a netip.AddrPort) *socket {
+	v6 := a.Addr().Is6()
+	for _, s := range m.socks {
+		if s.v6 == v6 {
+			return s
+		}
+	}
+	if m.cfg.Conn != nil && len(m.socks) == 1 {
+		return m.socks[0]
+	}
+	return nil
+}
+
+// readBatch is the number of datagrams one ReadBatch call may return.
+const readBatch = 64
+
+func (m *Mesh) readLoop(s *socket) {
+	defer m.wg.Done()
+	r := &reader{m: m, sock: s}
+	msgs := make([]udp.Message, readBatch)
+	for {
+		n, err := s.conn.ReadBatch(msgs)
+		if err != nil {
+			if m.closed.Load() {
+				return
+			}
+			m.log.Error("socket read failed; node stops receiving", "addr", s.conn.LocalAddr(), "err", err)
+			return
+		}
+		for i := range msgs[:n] {
+			r.receive(msgs[i].Buf, msgs[i].Addr)
+		}
+	}
+}
+
+// writeBatch is the most packets the writer hands the socket at once.
+const writeBatch = 64
+
+func (m *Mesh) writeLoop(s *socket) {
+	defer m.wg.Done()
+	msgs := make([]udp.Message, 0, writeBatch)
+	pkts := make([]*outPacket, 0, writeBatch)
+	for {
+		var p *outPacket
+		select {
+		case p = <-s.queue:
+		case <-m.ctx.Done():
+			return
+		}
+		pkts = append(pkts, p)
+	drain:
+		for len(pkts) < writeBatch {
+			select {
+			case p = <-s.queue:
+				pkts = append(pkts, p)
+			default:
+				break drain
+			}
+		}
+		for _, p := range pkts {
+			msgs = append(msgs, udp.Message{Buf: p.buf[:p.n], Addr: p.addr})
+		}
+		if _, err := s.conn.WriteBatch(msgs); err != nil && !m.closed.Load() {
+			if m.log.Enabled(m.ctx, slog.LevelDebug) {
+				m.log.Debug("socket write failed", "err", err)
+			}
+		}
+		for i, p := range pkts {
+			putOut(p)
+			pkts[i] = nil
+			msgs[i] = udp.Message{}
+		}
+		pkts, msgs = pkts[:0], msgs[:0]
+	}
+}
+
+// enqueue hands p to its socket's writer, or returns it to the pool and
+// reports ErrBackpressure.
+func (m *Mesh) enqueue(s *socket, p *outPacket) error {
+	select {
+	case s.queue <- p:
+		return nil
+	default:
+		putOut(p)
+		m.stats.sendBackpressure.Add(1)
+		return ErrBackpressure
+	}
+}
+
+// sendRaw sends a copy of b to addr, for handshake and cookie messages.
+func (m *Mesh) sendRaw(addr netip.AddrPort, b []byte) error {
+	s := m.sockFor(addr)
+	if s == nil {
+		return ErrNoAddress
+	}
+	p := getOut()
+	p.n = copy(p.buf[:], b)
+	p.addr = addr
+	return m.enqueue(s, p)
+}

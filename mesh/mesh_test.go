@@ -1,0 +1,166 @@
+package mesh_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fastTimers shrinks the protocol timers so tests finish quickly.
+func fastTimers(c *mesh.Config) {
+	c.HandshakeRetransmit = 50 * time.Millisecond
+	c.HandshakeGiveUp = 2 * time.Second
+	c.KeepaliveInterval = 200 * time.Millisecond
+	c.RoamSilence = 100 * time.Millisecond
+}
+
+// newNode starts a mesh on 127.0.0.1 and closes it when the test ends.
+func newNode(t testing.TB, mod ...func(*mesh.Config)) *mesh.Mesh {
+	t.Helper()
+	cfg := mesh.Config{ListenAddr: "127.0.0.1:0"}
+	fastTimers(&cfg)
+	for _, f := range mod {
+		f(&cfg)
+	}
+	m, err := mesh.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func connect(t testing.TB, a, b *mesh.Mesh, pin mesh.Pin) *mesh.Peer {
+	t.Helper()
+	p, err := a.Connect(ctxT(t), b.Addr(), pin)
+	if err != nil {
+		t.Fatalf("connect %s -> %s: %v", a.ID().Short(), b.ID().Short(), err)
+	}
+	if p.ID() != b.ID() {
+		t.Fatalf("connected to %s, want %s", p.ID(), b.ID())
+	}
+	return p
+}
+
+// exchange sends a datagram from a to peer and checks b receives it intact.
+func exchange(t testing.TB, a *mesh.Mesh, peer *mesh.Peer, b *mesh.Mesh, msg []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	buf := make([]byte, mesh.MaxDatagramSize)
+	// Datagrams are unreliable: resend until one arrives.
+	for {
+		if err := a.SendDatagram(ctx, peer, msg); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		rctx, rcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		n, from, err := b.ReadDatagram(rctx, buf)
+		rcancel()
+		if err == nil {
+			if from == nil || from.ID() != a.ID() {
+				t.Fatalf("datagram from %v, want %s", from, a.ID())
+			}
+			if !bytes.Equal(buf[:n], msg) {
+				t.Fatalf("got %q, want %q", buf[:n], msg)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no datagram arrived: %v", err)
+		}
+	}
+}
+
+func TestHandshakeXXAndIK(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pin  func(b *mesh.Mesh) mesh.Pin
+	}{
+		{"XX", func(*mesh.Mesh) mesh.Pin { return mesh.Pin{} }},
+		{"XX-pinned-id", func(b *mesh.Mesh) mesh.Pin { return mesh.Pin{ID: b.ID()} }},
+		{"IK", func(b *mesh.Mesh) mesh.Pin { return mesh.Pin{Key: b.Identity().PublicKey()} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newNode(t), newNode(t)
+			pb := connect(t, a, b, tc.pin(b))
+			exchange(t, a, pb, b, []byte("hello from a"))
+			pa := b.Peer(a.ID())
+			if pa == nil {
+				t.Fatal("b does not know a")
+			}
+			exchange(t, b, pa, a, []byte("hello from b"))
+			if s := a.Stats(); s.HandshakesCompleted != 1 {
+				t.Errorf("a completed %d handshakes, want 1", s.HandshakesCompleted)
+			}
+		})
+	}
+}
+
+func TestConnectPinMismatch(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	other, _ := identity.Generate()
+	for _, pin := range []mesh.Pin{{ID: other.NodeID()}, {Key: other.PublicKey()}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		_, err := a.Connect(ctx, b.Addr(), pin)
+		cancel()
+		if err == nil {
+			t.Fatalf("pin %v: connect succeeded to the wrong node", pin)
+		}
+	}
+	if a.Peer(b.ID()) != nil && a.Peer(b.ID()).IsUp() {
+		t.Error("a has a session with the unpinned node")
+	}
+}
+
+func TestFullMesh10(t *testing.T) {
+	const n = 10
+	nodes := make([]*mesh.Mesh, n)
+	for i := range nodes {
+		nodes[i] = newNode(t)
+	}
+	for i := range nodes {
+		for j := i + 1; j < n; j++ {
+			connect(t, nodes[i], nodes[j], mesh.Pin{Key: nodes[j].Identity().PublicKey()})
+		}
+	}
+	for i, a := range nodes {
+		for j, b := range nodes {
+			if i == j {
+				continue
+			}
+			p := a.Peer(b.ID())
+			if p == nil {
+				t.Fatalf("node %d does not know node %d", i, j)
+			}
+			exchange(t, a, p, b, fmt.Appendf(nil, "%d->%d", i, j))
+		}
+	}
+}
+
+func TestDatagramTooLarge(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	p := connect(t, a, b, mesh.Pin{})
+	err := a.SendDatagram(context.Background(), p, make([]byte, mesh.MaxDatagramSize+1))
+	if err == nil {
+		t.Fatal("oversized datagram accepted")
+	}
+	exchange(t, a, p, b, make([]byte, mesh.MaxDatagramSize))
+}

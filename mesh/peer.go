@@ -1,0 +1,187 @@
+package mesh
+
+import (
+	"crypto/ed25519"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/noise"
+)
+
+// Peer is a remote node this node has (or had) a session with. A Peer
+// value stays valid for the life of the mesh; its session comes and goes.
+type Peer struct {
+	m   *Mesh
+	id  identity.NodeID
+	key ed25519.PublicKey
+
+	// Guarded by m.mu.
+	current  *session // sends use this one
+	previous *session // still decrypts packets sent before a switch
+	next     *session // responder side: waits for the initiator's first packet
+	prevAt   int64    // when previous was retired
+	dial     *dial    // handshake in progress that we started, if any
+	lastInit uint64   // newest initiation timestamp accepted from this peer
+	up       bool
+
+	cur atomic.Pointer[session]  // mirrors current for lock-free sends
+	ep  atomic.Pointer[endpoint] // where packets to the peer go
+
+	lastRecv   atomic.Int64 // mono ns of the last authenticated packet
+	lastSent   atomic.Int64 // mono ns of the last packet sent
+	epLastRecv atomic.Int64 // mono ns of the last authenticated packet from ep
+	rtt        atomic.Int64 // smoothed RTT in ns, 0 until measured
+	txBytes    atomic.Uint64
+	rxBytes    atomic.Uint64
+	txPackets  atomic.Uint64
+	rxPackets  atomic.Uint64
+	handshakes atomic.Uint64
+}
+
+// endpoint is a peer's direct address and the socket that reaches it.
+type endpoint struct {
+	addr netip.AddrPort
+	sock *socket
+}
+
+// ID returns the peer's NodeID.
+func (p *Peer) ID() identity.NodeID { return p.id }
+
+// PublicKey returns the peer's ed25519 public key.
+func (p *Peer) PublicKey() ed25519.PublicKey { return p.key }
+
+// Endpoint returns the address packets to the peer are sent to.
+func (p *Peer) Endpoint() netip.AddrPort {
+	if ep := p.ep.Load(); ep != nil {
+		return ep.addr
+	}
+	return netip.AddrPort{}
+}
+
+// IsUp reports whether the peer has an established session.
+func (p *Peer) IsUp() bool { return p.cur.Load() != nil }
+
+// RTT returns the smoothed round-trip time, or 0 if not measured yet.
+func (p *Peer) RTT() time.Duration { return time.Duration(p.rtt.Load()) }
+
+// Stats returns a snapshot of the peer's counters.
+func (p *Peer) Stats() PeerStats {
+	m := p.m
+	st := PeerStats{
+		ID:         p.id,
+		Endpoint:   p.Endpoint(),
+		TxBytes:    p.txBytes.Load(),
+		RxBytes:    p.rxBytes.Load(),
+		TxPackets:  p.txPackets.Load(),
+		RxPackets:  p.rxPackets.Load(),
+		Handshakes: p.handshakes.Load(),
+		RTT:        p.RTT(),
+	}
+	if t := p.lastRecv.Load(); t != 0 {
+		st.LastSeen = m.epoch.Add(time.Duration(t))
+	}
+	if s := p.cur.Load(); s != nil {
+		st.Up = true
+		st.Path = "direct"
+		st.PathReason = "peer answers at its address"
+		st.SessionAge = time.Duration(m.now() - s.created)
+	} else {
+		st.Path = "none"
+		st.PathReason = "no session"
+	}
+	return st
+}
+
+// setEndpoint points the peer at addr.
+func (p *Peer) setEndpoint(addr netip.AddrPort, s *socket) {
+	if ep := p.ep.Load(); ep != nil && ep.addr == addr {
+		return
+	}
+	p.ep.Store(&endpoint{addr: addr, sock: s})
+	p.epLastRecv.Store(p.m.now())
+}
+
+// received accounts an authenticated packet of n bytes from src, moving the
+// endpoint if the peer roamed: only when the current endpoint has been
+// silent for RoamSilence, so two live addresses cannot make it flap.
+func (p *Peer) received(n int, src netip.AddrPort, s *socket, now int64) {
+	p.rxBytes.Add(uint64(n))
+	p.rxPackets.Add(1)
+	p.lastRecv.Store(now)
+	ep := p.ep.Load()
+	if ep != nil && ep.addr == src {
+		p.epLastRecv.Store(now)
+		return
+	}
+	if ep == nil || now-p.epLastRecv.Load() > int64(p.m.t.roamSilence) {
+		p.m.log.Info("peer roamed", "peer", p.id.Short(), "from", p.Endpoint(), "to", src)
+		p.ep.Store(&endpoint{addr: src, sock: s})
+		p.epLastRecv.Store(now)
+	}
+}
+
+// updateRTT folds a sample into the smoothed RTT (RFC 6298: 7/8 old + 1/8 new).
+func (p *Peer) updateRTT(sample time.Duration) {
+	old := p.rtt.Load()
+	if old == 0 {
+		p.rtt.Store(int64(sample))
+		return
+	}
+	p.rtt.Store(old - old/8 + int64(sample)/8)
+}
+
+// session is one set of transport keys with a peer.
+type session struct {
+	peer      *Peer
+	local     uint32 // our receiver index: the peer puts it in its packets
+	remote    uint32 // the peer's receiver index: we put it in ours
+	send      *noise.Cipher
+	recv      *noise.Cipher
+	initiator bool
+	created   int64          // mono ns
+	addr      netip.AddrPort // where the handshake came from or went to
+	sock      *socket
+
+	sendCounter atomic.Uint64
+	confirmed   atomic.Bool // an authenticated packet arrived on it
+
+	replay noise.ReplayWindow // has its own lock
+
+	// final is the XX initiator's third handshake message, resent until
+	// the responder confirms the session.
+	final []byte
+}
+
+// installLocked makes s the peer's current session and reports whether the
+// peer just came up.
+func (p *Peer) installLocked(s *session) (cameUp bool) {
+	m := p.m
+	if p.previous != nil && p.previous != s {
+		delete(m.sessions, p.previous.local)
+	}
+	if p.next == s {
+		p.next = nil
+	}
+	p.previous = p.current
+	p.prevAt = m.now()
+	p.current = s
+	p.cur.Store(s)
+	m.sessions[s.local] = s
+	cameUp = !p.up
+	p.up = true
+	return cameUp
+}
+
+// dropSessionsLocked forgets every session of the peer.
+func (p *Peer) dropSessionsLocked() {
+	for _, s := range []*session{p.current, p.previous, p.next} {
+		if s != nil {
+			delete(p.m.sessions, s.local)
+		}
+	}
+	p.current, p.previous, p.next = nil, nil, nil
+	p.cur.Store(nil)
+	p.up = false
+}

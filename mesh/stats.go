@@ -1,0 +1,104 @@
+package mesh
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/netmesh/netmesh/identity"
+)
+
+// DropReason says why an incoming packet was discarded.
+type DropReason uint8
+
+// Reasons for dropping an incoming packet. Every drop is counted under one.
+const (
+	DropShort           DropReason = iota // shorter than its type's header
+	DropOversized                         // larger than any netmesh packet
+	DropUnknownType                       // first byte is not a netmesh type (and not STUN)
+	DropUnknownIndex                      // receiver index names no session or handshake
+	DropBadTag                            // AEAD authentication failed
+	DropReplay                            // counter already seen or older than the window
+	DropBadMAC                            // handshake MAC1 wrong
+	DropBadHandshake                      // Noise message did not decrypt or parse
+	DropBadIdentity                       // identity payload signature or key binding wrong
+	DropPinMismatch                       // peer is not the pinned key or id
+	DropStaleInitiation                   // initiation timestamp not newer than the last one
+	DropRateLimited                       // per-source handshake limit
+	DropCookieRequired                    // under load without a valid MAC2 (a cookie was sent)
+	DropQueueFull                         // a bounded receive queue was full
+	DropExpired                           // session past its reject-after limits
+	DropNoHandler                         // frame for an unregistered subprotocol
+	numDropReasons
+)
+
+var dropNames = [numDropReasons]string{
+	"short", "oversized", "unknown_type", "unknown_index", "bad_tag", "replay",
+	"bad_mac", "bad_handshake", "bad_identity", "pin_mismatch", "stale_initiation",
+	"rate_limited", "cookie_required", "queue_full", "expired", "no_handler",
+}
+
+// String returns the reason's snake_case name, as used in Stats.Drops.
+func (r DropReason) String() string {
+	if r < numDropReasons {
+		return dropNames[r]
+	}
+	return "unknown"
+}
+
+// Stats is a snapshot of a node's counters.
+type Stats struct {
+	NodeID      identity.NodeID
+	ListenAddrs []netip.AddrPort
+	// IOMode names the socket batching in use, e.g. "gso+gro".
+	IOMode string
+	Peers  []PeerStats
+	// Drops counts discarded incoming packets by DropReason name. Reasons
+	// that never happened are absent.
+	Drops map[string]uint64
+	// SendBackpressure counts sends refused because a queue was full.
+	SendBackpressure uint64
+	// HandshakesInitiated counts handshake initiations this node sent.
+	HandshakesInitiated uint64
+	// HandshakesCompleted counts sessions established, either side.
+	HandshakesCompleted uint64
+	// HandshakesProcessed counts handshake messages the node did
+	// Diffie-Hellman work for, as responder or initiator.
+	HandshakesProcessed uint64
+	// CookiesSent counts cookie replies sent under load.
+	CookiesSent uint64
+}
+
+// PeerStats is a snapshot of one peer.
+type PeerStats struct {
+	ID       identity.NodeID
+	Endpoint netip.AddrPort
+	// Path is "direct" or "none" (no session).
+	Path string
+	// PathReason explains Path in a few words.
+	PathReason string
+	Up         bool
+	TxBytes    uint64
+	RxBytes    uint64
+	TxPackets  uint64
+	RxPackets  uint64
+	Handshakes uint64
+	// RTT is the smoothed round-trip time; 0 until measured.
+	RTT time.Duration
+	// LastSeen is when the last authenticated packet arrived.
+	LastSeen time.Time
+	// SessionAge is how long the current session has existed.
+	SessionAge time.Duration
+}
+
+// counters are a node's atomic counters.
+type counters struct {
+	drops               [numDropReasons]atomic.Uint64
+	sendBackpressure    atomic.Uint64
+	handshakesInitiated atomic.Uint64
+	handshakesCompleted atomic.Uint64
+	handshakesProcessed atomic.Uint64
+	cookiesSent         atomic.Uint64
+}
+
+func (c *counters) drop(r DropReason) { c.drops[r].Add(1) }

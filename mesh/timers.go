@@ -1,0 +1,130 @@
+package mesh
+
+import (
+	"time"
+)
+
+// timerLoop is the node's one clock: it retransmits handshakes, rekeys,
+// sends keepalives, notices dead peers and expires old state. It scans
+// every peer each tick, which stays cheap into the thousands of peers
+// because each check is a few atomic loads.
+func (m *Mesh) timerLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.t.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			m.tick()
+		case <-m.ctx.Done():
+			return
+		}
+	}
+}
+
+func (m *Mesh) tick() {
+	now := m.now()
+	m.limit.gc(time.Now())
+	var pings []*Peer
+	m.mu.Lock()
+	for _, h := range m.pending {
+		d := h.dial
+		if d == nil {
+			if now-h.created > int64(m.t.giveUp) {
+				delete(m.pending, h.local)
+			}
+			continue
+		}
+		m.driveDialLocked(d, now)
+	}
+	for _, p := range m.peers {
+		if d := p.dial; d != nil && d.hs == nil {
+			m.driveDialLocked(d, now) // an XX dial waiting for confirmation
+		}
+		if p.previous != nil && now-p.prevAt > int64(m.t.retransmit) {
+			delete(m.sessions, p.previous.local)
+			p.previous = nil
+		}
+		if p.next != nil && now-p.next.created > int64(m.t.giveUp) {
+			delete(m.sessions, p.next.local)
+			p.next = nil
+		}
+		s := p.current
+		if s == nil {
+			continue
+		}
+		age := now - s.created
+		switch {
+		case age > int64(m.t.rejectAfter):
+			m.downLocked(p, "session expired")
+			m.redialLocked(p)
+			continue
+		case p.dial == nil && age > int64(m.rekeyAge(s)):
+			m.redialLocked(p)
+		case p.dial == nil && now-p.lastRecv.Load() > int64(m.t.dead):
+			m.log.Info("peer silent; new handshake", "peer", p.id.Short())
+			m.redialLocked(p)
+		}
+		if now-p.lastSent.Load() > int64(m.t.keepalive) {
+			pings = append(pings, p)
+		}
+	}
+	m.mu.Unlock()
+	for _, p := range pings {
+		m.ping(p)
+	}
+}
+
+// rekeyAge is when a session should be replaced. The side that started it
+// rekeys first; the other waits a little longer so both rarely start at
+// once.
+func (m *Mesh) rekeyAge(s *session) time.Duration {
+	if s.initiator {
+		return m.t.rekeyAfter
+	}
+	return m.t.rekeyAfter + 3*m.t.retransmit
+}
+
+// driveDialLocked retransmits or abandons a dial.
+func (m *Mesh) driveDialLocked(d *dial, now int64) {
+	if d.closed {
+		return
+	}
+	if now-d.started > int64(m.t.giveUp) {
+		m.finishDialLocked(d, nil, ErrHandshakeTimeout)
+		p := m.peers[d.pin.ID]
+		if p != nil && (p.current == nil || now-p.lastRecv.Load() > int64(m.t.dead)) {
+			m.downLocked(p, "handshake gave up")
+		}
+		return
+	}
+	if now < d.nextAt {
+		return
+	}
+	if s := d.session; s != nil {
+		d.nextAt = now + int64(m.t.retransmit)
+		m.sendRaw(d.addr, s.final)
+		return
+	}
+	m.attemptLocked(d)
+}
+
+// redialLocked starts an IK handshake with a peer we know, to its current
+// endpoint.
+func (m *Mesh) redialLocked(p *Peer) {
+	ep := p.ep.Load()
+	if ep == nil || p.dial != nil {
+		return
+	}
+	p.dial = m.newDialLocked(ep.addr, ep.sock, Pin{Key: p.key, ID: p.id})
+}
+
+// downLocked drops the peer's sessions and reports it down.
+func (m *Mesh) downLocked(p *Peer, why string) {
+	wasUp := p.up
+	p.dropSessionsLocked()
+	if wasUp {
+		m.log.Info("peer down", "peer", p.id.Short(), "reason", why)
+		m.notifyLocked(PeerEvent{Peer: p.id, Up: false})
+	}
+}
