@@ -60,38 +60,24 @@ func send(t *testing.T, fc udp.Conn, dst netip.AddrPort, count, batch int) {
 	}
 }
 
-// drain reads what is queued at c until it has been idle for idle.
-func drain(t *testing.T, c udp.Conn, idle time.Duration) []uint64 {
+// drain reads want datagrams from c and returns their sequence numbers. It
+// fails the test if they do not arrive within 10 s.
+func drain(t *testing.T, c udp.Conn, want int) []uint64 {
 	t.Helper()
-	type result struct {
-		seqs []uint64
-		err  error
-	}
+	watchdog := time.AfterFunc(10*time.Second, func() { c.Close() })
+	defer watchdog.Stop()
 	var seqs []uint64
 	msgs := make([]udp.Message, 256)
-	for {
-		ch := make(chan result, 1)
-		go func() {
-			n, err := c.ReadBatch(msgs)
-			var r result
-			r.err = err
-			for _, m := range msgs[:n] {
-				r.seqs = append(r.seqs, binary.BigEndian.Uint64(m.Buf))
-			}
-			ch <- r
-		}()
-		select {
-		case r := <-ch:
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-			seqs = append(seqs, r.seqs...)
-		case <-time.After(idle):
-			c.Close() // unblock the reader so it does not leak
-			<-ch
-			return seqs
+	for len(seqs) < want {
+		n, err := c.ReadBatch(msgs[:min(len(msgs), want-len(seqs))])
+		if err != nil {
+			t.Fatalf("after %d of %d datagrams: %v", len(seqs), want, err)
+		}
+		for _, m := range msgs[:n] {
+			seqs = append(seqs, binary.BigEndian.Uint64(m.Buf))
 		}
 	}
+	return seqs
 }
 
 func TestSameSeedSameDrops(t *testing.T) {
@@ -99,7 +85,7 @@ func TestSameSeedSameDrops(t *testing.T) {
 		fc, b, _ := pair(t, meshtest.Options{Seed: seed})
 		fc.SetFaults(meshtest.Faults{Loss: 0.3})
 		send(t, fc, b.LocalAddr(), 2000, 50)
-		return drain(t, b, 100*time.Millisecond)
+		return drain(t, b, int(fc.Stats().Sent))
 	}
 	first, again, other := run(1), run(1), run(2)
 	if !slices.Equal(first, again) {
@@ -117,9 +103,9 @@ func TestLossRate(t *testing.T) {
 	send(t, fc, b.LocalAddr(), 100, 100)
 	fc.SetFaults(meshtest.Faults{Loss: loss})
 	send(t, fc, b.LocalAddr(), count, 64)
-	got := drain(t, b, 100*time.Millisecond)
 	st := fc.Stats()
-	if st.Sent+st.Dropped != count+100 || uint64(len(got)) != st.Sent {
+	got := drain(t, b, int(st.Sent))
+	if st.Sent+st.Dropped != count+100 {
 		t.Fatalf("stats %+v, received %d", st, len(got))
 	}
 	if got[99] != 99 || !slices.IsSorted(got[:100]) || !slices.IsSorted(got[100:]) {
@@ -149,7 +135,7 @@ func TestBlock(t *testing.T) {
 	}
 	fc.Unblock(b.LocalAddr())
 	send(t, fc, b.LocalAddr(), 3, 3)
-	if got := drain(t, b, 50*time.Millisecond); !slices.Equal(got, []uint64{0, 1, 2}) {
+	if got := drain(t, b, 3); !slices.Equal(got, []uint64{0, 1, 2}) {
 		t.Fatalf("after Unblock got %v", got)
 	}
 	if st := fc.Stats(); st.Blocked != 6 {
@@ -187,7 +173,7 @@ func TestDelay(t *testing.T) {
 		if d := time.Since(start); d < 20*time.Millisecond {
 			t.Fatalf("first datagram after %v, want at least 20ms", d)
 		}
-		got := append([]uint64{binary.BigEndian.Uint64(msgs[0].Buf)}, drain(t, b, 200*time.Millisecond)...)
+		got := append([]uint64{binary.BigEndian.Uint64(msgs[0].Buf)}, drain(t, b, 199)...)
 		if len(got) != 200 || inversions(got) != 0 {
 			t.Fatalf("got %d datagrams with %d inversions, want 200 in order", len(got), inversions(got))
 		}
@@ -202,7 +188,7 @@ func TestDelay(t *testing.T) {
 			send(t, fc, b.LocalAddr(), 10, 10)
 			time.Sleep(time.Millisecond)
 		}
-		got := drain(t, b, 200*time.Millisecond)
+		got := drain(t, b, 200)
 		if len(got) != 200 || inversions(got) == 0 {
 			t.Fatalf("got %d datagrams with %d inversions, want 200 reordered", len(got), inversions(got))
 		}
@@ -211,7 +197,7 @@ func TestDelay(t *testing.T) {
 		fc, b, _ := pair(t, meshtest.Options{Seed: 5})
 		fc.SetFaults(meshtest.Faults{Reorder: 0.2, ReorderDelay: 20 * time.Millisecond})
 		send(t, fc, b.LocalAddr(), 100, 100)
-		got := drain(t, b, 200*time.Millisecond)
+		got := drain(t, b, 100)
 		st := fc.Stats()
 		if len(got) != 100 || st.Reordered == 0 || inversions(got) == 0 {
 			t.Fatalf("got %d datagrams, %d inversions, stats %+v", len(got), inversions(got), st)

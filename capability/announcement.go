@@ -1,0 +1,189 @@
+package capability
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/netmesh/netmesh/identity"
+)
+
+// Wire layout of an announcement (big endian; see docs/CAPABILITIES.md):
+//
+//	off  size  field
+//	0    1     message type (msgAnnouncement)
+//	1    1     format version (formatV1)
+//	2    1     hop count            -- not signed, bumped by forwarders
+//	3    1     flags (bit 0: degraded; other bits zero)
+//	4    16    origin NodeID
+//	20   32    origin ed25519 public key
+//	52   8     version
+//	60   4     TTL in seconds
+//	64   2     set length L
+//	66   L     set
+//	66+L 64    signature (all zero: unsigned)
+//
+// The signature covers signDomain || bytes 0..1 || bytes 3..66+L.
+const (
+	msgAnnouncement = 0x01
+	formatV1        = 1
+
+	offHops      = 2
+	offFlags     = 3
+	offOrigin    = 4
+	offKey       = offOrigin + identity.NodeIDSize
+	offVersion   = offKey + ed25519.PublicKeySize
+	offTTL       = offVersion + 8
+	offSetLen    = offTTL + 4
+	headerLen    = offSetLen + 2
+	signatureLen = ed25519.SignatureSize
+
+	flagDegraded = 1 << 0
+
+	signDomain = "netmesh capability announcement v1\x00"
+)
+
+// Announcement is one origin's signed statement of its capability set. The
+// origin signs everything but Hops, which forwarders bump.
+type Announcement struct {
+	Origin    identity.NodeID
+	Key       ed25519.PublicKey // the origin's ed25519 key; Origin must be NodeIDFromKey(Key)
+	Version   uint64            // strictly increasing per origin
+	TTL       time.Duration     // whole seconds, MinTTL..MaxTTL
+	Degraded  bool              // the origin reports itself degraded
+	Set       Set
+	Signature []byte // signatureLen bytes; nil or all zero means unsigned
+	Hops      uint8  // links travelled; 1 when received from the origin
+}
+
+// Sign sets Origin and Key from id and signs the announcement.
+func (a *Announcement) Sign(id *identity.Identity) error {
+	a.Origin, a.Key, a.Signature = id.NodeID(), id.PublicKey(), nil
+	b, err := a.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	a.Signature = id.Sign(signedMessage(b))
+	return nil
+}
+
+// Signed reports whether the announcement carries a (non-zero) signature.
+func (a *Announcement) Signed() bool {
+	return len(a.Signature) == signatureLen && !isZero(a.Signature)
+}
+
+// MarshalBinary encodes the announcement. It fails with ErrInvalidSet,
+// ErrOversized or ErrMalformed if the announcement could not be decoded.
+func (a *Announcement) MarshalBinary() ([]byte, error) {
+	if err := a.Set.Validate(); err != nil {
+		if a.Set.encodedLen() > MaxSetSize {
+			return nil, fmt.Errorf("%w: %w", ErrOversized, err)
+		}
+		return nil, err
+	}
+	if len(a.Key) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: key is %d bytes", ErrMalformed, len(a.Key))
+	}
+	if a.TTL < MinTTL || a.TTL > MaxTTL || a.TTL%time.Second != 0 {
+		return nil, fmt.Errorf("%w: TTL %v is not whole seconds in [%v, %v]", ErrMalformed, a.TTL, MinTTL, MaxTTL)
+	}
+	if a.Signature != nil && len(a.Signature) != signatureLen {
+		return nil, fmt.Errorf("%w: signature is %d bytes", ErrMalformed, len(a.Signature))
+	}
+	setLen := a.Set.encodedLen()
+	b := make([]byte, headerLen, headerLen+setLen+signatureLen)
+	b[0], b[1], b[offHops] = msgAnnouncement, formatV1, a.Hops
+	if a.Degraded {
+		b[offFlags] = flagDegraded
+	}
+	copy(b[offOrigin:], a.Origin[:])
+	copy(b[offKey:], a.Key)
+	binary.BigEndian.PutUint64(b[offVersion:], a.Version)
+	binary.BigEndian.PutUint32(b[offTTL:], uint32(a.TTL/time.Second))
+	binary.BigEndian.PutUint16(b[offSetLen:], uint16(setLen))
+	b = appendSet(b, a.Set)
+	b = b[:len(b)+signatureLen]
+	copy(b[len(b)-signatureLen:], a.Signature)
+	return b, nil
+}
+
+// DecodeAnnouncement decodes b. It checks the structure only (lengths, the
+// canonical set encoding, the set limits, TTL range, flags); it does not
+// verify the signature or the hop limit, which the engine does. The result
+// does not alias b. Errors wrap ErrMalformed or ErrOversized; arbitrary
+// input never panics.
+func DecodeAnnouncement(b []byte) (*Announcement, error) {
+	if len(b) > MaxAnnouncementSize {
+		return nil, fmt.Errorf("%w: %d bytes", ErrOversized, len(b))
+	}
+	if len(b) < headerLen+signatureLen {
+		return nil, fmt.Errorf("%w: %d bytes, need at least %d", ErrMalformed, len(b), headerLen+signatureLen)
+	}
+	if b[0] != msgAnnouncement || b[1] != formatV1 {
+		return nil, fmt.Errorf("%w: type %#x format %d", ErrMalformed, b[0], b[1])
+	}
+	if b[offFlags]&^flagDegraded != 0 {
+		return nil, fmt.Errorf("%w: unknown flags %#x", ErrMalformed, b[offFlags])
+	}
+	setLen := int(binary.BigEndian.Uint16(b[offSetLen:]))
+	if setLen > MaxSetSize {
+		return nil, fmt.Errorf("%w: set of %d bytes", ErrOversized, setLen)
+	}
+	if len(b) != headerLen+setLen+signatureLen {
+		return nil, fmt.Errorf("%w: %d bytes, set length says %d", ErrMalformed, len(b), headerLen+setLen+signatureLen)
+	}
+	ttl := time.Duration(binary.BigEndian.Uint32(b[offTTL:])) * time.Second
+	if ttl < MinTTL || ttl > MaxTTL {
+		return nil, fmt.Errorf("%w: TTL %v", ErrMalformed, ttl)
+	}
+	set, err := decodeSet(b[headerLen : headerLen+setLen])
+	if err != nil {
+		return nil, err
+	}
+	a := &Announcement{
+		Key:      bytes.Clone(b[offKey:offVersion]),
+		Version:  binary.BigEndian.Uint64(b[offVersion:]),
+		TTL:      ttl,
+		Degraded: b[offFlags]&flagDegraded != 0,
+		Set:      set,
+		Hops:     b[offHops],
+	}
+	copy(a.Origin[:], b[offOrigin:])
+	if sig := b[len(b)-signatureLen:]; !isZero(sig) {
+		a.Signature = bytes.Clone(sig)
+	}
+	return a, nil
+}
+
+// verifyEncoded checks the signature of an encoded announcement under key.
+func verifyEncoded(key ed25519.PublicKey, b []byte) bool {
+	return identity.Verify(key, signedMessage(b), b[len(b)-signatureLen:])
+}
+
+// signedMessage returns what the origin signs: the domain, then the encoding
+// without the hop count and the signature.
+func signedMessage(b []byte) []byte {
+	body := b[:len(b)-signatureLen]
+	m := make([]byte, 0, len(signDomain)+len(body)-1)
+	m = append(m, signDomain...)
+	m = append(m, body[:offHops]...)
+	return append(m, body[offHops+1:]...)
+}
+
+// sameSigned reports whether two encoded announcements are equal except for
+// their hop counts.
+func sameSigned(a, b []byte) bool {
+	return len(a) == len(b) && len(a) > offHops &&
+		bytes.Equal(a[:offHops], b[:offHops]) && bytes.Equal(a[offHops+1:], b[offHops+1:])
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,138 @@
+package capability
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/netmesh/netmesh/identity"
+)
+
+// testID returns a deterministic identity.
+func testID(tb testing.TB, n int) *identity.Identity {
+	tb.Helper()
+	seed := make([]byte, identity.SeedSize)
+	binary.BigEndian.PutUint64(seed, uint64(n)+1)
+	id, err := identity.FromSeed(seed)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+// signedWire returns a signed announcement of set by id, as the origin sends it.
+func signedWire(tb testing.TB, id *identity.Identity, version uint64, set Set) []byte {
+	tb.Helper()
+	a := Announcement{Version: version, TTL: DefaultTTL, Set: set, Hops: 1}
+	if err := a.Sign(id); err != nil {
+		tb.Fatal(err)
+	}
+	b, err := a.MarshalBinary()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func TestAnnouncementRoundTrip(t *testing.T) {
+	id := testID(t, 1)
+	sets := []Set{
+		{},
+		{Tags: []string{"zz", "gpu", "cuda"}, Metadata: map[string]string{"gpu_mem_gb": "24", "name": "A100 «80GB»", "empty": ""}},
+	}
+	for _, set := range sets {
+		a := Announcement{Version: 42, TTL: time.Hour, Degraded: true, Set: set, Hops: 3}
+		if err := a.Sign(id); err != nil {
+			t.Fatal(err)
+		}
+		b, err := a.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) != headerLen+set.encodedLen()+signatureLen {
+			t.Fatalf("encoded %d bytes, want %d", len(b), headerLen+set.encodedLen()+signatureLen)
+		}
+		got, err := DecodeAnnouncement(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !verifyEncoded(got.Key, b) || got.Origin != id.NodeID() || !got.Signed() {
+			t.Fatal("decoded announcement does not verify")
+		}
+		want := a
+		want.Set.Tags = slices.Sorted(slices.Values(set.Tags))
+		if !reflect.DeepEqual(got, &want) {
+			t.Fatalf("round trip:\n got %+v\nwant %+v", got, &want)
+		}
+		// The hop count is outside the signature.
+		b[offHops] = 9
+		if !verifyEncoded(got.Key, b) {
+			t.Fatal("changing the hop count broke the signature")
+		}
+		b[offFlags] ^= flagDegraded
+		if verifyEncoded(got.Key, b) {
+			t.Fatal("changing the flags kept the signature valid")
+		}
+	}
+}
+
+func TestDecodeAnnouncementErrors(t *testing.T) {
+	good := signedWire(t, testID(t, 1), 7, Set{Tags: []string{"bb", "cc"}, Metadata: map[string]string{"k": "v"}})
+	mutate := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
+	setAt := headerLen
+	tests := []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"empty", nil, ErrMalformed},
+		{"short", good[:headerLen], ErrMalformed},
+		{"truncated", good[:len(good)-1], ErrMalformed},
+		{"trailing", append(bytes.Clone(good), 0), ErrMalformed},
+		{"type", mutate(func(b []byte) []byte { b[0] = 2; return b }), ErrMalformed},
+		{"format", mutate(func(b []byte) []byte { b[1] = 2; return b }), ErrMalformed},
+		{"flags", mutate(func(b []byte) []byte { b[offFlags] = 2; return b }), ErrMalformed},
+		{"ttl zero", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offTTL:], 0); return b }), ErrMalformed},
+		{"ttl huge", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offTTL:], 1<<31); return b }), ErrMalformed},
+		{"unsorted tags", mutate(func(b []byte) []byte { b[setAt+2], b[setAt+5] = 'c', 'b'; b[setAt+3], b[setAt+6] = 'c', 'b'; return b }), ErrMalformed},
+		{"duplicate tags", mutate(func(b []byte) []byte { b[setAt+5], b[setAt+6] = 'b', 'b'; return b }), ErrMalformed},
+		{"bad tag char", mutate(func(b []byte) []byte { b[setAt+2] = 'B'; return b }), ErrMalformed},
+		{"set length lies", mutate(func(b []byte) []byte { binary.BigEndian.PutUint16(b[offSetLen:], 3); return b }), ErrMalformed},
+		{"set length too big", mutate(func(b []byte) []byte { binary.BigEndian.PutUint16(b[offSetLen:], MaxSetSize+1); return b }), ErrOversized},
+		{"too long", make([]byte, MaxAnnouncementSize+1), ErrOversized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := DecodeAnnouncement(tt.b); !errors.Is(err, tt.want) {
+				t.Fatalf("DecodeAnnouncement = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if _, err := DecodeAnnouncement(good); err != nil {
+		t.Fatalf("good announcement: %v", err)
+	}
+}
+
+func TestMarshalBinaryErrors(t *testing.T) {
+	key := testID(t, 1).PublicKey()
+	tests := []struct {
+		name string
+		a    Announcement
+		want error
+	}{
+		{"no key", Announcement{TTL: DefaultTTL}, ErrMalformed},
+		{"short ttl", Announcement{Key: key, TTL: time.Second}, ErrMalformed},
+		{"fractional ttl", Announcement{Key: key, TTL: 4500 * time.Millisecond}, ErrMalformed},
+		{"signature size", Announcement{Key: key, TTL: DefaultTTL, Signature: []byte{1}}, ErrMalformed},
+		{"invalid set", Announcement{Key: key, TTL: DefaultTTL, Set: Set{Tags: []string{"X"}}}, ErrInvalidSet},
+	}
+	for _, tt := range tests {
+		if _, err := tt.a.MarshalBinary(); !errors.Is(err, tt.want) {
+			t.Errorf("%s: MarshalBinary = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+}

@@ -1,0 +1,21 @@
+// Package capability is netmesh's decentralised discovery: nodes announce
+// what they can do (tags such as "gpu" or "skill:summarize", metadata such
+// as "gpu_mem_gb" = "24"), every node keeps an index of every other node's
+// newest announcement, and anyone can ask "which nodes have a GPU with at
+// least 24 GB?" without a registry.
+//
+// Announcements are signed by their origin's ed25519 identity and flooded
+// over the mesh: each node verifies, indexes and forwards a new version to
+// its other neighbours (split horizon), bumping a hop count that travels
+// outside the signature and stops at MaxHops. Receivers pin each NodeID to
+// its key on first sight, drop versions they already have, and reject older
+// ones, so a peer can neither forge nor roll back another node's
+// announcement. Origins re-announce every TTL/3; a node is Online while its
+// announcement is fresh, Degraded after a missed refresh, and Offline (gone
+// from the index) when its TTL runs out.
+//
+// The Engine does not import the mesh: the node hands it messages
+// (HandleMessage), session changes (PeerUp, PeerDown) and time (Tick), and
+// lends it a Transport to send through. docs/CAPABILITIES.md describes the
+// wire format, the limits, the filter syntax and the security properties.
+package capability

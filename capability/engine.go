@@ -1,0 +1,630 @@
+package capability
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/netmesh/netmesh/identity"
+)
+
+// Transport is what the engine needs from the node it runs in. Its methods
+// must be safe for concurrent use; the engine never calls them while holding
+// its own locks, so they may call back into the engine.
+type Transport interface {
+	// Peers returns the peers with an established, authenticated session:
+	// the direct neighbours that gossip goes to.
+	Peers() []identity.NodeID
+	// Send delivers msg to peer to, best effort, without blocking (drop and
+	// count when a queue is full). The engine never modifies msg after
+	// passing it and may pass the same slice to several peers, so Send may
+	// keep msg without copying; Send must not modify it.
+	Send(to identity.NodeID, msg []byte) error
+}
+
+// Config configures an Engine. The zero value is valid: signed
+// announcements required, DefaultTTL, DefaultMinAnnounceInterval,
+// DefaultMaxNodes, no telemetry, no route callback.
+type Config struct {
+	// Now is the clock; nil means time.Now. Tests inject a fake one.
+	Now func() time.Time
+	// TTL of this node's announcements: whole seconds in [MinTTL, MaxTTL],
+	// at least 3*MinAnnounceInterval (the node re-announces every TTL/3).
+	// Zero means DefaultTTL.
+	TTL time.Duration
+	// MinAnnounceInterval is the shortest time between two broadcasts of
+	// this node's announcement; Announce calls in between are coalesced into
+	// one broadcast at the end of the interval. Zero means
+	// DefaultMinAnnounceInterval.
+	MinAnnounceInterval time.Duration
+	// AllowUnsigned accepts announcements with an all-zero signature. They
+	// can claim any origin whose public key is known, so enable this only in
+	// closed test networks. False (the default) rejects them: signed
+	// announcements are required.
+	AllowUnsigned bool
+	// MaxNodes bounds the origins remembered, live or offline. When full,
+	// the oldest offline origin is forgotten; if none is offline a new
+	// origin is rejected with ErrIndexFull. Zero means DefaultMaxNodes.
+	MaxNodes int
+	// OnRoute, if set, is called for every accepted announcement and for a
+	// copy of the current version that arrived over fewer hops: origin is
+	// reachable via neighbour via at hops links until expires. It runs on
+	// the goroutine that called HandleMessage, without engine locks held,
+	// and must not block. Calls from concurrent HandleMessage calls may
+	// arrive out of order: keep the fewest hops among unexpired routes.
+	OnRoute func(origin, via identity.NodeID, hops int, expires time.Time)
+	// Telemetry, if set, is sampled every TelemetryInterval from Tick and
+	// its Metadata is merged into this node's announced set (opt-in).
+	Telemetry Sampler
+	// TelemetryInterval is how often Telemetry is sampled. Zero means
+	// DefaultTelemetryInterval.
+	TelemetryInterval time.Duration
+	// Logger receives debug logs of rejected announcements and telemetry
+	// failures; nil discards them.
+	Logger *slog.Logger
+}
+
+// Engine runs capability discovery for one node: it announces the node's
+// set, verifies, indexes and forwards the announcements of others, and
+// tracks their liveness. It does no I/O of its own and starts no
+// goroutines: the node calls HandleMessage, PeerUp and PeerDown as things
+// happen and Tick every TickInterval. All methods are safe for concurrent
+// use.
+type Engine struct {
+	id  *identity.Identity
+	tr  Transport
+	cfg Config
+	log *slog.Logger
+	ix  *Index
+	st  counters
+
+	// mu guards the fields below. Methods named ...Locked require it. Lock
+	// order: mu, then ix.mu.
+	mu         sync.Mutex
+	records    map[identity.NodeID]*record
+	tombstones []identity.NodeID // offline origins, oldest first (may hold stale ids)
+	local      localState
+	subs       map[*Subscription]struct{}
+}
+
+// record is what the engine remembers about one origin, live or not: the
+// pinned key and the newest version survive the announcement's expiry so
+// that neither can be undone by a replay.
+type record struct {
+	key      ed25519.PublicKey // pinned on first sight (TOFU)
+	version  uint64
+	wire     []byte // the announcement with the hop count already bumped, as forwarded
+	hops     int    // fewest hops seen for version
+	via      identity.NodeID
+	ttl      time.Duration
+	degraded bool
+	expires  time.Time
+	live     bool // in the index
+}
+
+// localState is this node's own announcement.
+type localState struct {
+	announced     bool // Announce has been called
+	set           Set  // as given to Announce
+	telemetry     map[string]string
+	degraded      bool
+	version       uint64
+	pending       bool // version not broadcast yet (rate limited)
+	lastBroadcast time.Time
+	wire          []byte // the last broadcast
+	nextTelemetry time.Time
+}
+
+// New returns an engine for identity id that talks through tr.
+func New(id *identity.Identity, tr Transport, cfg Config) (*Engine, error) {
+	if id == nil || tr == nil {
+		return nil, fmt.Errorf("%w: identity and transport are required", ErrInvalidConfig)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.MinAnnounceInterval == 0 {
+		cfg.MinAnnounceInterval = DefaultMinAnnounceInterval
+	}
+	if cfg.MaxNodes == 0 {
+		cfg.MaxNodes = DefaultMaxNodes
+	}
+	if cfg.TelemetryInterval == 0 {
+		cfg.TelemetryInterval = DefaultTelemetryInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case cfg.TTL < MinTTL || cfg.TTL > MaxTTL || cfg.TTL%time.Second != 0:
+		return nil, fmt.Errorf("%w: TTL %v is not whole seconds in [%v, %v]", ErrInvalidConfig, cfg.TTL, MinTTL, MaxTTL)
+	case cfg.MinAnnounceInterval < 0 || cfg.MinAnnounceInterval > cfg.TTL/refreshDivisor:
+		return nil, fmt.Errorf("%w: MinAnnounceInterval %v must be positive and at most TTL/%d", ErrInvalidConfig, cfg.MinAnnounceInterval, refreshDivisor)
+	case cfg.MaxNodes < 0 || cfg.TelemetryInterval < 0:
+		return nil, fmt.Errorf("%w: negative MaxNodes or TelemetryInterval", ErrInvalidConfig)
+	}
+	return &Engine{
+		id:      id,
+		tr:      tr,
+		cfg:     cfg,
+		log:     cfg.Logger,
+		ix:      newIndex(),
+		records: make(map[identity.NodeID]*record),
+		subs:    make(map[*Subscription]struct{}),
+	}, nil
+}
+
+// Index returns the engine's index, for queries.
+func (e *Engine) Index() *Index { return e.ix }
+
+// outbox collects what a locked section wants to send and report; flush
+// does it after the lock is released.
+type outbox struct {
+	msgs   []outMsg
+	routes []route
+}
+
+type outMsg struct {
+	msg  []byte
+	to   identity.NodeID    // zero: every peer except skip
+	skip [2]identity.NodeID // split horizon: the sender and the origin
+}
+
+type route struct {
+	origin, via identity.NodeID
+	hops        int
+	expires     time.Time
+}
+
+// flush sends and reports what o holds. It runs without e.mu held.
+func (e *Engine) flush(o *outbox) {
+	var peers []identity.NodeID
+	for _, m := range o.msgs {
+		if !m.to.IsZero() {
+			e.send(m.to, m.msg)
+			continue
+		}
+		if peers == nil {
+			peers = e.tr.Peers()
+		}
+		for _, p := range peers {
+			if p != m.skip[0] && p != m.skip[1] && p != e.id.NodeID() {
+				e.send(p, m.msg)
+			}
+		}
+	}
+	if e.cfg.OnRoute != nil {
+		for _, r := range o.routes {
+			e.cfg.OnRoute(r.origin, r.via, r.hops, r.expires)
+		}
+	}
+}
+
+func (e *Engine) send(to identity.NodeID, msg []byte) {
+	if err := e.tr.Send(to, msg); err != nil {
+		e.st.sendErrors.Add(1)
+		return
+	}
+	e.st.messagesSent.Add(1)
+	e.st.bytesSent.Add(uint64(len(msg)))
+}
+
+// Announce sets this node's capability set. The local index shows it at
+// once; it is broadcast to every peer now, or at the end of the current
+// MinAnnounceInterval if a broadcast went out less than that ago (bursts
+// coalesce into one broadcast of the newest set). It fails with a
+// *ValidationError if s, merged with telemetry, is invalid.
+func (e *Engine) Announce(s Set) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	s = Set{Tags: slices.Sorted(slices.Values(s.Tags)), Metadata: maps.Clone(s.Metadata)}
+	var o outbox
+	e.mu.Lock()
+	err := e.setLocalLocked(&o, s, e.local.telemetry, e.local.degraded)
+	e.mu.Unlock()
+	e.flush(&o)
+	return err
+}
+
+// SetDegraded marks this node degraded (or not) in its announcements, for a
+// node that works but should not be preferred (draining, overheating). It
+// takes effect like Announce, and only after the first Announce.
+func (e *Engine) SetDegraded(degraded bool) {
+	var o outbox
+	e.mu.Lock()
+	if e.local.announced && e.local.degraded != degraded {
+		// The set was valid when announced and telemetry is unchanged,
+		// so this cannot fail.
+		_ = e.setLocalLocked(&o, e.local.set, e.local.telemetry, degraded)
+	}
+	e.local.degraded = degraded
+	e.mu.Unlock()
+	e.flush(&o)
+}
+
+// setLocalLocked makes a new local version from the user set and the
+// telemetry metadata, indexes it and broadcasts it unless rate limited.
+func (e *Engine) setLocalLocked(o *outbox, s Set, telemetry map[string]string, degraded bool) error {
+	eff := s
+	if len(telemetry) > 0 {
+		eff.Metadata = maps.Clone(s.Metadata)
+		if eff.Metadata == nil {
+			eff.Metadata = make(map[string]string, len(telemetry))
+		}
+		maps.Copy(eff.Metadata, telemetry)
+		if err := eff.Validate(); err != nil {
+			return fmt.Errorf("set with telemetry: %w", err)
+		}
+	}
+	now := e.cfg.Now()
+	l := &e.local
+	l.announced, l.set, l.telemetry, l.degraded = true, s, telemetry, degraded
+	l.version = nextVersion(l.version, now)
+	l.pending = true
+	status := StatusOnline
+	if degraded {
+		status = StatusDegraded
+	}
+	e.indexLocked(&Node{
+		ID: e.id.NodeID(), Key: e.id.PublicKey(), Version: l.version, Set: eff,
+		Status: status, Self: true, Updated: now, Expires: now.Add(e.cfg.TTL),
+	})
+	if l.lastBroadcast.IsZero() || now.Sub(l.lastBroadcast) >= e.cfg.MinAnnounceInterval {
+		e.broadcastLocked(o, now)
+	}
+	return nil
+}
+
+// nextVersion returns a version above prev, from the clock when it can, so
+// that a restarted node (which forgot prev) still announces versions above
+// the ones its peers remember.
+func nextVersion(prev uint64, now time.Time) uint64 {
+	if t := now.UnixNano(); t > 0 && uint64(t) > prev {
+		return uint64(t)
+	}
+	return prev + 1
+}
+
+// broadcastLocked signs the pending local version and queues it to every
+// peer.
+func (e *Engine) broadcastLocked(o *outbox, now time.Time) {
+	self := e.ix.get(e.id.NodeID())
+	a := Announcement{Version: self.Version, TTL: e.cfg.TTL, Degraded: e.local.degraded, Set: self.Set, Hops: 1}
+	if err := a.Sign(e.id); err != nil {
+		panic("capability: encoding a validated local set: " + err.Error()) // unreachable: the set was validated
+	}
+	wire, _ := a.MarshalBinary()
+	e.local.wire, e.local.pending, e.local.lastBroadcast = wire, false, now
+	e.st.broadcasts.Add(1)
+	o.msgs = append(o.msgs, outMsg{msg: wire})
+}
+
+// indexLocked puts n in the index and emits the events it implies.
+func (e *Engine) indexLocked(n *Node) {
+	e.ix.mu.Lock()
+	var old *Node
+	if s, ok := e.ix.slotOf[n.ID]; ok {
+		old = e.ix.nodes[s]
+	}
+	e.ix.putLocked(n)
+	e.ix.mu.Unlock()
+	switch {
+	case old == nil:
+		e.emitLocked(Event{Kind: NodeRegistered, Node: *n, Previous: StatusOffline})
+	case old.Version != n.Version:
+		e.emitLocked(Event{Kind: NodeUpdated, Node: *n, Previous: old.Status})
+	}
+	if old != nil && old.Status != n.Status {
+		e.emitLocked(Event{Kind: NodeStatusChanged, Node: *n, Previous: old.Status})
+	}
+}
+
+// HandleMessage processes one capability message received from peer from
+// over an authenticated session. msg is not retained: the caller may reuse
+// it after HandleMessage returns. It returns nil for accepted messages and
+// harmless duplicates, and an error wrapping one of ErrMalformed,
+// ErrOversized, ErrHopLimit, ErrBadSignature, ErrTampered, ErrRebinding,
+// ErrOldVersion, ErrUnsigned or ErrIndexFull for rejected ones (each is
+// counted in Stats). The signature check, the costly part, runs without
+// engine locks, so several goroutines may call HandleMessage at once.
+func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
+	e.st.received.Add(1)
+	a, err := DecodeAnnouncement(msg)
+	switch {
+	case err != nil:
+	case a.Hops == 0:
+		err = fmt.Errorf("%w: hop count 0", ErrMalformed)
+	case a.Hops > MaxHops:
+		err = fmt.Errorf("%w: %d hops", ErrHopLimit, a.Hops)
+	case a.Origin == e.id.NodeID():
+		e.st.duplicates.Add(1) // our own announcement, come back around
+		return nil
+	case identity.NodeIDFromKey(a.Key) != a.Origin:
+		err = fmt.Errorf("%w: key does not hash to origin %s", ErrRebinding, a.Origin.Short())
+	}
+	if err != nil {
+		return e.reject(from, err)
+	}
+
+	var o outbox
+	e.mu.Lock()
+	dup, err := e.checkLocked(&o, from, a, msg)
+	e.mu.Unlock()
+	if err == nil && !dup {
+		switch {
+		case !a.Signed() && !e.cfg.AllowUnsigned:
+			err = ErrUnsigned
+		case a.Signed() && !verifyEncoded(a.Key, msg):
+			err = ErrBadSignature
+		default:
+			e.mu.Lock()
+			// Check again: another goroutine may have applied it meanwhile.
+			if dup, err = e.checkLocked(&o, from, a, msg); err == nil && !dup {
+				err = e.applyLocked(&o, from, a, msg)
+			}
+			e.mu.Unlock()
+		}
+	}
+	e.flush(&o)
+	if err != nil {
+		return e.reject(from, err)
+	}
+	return nil
+}
+
+// checkLocked compares a with what is known of its origin: dup is true for
+// a copy of the version held (and then a better route is queued to o).
+func (e *Engine) checkLocked(o *outbox, from identity.NodeID, a *Announcement, msg []byte) (dup bool, err error) {
+	rec := e.records[a.Origin]
+	switch {
+	case rec == nil:
+		return false, nil
+	case !bytes.Equal(rec.key, a.Key):
+		return false, fmt.Errorf("%w: %s is pinned to another key", ErrRebinding, a.Origin.Short())
+	case a.Version < rec.version:
+		return false, fmt.Errorf("%w: %d < %d", ErrOldVersion, a.Version, rec.version)
+	case a.Version > rec.version:
+		return false, nil
+	case !sameSigned(rec.wire, msg):
+		return false, fmt.Errorf("%w: version %d of %s differs from the copy held", ErrTampered, a.Version, a.Origin.Short())
+	}
+	e.st.duplicates.Add(1)
+	if rec.live && int(a.Hops) < rec.hops {
+		rec.hops, rec.via = int(a.Hops), from
+		o.routes = append(o.routes, route{a.Origin, from, int(a.Hops), rec.expires})
+	}
+	return true, nil
+}
+
+// applyLocked indexes a newer verified announcement and queues its
+// forwarding and its route.
+func (e *Engine) applyLocked(o *outbox, from identity.NodeID, a *Announcement, msg []byte) error {
+	rec := e.records[a.Origin]
+	if rec == nil {
+		if len(e.records) >= e.cfg.MaxNodes && !e.evictLocked() {
+			return fmt.Errorf("%w: %d origins", ErrIndexFull, len(e.records))
+		}
+		rec = &record{key: a.Key}
+		e.records[a.Origin] = rec
+	}
+	now := e.cfg.Now()
+	wire := bytes.Clone(msg)
+	wire[offHops] = a.Hops + 1
+	rec.version, rec.wire, rec.hops, rec.via = a.Version, wire, int(a.Hops), from
+	rec.ttl, rec.degraded, rec.expires, rec.live = a.TTL, a.Degraded, now.Add(a.TTL), true
+	e.indexLocked(&Node{
+		ID: a.Origin, Key: a.Key, Version: a.Version, Set: a.Set,
+		Status: rec.status(now), Hops: int(a.Hops), Via: from, Updated: now, Expires: rec.expires,
+	})
+	e.st.accepted.Add(1)
+	if a.Hops < MaxHops {
+		o.msgs = append(o.msgs, outMsg{msg: wire, skip: [2]identity.NodeID{from, a.Origin}})
+		e.st.forwarded.Add(1)
+	}
+	o.routes = append(o.routes, route{a.Origin, from, int(a.Hops), rec.expires})
+	return nil
+}
+
+// evictLocked forgets the oldest offline origin.
+func (e *Engine) evictLocked() bool {
+	for len(e.tombstones) > 0 {
+		id := e.tombstones[0]
+		e.tombstones = e.tombstones[1:]
+		if rec := e.records[id]; rec != nil && !rec.live {
+			delete(e.records, id)
+			return true
+		}
+	}
+	return false
+}
+
+// status is the liveness of a live record at now.
+func (r *record) status(now time.Time) Status {
+	if r.degraded || r.expires.Sub(now) <= r.ttl-r.ttl/degradedDivisor {
+		return StatusDegraded
+	}
+	return StatusOnline
+}
+
+func (e *Engine) reject(from identity.NodeID, err error) error {
+	c := &e.st.malformed
+	switch {
+	case errors.Is(err, ErrOversized):
+		c = &e.st.oversized
+	case errors.Is(err, ErrHopLimit):
+		c = &e.st.hopLimit
+	case errors.Is(err, ErrBadSignature):
+		c = &e.st.badSignature
+	case errors.Is(err, ErrTampered):
+		c = &e.st.tampered
+	case errors.Is(err, ErrRebinding):
+		c = &e.st.rebinding
+	case errors.Is(err, ErrOldVersion):
+		c = &e.st.oldVersion
+	case errors.Is(err, ErrUnsigned):
+		c = &e.st.unsigned
+	case errors.Is(err, ErrIndexFull):
+		c = &e.st.indexFull
+	}
+	c.Add(1)
+	if e.log.Enabled(context.Background(), slog.LevelDebug) {
+		e.log.Debug("capability: rejected announcement", "from", from.Short(), "err", err)
+	}
+	return err
+}
+
+// PeerUp tells the engine that a session with peer id is established. The
+// engine sends it every live announcement it holds (this node's included),
+// except those learned from id, so a late joiner learns the index at once.
+func (e *Engine) PeerUp(id identity.NodeID) {
+	var o outbox
+	e.mu.Lock()
+	if e.local.wire != nil {
+		o.msgs = append(o.msgs, outMsg{msg: e.local.wire, to: id})
+	}
+	for origin, rec := range e.records {
+		// The stored copy's hop count is already bumped: sendable up to MaxHops.
+		if rec.live && rec.wire[offHops] <= MaxHops && rec.via != id && origin != id {
+			o.msgs = append(o.msgs, outMsg{msg: rec.wire, to: id})
+		}
+	}
+	e.mu.Unlock()
+	e.flush(&o)
+}
+
+// PeerDown tells the engine that the session with peer id is gone. Routes
+// learned through id are forgotten, so the next copy of those origins'
+// announcements from another neighbour is reported to OnRoute even if it
+// travelled more hops.
+func (e *Engine) PeerDown(id identity.NodeID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, rec := range e.records {
+		if rec.via == id {
+			rec.hops = MaxHops + 1
+		}
+	}
+}
+
+// Tick runs the engine's timers; the node calls it every TickInterval (any
+// period works, timing is only as precise as the period). It samples
+// telemetry when due, broadcasts a rate-limited pending announcement,
+// re-announces this node every TTL/3, moves remote nodes between Online,
+// Degraded and Offline, and drops expired ones from the index.
+func (e *Engine) Tick() {
+	telemetry := e.sampleTelemetry()
+	var o outbox
+	e.mu.Lock()
+	now := e.cfg.Now()
+	l := &e.local
+	switch {
+	case telemetry != nil && l.announced:
+		if err := e.setLocalLocked(&o, l.set, telemetry, l.degraded); err != nil {
+			e.st.telemetryErrors.Add(1)
+			e.log.Debug("capability: telemetry not announced", "err", err)
+		}
+	case telemetry != nil:
+		l.telemetry = telemetry
+	case !l.announced:
+	case l.pending && now.Sub(l.lastBroadcast) >= e.cfg.MinAnnounceInterval:
+		e.broadcastLocked(&o, now)
+	case !l.pending && now.Sub(l.lastBroadcast) >= e.cfg.TTL/refreshDivisor:
+		if err := e.setLocalLocked(&o, l.set, l.telemetry, l.degraded); err != nil {
+			panic("capability: refreshing a validated set: " + err.Error()) // unreachable
+		}
+	}
+	for id, rec := range e.records {
+		if !rec.live {
+			continue
+		}
+		n := e.ix.get(id)
+		if !now.Before(rec.expires) {
+			rec.live = false
+			e.tombstones = append(e.tombstones, id)
+			e.ix.mu.Lock()
+			e.ix.removeLocked(id)
+			e.ix.mu.Unlock()
+			gone := *n
+			gone.Status = StatusOffline
+			e.emitLocked(Event{Kind: NodeGone, Node: gone, Previous: n.Status})
+			continue
+		}
+		if st := rec.status(now); st != n.Status {
+			m := *n
+			m.Status = st
+			e.indexLocked(&m)
+		}
+	}
+	e.mu.Unlock()
+	e.flush(&o)
+}
+
+// sampleTelemetry samples the configured Sampler when it is due and returns
+// its metadata, or nil.
+func (e *Engine) sampleTelemetry() map[string]string {
+	if e.cfg.Telemetry == nil {
+		return nil
+	}
+	e.mu.Lock()
+	now := e.cfg.Now()
+	due := !now.Before(e.local.nextTelemetry)
+	if due {
+		e.local.nextTelemetry = now.Add(e.cfg.TelemetryInterval)
+	}
+	e.mu.Unlock()
+	if !due {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), telemetryTimeout)
+	defer cancel()
+	t, err := e.cfg.Telemetry.Sample(ctx)
+	if err != nil {
+		e.st.telemetryErrors.Add(1)
+		e.log.Debug("capability: telemetry sample failed", "err", err)
+		return nil
+	}
+	return t.Metadata()
+}
+
+// Health is a summary of the index for status pages.
+type Health struct {
+	Known    int // live nodes in the index, this node included
+	Online   int
+	Degraded int
+	Offline  int // remembered origins whose announcements expired
+}
+
+// Health returns a summary of the nodes known.
+func (e *Engine) Health() Health {
+	var h Health
+	e.ix.mu.RLock()
+	for _, s := range e.ix.slotOf {
+		switch e.ix.nodes[s].Status {
+		case StatusOnline:
+			h.Online++
+		case StatusDegraded:
+			h.Degraded++
+		}
+		h.Known++
+	}
+	e.ix.mu.RUnlock()
+	e.mu.Lock()
+	for _, rec := range e.records {
+		if !rec.live {
+			h.Offline++
+		}
+	}
+	e.mu.Unlock()
+	return h
+}

@@ -1,0 +1,286 @@
+package mesh
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	flynn "github.com/flynn/noise"
+
+	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh/wire"
+	"github.com/netmesh/netmesh/noise"
+)
+
+// These tests play the attacker: they need the MAC keys and session indexes
+// that the package keeps to itself.
+
+func startNode(t testing.TB, mod ...func(*Config)) *Mesh {
+	t.Helper()
+	cfg := Config{ListenAddr: "127.0.0.1:0", HandshakeRetransmit: 50 * time.Millisecond, HandshakeGiveUp: 2 * time.Second}
+	for _, f := range mod {
+		f(&cfg)
+	}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func pair(t testing.TB) (a, b *Mesh, pb *Peer) {
+	a, b = startNode(t), startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pb, err := a.Connect(ctx, b.Addr(), Pin{Key: b.id.PublicKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait until b has promoted the session (a's ping confirms it).
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Peer(a.ID()) == nil || !b.Peer(a.ID()).IsUp() {
+		if time.Now().After(deadline) {
+			t.Fatal("b never confirmed the session")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return a, b, pb
+}
+
+// ikInitiation builds a valid, MAC1-correct IK initiation to the holder of
+// pub from a fresh identity.
+func ikInitiation(t testing.TB, pub ed25519.PublicKey, sender uint32) []byte {
+	id, _ := identity.Generate()
+	hs, err := noise.NewInitiator(noise.Config{Identity: id, PeerKey: pub}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := hs.WriteMessage(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeInitIK, Sender: sender, Noise: msg})
+	setMAC1(pkt, new(mac1Key(pub)))
+	return pkt
+}
+
+func rawSocket(t testing.TB) *net.UDPConn {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func drops(m *Mesh, r DropReason) uint64 { return m.stats.drops[r].Load() }
+
+func waitDrop(t testing.TB, m *Mesh, r DropReason, before uint64) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for drops(m, r) <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("drop %q not counted (drops: %v)", r, m.Stats().Drops)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestBadInputIsDroppedAndCounted(t *testing.T) {
+	a, b, pb := pair(t)
+	// Capture one real data packet from a to b for the replay case.
+	s := pb.cur.Load()
+	sess := b.Peer(a.ID()).cur.Load()
+	var captured []byte
+	{
+		p := getOut()
+		hdr := wire.PutDataHeader(p.buf[:], wire.DataHeader{Receiver: s.remote, Counter: s.sendCounter.Add(1) - 1})
+		wire.PutFrameHeader(p.buf[16:], wire.ProtoDatagram, 0)
+		copy(p.buf[18:], "replay me")
+		ct := s.send.Seal(p.buf[16:16], &p.nonce, binary.LittleEndian.Uint64(hdr[8:]), p.buf[16:27], hdr)
+		captured = append([]byte(nil), p.buf[:16+len(ct)]...)
+	}
+	raw := rawSocket(t)
+	dst := net.UDPAddrFromAddrPort(b.Addr())
+	send := func(b []byte) {
+		if _, err := raw.WriteToUDP(b, dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := func(index uint32, n int) []byte {
+		pkt := wire.PutDataHeader(make([]byte, n), wire.DataHeader{Receiver: index, Counter: 5})
+		return pkt[:n]
+	}
+	badMAC := ikInitiation(t, b.id.PublicKey(), 77)
+	badMAC[len(badMAC)-20] ^= 1
+	wrongIdentity := forgedIK(t, b.id.PublicKey())
+	oversized := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeInitXX, Noise: make([]byte, wire.MaxNoiseMessage+1)})
+	cases := []struct {
+		name string
+		pkt  []byte
+		want DropReason
+	}{
+		{"truncated data", []byte{byte(wire.TypeData), 0, 0}, DropShort},
+		{"truncated handshake", []byte{byte(wire.TypeInitIK), 0, 0, 0, 1}, DropShort},
+		{"oversized handshake", oversized, DropOversized},
+		{"unknown type", []byte{0x99, 1, 2, 3, 4, 5, 6, 7}, DropUnknownType},
+		{"wrong receiver index", data(sess.local^0xdeadbeef, 64), DropUnknownIndex},
+		{"bad tag", data(sess.local, 64), DropBadTag},
+		{"bad handshake MAC", badMAC, DropBadMAC},
+		{"bad identity signature", wrongIdentity, DropBadIdentity},
+	}
+	for _, c := range cases {
+		before := drops(b, c.want)
+		send(c.pkt)
+		waitDrop(t, b, c.want, before)
+	}
+	// A replayed packet is accepted once and dropped the second time, even
+	// from another source address.
+	send(captured)
+	buf := make([]byte, MaxDatagramSize)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n, _, err := b.ReadDatagram(ctx, buf)
+	if err != nil || string(buf[:n]) != "replay me" {
+		t.Fatalf("original packet: %q, %v", buf[:n], err)
+	}
+	before := drops(b, DropReplay)
+	send(captured)
+	waitDrop(t, b, DropReplay, before)
+	// Nothing of the junk reached the user.
+	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if _, _, err := b.ReadDatagram(short, buf); err == nil {
+		t.Fatalf("junk was delivered: %q", buf)
+	}
+	// And the real session still works.
+	if err := a.SendDatagram(context.Background(), pb, []byte("still fine")); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := b.ReadDatagram(ctx, buf); err != nil || string(buf[:n]) != "still fine" {
+		t.Fatalf("after the attack: %q, %v", buf[:n], err)
+	}
+}
+
+// forgedIK is an IK initiation whose identity payload is signed by the
+// wrong key: Noise decrypts it, the signature check fails.
+func forgedIK(t testing.TB, to ed25519.PublicKey) []byte {
+	id, _ := identity.Generate()
+	other, _ := identity.Generate()
+	static, _ := identity.X25519PublicKey(id.PublicKey())
+	peerStatic, _ := identity.X25519PublicKey(to)
+	hs, err := flynn.NewHandshakeState(flynn.Config{
+		CipherSuite:   flynn.NewCipherSuite(flynn.DH25519, flynn.CipherChaChaPoly, flynn.HashBLAKE2s),
+		Pattern:       flynn.HandshakeIK,
+		Initiator:     true,
+		Prologue:      []byte("netmesh v1"),
+		StaticKeypair: flynn.DHKey{Private: id.X25519(), Public: static},
+		PeerStatic:    peerStatic,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := append([]byte("netmesh static v1"), static...)
+	payload := append(append([]byte(nil), id.PublicKey()...), other.Sign(signed)...)
+	payload = binary.BigEndian.AppendUint64(payload, uint64(time.Now().UnixNano()))
+	msg, _, _, err := hs.WriteMessage(nil, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeInitIK, Sender: 5, Noise: msg})
+	setMAC1(pkt, new(mac1Key(to)))
+	return pkt
+}
+
+func TestReplayedInitiationIsStale(t *testing.T) {
+	b := startNode(t)
+	raw := rawSocket(t)
+	pkt := ikInitiation(t, b.id.PublicKey(), 9)
+	dst := net.UDPAddrFromAddrPort(b.Addr())
+	raw.WriteToUDP(pkt, dst)
+	deadline := time.Now().Add(3 * time.Second)
+	for b.stats.handshakesProcessed.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	raw.WriteToUDP(pkt, dst)
+	waitDrop(t, b, DropStaleInitiation, 0)
+}
+
+func TestHandshakeFlood(t *testing.T) {
+	a, b, pb := pair(t)
+	const floodSize = 4000
+	pkts := make([][]byte, floodSize)
+	for i := range pkts {
+		pkts[i] = ikInitiation(t, b.id.PublicKey(), uint32(i+1))
+	}
+	socks := make([]*net.UDPConn, 32) // many source ports
+	for i := range socks {
+		socks[i] = rawSocket(t)
+	}
+	dst := net.UDPAddrFromAddrPort(b.Addr())
+	before := b.stats.handshakesProcessed.Load()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i, p := range pkts {
+			socks[i%len(socks)].WriteToUDP(p, dst)
+		}
+	}()
+	// The established pair keeps talking through the flood.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	buf := make([]byte, MaxDatagramSize)
+	delivered := 0
+	for i := 0; i < 200 && ctx.Err() == nil; i++ {
+		a.SendDatagram(ctx, pb, []byte("through the flood"))
+		rctx, rcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		if _, _, err := b.ReadDatagram(rctx, buf); err == nil {
+			delivered++
+		}
+		rcancel()
+	}
+	wg.Wait()
+	processed := b.stats.handshakesProcessed.Load() - before
+	cookies := b.stats.cookiesSent.Load()
+	t.Logf("flood of %d initiations: %d processed with DH, %d cookie replies, %d/200 datagrams delivered, drops %v",
+		floodSize, processed, cookies, delivered, b.Stats().Drops)
+	if delivered < 190 {
+		t.Errorf("only %d/200 datagrams got through the flood", delivered)
+	}
+	if cookies == 0 {
+		t.Error("the node never asked for cookies")
+	}
+	if processed > floodSize/4 {
+		t.Errorf("%d of %d flood initiations cost DH work, want under a quarter", processed, floodSize)
+	}
+}
+
+func TestCookieRoundTrip(t *testing.T) {
+	// A real initiator under a node that is under load gets a cookie,
+	// resends with MAC2 and completes.
+	a, b := startNode(t), startNode(t)
+	b.underLoadUntil.Store(b.now() + int64(time.Hour))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.Connect(ctx, b.Addr(), Pin{Key: b.id.PublicKey()}); err != nil {
+		t.Fatal(err)
+	}
+	if b.stats.cookiesSent.Load() == 0 {
+		t.Fatal("no cookie was needed")
+	}
+	// XX too: the cookie is sealed under the anonymous key.
+	c := startNode(t)
+	if _, err := c.Connect(ctx, b.Addr(), Pin{}); err != nil {
+		t.Fatal(err)
+	}
+}
