@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/netmesh/netmesh/identity"
@@ -25,6 +26,16 @@ type Config struct {
 	// Conn, if set, replaces the sockets that ListenAddr would open. Tests
 	// pass a meshtest.FaultConn here. The mesh closes it on Close.
 	Conn udp.Conn
+
+	// Relays are nodes that forward for this node when a peer cannot be
+	// reached directly. The node connects to each at Start and keeps the
+	// sessions up; ConnectNode routes through them when it knows no better
+	// route.
+	Relays []Relay
+
+	// DisableRelay stops this node from forwarding routed packets between
+	// other nodes. It still uses relays itself.
+	DisableRelay bool
 
 	// Logger receives the node's logs. Nil discards them.
 	Logger *slog.Logger
@@ -63,6 +74,13 @@ type Config struct {
 	// endpoint. It keeps two live addresses from making the path flap.
 	// 0 means 1 s.
 	RoamSilence time.Duration
+}
+
+// Relay names a relay node: its address and, optionally, the key or id it
+// must have.
+type Relay struct {
+	Addr netip.AddrPort
+	Pin  Pin
 }
 
 // timers is Config's timing knobs with defaults applied.

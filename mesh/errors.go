@@ -27,6 +27,8 @@ var (
 	ErrUnknownPeer = errors.New("mesh: unknown peer")
 	// ErrProtoInUse means a subprotocol id already has a handler.
 	ErrProtoInUse = errors.New("mesh: subprotocol already registered")
+	// ErrNoRoute means no direct session or route leads to the node.
+	ErrNoRoute = errors.New("mesh: no route to node")
 	// ErrNoAddress means the address family of the destination has no
 	// socket.
 	ErrNoAddress = errors.New("mesh: no socket for the destination's address family")

@@ -45,8 +45,7 @@ type Pin struct {
 
 // dial is the initiator's side of a handshake.
 type dial struct {
-	addr    netip.AddrPort
-	sock    *socket
+	path    *endpoint
 	pin     Pin
 	started int64
 	nextAt  int64 // mono ns of the next retransmit
@@ -66,8 +65,7 @@ type handshake struct {
 	remote  uint32 // responder: the initiator's index
 	noise   *noise.Handshake
 	dial    *dial // nil for the responder
-	addr    netip.AddrPort
-	sock    *socket
+	path    *endpoint
 	created int64
 	pkt     []byte // initiator: the last message sent, for cookie resends
 	mac1    [wire.MACSize]byte
@@ -76,9 +74,8 @@ type handshake struct {
 
 // hsJob is a handshake message waiting for the worker.
 type hsJob struct {
-	pkt  []byte
-	src  netip.AddrPort
-	sock *socket
+	pkt []byte
+	src *endpoint
 }
 
 // maxResponderPending bounds XX handshakes waiting for their final message.
@@ -112,9 +109,13 @@ func (m *Mesh) Connect(ctx context.Context, addr netip.AddrPort, pin Pin) (*Peer
 	if sock == nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoAddress, addr)
 	}
+	path := &endpoint{addr: addr, sock: sock}
 	m.mu.Lock()
 	if p := m.findPeerLocked(addr, pin.ID); p != nil && p.current != nil {
 		m.mu.Unlock()
+		if ep := p.ep.Load(); ep != nil && ep.relay != nil {
+			m.probeDirect(p, path)
+		}
 		return p, nil
 	}
 	if pin.Key == nil && !pin.ID.IsZero() {
@@ -122,9 +123,13 @@ func (m *Mesh) Connect(ctx context.Context, addr netip.AddrPort, pin Pin) (*Peer
 			pin.Key = p.key // seen before: IK saves a round trip
 		}
 	}
-	d := m.newDialLocked(addr, sock, pin)
+	d := m.newDialLocked(path, pin)
 	m.mu.Unlock()
+	return m.waitDial(ctx, d)
+}
 
+// waitDial waits for d to finish or ctx to end, which abandons it.
+func (m *Mesh) waitDial(ctx context.Context, d *dial) (*Peer, error) {
 	select {
 	case <-d.done:
 		return d.peer, d.err
@@ -150,8 +155,8 @@ func (m *Mesh) findPeerLocked(addr netip.AddrPort, id identity.NodeID) *Peer {
 	return nil
 }
 
-func (m *Mesh) newDialLocked(addr netip.AddrPort, sock *socket, pin Pin) *dial {
-	d := &dial{addr: addr, sock: sock, pin: pin, started: m.now(), done: make(chan struct{})}
+func (m *Mesh) newDialLocked(path *endpoint, pin Pin) *dial {
+	d := &dial{path: path, pin: pin, started: m.now(), done: make(chan struct{})}
 	if p := m.peers[pin.ID]; p != nil && p.dial == nil && !pin.ID.IsZero() {
 		p.dial = d
 	}
@@ -183,13 +188,13 @@ func (m *Mesh) attemptLocked(d *dial) {
 		k := mac1Key(d.pin.Key)
 		typ, key = wire.TypeInitIK, &k
 	}
-	h := &handshake{local: m.newIndexLocked(), noise: hs, dial: d, addr: d.addr, sock: d.sock, created: now, mac1Key: key}
+	h := &handshake{local: m.newIndexLocked(), noise: hs, dial: d, path: d.path, created: now, mac1Key: key}
 	h.pkt = wire.AppendHandshake(nil, wire.Handshake{Type: typ, Sender: h.local, Noise: msg})
 	h.mac1 = setMAC1(h.pkt, key)
 	d.hs = h
 	m.pending[h.local] = h
 	m.stats.handshakesInitiated.Add(1)
-	m.sendRaw(d.addr, h.pkt)
+	m.sendTo(d.path, h.pkt)
 }
 
 // finishDialLocked completes d with a result, waking Connect.
@@ -232,7 +237,7 @@ func (m *Mesh) newIndexLocked() uint32 {
 
 // receiveHandshake runs on a socket reader: it does the cheap checks and
 // queues the message for the worker.
-func (m *Mesh) receiveHandshake(b []byte, src netip.AddrPort, sock *socket) {
+func (m *Mesh) receiveHandshake(b []byte, src endpoint) {
 	h, err := wire.ParseHandshake(b)
 	if err != nil {
 		m.dropWire(err)
@@ -247,25 +252,28 @@ func (m *Mesh) receiveHandshake(b []byte, src netip.AddrPort, sock *socket) {
 			m.stats.drop(DropBadMAC)
 			return
 		}
-		if m.underLoad() {
-			if !m.macs.validMAC2(b, src) {
+		// Relayed handshakes arrive over an authenticated session with the
+		// relay; cookies prove source addresses, so they apply to direct
+		// ones only.
+		if src.relay == nil && m.underLoad() {
+			if !m.macs.validMAC2(b, src.addr) {
 				seal := &m.macs.cookieAnon
 				if h.Type == wire.TypeInitIK {
 					seal = &m.macs.cookieOwn
 				}
-				if m.sendRaw(src, m.macs.cookieReply(b, h.Sender, src, seal)) == nil {
+				if m.sendTo(&src, m.macs.cookieReply(b, h.Sender, src.addr, seal)) == nil {
 					m.stats.cookiesSent.Add(1)
 				}
 				m.stats.drop(DropCookieRequired)
 				return
 			}
-			if !m.limit.allow(src.Addr(), time.Now()) {
+			if !m.limit.allow(src.addr.Addr(), time.Now()) {
 				m.stats.drop(DropRateLimited)
 				return
 			}
 		}
 	}
-	job := hsJob{pkt: append([]byte(nil), b...), src: src, sock: sock}
+	job := hsJob{pkt: append([]byte(nil), b...), src: &src}
 	select {
 	case m.hsq <- job:
 	default:
@@ -324,7 +332,7 @@ func (m *Mesh) receiveCookie(b []byte) {
 		return
 	}
 	setMAC2(h.pkt, &cookie)
-	m.sendRaw(h.addr, h.pkt)
+	m.sendTo(h.path, h.pkt)
 }
 
 func (m *Mesh) handshakeWorker() {
@@ -402,7 +410,7 @@ func (m *Mesh) respond(h wire.Handshake, j hsJob) {
 			m.stats.drop(DropQueueFull)
 			return
 		}
-		m.pending[local] = &handshake{local: local, remote: h.Sender, noise: hs, addr: j.src, sock: j.sock, created: m.now()}
+		m.pending[local] = &handshake{local: local, remote: h.Sender, noise: hs, path: j.src, created: m.now()}
 	} else {
 		keys, err := hs.Keys()
 		if err != nil {
@@ -411,7 +419,7 @@ func (m *Mesh) respond(h wire.Handshake, j hsJob) {
 			return
 		}
 		p := m.peerLocked(peer.ID, peer.Key)
-		s := m.newSession(p, local, h.Sender, keys, false, j.src, j.sock)
+		s := m.newSession(p, local, h.Sender, keys, false, j.src)
 		if p.next != nil {
 			delete(m.sessions, p.next.local)
 		}
@@ -421,7 +429,7 @@ func (m *Mesh) respond(h wire.Handshake, j hsJob) {
 	m.mu.Unlock()
 	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
 	setMAC1(pkt, macKey)
-	m.sendRaw(j.src, pkt)
+	m.sendTo(j.src, pkt)
 }
 
 // handleResponse completes (IK) or advances (XX) one of our dials.
@@ -480,7 +488,11 @@ func (m *Mesh) handleResponse(h wire.Handshake, j hsJob) {
 		return
 	}
 	p := m.peerLocked(keys.Peer.ID, keys.Peer.Key)
-	s := m.newSession(p, hs.local, h.Sender, keys, true, j.src, j.sock)
+	path := j.src
+	if hs.path.same(path) {
+		path = hs.path // keeps the reason the dial chose it
+	}
+	s := m.newSession(p, hs.local, h.Sender, keys, true, path)
 	if final == nil {
 		m.establishLocked(p, s)
 		m.finishDialLocked(d, p, nil)
@@ -497,7 +509,7 @@ func (m *Mesh) handleResponse(h wire.Handshake, j hsJob) {
 	m.sessions[s.local] = s
 	d.nextAt = m.now() + int64(m.t.retransmit)
 	m.mu.Unlock()
-	m.sendRaw(j.src, final)
+	m.sendTo(j.src, final)
 }
 
 // handleFinal completes an XX handshake on the responder.
@@ -534,7 +546,7 @@ func (m *Mesh) handleFinal(h wire.Handshake, j hsJob) {
 	}
 	m.mu.Lock()
 	p := m.peerLocked(keys.Peer.ID, keys.Peer.Key)
-	s := m.newSession(p, hs.local, hs.remote, keys, false, j.src, j.sock)
+	s := m.newSession(p, hs.local, hs.remote, keys, false, j.src)
 	s.confirmed.Store(true)
 	m.establishLocked(p, s)
 	m.mu.Unlock()
@@ -551,10 +563,10 @@ func (m *Mesh) peerLocked(id identity.NodeID, key ed25519.PublicKey) *Peer {
 	return p
 }
 
-func (m *Mesh) newSession(p *Peer, local, remote uint32, k *noise.Keys, initiator bool, addr netip.AddrPort, sock *socket) *session {
+func (m *Mesh) newSession(p *Peer, local, remote uint32, k *noise.Keys, initiator bool, path *endpoint) *session {
 	return &session{
 		peer: p, local: local, remote: remote, send: k.Send, recv: k.Recv,
-		initiator: initiator, created: m.now(), addr: addr, sock: sock,
+		initiator: initiator, created: m.now(), path: path,
 	}
 }
 
@@ -563,7 +575,7 @@ func (m *Mesh) newSession(p *Peer, local, remote uint32, k *noise.Keys, initiato
 // the peer.
 func (m *Mesh) establishLocked(p *Peer, s *session) {
 	cameUp := p.installLocked(s)
-	p.setEndpoint(s.addr, s.sock)
+	p.setPath(s.path)
 	p.lastRecv.Store(m.now())
 	p.handshakes.Add(1)
 	m.stats.handshakesCompleted.Add(1)
@@ -575,7 +587,7 @@ func (m *Mesh) establishLocked(p *Peer, s *session) {
 		m.finishDialLocked(d, p, nil)
 	}
 	if cameUp {
-		m.log.Info("peer up", "peer", p.id.Short(), "addr", s.addr)
+		m.log.Info("peer up", "peer", p.id.Short(), "path", s.path)
 		m.notifyLocked(PeerEvent{Peer: p.id, Up: true})
 	}
 }

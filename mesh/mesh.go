@@ -29,6 +29,7 @@ import (
 
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh/udp"
+	"github.com/netmesh/netmesh/mesh/wire"
 )
 
 // Mesh is a netmesh node. Its methods are safe for concurrent use.
@@ -58,6 +59,8 @@ type Mesh struct {
 	peers    map[identity.NodeID]*Peer
 	sessions map[uint32]*session   // by our receiver index
 	pending  map[uint32]*handshake // by our receiver index
+	routes   map[identity.NodeID]route
+	relayIDs []identity.NodeID // configured relays that answered
 	watchers map[*watcher]struct{}
 
 	ctx     context.Context // ends on Close
@@ -93,6 +96,7 @@ func New(cfg Config) (*Mesh, error) {
 		peers:    make(map[identity.NodeID]*Peer),
 		sessions: make(map[uint32]*session),
 		pending:  make(map[uint32]*handshake),
+		routes:   make(map[identity.NodeID]route),
 		watchers: make(map[*watcher]struct{}),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -130,6 +134,7 @@ func (m *Mesh) Start(ctx context.Context) error {
 	m.wg.Add(2)
 	go m.handshakeWorker()
 	go m.timerLoop()
+	m.keepRelays()
 	m.log.Info("mesh started", "id", m.id.NodeID(), "addrs", m.ListenAddrs())
 	return nil
 }
@@ -252,6 +257,7 @@ func (m *Mesh) Stats() Stats {
 		HandshakesCompleted: m.stats.handshakesCompleted.Load(),
 		HandshakesProcessed: m.stats.handshakesProcessed.Load(),
 		CookiesSent:         m.stats.cookiesSent.Load(),
+		Relayed:             m.stats.relayed.Load(),
 	}
 	if len(m.socks) > 0 {
 		if c, ok := m.socks[0].conn.(interface{ Mode() string }); ok {
@@ -307,7 +313,8 @@ func (m *Mesh) readLoop(s *socket) {
 			return
 		}
 		for i := range msgs[:n] {
-			r.receive(msgs[i].Buf, msgs[i].Addr)
+			src := endpoint{addr: msgs[i].Addr, sock: s}
+			r.receive(msgs[i].Buf, &src)
 		}
 	}
 }
@@ -366,14 +373,14 @@ func (m *Mesh) enqueue(s *socket, p *outPacket) error {
 	}
 }
 
-// sendRaw sends a copy of b to addr, for handshake and cookie messages.
-func (m *Mesh) sendRaw(addr netip.AddrPort, b []byte) error {
-	s := m.sockFor(addr)
-	if s == nil {
-		return ErrNoAddress
-	}
+// sendTo sends a copy of b, a handshake or cookie message, over path.
+func (m *Mesh) sendTo(path *endpoint, b []byte) error {
 	p := getOut()
+	if path.relay != nil {
+		n := copy(p.buf[routedHeadroom:], b)
+		return m.forward(p, n, path.relay, wire.RouteHeader{Src: m.id.NodeID(), Dst: path.node})
+	}
 	p.n = copy(p.buf[:], b)
-	p.addr = addr
-	return m.enqueue(s, p)
+	p.addr = path.addr
+	return m.enqueue(path.sock, p)
 }

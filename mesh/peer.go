@@ -28,6 +28,9 @@ type Peer struct {
 
 	cur atomic.Pointer[session]  // mirrors current for lock-free sends
 	ep  atomic.Pointer[endpoint] // where packets to the peer go
+	// fallback is the relayed path a direct one replaced: used again if
+	// the direct path goes silent.
+	fallback atomic.Pointer[endpoint]
 
 	lastRecv   atomic.Int64 // mono ns of the last authenticated packet
 	lastSent   atomic.Int64 // mono ns of the last packet sent
@@ -40,10 +43,29 @@ type Peer struct {
 	handshakes atomic.Uint64
 }
 
-// endpoint is a peer's direct address and the socket that reaches it.
+// endpoint is a path to a peer: a direct address on one of our sockets,
+// or through a relay, a directly connected peer that forwards to node.
 type endpoint struct {
-	addr netip.AddrPort
-	sock *socket
+	addr  netip.AddrPort // direct
+	sock  *socket        // direct
+	relay *Peer          // relayed: the first hop
+	node  identity.NodeID
+	why   string // for relayed paths: why not direct (shown in Stats)
+}
+
+// same reports whether e and o are the same path.
+func (e *endpoint) same(o *endpoint) bool {
+	if e.relay != nil || o.relay != nil {
+		return e.relay == o.relay
+	}
+	return e.addr == o.addr
+}
+
+func (e *endpoint) String() string {
+	if e.relay != nil {
+		return "via " + e.relay.id.Short()
+	}
+	return e.addr.String()
 }
 
 // ID returns the peer's NodeID.
@@ -52,12 +74,22 @@ func (p *Peer) ID() identity.NodeID { return p.id }
 // PublicKey returns the peer's ed25519 public key.
 func (p *Peer) PublicKey() ed25519.PublicKey { return p.key }
 
-// Endpoint returns the address packets to the peer are sent to.
+// Endpoint returns the address packets to the peer are sent to, or the
+// zero AddrPort when they go through a relay (see Via).
 func (p *Peer) Endpoint() netip.AddrPort {
 	if ep := p.ep.Load(); ep != nil {
 		return ep.addr
 	}
 	return netip.AddrPort{}
+}
+
+// Via returns the relay that packets to the peer go through, or the zero
+// NodeID when the path is direct.
+func (p *Peer) Via() identity.NodeID {
+	if ep := p.ep.Load(); ep != nil && ep.relay != nil {
+		return ep.relay.id
+	}
+	return identity.NodeID{}
 }
 
 // IsUp reports whether the peer has an established session.
@@ -84,9 +116,15 @@ func (p *Peer) Stats() PeerStats {
 	}
 	if s := p.cur.Load(); s != nil {
 		st.Up = true
-		st.Path = "direct"
-		st.PathReason = "peer answers at its address"
 		st.SessionAge = time.Duration(m.now() - s.created)
+		if ep := p.ep.Load(); ep != nil && ep.relay != nil {
+			st.Path, st.Via, st.PathReason = "relayed", ep.relay.id, ep.why
+			if st.PathReason == "" {
+				st.PathReason = "the session came up through relay " + ep.relay.id.Short() + "; no direct address known"
+			}
+		} else {
+			st.Path, st.PathReason = "direct", "peer answers at its address"
+		}
 	} else {
 		st.Path = "none"
 		st.PathReason = "no session"
@@ -94,32 +132,66 @@ func (p *Peer) Stats() PeerStats {
 	return st
 }
 
-// setEndpoint points the peer at addr.
-func (p *Peer) setEndpoint(addr netip.AddrPort, s *socket) {
-	if ep := p.ep.Load(); ep != nil && ep.addr == addr {
+// setPath points the peer at path, after a handshake over it.
+func (p *Peer) setPath(path *endpoint) {
+	if ep := p.ep.Load(); ep != nil && ep.same(path) {
 		return
 	}
-	p.ep.Store(&endpoint{addr: addr, sock: s})
+	p.ep.Store(path)
 	p.epLastRecv.Store(p.m.now())
 }
 
-// received accounts an authenticated packet of n bytes from src, moving the
-// endpoint if the peer roamed: only when the current endpoint has been
-// silent for RoamSilence, so two live addresses cannot make it flap.
-func (p *Peer) received(n int, src netip.AddrPort, s *socket, now int64) {
+// received accounts an authenticated packet of n bytes that arrived over
+// src, and is the one place that moves the peer's path (so roaming, relay
+// fallback and hole punching cannot fight over it):
+//   - a packet over the current path refreshes it;
+//   - a direct packet replaces a relayed path at once: direct is better,
+//     and only the peer could have sealed it;
+//   - any other path wins only after the current one has been silent for
+//     RoamSilence, so two live paths cannot make it flap.
+func (p *Peer) received(n int, src *endpoint, now int64) {
 	p.rxBytes.Add(uint64(n))
 	p.rxPackets.Add(1)
 	p.lastRecv.Store(now)
 	ep := p.ep.Load()
-	if ep != nil && ep.addr == src {
+	if ep != nil && ep.same(src) {
 		p.epLastRecv.Store(now)
 		return
 	}
-	if ep == nil || now-p.epLastRecv.Load() > int64(p.m.t.roamSilence) {
-		p.m.log.Info("peer roamed", "peer", p.id.Short(), "from", p.Endpoint(), "to", src)
-		p.ep.Store(&endpoint{addr: src, sock: s})
-		p.epLastRecv.Store(now)
+	upgrade := ep != nil && ep.relay != nil && src.relay == nil
+	if ep != nil && !upgrade && now-p.epLastRecv.Load() <= int64(p.m.t.roamSilence) {
+		return
 	}
+	moved := *src
+	if moved.relay != nil {
+		moved.why = "the direct path went silent"
+	}
+	p.switchPath(&moved, now)
+	if upgrade {
+		p.fallback.Store(ep)
+	}
+}
+
+// switchPath makes path the peer's path.
+func (p *Peer) switchPath(path *endpoint, now int64) {
+	p.m.log.Info("peer path changed", "peer", p.id.Short(), "from", p.ep.Load(), "to", path)
+	p.ep.Store(path)
+	p.epLastRecv.Store(now)
+}
+
+// checkPathLocked falls back to the relayed path when the direct path that
+// replaced it has gone silent for half the dead-peer timeout. The timer
+// loop calls it.
+func (p *Peer) checkPathLocked(now int64) {
+	fb := p.fallback.Load()
+	ep := p.ep.Load()
+	if fb == nil || ep == nil || ep.relay != nil || now-p.lastRecv.Load() <= int64(p.m.t.dead/2) {
+		return
+	}
+	back := *fb
+	back.why = "the direct path stopped answering"
+	p.switchPath(&back, now)
+	p.fallback.Store(nil)
 }
 
 // updateRTT folds a sample into the smoothed RTT (RFC 6298: 7/8 old + 1/8 new).
@@ -140,9 +212,8 @@ type session struct {
 	send      *noise.Cipher
 	recv      *noise.Cipher
 	initiator bool
-	created   int64          // mono ns
-	addr      netip.AddrPort // where the handshake came from or went to
-	sock      *socket
+	created   int64     // mono ns
+	path      *endpoint // where the handshake came from or went to
 
 	sendCounter atomic.Uint64
 	confirmed   atomic.Bool // an authenticated packet arrived on it

@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"encoding/binary"
-	"net/netip"
 	"time"
 
 	"github.com/netmesh/netmesh/mesh/wire"
@@ -31,9 +30,11 @@ type reader struct {
 	nonce noise.Nonce
 }
 
-// receive handles one datagram. Cheap prefix checks come first; no crypto
-// runs for a packet that cannot belong to a session or handshake.
-func (r *reader) receive(b []byte, src netip.AddrPort) {
+// receive handles one packet that arrived over src: a datagram from a
+// socket, or the inner packet of a routed frame. Cheap prefix checks come
+// first; no crypto runs for a packet that cannot belong to a session or
+// handshake.
+func (r *reader) receive(b []byte, src *endpoint) {
 	m := r.m
 	if len(b) == 0 {
 		m.stats.drop(DropShort)
@@ -47,7 +48,7 @@ func (r *reader) receive(b []byte, src netip.AddrPort) {
 	case t == wire.TypeData:
 		r.receiveData(b, src)
 	case t.IsHandshake():
-		m.receiveHandshake(b, src, r.sock)
+		m.receiveHandshake(b, *src)
 	case t == wire.TypeCookie:
 		m.receiveCookie(b)
 	default:
@@ -55,7 +56,7 @@ func (r *reader) receive(b []byte, src netip.AddrPort) {
 	}
 }
 
-func (r *reader) receiveData(b []byte, src netip.AddrPort) {
+func (r *reader) receiveData(b []byte, src *endpoint) {
 	m := r.m
 	h, err := wire.ParseDataHeader(b)
 	if err != nil {
@@ -89,7 +90,12 @@ func (r *reader) receiveData(b []byte, src netip.AddrPort) {
 		return
 	}
 	p := s.peer
-	p.received(len(b), src, r.sock, now)
+	if src.relay != nil && src.node != p.id {
+		// A relay delivered another node's session packet as if from p.
+		m.stats.drop(DropBadRoute)
+		return
+	}
+	p.received(len(b), src, now)
 	if !s.confirmed.Load() {
 		m.confirm(s)
 	}
@@ -98,11 +104,12 @@ func (r *reader) receiveData(b []byte, src netip.AddrPort) {
 		m.stats.drop(DropShort)
 		return
 	}
-	m.dispatch(p, proto, body)
+	r.dispatch(p, proto, body)
 }
 
 // dispatch hands a decrypted frame to its subprotocol.
-func (m *Mesh) dispatch(p *Peer, proto wire.Proto, body []byte) {
+func (r *reader) dispatch(p *Peer, proto wire.Proto, body []byte) {
+	m := r.m
 	switch proto {
 	case wire.ProtoKeepalive:
 	case wire.ProtoDatagram:
@@ -130,6 +137,8 @@ func (m *Mesh) dispatch(p *Peer, proto wire.Proto, body []byte) {
 				p.updateRTT(time.Duration(rtt))
 			}
 		}
+	case wire.ProtoRoute:
+		r.receiveRouted(p, body)
 	default:
 		h := m.handlers[proto].Load()
 		if h == nil {
@@ -137,6 +146,53 @@ func (m *Mesh) dispatch(p *Peer, proto wire.Proto, body []byte) {
 			return
 		}
 		(*h)(p, body)
+	}
+}
+
+// receiveRouted handles a routed packet that neighbour from handed us:
+// ours to open, or to forward one hop closer to its destination.
+func (r *reader) receiveRouted(from *Peer, body []byte) {
+	m := r.m
+	rh, inner, err := wire.ParseRoute(body)
+	if err != nil {
+		m.stats.drop(DropShort)
+		return
+	}
+	if rh.Hops == 0 && rh.Src != from.id {
+		// The first hop must be the sender itself: no one can put
+		// packets on the mesh in another node's name.
+		m.stats.drop(DropBadRoute)
+		return
+	}
+	if rh.Dst == m.id.NodeID() {
+		if from.ep.Load() != nil && from.ep.Load().relay != nil {
+			m.stats.drop(DropBadRoute) // no relaying through relayed sessions
+			return
+		}
+		m.learnReverseRoute(rh.Src, from)
+		src := endpoint{relay: from, node: rh.Src}
+		r.receive(inner, &src)
+		return
+	}
+	if m.cfg.DisableRelay {
+		m.stats.drop(DropRelayDisabled)
+		return
+	}
+	if rh.Hops >= wire.MaxHops {
+		m.stats.drop(DropHopLimit)
+		return
+	}
+	next := m.nextHop(rh.Dst, from)
+	if next == nil {
+		m.stats.drop(DropNoRoute)
+		return
+	}
+	m.learnReverseRoute(rh.Src, from)
+	pkt := getOut()
+	n := copy(pkt.buf[routedHeadroom:], inner)
+	rh.Hops++
+	if m.forward(pkt, n, next, rh) == nil {
+		m.stats.relayed.Add(1)
 	}
 }
 

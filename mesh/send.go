@@ -47,33 +47,116 @@ func (m *Mesh) sendFrame(p *Peer, proto wire.Proto, body []byte) error {
 }
 
 // sendFrameOn seals one frame on session s, in place in a pooled packet,
-// and queues it for the endpoint's socket. It allocates nothing.
+// and queues it for the peer's path: straight to its address, or wrapped
+// for the relay. It allocates nothing.
 func (m *Mesh) sendFrameOn(s *session, proto wire.Proto, body []byte) error {
 	p := s.peer
 	ep := p.ep.Load()
 	if ep == nil {
 		return ErrNoSession
 	}
-	counter := s.sendCounter.Add(1) - 1
-	if counter >= noise.RejectAfterMessages {
-		return ErrNoSession // the timer loop rekeys long before this
-	}
 	pkt := getOut()
-	hdr := wire.PutDataHeader(pkt.buf[:], wire.DataHeader{Receiver: s.remote, Counter: counter})
-	wire.PutFrameHeader(pkt.buf[wire.DataHeaderSize:], proto, 0)
-	n := wire.DataHeaderSize + wire.FrameHeaderSize + copy(pkt.buf[wire.DataHeaderSize+wire.FrameHeaderSize:], body)
-	ct := s.send.Seal(pkt.buf[wire.DataHeaderSize:wire.DataHeaderSize], &pkt.nonce, counter, pkt.buf[wire.DataHeaderSize:n], hdr)
-	n = wire.DataHeaderSize + len(ct)
-	pkt.n = n
-	pkt.addr = ep.addr
-	// pkt belongs to the writer once queued: do not touch it after.
-	if err := m.enqueue(ep.sock, pkt); err != nil {
+	off := 0
+	if ep.relay != nil {
+		off = routedHeadroom
+	}
+	n, err := sealFrame(s, pkt, off, proto, body)
+	if err != nil {
+		putOut(pkt)
+		return err
+	}
+	if ep.relay != nil {
+		err = m.forward(pkt, n, ep.relay, wire.RouteHeader{Src: m.id.NodeID(), Dst: p.id})
+	} else {
+		pkt.n = n
+		pkt.addr = ep.addr
+		// pkt belongs to the writer once queued: do not touch it after.
+		err = m.enqueue(ep.sock, pkt)
+	}
+	if err != nil {
 		return err
 	}
 	p.lastSent.Store(m.now())
 	p.txPackets.Add(1)
 	p.txBytes.Add(uint64(n))
 	return nil
+}
+
+// sealFrame writes a data packet carrying one frame at pkt.buf[off:] and
+// returns its length.
+func sealFrame(s *session, pkt *outPacket, off int, proto wire.Proto, body []byte) (int, error) {
+	counter := s.sendCounter.Add(1) - 1
+	if counter >= noise.RejectAfterMessages {
+		return 0, ErrNoSession // the timer loop rekeys long before this
+	}
+	b := pkt.buf[off:]
+	if len(body) > len(b)-wire.DataOverhead-wire.FrameHeaderSize {
+		return 0, ErrTooLarge
+	}
+	hdr := wire.PutDataHeader(b, wire.DataHeader{Receiver: s.remote, Counter: counter})
+	wire.PutFrameHeader(b[wire.DataHeaderSize:], proto, 0)
+	n := wire.DataHeaderSize + wire.FrameHeaderSize + copy(b[wire.DataHeaderSize+wire.FrameHeaderSize:], body)
+	ct := s.send.Seal(b[wire.DataHeaderSize:wire.DataHeaderSize], &pkt.nonce, counter, b[wire.DataHeaderSize:n], hdr)
+	return wire.DataHeaderSize + len(ct), nil
+}
+
+// routedHeadroom is where the inner packet of a routed frame starts in a
+// pooled packet: room for the hop session's data header, the frame header
+// and the route header in front of it.
+const routedHeadroom = wire.DataHeaderSize + wire.FrameHeaderSize + wire.RouteHeaderSize
+
+// forward sends the packet at pkt.buf[routedHeadroom:][:n] to relay as a
+// routed frame with header rh, sealed on the relay's session. It takes
+// ownership of pkt. Only a directly reachable peer can be a relay.
+func (m *Mesh) forward(pkt *outPacket, n int, relay *Peer, rh wire.RouteHeader) error {
+	rs := relay.cur.Load()
+	rep := relay.ep.Load()
+	if rs == nil || rep == nil || rep.relay != nil {
+		putOut(pkt)
+		return ErrNoRoute
+	}
+	wire.PutRouteHeader(pkt.buf[routedHeadroom-wire.RouteHeaderSize:], rh)
+	body := pkt.buf[wire.DataHeaderSize+wire.FrameHeaderSize : routedHeadroom+n]
+	counter := rs.sendCounter.Add(1) - 1
+	if counter >= noise.RejectAfterMessages || routedHeadroom+n+wire.TagSize > len(pkt.buf) {
+		putOut(pkt)
+		return ErrNoRoute
+	}
+	hdr := wire.PutDataHeader(pkt.buf[:], wire.DataHeader{Receiver: rs.remote, Counter: counter})
+	wire.PutFrameHeader(pkt.buf[wire.DataHeaderSize:], wire.ProtoRoute, 0)
+	ct := rs.send.Seal(pkt.buf[wire.DataHeaderSize:wire.DataHeaderSize], &pkt.nonce, counter, pkt.buf[wire.DataHeaderSize:wire.DataHeaderSize+wire.FrameHeaderSize+len(body)], hdr)
+	total := wire.DataHeaderSize + len(ct)
+	pkt.n = total
+	pkt.addr = rep.addr
+	if err := m.enqueue(rep.sock, pkt); err != nil {
+		return err
+	}
+	relay.lastSent.Store(m.now())
+	relay.txPackets.Add(1)
+	relay.txBytes.Add(uint64(total))
+	return nil
+}
+
+// probeDirect pings p at a direct address on the current session. If the
+// peer is there, its answer is an authenticated direct packet, and the
+// path moves to it (see Peer.received); the relayed path is kept as the
+// fallback.
+func (m *Mesh) probeDirect(p *Peer, path *endpoint) error {
+	s := p.cur.Load()
+	if s == nil {
+		return ErrNoSession
+	}
+	pkt := getOut()
+	var body [wire.PingSize]byte
+	binary.LittleEndian.PutUint64(body[:], uint64(m.now()))
+	n, err := sealFrame(s, pkt, 0, wire.ProtoPing, body[:])
+	if err != nil {
+		putOut(pkt)
+		return err
+	}
+	pkt.n = n
+	pkt.addr = path.addr
+	return m.enqueue(path.sock, pkt)
 }
 
 // ping sends an RTT probe; the pong updates the peer's smoothed RTT.

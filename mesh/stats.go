@@ -29,6 +29,10 @@ const (
 	DropQueueFull                         // a bounded receive queue was full
 	DropExpired                           // session past its reject-after limits
 	DropNoHandler                         // frame for an unregistered subprotocol
+	DropBadRoute                          // routed packet whose source or path is not what it claims
+	DropRelayDisabled                     // routed packet for another node while relaying is off
+	DropHopLimit                          // routed packet that already crossed MaxHops relays
+	DropNoRoute                           // routed packet for a node this relay cannot reach
 	numDropReasons
 )
 
@@ -36,6 +40,7 @@ var dropNames = [numDropReasons]string{
 	"short", "oversized", "unknown_type", "unknown_index", "bad_tag", "replay",
 	"bad_mac", "bad_handshake", "bad_identity", "pin_mismatch", "stale_initiation",
 	"rate_limited", "cookie_required", "queue_full", "expired", "no_handler",
+	"bad_route", "relay_disabled", "hop_limit", "no_route",
 }
 
 // String returns the reason's snake_case name, as used in Stats.Drops.
@@ -67,14 +72,18 @@ type Stats struct {
 	HandshakesProcessed uint64
 	// CookiesSent counts cookie replies sent under load.
 	CookiesSent uint64
+	// Relayed counts packets this node forwarded for others.
+	Relayed uint64
 }
 
 // PeerStats is a snapshot of one peer.
 type PeerStats struct {
 	ID       identity.NodeID
 	Endpoint netip.AddrPort
-	// Path is "direct" or "none" (no session).
+	// Path is "direct", "relayed" or "none" (no session).
 	Path string
+	// Via is the relay a relayed path goes through.
+	Via identity.NodeID
 	// PathReason explains Path in a few words.
 	PathReason string
 	Up         bool
@@ -99,6 +108,7 @@ type counters struct {
 	handshakesCompleted atomic.Uint64
 	handshakesProcessed atomic.Uint64
 	cookiesSent         atomic.Uint64
+	relayed             atomic.Uint64
 }
 
 func (c *counters) drop(r DropReason) { c.drops[r].Add(1) }

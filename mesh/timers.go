@@ -12,10 +12,14 @@ func (m *Mesh) timerLoop() {
 	defer m.wg.Done()
 	t := time.NewTicker(m.t.tick)
 	defer t.Stop()
+	relays := time.NewTicker(relayRetry)
+	defer relays.Stop()
 	for {
 		select {
 		case <-t.C:
 			m.tick()
+		case <-relays.C:
+			m.keepRelays()
 		case <-m.ctx.Done():
 			return
 		}
@@ -27,6 +31,7 @@ func (m *Mesh) tick() {
 	m.limit.gc(time.Now())
 	var pings []*Peer
 	m.mu.Lock()
+	m.expireRoutesLocked(now)
 	for _, h := range m.pending {
 		d := h.dial
 		if d == nil {
@@ -53,6 +58,7 @@ func (m *Mesh) tick() {
 		if s == nil {
 			continue
 		}
+		p.checkPathLocked(now)
 		age := now - s.created
 		switch {
 		case age > int64(m.t.rejectAfter):
@@ -103,7 +109,7 @@ func (m *Mesh) driveDialLocked(d *dial, now int64) {
 	}
 	if s := d.session; s != nil {
 		d.nextAt = now + int64(m.t.retransmit)
-		m.sendRaw(d.addr, s.final)
+		m.sendTo(d.path, s.final)
 		return
 	}
 	m.attemptLocked(d)
@@ -116,7 +122,7 @@ func (m *Mesh) redialLocked(p *Peer) {
 	if ep == nil || p.dial != nil {
 		return
 	}
-	p.dial = m.newDialLocked(ep.addr, ep.sock, Pin{Key: p.key, ID: p.id})
+	p.dial = m.newDialLocked(ep, Pin{Key: p.key, ID: p.id})
 }
 
 // downLocked drops the peer's sessions and reports it down.
