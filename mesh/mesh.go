@@ -53,6 +53,10 @@ type Mesh struct {
 
 	handlers [256]atomic.Pointer[Handler]
 
+	lastStamp atomic.Int64 // see pingStamp
+	pingMu    sync.Mutex
+	pings     map[uint64]chan time.Duration // Ping calls waiting, by stamp
+
 	// mu guards the maps below and every Peer's session and dial fields.
 	// Methods named ...Locked expect the caller to hold it.
 	mu       sync.RWMutex
@@ -97,6 +101,7 @@ func New(cfg Config) (*Mesh, error) {
 		sessions: make(map[uint32]*session),
 		pending:  make(map[uint32]*handshake),
 		routes:   make(map[identity.NodeID]route),
+		pings:    make(map[uint64]chan time.Duration),
 		watchers: make(map[*watcher]struct{}),
 		ctx:      ctx,
 		cancel:   cancel,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,4 +164,30 @@ func TestDatagramTooLarge(t *testing.T) {
 		t.Fatal("oversized datagram accepted")
 	}
 	exchange(t, a, p, b, make([]byte, mesh.MaxDatagramSize))
+}
+
+func TestPing(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	p := connect(t, a, b, mesh.Pin{})
+	var wg sync.WaitGroup
+	for range 4 { // concurrent pings each get their own answer
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rtt, err := a.Ping(ctxT(t), p)
+			if err != nil || rtt <= 0 || rtt > time.Second {
+				t.Errorf("ping: %v, %v", rtt, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if p.RTT() <= 0 {
+		t.Fatal("no smoothed RTT after pings")
+	}
+	b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := a.Ping(ctx, p); err == nil {
+		t.Fatal("ping to a closed node answered")
+	}
 }

@@ -1,9 +1,6 @@
 package mesh
 
 import (
-	"encoding/binary"
-	"time"
-
 	"github.com/netmesh/netmesh/mesh/wire"
 	"github.com/netmesh/netmesh/noise"
 )
@@ -132,10 +129,7 @@ func (r *reader) dispatch(p *Peer, proto wire.Proto, body []byte) {
 		}
 	case wire.ProtoPong:
 		if len(body) == wire.PingSize {
-			sent := int64(binary.LittleEndian.Uint64(body))
-			if rtt := m.now() - sent; rtt > 0 && sent > 0 {
-				p.updateRTT(time.Duration(rtt))
-			}
+			m.pong(p, body)
 		}
 	case wire.ProtoRoute:
 		r.receiveRouted(p, body)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/netmesh/netmesh/mesh/wire"
 	"github.com/netmesh/netmesh/noise"
@@ -159,11 +160,72 @@ func (m *Mesh) probeDirect(p *Peer, path *endpoint) error {
 	return m.enqueue(path.sock, pkt)
 }
 
-// ping sends an RTT probe; the pong updates the peer's smoothed RTT.
-func (m *Mesh) ping(p *Peer) {
+// ping sends an RTT probe stamped with the current mono time; the pong
+// updates the peer's smoothed RTT. It returns the stamp.
+func (m *Mesh) ping(p *Peer) (uint64, error) {
 	var body [wire.PingSize]byte
-	binary.LittleEndian.PutUint64(body[:], uint64(m.now()))
-	m.sendFrame(p, wire.ProtoPing, body[:])
+	stamp := uint64(m.pingStamp())
+	binary.LittleEndian.PutUint64(body[:], stamp)
+	return stamp, m.sendFrame(p, wire.ProtoPing, body[:])
+}
+
+// pingStamp returns the current mono time, made unique so that concurrent
+// Ping calls can tell their pongs apart.
+func (m *Mesh) pingStamp() int64 {
+	for {
+		last, now := m.lastStamp.Load(), m.now()
+		if now <= last {
+			now = last + 1
+		}
+		if m.lastStamp.CompareAndSwap(last, now) {
+			return now
+		}
+	}
+}
+
+// Ping measures one round trip to p over its session.
+func (m *Mesh) Ping(ctx context.Context, p *Peer) (time.Duration, error) {
+	ch := make(chan time.Duration, 1)
+	m.pingMu.Lock()
+	stamp, err := m.ping(p)
+	if err == nil {
+		m.pings[stamp] = ch
+	}
+	m.pingMu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		m.pingMu.Lock()
+		delete(m.pings, stamp)
+		m.pingMu.Unlock()
+	}()
+	select {
+	case rtt := <-ch:
+		return rtt, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-m.ctx.Done():
+		return 0, ErrClosed
+	}
+}
+
+// pong completes the round trip a pong body answers.
+func (m *Mesh) pong(p *Peer, body []byte) {
+	sent := int64(binary.LittleEndian.Uint64(body))
+	rtt := time.Duration(m.now() - sent)
+	if sent <= 0 || rtt <= 0 {
+		return
+	}
+	p.updateRTT(rtt)
+	m.pingMu.Lock()
+	if ch := m.pings[uint64(sent)]; ch != nil {
+		select {
+		case ch <- rtt:
+		default:
+		}
+	}
+	m.pingMu.Unlock()
 }
 
 // ReadDatagram blocks until a datagram arrives or ctx ends, copies it into
