@@ -54,6 +54,11 @@ type Config struct {
 	// source IP may make, with a burst of the same size. 0 means 20.
 	HandshakeRate int
 
+	// MaxPeers bounds the peers the node keeps state for. Handshakes from
+	// new nodes beyond it are refused (counted as peer_limit); the node's
+	// own Connect calls are not limited. 0 means 4096.
+	MaxPeers int
+
 	// Timers: zero means the default from package noise. Tests shrink them.
 
 	// RekeyAfter starts a new handshake when a session is this old.
@@ -69,6 +74,10 @@ type Config struct {
 	// DeadPeerTimeout re-handshakes when nothing authenticated arrived for
 	// this long; 0 means 3 keepalive intervals.
 	DeadPeerTimeout time.Duration
+	// ForgetAfter is how long a peer with no session is remembered; then
+	// it is dropped from Peers, and a *Peer held for it stays down for good
+	// (look the node up again). 0 means 10 minutes.
+	ForgetAfter time.Duration
 	// RoamSilence is how long the current endpoint must have been silent
 	// before an authenticated packet from another address moves the
 	// endpoint. It keeps two live addresses from making the path flap.
@@ -87,6 +96,7 @@ type Relay struct {
 type timers struct {
 	rekeyAfter, rejectAfter, keepalive    time.Duration
 	retransmit, giveUp, dead, roamSilence time.Duration
+	forget                                time.Duration
 	tick                                  time.Duration
 }
 
@@ -106,6 +116,7 @@ func (c *Config) timers() timers {
 		retransmit:  orDefault(c.HandshakeRetransmit, noise.HandshakeRetransmit),
 		giveUp:      orDefault(c.HandshakeGiveUp, noise.HandshakeGiveUp),
 		roamSilence: orDefault(c.RoamSilence, time.Second),
+		forget:      orDefault(c.ForgetAfter, 10*time.Minute),
 	}
 	t.dead = orDefault(c.DeadPeerTimeout, 3*t.keepalive)
 	// The timer loop runs often enough to honour the shortest knob.

@@ -384,6 +384,11 @@ func (m *Mesh) respond(h wire.Handshake, j hsJob) {
 		// Drop a replayed initiation before doing the response's DH work.
 		peer = hs.Peer()
 		m.mu.Lock()
+		if !m.admitLocked(peer.ID) {
+			m.mu.Unlock()
+			m.stats.drop(DropPeerLimit)
+			return
+		}
 		p := m.peerLocked(peer.ID, peer.Key)
 		ts := uint64(peer.InitiationTime.UnixNano())
 		stale := ts <= p.lastInit
@@ -545,12 +550,23 @@ func (m *Mesh) handleFinal(h wire.Handshake, j hsJob) {
 		return
 	}
 	m.mu.Lock()
+	if !m.admitLocked(keys.Peer.ID) {
+		m.mu.Unlock()
+		m.stats.drop(DropPeerLimit)
+		return
+	}
 	p := m.peerLocked(keys.Peer.ID, keys.Peer.Key)
 	s := m.newSession(p, hs.local, hs.remote, keys, false, j.src)
 	s.confirmed.Store(true)
 	m.establishLocked(p, s)
 	m.mu.Unlock()
 	m.sendFrameOn(s, wire.ProtoKeepalive, nil)
+}
+
+// admitLocked reports whether a handshake from id may complete: a known
+// peer always may; a new one only while the node has fewer than MaxPeers.
+func (m *Mesh) admitLocked(id identity.NodeID) bool {
+	return m.peers[id] != nil || len(m.peers) < m.maxPeers
 }
 
 // peerLocked returns the peer with id, creating it.

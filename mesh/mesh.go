@@ -64,6 +64,7 @@ type Mesh struct {
 	sessions map[uint32]*session   // by our receiver index
 	pending  map[uint32]*handshake // by our receiver index
 	routes   map[identity.NodeID]route
+	maxPeers int
 	relayIDs []identity.NodeID // configured relays that answered
 	watchers map[*watcher]struct{}
 
@@ -101,6 +102,7 @@ func New(cfg Config) (*Mesh, error) {
 		sessions: make(map[uint32]*session),
 		pending:  make(map[uint32]*handshake),
 		routes:   make(map[identity.NodeID]route),
+		maxPeers: orDefault(cfg.MaxPeers, 4096),
 		pings:    make(map[uint64]chan time.Duration),
 		watchers: make(map[*watcher]struct{}),
 		ctx:      ctx,

@@ -284,3 +284,32 @@ func TestZeroAllocDatagramPath(t *testing.T) {
 		t.Fatalf("%.1f allocations per datagram (send + receive), want 0", allocs)
 	}
 }
+
+func TestMaxPeers(t *testing.T) {
+	b := newNode(t, func(c *mesh.Config) { c.MaxPeers = 2 })
+	for range 2 {
+		connect(t, newNode(t), b, mesh.Pin{})
+	}
+	third := newNode(t, func(c *mesh.Config) { c.HandshakeGiveUp = 300 * time.Millisecond })
+	if _, err := third.Connect(ctxT(t), b.Addr(), mesh.Pin{}); err == nil {
+		t.Fatal("a third peer got in past MaxPeers=2")
+	}
+	if b.Stats().Drops["peer_limit"] == 0 {
+		t.Fatalf("peer_limit not counted: %v", b.Stats().Drops)
+	}
+	if n := len(b.Peers()); n != 2 {
+		t.Fatalf("b keeps %d peers, want 2", n)
+	}
+}
+
+func TestForgetDownPeers(t *testing.T) {
+	b := newNode(t, func(c *mesh.Config) {
+		c.ForgetAfter = 200 * time.Millisecond
+		c.DeadPeerTimeout = 300 * time.Millisecond
+		c.HandshakeGiveUp = 300 * time.Millisecond
+	})
+	a := newNode(t)
+	connect(t, a, b, mesh.Pin{})
+	a.Close()
+	eventually(t, 5*time.Second, "b to forget the vanished peer", func() bool { return b.Peer(a.ID()) == nil })
+}

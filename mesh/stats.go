@@ -33,6 +33,7 @@ const (
 	DropRelayDisabled                     // routed packet for another node while relaying is off
 	DropHopLimit                          // routed packet that already crossed MaxHops relays
 	DropNoRoute                           // routed packet for a node this relay cannot reach
+	DropPeerLimit                         // handshake from a new node while at MaxPeers
 	numDropReasons
 )
 
@@ -40,7 +41,7 @@ var dropNames = [numDropReasons]string{
 	"short", "oversized", "unknown_type", "unknown_index", "bad_tag", "replay",
 	"bad_mac", "bad_handshake", "bad_identity", "pin_mismatch", "stale_initiation",
 	"rate_limited", "cookie_required", "queue_full", "expired", "no_handler",
-	"bad_route", "relay_disabled", "hop_limit", "no_route",
+	"bad_route", "relay_disabled", "hop_limit", "no_route", "peer_limit",
 }
 
 // String returns the reason's snake_case name, as used in Stats.Drops.

@@ -56,6 +56,9 @@ func (m *Mesh) tick() {
 		}
 		s := p.current
 		if s == nil {
+			if p.next == nil && p.dial == nil && now-p.lastRecv.Load() > int64(m.t.forget) {
+				delete(m.peers, p.id)
+			}
 			continue
 		}
 		p.checkPathLocked(now)
