@@ -1,10 +1,12 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -282,5 +284,28 @@ func TestCookieRoundTrip(t *testing.T) {
 	c := startNode(t)
 	if _, err := c.Connect(ctx, b.Addr(), Pin{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSTUNDemux(t *testing.T) {
+	b := startNode(t)
+	raw := rawSocket(t)
+	msg := make([]byte, 20)
+	msg[1] = 1                                      // Binding request
+	binary.BigEndian.PutUint32(msg[4:], 0x2112A442) // magic cookie
+	dst := net.UDPAddrFromAddrPort(b.Addr())
+	raw.WriteToUDP(msg, dst)
+	waitDrop(t, b, DropUnknownType, 0) // no NAT engine: dropped and counted
+	got := make(chan []byte, 1)
+	h := func(p []byte, from netip.AddrPort) { got <- append([]byte(nil), p...) }
+	b.stun.Store(&h)
+	raw.WriteToUDP(msg, dst)
+	select {
+	case p := <-got:
+		if !bytes.Equal(p, msg) {
+			t.Fatalf("STUN handler got %x", p)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("STUN message not demultiplexed to its handler")
 	}
 }

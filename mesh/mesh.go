@@ -52,6 +52,9 @@ type Mesh struct {
 	underLoadUntil atomic.Int64
 
 	handlers [256]atomic.Pointer[Handler]
+	// stun receives STUN messages that arrive on the mesh's sockets (the
+	// NAT engine registers it; without it they are dropped).
+	stun atomic.Pointer[func(b []byte, from netip.AddrPort)]
 
 	lastStamp atomic.Int64 // see pingStamp
 	pingMu    sync.Mutex
@@ -378,6 +381,16 @@ func (m *Mesh) enqueue(s *socket, p *outPacket) error {
 		m.stats.sendBackpressure.Add(1)
 		return ErrBackpressure
 	}
+}
+
+// sendRaw sends a copy of b, any bytes, from the socket of addr's family:
+// STUN requests and NAT probes share the mesh's port this way.
+func (m *Mesh) sendRaw(addr netip.AddrPort, b []byte) error {
+	s := m.sockFor(addr)
+	if s == nil {
+		return ErrNoAddress
+	}
+	return m.sendTo(&endpoint{addr: addr, sock: s}, b)
 }
 
 // sendTo sends a copy of b, a handshake or cookie message, over path.

@@ -48,6 +48,12 @@ func (r *reader) receive(b []byte, src *endpoint) {
 		m.receiveHandshake(b, *src)
 	case t == wire.TypeCookie:
 		m.receiveCookie(b)
+	case wire.IsSTUN(b) && src.relay == nil:
+		if h := m.stun.Load(); h != nil {
+			(*h)(b, src.addr)
+			return
+		}
+		m.stats.drop(DropUnknownType)
 	default:
 		m.stats.drop(DropUnknownType)
 	}

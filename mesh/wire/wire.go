@@ -53,6 +53,16 @@ func (t Type) String() string {
 // carry MACs.
 func (t Type) IsHandshake() bool { return t >= TypeInitIK && t <= TypeFinal }
 
+// stunMagicCookie is the fixed value at bytes 4..7 of every STUN message
+// (RFC 5389 section 6).
+const stunMagicCookie = 0x2112A442
+
+// IsSTUN reports whether b looks like a STUN message: a first byte in
+// 0x00..0x03, at least the 20-byte STUN header, and the magic cookie.
+func IsSTUN(b []byte) bool {
+	return len(b) >= 20 && b[0] < 4 && binary.BigEndian.Uint32(b[4:8]) == stunMagicCookie
+}
+
 // IsInitiation reports whether t starts a handshake.
 func (t Type) IsInitiation() bool { return t == TypeInitIK || t == TypeInitXX }
 
