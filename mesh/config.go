@@ -5,7 +5,9 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh/stream"
 	"github.com/netmesh/netmesh/mesh/udp"
 	"github.com/netmesh/netmesh/noise"
 )
@@ -36,6 +38,22 @@ type Config struct {
 	// DisableRelay stops this node from forwarding routed packets between
 	// other nodes. It still uses relays itself.
 	DisableRelay bool
+
+	// Capabilities configures the node's capability engine (TTL, announce
+	// rate limit, telemetry, ...). Its zero value is documented in package
+	// capability. OnRoute, if set, is called besides the mesh's own route
+	// learning.
+	Capabilities capability.Config
+
+	// Streams configures every peer's stream multiplexer, including the
+	// defaults for streams peers open. The zero value is documented in
+	// package mesh/stream.
+	Streams stream.MuxConfig
+
+	// NAT configures NAT traversal: reflex discovery, hole punching and
+	// port mapping. It takes effect only in builds with the nat build tag
+	// (portmap too for port mapping); see NATConfig and docs/NAT.md.
+	NAT NATConfig
 
 	// Logger receives the node's logs. Nil discards them.
 	Logger *slog.Logger

@@ -1,6 +1,10 @@
 package mesh
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/netmesh/netmesh/mesh/stream"
+)
 
 // Sentinel errors returned by Mesh and Peer methods.
 var (
@@ -8,12 +12,13 @@ var (
 	ErrClosed = errors.New("mesh: closed")
 	// ErrNotStarted is returned by calls that need Start first.
 	ErrNotStarted = errors.New("mesh: not started")
-	// ErrBackpressure means a bounded queue is full. It is a signal, not a
-	// failure: nothing was sent, and the caller decides whether to retry,
-	// wait or drop.
-	ErrBackpressure = errors.New("mesh: back-pressure: queue full")
-	// ErrTooLarge means a payload exceeds the size the path can carry.
-	ErrTooLarge = errors.New("mesh: payload too large")
+	// ErrBackpressure means a bounded queue or window is full. It is a
+	// signal, not a failure: nothing was sent, and the caller decides
+	// whether to retry, wait or drop. Streams return the same value.
+	ErrBackpressure = stream.ErrBackpressure
+	// ErrTooLarge means a payload exceeds the size the path or stream
+	// accepts. Streams return the same value.
+	ErrTooLarge = stream.ErrTooLarge
 	// ErrNoSession means the peer has no established session (it is down or
 	// still handshaking).
 	ErrNoSession = errors.New("mesh: no session with peer")

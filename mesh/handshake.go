@@ -605,5 +605,6 @@ func (m *Mesh) establishLocked(p *Peer, s *session) {
 	if cameUp {
 		m.log.Info("peer up", "peer", p.id.Short(), "path", s.path)
 		m.notifyLocked(PeerEvent{Peer: p.id, Up: true})
+		m.notifyEnginesLocked(p.id, true)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh/udp"
 	"github.com/netmesh/netmesh/mesh/wire"
@@ -44,17 +45,25 @@ type Mesh struct {
 	macs  macKeys
 	hsq   chan hsJob // to the handshake worker
 	dgram chan *inPacket
-	limit *rateLimiter
-	stats counters
+	// accepted holds streams peers opened, for AcceptStream.
+	accepted chan acceptedStream
+	limit    *rateLimiter
+	stats    counters
 
 	// underLoadUntil is the mono time until which initiations need a
 	// cookie (see handshake.go).
 	underLoadUntil atomic.Int64
 
 	handlers [256]atomic.Pointer[Handler]
+	engines  map[wire.Proto]MessageHandler // set in New, read-only after
+	caps     *capability.Engine
+	// peerChanges carries peer ups and downs to the engines.
+	peerChanges chan peerChange
 	// stun receives STUN messages that arrive on the mesh's sockets (the
 	// NAT engine registers it; without it they are dropped).
 	stun atomic.Pointer[func(b []byte, from netip.AddrPort)]
+	// nat is the NAT traversal engine (nat_on.go; empty in nat_off.go).
+	nat natState
 
 	lastStamp atomic.Int64 // see pingStamp
 	pingMu    sync.Mutex
@@ -68,7 +77,6 @@ type Mesh struct {
 	pending  map[uint32]*handshake // by our receiver index
 	routes   map[identity.NodeID]route
 	maxPeers int
-	relayIDs []identity.NodeID // configured relays that answered
 	watchers map[*watcher]struct{}
 
 	ctx     context.Context // ends on Close
@@ -93,25 +101,32 @@ func New(cfg Config) (*Mesh, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Mesh{
-		cfg:      cfg,
-		id:       id,
-		log:      log.With("node", id.NodeID().Short()),
-		t:        cfg.timers(),
-		epoch:    time.Now(),
-		hsq:      make(chan hsJob, orDefault(cfg.HandshakeQueue, 256)),
-		dgram:    make(chan *inPacket, orDefault(cfg.DatagramQueue, 1024)),
-		limit:    newRateLimiter(orDefault(cfg.HandshakeRate, 20)),
-		peers:    make(map[identity.NodeID]*Peer),
-		sessions: make(map[uint32]*session),
-		pending:  make(map[uint32]*handshake),
-		routes:   make(map[identity.NodeID]route),
-		maxPeers: orDefault(cfg.MaxPeers, 4096),
-		pings:    make(map[uint64]chan time.Duration),
-		watchers: make(map[*watcher]struct{}),
-		ctx:      ctx,
-		cancel:   cancel,
+		cfg:         cfg,
+		id:          id,
+		log:         log.With("node", id.NodeID().Short()),
+		t:           cfg.timers(),
+		epoch:       time.Now(),
+		hsq:         make(chan hsJob, orDefault(cfg.HandshakeQueue, 256)),
+		dgram:       make(chan *inPacket, orDefault(cfg.DatagramQueue, 1024)),
+		accepted:    make(chan acceptedStream, acceptQueue),
+		engines:     make(map[wire.Proto]MessageHandler),
+		peerChanges: make(chan peerChange, peerChangeQueue),
+		limit:       newRateLimiter(orDefault(cfg.HandshakeRate, 20)),
+		peers:       make(map[identity.NodeID]*Peer),
+		sessions:    make(map[uint32]*session),
+		pending:     make(map[uint32]*handshake),
+		routes:      make(map[identity.NodeID]route),
+		maxPeers:    orDefault(cfg.MaxPeers, 4096),
+		pings:       make(map[uint64]chan time.Duration),
+		watchers:    make(map[*watcher]struct{}),
+		ctx:         ctx,
+		cancel:      cancel,
 	}
 	m.macs.init(id.PublicKey())
+	if err := m.newCapabilities(cfg.Capabilities); err != nil {
+		cancel()
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -145,6 +160,7 @@ func (m *Mesh) Start(ctx context.Context) error {
 	go m.handshakeWorker()
 	go m.timerLoop()
 	m.keepRelays()
+	m.startNAT()
 	m.log.Info("mesh started", "id", m.id.NodeID(), "addrs", m.ListenAddrs())
 	return nil
 }
@@ -201,6 +217,12 @@ func (m *Mesh) Close() error {
 		return nil
 	}
 	m.cancel()
+	m.stopNAT()
+	m.mu.Lock()
+	for _, p := range m.peers {
+		p.closeStreamsLocked()
+	}
+	m.mu.Unlock()
 	for _, s := range m.socks {
 		s.conn.Close()
 	}

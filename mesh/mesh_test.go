@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +17,14 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// debugLog gives every test node a logger on stderr when MESHLOG is set:
+// MESHLOG=1 go test -run TestX ./mesh/
+func debugLog(c *mesh.Config) {
+	if os.Getenv("MESHLOG") != "" {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+}
 
 // fastTimers shrinks the protocol timers so tests finish quickly.
 func fastTimers(c *mesh.Config) {
@@ -29,6 +39,7 @@ func newNode(t testing.TB, mod ...func(*mesh.Config)) *mesh.Mesh {
 	t.Helper()
 	cfg := mesh.Config{ListenAddr: "127.0.0.1:0"}
 	fastTimers(&cfg)
+	debugLog(&cfg)
 	for _, f := range mod {
 		f(&cfg)
 	}

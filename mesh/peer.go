@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh/wire"
 	"github.com/netmesh/netmesh/noise"
 )
 
@@ -26,8 +27,10 @@ type Peer struct {
 	lastInit uint64   // newest initiation timestamp accepted from this peer
 	up       bool
 
-	cur atomic.Pointer[session]  // mirrors current for lock-free sends
-	ep  atomic.Pointer[endpoint] // where packets to the peer go
+	cur   atomic.Pointer[session]  // mirrors current for lock-free sends
+	ep    atomic.Pointer[endpoint] // where packets to the peer go
+	muxes map[wire.Proto]*protoMux // streams by subprotocol; guarded by m.mu
+
 	// fallback is the relayed path a direct one replaced: used again if
 	// the direct path goes silent.
 	fallback atomic.Pointer[endpoint]

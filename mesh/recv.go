@@ -139,7 +139,13 @@ func (r *reader) dispatch(p *Peer, proto wire.Proto, body []byte) {
 		}
 	case wire.ProtoRoute:
 		r.receiveRouted(p, body)
+	case wire.ProtoStream:
+		m.muxFor(p, proto).mux.HandleFrame(body)
 	default:
+		if m.engines[proto] != nil {
+			m.muxFor(p, proto).mux.HandleFrame(body)
+			return
+		}
 		h := m.handlers[proto].Load()
 		if h == nil {
 			m.stats.drop(DropNoHandler)

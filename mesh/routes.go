@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/netmesh/netmesh/identity"
@@ -60,7 +59,19 @@ func (r route) better(o route, now int64) bool {
 	if r.kind != o.kind {
 		return r.kind < o.kind
 	}
-	return r.hops <= o.hops
+	if r.via == o.via {
+		return r.hops <= o.hops // a refresh
+	}
+	return r.hops < o.hops
+}
+
+// tie reports whether r and o are equally good but for the neighbour.
+func (r route) tie(o route) bool { return r.kind == o.kind && r.hops == o.hops && r.via != o.via }
+
+// fasterLocked reports whether neighbour a has a lower measured RTT than b.
+func (m *Mesh) fasterLocked(a, b identity.NodeID) bool {
+	pa, pb := m.peers[a], m.peers[b]
+	return pa != nil && pa.RTT() > 0 && (pb == nil || pb.RTT() == 0 || pa.RTT() < pb.RTT())
 }
 
 // AddRoute makes via, a directly connected peer, the next hop towards dst.
@@ -78,7 +89,7 @@ func (m *Mesh) learnRoute(dst identity.NodeID, r route) {
 	}
 	now := m.now()
 	m.mu.Lock()
-	if old, ok := m.routes[dst]; !ok || r.better(old, now) {
+	if old, ok := m.routes[dst]; !ok || r.better(old, now) || r.tie(old) && m.fasterLocked(r.via, old.via) {
 		m.routes[dst] = r
 	}
 	m.mu.Unlock()
@@ -154,6 +165,11 @@ func (m *Mesh) ConnectNode(ctx context.Context, id identity.NodeID, key ed25519.
 	if pin.Key == nil && p != nil {
 		pin.Key = p.key
 	}
+	if pin.Key == nil {
+		if n, ok := m.caps.Index().Lookup(id); ok {
+			pin.Key = n.Key // announced and signed: IK saves a round trip
+		}
+	}
 	var path *endpoint
 	switch via := m.nextHopLocked(id, nil); {
 	case p != nil && p.ep.Load() != nil:
@@ -178,8 +194,8 @@ func (m *Mesh) ConnectNode(ctx context.Context, id identity.NodeID, key ed25519.
 
 // upRelayLocked returns a configured relay with a direct session.
 func (m *Mesh) upRelayLocked() *Peer {
-	for _, id := range m.relayIDs {
-		if p := m.peers[id]; p != nil && p.cur.Load() != nil {
+	for _, r := range m.cfg.Relays {
+		if p := m.findPeerLocked(r.Addr, r.Pin.ID); p != nil && p.cur.Load() != nil {
 			if ep := p.ep.Load(); ep != nil && ep.relay == nil {
 				return p
 			}
@@ -217,16 +233,9 @@ func (m *Mesh) keepRelays() {
 			defer m.wg.Done()
 			ctx, cancel := context.WithTimeout(m.ctx, m.t.giveUp)
 			defer cancel()
-			p, err := m.Connect(ctx, r.Addr, r.Pin)
-			if err != nil {
+			if _, err := m.Connect(ctx, r.Addr, r.Pin); err != nil {
 				m.log.Warn("relay unreachable", "addr", r.Addr, "err", err)
-				return
 			}
-			m.mu.Lock()
-			if !slices.Contains(m.relayIDs, p.id) {
-				m.relayIDs = append(m.relayIDs, p.id)
-			}
-			m.mu.Unlock()
 		}()
 	}
 }

@@ -176,11 +176,11 @@ func TestPathUpgradeAndFallback(t *testing.T) {
 	fa.Unblock(b.Addr())
 	fb.Unblock(a.Addr())
 	handshakes := pb.Stats().Handshakes
-	p, err := a.Connect(ctxT(t), b.Addr(), mesh.Pin{ID: b.ID()})
-	if err != nil || p != pb {
-		t.Fatalf("connect to the direct address: %v, %v", p, err)
-	}
 	eventually(t, 3*time.Second, "the path to go direct on both sides", func() bool {
+		p, err := a.Connect(ctxT(t), b.Addr(), mesh.Pin{ID: b.ID()})
+		if err != nil || p != pb {
+			t.Fatalf("connect to the direct address: %v, %v", p, err)
+		}
 		return pb.Stats().Path == "direct" && b.Peer(a.ID()).Stats().Path == "direct"
 	})
 	if pb.Stats().Handshakes != handshakes {

@@ -2,6 +2,8 @@ package mesh
 
 import (
 	"time"
+
+	"github.com/netmesh/netmesh/capability"
 )
 
 // timerLoop is the node's one clock: it retransmits handshakes, rekeys,
@@ -14,12 +16,18 @@ func (m *Mesh) timerLoop() {
 	defer t.Stop()
 	relays := time.NewTicker(relayRetry)
 	defer relays.Stop()
+	engines := time.NewTicker(capability.TickInterval)
+	defer engines.Stop()
 	for {
 		select {
 		case <-t.C:
 			m.tick()
 		case <-relays.C:
 			m.keepRelays()
+		case <-engines.C:
+			m.caps.Tick()
+		case c := <-m.peerChanges:
+			m.deliverPeerChange(c)
 		case <-m.ctx.Done():
 			return
 		}
@@ -57,6 +65,7 @@ func (m *Mesh) tick() {
 		s := p.current
 		if s == nil {
 			if p.next == nil && p.dial == nil && now-p.lastRecv.Load() > int64(m.t.forget) {
+				p.closeStreamsLocked()
 				delete(m.peers, p.id)
 			}
 			continue
@@ -132,8 +141,10 @@ func (m *Mesh) redialLocked(p *Peer) {
 func (m *Mesh) downLocked(p *Peer, why string) {
 	wasUp := p.up
 	p.dropSessionsLocked()
+	p.closeStreamsLocked()
 	if wasUp {
 		m.log.Info("peer down", "peer", p.id.Short(), "reason", why)
 		m.notifyLocked(PeerEvent{Peer: p.id, Up: false})
+		m.notifyEnginesLocked(p.id, false)
 	}
 }

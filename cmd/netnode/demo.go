@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/netmesh/netmesh/capability"
+	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 )
 
@@ -17,7 +18,7 @@ func newDemo() *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run three nodes in this process on loopback and show them working",
+		Short: "Run a small mesh in this process on loopback and show it working",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
@@ -25,7 +26,7 @@ func newDemo() *cobra.Command {
 			return runDemo(ctx, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().DurationVar(&timeout, "timeout", 20*time.Second, "give up after this long")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
 	return cmd
 }
 
@@ -35,11 +36,16 @@ type demoNode struct {
 	m    *mesh.Mesh
 }
 
+// runDemo starts four nodes: alpha, beta and gamma connect directly; delta
+// knows only beta. Delta announces a GPU; alpha discovers it through
+// gossip and reaches it by NodeID through beta, which relays without being
+// able to read the traffic.
 func runDemo(ctx context.Context, out io.Writer) error {
-	names := []string{"alpha", "beta", "gamma"}
+	names := []string{"alpha", "beta", "gamma", "delta"}
 	nodes := make([]*demoNode, len(names))
+	byID := map[identity.NodeID]string{}
 	for i, name := range names {
-		m, err := mesh.New(mesh.Config{ListenAddr: "127.0.0.1:0"})
+		m, err := mesh.New(mesh.Config{ListenAddr: "127.0.0.1:0", Capabilities: capability.Config{MinAnnounceInterval: time.Second, TTL: 30 * time.Second}})
 		if err != nil {
 			return err
 		}
@@ -48,8 +54,9 @@ func runDemo(ctx context.Context, out io.Writer) error {
 		}
 		defer m.Close()
 		nodes[i] = &demoNode{name, m}
+		byID[m.ID()] = name
 	}
-	alpha, beta, gamma := nodes[0], nodes[1], nodes[2]
+	alpha, beta, gamma, delta := nodes[0], nodes[1], nodes[2], nodes[3]
 
 	fmt.Fprintf(out, "netmesh demo: %d nodes in this process, on loopback\n\n", len(nodes))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -68,6 +75,7 @@ func runDemo(ctx context.Context, out io.Writer) error {
 		{alpha, beta, mesh.Pin{Key: beta.m.Identity().PublicKey()}, "IK: alpha knew beta's key, 1 round trip"},
 		{gamma, alpha, mesh.Pin{}, "XX: gamma knew only alpha's address"},
 		{beta, gamma, mesh.Pin{ID: gamma.m.ID()}, "XX, pinned to gamma's NodeID"},
+		{delta, beta, mesh.Pin{}, "XX: delta knows only beta"},
 	}
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	for _, l := range links {
@@ -80,8 +88,8 @@ func runDemo(ctx context.Context, out io.Writer) error {
 	tw.Flush()
 
 	fmt.Fprintln(out, "\nencrypted datagrams (ChaCha20-Poly1305, 32 bytes of overhead each)")
-	for i, from := range nodes {
-		to := nodes[(i+1)%len(nodes)]
+	for i, from := range nodes[:3] {
+		to := nodes[(i+1)%3]
 		msg := fmt.Sprintf("hello %s, from %s", to.name, from.name)
 		if err := sendUntilReceived(ctx, from, to, []byte(msg)); err != nil {
 			return err
@@ -89,8 +97,47 @@ func runDemo(ctx context.Context, out io.Writer) error {
 		fmt.Fprintf(out, "  %s -> %s  %q  delivered\n", from.name, to.name, msg)
 	}
 
+	fmt.Fprintln(out, "\ncapability discovery (signed announcements, gossiped hop by hop)")
+	set := capability.Set{Tags: []string{"gpu", "cuda"}, Metadata: map[string]string{"gpu_mem_gb": "48"}}
+	if err := delta.m.AnnounceCapabilities(set); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  delta announces %v %v\n", set.Tags, set.Metadata)
+	filter, err := capability.ParseFilter("gpu && gpu_mem_gb>=24")
+	if err != nil {
+		return err
+	}
+	var found []*capability.Node
+	for len(found) == 0 {
+		if found = alpha.m.FindNodes(filter); len(found) == 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("alpha never learned of delta's GPU: %w", ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	gpu := found[0]
+	fmt.Fprintf(out, "  alpha: find %q -> %s (%s), %d hops away, learned via %s\n", filter, byID[gpu.ID], gpu.ID.Short(), gpu.Hops, byID[gpu.Via])
+
+	fmt.Fprintln(out, "\nrelayed session (alpha has no address for delta: the handshake runs through beta)")
+	p, err := alpha.m.ConnectNode(ctx, gpu.ID, gpu.Key)
+	if err != nil {
+		return fmt.Errorf("alpha -> delta: %w", err)
+	}
+	msg := []byte("run job 42 on your GPU")
+	if err := sendUntilReceived(ctx, alpha, delta, msg); err != nil {
+		return err
+	}
+	rtt, err := alpha.m.Ping(ctx, p)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  alpha -> delta  %q  delivered end to end encrypted; RTT %v; beta relayed %d packets\n",
+		msg, rtt.Round(time.Microsecond), beta.m.Stats().Relayed)
+
 	fmt.Fprintf(out, "\npeers of %s\n", alpha.name)
-	printPeers(out, alpha.m, nodes)
+	printPeers(out, alpha.m, byID)
 	fmt.Fprintln(out, "\ndemo finished: every node reached every other")
 	return nil
 }
@@ -118,19 +165,15 @@ func sendUntilReceived(ctx context.Context, from, to *demoNode, msg []byte) erro
 	}
 }
 
-func printPeers(out io.Writer, m *mesh.Mesh, nodes []*demoNode) {
-	name := func(addr netip.AddrPort) string {
-		for _, n := range nodes {
-			if n.m.Addr() == addr {
-				return n.name
-			}
-		}
-		return "?"
-	}
+func printPeers(out io.Writer, m *mesh.Mesh, byID map[identity.NodeID]string) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  PEER\tNODE ID\tADDRESS\tPATH\tTX\tRX")
+	fmt.Fprintln(tw, "  PEER\tNODE ID\tPATH\tWHY\tTX\tRX")
 	for _, st := range m.Stats().Peers {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d B\t%d B\n", name(st.Endpoint), st.ID.Short(), st.Endpoint, st.Path, st.TxBytes, st.RxBytes)
+		path := st.Endpoint.String()
+		if st.Path == "relayed" {
+			path = "via " + byID[st.Via]
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d B\t%d B\n", byID[st.ID], st.ID.Short(), path, st.PathReason, st.TxBytes, st.RxBytes)
 	}
 	tw.Flush()
 }

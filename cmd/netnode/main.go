@@ -1,20 +1,38 @@
 // Command netnode runs and inspects netmesh nodes.
 //
-//	netnode keygen -k node.key   write a new identity key file
-//	netnode id -k node.key       print the key file's NodeID
-//	netnode demo                 run a small local mesh and show it working
+//	netnode keygen -k node.key          write a new identity key file
+//	netnode id -k node.key              print the key file's NodeID
+//	netnode run -c netnode.toml         join a mesh and run until stopped
+//	netnode status | peers              inspect the running node
+//	netnode health <node>               one peer's state, path and RTT
+//	netnode ping <node> -c 4            round trips over a peer's session
+//	netnode demo                        run a small local mesh and show it working
+//
+// The inspection commands talk to the running node over its control
+// socket (--control). docs/OPERATIONS.md is the operator's guide.
+//
+// Exit codes: 0 success, 1 failure, 2 bad flags, arguments or
+// configuration, 130 interrupted.
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
 
-// exitUsage is the exit code for bad flags, arguments or configuration.
-const exitUsage = 2
+// Exit codes.
+const (
+	exitFailure     = 1
+	exitUsage       = 2   // bad flags, arguments or configuration
+	exitInterrupted = 130 // SIGINT or SIGTERM ended a command other than run
+)
 
 // usageError marks an error as the caller's fault (exit code 2).
 type usageError struct{ err error }
@@ -23,25 +41,60 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 func main() {
-	root := newRoot()
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "netnode:", err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			os.Exit(exitUsage)
-		}
-		os.Exit(1)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop) // a second signal kills at once
+	err := newRoot().ExecuteContext(ctx)
+	interrupted := ctx.Err() != nil
+	stop()
+	if err == nil {
+		return
 	}
+	if interrupted && errors.Is(err, context.Canceled) {
+		os.Exit(exitInterrupted)
+	}
+	// One line, whatever the error wraps.
+	fmt.Fprintln(os.Stderr, "netnode:", strings.Join(strings.Fields(err.Error()), " "))
+	var ue usageError
+	if errors.As(err, &ue) {
+		os.Exit(exitUsage)
+	}
+	os.Exit(exitFailure)
 }
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "netnode",
 		Short:         "Run and inspect netmesh nodes",
+		Args:          usageArgs(cobra.NoArgs),
+		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newKeygen(), newID(), newDemo())
+	root.AddCommand(newKeygen(), newID(), newRun(), newStatus(), newPeers(), newHealth(), newPing(), newDemo())
+	for _, c := range root.Commands() {
+		if c.Args != nil {
+			c.Args = usageArgs(c.Args)
+		}
+	}
 	return root
+}
+
+// oneNode checks that a command got exactly one argument: a node name.
+func oneNode(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return usageError{fmt.Errorf("%s takes one node: a NodeID or a unique prefix of one (got %d arguments)", cmd.Name(), len(args))}
+	}
+	return nil
+}
+
+// usageArgs makes the errors of an argument check usage errors. newRoot
+// applies it to every subcommand.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
 }

@@ -1,0 +1,355 @@
+package channel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+
+	"github.com/netmesh/netmesh/identity"
+)
+
+// Message is one published message as a subscriber receives it.
+type Message struct {
+	Publisher identity.NodeID
+	Channel   string
+	// Seq is the publisher's sequence number for the channel, from 1.
+	// A jump means messages were lost on the way (see
+	// SubscriptionStats.Lost) or dropped by this subscription's queue.
+	Seq     uint64
+	Payload []byte // owned by the receiver
+}
+
+// Subscription is this node's membership of one publisher's channel. It
+// queues what arrives, up to the pending limit the publisher set
+// (Config.PendingLimit); when the queue is full new messages are dropped
+// and counted, and Recv reports ErrSlowConsumer at the point of the drop,
+// so a slow consumer costs bounded memory and never slows the publisher or
+// the node.
+//
+// A subscription ends when Unsubscribe is called or when the publisher
+// ends it (unregistered channel, expired or revoked token, changed policy);
+// Recv then returns ErrUnsubscribed or a *RejectError with Evicted set,
+// after the queued messages.
+type Subscription struct {
+	e         *Engine
+	publisher identity.NodeID
+	name      string
+	reqID     uint64
+	answer    chan error // the ack (nil) or the rejection, once
+
+	mu       sync.Mutex // guards the fields below
+	buf      []entry    // ring buffer of queued messages
+	head, n  int
+	limit    int
+	dropping uint64 // drops since the last queued message
+	lastSeq  uint64
+	stats    SubscriptionStats
+	err      error         // terminal error, set once
+	notify   chan struct{} // signalled (cap 1) when a message or the end arrives
+	done     chan struct{} // closed at the end
+}
+
+type entry struct {
+	msg     Message
+	dropped uint64 // messages dropped just before this one
+}
+
+// SubscriptionStats counts what a subscription received.
+type SubscriptionStats struct {
+	Received uint64 // messages queued
+	Dropped  uint64 // messages dropped because the queue was full
+	Lost     uint64 // messages missing from the publisher's sequence (lost in transit)
+}
+
+// Subscribe joins channel name of publisher pub, presenting tok (nil for
+// none), and waits for the publisher's answer. ctx bounds the wait; without
+// a deadline it is DefaultSubscribeTimeout. A refusal is a *RejectError
+// (errors.Is matches ErrUnknownChannel, ErrUnauthorized, ErrRateLimited or
+// ErrTooManySubscribers). It fails with ErrAlreadySubscribed if this node
+// already has a subscription (or a pending request) for pub and name.
+func (e *Engine) Subscribe(ctx context.Context, pub identity.NodeID, name string, tok *identity.PermissionToken) (*Subscription, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	var tb []byte
+	if tok != nil {
+		var err error
+		if tb, err = tok.MarshalBinary(); err != nil {
+			return nil, err
+		}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultSubscribeTimeout)
+		defer cancel()
+	}
+	s := &Subscription{
+		e:         e,
+		publisher: pub,
+		name:      name,
+		answer:    make(chan error, 1),
+		limit:     DefaultPendingLimit,
+		notify:    make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+	e.mu.Lock()
+	if e.subs[pub][name] != nil {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s %q", ErrAlreadySubscribed, pub.Short(), name)
+	}
+	if e.subs[pub] == nil {
+		e.subs[pub] = make(map[string]*Subscription)
+	}
+	// Registered before the request goes out, so a publish that overtakes
+	// the ack is queued, not dropped.
+	e.subs[pub][name] = s
+	e.nextReq++
+	s.reqID = e.nextReq
+	e.waiters[s.reqID] = s
+	e.mu.Unlock()
+
+	err := e.send(pub, &message{typ: msgSubscribe, reqID: s.reqID, name: []byte(name), token: tb})
+	if err == nil {
+		select {
+		case err = <-s.answer:
+			if err == nil {
+				return s, nil
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	// Failed: forget the request, and tell the publisher in case it
+	// admitted us after all (the ack may be on its way).
+	e.mu.Lock()
+	e.forgetLocked(s)
+	e.mu.Unlock()
+	if _, rejected := err.(*RejectError); !rejected {
+		_ = e.send(pub, &message{typ: msgUnsubscribe, name: []byte(name)})
+	}
+	s.end(ErrUnsubscribed)
+	return nil, err
+}
+
+// forgetLocked removes s from the subscription and waiter tables.
+func (e *Engine) forgetLocked(s *Subscription) bool {
+	delete(e.waiters, s.reqID)
+	if e.subs[s.publisher][s.name] != s {
+		return false
+	}
+	delete(e.subs[s.publisher], s.name)
+	if len(e.subs[s.publisher]) == 0 {
+		delete(e.subs, s.publisher)
+	}
+	return true
+}
+
+// handleAnswer completes the Subscribe waiting for an ack or rejection.
+// Answers from anyone but the publisher asked, and late answers, are
+// ignored.
+func (e *Engine) handleAnswer(from identity.NodeID, m *message) {
+	e.mu.Lock()
+	s := e.waiters[m.reqID]
+	if s == nil || s.publisher != from {
+		e.mu.Unlock()
+		return
+	}
+	delete(e.waiters, m.reqID)
+	var err error
+	if m.typ == msgAck {
+		s.mu.Lock()
+		s.limit = int(m.pending)
+		s.mu.Unlock()
+	} else {
+		e.forgetLocked(s)
+		err = &RejectError{Publisher: from, Channel: s.name, Reason: m.reason, Token: m.problem}
+	}
+	e.mu.Unlock()
+	s.answer <- err
+}
+
+// handlePublish queues a published message to its subscription. A message
+// for no subscription is answered with an unsubscribe, so a publisher that
+// missed one stops sending.
+func (e *Engine) handlePublish(from identity.NodeID, m *message) {
+	e.mu.RLock()
+	s := e.subs[from][string(m.name)]
+	e.mu.RUnlock()
+	if s == nil {
+		e.st.stray.Add(1)
+		_ = e.send(from, &message{typ: msgUnsubscribe, name: m.name})
+		return
+	}
+	if s.push(m.seq, m.payload) {
+		e.st.delivered.Add(1)
+	} else {
+		e.st.dropped.Add(1)
+	}
+}
+
+// handleEnd ends the subscription the publisher removed.
+func (e *Engine) handleEnd(from identity.NodeID, m *message) {
+	e.mu.Lock()
+	s := e.subs[from][string(m.name)]
+	if s != nil {
+		e.forgetLocked(s)
+	}
+	e.mu.Unlock()
+	if s != nil {
+		s.end(&RejectError{Publisher: from, Channel: s.name, Reason: m.reason, Token: m.problem, Evicted: true})
+	}
+}
+
+// push queues a copy of payload; it reports false when the queue is full
+// (the message is dropped and counted) or the subscription ended.
+func (s *Subscription) push(seq uint64, payload []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return false
+	}
+	if seq > s.lastSeq+1 && s.lastSeq != 0 {
+		s.stats.Lost += seq - s.lastSeq - 1
+	}
+	s.lastSeq = max(s.lastSeq, seq)
+	if s.n >= s.limit {
+		s.dropping++
+		s.stats.Dropped++
+		s.signal()
+		return false
+	}
+	if s.n == len(s.buf) {
+		// Grow by doubling up to the limit: memory follows the backlog,
+		// not the limit.
+		nb := make([]entry, min(max(2*len(s.buf), 16), s.limit))
+		for i := range s.n {
+			nb[i] = s.buf[(s.head+i)%len(s.buf)]
+		}
+		s.buf, s.head = nb, 0
+	}
+	s.buf[(s.head+s.n)%len(s.buf)] = entry{
+		msg:     Message{Publisher: s.publisher, Channel: s.name, Seq: seq, Payload: append([]byte(nil), payload...)},
+		dropped: s.dropping,
+	}
+	s.n++
+	s.dropping = 0
+	s.stats.Received++
+	s.signal()
+	return true
+}
+
+// signal wakes a waiting Recv. s.mu is held.
+func (s *Subscription) signal() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// end ends the subscription with err, once.
+func (s *Subscription) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+		close(s.done)
+	}
+}
+
+// Recv returns the next message, waiting for one until ctx is done. After
+// messages were dropped it returns an error wrapping ErrSlowConsumer once,
+// in their place; that error is not terminal. When the subscription has
+// ended and its queue is drained it returns ErrUnsubscribed or the
+// publisher's *RejectError.
+func (s *Subscription) Recv(ctx context.Context) (Message, error) {
+	for {
+		s.mu.Lock()
+		if s.n > 0 {
+			en := &s.buf[s.head]
+			if d := en.dropped; d > 0 {
+				en.dropped = 0
+				s.mu.Unlock()
+				return Message{}, fmt.Errorf("%w: %d", ErrSlowConsumer, d)
+			}
+			m := en.msg
+			*en = entry{}
+			s.head = (s.head + 1) % len(s.buf)
+			s.n--
+			s.mu.Unlock()
+			return m, nil
+		}
+		if d := s.dropping; d > 0 {
+			s.dropping = 0
+			s.mu.Unlock()
+			return Message{}, fmt.Errorf("%w: %d", ErrSlowConsumer, d)
+		}
+		if err := s.err; err != nil {
+			s.mu.Unlock()
+			return Message{}, err
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.notify:
+		case <-s.done:
+		case <-ctx.Done():
+			return Message{}, ctx.Err()
+		}
+	}
+}
+
+// Messages iterates over the subscription's messages until ctx is done or
+// the subscription ends. It yields (message, nil) for each message, (zero,
+// error wrapping ErrSlowConsumer) where messages were dropped, and finally
+// (zero, ctx error or *RejectError) unless the subscription ended with
+// Unsubscribe. Breaking out of the loop does not unsubscribe.
+func (s *Subscription) Messages(ctx context.Context) iter.Seq2[Message, error] {
+	return func(yield func(Message, error) bool) {
+		for {
+			m, err := s.Recv(ctx)
+			switch {
+			case err == nil || errors.Is(err, ErrSlowConsumer):
+				if !yield(m, err) {
+					return
+				}
+			case errors.Is(err, ErrUnsubscribed):
+				return
+			default:
+				yield(m, err)
+				return
+			}
+		}
+	}
+}
+
+// Unsubscribe leaves the channel: the publisher is told (best effort) and
+// Recv returns ErrUnsubscribed once the queue is drained. It is
+// idempotent, and a no-op after the publisher ended the subscription.
+func (s *Subscription) Unsubscribe() {
+	e := s.e
+	e.mu.Lock()
+	active := e.forgetLocked(s)
+	e.mu.Unlock()
+	if active {
+		_ = e.send(s.publisher, &message{typ: msgUnsubscribe, name: []byte(s.name)})
+	}
+	s.end(ErrUnsubscribed)
+}
+
+// Publisher returns the publisher's NodeID.
+func (s *Subscription) Publisher() identity.NodeID { return s.publisher }
+
+// Channel returns the channel name.
+func (s *Subscription) Channel() string { return s.name }
+
+// Done is closed when the subscription ends (its queue may still hold
+// messages for Recv).
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Stats returns the subscription's counters.
+func (s *Subscription) Stats() SubscriptionStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}

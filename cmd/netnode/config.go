@@ -1,0 +1,264 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh"
+)
+
+// fileConfig is the TOML configuration file of `netnode run`, decoded
+// strictly: a key it does not name is an error. docs/OPERATIONS.md
+// documents every key; keep the two in step.
+type fileConfig struct {
+	KeyFile   string     `toml:"key_file"`
+	Listen    string     `toml:"listen"`
+	Peers     []peerSpec `toml:"peers"`
+	Relays    []peerSpec `toml:"relays"`
+	Relay     *bool      `toml:"relay"`
+	LogFormat string     `toml:"log_format"`
+	LogLevel  string     `toml:"log_level"`
+	Control   string     `toml:"control"`
+	Metrics   string     `toml:"metrics"`
+}
+
+// peerSpec names another node: its address and, optionally, the key or
+// NodeID it must have. In the file it is a table {addr, key, id}; on the
+// command line it is "ADDR[,key=HEX][,id=NODEID]" (see parsePeerFlag).
+type peerSpec struct {
+	Addr string `toml:"addr"`
+	Key  string `toml:"key"`
+	ID   string `toml:"id"`
+}
+
+// runConfig is the validated configuration `netnode run` starts from.
+type runConfig struct {
+	keyFile string
+	listen  string
+	peers   []bootPeer
+	relays  []mesh.Relay
+	relay   bool
+	logger  *slog.Logger
+	control string
+	metrics string
+}
+
+// bootPeer is a bootstrap peer: the node keeps a session with it up.
+// With no address it is reached by its NodeID through a relay.
+type bootPeer struct {
+	addr netip.AddrPort // zero: connect by id through a relay
+	pin  mesh.Pin
+}
+
+// String names the peer for logs.
+func (b bootPeer) String() string {
+	if b.addr.IsValid() {
+		return b.addr.String()
+	}
+	return b.pin.ID.String()
+}
+
+// loadConfigFile reads and strictly decodes a TOML config file. Its errors
+// are one line and name the file, and the line where the document says so.
+func loadConfigFile(path string) (fileConfig, error) {
+	var fc fileConfig
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fc, fmt.Errorf("config: %w", err)
+	}
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	err = dec.Decode(&fc)
+	var strict *toml.StrictMissingError
+	var de *toml.DecodeError
+	switch {
+	case errors.As(err, &strict) && len(strict.Errors) > 0:
+		e := strict.Errors[0]
+		row, _ := e.Position()
+		return fc, fmt.Errorf("config %s:%d: unknown key %q", path, row, strings.Join(e.Key(), "."))
+	case errors.As(err, &de):
+		row, col := de.Position()
+		return fc, fmt.Errorf("config %s:%d:%d: %s", path, row, col, strings.TrimPrefix(de.Error(), "toml: "))
+	case err != nil:
+		return fc, fmt.Errorf("config %s: %w", path, err)
+	}
+	return fc, nil
+}
+
+// validate checks fc and turns it into a runConfig. Every error names the
+// offending key. Log output goes to logOut.
+func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
+	rc := &runConfig{
+		keyFile: fc.KeyFile,
+		listen:  fc.Listen,
+		relay:   fc.Relay == nil || *fc.Relay,
+		control: fc.Control,
+		metrics: fc.Metrics,
+	}
+	if rc.keyFile == "" {
+		return nil, errors.New("key_file is required (--key or key_file in the config); create one with netnode keygen")
+	}
+	if rc.listen == "" {
+		rc.listen = defaultListen
+	}
+	if err := checkHostPort(rc.listen); err != nil {
+		return nil, fmt.Errorf("listen %q: %w", rc.listen, err)
+	}
+	if rc.metrics != "" {
+		if err := checkHostPort(rc.metrics); err != nil {
+			return nil, fmt.Errorf("metrics %q: %w", rc.metrics, err)
+		}
+	}
+	if rc.control == "" {
+		rc.control = defaultControlPath()
+	}
+	for i, ps := range fc.Peers {
+		bp, err := ps.bootPeer()
+		if err != nil {
+			return nil, fmt.Errorf("peers[%d]: %w", i, err)
+		}
+		rc.peers = append(rc.peers, bp)
+	}
+	for i, ps := range fc.Relays {
+		if ps.Addr == "" {
+			return nil, fmt.Errorf("relays[%d]: addr is required for a relay", i)
+		}
+		bp, err := ps.bootPeer()
+		if err != nil {
+			return nil, fmt.Errorf("relays[%d]: %w", i, err)
+		}
+		rc.relays = append(rc.relays, mesh.Relay{Addr: bp.addr, Pin: bp.pin})
+	}
+	logger, err := newLogger(logOut, fc.LogFormat, fc.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	rc.logger = logger
+	return rc, nil
+}
+
+// defaultListen is the UDP address a node listens on when none is given.
+const defaultListen = ":7946"
+
+// checkHostPort checks that s is "ip:port" or ":port". Host names are not
+// accepted: an address in the config must not depend on DNS at start-up.
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return errors.New("want ip:port or :port")
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (port != "0" && n == 0) {
+		return fmt.Errorf("bad port %q", port)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("host %q is not an IP address", host)
+		}
+	}
+	return nil
+}
+
+// bootPeer validates ps. An address is required unless an id or key names
+// the node (it is then reached through a relay).
+func (ps peerSpec) bootPeer() (bootPeer, error) {
+	var bp bootPeer
+	if ps.Addr != "" {
+		ap, err := netip.ParseAddrPort(ps.Addr)
+		if err != nil || ap.Port() == 0 {
+			return bp, fmt.Errorf("addr %q: want ip:port with a non-zero port", ps.Addr)
+		}
+		bp.addr = ap
+	}
+	if ps.Key != "" {
+		raw, err := hex.DecodeString(ps.Key)
+		if err != nil || len(raw) != ed25519.PublicKeySize {
+			return bp, fmt.Errorf("key %q: want %d hex digits (an ed25519 public key, as netnode id prints it)", ps.Key, 2*ed25519.PublicKeySize)
+		}
+		bp.pin.Key = ed25519.PublicKey(raw)
+	}
+	if ps.ID != "" {
+		id, err := identity.ParseNodeID(ps.ID)
+		if err != nil {
+			return bp, fmt.Errorf("id %q: not a NodeID", ps.ID)
+		}
+		if bp.pin.Key != nil && identity.NodeIDFromKey(bp.pin.Key) != id {
+			return bp, fmt.Errorf("id %s does not match key (its NodeID is %s)", id, identity.NodeIDFromKey(bp.pin.Key))
+		}
+		bp.pin.ID = id
+	}
+	if bp.pin.Key != nil && bp.pin.ID.IsZero() {
+		bp.pin.ID = identity.NodeIDFromKey(bp.pin.Key)
+	}
+	if !bp.addr.IsValid() && bp.pin.ID.IsZero() {
+		return bp, errors.New("needs addr, or id/key to reach it through a relay")
+	}
+	return bp, nil
+}
+
+// parsePeerFlag parses the command-line form of a peer:
+// "ADDR[,key=HEX][,id=NODEID]", or "id=NODEID" / "key=HEX" alone.
+func parsePeerFlag(s string) (peerSpec, error) {
+	var ps peerSpec
+	for i, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		switch {
+		case !ok && i == 0:
+			ps.Addr = part
+		case ok && k == "key":
+			ps.Key = v
+		case ok && k == "id":
+			ps.ID = v
+		default:
+			return ps, fmt.Errorf("%q: want ADDR[,key=HEX][,id=NODEID]", s)
+		}
+	}
+	return ps, nil
+}
+
+// newLogger builds the node's slog logger from log_format and log_level.
+func newLogger(out io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	switch strings.ToLower(level) {
+	case "", "info":
+		lv = slog.LevelInfo
+	case "debug":
+		lv = slog.LevelDebug
+	case "warn", "warning":
+		lv = slog.LevelWarn
+	case "error":
+		lv = slog.LevelError
+	default:
+		return nil, fmt.Errorf("log_level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(out, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(out, opts)), nil
+	default:
+		return nil, fmt.Errorf("log_format %q: want text or json", format)
+	}
+}
+
+// defaultControlPath is the control socket a node listens on and the
+// other commands dial when --control is not given:
+// $XDG_RUNTIME_DIR/netnode.sock, else /tmp/netnode-<uid>.sock.
+func defaultControlPath() string {
+	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
+		return dir + "/netnode.sock"
+	}
+	return fmt.Sprintf("/tmp/netnode-%d.sock", os.Getuid())
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/netmesh/netmesh/identity"
+)
+
+func TestParsePeerFlag(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    peerSpec
+		wantErr bool
+	}{
+		{in: "127.0.0.1:7946", want: peerSpec{Addr: "127.0.0.1:7946"}},
+		{in: "[::1]:7946,key=ab,id=cd", want: peerSpec{Addr: "[::1]:7946", Key: "ab", ID: "cd"}},
+		{in: "id=cd", want: peerSpec{ID: "cd"}},
+		{in: "127.0.0.1:1,colour=blue", wantErr: true},
+		{in: "127.0.0.1:1,127.0.0.2:1", wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := parsePeerFlag(tt.in)
+		if (err != nil) != tt.wantErr || (!tt.wantErr && got != tt.want) {
+			t.Errorf("parsePeerFlag(%q) = %+v, %v", tt.in, got, err)
+		}
+	}
+}
+
+func TestCheckHostPort(t *testing.T) {
+	for _, ok := range []string{":7946", "127.0.0.1:0", "[::]:1", "0.0.0.0:65535"} {
+		if err := checkHostPort(ok); err != nil {
+			t.Errorf("checkHostPort(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "7946", "127.0.0.1", ":65536", ":-1", ":http", "localhost:1", "1.2.3:4"} {
+		if err := checkHostPort(bad); err == nil {
+			t.Errorf("checkHostPort(%q) accepted it", bad)
+		}
+	}
+}
+
+func TestPeerSpec(t *testing.T) {
+	id, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := hex.EncodeToString(id.PublicKey())
+	bp, err := peerSpec{Addr: "127.0.0.1:1", Key: key}.bootPeer()
+	if err != nil || bp.pin.ID != id.NodeID() || !bp.pin.Key.Equal(id.PublicKey()) {
+		t.Errorf("key pin: %+v, %v", bp, err)
+	}
+	bp, err = peerSpec{ID: id.NodeID().String()}.bootPeer()
+	if err != nil || bp.addr.IsValid() || bp.pin.ID != id.NodeID() || bp.String() != id.NodeID().String() {
+		t.Errorf("id only: %+v, %v", bp, err)
+	}
+	for _, bad := range []peerSpec{
+		{},
+		{Addr: "127.0.0.1:0"},
+		{Addr: "127.0.0.1:1", Key: key[2:]},
+		{Addr: "127.0.0.1:1", Key: key, ID: other.NodeID().String()},
+	} {
+		if _, err := bad.bootPeer(); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
+
+func TestValidateDefaults(t *testing.T) {
+	rc, err := fileConfig{KeyFile: "k"}.validate(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.listen != defaultListen || !rc.relay || rc.control != defaultControlPath() || rc.metrics != "" || rc.logger == nil {
+		t.Errorf("defaults: %+v", rc)
+	}
+	off := false
+	rc, err = fileConfig{KeyFile: "k", Relay: &off}.validate(io.Discard)
+	if err != nil || rc.relay {
+		t.Errorf("relay = false: %+v, %v", rc, err)
+	}
+	if _, err := (fileConfig{}).validate(io.Discard); err == nil || !strings.Contains(err.Error(), "key_file") {
+		t.Errorf("no key file: %v", err)
+	}
+}
+
+func TestDefaultControlPath(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", "/run/user/7")
+	if got := defaultControlPath(); got != "/run/user/7/netnode.sock" {
+		t.Errorf("with XDG_RUNTIME_DIR: %s", got)
+	}
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	if got := defaultControlPath(); !strings.HasPrefix(got, "/tmp/netnode-") {
+		t.Errorf("without XDG_RUNTIME_DIR: %s", got)
+	}
+}
+
+// TestFlagsOverrideFile runs `netnode run` in process with settings that
+// fail validation, to see which of file and flag won.
+func TestFlagsOverrideFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "n.toml")
+	err := os.WriteFile(cfg, []byte(`
+key_file = "from-file.key"
+listen = "127.0.0.1:0"
+log_format = "xml"
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) error {
+		root := newRoot()
+		root.SetArgs(append([]string{"run", "--config", cfg}, args...))
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		return root.ExecuteContext(context.Background())
+	}
+	// The file's bad log_format fails...
+	if err := run(); err == nil || !strings.Contains(err.Error(), "log_format") {
+		t.Errorf("file only: %v", err)
+	}
+	// ...unless the flag replaces it; then the file's key file is missing...
+	err = run("--log-format", "json")
+	if err == nil || !strings.Contains(err.Error(), "from-file.key") {
+		t.Errorf("--log-format: %v", err)
+	}
+	// ...unless --key replaces it; and --listen replaces a good listen.
+	err = run("--log-format", "json", "--key", "from-flag.key", "--listen", "nowhere")
+	var ue usageError
+	if err == nil || !strings.Contains(err.Error(), `listen "nowhere"`) || !errors.As(err, &ue) {
+		t.Errorf("--listen: %v", err)
+	}
+}

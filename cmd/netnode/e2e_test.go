@@ -1,0 +1,553 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// netnodeBin is the binary the end-to-end tests run, built by TestMain
+// into a directory that other users can read (for the uid test).
+var netnodeBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "netnode-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	netnodeBin = filepath.Join(dir, "netnode")
+	build := exec.Command("go", "build", "-o", netnodeBin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building netnode:", err)
+		return 1
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
+			return 1
+		}
+	}
+	return code
+}
+
+// result is what one run of the binary produced.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// netnode runs the binary to completion with args.
+func netnode(t *testing.T, args ...string) result {
+	t.Helper()
+	return netnodeCmd(t, nil, args...)
+}
+
+// netnodeCmd runs the binary with args; setup may adjust the command.
+func netnodeCmd(t *testing.T, setup func(*exec.Cmd), args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, netnodeBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if setup != nil {
+		setup(cmd)
+	}
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("netnode %s: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+// mustRun runs the binary and fails the test unless it exits 0.
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	r := netnode(t, args...)
+	if r.code != 0 {
+		t.Fatalf("netnode %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+// mustJSON runs the binary and decodes its stdout into v.
+func mustJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	out := mustRun(t, args...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("netnode %s: output is not JSON: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// keyInfo is what `netnode id --json` prints.
+type keyInfo struct {
+	NodeID    string `json:"node_id"`
+	PublicKey string `json:"public_key"`
+	KeyFile   string `json:"key_file"`
+}
+
+// newKey writes a key file with `netnode keygen` and returns its ids.
+func newKey(t *testing.T, path string) keyInfo {
+	t.Helper()
+	var k keyInfo
+	mustJSON(t, &k, "keygen", "--json", "-k", path)
+	return k
+}
+
+// proc is a running `netnode run`.
+type proc struct {
+	cmd     *exec.Cmd
+	control string
+	log     string
+	done    chan struct{}
+	err     error
+}
+
+// startNode writes config to dir/name.toml and runs a node from it. The
+// node is stopped in t.Cleanup; its log is shown if the test failed.
+func startNode(t *testing.T, dir, name, config string) *proc {
+	t.Helper()
+	p := &proc{control: filepath.Join(dir, name+".sock"), log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
+	cfgPath := filepath.Join(dir, name+".toml")
+	config = fmt.Sprintf("control = %q\n%s", p.control, config)
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(netnodeBin, "run", "--config", cfgPath)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			data, _ := os.ReadFile(p.log)
+			t.Logf("log of %s:\n%s", name, data)
+		}
+	})
+	waitFor(t, 10*time.Second, name+" serving its control socket", func() bool {
+		select {
+		case <-p.done:
+			data, _ := os.ReadFile(p.log)
+			t.Fatalf("%s exited: %v\n%s", name, p.err, data)
+		default:
+		}
+		return netnode(t, "status", "--control", p.control).code == 0
+	})
+	return p
+}
+
+// stop sends SIGTERM and waits for the node to exit, killing it if it
+// takes too long. It returns the exit error.
+func (p *proc) stop(t *testing.T) error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Errorf("node did not stop within 10s of SIGTERM; killing it")
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+	return p.err
+}
+
+// status returns the node's `status --json`.
+func (p *proc) status(t *testing.T) statusInfo {
+	t.Helper()
+	var st statusInfo
+	mustJSON(t, &st, "status", "--json", "--control", p.control)
+	return st
+}
+
+// peers returns the node's `peers --json`, by NodeID.
+func (p *proc) peers(t *testing.T) map[string]peerInfo {
+	t.Helper()
+	var res peersResult
+	mustJSON(t, &res, "peers", "--json", "--control", p.control)
+	m := make(map[string]peerInfo)
+	for _, pi := range res.Peers {
+		m[pi.NodeID] = pi
+	}
+	return m
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// freeTCPAddr returns a loopback TCP address that was free a moment ago.
+func freeTCPAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// oneLineError checks that r failed with code and one stderr line
+// containing want.
+func oneLineError(t *testing.T, r result, code int, want string) {
+	t.Helper()
+	if r.code != code {
+		t.Errorf("exit code %d, want %d (stderr %q)", r.code, code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "netnode: ") {
+		t.Errorf("stderr is not one netnode: line: %q", r.stderr)
+	}
+	if !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr %q does not contain %q", r.stderr, want)
+	}
+}
+
+// TestEndToEnd runs three nodes: A is a relay, B dials A, C reaches B only
+// through A. It drives every inspection command and the metrics endpoint.
+func TestEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	ka, kb, kc := newKey(t, filepath.Join(dir, "a.key")), newKey(t, filepath.Join(dir, "b.key")), newKey(t, filepath.Join(dir, "c.key"))
+	stranger := newKey(t, filepath.Join(dir, "d.key"))
+	metricsAddr := freeTCPAddr(t)
+
+	a := startNode(t, dir, "a", fmt.Sprintf(`
+key_file = %q
+listen = "127.0.0.1:0"
+metrics = %q
+log_format = "json"
+log_level = "debug"
+`, ka.KeyFile, metricsAddr))
+	stA := a.status(t)
+	if stA.NodeID != ka.NodeID || len(stA.ListenAddrs) != 1 || stA.IOMode == "" || !stA.Relay {
+		t.Fatalf("status of A: %+v", stA)
+	}
+	addrA := stA.ListenAddrs[0]
+
+	b := startNode(t, dir, "b", fmt.Sprintf(`
+key_file = %q
+listen = "127.0.0.1:0"
+relay = false
+
+[[peers]]
+addr = %q
+key = %q
+`, kb.KeyFile, addrA, ka.PublicKey))
+	c := startNode(t, dir, "c", fmt.Sprintf(`
+key_file = %q
+listen = "127.0.0.1:0"
+relay = false
+
+[[relays]]
+addr = %q
+id = %q
+
+[[peers]]
+id = %q
+key = %q
+`, kc.KeyFile, addrA, ka.NodeID, kb.NodeID, kb.PublicKey))
+
+	waitFor(t, 20*time.Second, "A to have B and C up, and C to reach B", func() bool {
+		return a.status(t).PeersUp == 2 && c.peers(t)[kb.NodeID].Up
+	})
+
+	// peers --json: C reaches A directly and B through A.
+	pc := c.peers(t)
+	if pa := pc[ka.NodeID]; pa.Path != "direct" || pa.Endpoint != addrA || pa.Via != "" || pa.LastSeen == nil {
+		t.Errorf("C's view of A: %+v", pa)
+	}
+	if pb := pc[kb.NodeID]; pb.Path != "relayed" || pb.Via != ka.NodeID || pb.Endpoint != "" || pb.PathReason == "" {
+		t.Errorf("C's view of B: %+v", pb)
+	}
+	table := mustRun(t, "peers", "--control", c.control)
+	for _, want := range []string{"NODE ID", "PATH", "WHY", kb.NodeID, "via " + ka.NodeID[:8], "relayed", "direct"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("peers table lacks %q:\n%s", want, table)
+		}
+	}
+
+	// health: by prefix, human and JSON; unknown, malformed.
+	if out := mustRun(t, "health", kb.NodeID[:6], "--control", a.control); !strings.Contains(out, "up") || !strings.Contains(out, "direct") {
+		t.Errorf("health of B on A:\n%s", out)
+	}
+	var h peerInfo
+	mustJSON(t, &h, "health", "--json", kb.NodeID, "--control", c.control)
+	if !h.Up || h.Path != "relayed" || h.NodeID != kb.NodeID {
+		t.Errorf("health --json of B on C: %+v", h)
+	}
+	oneLineError(t, netnode(t, "health", stranger.NodeID, "--control", a.control), 1, "unknown node")
+	oneLineError(t, netnode(t, "health", "no-such-node!", "--control", a.control), 2, "not a NodeID")
+	oneLineError(t, netnode(t, "health", "--control", a.control), 2, "takes one node")
+
+	// ping over the relayed path, human then JSON.
+	out := mustRun(t, "ping", kb.NodeID[:5], "-c", "3", "-i", "20ms", "--control", c.control)
+	if n := strings.Count(out, "rtt="); n != 3 || !strings.Contains(out, "3 sent, 3 received") {
+		t.Errorf("ping output:\n%s", out)
+	}
+	out = mustRun(t, "ping", kb.NodeID, "-c", "2", "-i", "20ms", "--json", "--control", a.control)
+	sc := bufio.NewScanner(strings.NewReader(out))
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) != 3 {
+		t.Fatalf("ping --json: want 2 replies and a summary, got:\n%s", out)
+	}
+	var reply pingReply
+	var sum pingSummary
+	if err := json.Unmarshal([]byte(lines[0]), &reply); err != nil || reply.Seq != 1 || reply.RTTMs <= 0 {
+		t.Errorf("first ping reply %q: %+v %v", lines[0], reply, err)
+	}
+	if err := json.Unmarshal([]byte(lines[2]), &sum); err != nil || sum.Sent != 2 || sum.Received != 2 || sum.NodeID != kb.NodeID {
+		t.Errorf("ping summary %q: %+v %v", lines[2], sum, err)
+	}
+
+	// status, human.
+	out = mustRun(t, "status", "--control", c.control)
+	for _, want := range []string{kc.NodeID, "io mode", "relay", "off", "drops"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+
+	// metrics: A's view of B, and the node counters.
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		fmt.Sprintf("netmesh_peer_up{peer=%q} 1", kb.NodeID),
+		`netmesh_drops_total{reason="replay"}`,
+		"netmesh_handshakes_completed_total",
+		"netmesh_relayed_packets_total",
+		"netmesh_peers_up 2",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+
+	// SIGTERM: B exits 0 and removes its socket.
+	if err := b.stop(t); err != nil {
+		t.Errorf("B after SIGTERM: %v", err)
+	}
+	if _, err := os.Stat(b.control); !os.IsNotExist(err) {
+		t.Errorf("B's control socket still exists after shutdown: %v", err)
+	}
+	oneLineError(t, netnode(t, "peers", "--control", b.control), 1, "no netnode running at "+b.control)
+}
+
+// TestBadConfig checks that every kind of bad configuration fails at once
+// with exit code 2 and one line on stderr.
+func TestBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	key := newKey(t, filepath.Join(dir, "good.key")).KeyFile
+	loose := filepath.Join(dir, "loose.key")
+	data, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(loose, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "never.sock")
+	tests := []struct {
+		name, config string
+		flags        []string
+		want         string
+	}{
+		{"unknown key", "capabilities = [\"gpu\"]", nil, `unknown key "capabilities"`},
+		{"unknown peer key", "[[peers]]\naddr = \"127.0.0.1:1\"\nport = 3", nil, `unknown key "peers.port"`},
+		{"bad listen", `listen = "127.0.0.1"`, nil, "listen"},
+		{"bad listen port", `listen = ":70000"`, nil, "bad port"},
+		{"bad listen flag", "", []string{"--listen", "localhost:1"}, "not an IP address"},
+		{"bad peer address", "[[peers]]\naddr = \"example.com:7946\"", nil, "peers[0]: addr"},
+		{"bad peer key", "[[peers]]\naddr = \"127.0.0.1:7946\"\nkey = \"abcd\"", nil, "peers[0]: key"},
+		{"bad peer id", "[[peers]]\nid = \"nope\"", nil, "peers[0]: id"},
+		{"relay without address", "[[relays]]\nid = \"" + strings.Repeat("a", 26) + "\"", nil, "relays[0]: addr is required"},
+		{"bad peer flag", "", []string{"--peer", "127.0.0.1:1,colour=blue"}, "--peer"},
+		{"bad metrics", `metrics = "9100"`, nil, "metrics"},
+		{"bad log format", `log_format = "xml"`, nil, "log_format"},
+		{"bad log level", `log_level = "loud"`, nil, "log_level"},
+		{"toml syntax", `listen = ":7946`, nil, "config"},
+		{"wrong type", `relay = "yes"`, nil, "config"},
+		{"missing key file", "", []string{"--key", filepath.Join(dir, "absent.key")}, "does not exist"},
+		{"world-readable key file", "", []string{"--key", loose}, "chmod 600"},
+		{"key file is a directory", "", []string{"--key", dir}, "not a regular file"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := filepath.Join(dir, fmt.Sprintf("bad%d.toml", i))
+			body := fmt.Sprintf("key_file = %q\ncontrol = %q\nlisten = \"127.0.0.1:0\"\n", key, sock)
+			if strings.HasPrefix(tt.config, "listen") {
+				body = fmt.Sprintf("key_file = %q\ncontrol = %q\n", key, sock)
+			}
+			if err := os.WriteFile(cfg, []byte(body+tt.config+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := netnode(t, append([]string{"run", "--config", cfg}, tt.flags...)...)
+			oneLineError(t, r, 2, tt.want)
+		})
+	}
+	t.Run("missing config file", func(t *testing.T) {
+		oneLineError(t, netnode(t, "run", "--config", filepath.Join(dir, "absent.toml")), 2, "absent.toml")
+	})
+	t.Run("unreadable key file", func(t *testing.T) {
+		locked := filepath.Join(dir, "locked.key")
+		if err := os.WriteFile(locked, data, 0o000); err != nil {
+			t.Fatal(err)
+		}
+		var setup func(*exec.Cmd)
+		if os.Getuid() == 0 {
+			// Root reads any file: read a file of root's as nobody.
+			setup, _ = asNobody(t)
+			for _, d := range []string{filepath.Dir(dir), dir} {
+				if err := os.Chmod(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		r := netnodeCmd(t, setup, "run", "--key", locked, "--control", sock)
+		oneLineError(t, r, 2, "permission denied")
+	})
+}
+
+// asNobody returns a command setup that runs it as the user nobody, and
+// nobody's uid, or skips the test if that is not possible.
+func asNobody(t *testing.T) (func(*exec.Cmd), int) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run a command as another user")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody:", err)
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	return func(cmd *exec.Cmd) {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	}, uid
+}
+
+// TestControlSocket checks the socket's mode, that other users are
+// refused, and that a second node cannot take over a live socket.
+func TestControlSocket(t *testing.T) {
+	dir := t.TempDir()
+	k := newKey(t, filepath.Join(dir, "a.key"))
+	a := startNode(t, dir, "a", fmt.Sprintf("key_file = %q\nlisten = \"127.0.0.1:0\"\n", k.KeyFile))
+
+	fi, err := os.Lstat(a.control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Errorf("control socket mode %v, want a socket with 0600", fi.Mode())
+	}
+
+	second := netnode(t, "run", "--key", k.KeyFile, "--listen", "127.0.0.1:0", "--control", a.control)
+	oneLineError(t, second, 1, "another netnode is running")
+	oneLineError(t, netnode(t, "status", "--control", filepath.Join(dir, "none.sock")), 1, "no netnode running at")
+
+	t.Run("other uid", func(t *testing.T) {
+		asNobody, uid := asNobody(t)
+		// Let nobody reach the socket's directory.
+		for _, d := range []string{filepath.Dir(dir), dir} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The file mode stops it first...
+		r := netnodeCmd(t, asNobody, "status", "--control", a.control)
+		oneLineError(t, r, 1, "permission denied")
+		// ...and with the mode opened up, SO_PEERCRED still does.
+		if err := os.Chmod(a.control, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		r = netnodeCmd(t, asNobody, "status", "--control", a.control)
+		oneLineError(t, r, 1, fmt.Sprintf("uid %d may not use the control socket", uid))
+		if err := os.Chmod(a.control, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a.status(t) // the owner still gets in
+	})
+}
+
+// TestDemo runs the demo in this process.
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	if err := runDemo(ctx, &out); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "demo finished") {
+		t.Errorf("demo output:\n%s", out.String())
+	}
+}
+
+// TestUsage checks exit codes of bad command lines and --help.
+func TestUsage(t *testing.T) {
+	oneLineError(t, netnode(t, "frobnicate"), 2, "unknown command")
+	oneLineError(t, netnode(t, "peers", "--frobnicate"), 2, "unknown flag")
+	oneLineError(t, netnode(t, "ping", "abc", "-c", "0"), 2, "--count")
+	oneLineError(t, netnode(t, "demo", "extra"), 2, "unknown command")
+	for _, cmd := range []string{"run", "peers", "health", "ping", "status", "keygen", "id", "demo"} {
+		if r := netnode(t, cmd, "--help"); r.code != 0 || !strings.Contains(r.stdout, "Usage:") {
+			t.Errorf("%s --help: exit %d\n%s", cmd, r.code, r.stdout)
+		}
+	}
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh"
+)
+
+// startMesh starts a mesh on loopback, closed in t.Cleanup.
+func startMesh(t *testing.T, cfg mesh.Config) *mesh.Mesh {
+	t.Helper()
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = "127.0.0.1:0"
+	}
+	m, err := mesh.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use, for logs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// shrinkKeeperTimers makes the bootstrap keepers fast for one test.
+func shrinkKeeperTimers(t *testing.T) {
+	oldMin, oldMax, oldRecheck, oldConnect := backoffMin, backoffMax, recheckInterval, connectTimeout
+	backoffMin, backoffMax, recheckInterval, connectTimeout = 20*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond, 2*time.Second
+	t.Cleanup(func() {
+		backoffMin, backoffMax, recheckInterval, connectTimeout = oldMin, oldMax, oldRecheck, oldConnect
+	})
+}
+
+// TestKeepPeersReconnects starts a keeper before its peer exists, then
+// restarts the peer and checks that the keeper brings the session back.
+func TestKeepPeersReconnects(t *testing.T) {
+	shrinkKeeperTimers(t)
+	idB, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := mesh.Config{
+		KeepaliveInterval:   100 * time.Millisecond,
+		DeadPeerTimeout:     300 * time.Millisecond,
+		HandshakeRetransmit: 50 * time.Millisecond,
+		HandshakeGiveUp:     time.Second,
+	}
+	// Find a free port for B by starting it once.
+	probe := startMesh(t, mesh.Config{Identity: idB})
+	addrB := probe.Addr()
+	probe.Close()
+
+	var logs syncBuffer
+	cfgA := fast
+	a := startMesh(t, cfgA)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		keepPeers(ctx, a, []bootPeer{{addr: addrB, pin: mesh.Pin{Key: idB.PublicKey()}}}, slog.New(slog.NewTextHandler(&logs, nil)))
+		close(done)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	up := func() bool { p := a.Peer(idB.NodeID()); return p != nil && p.IsUp() }
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; logs:\n%s", what, logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	time.Sleep(100 * time.Millisecond) // a few failed attempts first
+	cfgB := fast
+	cfgB.Identity, cfgB.ListenAddr = idB, addrB.String()
+	b := startMesh(t, cfgB)
+	waitUntil("the first session", up)
+
+	b.Close()
+	waitUntil("A to see B down", func() bool { return !up() })
+	startMesh(t, cfgB)
+	waitUntil("the session to come back", up)
+	waitUntil("the keeper to log the reconnect", func() bool { return strings.Contains(logs.String(), "bootstrap peer down, reconnecting") })
+}
+
+// TestMetrics checks the collector against a pedantic registry and the
+// names it serves.
+func TestMetrics(t *testing.T) {
+	a := startMesh(t, mesh.Config{})
+	b := startMesh(t, mesh.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := a.Connect(ctx, b.Addr(), mesh.Pin{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Ping(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(newStatsCollector(a))
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("pedantic gather: %v", err)
+	}
+
+	srv := httptest.NewServer(metricsHandler(a))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	body.ReadFrom(resp.Body)
+	peer := b.ID().String()
+	for _, want := range []string{
+		`netmesh_node_info{io_mode="`,
+		`netmesh_peer_up{peer="` + peer + `"} 1`,
+		`netmesh_peer_relayed{peer="` + peer + `"} 0`,
+		`netmesh_peer_rtt_seconds{peer="` + peer + `"}`,
+		`netmesh_peer_last_seen_timestamp_seconds{peer="` + peer + `"}`,
+		`netmesh_peer_tx_bytes_total{peer="` + peer + `"}`,
+		`netmesh_peer_rx_packets_total{peer="` + peer + `"}`,
+		`netmesh_peer_handshakes_total{peer="` + peer + `"} 1`,
+		`netmesh_drops_total{reason="bad_tag"} 0`,
+		"netmesh_handshakes_initiated_total 1",
+		"netmesh_peers_up 1",
+		"go_goroutines",
+		"process_cpu_seconds_total",
+	} {
+		if !strings.Contains(body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh"
+)
+
+// shutdownTimeout bounds the graceful stop of the metrics server.
+const shutdownTimeout = 5 * time.Second
+
+func newRun() *cobra.Command {
+	var (
+		configPath string
+		flags      fileConfig
+		relay      bool
+		peers      []string
+		relays     []string
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Join a mesh and run a node until SIGINT or SIGTERM",
+		Long: `Run a node: load its key, listen for peers, keep sessions up with the
+bootstrap peers and relays, and serve the control socket that the other
+commands use. Settings come from a TOML file (--config) and flags; a flag
+overrides the file, and a repeated flag (--peer, --relay-node) replaces the
+file's list. See docs/OPERATIONS.md for every key.`,
+		Example: `  netnode run --key node.key --listen :7946 --peer 192.0.2.10:7946
+  netnode run --config /etc/netnode/netnode.toml --metrics 127.0.0.1:9100`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fc := fileConfig{}
+			if configPath != "" {
+				var err error
+				if fc, err = loadConfigFile(configPath); err != nil {
+					return usageError{err}
+				}
+			}
+			set := cmd.Flags().Changed
+			if set("key") {
+				fc.KeyFile = flags.KeyFile
+			}
+			if set("listen") {
+				fc.Listen = flags.Listen
+			}
+			if set("relay") {
+				fc.Relay = &relay
+			}
+			if set("log-format") {
+				fc.LogFormat = flags.LogFormat
+			}
+			if set("log-level") {
+				fc.LogLevel = flags.LogLevel
+			}
+			if set("control") {
+				fc.Control = flags.Control
+			}
+			if set("metrics") {
+				fc.Metrics = flags.Metrics
+			}
+			var err error
+			if set("peer") {
+				if fc.Peers, err = parsePeerFlags("--peer", peers); err != nil {
+					return usageError{err}
+				}
+			}
+			if set("relay-node") {
+				if fc.Relays, err = parsePeerFlags("--relay-node", relays); err != nil {
+					return usageError{err}
+				}
+			}
+			rc, err := fc.validate(cmd.ErrOrStderr())
+			if err != nil {
+				return usageError{err}
+			}
+			id, err := loadKey(rc.keyFile)
+			if err != nil {
+				return usageError{err}
+			}
+			return runNode(cmd.Context(), rc, id)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&configPath, "config", "c", "", "TOML config file")
+	f.StringVarP(&flags.KeyFile, "key", "k", "", "identity key file (key_file), made by netnode keygen")
+	f.StringVar(&flags.Listen, "listen", defaultListen, "UDP address to listen on (listen)")
+	f.StringArrayVar(&peers, "peer", nil, "bootstrap peer ADDR[,key=HEX][,id=NODEID], repeatable (peers)")
+	f.StringArrayVar(&relays, "relay-node", nil, "relay to use, ADDR[,key=HEX][,id=NODEID], repeatable (relays)")
+	f.BoolVar(&relay, "relay", true, "forward packets between other nodes (relay)")
+	f.StringVar(&flags.LogFormat, "log-format", "text", "log format: text or json (log_format)")
+	f.StringVar(&flags.LogLevel, "log-level", "info", "log level: debug, info, warn or error (log_level)")
+	addControlFlag(cmd, &flags.Control)
+	f.StringVar(&flags.Metrics, "metrics", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9100 (metrics)")
+	return cmd
+}
+
+// parsePeerFlags parses the values of a repeated peer flag.
+func parsePeerFlags(flag string, vals []string) ([]peerSpec, error) {
+	specs := make([]peerSpec, 0, len(vals))
+	for _, v := range vals {
+		ps, err := parsePeerFlag(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s %w", flag, err)
+		}
+		specs = append(specs, ps)
+	}
+	return specs, nil
+}
+
+// loadKey loads the node's identity and explains the common failures.
+func loadKey(path string) (*identity.Identity, error) {
+	id, err := identity.Load(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("key file %s does not exist (create one with netnode keygen -k %s)", path, path)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("key file %s: cannot read it: permission denied", path)
+	case err != nil:
+		return nil, err
+	}
+	return id, nil
+}
+
+// runNode runs a node with rc until ctx ends, then shuts it down: it stops
+// the control socket and the metrics server, stops reconnecting, and
+// closes the mesh.
+func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
+	log := rc.logger
+	m, err := mesh.New(mesh.Config{
+		Identity:     id,
+		ListenAddr:   rc.listen,
+		Relays:       rc.relays,
+		DisableRelay: !rc.relay,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	n := &node{m: m, relay: rc.relay, started: time.Now()}
+	ctl, err := listenControl(rc.control, log, n.methods())
+	if err != nil {
+		return err
+	}
+	defer ctl.close()
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	defer m.Close()
+
+	var metrics *http.Server
+	var metricsLn net.Listener
+	if rc.metrics != "" {
+		if metricsLn, err = net.Listen("tcp", rc.metrics); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		metrics = &http.Server{Handler: metricsHandler(m), ReadHeaderTimeout: 10 * time.Second}
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() { ctl.serve(ctx) })
+	wg.Go(func() { keepPeers(ctx, m, rc.peers, log) })
+	if metrics != nil {
+		wg.Go(func() {
+			if err := metrics.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server failed", "err", err)
+			}
+		})
+	}
+	log.Info("netnode running", "id", m.ID(), "addrs", m.ListenAddrs(), "control", rc.control, "metrics", rc.metrics)
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	if metrics != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		metrics.Shutdown(sctx)
+	}
+	wg.Wait()
+	if err := ctl.close(); err != nil {
+		log.Warn("closing the control socket", "err", err)
+	}
+	if err := m.Close(); err != nil {
+		log.Warn("closing the mesh", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// addControlFlag adds --control, the path of the control socket.
+func addControlFlag(cmd *cobra.Command, path *string) {
+	cmd.Flags().StringVar(path, "control", defaultControlPath(), "control socket path (control)")
+}

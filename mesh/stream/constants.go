@@ -1,0 +1,165 @@
+package stream
+
+import "time"
+
+// Protocol constants. Every size is in bytes unless its name says
+// otherwise; every value says why it is what it is.
+const (
+	// chunkSize is the capacity of a pooled fragment buffer, which bounds
+	// a fragment's payload: 1536 holds the payload of any frame on a
+	// 1500-byte Ethernet path (the largest PMTU the probe will confirm)
+	// while charging the window only 1.4x the payload of a default
+	// 1280-byte-path fragment.
+	chunkSize = 1536
+	// smallChunkSize is the capacity of a pooled buffer for a fragment that
+	// holds only small messages: a 64-byte message must not pin 2 KiB of
+	// send-window memory.
+	smallChunkSize = 256
+
+	// maxAckRanges bounds the selective-ACK ranges of one ACK frame: 32
+	// ranges describe 32 separate holes, far more than a loss burst on a
+	// path with a sane loss rate produces within one window, and keep the
+	// worst-case ACK frame at 274 bytes, well inside a 1280-byte path.
+	maxAckRanges = 32
+
+	// packetThreshold is RFC 9002's kPacketThreshold: a fragment is lost
+	// when one sent 3 transmissions after it has been acknowledged. Three
+	// tolerates the mild reordering of multipath relays without waiting
+	// for a retransmission timeout.
+	packetThreshold = 3
+
+	// ackEveryFragments makes the receiver acknowledge at least every
+	// second data fragment, as RFC 9000 §13.2.2 recommends: fewer ACKs
+	// starve the sender's congestion window growth.
+	ackEveryFragments = 2
+
+	// maxUnreliablePartials bounds the unreliable messages one stream
+	// reassembles at once. Four covers a sender whose messages overlap
+	// through reordering; more would only hold memory for messages that
+	// will be dropped as stale anyway.
+	maxUnreliablePartials = 4
+
+	// minFrameSize is the smallest Link.MaxFrameSize the engine accepts:
+	// a worst-case ACK (274 bytes) must fit, and fragments below ~500
+	// bytes of payload would spend more than 3 % on headers.
+	minFrameSize = 512
+
+	// initialWindowFragments is the receive window a sender may assume
+	// before the first ACK: 32 fragments (48 KiB of buffers). Every
+	// receiver accepts at least this much (Config clamps RecvWindow).
+	initialWindowFragments = 32
+
+	// maxResetRetries is how often an unacknowledged RESET is resent
+	// before the stream is forgotten: at 10 % loss, 8 tries fail together
+	// with probability 1e-8.
+	maxResetRetries = 8
+
+	// skippedIDLimit bounds the peer stream ids remembered as "skipped"
+	// (a higher id arrived first, through reordering or loss). A peer
+	// cannot make the set grow beyond it.
+	skippedIDLimit = 4096
+
+	// tombLimit bounds the gracefully finished streams a Mux remembers
+	// after their linger time, to acknowledge a FIN the peer resends
+	// because our last ACK was lost. 4096 ids cost 64 KiB and cover the
+	// streams closed during one backed-off RTO at thousands of streams
+	// per second.
+	tombLimit = 4096
+
+	// maxStreamIDJump bounds how far above the highest peer stream id seen
+	// a new peer stream id may be: an honest peer opens streams in order,
+	// so a larger jump is an attack on the skipped-id set.
+	maxStreamIDJump = 2 * skippedIDLimit
+
+	// reassemblyInitial is the first reassembly buffer of a received
+	// message; it doubles as bytes arrive. 64 KiB takes most messages in
+	// one buffer, and a peer must send the bytes before the receiver
+	// allocates for them (a 4-byte length prefix cannot cost 16 MiB).
+	reassemblyInitial = 64 << 10
+
+	// sizeClassMinShift and sizeClassMaxShift bound the pooled reassembly buffers of
+	// received messages: powers of two from 256 B to 32 MiB, so any
+	// message up to the 16 MiB default maximum fits one buffer.
+	sizeClassMinShift = 8
+	sizeClassMaxShift = 25
+)
+
+// Defaults for the zero values of Config and MuxConfig.
+const (
+	// DefaultMaxMessageSize is Config.MaxMessageSize when zero: 16 MiB.
+	DefaultMaxMessageSize = 16 << 20
+	// DefaultSendWindow is Config.SendWindow when zero: 4 MiB is the
+	// bandwidth-delay product of 320 Mbit/s over a 100 ms path.
+	DefaultSendWindow = 4 << 20
+	// DefaultRecvWindow is Config.RecvWindow when zero, for the same
+	// reason as DefaultSendWindow.
+	DefaultRecvWindow = 4 << 20
+	// DefaultCloseTimeout is Config.CloseTimeout when zero: how long Close
+	// waits for the peer to acknowledge the data before it resets.
+	DefaultCloseTimeout = 30 * time.Second
+
+	// DefaultAcceptBacklog is MuxConfig.AcceptBacklog when zero: peer
+	// streams waiting for Accept before further ones are refused.
+	DefaultAcceptBacklog = 256
+	// DefaultMaxStreams is MuxConfig.MaxStreams when zero: concurrently
+	// open peer-initiated streams before further ones are refused.
+	DefaultMaxStreams = 4096
+	// DefaultMinRTO is MuxConfig.MinRTO when zero. RFC 6298 asks for 1 s,
+	// which punishes every tail loss on a LAN; Linux uses 200 ms. 100 ms
+	// keeps spurious timeouts rare on relayed WAN paths (their RTT
+	// variance sets the RTO above the floor anyway) and tail losses cheap.
+	DefaultMinRTO = 100 * time.Millisecond
+	// DefaultMaxRTO caps the exponential RTO back-off (RFC 6298 §5.5
+	// allows a cap of at least 60 s; a mesh peer silent for longer is
+	// declared dead by the session layer anyway).
+	DefaultMaxRTO = 60 * time.Second
+	// DefaultInitialRTT seeds the RTT estimator before the first sample.
+	// RFC 9002 uses 333 ms for the open Internet; mesh peers usually have
+	// a measured session RTT, and 100 ms gives a 300 ms first RTO.
+	DefaultInitialRTT = 100 * time.Millisecond
+	// DefaultMaxAckDelay is MuxConfig.MaxAckDelay when zero: how long a
+	// receiver may hold an ACK for a lone in-order fragment. 1 ms keeps
+	// request/response latency low; every second fragment is acked at once.
+	DefaultMaxAckDelay = time.Millisecond
+	// DefaultReassemblyTimeout is MuxConfig.ReassemblyTimeout when zero:
+	// how long an incomplete unreliable message is kept. A fragment later
+	// than 1 s is useless to a datagram user.
+	DefaultReassemblyTimeout = time.Second
+	// DefaultLinkRetry is how long the engine waits before retrying a
+	// frame the Link refused with back-pressure: one socket-queue drain
+	// at a few hundred thousand packets per second.
+	DefaultLinkRetry = 200 * time.Microsecond
+)
+
+// Path-MTU discovery constants, from RFC 8899.
+const (
+	// pmtuMaxProbes is MAX_PROBES: a size is refuted after 3 lost probes
+	// in a row, so one random loss does not lower the search.
+	pmtuMaxProbes = 3
+	// pmtuResolution ends the search when the confirmed and refuted sizes
+	// are this close: 32 bytes is 2-3 % of a frame, not worth more probes.
+	pmtuResolution = 32
+	// pmtuProbeTimeoutRTOs is how many RTOs a probe waits for its PONG
+	// before it counts as lost: a slow PONG must not refute a size, and a
+	// late one still confirms it.
+	pmtuProbeTimeoutRTOs = 3
+)
+
+// DefaultPathProbeInterval is MuxConfig.PathProbeInterval when zero:
+// RFC 8899's PMTU_RAISE_TIMER of 600 s, the wait before searching again
+// after a completed search or a black-hole fallback.
+const DefaultPathProbeInterval = 600 * time.Second
+
+// Congestion control constants, from RFC 9002 §7 and appendix B.
+const (
+	// initialWindowPackets is the initial congestion window in full-size
+	// frames (RFC 9002 §7.2: 10 datagrams).
+	initialWindowPackets = 10
+	// minWindowPackets is the minimum congestion window (kMinimumWindow,
+	// 2 datagrams).
+	minWindowPackets = 2
+	// persistentCongestionRTOs is how many consecutive retransmission
+	// timeouts mean persistent congestion, which collapses the window to
+	// the minimum (RFC 9002 §7.6 uses 3 PTOs).
+	persistentCongestionRTOs = 2
+)

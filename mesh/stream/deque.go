@@ -1,0 +1,48 @@
+package stream
+
+// deque is a ring-buffer double-ended queue. It grows by doubling and
+// never shrinks, so a steady state allocates nothing.
+type deque[T any] struct {
+	buf  []T // len is zero or a power of two
+	head int
+	n    int
+}
+
+func (d *deque[T]) len() int { return d.n }
+
+// at returns a pointer to the i-th element from the front; i < d.n.
+func (d *deque[T]) at(i int) *T { return &d.buf[(d.head+i)&(len(d.buf)-1)] }
+
+func (d *deque[T]) push(v T) {
+	if d.n == len(d.buf) {
+		d.grow()
+	}
+	d.buf[(d.head+d.n)&(len(d.buf)-1)] = v
+	d.n++
+}
+
+// pop removes and returns the front element; d must not be empty.
+func (d *deque[T]) pop() T {
+	var zero T
+	v := d.buf[d.head]
+	d.buf[d.head] = zero // drop references for the GC
+	d.head = (d.head + 1) & (len(d.buf) - 1)
+	d.n--
+	return v
+}
+
+// extend appends zero elements until d holds n.
+func (d *deque[T]) extend(n int) {
+	var zero T
+	for d.n < n {
+		d.push(zero)
+	}
+}
+
+func (d *deque[T]) grow() {
+	nb := make([]T, max(8, 2*len(d.buf)))
+	for i := range d.n {
+		nb[i] = *d.at(i)
+	}
+	d.buf, d.head = nb, 0
+}

@@ -1,0 +1,485 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Link is one peer's encrypted session as the stream engine sees it. The
+// mesh implements it for each peer; tests implement it in memory.
+type Link interface {
+	// SendFrame sends one unreliable, authenticated frame body to the peer;
+	// the mesh adds its own headers and encrypts. It must not block and
+	// must not retain body after returning. When the socket queue is full
+	// it returns an error wrapping ErrBackpressure and the engine retries
+	// after MuxConfig.LinkRetry; any other error is treated as a lost
+	// frame, which loss recovery resends with back-off. The engine calls
+	// it with its own lock held, so it must not call back into the Mux.
+	SendFrame(body []byte) error
+	// MaxFrameSize is the largest body SendFrame accepts, in bytes. The
+	// engine reads it when a stream is opened and sizes the stream's
+	// fragments by it (capped at 1536 bytes of payload), so it must be at
+	// least 512 and must not shrink during the Mux's life: fragments are
+	// retransmitted at the size they were cut.
+	MaxFrameSize() int
+}
+
+// Mux multiplexes the streams of one peer over its Link. Create it with
+// NewMux when the peer's session comes up, feed it every stream frame
+// with HandleFrame, and Close it when the peer goes away.
+//
+// Stream ids: each side numbers the streams it opens; a stream's local
+// key has bit 0 set when the peer opened it. On the wire bit 0 is set when
+// the frame's sender opened the stream, so a sender writes key^1 and a
+// receiver reads the key as is. No roles need to be agreed on.
+//
+// Locking: mu guards the Mux and the state of all its streams. Methods
+// named ...Locked must be called with mu held. The hot paths hold mu once
+// per frame or per Send; Link.SendFrame is called under mu.
+type Mux struct {
+	link  Link
+	cfg   MuxConfig
+	epoch time.Time
+
+	acceptCh chan *Stream
+	wake     chan struct{} // cap 1: the timer goroutine re-reads nextWake
+	done     chan struct{} // closed by Close
+	wg       sync.WaitGroup
+
+	mu          sync.Mutex
+	closed      bool
+	streams     map[uint32]*Stream
+	last        *Stream // cache of the last stream a frame named: bulk transfers skip the map
+	nextLocal   uint32  // next local key
+	highestPeer uint32  // highest peer key seen; 1 before the first (peer keys are 3, 5, ...)
+	skipped     map[uint32]struct{}
+	// tombs remembers streams that finished gracefully and were forgotten,
+	// oldest first, so a late retransmission of data they received (their
+	// last ACK was lost) is acknowledged instead of refused.
+	tombs    map[uint32]struct{}
+	tombList deque[uint32]
+	peerOpen int // live peer-initiated streams
+
+	ready deque[*Stream] // round-robin order of streams with data to send
+	timed []*Stream      // streams with an armed deadline
+	spare []*Stream      // the other buffer of timed, swapped in onTimersLocked
+	// nextWake is the deadline the timer goroutine sleeps toward (ns since
+	// epoch), 0 when it sleeps without one.
+	nextWake    int64
+	linkBlocked int64 // when non-zero, the Link refused a frame; retry at this time
+
+	rtt  rttEstimator
+	cc   newReno
+	pmtu pmtuState
+	tx   []byte // frame scratch buffer, MaxFrameSize bytes
+	rxf  frame  // decode scratch
+
+	stats muxCounters
+}
+
+type muxCounters struct {
+	accepted, refused, malformed, stale, linkBackpressure uint64
+}
+
+// NewMux returns a Mux for one peer's link and starts its timer
+// goroutine, which Close stops. If link also implements ProbeLink, the
+// Mux discovers the path MTU above link.MaxFrameSize(). It panics if
+// link.MaxFrameSize() is below 512: a programming error, not input.
+func NewMux(link Link, cfg MuxConfig) *Mux {
+	cfg = cfg.withDefaults()
+	mss := link.MaxFrameSize()
+	if mss < minFrameSize {
+		panic(fmt.Sprintf("stream: Link.MaxFrameSize %d is below %d", mss, minFrameSize))
+	}
+	m := &Mux{
+		link:        link,
+		cfg:         cfg,
+		epoch:       time.Now(),
+		acceptCh:    make(chan *Stream, cfg.AcceptBacklog),
+		wake:        make(chan struct{}, 1),
+		done:        make(chan struct{}),
+		streams:     make(map[uint32]*Stream),
+		skipped:     make(map[uint32]struct{}),
+		tombs:       make(map[uint32]struct{}),
+		nextLocal:   2,
+		highestPeer: 1,
+		rtt:         newRTTEstimator(cfg.InitialRTT, cfg.MinRTO, cfg.MaxRTO),
+		cc:          newNewReno(mss),
+		pmtu:        newPMTU(link),
+		tx:          make([]byte, max(mss, maxAckFrameSize, unreliableDataHeaderSize+chunkSize)),
+	}
+	m.wg.Add(1)
+	go m.run()
+	return m
+}
+
+// now is the Mux clock: nanoseconds since NewMux, monotonic.
+func (m *Mux) now() int64 { return int64(time.Since(m.epoch)) }
+
+// Open opens a stream to the peer. It sends nothing: the peer's Accept
+// returns the stream when its first message (or its Close) arrives. ctx
+// is checked once; opening never waits.
+func (m *Mux) Open(ctx context.Context, cfg Config) (*Stream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrMuxClosed
+	}
+	if m.nextLocal == 0 { // wrapped after 2^31 streams
+		return nil, fmt.Errorf("%w: stream ids exhausted", ErrMuxClosed)
+	}
+	s := m.newStreamLocked(m.nextLocal, cfg.withDefaults(), cfg.Reliability == Unreliable)
+	m.nextLocal += 2
+	m.streams[s.key] = s
+	return s, nil
+}
+
+// Accept waits for the next stream the peer opened. Streams the peer opens
+// while AcceptBacklog streams are waiting are refused.
+func (m *Mux) Accept(ctx context.Context) (*Stream, error) {
+	select {
+	case s := <-m.acceptCh:
+		return s, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-m.done:
+		return nil, ErrMuxClosed
+	}
+}
+
+// Close resets every stream with CodeMuxClosed (telling the peer, best
+// effort), fails pending and future calls with ErrMuxClosed or the reset
+// error, and stops the timer goroutine. It is idempotent.
+func (m *Mux) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	for _, s := range m.streams {
+		if !s.finished() {
+			s.resetLocked(CodeMuxClosed, false, m.now())
+		}
+		s.notifyAll()
+	}
+	clear(m.streams)
+	m.last = nil
+	m.closed = true
+	close(m.done)
+	m.mu.Unlock()
+	m.wg.Wait()
+	return nil
+}
+
+// HandleFrame processes one frame body received from the peer. The mesh
+// calls it on its socket reader goroutine: it never blocks (it takes the
+// Mux lock, held only for bounded work) and does not retain body.
+// Malformed input is dropped and counted.
+func (m *Mux) HandleFrame(body []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	now := m.now()
+	f := &m.rxf
+	for len(body) > 0 {
+		n, err := decodeFrame(body, f)
+		if err != nil {
+			m.stats.malformed++
+			break
+		}
+		body = body[n:]
+		switch f.Type {
+		case frameData:
+			m.handleDataLocked(f, now)
+		case frameAck:
+			if s := m.lookupLocked(f.Stream); s != nil {
+				s.handleAckLocked(f, now)
+			}
+		case frameReset:
+			if s := m.lookupLocked(f.Stream); s != nil {
+				s.handleResetLocked(f, now)
+			} else {
+				delete(m.skipped, f.Stream) // reset before any of its data arrived
+			}
+		case framePing:
+			var b [pingFrameSize]byte
+			putPing(b[:], framePong, f.Token)
+			_ = m.link.SendFrame(b[:]) // a lost PONG is a lost probe
+		case framePong:
+			m.onPongLocked(f.Token, now)
+		case framePadding:
+		}
+	}
+	m.flushLocked(now)
+}
+
+// lookupLocked returns the live stream a frame's wire id names, or nil.
+func (m *Mux) lookupLocked(wireID uint32) *Stream {
+	if s := m.last; s != nil && s.key == wireID {
+		return s
+	}
+	s := m.streams[wireID]
+	if s != nil {
+		m.last = s
+	} else {
+		m.stats.stale++
+	}
+	return s
+}
+
+func (m *Mux) handleDataLocked(f *frame, now int64) {
+	key := f.Stream
+	s := m.last
+	if s == nil || s.key != key {
+		s = m.streams[key]
+	}
+	if s == nil {
+		if _, ok := m.tombs[key]; ok {
+			// Everything up to its FIN was received: acknowledge.
+			n := putAck(m.tx, key^1, f.Seq+1, 0, nil)
+			_ = m.link.SendFrame(m.tx[:n]) // the peer asks again
+			return
+		}
+		var refuse bool
+		s, refuse = m.peerStreamLocked(f, key)
+		if s == nil {
+			if refuse {
+				m.sendResetLocked(key, 0, CodeRefused)
+			}
+			return
+		}
+	}
+	m.last = s
+	if (f.Flags&flagUnreliable != 0) != s.unreliable {
+		s.resetLocked(CodeProtocol, false, now)
+		return
+	}
+	if s.unreliable {
+		s.handleUnreliableDataLocked(f, now)
+	} else {
+		s.handleDataLocked(f, now)
+	}
+}
+
+// peerStreamLocked creates the stream for a DATA frame naming an unknown
+// key, or returns nil and whether to refuse it with a RESET.
+func (m *Mux) peerStreamLocked(f *frame, key uint32) (*Stream, bool) {
+	if key&1 == 0 { // one of ours that we forgot: stale
+		m.stats.stale++
+		return nil, true
+	}
+	switch {
+	case key > m.highestPeer:
+		jump := (key - m.highestPeer) / 2
+		if jump > maxStreamIDJump {
+			m.stats.malformed++
+			return nil, false
+		}
+		if len(m.skipped)+int(jump) <= skippedIDLimit {
+			for k := m.highestPeer + 2; k < key; k += 2 {
+				m.skipped[k] = struct{}{}
+			}
+		}
+		m.highestPeer = key
+	default:
+		if _, ok := m.skipped[key]; !ok {
+			m.stats.stale++
+			return nil, true
+		}
+		delete(m.skipped, key)
+	}
+	if m.peerOpen >= m.cfg.MaxStreams || len(m.acceptCh) >= cap(m.acceptCh) {
+		m.stats.refused++
+		return nil, true
+	}
+	cfg := m.cfg.Accept
+	unrel := f.Flags&flagUnreliable != 0
+	cfg.Reliability = Reliable
+	if unrel {
+		cfg.Reliability = Unreliable
+	}
+	s := m.newStreamLocked(key, cfg, unrel)
+	m.streams[key] = s
+	m.peerOpen++
+	m.stats.accepted++
+	m.acceptCh <- s // cannot block: checked above, and only this goroutine sends
+	return s, false
+}
+
+// removeLocked forgets s: frames naming it are stale from now on.
+func (m *Mux) removeLocked(s *Stream) {
+	if s.removed {
+		return
+	}
+	s.removed = true
+	delete(m.streams, s.key)
+	if m.last == s {
+		m.last = nil
+	}
+	if s.key&1 == 1 {
+		m.peerOpen--
+	}
+	if s.resetErr == nil && !s.unreliable {
+		if m.tombList.len() >= tombLimit {
+			delete(m.tombs, m.tombList.pop())
+		}
+		m.tombs[s.key] = struct{}{}
+		m.tombList.push(s.key)
+	}
+}
+
+// sendResetLocked sends a RESET for a stream the Mux does not hold.
+func (m *Mux) sendResetLocked(key uint32, flags uint8, code uint32) {
+	n := putReset(m.tx, flags, key^1, code)
+	_ = m.link.SendFrame(m.tx[:n]) // the peer resends and gets another
+}
+
+// readyLocked queues s for the round-robin scheduler.
+func (m *Mux) readyLocked(s *Stream) {
+	if !s.inReady {
+		s.inReady = true
+		m.ready.push(s)
+	}
+}
+
+// flushLocked sends queued fragments while the congestion window and the
+// Link allow, one fragment per stream in turn, so streams with data share
+// the window fairly.
+func (m *Mux) flushLocked(now int64) {
+	if m.linkBlocked != 0 {
+		if now < m.linkBlocked {
+			return
+		}
+		m.linkBlocked = 0
+	}
+	if m.ready.len() > 0 {
+		m.maybeProbeLocked(now)
+	}
+	for m.ready.len() > 0 {
+		s := *m.ready.at(0)
+		size, ok := s.nextFrameSizeLocked()
+		if !ok || s.removed {
+			m.ready.pop()
+			s.inReady = false
+			continue
+		}
+		if !m.cc.canSend(size) {
+			return // an ACK or timeout calls flush again
+		}
+		if err := s.sendOneLocked(now); err != nil {
+			m.stats.linkBackpressure++
+			m.linkBlocked = now + int64(m.cfg.LinkRetry)
+			m.armMuxLocked(m.linkBlocked)
+			return
+		}
+		m.ready.pop()
+		s.inReady = false
+		if _, more := s.nextFrameSizeLocked(); more {
+			m.readyLocked(s)
+		}
+	}
+}
+
+// armLocked makes sure the timer goroutine wakes for s by deadline.
+func (m *Mux) armLocked(s *Stream, deadline int64) {
+	if !s.inTimed {
+		s.inTimed = true
+		m.timed = append(m.timed, s)
+	}
+	m.armMuxLocked(deadline)
+}
+
+func (m *Mux) armMuxLocked(deadline int64) {
+	if m.nextWake == 0 || deadline < m.nextWake {
+		m.nextWake = deadline
+		select {
+		case m.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run is the Mux's one timer goroutine: retransmission timeouts, delayed
+// ACKs, RESET retries, reassembly timeouts and lingering closed streams
+// of all streams share it.
+func (m *Mux) run() {
+	defer m.wg.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.done:
+			return
+		case <-m.wake:
+		case <-t.C:
+		}
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return
+		}
+		now := m.now()
+		var next int64
+		if m.nextWake != 0 && m.nextWake <= now {
+			next = m.onTimersLocked(now)
+			m.nextWake = next
+		} else {
+			next = m.nextWake
+		}
+		m.mu.Unlock()
+		if next != 0 {
+			t.Reset(time.Duration(next - now))
+		} else {
+			t.Stop()
+		}
+	}
+}
+
+// onTimersLocked runs every due deadline and returns the next one, or 0.
+func (m *Mux) onTimersLocked(now int64) int64 {
+	var next int64
+	earlier := func(d int64) {
+		if d != 0 && (next == 0 || d < next) {
+			next = d
+		}
+	}
+	if m.linkBlocked != 0 && m.linkBlocked <= now {
+		m.linkBlocked = 0
+	}
+	m.nextWake = 0 // armMuxLocked during the sweep records deadlines here
+	list := m.timed
+	m.timed = m.spare[:0]
+	for _, s := range list {
+		s.inTimed = false
+	}
+	for _, s := range list {
+		if s.removed {
+			continue
+		}
+		if d := s.onTimerLocked(now); d != 0 && !s.removed {
+			earlier(d)
+			if !s.inTimed {
+				s.inTimed = true
+				m.timed = append(m.timed, s)
+			}
+		}
+	}
+	clear(list)
+	m.spare = list[:0]
+	earlier(m.onProbeTimerLocked(now))
+	m.flushLocked(now)
+	earlier(m.linkBlocked)
+	earlier(m.nextWake)
+	return next
+}
+
+// isBackpressure reports whether a Link error means "queue full".
+func isBackpressure(err error) bool { return errors.Is(err, ErrBackpressure) }

@@ -1,0 +1,157 @@
+package stream
+
+import "time"
+
+// ProbeLink is a Link that can try frames larger than MaxFrameSize, for
+// path-MTU discovery. A Mux whose Link implements it probes upward
+// (DPLPMTUD, RFC 8899) and cuts new fragments to the largest confirmed
+// size; without it every frame stays within MaxFrameSize.
+type ProbeLink interface {
+	Link
+	// MaxProbeSize is the largest body SendFrame accepts for a probe or a
+	// fragment once a probe confirmed the size: what the local interface
+	// could carry on the current path. The path may drop larger frames
+	// silently; the probes find out.
+	MaxProbeSize() int
+}
+
+// pmtuState is the Mux's DPLPMTUD state machine (RFC 8899 §5.2), in
+// frame body sizes:
+//
+//   - BASE: cur = base, the Link's MaxFrameSize, always safe.
+//   - SEARCHING: one probe (PING + PADDING of size probe) in flight at a
+//     time, only while streams have data to send; its PONG confirms the
+//     size (cur = probe), pmtuMaxProbes losses in a row refute it (hi =
+//     probe - 1). The first candidate is the maximum, then the midpoint of
+//     cur and hi.
+//   - SEARCH_COMPLETE: hi - cur below pmtuResolution; the search restarts
+//     after MuxConfig.PathProbeInterval.
+//   - Black hole: two RTOs in a row on a stream while cur > base drop cur
+//     to base (fragments already cut larger are then sent split); so does
+//     Mux.ResetPathMTU when the mesh changes the peer's path.
+type pmtuState struct {
+	enabled   bool
+	base, max int    // the Link's MaxFrameSize and the probe ceiling
+	cur       int    // largest confirmed size: fragments are cut to it
+	hi        int    // largest size not yet refuted
+	probe     int    // size of the probe in flight; 0 for none
+	token     uint64 // the last probe's PING token
+	tokenSize int    // the last probe's size: its PONG confirms it even after its timeout
+	due       int64  // the probe counts as lost at this time
+	fails     int    // consecutive lost probes of size probe
+	triedMax  bool   // the optimistic first probe at max was sent
+	nextAt    int64  // no probe before this time
+	done      bool   // search complete
+	probes    uint64 // probes sent
+	blackHole uint64 // fallbacks to base
+}
+
+func newPMTU(link Link) pmtuState {
+	base := link.MaxFrameSize()
+	p := pmtuState{base: base, cur: base, max: base}
+	if pl, ok := link.(ProbeLink); ok {
+		p.max = min(pl.MaxProbeSize(), dataHeaderSize+chunkSize)
+		p.enabled = p.max > base
+	}
+	p.hi = p.max
+	p.done = !p.enabled
+	return p
+}
+
+// maybeProbeLocked sends the next probe if the search is on, none is in
+// flight, and its time has come. It runs from flushLocked when streams
+// have data waiting, so probes ride on real demand.
+func (m *Mux) maybeProbeLocked(now int64) {
+	p := &m.pmtu
+	if !p.enabled || p.probe != 0 || now < p.nextAt {
+		return
+	}
+	if p.done { // the raise timer expired: search again
+		p.done, p.hi, p.triedMax, p.fails = false, p.max, false, 0
+		if m.pmtuNextLocked(now); p.done {
+			return // already at the maximum
+		}
+	}
+	size := p.hi
+	if p.triedMax {
+		size = (p.cur + p.hi + 1) / 2
+	}
+	p.triedMax = true
+	p.token++
+	putPing(m.tx, framePing, p.token)
+	clear(m.tx[pingFrameSize:size])
+	if err := m.link.SendFrame(m.tx[:size]); err != nil {
+		return // not even the local interface takes it: try again later
+	}
+	p.probe, p.tokenSize = size, size
+	p.probes++
+	p.due = now + int64(pmtuProbeTimeoutRTOs*max(m.rtt.rto(), time.Millisecond))
+	m.armMuxLocked(p.due)
+}
+
+// onPongLocked confirms the last probe when its token comes back, even
+// after the probe timed out (it was slow, not lost).
+func (m *Mux) onPongLocked(token uint64, now int64) {
+	p := &m.pmtu
+	if token != p.token || p.tokenSize <= p.cur {
+		return
+	}
+	p.hi = max(p.hi, p.tokenSize) // a late PONG overrules timeouts
+	p.cur, p.probe, p.fails, p.tokenSize = p.tokenSize, 0, 0, 0
+	m.pmtuNextLocked(now)
+}
+
+// onProbeTimerLocked counts a lost probe and returns the next probe
+// deadline, or 0.
+func (m *Mux) onProbeTimerLocked(now int64) int64 {
+	p := &m.pmtu
+	if p.probe == 0 {
+		return 0
+	}
+	if p.due > now {
+		return p.due
+	}
+	p.fails++
+	if p.fails >= pmtuMaxProbes {
+		p.hi, p.fails = p.probe-1, 0
+		m.pmtuNextLocked(now)
+	}
+	p.probe = 0
+	return 0
+}
+
+// pmtuNextLocked ends the search when the bounds met.
+func (m *Mux) pmtuNextLocked(now int64) {
+	p := &m.pmtu
+	if p.hi-p.cur < pmtuResolution {
+		p.done = true
+		p.nextAt = now + int64(m.cfg.PathProbeInterval)
+	}
+}
+
+// pmtuBlackHoleLocked falls back to the base size after repeated timeouts
+// at a raised size, and searches again after PathProbeInterval.
+func (m *Mux) pmtuBlackHoleLocked(now int64) {
+	p := &m.pmtu
+	if p.cur == p.base {
+		return
+	}
+	p.cur, p.probe, p.fails, p.done, p.tokenSize = p.base, 0, 0, true, 0
+	p.nextAt = now + int64(m.cfg.PathProbeInterval)
+	p.blackHole++
+}
+
+// ResetPathMTU drops the path MTU back to the Link's MaxFrameSize and
+// searches again: the mesh calls it when the peer's path changes
+// (roaming, relayed to direct or back). Fragments already cut larger are
+// sent split.
+func (m *Mux) ResetPathMTU() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.pmtu.enabled {
+		return
+	}
+	p := &m.pmtu
+	p.cur, p.hi, p.probe, p.fails, p.triedMax, p.done, p.nextAt = p.base, p.max, 0, 0, false, false, 0
+	p.tokenSize = 0
+}

@@ -1,0 +1,75 @@
+package stream
+
+import (
+	"math/bits"
+	"sync"
+)
+
+// chunk is a pooled fragment buffer. Its capacity is chunkSize or
+// smallChunkSize; the window accounting charges that capacity.
+type chunk struct {
+	b    []byte
+	n    int    // bytes used, on the receive side
+	have uint32 // receive side: 64-byte blocks of b[:n] filled (see flagSplit)
+}
+
+// blockMask is the have mask of a complete n-byte fragment.
+func blockMask(n int) uint32 {
+	return 1<<((n+splitBlock-1)/splitBlock) - 1
+}
+
+// complete reports whether every block of a received fragment arrived.
+func (c *chunk) complete() bool { return c.have == blockMask(c.n) }
+
+var (
+	chunkPool      = sync.Pool{New: func() any { return &chunk{b: make([]byte, chunkSize)} }}
+	smallChunkPool = sync.Pool{New: func() any { return &chunk{b: make([]byte, smallChunkSize)} }}
+)
+
+// getChunk returns a buffer of at least n bytes (n ≤ chunkSize).
+func getChunk(n int) *chunk {
+	if n <= smallChunkSize {
+		return smallChunkPool.Get().(*chunk)
+	}
+	return chunkPool.Get().(*chunk)
+}
+
+func putChunk(c *chunk) {
+	if cap(c.b) == smallChunkSize {
+		smallChunkPool.Put(c)
+	} else {
+		chunkPool.Put(c)
+	}
+}
+
+// msgBuf is a pooled buffer for one received message, from a power-of-two
+// size class.
+type msgBuf struct {
+	b []byte // len is the message length; cap is the size class
+}
+
+var msgPools [sizeClassMaxShift - sizeClassMinShift + 1]sync.Pool
+
+// sizeClass returns the pool index for an n-byte buffer.
+func sizeClass(n int) int {
+	if n <= 1<<sizeClassMinShift {
+		return 0
+	}
+	return bits.Len(uint(n-1)) - sizeClassMinShift
+}
+
+// getMsg returns a buffer of length n. n must not exceed
+// 1<<sizeClassMaxShift (Config.withDefaults clamps MaxMessageSize to it).
+func getMsg(n int) *msgBuf {
+	c := sizeClass(n)
+	m, _ := msgPools[c].Get().(*msgBuf)
+	if m == nil {
+		m = &msgBuf{b: make([]byte, 0, 1<<(c+sizeClassMinShift))}
+	}
+	m.b = m.b[:n]
+	return m
+}
+
+func putMsg(m *msgBuf) {
+	msgPools[sizeClass(cap(m.b))].Put(m)
+}

@@ -1,0 +1,508 @@
+package stream
+
+import "math"
+
+// handleDataLocked processes a reliable DATA fragment.
+func (s *Stream) handleDataLocked(f *frame, now int64) {
+	if s.resetErr != nil {
+		return
+	}
+	split := f.Flags&flagSplit != 0
+	if len(f.Data) > chunkSize || (split && int(f.Total) > chunkSize) {
+		s.m.stats.malformed++ // no honest sender makes fragments this large
+		return
+	}
+	seq := f.Seq
+	fin := f.Flags&flagFin != 0
+	switch {
+	case seq < s.rcvNext:
+		s.st.dups++
+		s.sendAckLocked() // our ACK was probably lost
+		return
+	case seq >= s.rcvLimit:
+		s.st.overflow++
+		s.sendAckLocked() // tell the sender our window
+		return
+	case s.peerFin && (seq > s.peerFinSeq || (fin && seq != s.peerFinSeq)):
+		s.resetLocked(CodeProtocol, false, now)
+		return
+	case fin && s.ooo.len() > int(seq-s.rcvNext)+1:
+		s.resetLocked(CodeProtocol, false, now) // data beyond the FIN
+		return
+	}
+	if fin {
+		s.peerFin, s.peerFinSeq = true, seq
+	}
+	delivered := s.ready.len()
+	i := int(seq - s.rcvNext)
+	if i < s.ooo.len() && *s.ooo.at(i) != nil && (*s.ooo.at(i)).complete() {
+		s.st.dups++
+		s.sendAckLocked()
+		return
+	}
+	switch {
+	case i == 0 && !split && s.ooo.len() == 0:
+		// The common case, in order with nothing held: no copy into a chunk.
+		if !s.consumeLocked(f.Data, now) {
+			return
+		}
+		s.rcvNext++
+	default:
+		if !s.storeLocked(i, f) {
+			return // an incomplete split fragment: nothing to acknowledge yet
+		}
+		for s.ooo.len() > 0 && *s.ooo.at(0) != nil && (*s.ooo.at(0)).complete() {
+			c := s.ooo.pop()
+			s.oooBytes -= cap(c.b)
+			ok := s.consumeLocked(c.b[:c.n], now)
+			putChunk(c)
+			if !ok {
+				return
+			}
+			s.rcvNext++
+		}
+	}
+	s.ackElicit++
+	if s.ackElicit >= ackEveryFragments || fin || s.ooo.len() > 0 {
+		s.sendAckLocked()
+	} else if s.ackDue == 0 {
+		s.ackDue = now + int64(s.m.cfg.MaxAckDelay)
+		s.m.armLocked(s, s.ackDue)
+	}
+	if s.ready.len() > delivered || (s.peerFin && s.rcvNext > s.peerFinSeq) {
+		notify(s.readable)
+		s.maybeFinishLocked(now)
+	}
+}
+
+// storeLocked copies a fragment (or a split part of one) into the
+// out-of-order slot i and reports whether the fragment is now complete.
+func (s *Stream) storeLocked(i int, f *frame) bool {
+	s.ooo.extend(i + 1)
+	slot := s.ooo.at(i)
+	n, off := len(f.Data), 0
+	if f.Flags&flagSplit != 0 {
+		n, off = int(f.Total), int(f.Offset)
+	}
+	c := *slot
+	if c != nil && c.n != n {
+		s.m.stats.malformed++ // parts disagree on the fragment's length
+		return false
+	}
+	if c == nil {
+		c = getChunk(n)
+		c.n, c.have = n, 0
+		*slot = c
+		s.oooBytes += cap(c.b)
+	}
+	copy(c.b[off:], f.Data)
+	end := off + len(f.Data)
+	if f.Flags&flagSplit == 0 {
+		c.have = blockMask(n)
+	} else {
+		c.have |= blockMask(end) &^ blockMask(off)
+	}
+	return c.complete()
+}
+
+// consumeLocked feeds in-order stream bytes to the message assembler:
+// a uvarint length, then that many bytes, repeated. The reassembly buffer
+// starts at reassemblyInitial bytes and doubles as data arrives, so a
+// length prefix alone never makes the receiver allocate MaxMessageSize.
+// It returns false when the stream was reset for a message over
+// MaxMessageSize.
+func (s *Stream) consumeLocked(data []byte, now int64) bool {
+	for len(data) > 0 {
+		if s.cur == nil {
+			b := data[0]
+			data = data[1:]
+			s.pre |= uint64(b&0x7f) << s.preShift
+			s.preShift += 7
+			if b >= 0x80 {
+				if s.preShift >= 35 { // beyond any MaxMessageSize
+					s.resetLocked(CodeTooLarge, false, now)
+					return false
+				}
+				continue
+			}
+			n := s.pre
+			s.pre, s.preShift = 0, 0
+			if n > uint64(s.cfg.MaxMessageSize) {
+				s.resetLocked(CodeTooLarge, false, now)
+				return false
+			}
+			s.curLen, s.curN = int(n), 0
+			s.cur = getMsg(min(s.curLen, reassemblyInitial))
+		} else {
+			if s.curN == len(s.cur.b) { // full but incomplete: double it
+				nb := getMsg(min(s.curLen, 2*len(s.cur.b)))
+				copy(nb.b, s.cur.b)
+				putMsg(s.cur)
+				s.cur = nb
+			}
+			k := copy(s.cur.b[s.curN:], data)
+			s.curN += k
+			data = data[k:]
+		}
+		if s.curN == s.curLen {
+			s.deliverLocked(s.cur)
+			s.cur = nil
+		}
+	}
+	return true
+}
+
+func (s *Stream) deliverLocked(mb *msgBuf) {
+	s.ready.push(mb)
+	s.readyBytes += cap(mb.b)
+	s.st.rxMsgs++
+	s.st.rxBytes += uint64(len(mb.b))
+}
+
+// updateLimitLocked recomputes the receive limit: the window holds
+// RecvWindow bytes of buffers for out-of-order fragments and unread
+// messages (the message being reassembled is exempt), counted as whole
+// chunks per fragment. The limit never moves back.
+func (s *Stream) updateLimitLocked() {
+	free := s.cfg.RecvWindow - s.oooBytes - s.readyBytes
+	lim := s.rcvNext
+	if free > 0 {
+		lim += uint64(free / chunkSize)
+	}
+	s.rcvLimit = max(s.rcvLimit, lim)
+}
+
+// sendAckLocked sends an ACK now: the cumulative sequence, up to
+// maxAckRanges ranges of out-of-order fragments, and the window.
+func (s *Stream) sendAckLocked() {
+	m := s.m
+	s.updateLimitLocked()
+	var ranges [maxAckRanges]ackRange
+	n, start := 0, -1
+	for i := 0; i < s.ooo.len() && n < maxAckRanges; i++ {
+		present := *s.ooo.at(i) != nil && (*s.ooo.at(i)).complete()
+		switch {
+		case present && start < 0:
+			start = i
+		case !present && start >= 0:
+			ranges[n] = ackRange{uint32(start), uint32(i)}
+			n++
+			start = -1
+		}
+	}
+	if start >= 0 && n < maxAckRanges {
+		ranges[n] = ackRange{uint32(start), uint32(s.ooo.len())}
+		n++
+	}
+	win := uint32(min(s.rcvLimit-s.rcvNext, math.MaxUint32))
+	k := putAck(m.tx, s.key^1, s.rcvNext, win, ranges[:n])
+	_ = m.link.SendFrame(m.tx[:k]) // the next fragment or the sender's RTO asks again
+	s.advLimit = s.rcvLimit
+	s.ackElicit = 0
+	s.ackDue = 0
+}
+
+// onReadLocked runs after the reader took a message: if that opened the
+// window by a quarter (or opened a closed one), tell the sender now
+// instead of waiting for its zero-window probe.
+func (s *Stream) onReadLocked() {
+	if s.unreliable || s.resetErr != nil || s.removed {
+		return
+	}
+	old := s.advLimit
+	s.updateLimitLocked()
+	step := uint64(max(1, s.cfg.RecvWindow/chunkSize/4))
+	if s.rcvLimit >= old+step || (old <= s.rcvNext && s.rcvLimit > old) {
+		s.sendAckLocked()
+	}
+}
+
+// partial is an unreliable message being reassembled.
+type partial struct {
+	id    uint64 // 0 when the slot is free
+	count int
+	got   int
+	bytes int // capacity of frags' chunks
+	due   int64
+	frags []*chunk
+}
+
+func (p *partial) free() {
+	for i, c := range p.frags {
+		if c != nil {
+			putChunk(c)
+			p.frags[i] = nil
+		}
+	}
+	p.frags = p.frags[:0]
+	p.id, p.count, p.got, p.bytes, p.due = 0, 0, 0, 0, 0
+}
+
+// handleUnreliableDataLocked processes a fragment of an unreliable
+// message: single-fragment messages are delivered at once, others wait in
+// one of maxUnreliablePartials slots until complete or timed out.
+func (s *Stream) handleUnreliableDataLocked(f *frame, now int64) {
+	if s.resetErr != nil || s.peerFin {
+		return
+	}
+	if len(f.Data) > chunkSize {
+		s.m.stats.malformed++
+		return
+	}
+	id := f.Seq
+	if id <= s.lastMsgID {
+		s.st.stale++
+		return
+	}
+	if f.FragCount == 1 {
+		mb := getMsg(len(f.Data))
+		copy(mb.b, f.Data)
+		s.deliverUnreliableLocked(id, mb)
+		return
+	}
+	var p *partial
+	for i := range s.partials {
+		if s.partials[i].id == id {
+			p = &s.partials[i]
+			break
+		}
+	}
+	if p == nil {
+		p = &s.partials[0] // a free slot, else the oldest message
+		for i := range s.partials {
+			q := &s.partials[i]
+			if q.id == 0 {
+				p = q
+				break
+			}
+			if q.id < p.id {
+				p = q
+			}
+		}
+		if p.id != 0 {
+			s.st.dropped++
+			p.free()
+		}
+		p.id, p.count, p.due = id, int(f.FragCount), now+int64(s.m.cfg.ReassemblyTimeout)
+		for range p.count {
+			p.frags = append(p.frags, nil)
+		}
+		s.m.armLocked(s, p.due)
+	}
+	i := int(f.FragIndex)
+	if p.count != int(f.FragCount) || p.frags[i] != nil {
+		s.st.dups++
+		return
+	}
+	c := getChunk(len(f.Data))
+	c.n = copy(c.b, f.Data)
+	p.frags[i] = c
+	p.got++
+	p.bytes += cap(c.b)
+	held := 0
+	for j := range s.partials {
+		held += s.partials[j].bytes
+	}
+	if held > s.cfg.RecvWindow {
+		s.st.dropped++
+		p.free()
+		return
+	}
+	if p.got < p.count {
+		return
+	}
+	total := 0
+	for _, c := range p.frags {
+		total += c.n
+	}
+	if total > s.cfg.MaxMessageSize {
+		s.st.dropped++
+		p.free()
+		return
+	}
+	mb := getMsg(total)
+	o := 0
+	for _, c := range p.frags {
+		o += copy(mb.b[o:], c.b[:c.n])
+	}
+	p.free()
+	s.deliverUnreliableLocked(id, mb)
+}
+
+// deliverUnreliableLocked queues a complete unreliable message and drops
+// every incomplete older one: nothing older than a delivered message is
+// ever delivered.
+func (s *Stream) deliverUnreliableLocked(id uint64, mb *msgBuf) {
+	if s.readyBytes+cap(mb.b) > s.cfg.RecvWindow && s.ready.len() > 0 {
+		s.st.dropped++ // the reader is behind: drop, do not buffer
+		putMsg(mb)
+		return
+	}
+	s.lastMsgID = id
+	s.deliverLocked(mb)
+	for i := range s.partials {
+		if p := &s.partials[i]; p.id != 0 && p.id < id {
+			s.st.dropped++
+			p.free()
+		}
+	}
+	notify(s.readable)
+}
+
+// onTimerLocked runs s's due deadlines and returns its next one, or 0.
+func (s *Stream) onTimerLocked(now int64) int64 {
+	if s.ackDue != 0 && s.ackDue <= now {
+		s.sendAckLocked()
+	}
+	if s.rtoDeadline != 0 && s.rtoDeadline <= now {
+		s.onRTOLocked(now)
+	}
+	if s.rstPending && s.rstDue <= now {
+		if s.rstRetries >= maxResetRetries {
+			s.rstPending = false
+			s.maybeFinishLocked(now)
+		} else {
+			s.rstRetries++
+			s.m.sendResetLocked(s.key, s.rstFlags, s.rstCode)
+			s.rstDue = now + int64(min(s.m.rtt.rto()<<s.rstRetries, s.m.cfg.MaxRTO))
+		}
+	}
+	for i := range s.partials {
+		if p := &s.partials[i]; p.id != 0 && p.due <= now {
+			s.st.dropped++
+			p.free()
+		}
+	}
+	if s.lingerDue != 0 && s.lingerDue <= now {
+		s.m.removeLocked(s)
+		return 0
+	}
+	var next int64
+	for _, d := range [...]int64{s.ackDue, s.rtoDeadline, s.lingerDue} {
+		if d != 0 && (next == 0 || d < next) {
+			next = d
+		}
+	}
+	if s.rstPending && (next == 0 || s.rstDue < next) {
+		next = s.rstDue
+	}
+	for i := range s.partials {
+		if p := &s.partials[i]; p.id != 0 && (next == 0 || p.due < next) {
+			next = p.due
+		}
+	}
+	return next
+}
+
+// resetLocked ends the stream abruptly: it drops all buffers and tells the
+// peer (retrying until echoed, for a local reset; echoing, for a remote
+// one), then lingers.
+func (s *Stream) resetLocked(code uint32, remote bool, now int64) {
+	if s.resetErr != nil {
+		return
+	}
+	s.resetErr = &ResetError{Code: code, Remote: remote}
+	s.releaseLocked()
+	if remote {
+		s.m.sendResetLocked(s.key, 0, code)
+	} else {
+		s.sendRstLocked(0, code, now)
+	}
+	s.notifyAll()
+	s.maybeFinishLocked(now)
+}
+
+// sendRstLocked sends a RESET (or, with flagGraceful, the end of an
+// unreliable stream) and retries it until the peer echoes it.
+func (s *Stream) sendRstLocked(flags uint8, code uint32, now int64) {
+	s.rstPending, s.rstFlags, s.rstCode, s.rstRetries = true, flags, code, 0
+	s.m.sendResetLocked(s.key, flags, code)
+	s.rstDue = now + int64(s.m.rtt.rto())
+	s.m.armLocked(s, s.rstDue)
+}
+
+// handleResetLocked processes a RESET from the peer: an echo of ours, a
+// retransmission, or a new reset (or graceful end of an unreliable
+// stream).
+func (s *Stream) handleResetLocked(f *frame, now int64) {
+	graceful := f.Flags&flagGraceful != 0 && s.unreliable
+	switch {
+	case s.rstPending: // the echo of our RESET, or the peer's crossing ours
+		s.rstPending = false
+		if graceful {
+			s.peerFin = true
+		} else if s.resetErr == nil {
+			s.resetErr = &ResetError{Code: f.Code, Remote: true}
+			s.releaseLocked()
+		}
+		s.notifyAll()
+		s.maybeFinishLocked(now)
+	case s.resetErr != nil || s.peerFin && s.unreliable:
+		if (s.resetErr != nil && s.resetErr.Remote) || s.resetErr == nil {
+			s.m.sendResetLocked(s.key, f.Flags, f.Code) // our echo was lost
+		}
+	case graceful:
+		s.peerFin = true
+		s.m.sendResetLocked(s.key, f.Flags, f.Code)
+		s.notifyAll()
+		s.maybeFinishLocked(now)
+	default:
+		s.resetLocked(f.Code, true, now)
+	}
+}
+
+// maybeFinishLocked starts the linger period once the stream is done:
+// both sides ended, or reset with no RESET awaiting its echo.
+func (s *Stream) maybeFinishLocked(now int64) {
+	if s.removed || s.lingerDue != 0 {
+		return
+	}
+	done := s.finished()
+	if s.resetErr != nil {
+		done = !s.rstPending
+	}
+	if !done {
+		return
+	}
+	s.lingerDue = now + int64(3*s.m.rtt.rto())
+	s.m.armLocked(s, s.lingerDue)
+}
+
+// releaseLocked returns every buffer of a reset stream to its pool and its
+// bytes in flight to the congestion controller.
+func (s *Stream) releaseLocked() {
+	for s.frags.len() > 0 {
+		f := s.frags.pop()
+		if f.state == fragInflight {
+			s.m.cc.inFlight -= dataHeaderSize + f.n
+		}
+		if f.c != nil {
+			putChunk(f.c)
+		}
+	}
+	s.una = s.nxt
+	s.sent = s.nxt
+	s.inflight, s.buffered, s.bufferedMsgs = 0, 0, 0
+	s.rtoDeadline = 0
+	for s.lost.len() > 0 {
+		s.lost.pop()
+	}
+	for s.ooo.len() > 0 {
+		if c := s.ooo.pop(); c != nil {
+			putChunk(c)
+		}
+	}
+	s.oooBytes = 0
+	for s.ready.len() > 0 {
+		putMsg(s.ready.pop())
+	}
+	s.readyBytes = 0
+	if s.cur != nil {
+		putMsg(s.cur)
+		s.cur = nil
+	}
+	for i := range s.partials {
+		s.partials[i].free()
+	}
+	s.ackDue = 0
+}

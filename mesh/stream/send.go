@@ -1,0 +1,387 @@
+package stream
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// frag returns the fragment with sequence seq (una ≤ seq < nxt).
+func (s *Stream) frag(seq uint64) *sendFrag { return s.frags.at(int(seq - s.una)) }
+
+// tailRoomLocked is how many bytes the last fragment still takes: only a
+// fragment never transmitted grows.
+func (s *Stream) tailRoomLocked() int {
+	if s.sent == s.nxt {
+		return 0
+	}
+	f := s.frags.at(s.frags.len() - 1)
+	if f.fin || f.c == nil {
+		return 0
+	}
+	return max(0, min(cap(f.c.b), s.fragCapLocked())-f.n)
+}
+
+// chargeLocked is what appending n bytes charges the send window: the
+// capacity of the chunks it takes, as appendLocked allocates them.
+func (s *Stream) chargeLocked(n int) int {
+	rest := n - min(n, s.tailRoomLocked())
+	fc := s.fragCapLocked()
+	switch {
+	case rest == 0:
+		return 0
+	case rest <= min(smallChunkSize, fc):
+		return smallChunkSize
+	}
+	return (rest + fc - 1) / fc * chunkSize
+}
+
+// fitsLocked reports whether an n-byte message fits the send window. An
+// empty window takes any message, so a message larger than the window
+// still goes through, alone.
+func (s *Stream) fitsLocked(n int) bool {
+	if s.buffered == 0 {
+		return true
+	}
+	if s.cfg.SendWindowMessages > 0 && s.bufferedMsgs >= s.cfg.SendWindowMessages {
+		return false
+	}
+	return s.buffered+s.chargeLocked(n+uvarintLen(n)) <= s.cfg.SendWindow
+}
+
+func uvarintLen(n int) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], uint64(n))
+}
+
+// appendMsgLocked copies one message, behind its uvarint length prefix,
+// into the fragments. Messages share fragments: a small message joins the
+// previous one's fragment while that has not been transmitted.
+func (s *Stream) appendMsgLocked(msg []byte) {
+	var pre [binary.MaxVarintLen64]byte
+	pn := binary.PutUvarint(pre[:], uint64(len(msg)))
+	s.appendLocked(pre[:pn], pn+len(msg))
+	s.appendLocked(msg, len(msg))
+	s.frags.at(s.frags.len()-1).ends++
+	s.bufferedMsgs++
+	s.st.txMsgs++
+	s.st.txBytes += uint64(len(msg))
+}
+
+// appendLocked copies p into the fragments; rest is the bytes of the
+// message from p on, which picks the size class of new chunks.
+func (s *Stream) appendLocked(p []byte, rest int) {
+	for len(p) > 0 {
+		room := s.tailRoomLocked()
+		if room == 0 {
+			var c *chunk
+			if rest <= min(smallChunkSize, s.fragCapLocked()) {
+				c = getChunk(rest)
+			} else {
+				c = getChunk(chunkSize)
+			}
+			s.frags.push(sendFrag{c: c, charge: cap(c.b)})
+			s.nxt++
+			s.buffered += cap(c.b)
+			continue
+		}
+		f := s.frags.at(s.frags.len() - 1)
+		n := copy(f.c.b[f.n:f.n+room], p)
+		f.n += n
+		p = p[n:]
+		rest -= n
+	}
+}
+
+// appendFinLocked marks the end of the send side: on the last fragment if
+// it was never transmitted, else on a new empty fragment.
+func (s *Stream) appendFinLocked() {
+	if s.sent < s.nxt {
+		if f := s.frags.at(s.frags.len() - 1); !f.fin {
+			f.fin = true
+			s.finSeq, s.finQueued = s.nxt-1, true
+			return
+		}
+	}
+	s.frags.push(sendFrag{fin: true})
+	s.nxt++
+	s.finSeq, s.finQueued = s.nxt-1, true
+}
+
+// nextFrameSizeLocked returns the frame size of the next fragment s would
+// send, and whether there is one: retransmissions first, then new
+// fragments within the peer's window.
+func (s *Stream) nextFrameSizeLocked() (int, bool) {
+	if s.resetErr != nil || s.unreliable {
+		return 0, false
+	}
+	for s.lost.len() > 0 {
+		seq := *s.lost.at(0)
+		if seq >= s.una {
+			if f := s.frag(seq); f.state == fragLost {
+				return dataHeaderSize + f.n, true
+			}
+		}
+		s.lost.pop() // acknowledged after all
+	}
+	if s.sent < s.nxt && (s.sent < s.peerLimit || s.probe) {
+		return dataHeaderSize + s.frag(s.sent).n, true
+	}
+	return 0, false
+}
+
+// sendOneLocked transmits the fragment nextFrameSizeLocked chose. It
+// returns an error only for Link back-pressure, when nothing changed.
+func (s *Stream) sendOneLocked(now int64) error {
+	m := s.m
+	retx := s.lost.len() > 0
+	seq := s.sent
+	if retx {
+		seq = *s.lost.at(0)
+	}
+	f := s.frag(seq)
+	var flags uint8
+	if f.fin {
+		flags = flagFin
+	}
+	h := dataHeaderSize
+	if err := s.transmitLocked(f, seq, flags); err != nil {
+		if isBackpressure(err) {
+			return err
+		}
+		s.st.linkErrors++ // as good as lost: loss recovery resends it
+	}
+	if retx {
+		s.lost.pop()
+		f.retx = true
+		s.st.retransmits++
+	} else {
+		s.sent++
+		s.probe = false
+	}
+	f.state = fragInflight
+	f.sentAt = now
+	f.txNum = s.txCount
+	s.txCount++
+	s.inflight++
+	m.cc.onSent(h + f.n)
+	if s.rtoDeadline == 0 {
+		s.rtoDeadline = now + int64(s.rtoLocked())
+		m.armLocked(s, s.rtoDeadline)
+	}
+	return nil
+}
+
+// transmitLocked sends fragment seq in one DATA frame, or, when it was
+// cut for a larger path MTU than the current one, in block-aligned split
+// parts that fit. Only the first frame's error matters: a part lost later
+// makes the fragment lost, which loss recovery handles.
+func (s *Stream) transmitLocked(f *sendFrag, seq uint64, flags uint8) error {
+	m := s.m
+	if dataHeaderSize+f.n <= m.pmtu.cur {
+		h := putDataHeader(m.tx, flags, s.key^1, seq, f.n, 0, 0)
+		if f.c != nil {
+			copy(m.tx[h:], f.c.b[:f.n])
+		}
+		return m.link.SendFrame(m.tx[:h+f.n])
+	}
+	s.st.splits++
+	step := (m.pmtu.cur - unreliableDataHeaderSize) / splitBlock * splitBlock
+	for off := 0; off < f.n; off += step {
+		end := min(off+step, f.n)
+		h := putDataHeader(m.tx, flags|flagSplit, s.key^1, seq, end-off, uint16(off), uint16(f.n))
+		copy(m.tx[h:], f.c.b[off:end])
+		if err := m.link.SendFrame(m.tx[:h+end-off]); err != nil && off == 0 {
+			return err
+		}
+	}
+	return nil
+}
+
+// rtoLocked is the current retransmission timeout with back-off.
+func (s *Stream) rtoLocked() time.Duration {
+	return min(s.m.rtt.rto()<<min(s.rtoBackoff, 16), s.m.cfg.MaxRTO)
+}
+
+// handleAckLocked processes an ACK for the send side: frees acknowledged
+// fragments, samples the RTT, detects losses by packet threshold, and
+// opens the peer's window.
+func (s *Stream) handleAckLocked(f *frame, now int64) {
+	m := s.m
+	if s.unreliable || s.resetErr != nil {
+		return
+	}
+	cum := f.Seq
+	if cum > s.sent {
+		m.stats.malformed++ // acknowledges data never sent
+		return
+	}
+	if lim := cum + uint64(f.Window); lim > s.peerLimit {
+		s.peerLimit = lim
+	}
+	prevLargest := s.largestAckedTx
+	var best *sendFrag // newly acked fragment with the largest transmission number
+	newly := false
+	ackOne := func(seq uint64) {
+		fr := s.frag(seq)
+		switch fr.state {
+		case fragInflight:
+			m.cc.onAcked(dataHeaderSize+fr.n, fr.sentAt)
+			s.inflight--
+		case fragLost:
+		default:
+			return
+		}
+		fr.state = fragAcked
+		newly = true
+		if best == nil || fr.txNum > best.txNum {
+			best = fr
+		}
+	}
+	for seq := s.una; seq < cum; seq++ {
+		ackOne(seq)
+	}
+	high := cum
+	for _, r := range f.Ranges[:f.NRanges] {
+		lo, hi := max(cum+uint64(r.Start), s.una), min(cum+uint64(r.End), s.sent)
+		for seq := lo; seq < hi; seq++ {
+			ackOne(seq)
+		}
+		high = max(high, hi)
+	}
+	if best != nil && best.txNum+1 > prevLargest {
+		s.largestAckedTx = best.txNum + 1
+		if !best.retx {
+			m.rtt.sample(time.Duration(now - best.sentAt))
+		}
+	}
+	freed := false
+	for s.frags.len() > 0 && s.frags.at(0).state == fragAcked {
+		fr := s.frags.pop()
+		if fr.c != nil {
+			putChunk(fr.c)
+		}
+		s.buffered -= fr.charge
+		s.bufferedMsgs -= fr.ends
+		if fr.fin {
+			s.finAcked = true
+		}
+		s.una++
+		freed = true
+	}
+	if s.largestAckedTx > prevLargest {
+		for seq := s.una; seq < high && seq < s.sent; seq++ {
+			if fr := s.frag(seq); fr.state == fragInflight && fr.txNum+packetThreshold < s.largestAckedTx {
+				s.markLostLocked(seq, fr, now)
+			}
+		}
+	}
+	if newly {
+		s.rtoBackoff = 0
+		s.rtoDeadline = 0
+		if s.inflight > 0 {
+			s.rtoDeadline = now + int64(s.rtoLocked())
+			m.armLocked(s, s.rtoDeadline)
+		}
+	}
+	s.armPersistLocked(now)
+	if freed {
+		notify(s.writable)
+		if s.finAcked {
+			s.maybeFinishLocked(now)
+		}
+	}
+	if _, ok := s.nextFrameSizeLocked(); ok {
+		m.readyLocked(s)
+	}
+}
+
+// armPersistLocked arms the zero-window probe: with nothing in flight and
+// data held back only by the peer's window, a lost window update would
+// stall the stream forever, so the RTO timer sends one fragment anyway.
+func (s *Stream) armPersistLocked(now int64) {
+	if s.inflight == 0 && s.sent < s.nxt && s.sent >= s.peerLimit && s.rtoDeadline == 0 {
+		s.rtoDeadline = now + int64(s.rtoLocked())
+		s.m.armLocked(s, s.rtoDeadline)
+	}
+}
+
+func (s *Stream) markLostLocked(seq uint64, f *sendFrag, now int64) {
+	f.state = fragLost
+	s.inflight--
+	s.m.cc.onLost(dataHeaderSize+f.n, f.sentAt, now)
+	s.lost.push(seq)
+}
+
+// onRTOLocked handles a retransmission timeout: fragments outstanding for
+// a whole RTO are declared lost (RFC 6298 §5.4 retransmits the first;
+// with selective ACKs every fragment that old is as good as lost), the
+// timeout backs off, and two timeouts in a row are persistent congestion.
+func (s *Stream) onRTOLocked(now int64) {
+	m := s.m
+	s.rtoDeadline = 0
+	switch {
+	case s.inflight > 0:
+		cutoff := now - int64(m.rtt.rto())
+		var oldest *sendFrag
+		var oldestSeq uint64
+		marked := false
+		for seq := s.una; seq < s.sent; seq++ {
+			f := s.frag(seq)
+			if f.state != fragInflight {
+				continue
+			}
+			if oldest == nil {
+				oldest, oldestSeq = f, seq
+			}
+			if f.sentAt <= cutoff {
+				s.markLostLocked(seq, f, now)
+				marked = true
+			}
+		}
+		if !marked && oldest != nil {
+			s.markLostLocked(oldestSeq, oldest, now)
+		}
+		s.rtoBackoff++
+		if s.rtoBackoff >= persistentCongestionRTOs {
+			m.cc.onPersistentCongestion(now)
+			m.pmtuBlackHoleLocked(now)
+		}
+	case s.sent < s.nxt:
+		s.probe = true
+		s.rtoBackoff++
+	}
+	m.readyLocked(s)
+}
+
+// sendUnreliableLocked fragments msg and hands every fragment to the Link
+// at once; unreliable streams keep nothing to retransmit.
+func (s *Stream) sendUnreliableLocked(msg []byte) error {
+	m := s.m
+	fc := s.fragCapLocked()
+	count := max(1, (len(msg)+fc-1)/fc)
+	if count > 1<<16-1 {
+		return fmt.Errorf("%w: %d fragments", ErrTooLarge, count)
+	}
+	id := s.nextMsgID
+	for i := range count {
+		part := msg[i*fc : min(len(msg), (i+1)*fc)]
+		h := putDataHeader(m.tx, flagUnreliable, s.key^1, id, len(part), uint16(i), uint16(count))
+		copy(m.tx[h:], part)
+		if err := m.link.SendFrame(m.tx[:h+len(part)]); err != nil {
+			if i > 0 {
+				s.nextMsgID++ // the peer drops the partial message
+				s.st.linkErrors++
+			}
+			if isBackpressure(err) {
+				s.st.backpressure++
+				return ErrBackpressure
+			}
+			return err
+		}
+	}
+	s.nextMsgID++
+	s.st.txMsgs++
+	s.st.txBytes += uint64(len(msg))
+	return nil
+}

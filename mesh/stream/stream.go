@@ -1,0 +1,412 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"time"
+)
+
+// Stream is one multiplexed stream of messages to a peer. Its methods are
+// safe for concurrent use.
+//
+// State, reliable mode. The send side is open until Close queues a FIN
+// after the data; it is done when the peer has acknowledged everything
+// including the FIN. The receive side is open until the peer's FIN
+// arrives in order; Recv then returns io.EOF once every message was read.
+// Reset ends both sides at once, on both ends. When both sides are done
+// the stream lingers for three RTOs (re-acknowledging a FIN whose ACK
+// was lost), then the Mux forgets it; the Stream value stays readable.
+//
+// State, unreliable mode. Close ends the stream on both ends (the peer
+// reads io.EOF after the messages it holds); Reset ends it with a code.
+type Stream struct {
+	m          *Mux
+	key        uint32 // local key: bit 0 set when the peer opened the stream
+	cfg        Config
+	unreliable bool
+
+	readable chan struct{} // cap 1: a message, EOF or reset may be ready
+	writable chan struct{} // cap 1: window space freed, FIN acked or reset
+
+	// Everything below is guarded by m.mu.
+
+	// Reliable send side: fragments [una, nxt) are held in frags; those
+	// below sent were transmitted at least once.
+	frags          deque[sendFrag]
+	una, nxt, sent uint64
+	lost           deque[uint64] // seqs declared lost, to retransmit first
+	buffered       int           // bytes charged to SendWindow
+	bufferedMsgs   int
+	inflight       int    // fragments in flight
+	peerLimit      uint64 // the peer accepts fragments below this seq
+	txCount        uint64 // transmissions so far: the packet numbers of loss detection
+	largestAckedTx uint64 // 1 + the largest transmission number acknowledged; 0 for none
+	rtoDeadline    int64
+	rtoBackoff     int
+	probe          bool // send one fragment beyond the peer's window (zero-window probe)
+	finQueued      bool
+	finSeq         uint64
+	finAcked       bool
+
+	// Reliable receive side.
+	rcvNext    uint64         // next in-order seq
+	ooo        deque[*chunk]  // out-of-order fragments; index 0 is rcvNext
+	oooBytes   int            // capacity of ooo chunks
+	rcvLimit   uint64         // highest limit advertised (or assumed) so far
+	advLimit   uint64         // limit in the last ACK sent
+	ready      deque[*msgBuf] // complete messages for Recv
+	readyBytes int            // capacity of ready buffers
+	cur        *msgBuf        // message being reassembled; nil while reading a length prefix
+	curN       int            // bytes of cur filled
+	curLen     int            // length of the message in cur (cur grows toward it)
+	pre        uint64         // length prefix being decoded
+	preShift   uint           // bits of pre decoded
+	peerFin    bool           // reliable: FIN received at peerFinSeq; unreliable: graceful end received
+	peerFinSeq uint64         //
+	ackElicit  int            // data fragments since the last ACK
+	ackDue     int64          // delayed ACK deadline; 0 when none
+	partials   [maxUnreliablePartials]partial
+	lastMsgID  uint64 // unreliable: last delivered message id; 0 for none
+	nextMsgID  uint64 // unreliable: next id to send
+
+	// Lifecycle.
+	closedLocal bool        // Close called
+	resetErr    *ResetError // set once the stream is reset
+	rstPending  bool        // a locally sent RESET awaits the peer's echo
+	rstFlags    uint8
+	rstCode     uint32
+	rstRetries  int
+	rstDue      int64
+	lingerDue   int64 // forget the stream at this time; 0 when not lingering
+	removed     bool  // the Mux forgot the stream
+	inReady     bool
+	inTimed     bool
+
+	st streamCounters
+}
+
+// sendFrag is one fragment of a reliable stream's send side.
+type sendFrag struct {
+	c      *chunk // payload in c.b[:n]; nil for an empty FIN fragment
+	n      int
+	charge int // bytes charged to the send window
+	ends   int // messages ending in this fragment
+	state  uint8
+	retx   bool // retransmitted at least once (Karn: no RTT sample)
+	fin    bool
+	sentAt int64
+	txNum  uint64
+}
+
+// sendFrag states.
+const (
+	fragUnsent uint8 = iota
+	fragInflight
+	fragLost
+	fragAcked
+)
+
+type streamCounters struct {
+	txMsgs, txBytes, rxMsgs, rxBytes          uint64
+	retransmits, backpressure, dups, overflow uint64
+	splits                                    uint64
+	dropped, stale, linkErrors                uint64
+}
+
+func (m *Mux) newStreamLocked(key uint32, cfg Config, unreliable bool) *Stream {
+	s := &Stream{
+		m:          m,
+		key:        key,
+		cfg:        cfg,
+		unreliable: unreliable,
+		readable:   make(chan struct{}, 1),
+		writable:   make(chan struct{}, 1),
+		peerLimit:  initialWindowFragments,
+		rcvLimit:   initialWindowFragments,
+		advLimit:   initialWindowFragments,
+		nextMsgID:  1,
+	}
+	return s
+}
+
+// fragCapLocked is the payload of a new fragment: what the current path
+// MTU carries, at most a chunk.
+func (s *Stream) fragCapLocked() int {
+	h := dataHeaderSize
+	if s.unreliable {
+		h = unreliableDataHeaderSize
+	}
+	return min(s.m.pmtu.cur-h, chunkSize)
+}
+
+// ID returns the stream's local id: unique within its Mux, odd when the
+// peer opened the stream.
+func (s *Stream) ID() uint32 { return s.key }
+
+// Reliability returns the stream's delivery mode.
+func (s *Stream) Reliability() Reliability { return s.cfg.Reliability }
+
+// Send sends msg as one message. It copies msg (the caller may reuse it)
+// and returns at once: nil when the message was queued (reliable) or
+// handed to the Link (unreliable); ErrBackpressure when the send window
+// (reliable) or the Link's socket queue (unreliable) is full, with
+// nothing queued; ErrTooLarge beyond MaxMessageSize; ErrClosed after
+// Close; a *ResetError after a reset. ctx is checked once; Send never
+// waits (see SendBlocking and SendWithRetry).
+func (s *Stream) Send(ctx context.Context, msg []byte) error {
+	if len(msg) > s.cfg.MaxMessageSize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(msg), s.cfg.MaxMessageSize)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := s.sendableErrLocked(); err != nil {
+		return err
+	}
+	now := m.now()
+	if s.unreliable {
+		return s.sendUnreliableLocked(msg)
+	}
+	if !s.fitsLocked(len(msg)) {
+		s.st.backpressure++
+		return ErrBackpressure
+	}
+	s.appendMsgLocked(msg)
+	m.readyLocked(s)
+	m.flushLocked(now)
+	return nil
+}
+
+// sendableErrLocked is why Send cannot proceed, or nil.
+func (s *Stream) sendableErrLocked() error {
+	switch {
+	case s.resetErr != nil:
+		return s.resetErr
+	case s.m.closed:
+		return ErrMuxClosed
+	case s.closedLocal || (s.unreliable && s.peerFin):
+		return ErrClosed
+	}
+	return nil
+}
+
+// Recv returns the next whole message, waiting until one arrives or ctx
+// ends. The caller owns the returned slice. After the peer's graceful
+// close it returns io.EOF once every message was read; after a reset, a
+// *ResetError. See ReadMessage for an allocation-free variant.
+func (s *Stream) Recv(ctx context.Context) ([]byte, error) {
+	mb, err := s.next(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return mb.b, nil // the buffer goes to the caller, not back to the pool
+}
+
+// ReadMessage is Recv into a caller buffer: it appends the next message
+// to buf[:0] and returns the result, growing it only when the message
+// does not fit. It allocates nothing when buf is large enough.
+func (s *Stream) ReadMessage(ctx context.Context, buf []byte) ([]byte, error) {
+	mb, err := s.next(ctx)
+	if err != nil {
+		return buf[:0], err
+	}
+	buf = append(buf[:0], mb.b...)
+	putMsg(mb)
+	return buf, nil
+}
+
+// Messages returns an iterator over the stream's messages. It ends after
+// io.EOF (not yielded) or after yielding another error. Each yielded slice
+// is valid only until the next iteration: it reuses one buffer.
+func (s *Stream) Messages(ctx context.Context) iter.Seq2[[]byte, error] {
+	return func(yield func([]byte, error) bool) {
+		var buf []byte
+		for {
+			var err error
+			buf, err = s.ReadMessage(ctx, buf)
+			if err == io.EOF {
+				return
+			}
+			if !yield(buf, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// next pops the next message, waiting for one.
+func (s *Stream) next(ctx context.Context) (*msgBuf, error) {
+	m := s.m
+	for {
+		m.mu.Lock()
+		if s.resetErr != nil {
+			m.mu.Unlock()
+			return nil, s.resetErr
+		}
+		if s.ready.len() > 0 {
+			mb := s.ready.pop()
+			s.readyBytes -= cap(mb.b)
+			if s.ready.len() > 0 {
+				notify(s.readable) // another reader may take the next
+			}
+			s.onReadLocked()
+			m.mu.Unlock()
+			return mb, nil
+		}
+		if s.peerFin && (s.unreliable || s.rcvNext > s.peerFinSeq) {
+			m.mu.Unlock()
+			return nil, io.EOF
+		}
+		if m.closed {
+			m.mu.Unlock()
+			return nil, ErrMuxClosed
+		}
+		m.mu.Unlock()
+		select {
+		case <-s.readable:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-m.done:
+		}
+	}
+}
+
+// Close closes the stream gracefully and waits, at most
+// Config.CloseTimeout, for the peer to acknowledge all data. Reliable
+// streams: it queues a FIN after the data; the peer reads every message,
+// then io.EOF. The receive side stays open until the peer closes too, so
+// Recv keeps working. Unreliable streams: it ends the stream on both
+// ends. On timeout it resets the stream with CodeCloseTimeout and returns
+// an error wrapping context.DeadlineExceeded.
+func (s *Stream) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
+	defer cancel()
+	return s.CloseContext(ctx)
+}
+
+// CloseContext is Close bounded by ctx instead of Config.CloseTimeout.
+func (s *Stream) CloseContext(ctx context.Context) error {
+	m := s.m
+	m.mu.Lock()
+	if s.resetErr != nil {
+		m.mu.Unlock()
+		return s.resetErr
+	}
+	if m.closed {
+		m.mu.Unlock()
+		return ErrMuxClosed
+	}
+	now := m.now()
+	if !s.closedLocal {
+		s.closedLocal = true
+		if s.unreliable {
+			if !s.peerFin { // else the peer ended it already
+				s.sendRstLocked(flagGraceful, 0, now)
+			}
+			s.maybeFinishLocked(now)
+		} else {
+			s.appendFinLocked()
+			m.readyLocked(s)
+			m.flushLocked(now)
+		}
+	}
+	m.mu.Unlock()
+	for {
+		m.mu.Lock()
+		switch {
+		case s.resetErr != nil:
+			m.mu.Unlock()
+			return s.resetErr
+		case s.finAcked || (s.unreliable && !s.rstPending):
+			m.mu.Unlock()
+			return nil
+		case m.closed:
+			m.mu.Unlock()
+			return ErrMuxClosed
+		}
+		m.mu.Unlock()
+		select {
+		case <-s.writable:
+		case <-m.done:
+		case <-ctx.Done():
+			s.reset(CodeCloseTimeout)
+			return fmt.Errorf("stream: close: %w", ctx.Err())
+		}
+	}
+}
+
+// Reset ends the stream abruptly on both ends: buffered data is dropped,
+// and the peer's pending and future calls fail with a *ResetError
+// carrying code (Remote set). Codes from CodeReservedMin up are the
+// engine's. Resetting a finished stream does nothing.
+func (s *Stream) Reset(code uint32) {
+	s.reset(code)
+}
+
+func (s *Stream) reset(code uint32) {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.resetErr != nil || m.closed || s.finished() {
+		return
+	}
+	s.resetLocked(code, false, m.now())
+}
+
+// finished reports whether both sides ended gracefully.
+func (s *Stream) finished() bool {
+	if s.unreliable {
+		return (s.closedLocal && !s.rstPending) || s.peerFin
+	}
+	return s.finAcked && s.peerFin && s.rcvNext > s.peerFinSeq
+}
+
+// notify wakes one waiter of c without blocking.
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Stream) notifyAll() {
+	notify(s.readable)
+	notify(s.writable)
+}
+
+// SendBlocking sends msg, waiting for window space while the send window
+// is full, until ctx ends. It sleeps on a notification from the
+// acknowledgement path, never polls. Errors other than ErrBackpressure
+// return at once.
+func (s *Stream) SendBlocking(ctx context.Context, msg []byte) error {
+	for {
+		err := s.Send(ctx, msg)
+		if !errors.Is(err, ErrBackpressure) {
+			return err
+		}
+		if s.unreliable {
+			// The Link's socket queue has no notification: wait one retry
+			// interval.
+			t := time.NewTimer(s.m.cfg.LinkRetry)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
+			continue
+		}
+		select {
+		case <-s.writable:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.m.done:
+		}
+	}
+}

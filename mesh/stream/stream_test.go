@@ -1,0 +1,724 @@
+package stream
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// message returns a deterministic message of n bytes.
+func message(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, uint64(n)))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// transfer sends msgs on a new reliable stream from p.a to p.b, closes it,
+// and checks that p.b reads every message once, in order, byte-exact.
+func transfer(t *testing.T, p *pair, msgs [][]byte, timeout time.Duration) {
+	t.Helper()
+	transferDir(t, p.a, p.b, msgs, timeout)
+}
+
+// transferDir is transfer from one Mux to the other.
+func transferDir(t *testing.T, from, to *Mux, msgs [][]byte, timeout time.Duration) {
+	t.Helper()
+	ctx := ctxT(t, timeout)
+	sums := make([][32]byte, len(msgs))
+	for i, m := range msgs {
+		sums[i] = sha256.Sum256(m)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		s, err := from.Open(ctx, Config{})
+		if err != nil {
+			errc <- err
+			return
+		}
+		for _, m := range msgs {
+			if err := s.SendBlocking(ctx, m); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- s.CloseContext(ctx)
+	}()
+	s, err := to.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		m, err := s.Recv(ctx)
+		if err == io.EOF {
+			if i != len(msgs) {
+				t.Fatalf("EOF after %d of %d messages", i, len(msgs))
+			}
+			break
+		}
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if i >= len(msgs) {
+			t.Fatalf("extra message %d (%d bytes)", i, len(m))
+		}
+		if sha256.Sum256(m) != sums[i] {
+			t.Fatalf("message %d: %d bytes, want %d, checksum mismatch", i, len(m), len(msgs[i]))
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("sender: %v", err)
+	}
+	if err := s.CloseContext(ctx); err != nil {
+		t.Fatalf("receiver close: %v", err)
+	}
+}
+
+func TestReliableClean(t *testing.T) {
+	p := newPair(t, faults{}, 1, testMuxConfig())
+	var msgs [][]byte
+	for i, n := range []int{0, 1, 2, 100, testMTU - 20, testMTU, 5000, 64 << 10, 300 << 10} {
+		msgs = append(msgs, message(uint64(i), n))
+	}
+	transfer(t, p, msgs, 20*time.Second)
+}
+
+// TestReliableLossy is the acceptance test: 10 % loss, 5 %
+// reordering, 1 % duplication, 1 % corruption (dropped like the AEAD
+// would), sizes from 1 byte to 4 MiB.
+func TestReliableLossy(t *testing.T) {
+	f := faults{loss: 0.10, reorder: 0.05, dup: 0.01, corrupt: 0.01}
+	p := newPair(t, f, 42, testMuxConfig())
+	var msgs [][]byte
+	sizes := []int{1, 7, 64, 500, testMTU - 17, testMTU, 3000, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20}
+	for i, n := range sizes {
+		msgs = append(msgs, message(uint64(i), n))
+		for j := range 20 { // interleave small messages, which share fragments
+			msgs = append(msgs, message(uint64(1000*i+j), 1+j*13))
+		}
+	}
+	transfer(t, p, msgs, 50*time.Second)
+	st := p.a.Stats()
+	if st.LossEvents == 0 {
+		t.Errorf("no loss events at 10%% loss: %+v", st)
+	}
+	if p.ab.dropped.Load() == 0 || p.ab.reordered.Load() == 0 || p.ab.dups.Load() == 0 {
+		t.Errorf("faults not applied: dropped %d reordered %d dup %d", p.ab.dropped.Load(), p.ab.reordered.Load(), p.ab.dups.Load())
+	}
+	t.Logf("cwnd %d ssthresh %d losses %d persistent %d srtt %v", st.CongestionWindow, st.SlowStartThreshold, st.LossEvents, st.PersistentCongestion, st.SmoothedRTT)
+}
+
+func TestSendTooLarge(t *testing.T) {
+	p := newPair(t, faults{}, 1, testMuxConfig())
+	ctx := ctxT(t, 5*time.Second)
+	s, _ := p.a.Open(ctx, Config{MaxMessageSize: 1000})
+	if err := s.Send(ctx, make([]byte, 1001)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Send 1001 bytes with limit 1000: %v", err)
+	}
+}
+
+// TestReceiverRejectsTooLarge: a message over the receiver's limit resets
+// the stream.
+func TestReceiverRejectsTooLarge(t *testing.T) {
+	cfg := testMuxConfig()
+	cfg.Accept.MaxMessageSize = 1000
+	p := newPair(t, faults{}, 1, cfg)
+	ctx := ctxT(t, 5*time.Second)
+	s, _ := p.a.Open(ctx, Config{})
+	if err := s.Send(ctx, make([]byte, 2000)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.b.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var re *ResetError
+	if _, err := r.Recv(ctx); !errors.As(err, &re) || re.Code != CodeTooLarge {
+		t.Fatalf("receiver: %v", err)
+	}
+	if err := s.SendBlocking(ctx, []byte("x")); !errors.As(err, &re) || re.Code != CodeTooLarge || !re.Remote {
+		for err == nil {
+			time.Sleep(time.Millisecond)
+			err = s.Send(ctx, []byte("x"))
+		}
+		if !errors.As(err, &re) || re.Code != CodeTooLarge || !re.Remote {
+			t.Fatalf("sender: %v", err)
+		}
+	}
+}
+
+func TestCloseSemantics(t *testing.T) {
+	p := newPair(t, faults{loss: 0.05}, 3, testMuxConfig())
+	ctx := ctxT(t, 10*time.Second)
+	s, _ := p.a.Open(ctx, Config{})
+	for i := range 50 {
+		if err := s.SendBlocking(ctx, message(uint64(i), 3000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.CloseContext(ctx) }()
+	r, err := p.b.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, err := range r.Messages(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 50 {
+		t.Fatalf("read %d messages before EOF, want 50", n)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if st := s.Stats(); st.BytesInFlight != 0 {
+		t.Fatalf("Close returned with %d bytes unacknowledged", st.BytesInFlight)
+	}
+	if err := s.Send(ctx, []byte("late")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after Close: %v", err)
+	}
+	if _, err := r.Recv(ctx); err != io.EOF {
+		t.Fatalf("Recv after EOF: %v", err)
+	}
+	// Half-close: the receiver can still send back until it closes.
+	if err := r.Send(ctx, []byte("reply")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CloseContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.Recv(ctx); err != nil || string(m) != "reply" {
+		t.Fatalf("reply: %q %v", m, err)
+	}
+	if _, err := s.Recv(ctx); err != io.EOF {
+		t.Fatalf("want EOF, got %v", err)
+	}
+	// Both sides done: the streams linger, then leave their Muxes.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(p.a.Stats().Streams)+len(p.b.Stats().Streams) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("streams not released: %d, %d", len(p.a.Stats().Streams), len(p.b.Stats().Streams))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestReset(t *testing.T) {
+	for _, rel := range []Reliability{Reliable, Unreliable} {
+		t.Run(rel.String(), func(t *testing.T) {
+			p := newPair(t, faults{loss: 0.2}, 5, testMuxConfig())
+			ctx := ctxT(t, 10*time.Second)
+			s, _ := p.a.Open(ctx, Config{Reliability: rel})
+			var r *Stream
+			for r == nil { // unreliable messages may be lost: resend until accepted
+				if err := s.Send(ctx, []byte("hello")); err != nil {
+					t.Fatal(err)
+				}
+				actx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+				r, _ = p.b.Accept(actx)
+				cancel()
+			}
+			recvErr := make(chan error, 1)
+			go func() {
+				for {
+					if _, err := r.Recv(ctx); err != nil {
+						recvErr <- err
+						return
+					}
+				}
+			}()
+			s.Reset(77)
+			var re *ResetError
+			if err := <-recvErr; !errors.As(err, &re) || re.Code != 77 || !re.Remote {
+				t.Fatalf("peer Recv after Reset: %v", err)
+			}
+			if err := r.Send(ctx, []byte("x")); !errors.As(err, &re) || re.Code != 77 {
+				t.Fatalf("peer Send after Reset: %v", err)
+			}
+			if err := s.Send(ctx, []byte("x")); !errors.As(err, &re) || re.Code != 77 || re.Remote {
+				t.Fatalf("local Send after Reset: %v", err)
+			}
+		})
+	}
+}
+
+// TestBackpressure: a sender that ignores ErrBackpressure cannot grow
+// memory; SendBlocking resumes when the reader drains.
+func TestBackpressure(t *testing.T) {
+	cfg := testMuxConfig()
+	cfg.Accept.RecvWindow = 128 << 10
+	p := newPair(t, faults{}, 7, cfg)
+	ctx := ctxT(t, 20*time.Second)
+	const window = 256 << 10
+	s, _ := p.a.Open(ctx, Config{SendWindow: window, RecvWindow: window})
+	msg := make([]byte, 10000)
+	var ok, bp int
+	for range 20000 { // 200 MB offered to a reader that does not read
+		switch err := s.Send(ctx, msg); {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrBackpressure):
+			bp++
+		default:
+			t.Fatal(err)
+		}
+	}
+	r, err := p.b.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let the receive window fill
+	for s.Send(ctx, msg) == nil {     // then the send window
+		ok++
+	}
+	bp++
+	st := s.Stats()
+	if st.BytesInFlight > window+2*chunkSize*10 {
+		t.Fatalf("sender holds %d bytes, window %d", st.BytesInFlight, window)
+	}
+	rs := r.Stats()
+	// Memory is charged in power-of-two buffers: at most twice the window.
+	if rs.RecvBuffered > 2*cfg.Accept.RecvWindow {
+		t.Fatalf("receiver holds %d bytes", rs.RecvBuffered)
+	}
+	if bp == 0 || st.BackpressureEvents != uint64(bp) {
+		t.Fatalf("back-pressure: %d returned, %d counted", bp, st.BackpressureEvents)
+	}
+	t.Logf("accepted %d messages, refused %d; sender holds %d B, receiver %d B", ok, bp, st.BytesInFlight, rs.RecvBuffered)
+
+	// SendBlocking waits while the window is full and resumes when the
+	// reader drains.
+	sent := make(chan error, 1)
+	last := append([]byte("last"), msg...)
+	go func() { sent <- s.SendBlocking(ctx, last) }()
+	select {
+	case err := <-sent:
+		t.Fatalf("SendBlocking returned %v with a full window", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	for i := 0; i < ok; i++ {
+		if _, err := r.Recv(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if m, err := r.Recv(ctx); err != nil || !bytes.Equal(m, last) {
+		t.Fatalf("last message: %q %v", m, err)
+	}
+}
+
+func TestManyStreams(t *testing.T) {
+	cfg := testMuxConfig()
+	cfg.AcceptBacklog = 1000
+	p := newPair(t, faults{loss: 0.02, reorder: 0.02}, 11, cfg)
+	ctx := ctxT(t, 40*time.Second)
+	const n = 1000
+	var wg sync.WaitGroup
+	errc := make(chan error, 2*n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := p.a.Open(ctx, Config{})
+			if err != nil {
+				errc <- err
+				return
+			}
+			for j := range 3 {
+				if err := s.SendBlocking(ctx, message(uint64(i*3+j), 100+i)); err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- s.CloseContext(ctx)
+		}()
+	}
+	for range n {
+		r, err := p.b.Accept(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := 0
+			for m, err := range r.Messages(ctx) {
+				if err != nil {
+					errc <- err
+					return
+				}
+				if len(m) < 100 {
+					errc <- errors.New("short message")
+				}
+				k++
+			}
+			if k != 3 {
+				errc <- errors.New("wrong message count")
+			}
+			errc <- r.CloseContext(ctx)
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := p.b.Stats(); st.Accepted != n || st.Refused != 0 {
+		t.Fatalf("accepted %d refused %d", st.Accepted, st.Refused)
+	}
+}
+
+func TestAcceptBacklogRefuses(t *testing.T) {
+	cfg := testMuxConfig()
+	cfg.AcceptBacklog = 2
+	p := newPair(t, faults{}, 13, cfg)
+	ctx := ctxT(t, 5*time.Second)
+	var ss []*Stream
+	for range 5 {
+		s, _ := p.a.Open(ctx, Config{})
+		if err := s.Send(ctx, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		ss = append(ss, s)
+	}
+	refused := 0
+	for _, s := range ss {
+		_, err := s.Recv(ctxT(t, 200*time.Millisecond))
+		var re *ResetError
+		if errors.As(err, &re) && re.Code == CodeRefused && re.Remote {
+			refused++
+		}
+	}
+	if refused != 3 || p.b.Stats().Refused != 3 {
+		t.Fatalf("refused %d streams (counted %d), want 3", refused, p.b.Stats().Refused)
+	}
+}
+
+// TestUnreliable: at loss, messages with a lost fragment are dropped and
+// counted, and nothing is delivered twice or out of order.
+func TestUnreliable(t *testing.T) {
+	f := faults{loss: 0.05, reorder: 0.1, dup: 0.05}
+	p := newPair(t, f, 17, testMuxConfig())
+	ctx := ctxT(t, 20*time.Second)
+	s, _ := p.a.Open(ctx, Config{Reliability: Unreliable})
+	const n = 2000
+	go func() {
+		for i := range n {
+			size := 8 + (i%5)*1000 // 1 to 5 fragments
+			m := message(uint64(i), size)
+			m[0], m[1], m[2], m[3] = byte(i), byte(i>>8), 0, 0
+			for s.Send(ctx, m) == ErrBackpressure {
+				time.Sleep(100 * time.Microsecond)
+			}
+			if i%50 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+		s.Close()
+	}()
+	r, err := p.b.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, got := -1, 0
+	for {
+		m, err := r.Recv(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := int(m[0]) | int(m[1])<<8
+		if i <= last {
+			t.Fatalf("message %d after %d: stale or duplicate", i, last)
+		}
+		want := message(uint64(i), 8+(i%5)*1000)
+		if !bytes.Equal(m[4:], want[4:]) {
+			t.Fatalf("message %d corrupted", i)
+		}
+		last = i
+		got++
+	}
+	st := r.Stats()
+	if got == n || st.Dropped == 0 {
+		t.Fatalf("delivered %d of %d, dropped %d: loss not visible", got, n, st.Dropped)
+	}
+	if got < n/2 {
+		t.Fatalf("delivered only %d of %d", got, n)
+	}
+	t.Logf("delivered %d of %d; dropped %d, stale %d, dups %d", got, n, st.Dropped, st.Stale, st.Duplicates)
+}
+
+// TestCongestionBacksOff: under loss the shared window halves; without
+// loss it does not.
+func TestCongestionBacksOff(t *testing.T) {
+	cfg := testMuxConfig()
+	cfg.MinRTO = time.Second // no spurious timeouts on a slow -race run
+	clean := newPair(t, faults{}, 19, cfg)
+	transfer(t, clean, [][]byte{message(1, 2<<20)}, 10*time.Second)
+	if st := clean.a.Stats(); st.LossEvents != 0 {
+		t.Fatalf("loss events on a clean link: %d", st.LossEvents)
+	}
+	lossy := newPair(t, faults{loss: 0.05}, 19, testMuxConfig())
+	transfer(t, lossy, [][]byte{message(1, 2<<20)}, 20*time.Second)
+	st := lossy.a.Stats()
+	if st.LossEvents == 0 || st.SlowStartThreshold > 1<<30 {
+		t.Fatalf("no back-off under loss: %+v", st)
+	}
+	cst := clean.a.Stats()
+	if st.CongestionWindow >= cst.CongestionWindow {
+		t.Fatalf("lossy cwnd %d not below clean cwnd %d", st.CongestionWindow, cst.CongestionWindow)
+	}
+}
+
+// TestFairShare: two bulk streams through one rate-limited, tail-dropping
+// link share it roughly equally.
+func TestFairShare(t *testing.T) {
+	f := faults{rate: 20 << 20, tailDrop: true}
+	p := newPair(t, f, 23, testMuxConfig())
+	ctx := ctxT(t, 10*time.Second)
+	var got [2]int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := range 2 {
+		s, _ := p.a.Open(ctx, Config{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := make([]byte, 8<<10)
+			for {
+				select {
+				case <-stop:
+					s.Reset(0)
+					return
+				default:
+				}
+				sctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+				s.SendBlocking(sctx, msg)
+				cancel()
+			}
+		}()
+		r, err := p.b.Accept(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				m, err := r.Recv(ctx)
+				if err != nil {
+					return
+				}
+				got[i] += int64(len(m))
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	ratio := float64(got[0]) / float64(max(got[1], 1))
+	t.Logf("stream 0: %d B, stream 1: %d B, ratio %.2f, cwnd %d, losses %d", got[0], got[1], ratio, p.a.Stats().CongestionWindow, p.a.Stats().LossEvents)
+	if ratio < 0.5 || ratio > 2 {
+		t.Fatalf("unfair share: ratio %.2f", ratio)
+	}
+}
+
+func TestSendWithRetry(t *testing.T) {
+	cfg := testMuxConfig()
+	cfg.Accept.RecvWindow = 64 << 10
+	p := newPair(t, faults{}, 29, cfg)
+	ctx := ctxT(t, 10*time.Second)
+	s, _ := p.a.Open(ctx, Config{SendWindow: 64 << 10})
+	msg := make([]byte, 30<<10)
+	n := 0
+	for { // fill both windows: the peer does not read yet
+		sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		err := s.SendBlocking(sctx, msg)
+		cancel()
+		if err != nil {
+			break
+		}
+		n++
+	}
+	if err := s.SendWithRetry(ctx, msg, RetryPolicy{MaxAttempts: 3}); !errors.Is(err, ErrBackpressure) {
+		t.Fatalf("bounded retry: %v", err)
+	}
+	r, _ := p.b.Accept(ctx)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		for range n + 1 {
+			r.Recv(ctx)
+		}
+	}()
+	if err := s.SendWithRetry(ctx, msg, RetryPolicy{}); err != nil {
+		t.Fatalf("retry until drained: %v", err)
+	}
+}
+
+func TestMuxClose(t *testing.T) {
+	p := newPair(t, faults{}, 31, testMuxConfig())
+	ctx := ctxT(t, 5*time.Second)
+	s, _ := p.a.Open(ctx, Config{})
+	s.Send(ctx, []byte("x"))
+	r, err := p.b.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Recv(ctx)
+	p.a.Close()
+	var re *ResetError
+	if _, err := s.Recv(ctx); !errors.As(err, &re) || re.Code != CodeMuxClosed {
+		t.Fatalf("local Recv after Mux.Close: %v", err)
+	}
+	if _, err := r.Recv(ctx); !errors.As(err, &re) || re.Code != CodeMuxClosed || !re.Remote {
+		t.Fatalf("peer Recv after Mux.Close: %v", err)
+	}
+	if _, err := p.a.Open(ctx, Config{}); !errors.Is(err, ErrMuxClosed) {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	if _, err := p.a.Accept(ctx); !errors.Is(err, ErrMuxClosed) {
+		t.Fatalf("Accept after Close: %v", err)
+	}
+}
+
+// TestAllocs: the steady-state send and receive paths of messages below
+// the frame size allocate nothing.
+func TestAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("alloc counts are noisy under -short parallel runs")
+	}
+	p := newPair(t, faults{}, 37, testMuxConfig())
+	ctx := context.Background()
+	s, _ := p.a.Open(ctx, Config{})
+	msg := make([]byte, 1000)
+	buf := make([]byte, 0, 2000)
+	s.Send(ctx, msg)
+	r, err := p.b.Accept(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	round := func() {
+		if err := s.SendBlocking(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if buf, err = r.ReadMessage(ctx, buf); err != nil || len(buf) != len(msg) {
+			t.Fatal(err)
+		}
+	}
+	for range 2000 {
+		round()
+	}
+	if a := testing.AllocsPerRun(2000, round); a != 0 {
+		t.Fatalf("%.2f allocations per message", a)
+	}
+}
+
+// TestLengthPrefixNoAmplification: a peer announcing a 16 MiB message
+// makes the receiver allocate only for bytes that actually arrive.
+func TestLengthPrefixNoAmplification(t *testing.T) {
+	p := newPair(t, faults{}, 43, testMuxConfig())
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 64 { // 64 streams, each a bare 16 MiB length prefix
+		body := appendFrame(nil, &frame{Type: frameData, Stream: uint32(3 + 2*i), Data: []byte{0x80, 0x80, 0x80, 0x08}})
+		p.b.HandleFrame(body)
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+		t.Fatalf("64 length prefixes allocated %d bytes", grew)
+	}
+	if n := len(p.b.acceptCh); n != 64 {
+		t.Fatalf("%d streams opened", n)
+	}
+}
+
+// TestPathMTUProbe: with a ProbeLink the Mux finds the path MTU (1400
+// here, above the 1131-byte base) and cuts fragments to it.
+func TestPathMTUProbe(t *testing.T) {
+	p := newProbePair(t, faults{loss: 0.01}, 47, testMuxConfig(), dataHeaderSize+chunkSize)
+	p.ab.pathMTU.Store(1400)
+	p.ba.pathMTU.Store(1400)
+	// Probes ride on demand: transfer until the search is done (a few
+	// rounds under -race).
+	var st MuxStats
+	for i := 0; i < 30; i++ {
+		transfer(t, p, [][]byte{message(uint64(i), 1<<20), message(2, 10)}, 20*time.Second)
+		if st = p.a.Stats(); st.PathMTU > 1400-pmtuResolution {
+			break
+		}
+	}
+	if st.PathMTU <= 1400-pmtuResolution || st.PathMTU > 1400 || st.PathMTUProbes == 0 {
+		t.Fatalf("path MTU %d after %d probes, want (%d, 1400]", st.PathMTU, st.PathMTUProbes, 1400-pmtuResolution)
+	}
+	t.Logf("path MTU %d after %d probes", st.PathMTU, st.PathMTUProbes)
+}
+
+// TestPathMTUBlackHole: the path MTU falls mid-transfer; fragments cut
+// larger are sent split, and nothing is lost.
+func TestPathMTUBlackHole(t *testing.T) {
+	for _, explicit := range []bool{false, true} {
+		name := "detected"
+		if explicit {
+			name = "ResetPathMTU"
+		}
+		t.Run(name, func(t *testing.T) {
+			p := newProbePair(t, faults{}, 53, testMuxConfig(), dataHeaderSize+chunkSize)
+			transfer(t, p, [][]byte{message(1, 1<<20)}, 10*time.Second)
+			if mtu := p.a.Stats().PathMTU; mtu != dataHeaderSize+chunkSize {
+				t.Fatalf("path MTU %d before the drop", mtu)
+			}
+			go func() {
+				time.Sleep(2 * time.Millisecond)
+				p.ab.pathMTU.Store(testMTU)
+				p.ba.pathMTU.Store(testMTU)
+				if explicit {
+					p.a.ResetPathMTU()
+					p.b.ResetPathMTU()
+				}
+			}()
+			transfer(t, p, [][]byte{message(2, 4<<20), message(3, 5000)}, 20*time.Second)
+			st := p.a.Stats()
+			if st.PathMTU != testMTU {
+				t.Fatalf("path MTU %d after the drop, want %d", st.PathMTU, testMTU)
+			}
+			if !explicit && st.PathMTUBlackHoles == 0 {
+				t.Fatalf("black hole not counted: %+v", st)
+			}
+			t.Logf("black holes %d, frames dropped by the path %d", st.PathMTUBlackHoles, p.ab.tooBig.Load())
+		})
+	}
+}

@@ -1,0 +1,208 @@
+package mesh
+
+import (
+	"context"
+
+	"github.com/netmesh/netmesh/mesh/stream"
+	"github.com/netmesh/netmesh/mesh/wire"
+)
+
+// Streams ride a peer's session whatever its path, so a path switch or a
+// rekey never touches stream state. Each peer gets one stream.Mux per
+// subprotocol that uses streams, made on first use from either side:
+//
+//   - ProtoStream carries the user's streams (OpenStream, AcceptStream);
+//   - each engine (capability gossip, channels) gets a Mux of its own
+//     protocol id, on which every node opens one reliable stream per peer
+//     and sends its engine messages, which may exceed a datagram.
+//
+// A Mux runs a timer goroutine, and the mesh one accept goroutine per Mux
+// (plus, for engines, one reader per accepted stream).
+
+// Stream types, re-exported so that users need only package mesh.
+type (
+	// Stream is one ordered (Reliable) or datagram-like (Unreliable)
+	// message stream with a peer. See package mesh/stream.
+	Stream = stream.Stream
+	// StreamConfig configures a stream; its zero value is a reliable
+	// stream with documented defaults.
+	StreamConfig = stream.Config
+	// StreamStats is a snapshot of one stream's counters.
+	StreamStats = stream.StreamStats
+	// RetryPolicy bounds Stream.SendWithRetry.
+	RetryPolicy = stream.RetryPolicy
+)
+
+// Stream reliability modes.
+const (
+	Reliable   = stream.Reliable
+	Unreliable = stream.Unreliable
+)
+
+// acceptQueue bounds streams opened by peers and not yet accepted, across
+// all peers. Beyond it, new streams are reset.
+const acceptQueue = 256
+
+// acceptedStream is a stream a peer opened, waiting for AcceptStream.
+type acceptedStream struct {
+	s *Stream
+	p *Peer
+}
+
+// MessageHandler receives one engine message from a peer. It runs on the
+// goroutine reading that peer's stream and may block briefly; msg is the
+// handler's to keep.
+type MessageHandler func(from *Peer, msg []byte)
+
+// protoMux is one subprotocol's streams with one peer.
+type protoMux struct {
+	mux *stream.Mux
+	out *Stream // engines: the stream this node sends its messages on
+}
+
+// OpenStream opens a stream to p. The peer receives it from AcceptStream.
+func (m *Mesh) OpenStream(ctx context.Context, p *Peer, cfg StreamConfig) (*Stream, error) {
+	if m.closed.Load() {
+		return nil, ErrClosed
+	}
+	if !p.IsUp() {
+		return nil, ErrNoSession
+	}
+	return m.muxFor(p, wire.ProtoStream).mux.Open(ctx, cfg)
+}
+
+// AcceptStream returns the next stream any peer opened to this node, and
+// the peer, blocking until one arrives, ctx ends or the mesh closes.
+func (m *Mesh) AcceptStream(ctx context.Context) (*Stream, *Peer, error) {
+	select {
+	case a := <-m.accepted:
+		return a.s, a.p, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	case <-m.ctx.Done():
+		return nil, nil, ErrClosed
+	}
+}
+
+// StreamStats returns the stats of every open stream with p.
+func (p *Peer) StreamStats() []StreamStats {
+	p.m.mu.RLock()
+	pm := p.muxes[wire.ProtoStream]
+	p.m.mu.RUnlock()
+	if pm == nil {
+		return nil
+	}
+	return pm.mux.Stats().Streams
+}
+
+// handleMessages registers the engine that receives proto's messages.
+func (m *Mesh) handleMessages(proto wire.Proto, h MessageHandler) {
+	m.engines[proto] = h
+}
+
+// sendMessage sends one engine message to p on proto's stream. It never
+// blocks: a full window is ErrBackpressure.
+func (m *Mesh) sendMessage(p *Peer, proto wire.Proto, msg []byte) error {
+	if !p.IsUp() {
+		return ErrNoSession
+	}
+	pm := m.muxFor(p, proto)
+	m.mu.Lock()
+	if pm.out == nil {
+		s, err := pm.mux.Open(m.ctx, StreamConfig{})
+		if err != nil {
+			m.mu.Unlock()
+			return err
+		}
+		pm.out = s
+	}
+	out := pm.out
+	m.mu.Unlock()
+	return out.Send(m.ctx, msg)
+}
+
+// muxFor returns p's Mux for proto, creating it and its accept loop.
+func (m *Mesh) muxFor(p *Peer, proto wire.Proto) *protoMux {
+	m.mu.RLock()
+	pm := p.muxes[proto]
+	m.mu.RUnlock()
+	if pm != nil {
+		return pm
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if pm := p.muxes[proto]; pm != nil {
+		return pm
+	}
+	pm = &protoMux{mux: stream.NewMux(streamLink{m, p, proto}, m.cfg.Streams)}
+	if p.muxes == nil {
+		p.muxes = make(map[wire.Proto]*protoMux)
+	}
+	p.muxes[proto] = pm
+	if m.closed.Load() {
+		pm.mux.Close()
+		return pm
+	}
+	m.wg.Add(1)
+	go m.acceptLoop(p, proto, pm.mux)
+	return pm
+}
+
+// acceptLoop takes the streams p opens on proto until the Mux closes: user
+// streams go to AcceptStream, engine streams to a reader that hands each
+// message to the engine.
+func (m *Mesh) acceptLoop(p *Peer, proto wire.Proto, mx *stream.Mux) {
+	defer m.wg.Done()
+	for {
+		s, err := mx.Accept(m.ctx)
+		if err != nil {
+			return
+		}
+		if proto != wire.ProtoStream {
+			m.wg.Add(1)
+			go m.readMessages(p, proto, s)
+			continue
+		}
+		select {
+		case m.accepted <- acceptedStream{s, p}:
+		default:
+			s.Reset(stream.CodeRefused)
+			m.stats.drop(DropQueueFull)
+		}
+	}
+}
+
+// readMessages hands every message of an engine stream to its engine.
+func (m *Mesh) readMessages(p *Peer, proto wire.Proto, s *Stream) {
+	defer m.wg.Done()
+	h := m.engines[proto]
+	for {
+		msg, err := s.Recv(m.ctx)
+		if err != nil {
+			s.Reset(stream.CodeRefused)
+			return
+		}
+		if h != nil {
+			h(p, msg)
+		}
+	}
+}
+
+// closeStreamsLocked ends every stream with p: its session is gone.
+func (p *Peer) closeStreamsLocked() {
+	for proto, pm := range p.muxes {
+		pm.mux.Close()
+		delete(p.muxes, proto)
+	}
+}
+
+// streamLink carries one Mux's frames on a peer's session.
+type streamLink struct {
+	m     *Mesh
+	p     *Peer
+	proto wire.Proto
+}
+
+func (l streamLink) SendFrame(body []byte) error { return l.m.sendFrame(l.p, l.proto, body) }
+
+func (l streamLink) MaxFrameSize() int { return MaxDatagramSize }

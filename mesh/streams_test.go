@@ -1,0 +1,167 @@
+package mesh_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest"
+)
+
+// message returns a deterministic message of n bytes whose first 8 bytes
+// are its sequence number.
+func message(seq, n int) []byte {
+	b := make([]byte, max(n, 8))
+	r := rand.New(rand.NewPCG(uint64(seq), uint64(n)))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	binary.LittleEndian.PutUint64(b, uint64(seq))
+	return b[:max(n, 8)]
+}
+
+// transfer sends count messages of the given sizes on a fresh stream from
+// a to b and checks that b receives each one once, in order, byte-exact.
+// During the transfer, between(i) runs after message i is sent.
+func transfer(t *testing.T, a, b *mesh.Mesh, pb *mesh.Peer, sizes []int, count int, between func(i int)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := a.OpenStream(ctx, pb, mesh.StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		rs, from, err := b.AcceptStream(ctx)
+		if err != nil {
+			errc <- err
+			return
+		}
+		if from.ID() != a.ID() {
+			errc <- fmt.Errorf("stream from %s", from.ID())
+			return
+		}
+		for i := range count {
+			got, err := rs.Recv(ctx)
+			if err != nil {
+				errc <- fmt.Errorf("message %d: %w", i, err)
+				return
+			}
+			want := message(i, sizes[i%len(sizes)])
+			if sha256.Sum256(got) != sha256.Sum256(want) {
+				errc <- fmt.Errorf("message %d: %d bytes, checksum differs (seq %d)", i, len(got), binary.LittleEndian.Uint64(got))
+				return
+			}
+		}
+		if _, err := rs.Recv(ctx); !errors.Is(err, io.EOF) {
+			errc <- fmt.Errorf("after the last message: %v, want EOF", err)
+			return
+		}
+		errc <- nil
+	}()
+	for i := range count {
+		if err := s.SendBlocking(ctx, message(i, sizes[i%len(sizes)])); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		if between != nil {
+			between(i)
+		}
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-errc: // the receiver finished or failed first
+		if err != nil {
+			t.Fatalf("receiver: %v\nsender stream: %+v", err, s.Stats())
+		}
+		if err := <-closed; err != nil {
+			t.Fatalf("close: %v\nsender stream: %+v", err, s.Stats())
+		}
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("close: %v\nsender stream: %+v", err, s.Stats())
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestStreamOverMesh(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	pb := connect(t, a, b, mesh.Pin{})
+	transfer(t, a, b, pb, []int{1, 100, 1200, 5000, 70000}, 50, nil)
+	if len(pb.StreamStats()) > 1 {
+		t.Logf("stream stats: %+v", pb.StreamStats())
+	}
+}
+
+func TestStreamUnderFaults(t *testing.T) {
+	fa := meshtest.Listen(t, meshtest.Options{Seed: 7})
+	a := newNode(t, func(c *mesh.Config) { c.Conn = fa })
+	fb := meshtest.Listen(t, meshtest.Options{Seed: 8})
+	b := newNode(t, func(c *mesh.Config) { c.Conn = fb })
+	pb := connect(t, a, b, mesh.Pin{})
+	f := meshtest.Faults{Loss: 0.1, Reorder: 0.05, Duplicate: 0.01, Corrupt: 0.01}
+	fa.SetFaults(f)
+	fb.SetFaults(f)
+	transfer(t, a, b, pb, []int{1, 1000, 64 << 10, 1 << 20}, 12, nil)
+	t.Logf("faults a->b: %+v; drops at b: %v", fa.Stats(), b.Stats().Drops)
+}
+
+// Issue 4: a reliable stream keeps going, complete and in order, while its
+// session moves routed -> direct -> routed.
+func TestStreamSurvivesPathSwitches(t *testing.T) {
+	dead := func(c *mesh.Config) { c.DeadPeerTimeout = 600 * time.Millisecond }
+	a, _, b, fa, _, fb, pb := relayedPair(t, dead)
+	const n = 300
+	transfer(t, a, b, pb, []int{3000}, n, func(i int) {
+		switch i {
+		case n / 3: // the direct path opens
+			fa.Unblock(b.Addr())
+			fb.Unblock(a.Addr())
+			eventually(t, 3*time.Second, "the direct path", func() bool {
+				// Each Connect sends one probe on the session; probe
+				// again until the path has moved.
+				if _, err := a.Connect(context.Background(), b.Addr(), mesh.Pin{ID: b.ID()}); err != nil {
+					t.Errorf("upgrade: %v", err)
+				}
+				return pb.Stats().Path == "direct" && b.Peer(a.ID()).Stats().Path == "direct"
+			})
+		case 2 * n / 3: // and closes again
+			if pb.Stats().Path != "direct" {
+				t.Errorf("path %q at the midpoint, want direct", pb.Stats().Path)
+			}
+			fa.Block(b.Addr())
+			fb.Block(a.Addr())
+		}
+	})
+	if p := pb.Stats().Path; p != "relayed" {
+		t.Errorf("path %q at the end, want relayed", p)
+	}
+}
+
+func TestStreamToDownPeer(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	pb := connect(t, a, b, mesh.Pin{})
+	s, err := a.OpenStream(ctxT(t), pb, mesh.StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(ctxT(t), bytes.Repeat([]byte("x"), 10)); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if _, err := a.OpenStream(ctxT(t), pb, mesh.StreamConfig{}); err == nil {
+		t.Fatal("opened a stream on a closed mesh")
+	}
+}
