@@ -57,8 +57,11 @@ func (t capTransport) Send(to identity.NodeID, msg []byte) error {
 
 // AnnounceCapabilities sets what this node announces and gossips it to
 // every peer (coalesced to one broadcast per MinAnnounceInterval; the local
-// index shows the new set at once).
-func (m *Mesh) AnnounceCapabilities(s capability.Set) error { return m.caps.Announce(s) }
+// index shows the new set at once). A subnet pinned in Config.Channels is
+// added as its tag.
+func (m *Mesh) AnnounceCapabilities(s capability.Set) error {
+	return m.caps.Announce(m.withSubnetTag(s))
+}
 
 // FindNodes returns the known nodes, this one included, that match f.
 func (m *Mesh) FindNodes(f capability.Filter) []*capability.Node {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/capability"
+	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh/stream"
 	"github.com/netmesh/netmesh/mesh/udp"
@@ -44,6 +45,11 @@ type Config struct {
 	// capability. OnRoute, if set, is called besides the mesh's own route
 	// learning.
 	Capabilities capability.Config
+
+	// Channels configures the node's pub/sub engine: the subnet policy,
+	// a pinned subnet, sweep and limiter settings. Its zero value is
+	// documented in package channel.
+	Channels channel.Options
 
 	// Streams configures every peer's stream multiplexer, including the
 	// defaults for streams peers open. The zero value is documented in

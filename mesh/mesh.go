@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/capability"
+	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh/udp"
 	"github.com/netmesh/netmesh/mesh/wire"
@@ -57,6 +58,10 @@ type Mesh struct {
 	handlers [256]atomic.Pointer[Handler]
 	engines  map[wire.Proto]MessageHandler // set in New, read-only after
 	caps     *capability.Engine
+	chans    *channel.Engine
+	// subnetTag is the capability tag of the subnet pinned in
+	// Config.Channels, or "".
+	subnetTag string
 	// peerChanges carries peer ups and downs to the engines.
 	peerChanges chan peerChange
 	// stun receives STUN messages that arrive on the mesh's sockets (the
@@ -124,6 +129,10 @@ func New(cfg Config) (*Mesh, error) {
 	}
 	m.macs.init(id.PublicKey())
 	if err := m.newCapabilities(cfg.Capabilities); err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := m.newChannels(cfg.Channels); err != nil {
 		cancel()
 		return nil, err
 	}

@@ -26,6 +26,7 @@ func (m *Mesh) timerLoop() {
 			m.keepRelays()
 		case <-engines.C:
 			m.caps.Tick()
+			m.chans.Tick()
 		case c := <-m.peerChanges:
 			m.deliverPeerChange(c)
 		case <-m.ctx.Done():

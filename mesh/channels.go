@@ -1,0 +1,106 @@
+package mesh
+
+import (
+	"context"
+	"crypto/ed25519"
+	"slices"
+
+	"github.com/netmesh/netmesh/capability"
+	"github.com/netmesh/netmesh/channel"
+	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh/wire"
+)
+
+// Channels: every node runs a channel.Engine. Subscribe requests, acks and
+// publishes travel on the channel subprotocol's reliable streams, which
+// keep each subscriber's messages in order and carry publishes larger than
+// a datagram.
+
+func (m *Mesh) newChannels(opt channel.Options) error {
+	if opt.Logger == nil {
+		opt.Logger = m.log
+	}
+	e, err := channel.New(m.id, chanTransport{m}, opt)
+	if err != nil {
+		return err
+	}
+	m.chans = e
+	if !opt.Subnet.IsZero() {
+		// Others derive this node's subnet from its announcement.
+		m.subnetTag = channel.SubnetTag(opt.Subnet)
+		if err := m.caps.Announce(capability.Set{Tags: []string{m.subnetTag}}); err != nil {
+			return err
+		}
+	}
+	m.handleMessages(wire.ProtoChannel, func(p *Peer, msg []byte) { e.HandleMessage(p.id, msg) })
+	return nil
+}
+
+// chanTransport is the channel engine's view of the mesh.
+type chanTransport struct{ m *Mesh }
+
+func (t chanTransport) Send(to identity.NodeID, msg []byte) error {
+	p := t.m.Peer(to)
+	if p == nil {
+		return ErrUnknownPeer
+	}
+	return t.m.sendMessage(p, wire.ProtoChannel, msg)
+}
+
+func (t chanTransport) PeerInfo(id identity.NodeID) (capability.Node, ed25519.PublicKey, bool) {
+	m := t.m
+	node, ok := m.caps.Index().Lookup(id)
+	if !ok {
+		node = capability.Node{ID: id}
+	}
+	switch p := m.Peer(id); {
+	case id == m.ID():
+		return node, m.id.PublicKey(), true
+	case p != nil:
+		return node, p.key, true
+	case ok:
+		return node, node.Key, true
+	}
+	return node, nil, false
+}
+
+// RegisterChannel publishes channel name from this node with cfg, or
+// replaces its config (current subscribers are checked again at once).
+func (m *Mesh) RegisterChannel(name string, cfg channel.Config) error {
+	return m.chans.Register(name, cfg)
+}
+
+// UnregisterChannel stops publishing channel name; its subscribers are
+// told the channel ended.
+func (m *Mesh) UnregisterChannel(name string) { m.chans.Unregister(name) }
+
+// SubscribeChannel asks publisher for channel name and waits for its
+// answer: a subscription, or a *channel.RejectError saying why not. token
+// may be nil for channels that do not require one.
+func (m *Mesh) SubscribeChannel(ctx context.Context, publisher identity.NodeID, name string, token *identity.PermissionToken) (*channel.Subscription, error) {
+	return m.chans.Subscribe(ctx, publisher, name, token)
+}
+
+// Publish sends payload to every current authorised subscriber of channel
+// name and reports who got it.
+func (m *Mesh) Publish(ctx context.Context, name string, payload []byte) (channel.PublishReport, error) {
+	return m.chans.Publish(ctx, name, payload)
+}
+
+// PublishMany publishes several payloads in order.
+func (m *Mesh) PublishMany(ctx context.Context, name string, payloads [][]byte) ([]channel.PublishReport, error) {
+	return m.chans.PublishMany(ctx, name, payloads)
+}
+
+// Channels returns the node's channel engine, for Stats, Revoke and
+// Subscribers.
+func (m *Mesh) Channels() *channel.Engine { return m.chans }
+
+// withSubnetTag adds the pinned subnet's tag to an announced set.
+func (m *Mesh) withSubnetTag(s capability.Set) capability.Set {
+	if m.subnetTag == "" || slices.Contains(s.Tags, m.subnetTag) {
+		return s
+	}
+	s.Tags = append(slices.Clip(s.Tags), m.subnetTag)
+	return s
+}
