@@ -46,10 +46,12 @@ type Mesh struct {
 	macs  macKeys
 	hsq   chan hsJob // to the handshake worker
 	dgram chan *inPacket
-	// accepted holds streams peers opened, for AcceptStream.
-	accepted chan acceptedStream
-	limit    *rateLimiter
-	stats    counters
+	// listeners take the streams peers open, by subprotocol;
+	// userStreams is ProtoStream's, read by AcceptStream.
+	listeners   [256]atomic.Pointer[StreamListener]
+	userStreams *StreamListener
+	limit       *rateLimiter
+	stats       counters
 
 	// underLoadUntil is the mono time until which initiations need a
 	// cookie (see handshake.go).
@@ -113,7 +115,6 @@ func New(cfg Config) (*Mesh, error) {
 		epoch:       time.Now(),
 		hsq:         make(chan hsJob, orDefault(cfg.HandshakeQueue, 256)),
 		dgram:       make(chan *inPacket, orDefault(cfg.DatagramQueue, 1024)),
-		accepted:    make(chan acceptedStream, acceptQueue),
 		engines:     make(map[wire.Proto]MessageHandler),
 		peerChanges: make(chan peerChange, peerChangeQueue),
 		limit:       newRateLimiter(orDefault(cfg.HandshakeRate, 20)),
@@ -128,6 +129,8 @@ func New(cfg Config) (*Mesh, error) {
 		cancel:      cancel,
 	}
 	m.macs.init(id.PublicKey())
+	m.userStreams = &StreamListener{m: m, proto: wire.ProtoStream, ch: make(chan acceptedStream, acceptQueue)}
+	m.listeners[wire.ProtoStream].Store(m.userStreams)
 	if err := m.newCapabilities(cfg.Capabilities); err != nil {
 		cancel()
 		return nil, err

@@ -142,16 +142,17 @@ func (r *reader) dispatch(p *Peer, proto wire.Proto, body []byte) {
 	case wire.ProtoStream:
 		m.muxFor(p, proto).mux.HandleFrame(body)
 	default:
-		if m.engines[proto] != nil {
+		// A raw Handler first; else streams (engines', listeners', or
+		// refused by the Mux when nobody listens).
+		if h := m.handlers[proto].Load(); h != nil {
+			(*h)(p, body)
+			return
+		}
+		if m.engines[proto] != nil || streamProto(proto) {
 			m.muxFor(p, proto).mux.HandleFrame(body)
 			return
 		}
-		h := m.handlers[proto].Load()
-		if h == nil {
-			m.stats.drop(DropNoHandler)
-			return
-		}
-		(*h)(p, body)
+		m.stats.drop(DropNoHandler)
 	}
 }
 

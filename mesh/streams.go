@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/netmesh/netmesh/mesh/stream"
 	"github.com/netmesh/netmesh/mesh/wire"
@@ -62,24 +63,70 @@ type protoMux struct {
 
 // OpenStream opens a stream to p. The peer receives it from AcceptStream.
 func (m *Mesh) OpenStream(ctx context.Context, p *Peer, cfg StreamConfig) (*Stream, error) {
+	return m.OpenStreamOn(ctx, p, wire.ProtoStream, cfg)
+}
+
+// AcceptStream returns the next stream any peer opened to this node with
+// OpenStream, and the peer, blocking until one arrives, ctx ends or the
+// mesh closes.
+func (m *Mesh) AcceptStream(ctx context.Context) (*Stream, *Peer, error) {
+	return m.userStreams.Accept(ctx)
+}
+
+// OpenStreamOn opens a stream to p on subprotocol proto: the peer receives
+// it from the StreamListener of that protocol, not from AcceptStream.
+// Layers above mesh (package rpc, say) use their own protocol so their
+// streams never mix with the application's.
+func (m *Mesh) OpenStreamOn(ctx context.Context, p *Peer, proto wire.Proto, cfg StreamConfig) (*Stream, error) {
 	if m.closed.Load() {
 		return nil, ErrClosed
 	}
 	if !p.IsUp() {
 		return nil, ErrNoSession
 	}
-	return m.muxFor(p, wire.ProtoStream).mux.Open(ctx, cfg)
+	if proto != wire.ProtoStream && m.listeners[proto].Load() == nil && !streamProto(proto) {
+		return nil, fmt.Errorf("mesh: subprotocol %d carries no streams", proto)
+	}
+	return m.muxFor(p, proto).mux.Open(ctx, cfg)
 }
 
-// AcceptStream returns the next stream any peer opened to this node, and
-// the peer, blocking until one arrives, ctx ends or the mesh closes.
-func (m *Mesh) AcceptStream(ctx context.Context) (*Stream, *Peer, error) {
+// StreamListener hands out the streams peers open on one subprotocol.
+type StreamListener struct {
+	m     *Mesh
+	proto wire.Proto
+	ch    chan acceptedStream
+}
+
+// ListenStreams returns the listener for streams on subprotocol proto,
+// which must be wire.ProtoRPC or at least wire.ProtoUserMin and not
+// already listened on. Streams peers open on proto before a listener
+// exists are refused.
+func (m *Mesh) ListenStreams(proto wire.Proto) (*StreamListener, error) {
+	if !streamProto(proto) {
+		return nil, fmt.Errorf("mesh: subprotocol %d is reserved", proto)
+	}
+	l := &StreamListener{m: m, proto: proto, ch: make(chan acceptedStream, acceptQueue)}
+	if !m.listeners[proto].CompareAndSwap(nil, l) {
+		return nil, ErrProtoInUse
+	}
+	return l, nil
+}
+
+// streamProto reports whether proto may carry listened-for streams.
+func streamProto(proto wire.Proto) bool {
+	return proto == wire.ProtoRPC || proto >= wire.ProtoUserMin
+}
+
+// Accept returns the next stream a peer opened on the listener's
+// protocol, and the peer, blocking until one arrives, ctx ends or the mesh
+// closes.
+func (l *StreamListener) Accept(ctx context.Context) (*Stream, *Peer, error) {
 	select {
-	case a := <-m.accepted:
+	case a := <-l.ch:
 		return a.s, a.p, nil
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
-	case <-m.ctx.Done():
+	case <-l.m.ctx.Done():
 		return nil, nil, ErrClosed
 	}
 }
@@ -148,9 +195,9 @@ func (m *Mesh) muxFor(p *Peer, proto wire.Proto) *protoMux {
 	return pm
 }
 
-// acceptLoop takes the streams p opens on proto until the Mux closes: user
-// streams go to AcceptStream, engine streams to a reader that hands each
-// message to the engine.
+// acceptLoop takes the streams p opens on proto until the Mux closes:
+// engine streams go to a reader that hands each message to the engine,
+// others to the protocol's StreamListener (AcceptStream's for ProtoStream).
 func (m *Mesh) acceptLoop(p *Peer, proto wire.Proto, mx *stream.Mux) {
 	defer m.wg.Done()
 	for {
@@ -158,13 +205,19 @@ func (m *Mesh) acceptLoop(p *Peer, proto wire.Proto, mx *stream.Mux) {
 		if err != nil {
 			return
 		}
-		if proto != wire.ProtoStream {
+		if m.engines[proto] != nil {
 			m.wg.Add(1)
 			go m.readMessages(p, proto, s)
 			continue
 		}
+		l := m.listeners[proto].Load()
+		if l == nil {
+			s.Reset(stream.CodeRefused)
+			m.stats.drop(DropNoHandler)
+			continue
+		}
 		select {
-		case m.accepted <- acceptedStream{s, p}:
+		case l.ch <- acceptedStream{s, p}:
 		default:
 			s.Reset(stream.CodeRefused)
 			m.stats.drop(DropQueueFull)

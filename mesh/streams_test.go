@@ -14,6 +14,7 @@ import (
 
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/mesh/meshtest"
+	"github.com/netmesh/netmesh/mesh/wire"
 )
 
 // message returns a deterministic message of n bytes whose first 8 bytes
@@ -163,5 +164,51 @@ func TestStreamToDownPeer(t *testing.T) {
 	a.Close()
 	if _, err := a.OpenStream(ctxT(t), pb, mesh.StreamConfig{}); err == nil {
 		t.Fatal("opened a stream on a closed mesh")
+	}
+}
+
+func TestStreamListeners(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	pb := connect(t, a, b, mesh.Pin{})
+	const proto = wire.ProtoUserMin + 1
+	if _, err := b.ListenStreams(wire.ProtoCapability); err == nil {
+		t.Fatal("listened on a reserved subprotocol")
+	}
+	l, err := b.ListenStreams(proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ListenStreams(proto); !errors.Is(err, mesh.ErrProtoInUse) {
+		t.Fatalf("second listener: %v, want ErrProtoInUse", err)
+	}
+	ctx := ctxT(t)
+	s, err := a.OpenStreamOn(ctx, pb, proto, mesh.StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(ctx, []byte("for the listener")); err != nil {
+		t.Fatal(err)
+	}
+	rs, from, err := l.Accept(ctx)
+	if err != nil || from.ID() != a.ID() {
+		t.Fatalf("accept: %v, %v", from, err)
+	}
+	if msg, err := rs.Recv(ctx); err != nil || string(msg) != "for the listener" {
+		t.Fatalf("recv: %q, %v", msg, err)
+	}
+	// The application's AcceptStream never sees the listener's streams.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := b.AcceptStream(short); err == nil {
+		t.Fatal("AcceptStream returned a stream of another subprotocol")
+	}
+	// A stream on a protocol nobody listens on is refused.
+	s2, err := a.OpenStreamOn(ctx, pb, proto+1, mesh.StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Send(ctx, []byte("nobody home"))
+	if _, err := s2.Recv(ctx); err == nil {
+		t.Fatal("a stream to an unheard subprotocol was not refused")
 	}
 }

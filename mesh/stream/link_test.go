@@ -38,11 +38,13 @@ type memLink struct {
 	// pathMTU, when non-zero, silently drops larger frames, like a path
 	// with a smaller MTU than the interface.
 	pathMTU atomic.Int64
-	rng     *rand.Rand // used under the sending Mux's lock only
-	q       chan *memPkt
-	peer    atomic.Pointer[Mux]
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	// blackout, while set, drops every frame: a path that died.
+	blackout atomic.Bool
+	rng      *rand.Rand // used under the sending Mux's lock only
+	q        chan *memPkt
+	peer     atomic.Pointer[Mux]
+	stop     chan struct{}
+	wg       sync.WaitGroup
 
 	sent, dropped, dups, reordered, tooBig atomic.Uint64
 }
@@ -74,6 +76,10 @@ func (l *memLink) SendFrame(body []byte) error {
 	}
 	if pm := l.pathMTU.Load(); pm != 0 && int64(len(body)) > pm {
 		l.tooBig.Add(1)
+		return nil
+	}
+	if l.blackout.Load() {
+		l.dropped.Add(1)
 		return nil
 	}
 	if l.f.loss+l.f.corrupt > 0 && l.rng.Float64() < l.f.loss+l.f.corrupt {

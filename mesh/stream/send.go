@@ -351,6 +351,14 @@ func (s *Stream) onRTOLocked(now int64) {
 		s.probe = true
 		s.rtoBackoff++
 	}
+	// Restart the timer (RFC 6298 5.5-5.6) while anything is outstanding:
+	// after a loss the congestion window can be smaller than what is
+	// still counted in flight, so the retransmission may not leave now,
+	// and with every packet lost no ACK will come to re-arm it.
+	if s.inflight > 0 || s.lost.len() > 0 {
+		s.rtoDeadline = now + int64(s.rtoLocked())
+		m.armLocked(s, s.rtoDeadline)
+	}
 	m.readyLocked(s)
 }
 

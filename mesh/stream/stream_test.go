@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"runtime"
@@ -720,5 +721,58 @@ func TestPathMTUBlackHole(t *testing.T) {
 			}
 			t.Logf("black holes %d, frames dropped by the path %d", st.PathMTUBlackHoles, p.ab.tooBig.Load())
 		})
+	}
+}
+
+// A path that dies mid-transfer loses everything in flight; only the
+// retransmission timer can recover, and it must keep running until the
+// path returns. (The mesh's TestStreamSurvivesPathSwitches caught the
+// timer stopping when, after a loss, the congestion window was smaller
+// than what was still counted in flight; this in-memory blackout is the
+// general case.)
+func TestBlackoutRecovery(t *testing.T) {
+	// A rate-limited link keeps a full window in flight, as a real path
+	// with queueing delay does.
+	p := newPair(t, faults{rate: 8 << 20}, 1, testMuxConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := p.a.Open(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, size = 64, 32 << 10
+	done := make(chan error, 1)
+	go func() {
+		rs, err := p.b.Accept(ctx)
+		if err != nil {
+			done <- err
+			return
+		}
+		for i := range n {
+			msg, err := rs.Recv(ctx)
+			if err != nil || len(msg) != size || msg[0] != byte(i) {
+				done <- fmt.Errorf("message %d: %d bytes, %v", i, len(msg), err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	for i := range n {
+		msg := make([]byte, size)
+		msg[0] = byte(i)
+		if err := s.SendBlocking(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		if i == n/2 {
+			p.ab.blackout.Store(true)
+			p.ba.blackout.Store(true)
+			time.AfterFunc(300*time.Millisecond, func() {
+				p.ab.blackout.Store(false)
+				p.ba.blackout.Store(false)
+			})
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("%v (sender %+v)", err, s.Stats())
 	}
 }

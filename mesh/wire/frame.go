@@ -16,6 +16,7 @@ const (
 	ProtoStream     Proto = 6 // stream frames
 	ProtoChannel    Proto = 7 // pub/sub channel frames
 	ProtoNAT        Proto = 8 // NAT traversal frames
+	ProtoRPC        Proto = 9 // package rpc's streams
 
 	// ProtoUserMin is the first id the layers above mesh may register.
 	ProtoUserMin Proto = 64
