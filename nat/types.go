@@ -1,0 +1,93 @@
+//go:build nat
+
+package nat
+
+import "net/netip"
+
+// Type is a NAT classification, from the mapping behaviour reflex
+// discovery observed.
+type Type uint8
+
+// NAT types. The numeric values travel in NAT frames: do not renumber.
+const (
+	// Unknown: fewer than two destinations reported a reflex.
+	Unknown Type = iota
+	// Open: a reflex equals a local address; there is no NAT.
+	Open
+	// Cone: every destination sees the same mapping (endpoint-independent
+	// mapping). Filtering may still be by address or by address and port.
+	Cone
+	// Symmetric: the mapping changes with the destination.
+	Symmetric
+	numTypes
+)
+
+// String returns "unknown", "open", "cone" or "symmetric".
+func (t Type) String() string {
+	switch t {
+	case Open:
+		return "open"
+	case Cone:
+		return "cone"
+	case Symmetric:
+		return "symmetric"
+	}
+	return "unknown"
+}
+
+// Decide is the pair-type matrix: it reports whether two nodes with NAT
+// types self and other should try to punch, and if not, why. Only a
+// symmetric NAT on both sides is skipped: each side's probes leave from a
+// port the other cannot predict, and both filter what they did not send
+// to. Every other pair punches:
+//
+//   - Open or Cone with anything: the cone side's mapping is the one the
+//     coordinator saw, so the other side's probes reach it; a symmetric
+//     peer then answers from its new port, which a full or
+//     address-restricted cone accepts. Against a port-restricted cone the
+//     symmetric pair fails after the punch window.
+//   - Unknown with anything but Symmetric: trying costs a few probes.
+//
+// The matrix is symmetric, so both sides reach the same decision.
+func Decide(self, other Type) (punch bool, reason string) {
+	if self == Symmetric && other == Symmetric {
+		return false, "symmetric NAT on both sides"
+	}
+	return true, ""
+}
+
+// observation is one reflex report: dst saw our socket as mapped.
+type observation struct {
+	dst    netip.AddrPort
+	mapped netip.AddrPort
+}
+
+// classify derives the NAT type and the reflex from observations. locals
+// are the node's own socket addresses.
+func classify(obs []observation, locals []netip.AddrPort) (Type, netip.AddrPort) {
+	if len(obs) == 0 {
+		return Unknown, netip.AddrPort{}
+	}
+	for _, o := range obs {
+		for _, l := range locals {
+			if o.mapped == l {
+				return Open, o.mapped
+			}
+		}
+	}
+	// The latest report per destination counts: a NAT may rebind.
+	per := map[netip.AddrPort]netip.AddrPort{}
+	for _, o := range obs {
+		per[o.dst] = o.mapped
+	}
+	reflex := obs[len(obs)-1].mapped
+	if len(per) < 2 {
+		return Unknown, reflex
+	}
+	for _, m := range per {
+		if m != reflex {
+			return Symmetric, reflex
+		}
+	}
+	return Cone, reflex
+}
