@@ -1,8 +1,23 @@
-// Package fuzz holds the fuzz targets for every netmesh decoder that reads
-// network input. Each target's comment states the threat it covers. Run one
-// with, for example:
+// Package fuzz holds the fuzz targets for the transport's wire decoders
+// (package mesh/wire): outer data header, handshake messages, cookie
+// replies, inner frames and routed frames. Each target's comment states
+// the threat it covers and checks a round-trip property.
 //
-//	go test -run '^$' -fuzz '^FuzzDataHeader$' -fuzztime 30s ./fuzz
+// The engines' codecs are fuzzed beside their code instead, because their
+// targets also drive unexported state (a decoded announcement goes on
+// through the capability engine's checks) or decode unexported frames:
 //
-// Interesting inputs found by fuzzing are committed under testdata/fuzz.
+//	identity      FuzzParseNodeID, FuzzDecodeToken
+//	noise         FuzzReadMessage            (handshake messages into flynn/noise)
+//	mesh/stream   FuzzDecodeFrame            (stream frames)
+//	capability    FuzzDecodeAnnouncement, FuzzParseFilter
+//	channel       FuzzDecode                 (subscribe/ack/publish messages)
+//	nat           FuzzMessage                (build tag nat: punch and reflex frames)
+//
+// .ci/fuzz runs every target in the module for a few seconds; run one
+// longer with, for example:
+//
+//	go test -run '^$' -fuzz '^FuzzDataHeader$' -fuzztime 5m ./fuzz
+//
+// Inputs that once failed are kept under each package's testdata/fuzz.
 package fuzz
