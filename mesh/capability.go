@@ -1,6 +1,8 @@
 package mesh
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/netmesh/netmesh/capability"
@@ -57,11 +59,46 @@ func (t capTransport) Send(to identity.NodeID, msg []byte) error {
 
 // AnnounceCapabilities sets what this node announces and gossips it to
 // every peer (coalesced to one broadcast per MinAnnounceInterval; the local
-// index shows the new set at once). A subnet pinned in Config.Channels is
-// added as its tag.
+// index shows the new set at once). The mesh adds what it knows about
+// itself: the tag of a subnet pinned in Config.Channels, and under
+// metadata key "reflex" the address peers outside its NAT can reach it at
+// (a reflex override, or the discovered reflex; build tag nat).
 func (m *Mesh) AnnounceCapabilities(s capability.Set) error {
-	return m.caps.Announce(m.withSubnetTag(s))
+	m.announceMu.Lock()
+	defer m.announceMu.Unlock()
+	if err := m.caps.Announce(m.withExtras(s)); err != nil {
+		return err
+	}
+	m.announced = s
+	return nil
 }
+
+// reannounce announces the last set again with fresh extras, after what
+// the mesh knows about itself changed.
+func (m *Mesh) reannounce() error {
+	m.announceMu.Lock()
+	defer m.announceMu.Unlock()
+	return m.caps.Announce(m.withExtras(m.announced))
+}
+
+// withExtras returns s with the mesh's own additions.
+func (m *Mesh) withExtras(s capability.Set) capability.Set {
+	if m.subnetTag != "" && !slices.Contains(s.Tags, m.subnetTag) {
+		s.Tags = append(slices.Clip(s.Tags), m.subnetTag)
+	}
+	if r := m.ReflexAddr(); r.IsValid() {
+		md := maps.Clone(s.Metadata)
+		if md == nil {
+			md = make(map[string]string, 1)
+		}
+		md[reflexKey] = r.String()
+		s.Metadata = md
+	}
+	return s
+}
+
+// reflexKey is the metadata key of a node's reflexive address.
+const reflexKey = "reflex"
 
 // FindNodes returns the known nodes, this one included, that match f.
 func (m *Mesh) FindNodes(f capability.Filter) []*capability.Node {

@@ -3,7 +3,6 @@ package mesh
 import (
 	"context"
 	"crypto/ed25519"
-	"slices"
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
@@ -28,7 +27,7 @@ func (m *Mesh) newChannels(opt channel.Options) error {
 	if !opt.Subnet.IsZero() {
 		// Others derive this node's subnet from its announcement.
 		m.subnetTag = channel.SubnetTag(opt.Subnet)
-		if err := m.caps.Announce(capability.Set{Tags: []string{m.subnetTag}}); err != nil {
+		if err := m.reannounce(); err != nil {
 			return err
 		}
 	}
@@ -95,12 +94,3 @@ func (m *Mesh) PublishMany(ctx context.Context, name string, payloads [][]byte) 
 // Channels returns the node's channel engine, for Stats, Revoke and
 // Subscribers.
 func (m *Mesh) Channels() *channel.Engine { return m.chans }
-
-// withSubnetTag adds the pinned subnet's tag to an announced set.
-func (m *Mesh) withSubnetTag(s capability.Set) capability.Set {
-	if m.subnetTag == "" || slices.Contains(s.Tags, m.subnetTag) {
-		return s
-	}
-	s.Tags = append(slices.Clip(s.Tags), m.subnetTag)
-	return s
-}

@@ -142,7 +142,10 @@ func (m *Mesh) SetReflexOverride(addr netip.AddrPort) error {
 	if err != nil {
 		return err
 	}
-	return natErr(e.SetReflexOverride(addr))
+	if err := e.SetReflexOverride(addr); err != nil {
+		return natErr(err)
+	}
+	return m.reannounce() // the next announcement carries the override
 }
 
 // ClearReflexOverride removes the reflex override.
@@ -152,7 +155,7 @@ func (m *Mesh) ClearReflexOverride() error {
 		return err
 	}
 	e.ClearReflexOverride()
-	return nil
+	return m.reannounce()
 }
 
 // TraversalStats returns a snapshot of NAT traversal.

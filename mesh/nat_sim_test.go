@@ -270,6 +270,12 @@ func TestNATSimRendezvousErrors(t *testing.T) {
 	if err := a.SetReflexOverride(over); err != nil || a.ReflexAddr() != over || a.TraversalStats().Override != over {
 		t.Fatalf("override: %v, reflex %v", err, a.ReflexAddr())
 	}
+	// The next announcement carries it, so other nodes learn where to
+	// reach a.
+	eventually(t, 5*time.Second, "the relay to see a's override in its announcement", func() bool {
+		n, ok := w.relay.Capabilities().Index().Lookup(a.ID())
+		return ok && n.Set.Metadata["reflex"] == over.String()
+	})
 	if err := a.ClearReflexOverride(); err != nil || a.ReflexAddr().Addr() != netip.MustParseAddr("198.51.100.2") {
 		t.Fatalf("cleared override: %v, reflex %v", err, a.ReflexAddr())
 	}
