@@ -73,6 +73,21 @@ func (m *Mesh) AnnounceCapabilities(s capability.Set) error {
 	return nil
 }
 
+// UpdateCapabilities changes what this node announces in one step: f gets
+// the set last announced (without the mesh's additions) and returns the
+// new one. Layers that own part of the set (package rpc owns the rpc:
+// tags) use it so their read-modify-write cannot race the application's.
+func (m *Mesh) UpdateCapabilities(f func(capability.Set) capability.Set) error {
+	m.announceMu.Lock()
+	defer m.announceMu.Unlock()
+	s := f(capability.Set{Tags: slices.Clone(m.announced.Tags), Metadata: maps.Clone(m.announced.Metadata)})
+	if err := m.caps.Announce(m.withExtras(s)); err != nil {
+		return err
+	}
+	m.announced = s
+	return nil
+}
+
 // reannounce announces the last set again with fresh extras, after what
 // the mesh knows about itself changed.
 func (m *Mesh) reannounce() error {

@@ -132,3 +132,21 @@ func TestAnnounceRateLimitOverMesh(t *testing.T) {
 		return ok && nd.Set.Metadata["n"] == string(rune('a'+99%26))
 	})
 }
+
+func TestUpdateCapabilities(t *testing.T) {
+	a := newNode(t)
+	if err := a.AnnounceCapabilities(capability.Set{Tags: []string{"gpu"}, Metadata: map[string]string{"zone": "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	err := a.UpdateCapabilities(func(s capability.Set) capability.Set {
+		s.Tags = append(s.Tags, "rpc:echo")
+		return s
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := a.Capabilities().Index().Lookup(a.ID())
+	if !self.Set.HasTag("gpu") || !self.Set.HasTag("rpc:echo") || self.Set.Metadata["zone"] != "a" {
+		t.Fatalf("after update: %+v", self.Set)
+	}
+}

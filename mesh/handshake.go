@@ -591,7 +591,7 @@ func (m *Mesh) newSession(p *Peer, local, remote uint32, k *noise.Keys, initiato
 // the peer.
 func (m *Mesh) establishLocked(p *Peer, s *session) {
 	cameUp := p.installLocked(s)
-	p.setPath(s.path)
+	p.setPathLocked(s.path)
 	p.lastRecv.Store(m.now())
 	p.handshakes.Add(1)
 	m.stats.handshakesCompleted.Add(1)

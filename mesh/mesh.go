@@ -43,9 +43,12 @@ type Mesh struct {
 	epoch time.Time // monotonic base for the atomic timestamps below
 
 	socks []*socket
-	macs  macKeys
-	hsq   chan hsJob // to the handshake worker
-	dgram chan *inPacket
+	// probeMTU: every socket sends with don't-fragment set, so streams
+	// may probe for a larger path MTU (see streams.go).
+	probeMTU bool
+	macs     macKeys
+	hsq      chan hsJob // to the handshake worker
+	dgram    chan *inPacket
 	// listeners take the streams peers open, by subprotocol;
 	// userStreams is ProtoStream's, read by AcceptStream.
 	listeners   [256]atomic.Pointer[StreamListener]
@@ -166,6 +169,11 @@ func (m *Mesh) Start(ctx context.Context) error {
 	for _, c := range conns {
 		s := &socket{conn: c, queue: make(chan *outPacket, q), v6: c.LocalAddr().Addr().Is6()}
 		m.socks = append(m.socks, s)
+	}
+	m.probeMTU = true
+	for _, s := range m.socks {
+		f, ok := s.conn.(interface{ Features() udp.Features })
+		m.probeMTU = m.probeMTU && ok && f.Features().DF
 	}
 	for _, s := range m.socks {
 		m.wg.Add(2)

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"crypto/ed25519"
+	"log/slog"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -64,7 +65,13 @@ func (e *endpoint) same(o *endpoint) bool {
 	return e.addr == o.addr
 }
 
+// LogValue makes a path print as its String in structured logs.
+func (e *endpoint) LogValue() slog.Value { return slog.StringValue(e.String()) }
+
 func (e *endpoint) String() string {
+	if e == nil {
+		return "none"
+	}
 	if e.relay != nil {
 		return "via " + e.relay.id.Short()
 	}
@@ -135,13 +142,15 @@ func (p *Peer) Stats() PeerStats {
 	return st
 }
 
-// setPath points the peer at path, after a handshake over it.
-func (p *Peer) setPath(path *endpoint) {
+// setPathLocked points the peer at path, after a handshake over it. The
+// caller holds m.mu.
+func (p *Peer) setPathLocked(path *endpoint) {
 	if ep := p.ep.Load(); ep != nil && ep.same(path) {
 		return
 	}
 	p.ep.Store(path)
 	p.epLastRecv.Store(p.m.now())
+	p.resetPathMTULocked()
 }
 
 // received accounts an authenticated packet of n bytes that arrived over
@@ -173,6 +182,9 @@ func (p *Peer) received(n int, src *endpoint, now int64) {
 	if upgrade {
 		p.fallback.Store(ep)
 	}
+	p.m.mu.RLock()
+	p.resetPathMTULocked()
+	p.m.mu.RUnlock()
 }
 
 // switchPath makes path the peer's path.
@@ -195,6 +207,7 @@ func (p *Peer) checkPathLocked(now int64) {
 	back.why = "the direct path stopped answering"
 	p.switchPath(&back, now)
 	p.fallback.Store(nil)
+	p.resetPathMTULocked()
 }
 
 // updateRTT folds a sample into the smoothed RTT (RFC 6298: 7/8 old + 1/8 new).

@@ -117,6 +117,23 @@ func streamProto(proto wire.Proto) bool {
 	return proto == wire.ProtoRPC || proto >= wire.ProtoUserMin
 }
 
+// Close stops listening: streams peers open on the protocol from now on
+// are refused, and streams waiting for Accept are reset. The protocol can
+// then be listened on again.
+func (l *StreamListener) Close() error {
+	if !l.m.listeners[l.proto].CompareAndSwap(l, nil) {
+		return nil
+	}
+	for {
+		select {
+		case a := <-l.ch:
+			a.s.Reset(stream.CodeRefused)
+		default:
+			return nil
+		}
+	}
+}
+
 // Accept returns the next stream a peer opened on the listener's
 // protocol, and the peer, blocking until one arrives, ctx ends or the mesh
 // closes.
@@ -181,7 +198,11 @@ func (m *Mesh) muxFor(p *Peer, proto wire.Proto) *protoMux {
 	if pm := p.muxes[proto]; pm != nil {
 		return pm
 	}
-	pm = &protoMux{mux: stream.NewMux(streamLink{m, p, proto}, m.cfg.Streams)}
+	var link stream.Link = streamLink{m, p, proto}
+	if m.probeMTU {
+		link = probeLink{streamLink{m, p, proto}}
+	}
+	pm = &protoMux{mux: stream.NewMux(link, m.cfg.Streams)}
 	if p.muxes == nil {
 		p.muxes = make(map[wire.Proto]*protoMux)
 	}
@@ -259,3 +280,41 @@ type streamLink struct {
 func (l streamLink) SendFrame(body []byte) error { return l.m.sendFrame(l.p, l.proto, body) }
 
 func (l streamLink) MaxFrameSize() int { return MaxDatagramSize }
+
+// Path MTU. Frames start at MaxDatagramSize, which fits any 1280-byte IPv6
+// path even relayed. When every socket sends with don't-fragment set
+// (udp.Features.DF), the stream engine probes upward (DPLPMTUD, RFC 8899)
+// towards what a 1500-byte Ethernet path carries, and the mesh restarts
+// the search whenever the peer's path changes.
+
+// ethernetPayload is the UDP payload of a 1500-byte packet, by IP version.
+const (
+	ethernetPayload4 = 1500 - 20 - 8
+	ethernetPayload6 = 1500 - 40 - 8
+)
+
+// probeLink is a streamLink whose frames may grow past MaxDatagramSize.
+type probeLink struct{ streamLink }
+
+// MaxProbeSize is the largest frame body that fits a 1500-byte packet on
+// the peer's current path.
+func (l probeLink) MaxProbeSize() int {
+	payload, overhead := ethernetPayload4, wire.DataOverhead+wire.FrameHeaderSize
+	ep := l.p.ep.Load()
+	if ep != nil && ep.relay != nil {
+		overhead += wire.DataOverhead + wire.FrameHeaderSize + wire.RouteHeaderSize
+		ep = ep.relay.ep.Load()
+	}
+	if ep != nil && ep.addr.Addr().Is6() {
+		payload = ethernetPayload6
+	}
+	return payload - overhead
+}
+
+// resetPathMTULocked restarts path MTU discovery on every Mux of p: its
+// path changed. The caller holds m.mu.
+func (p *Peer) resetPathMTULocked() {
+	for _, pm := range p.muxes {
+		pm.mux.ResetPathMTU()
+	}
+}

@@ -202,6 +202,15 @@ func TestStreamListeners(t *testing.T) {
 	if _, _, err := b.AcceptStream(short); err == nil {
 		t.Fatal("AcceptStream returned a stream of another subprotocol")
 	}
+	// A closed listener frees its protocol for another.
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := b.ListenStreams(proto)
+	if err != nil {
+		t.Fatalf("listen after close: %v", err)
+	}
+	defer l2.Close()
 	// A stream on a protocol nobody listens on is refused.
 	s2, err := a.OpenStreamOn(ctx, pb, proto+1, mesh.StreamConfig{})
 	if err != nil {

@@ -41,6 +41,7 @@ type BatchConn struct {
 	v6     bool // AF_INET6 socket
 	laddr  netip.AddrPort
 	gro    bool        // UDP_GRO enabled on the socket; fixed at Listen
+	df     bool        // don't-fragment probing mode set; fixed at Listen
 	gso    atomic.Bool // cleared for good if the kernel rejects GSO sends
 	mmsg   atomic.Bool // cleared for good if recvmmsg/sendmmsg is ENOSYS
 	closed atomic.Bool
@@ -109,8 +110,13 @@ func (lc *ListenConfig) Listen(network string, laddr netip.AddrPort) (*BatchConn
 		return nil, err
 	}
 	c := &BatchConn{uc: uc, rc: rc, v6: network == "udp6", laddr: local}
-	gso, gro := false, false
+	gso, gro, df := false, false, false
 	err = rc.Control(func(fd uintptr) {
+		if c.v6 {
+			df = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_PROBE) == nil
+		} else {
+			df = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE) == nil
+		}
 		if sb := lc.socketBuffer(); sb > 0 {
 			setBuffer(int(fd), unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, sb)
 			setBuffer(int(fd), unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, sb)
@@ -128,6 +134,7 @@ func (lc *ListenConfig) Listen(network string, laddr netip.AddrPort) (*BatchConn
 		return nil, err
 	}
 	c.gso.Store(gso)
+	c.df = df
 	c.gro = gro
 	c.mmsg.Store(!lc.DisableMMsg)
 	c.initRecv(lc)
@@ -202,7 +209,7 @@ func (c *BatchConn) initSend() {
 // Features reports the offloads in use. GSO can turn off after Listen if
 // the kernel or device rejects segmented sends.
 func (c *BatchConn) Features() Features {
-	return Features{GSO: c.gso.Load(), GRO: c.gro, MMsg: c.mmsg.Load()}
+	return Features{GSO: c.gso.Load(), GRO: c.gro, MMsg: c.mmsg.Load(), DF: c.df}
 }
 
 // Mode names the mode in use; see Features.String.

@@ -84,6 +84,10 @@ type Features struct {
 	GSO  bool // UDP generic segmentation offload on send (UDP_SEGMENT)
 	GRO  bool // UDP generic receive offload on receive (UDP_GRO)
 	MMsg bool // sendmmsg/recvmmsg: many datagrams per system call
+	// DF: datagrams leave with don't-fragment set and the kernel's path MTU
+	// cache ignored (IP_PMTUDISC_PROBE), so a datagram larger than the path
+	// is lost rather than fragmented: what path MTU probing needs.
+	DF bool
 }
 
 // String names the mode for logs and stats: the enabled features joined by
@@ -98,6 +102,9 @@ func (f Features) String() string {
 	}
 	if f.MMsg {
 		parts = append(parts, "mmsg")
+	}
+	if f.DF {
+		parts = append(parts, "df")
 	}
 	if len(parts) == 0 {
 		return "plain"
