@@ -1,6 +1,6 @@
 // Package fuzz holds the fuzz targets for the transport's wire decoders
-// (package mesh/wire): outer data header, handshake messages, cookie
-// replies, inner frames and routed frames. Each target's comment states
+// (package mesh/wire: outer data header, handshake messages, cookie
+// replies, inner frames and routed frames) and for rpc frames. Each target's comment states
 // the threat it covers and checks a round-trip property.
 //
 // The engines' codecs are fuzzed beside their code instead, because their

@@ -1,0 +1,67 @@
+package rpc
+
+import "time"
+
+// Defaults for the zero values of ServerOptions and ClientOptions.
+const (
+	// DefaultMaxRequestSize is ServerOptions.MaxRequestSize when zero: a
+	// request body the server hands to a handler. 1 MiB is generous for
+	// request/response; bulk data belongs in a stream.
+	DefaultMaxRequestSize = 1 << 20
+	// DefaultMaxConcurrent is ServerOptions.MaxConcurrent when zero:
+	// handlers running at once before further calls are refused with
+	// StatusUnavailable (and fail over elsewhere), instead of queueing
+	// without bound.
+	DefaultMaxConcurrent = 1024
+	// DefaultMaxMessageSize is ClientOptions.MaxMessageSize when zero: the
+	// largest request frame a client sends and reply frame it accepts.
+	// 4 MiB bounds what one reply can make a caller buffer.
+	DefaultMaxMessageSize = 4 << 20
+	// DefaultCredit is the initial credit of a streaming call: chunks the
+	// server may send before the caller consumes any. 16 keeps a LAN
+	// stream busy without letting a slow consumer buffer much.
+	DefaultCredit = 16
+	// DefaultMaxAttempts is ClientOptions.MaxAttempts when zero: nodes
+	// CallService tries before giving up.
+	DefaultMaxAttempts = 3
+	// DefaultBreakerFailures is BreakerConfig.Failures when zero.
+	DefaultBreakerFailures = 5
+	// DefaultBreakerCooldown is BreakerConfig.Cooldown when zero: long
+	// enough for a restarting node to come back, short enough that a
+	// recovered node is probed again within seconds.
+	DefaultBreakerCooldown = 5 * time.Second
+	// DefaultRetryInitial, DefaultRetryMax and DefaultRetryAttempts are the
+	// zero RetryPolicy's back-off: 10 ms doubling to at most 1 s, 5 attempts.
+	DefaultRetryInitial  = 10 * time.Millisecond
+	DefaultRetryMax      = time.Second
+	DefaultRetryAttempts = 5
+)
+
+// Internal timings.
+const (
+	// lingerTimeout bounds how long a server waits, once its final frame
+	// was acknowledged, for the caller to end the stream (the caller resets
+	// it as soon as it read the frame, within a round trip). Past it the
+	// server resets the stream itself, so a silent caller cannot hold a
+	// goroutine.
+	lingerTimeout = 5 * time.Second
+)
+
+// Stream reset codes of package rpc, in the application's range (below
+// stream.CodeReservedMin). "RP" in the upper half.
+const (
+	// resetDone: the caller read the final frame; the call is over.
+	resetDone uint32 = 0x5250_0000
+	// resetCancelled: the caller's context was cancelled.
+	resetCancelled uint32 = 0x5250_0001
+	// resetDeadline: the caller's deadline passed.
+	resetDeadline uint32 = 0x5250_0002
+	// resetProtocol: the peer sent a frame that does not parse or does
+	// not belong at that point of the call.
+	resetProtocol uint32 = 0x5250_0003
+	// resetUnavailable: the server is closed and refused the call unread.
+	resetUnavailable uint32 = 0x5250_0004
+	// resetAbandoned: the server gave up waiting for the caller to end
+	// the stream after the final frame.
+	resetAbandoned uint32 = 0x5250_0005
+)

@@ -1,0 +1,542 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/netmesh/netmesh/capability"
+	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/stream"
+	"github.com/netmesh/netmesh/mesh/wire"
+)
+
+// Handler answers a unary call: it gets the request body and returns the
+// reply body, or an error. An *Error of kind KindServer (see Errorf) sets
+// the status the caller sees; any other error is sent as
+// StatusHandlerError with err.Error() as the message, so do not put
+// secrets in it. ctx ends when the caller's deadline passes, the caller
+// cancels, or the server closes; CallerID(ctx) names the caller. req is
+// the handler's to keep.
+type Handler func(ctx context.Context, req []byte) ([]byte, error)
+
+// StreamHandler answers a streaming call: it sends any number of chunks
+// through w and returns nil to end the stream successfully, or an error
+// (as for Handler) to end it with a status.
+type StreamHandler func(ctx context.Context, req []byte, w *ResponseWriter) error
+
+// ServerOptions configures a Server. The zero value of every field is a
+// documented default.
+type ServerOptions struct {
+	// MaxRequestSize bounds the request body given to a handler, in bytes;
+	// larger requests are answered with StatusTooLarge. 0 means
+	// DefaultMaxRequestSize. The mesh's stream MaxMessageSize
+	// (mesh.Config.Streams.Accept, 16 MiB by default) bounds what is
+	// buffered before this check.
+	MaxRequestSize int
+	// MaxConcurrent bounds the handlers running at once; calls beyond it
+	// are answered with StatusUnavailable at once. 0 means
+	// DefaultMaxConcurrent.
+	MaxConcurrent int
+	// Codec encodes and decodes the values of typed handlers
+	// (HandleTyped, HandleTypedStream). Nil means JSON.
+	Codec Codec
+	// Logger receives handler panics and advertisement failures. Nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// ServerStats is a snapshot of a Server's counters.
+type ServerStats struct {
+	// Calls counts requests that reached a handler.
+	Calls uint64
+	// Active is the number of handlers running now.
+	Active int
+	// Refused counts requests answered without running a handler: unknown
+	// service, malformed, too large, wrong mode, overloaded or closed.
+	Refused uint64
+	// Errors counts handler runs answered with an error status.
+	Errors uint64
+	// Cancelled counts handler runs the caller cancelled (or whose stream
+	// broke) before the reply.
+	Cancelled uint64
+	// LateReplies counts handler runs that ended after the caller's
+	// deadline: their reply was dropped.
+	LateReplies uint64
+	// Panics counts handlers that panicked (answered StatusInternal).
+	Panics uint64
+}
+
+// Server serves rpc calls on one mesh: it owns the mesh's stream listener
+// for wire.ProtoRPC (so there is at most one Server per Mesh), dispatches
+// each call to the handler of its service, and advertises the services as
+// capability tags "rpc:<service>". Its methods are safe for concurrent use.
+//
+// Each call runs on its own goroutine, plus one that reads the caller's
+// credit and cancellation; at most MaxConcurrent handlers run at once.
+type Server struct {
+	m      *mesh.Mesh
+	l      *mesh.StreamListener
+	opts   ServerOptions
+	log    *slog.Logger
+	ctx    context.Context // parent of every handler's context; ends on Close
+	cancel context.CancelFunc
+	sem    chan struct{} // one slot per running handler
+
+	// mu guards handlers and closed, and orders wg.Add before Close's
+	// wg.Wait.
+	mu       sync.RWMutex
+	handlers map[string]entry
+	closed   bool
+	wg       sync.WaitGroup // serve goroutines
+
+	calls, refused, errors, cancelled, late, panics atomic.Uint64
+	active                                          atomic.Int64
+}
+
+// entry is one service's handler: exactly one of the two is set.
+type entry struct {
+	unary  Handler
+	stream StreamHandler
+}
+
+// NewServer starts serving rpc calls on m. It takes m's listener for
+// wire.ProtoRPC, so a second NewServer on the same mesh fails with an
+// error wrapping mesh.ErrProtoInUse. m need not be started yet.
+func NewServer(m *mesh.Mesh, opts ServerOptions) (*Server, error) {
+	l, err := m.ListenStreams(wire.ProtoRPC)
+	if err != nil {
+		return nil, fmt.Errorf("rpc: %w", err)
+	}
+	if opts.MaxRequestSize <= 0 {
+		opts.MaxRequestSize = DefaultMaxRequestSize
+	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if opts.Codec == nil {
+		opts.Codec = JSON{}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		m: m, l: l, opts: opts, log: log, ctx: ctx, cancel: cancel,
+		sem:      make(chan struct{}, opts.MaxConcurrent),
+		handlers: make(map[string]entry),
+	}
+	go s.acceptLoop()
+	return s, nil
+}
+
+// Handle serves service with h and advertises it (see Tags). It fails
+// with ErrInvalidService, ErrServiceExists, ErrServerClosed, or the error
+// of announcing the new capability set.
+func (s *Server) Handle(service string, h Handler) error {
+	return s.add(service, entry{unary: h})
+}
+
+// HandleStream serves service with the streaming handler h and advertises
+// it, like Handle. Callers read it with Client.Stream.
+func (s *Server) HandleStream(service string, h StreamHandler) error {
+	return s.add(service, entry{stream: h})
+}
+
+func (s *Server) add(service string, e entry) error {
+	if err := ValidService(service); err != nil {
+		return err
+	}
+	if e.unary == nil && e.stream == nil {
+		return fmt.Errorf("rpc: nil handler for %s", service)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrServerClosed
+	}
+	if _, ok := s.handlers[service]; ok {
+		return fmt.Errorf("%w: %s", ErrServiceExists, service)
+	}
+	s.handlers[service] = e
+	if err := s.advertiseLocked(); err != nil {
+		delete(s.handlers, service)
+		return fmt.Errorf("rpc: advertise %s: %w", service, err)
+	}
+	return nil
+}
+
+// Tags returns the capability tags the server advertises, "rpc:<service>"
+// for each service, sorted. An application that replaces its whole set
+// with mesh.AnnounceCapabilities must include them (or use
+// mesh.UpdateCapabilities, which keeps what it does not touch).
+func (s *Server) Tags() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.tagsLocked()
+}
+
+func (s *Server) tagsLocked() []string {
+	if s.closed {
+		return nil
+	}
+	tags := make([]string, 0, len(s.handlers))
+	for svc := range s.handlers {
+		tags = append(tags, TagPrefix+svc)
+	}
+	slices.Sort(tags)
+	return tags
+}
+
+// advertiseLocked announces the node's capability set with the "rpc:"
+// tags replaced by the server's, in one step with mesh.UpdateCapabilities
+// so it cannot race the application's own announcements.
+func (s *Server) advertiseLocked() error {
+	tags := s.tagsLocked()
+	return s.m.UpdateCapabilities(func(cur capability.Set) capability.Set {
+		next := capability.Set{Metadata: cur.Metadata}
+		for _, t := range cur.Tags {
+			if !strings.HasPrefix(t, TagPrefix) {
+				next.Tags = append(next.Tags, t)
+			}
+		}
+		next.Tags = append(next.Tags, tags...)
+		return next
+	})
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() ServerStats {
+	return ServerStats{
+		Calls:       s.calls.Load(),
+		Active:      int(s.active.Load()),
+		Refused:     s.refused.Load(),
+		Errors:      s.errors.Load(),
+		Cancelled:   s.cancelled.Load(),
+		LateReplies: s.late.Load(),
+		Panics:      s.panics.Load(),
+	}
+}
+
+// Close stops serving: it withdraws the "rpc:" tags from the node's
+// capabilities, cancels the context of every running handler (a handler
+// that then fails is answered StatusUnavailable, so CallService fails
+// over), and waits for the calls to end. Calls arriving later are refused
+// with StatusUnavailable until the mesh closes: the mesh cannot stop a
+// listener, so one goroutine stays until then to refuse them instead of
+// leaving callers waiting for their deadlines. Close is idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	err := s.advertiseLocked()
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	if errors.Is(err, mesh.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// acceptLoop hands every stream of the rpc protocol to a serve goroutine
+// until the mesh closes; after Close it refuses them unread.
+func (s *Server) acceptLoop() {
+	for {
+		st, p, err := s.l.Accept(context.Background())
+		if err != nil {
+			s.cancel() // the mesh closed: so do the handlers' contexts
+			return
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			s.refused.Add(1)
+			st.Reset(resetUnavailable)
+			continue
+		}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serve(st, p.ID())
+	}
+}
+
+// Causes of a handler context's end besides its own deadline and Close.
+var (
+	// errCallerReset: the caller cancelled, or its stream broke.
+	errCallerReset = errors.New("rpc: caller cancelled or went away")
+	// errCallerDeadline: the caller's deadline passed (its reset arrived
+	// before the server's own timer fired).
+	errCallerDeadline = fmt.Errorf("rpc: caller's deadline passed: %w", context.DeadlineExceeded)
+)
+
+// serve runs one call: read the request, admit it, run the handler, send
+// the final frame, and wait for the caller to end the stream.
+func (s *Server) serve(st *mesh.Stream, caller identity.NodeID) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	defer cancel(nil)
+	msg, err := st.Recv(ctx)
+	if err != nil {
+		st.Reset(resetUnavailable)
+		return
+	}
+	f, e, status, reason := s.admit(msg)
+	var w *ResponseWriter
+	if status == StatusOK && e.stream != nil {
+		w = &ResponseWriter{st: st, credit: uint64(f.Credit), wake: make(chan struct{}, 1)}
+	}
+	watched := make(chan struct{})
+	go s.watch(st, w, cancel, watched)
+
+	if status != StatusOK {
+		s.refused.Add(1)
+		s.end(st, &Frame{Type: FrameError, Status: status, Message: reason}, watched)
+		return
+	}
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		s.refused.Add(1)
+		s.end(st, &Frame{Type: FrameError, Status: StatusUnavailable, Message: "server at its concurrency limit"}, watched)
+		return
+	}
+	s.calls.Add(1)
+	s.active.Add(1)
+	if f.Timeout > 0 {
+		var cancelT context.CancelFunc
+		ctx, cancelT = context.WithTimeout(ctx, f.Timeout)
+		defer cancelT()
+	}
+	resp, herr := s.run(context.WithValue(ctx, callerKey{}, caller), f.Service, e, f.Body, w)
+	s.active.Add(-1)
+	<-s.sem
+
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, context.DeadlineExceeded):
+		s.late.Add(1)
+		st.Reset(resetDeadline)
+		<-watched
+	case errors.Is(cause, errCallerReset):
+		s.cancelled.Add(1)
+		st.Reset(resetCancelled)
+		<-watched
+	case herr != nil:
+		s.errors.Add(1)
+		final := errorFrame(herr)
+		if s.ctx.Err() != nil {
+			final = Frame{Type: FrameError, Status: StatusUnavailable, Message: "server closed"}
+		}
+		s.end(st, &final, watched)
+	case w != nil:
+		s.end(st, &Frame{Type: FrameEnd}, watched)
+	default:
+		s.end(st, &Frame{Type: FrameResponse, Body: resp}, watched)
+	}
+}
+
+// admit parses a request and finds its handler, or says why not.
+func (s *Server) admit(msg []byte) (Frame, entry, Status, string) {
+	f, err := ParseFrame(msg)
+	if err != nil {
+		return f, entry{}, StatusMalformed, err.Error()
+	}
+	if f.Type != FrameRequest {
+		return f, entry{}, StatusMalformed, fmt.Sprintf("first frame has type %#x, want a request", f.Type)
+	}
+	if len(f.Body) > s.opts.MaxRequestSize {
+		return f, entry{}, StatusTooLarge, fmt.Sprintf("request of %d bytes exceeds %d", len(f.Body), s.opts.MaxRequestSize)
+	}
+	s.mu.RLock()
+	e, ok := s.handlers[f.Service]
+	s.mu.RUnlock()
+	switch {
+	case !ok:
+		return f, e, StatusUnknownService, "no service " + f.Service
+	case f.Stream != (e.stream != nil):
+		return f, e, StatusWrongMode, fmt.Sprintf("service %s is streaming: %v, the call is: %v", f.Service, e.stream != nil, f.Stream)
+	}
+	return f, e, StatusOK, ""
+}
+
+// run calls the handler, turning a panic into StatusInternal.
+func (s *Server) run(ctx context.Context, service string, e entry, req []byte, w *ResponseWriter) (resp []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.panics.Add(1)
+			s.log.Error("rpc: handler panicked", "service", service, "panic", r, "stack", string(debug.Stack()))
+			resp, err = nil, &Error{Kind: KindServer, Status: StatusInternal, Message: "handler panicked"}
+		}
+	}()
+	if e.stream != nil {
+		return nil, e.stream(ctx, req, w)
+	}
+	return e.unary(ctx, req)
+}
+
+// watch reads what the caller sends after the request: credit for w, or
+// the reset that cancels the call (errCallerDeadline for the caller's
+// deadline, errCallerReset for any other). Anything else is a protocol violation: the stream is
+// reset. It returns when the stream ends, closing done.
+func (s *Server) watch(st *mesh.Stream, w *ResponseWriter, cancel context.CancelCauseFunc, done chan<- struct{}) {
+	defer close(done)
+	var buf []byte
+	for {
+		msg, err := st.ReadMessage(context.Background(), buf)
+		if errors.Is(err, io.EOF) {
+			return // the caller closed its side: no more credit, not a cancel
+		}
+		if err != nil {
+			var re *stream.ResetError
+			if errors.As(err, &re) && re.Remote && re.Code == resetDeadline {
+				cancel(errCallerDeadline)
+			} else {
+				cancel(errCallerReset)
+			}
+			return
+		}
+		buf = msg
+		f, err := ParseFrame(msg)
+		if err != nil || f.Type != FrameCredit {
+			st.Reset(resetProtocol)
+			cancel(errCallerReset)
+			return
+		}
+		if w != nil {
+			w.grant(f.Credit)
+		}
+	}
+}
+
+// end sends the call's final frame and waits for the caller to end the
+// stream: it resets it as soon as it has read the frame, within a round
+// trip. There is no FIN: the caller's reset is the acknowledgement that
+// matters, and a FIN would cost two more packets per call. A caller
+// silent for lingerTimeout while nothing is left unacknowledged (or for
+// stream.DefaultCloseTimeout in all) is reset.
+func (s *Server) end(st *mesh.Stream, f *Frame, watched <-chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), stream.DefaultCloseTimeout)
+	defer cancel()
+	if st.SendBlocking(ctx, AppendFrame(nil, f)) != nil {
+		st.Reset(resetAbandoned)
+		<-watched
+		return
+	}
+	t := time.NewTimer(lingerTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-watched:
+			return
+		case <-t.C:
+			if st.Stats().MessagesInFlight > 0 && ctx.Err() == nil {
+				t.Reset(lingerTimeout) // the frame is still on its way
+				continue
+			}
+		case <-ctx.Done():
+		}
+		st.Reset(resetAbandoned)
+		<-watched
+		return
+	}
+}
+
+// errorFrame turns a handler's error into the error frame the caller gets.
+func errorFrame(err error) Frame {
+	f := Frame{Type: FrameError, Status: StatusHandlerError, Message: err.Error()}
+	var re *Error
+	if errors.As(err, &re) && re.Kind == KindServer && re.Status != StatusOK {
+		f.Status, f.Message = re.Status, re.Message
+	}
+	f.Message = strings.ToValidUTF8(f.Message, "\uFFFD")
+	if len(f.Message) > MaxErrorMessage {
+		m := f.Message[:MaxErrorMessage]
+		for !utf8.ValidString(m) { // a rune was cut: drop its first bytes
+			m = m[:len(m)-1]
+		}
+		f.Message = m
+	}
+	return f
+}
+
+// callerKey keys the caller's NodeID in a handler's context.
+type callerKey struct{}
+
+// CallerID returns the NodeID of the node whose call ctx serves, in a
+// handler's context. The mesh authenticated it: it is the peer of the
+// encrypted session the request arrived on.
+func CallerID(ctx context.Context) (identity.NodeID, bool) {
+	id, ok := ctx.Value(callerKey{}).(identity.NodeID)
+	return id, ok
+}
+
+// ResponseWriter sends the chunks of a streaming call. The caller grants
+// credit, one chunk each; Send waits while none is left, so a slow caller
+// holds the handler instead of buffering without bound.
+type ResponseWriter struct {
+	st *mesh.Stream
+
+	sendMu sync.Mutex // serializes Send; guards buf
+	buf    []byte
+
+	mu     sync.Mutex // guards credit
+	credit uint64
+	wake   chan struct{} // 1 slot: credit arrived
+}
+
+// Send sends chunk as the next response of the stream, waiting for credit
+// and for stream window space until ctx ends (pass the handler's context).
+// It returns ctx's error, or the stream's error if the caller went away.
+// Concurrent calls are serialized.
+func (w *ResponseWriter) Send(ctx context.Context, chunk []byte) error {
+	w.sendMu.Lock()
+	defer w.sendMu.Unlock()
+	for !w.take() {
+		select {
+		case <-w.wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	w.buf = AppendFrame(w.buf[:0], &Frame{Type: FrameChunk, Body: chunk})
+	return w.st.SendBlocking(ctx, w.buf)
+}
+
+// take consumes one credit if there is one.
+func (w *ResponseWriter) take() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.credit == 0 {
+		return false
+	}
+	w.credit--
+	return true
+}
+
+// grant adds n credits and wakes a waiting Send.
+func (w *ResponseWriter) grant(n uint32) {
+	w.mu.Lock()
+	w.credit = min(w.credit+uint64(n), maxCredit)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// maxCredit caps the credit a server counts: a caller cannot overflow it.
+const maxCredit = 1 << 40
