@@ -31,6 +31,7 @@ func (m *Mesh) startNAT() {
 		RetryAfter:         c.RetryAfter,
 		ReclassifyInterval: c.ReclassifyInterval,
 		Logger:             m.log,
+		PortMap:            c.PortMap, // port mapping hook (build tag portmap)
 	})
 	if err := m.Handle(wire.ProtoNAT, func(from *Peer, body []byte) { e.HandleFrame(from.id, body) }); err != nil {
 		m.log.Error("NAT frames already handled; NAT traversal off", "err", err)

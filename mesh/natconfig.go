@@ -39,6 +39,14 @@ type NATConfig struct {
 	// ReclassifyInterval is how often the NAT is classified again; a
 	// change of local address triggers it at once. Zero means 10 min.
 	ReclassifyInterval time.Duration
+	// PortMap asks the router for a UDP mapping of the node's port,
+	// NAT-PMP first and UPnP-IGD second, renews it at half its lease,
+	// makes the mapped address the reflex override (unless one was set
+	// with SetReflexOverride) and deletes the mapping on Close. A router
+	// that speaks neither leaves the node on the classifier path, without
+	// error. It needs the portmap build tag (with nat); without it, it is
+	// ignored. See docs/NAT.md.
+	PortMap bool
 }
 
 // NATType is a NAT classification.

@@ -67,6 +67,10 @@ type Config struct {
 	ReclassifyInterval time.Duration
 	// Logger receives the engine's logs; nil discards them.
 	Logger *slog.Logger
+	// PortMap asks the router for a mapping of the node's port (NAT-PMP,
+	// then UPnP-IGD) and makes the mapped address the reflex override. It
+	// needs the portmap build tag; without it Start only logs that.
+	PortMap bool
 }
 
 func (c Config) withDefaults() Config {
@@ -206,7 +210,19 @@ type Engine struct {
 	coordTx      map[txKey]*coordWait
 	runs         map[identity.NodeID]*run
 	retries      map[identity.NodeID]*retryState
+	pm           portMapper // port mapping (Config.PortMap); nil when off
 }
+
+// --- port mapping hook (build tag portmap, see portmap.go) ---
+
+// portMapper is a running port mapper; Close deletes its mapping.
+type portMapper interface{ Close() }
+
+// newPortMapper starts port mapping for an engine, or returns nil. The
+// portmap build tag sets it; without the tag it is nil.
+var newPortMapper func(*Engine) portMapper
+
+// --- end port mapping hook ---
 
 // New returns an engine that talks through tr. It starts nothing; Start
 // does.
@@ -241,11 +257,29 @@ func (e *Engine) Start() {
 	if len(e.cfg.STUNServers) > 0 {
 		e.classifyAsync()
 	}
+	// Port mapping hook: start the mapper (build tag portmap).
+	if e.cfg.PortMap && newPortMapper == nil {
+		e.log.Warn("port mapping requested but not compiled in (build with -tags portmap)")
+	} else if e.cfg.PortMap {
+		if pm := newPortMapper(e); pm != nil {
+			e.mu.Lock()
+			e.pm = pm
+			e.mu.Unlock()
+		}
+	}
 }
 
-// Close stops the engine: pending calls return, punches stop, and every
-// goroutine has ended when it returns.
+// Close stops the engine: pending calls return, punches stop, the port
+// mapping is deleted from the router, and every goroutine has ended when
+// it returns.
 func (e *Engine) Close() {
+	// Port mapping hook: stop the mapper, deleting its mapping.
+	e.mu.Lock()
+	pm := e.pm
+	e.mu.Unlock()
+	if pm != nil {
+		pm.Close()
+	}
 	e.cancel()
 	e.wg.Wait()
 }
