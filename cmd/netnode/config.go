@@ -16,6 +16,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/netmesh/netmesh/capability"
+	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 )
@@ -33,6 +35,43 @@ type fileConfig struct {
 	LogLevel  string     `toml:"log_level"`
 	Control   string     `toml:"control"`
 	Metrics   string     `toml:"metrics"`
+
+	// Capability announcement and channels.
+	Capabilities []string          `toml:"capabilities"`
+	Metadata     map[string]string `toml:"metadata"`
+	Telemetry    bool              `toml:"telemetry"`
+	Subnet       string            `toml:"subnet"`
+	SubnetPolicy []subnetRuleSpec  `toml:"subnet_policy"`
+	Channels     []channelSpec     `toml:"channels"`
+
+	// Discovery and NAT traversal.
+	MDNS bool     `toml:"mdns"`
+	NAT  *natSpec `toml:"nat"`
+}
+
+// subnetRuleSpec is one rule of subnet_policy: nodes that announce Tag
+// are in Subnet.
+type subnetRuleSpec struct {
+	Tag    string `toml:"tag"`
+	Subnet string `toml:"subnet"`
+}
+
+// channelSpec is one channel the node publishes, an entry of channels.
+type channelSpec struct {
+	Name           string   `toml:"name"`
+	Visibility     string   `toml:"visibility"`
+	SubscribeCaps  string   `toml:"subscribe_caps"`
+	PublishCaps    string   `toml:"publish_caps"`
+	RequireToken   bool     `toml:"require_token"`
+	TokenIssuers   []string `toml:"token_issuers"`
+	MaxSubscribers int      `toml:"max_subscribers"`
+	PendingLimit   int      `toml:"pending_limit"`
+}
+
+// natSpec is the nat section. It is accepted only by a netnode built with
+// the nat build tag (see natCompiled).
+type natSpec struct {
+	STUNServers []string `toml:"stun_servers"`
 }
 
 // peerSpec names another node: its address and, optionally, the key or
@@ -54,6 +93,20 @@ type runConfig struct {
 	logger  *slog.Logger
 	control string
 	metrics string
+
+	caps      capability.Set // announced at start
+	telemetry bool
+	subnet    channel.SubnetID // zero: not pinned
+	policy    channel.SubnetPolicy
+	channels  []namedChannel
+	mdns      bool
+	nat       mesh.NATConfig
+}
+
+// namedChannel is a channel the node registers at start.
+type namedChannel struct {
+	name string
+	cfg  channel.Config
 }
 
 // bootPeer is a bootstrap peer: the node keeps a session with it up.
@@ -141,12 +194,160 @@ func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
 		}
 		rc.relays = append(rc.relays, mesh.Relay{Addr: bp.addr, Pin: bp.pin})
 	}
+	if err := fc.validateFeatures(rc); err != nil {
+		return nil, err
+	}
 	logger, err := newLogger(logOut, fc.LogFormat, fc.LogLevel)
 	if err != nil {
 		return nil, err
 	}
 	rc.logger = logger
 	return rc, nil
+}
+
+// validateFeatures checks the capability, subnet, channel, mDNS and NAT
+// keys into rc.
+func (fc fileConfig) validateFeatures(rc *runConfig) error {
+	rc.caps = capability.Set{Tags: fc.Capabilities, Metadata: fc.Metadata}
+	if err := rc.caps.Validate(); err != nil {
+		var ve *capability.ValidationError
+		switch {
+		case errors.As(err, &ve) && ve.Field == "tag":
+			return fmt.Errorf("capabilities: %w", err)
+		case errors.As(err, &ve) && ve.Field == "set":
+			return fmt.Errorf("capabilities and metadata: %w", err)
+		}
+		return fmt.Errorf("metadata: %w", err)
+	}
+	rc.telemetry = fc.Telemetry
+	rc.mdns = fc.MDNS
+	if fc.Subnet != "" {
+		s, err := channel.ParseSubnetID(fc.Subnet)
+		if err != nil {
+			return fmt.Errorf("subnet %q: %w", fc.Subnet, err)
+		}
+		rc.subnet = s
+	}
+	for i, r := range fc.SubnetPolicy {
+		if r.Tag == "" {
+			return fmt.Errorf("subnet_policy[%d]: tag is required", i)
+		}
+		s, err := channel.ParseSubnetID(r.Subnet)
+		if err != nil || s.IsZero() {
+			return fmt.Errorf("subnet_policy[%d]: subnet %q: want a non-zero subnet like 3.1.0.0", i, r.Subnet)
+		}
+		rc.policy.Rules = append(rc.policy.Rules, channel.SubnetRule{Tag: r.Tag, Subnet: s})
+	}
+	if err := rc.policy.Validate(); err != nil {
+		return fmt.Errorf("subnet_policy: %w", err)
+	}
+	seen := make(map[string]bool)
+	for i, cs := range fc.Channels {
+		nc, err := cs.namedChannel()
+		if err != nil {
+			return fmt.Errorf("channels[%d]: %w", i, err)
+		}
+		if seen[nc.name] {
+			return fmt.Errorf("channels[%d]: channel %q is listed twice", i, nc.name)
+		}
+		seen[nc.name] = true
+		rc.channels = append(rc.channels, nc)
+	}
+	if fc.NAT != nil && len(fc.NAT.STUNServers) > 0 {
+		if !natCompiled {
+			return errors.New("nat: NAT traversal is not compiled into this netnode; build it with -tags nat, or remove the nat section")
+		}
+		for i, s := range fc.NAT.STUNServers {
+			if err := checkSTUNServer(s); err != nil {
+				return fmt.Errorf("nat.stun_servers[%d] %q: %w", i, s, err)
+			}
+		}
+		rc.nat.STUNServers = fc.NAT.STUNServers
+	}
+	return nil
+}
+
+// checkSTUNServer checks that s is "host:port" with a numeric port. Host
+// names are allowed: the node resolves them at each query.
+func checkSTUNServer(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return errors.New("want host:port")
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}
+
+// visibilities are the values of a channel's visibility key.
+var visibilities = map[string]channel.Visibility{
+	"":               channel.Global,
+	"global":         channel.Global,
+	"subnet-local":   channel.SubnetLocal,
+	"parent-visible": channel.ParentVisible,
+}
+
+// namedChannel validates cs.
+func (cs channelSpec) namedChannel() (namedChannel, error) {
+	nc := namedChannel{name: cs.Name}
+	if err := channel.ValidateName(cs.Name); err != nil {
+		return nc, fmt.Errorf("name %q: %w", cs.Name, err)
+	}
+	vis, ok := visibilities[cs.Visibility]
+	if !ok {
+		return nc, fmt.Errorf("visibility %q: want global, subnet-local or parent-visible", cs.Visibility)
+	}
+	nc.cfg = channel.Config{
+		Visibility:     vis,
+		RequireToken:   cs.RequireToken,
+		MaxSubscribers: cs.MaxSubscribers,
+		PendingLimit:   cs.PendingLimit,
+	}
+	var err error
+	if nc.cfg.SubscribeCaps, err = parseFilter(cs.SubscribeCaps); err != nil {
+		return nc, fmt.Errorf("subscribe_caps: %w", err)
+	}
+	if nc.cfg.PublishCaps, err = parseFilter(cs.PublishCaps); err != nil {
+		return nc, fmt.Errorf("publish_caps: %w", err)
+	}
+	if cs.MaxSubscribers < 0 || cs.MaxSubscribers > channel.MaxSubscribersLimit {
+		return nc, fmt.Errorf("max_subscribers %d: want 0 (the default, %d) to %d", cs.MaxSubscribers, channel.DefaultMaxSubscribers, channel.MaxSubscribersLimit)
+	}
+	if cs.PendingLimit < 0 || cs.PendingLimit > channel.MaxPendingLimit {
+		return nc, fmt.Errorf("pending_limit %d: want 0 (the default, %d) to %d", cs.PendingLimit, channel.DefaultPendingLimit, channel.MaxPendingLimit)
+	}
+	for i, k := range cs.TokenIssuers {
+		key, err := parsePublicKey(k)
+		if err != nil {
+			return nc, fmt.Errorf("token_issuers[%d]: %w", i, err)
+		}
+		nc.cfg.TokenIssuers = append(nc.cfg.TokenIssuers, key)
+	}
+	return nc, nil
+}
+
+// parseFilter parses a capability filter; the empty string is the zero
+// Filter, which matches every node.
+func parseFilter(s string) (capability.Filter, error) {
+	if strings.TrimSpace(s) == "" {
+		return capability.Filter{}, nil
+	}
+	f, err := capability.ParseFilter(s)
+	if err != nil {
+		return f, fmt.Errorf("%q: %w", s, err)
+	}
+	return f, nil
+}
+
+// parsePublicKey parses an ed25519 public key in hex, as netnode id
+// prints it.
+func parsePublicKey(s string) (ed25519.PublicKey, error) {
+	raw, err := hex.DecodeString(s)
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("key %q: want %d hex digits (an ed25519 public key, as netnode id prints it)", s, 2*ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(raw), nil
 }
 
 // defaultListen is the UDP address a node listens on when none is given.
@@ -182,11 +383,11 @@ func (ps peerSpec) bootPeer() (bootPeer, error) {
 		bp.addr = ap
 	}
 	if ps.Key != "" {
-		raw, err := hex.DecodeString(ps.Key)
-		if err != nil || len(raw) != ed25519.PublicKeySize {
-			return bp, fmt.Errorf("key %q: want %d hex digits (an ed25519 public key, as netnode id prints it)", ps.Key, 2*ed25519.PublicKeySize)
+		key, err := parsePublicKey(ps.Key)
+		if err != nil {
+			return bp, err
 		}
-		bp.pin.Key = ed25519.PublicKey(raw)
+		bp.pin.Key = key
 	}
 	if ps.ID != "" {
 		id, err := identity.ParseNodeID(ps.ID)

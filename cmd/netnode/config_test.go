@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/netmesh/netmesh/capability"
+	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
 )
 
@@ -139,5 +141,47 @@ log_format = "xml"
 	var ue usageError
 	if err == nil || !strings.Contains(err.Error(), `listen "nowhere"`) || !errors.As(err, &ue) {
 		t.Errorf("--listen: %v", err)
+	}
+}
+
+func TestValidateFeatures(t *testing.T) {
+	id, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := hex.EncodeToString(id.PublicKey())
+	rc, err := fileConfig{
+		KeyFile:      "k",
+		Capabilities: []string{"gpu", "region:eu"},
+		Metadata:     map[string]string{"gpu_mem_gb": "24"},
+		Telemetry:    true,
+		Subnet:       "3.1.0.0",
+		SubnetPolicy: []subnetRuleSpec{{Tag: "rack:7", Subnet: "3.1.7.0"}, {Tag: "region:eu", Subnet: "3.0.0.0"}},
+		Channels: []channelSpec{
+			{Name: "jobs"},
+			{Name: "eu/temp", Visibility: "parent-visible", SubscribeCaps: "gpu && gpu_mem_gb>=24", PublishCaps: "region:eu",
+				RequireToken: true, TokenIssuers: []string{issuer}, MaxSubscribers: 5, PendingLimit: 7},
+		},
+		MDNS: true,
+		NAT:  &natSpec{}, // an empty section is accepted in every build
+	}.validate(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rc.caps.HasTag("gpu") || rc.caps.Metadata["gpu_mem_gb"] != "24" || !rc.telemetry || !rc.mdns || rc.subnet.String() != "3.1.0.0" {
+		t.Errorf("features: %+v", rc)
+	}
+	if len(rc.policy.Rules) != 2 || rc.policy.Rules[0].Subnet.String() != "3.1.7.0" || rc.policy.Rules[1].Tag != "region:eu" {
+		t.Errorf("policy: %+v", rc.policy)
+	}
+	if len(rc.channels) != 2 || rc.channels[0].name != "jobs" || rc.channels[0].cfg.Visibility != channel.Global {
+		t.Fatalf("channels: %+v", rc.channels)
+	}
+	c := rc.channels[1].cfg
+	gpu := capability.Node{Set: capability.Set{Tags: []string{"gpu"}, Metadata: map[string]string{"gpu_mem_gb": "32"}}}
+	if c.Visibility != channel.ParentVisible || !c.RequireToken || c.MaxSubscribers != 5 || c.PendingLimit != 7 ||
+		len(c.TokenIssuers) != 1 || !c.TokenIssuers[0].Equal(id.PublicKey()) ||
+		!c.SubscribeCaps.Match(gpu) || c.PublishCaps.Match(gpu) {
+		t.Errorf("eu/temp: %+v", c)
 	}
 }

@@ -138,6 +138,14 @@ type proc struct {
 // node is stopped in t.Cleanup; its log is shown if the test failed.
 func startNode(t *testing.T, dir, name, config string) *proc {
 	t.Helper()
+	return startNodeWith(t, netnodeBin, dir, name, config)
+}
+
+// startNodeWith is startNode running the binary bin, with the command
+// prefixed by wrap, for example "ip netns exec NAME" to run the node in a
+// network namespace.
+func startNodeWith(t *testing.T, bin, dir, name, config string, wrap ...string) *proc {
+	t.Helper()
 	p := &proc{control: filepath.Join(dir, name+".sock"), log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
 	cfgPath := filepath.Join(dir, name+".toml")
 	config = fmt.Sprintf("control = %q\n%s", p.control, config)
@@ -148,7 +156,8 @@ func startNode(t *testing.T, dir, name, config string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(netnodeBin, "run", "--config", cfgPath)
+	args := append(wrap, bin, "run", "--config", cfgPath)
+	p.cmd = exec.Command(args[0], args[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -254,8 +263,17 @@ func oneLineError(t *testing.T, r result, code int, want string) {
 	}
 }
 
+// e2ePolicy is the subnet policy of the end-to-end mesh: B is in 3.1.0.0
+// by its rack tag; A pins 3.0.0.0, the parent of B's subnet.
+const e2ePolicy = `
+[[subnet_policy]]
+tag = "rack:1"
+subnet = "3.1.0.0"
+`
+
 // TestEndToEnd runs three nodes: A is a relay, B dials A, C reaches B only
-// through A. It drives every inspection command and the metrics endpoint.
+// through A. It drives every inspection command, the metrics endpoint,
+// capability discovery (find, nodes), channels (pub, sub, token) and nat.
 func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	ka, kb, kc := newKey(t, filepath.Join(dir, "a.key")), newKey(t, filepath.Join(dir, "b.key")), newKey(t, filepath.Join(dir, "c.key"))
@@ -268,6 +286,12 @@ listen = "127.0.0.1:0"
 metrics = %q
 log_format = "json"
 log_level = "debug"
+subnet = "3.0.0.0"
+capabilities = ["relay", "region:eu"]
+telemetry = true
+
+[metadata]
+role = "relay"
 `, ka.KeyFile, metricsAddr))
 	stA := a.status(t)
 	if stA.NodeID != ka.NodeID || len(stA.ListenAddrs) != 1 || stA.IOMode == "" || !stA.Relay {
@@ -279,15 +303,35 @@ log_level = "debug"
 key_file = %q
 listen = "127.0.0.1:0"
 relay = false
+capabilities = ["gpu", "rack:1"]
+metadata = { gpu_mem_gb = "48" }
 
 [[peers]]
 addr = %q
 key = %q
-`, kb.KeyFile, addrA, ka.PublicKey))
+%s
+[[channels]]
+name = "jobs"
+
+[[channels]]
+name = "secret"
+require_token = true
+
+[[channels]]
+name = "gpu-only"
+subscribe_caps = "gpu && gpu_mem_gb>=24"
+
+[[channels]]
+name = "eu/local"
+visibility = "parent-visible"
+max_subscribers = 10
+pending_limit = 100
+`, kb.KeyFile, addrA, ka.PublicKey, e2ePolicy))
 	c := startNode(t, dir, "c", fmt.Sprintf(`
 key_file = %q
 listen = "127.0.0.1:0"
 relay = false
+capabilities = ["cpu"]
 
 [[relays]]
 addr = %q
@@ -296,7 +340,7 @@ id = %q
 [[peers]]
 id = %q
 key = %q
-`, kc.KeyFile, addrA, ka.NodeID, kb.NodeID, kb.PublicKey))
+%s`, kc.KeyFile, addrA, ka.NodeID, kb.NodeID, kb.PublicKey, e2ePolicy))
 
 	waitFor(t, 20*time.Second, "A to have B and C up, and C to reach B", func() bool {
 		return a.status(t).PeersUp == 2 && c.peers(t)[kb.NodeID].Up
@@ -380,6 +424,9 @@ key = %q
 		}
 	}
 
+	checkDiscovery(t, a, b, c, ka, kb, kc)
+	checkChannels(t, a, b, c, kb, kc, filepath.Join(dir, "b.key"))
+
 	// SIGTERM: B exits 0 and removes its socket.
 	if err := b.stop(t); err != nil {
 		t.Errorf("B after SIGTERM: %v", err)
@@ -409,7 +456,26 @@ func TestBadConfig(t *testing.T) {
 		flags        []string
 		want         string
 	}{
-		{"unknown key", "capabilities = [\"gpu\"]", nil, `unknown key "capabilities"`},
+		{"unknown key", "colour = \"blue\"", nil, `unknown key "colour"`},
+		{"unknown channel key", "[[channels]]\nname = \"x1\"\ncolour = 1", nil, `unknown key "channels.colour"`},
+		{"nat without the nat tag", "[nat]\nstun_servers = [\"192.0.2.1:3478\"]", nil, "build it with -tags nat"},
+		{"stun flag without the nat tag", "", []string{"--stun-server", "192.0.2.1:3478"}, "-tags nat"},
+		{"bad capability", `capabilities = ["GPU"]`, nil, `capabilities: capability: invalid tag "GPU"`},
+		{"bad metadata", `metadata = { "Bad Key" = "1" }`, nil, "metadata: "},
+		{"bad meta flag", "", []string{"--meta", "novalue"}, "--meta"},
+		{"bad subnet", `subnet = "3.0.1.0"`, nil, `subnet "3.0.1.0"`},
+		{"bad subnet flag", "", []string{"--subnet", "300.0.0.0"}, "subnet"},
+		{"bad subnet rule", "[[subnet_policy]]\ntag = \"rack:1\"\nsubnet = \"x\"", nil, "subnet_policy[0]: subnet"},
+		{"subnet rule without tag", "[[subnet_policy]]\nsubnet = \"3.0.0.0\"", nil, "subnet_policy[0]: tag is required"},
+		{"bad subnet rule flag", "", []string{"--subnet-rule", "rack:1"}, "--subnet-rule"},
+		{"bad channel name", "[[channels]]\nname = \"Jobs\"", nil, `channels[0]: name "Jobs"`},
+		{"bad visibility", "[[channels]]\nname = \"x1\"\nvisibility = \"public\"", nil, `channels[0]: visibility "public"`},
+		{"bad subscribe_caps", "[[channels]]\nname = \"x1\"\nsubscribe_caps = \"gpu &&\"", nil, "channels[0]: subscribe_caps"},
+		{"bad publish_caps", "[[channels]]\nname = \"x1\"\npublish_caps = \"(\"", nil, "channels[0]: publish_caps"},
+		{"duplicate channel", "[[channels]]\nname = \"x1\"\n[[channels]]\nname = \"x1\"", nil, `channels[1]: channel "x1" is listed twice`},
+		{"bad max_subscribers", "[[channels]]\nname = \"x1\"\nmax_subscribers = -1", nil, "max_subscribers"},
+		{"bad pending_limit", "[[channels]]\nname = \"x1\"\npending_limit = 1000000", nil, "pending_limit"},
+		{"bad token issuer", "[[channels]]\nname = \"x1\"\ntoken_issuers = [\"abc\"]", nil, "channels[0]: token_issuers[0]"},
 		{"unknown peer key", "[[peers]]\naddr = \"127.0.0.1:1\"\nport = 3", nil, `unknown key "peers.port"`},
 		{"bad listen", `listen = "127.0.0.1"`, nil, "listen"},
 		{"bad listen port", `listen = ":70000"`, nil, "bad port"},
@@ -545,8 +611,9 @@ func TestUsage(t *testing.T) {
 	oneLineError(t, netnode(t, "peers", "--frobnicate"), 2, "unknown flag")
 	oneLineError(t, netnode(t, "ping", "abc", "-c", "0"), 2, "--count")
 	oneLineError(t, netnode(t, "demo", "extra"), 2, "unknown command")
-	for _, cmd := range []string{"run", "peers", "health", "ping", "status", "keygen", "id", "demo"} {
-		if r := netnode(t, cmd, "--help"); r.code != 0 || !strings.Contains(r.stdout, "Usage:") {
+	for _, cmd := range []string{"run", "peers", "health", "ping", "status", "keygen", "id", "demo",
+		"find", "nodes", "pub", "sub", "token", "token issue", "nat"} {
+		if r := netnode(t, append(strings.Fields(cmd), "--help")...); r.code != 0 || !strings.Contains(r.stdout, "Usage:") {
 			t.Errorf("%s --help: exit %d\n%s", cmd, r.code, r.stdout)
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -249,6 +250,14 @@ func printStatus(out io.Writer, st statusInfo) {
 		relay = "on (forwards for nodes it has sessions with)"
 	}
 	fmt.Fprintf(tw, "relay\t%s\n", relay)
+	fmt.Fprintf(tw, "subnet\t%s\n", cmp.Or(st.Subnet, "none"))
+	fmt.Fprintf(tw, "channels\t%s\n", cmp.Or(strings.Join(st.Channels, ", "), "none"))
+	fmt.Fprintf(tw, "mdns\t%s\n", onOff(st.MDNS))
+	nat := "not compiled in"
+	if st.NATCompiled {
+		nat = "compiled in (netnode nat)"
+	}
+	fmt.Fprintf(tw, "nat traversal\t%s\n", nat)
 	fmt.Fprintf(tw, "uptime\t%s\n", time.Duration(st.UptimeSeconds*float64(time.Second)).Round(time.Second))
 	fmt.Fprintf(tw, "peers\t%d up, %d known\n", st.PeersUp, st.PeersKnown)
 	fmt.Fprintf(tw, "handshakes\t%d initiated, %d completed, %d processed\n", st.HandshakesInitiated, st.HandshakesCompleted, st.HandshakesProcessed)
@@ -271,6 +280,13 @@ func printStatus(out io.Writer, st statusInfo) {
 // newTable returns a tabwriter for aligned columns.
 func newTable(out io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }
 
 func upDown(up bool) string {

@@ -6,6 +6,12 @@
 //	netnode status | peers              inspect the running node
 //	netnode health <node>               one peer's state, path and RTT
 //	netnode ping <node> -c 4            round trips over a peer's session
+//	netnode find 'gpu && gpu_mem_gb>=24' nodes by announced capabilities
+//	netnode nodes                       the whole capability index
+//	netnode pub <channel> <msg>         publish on one of the node's channels
+//	netnode sub <node> <channel>        subscribe and print the messages
+//	netnode token issue --to KEY ...    sign a channel permission token
+//	netnode nat                         NAT type, reflex, punch counters
 //	netnode demo                        run a small local mesh and show it working
 //
 // The inspection commands talk to the running node over its control
@@ -71,13 +77,21 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newKeygen(), newID(), newRun(), newStatus(), newPeers(), newHealth(), newPing(), newDemo())
-	for _, c := range root.Commands() {
-		if c.Args != nil {
-			c.Args = usageArgs(c.Args)
-		}
-	}
+	root.AddCommand(newKeygen(), newID(), newRun(), newStatus(), newPeers(), newHealth(), newPing(),
+		newFind(), newNodes(), newPub(), newSub(), newToken(), newNAT(), newDemo())
+	wrapArgs(root)
 	return root
+}
+
+// wrapArgs makes the argument checks of every command below c return
+// usage errors.
+func wrapArgs(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		if sub.Args != nil {
+			sub.Args = usageArgs(sub.Args)
+		}
+		wrapArgs(sub)
+	}
 }
 
 // oneNode checks that a command got exactly one argument: a node name.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 )
@@ -34,6 +35,10 @@ type statusInfo struct {
 	HandshakesProcessed uint64            `json:"handshakes_processed"`
 	CookiesSent         uint64            `json:"cookies_sent"`
 	RelayedPackets      uint64            `json:"relayed_packets"`
+	Subnet              string            `json:"subnet"`   // "" when the node has none
+	Channels            []string          `json:"channels"` // channels this node publishes
+	MDNS                bool              `json:"mdns"`
+	NATCompiled         bool              `json:"nat_compiled"`
 }
 
 // peerInfo describes one peer: the result of "health", an element of
@@ -100,17 +105,22 @@ const (
 // node answers the control methods for a running mesh.
 type node struct {
 	m       *mesh.Mesh
-	relay   bool
+	rc      *runConfig
 	started time.Time
 }
 
 // methods returns the control methods the node serves.
 func (n *node) methods() map[string]method {
 	return map[string]method{
-		"status": func(context.Context, json.RawMessage, func(any) error) (any, error) { return n.status(), nil },
-		"peers":  func(context.Context, json.RawMessage, func(any) error) (any, error) { return n.peers(), nil },
-		"health": n.health,
-		"ping":   n.ping,
+		"status":    func(context.Context, json.RawMessage, func(any) error) (any, error) { return n.status(), nil },
+		"peers":     func(context.Context, json.RawMessage, func(any) error) (any, error) { return n.peers(), nil },
+		"health":    n.health,
+		"ping":      n.ping,
+		"find":      n.find,
+		"nodes":     n.nodes,
+		"publish":   n.publish,
+		"subscribe": n.subscribe,
+		"nat":       n.nat,
 	}
 }
 
@@ -121,7 +131,7 @@ func (n *node) status() statusInfo {
 		PublicKey:           hex.EncodeToString(n.m.Identity().PublicKey()),
 		ListenAddrs:         []string{},
 		IOMode:              st.IOMode,
-		Relay:               n.relay,
+		Relay:               n.rc.relay,
 		UptimeSeconds:       time.Since(n.started).Seconds(),
 		PeersKnown:          len(st.Peers),
 		Drops:               st.Drops,
@@ -131,6 +141,15 @@ func (n *node) status() statusInfo {
 		HandshakesProcessed: st.HandshakesProcessed,
 		CookiesSent:         st.CookiesSent,
 		RelayedPackets:      st.Relayed,
+		Channels:            []string{},
+		MDNS:                n.rc.mdns,
+		NATCompiled:         natCompiled,
+	}
+	if sub := n.subnet(); !sub.IsZero() {
+		si.Subnet = sub.String()
+	}
+	for _, c := range n.rc.channels {
+		si.Channels = append(si.Channels, c.name)
 	}
 	if si.Drops == nil {
 		si.Drops = map[string]uint64{}
@@ -144,6 +163,19 @@ func (n *node) status() statusInfo {
 		}
 	}
 	return si
+}
+
+// subnet returns the node's own subnet: the pinned one, else what the
+// subnet policy derives from its announcement.
+func (n *node) subnet() channel.SubnetID {
+	if !n.rc.subnet.IsZero() {
+		return n.rc.subnet
+	}
+	self, ok := n.m.Capabilities().Index().Lookup(n.m.ID())
+	if !ok {
+		return channel.SubnetID{}
+	}
+	return n.rc.policy.Subnet(self.Set)
 }
 
 func (n *node) peers() peersResult {

@@ -7,11 +7,14 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/netmesh/netmesh/capability"
+	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 )
@@ -26,6 +29,10 @@ func newRun() *cobra.Command {
 		relay      bool
 		peers      []string
 		relays     []string
+		caps       []string
+		meta       []string
+		rules      []string
+		stun       []string
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -68,7 +75,32 @@ file's list. See docs/OPERATIONS.md for every key.`,
 			if set("metrics") {
 				fc.Metrics = flags.Metrics
 			}
+			if set("capability") {
+				fc.Capabilities = caps
+			}
+			if set("telemetry") {
+				fc.Telemetry = flags.Telemetry
+			}
+			if set("subnet") {
+				fc.Subnet = flags.Subnet
+			}
+			if set("mdns") {
+				fc.MDNS = flags.MDNS
+			}
+			if set("stun-server") {
+				fc.NAT = &natSpec{STUNServers: stun}
+			}
 			var err error
+			if set("meta") {
+				if fc.Metadata, err = parseMetaFlags(meta); err != nil {
+					return usageError{err}
+				}
+			}
+			if set("subnet-rule") {
+				if fc.SubnetPolicy, err = parseRuleFlags(rules); err != nil {
+					return usageError{err}
+				}
+			}
 			if set("peer") {
 				if fc.Peers, err = parsePeerFlags("--peer", peers); err != nil {
 					return usageError{err}
@@ -101,7 +133,40 @@ file's list. See docs/OPERATIONS.md for every key.`,
 	f.StringVar(&flags.LogLevel, "log-level", "info", "log level: debug, info, warn or error (log_level)")
 	addControlFlag(cmd, &flags.Control)
 	f.StringVar(&flags.Metrics, "metrics", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9100 (metrics)")
+	f.StringArrayVar(&caps, "capability", nil, "capability tag to announce, repeatable (capabilities)")
+	f.StringArrayVar(&meta, "meta", nil, "metadata KEY=VALUE to announce, repeatable (metadata)")
+	f.BoolVar(&flags.Telemetry, "telemetry", false, "announce CPU, memory and GPU load (telemetry)")
+	f.StringVar(&flags.Subnet, "subnet", "", "pin this node's subnet, e.g. 3.1.0.0 (subnet)")
+	f.StringArrayVar(&rules, "subnet-rule", nil, "subnet policy rule TAG=SUBNET, repeatable, in order (subnet_policy)")
+	f.BoolVar(&flags.MDNS, "mdns", false, "find and connect to nodes on the local network with mDNS (mdns)")
+	f.StringArrayVar(&stun, "stun-server", nil, "STUN server HOST:PORT, repeatable; needs a build with -tags nat (nat.stun_servers)")
 	return cmd
+}
+
+// parseMetaFlags parses the values of --meta KEY=VALUE.
+func parseMetaFlags(vals []string) (map[string]string, error) {
+	md := make(map[string]string, len(vals))
+	for _, v := range vals {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--meta %q: want KEY=VALUE", v)
+		}
+		md[k] = val
+	}
+	return md, nil
+}
+
+// parseRuleFlags parses the values of --subnet-rule TAG=SUBNET.
+func parseRuleFlags(vals []string) ([]subnetRuleSpec, error) {
+	rules := make([]subnetRuleSpec, 0, len(vals))
+	for _, v := range vals {
+		tag, subnet, ok := strings.Cut(v, "=")
+		if !ok {
+			return nil, fmt.Errorf("--subnet-rule %q: want TAG=SUBNET", v)
+		}
+		rules = append(rules, subnetRuleSpec{Tag: tag, Subnet: subnet})
+	}
+	return rules, nil
 }
 
 // parsePeerFlags parses the values of a repeated peer flag.
@@ -136,17 +201,35 @@ func loadKey(path string) (*identity.Identity, error) {
 // closes the mesh.
 func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 	log := rc.logger
-	m, err := mesh.New(mesh.Config{
+	cfg := mesh.Config{
 		Identity:     id,
 		ListenAddr:   rc.listen,
 		Relays:       rc.relays,
 		DisableRelay: !rc.relay,
+		Channels:     channel.Options{Policy: rc.policy, Subnet: rc.subnet},
+		NAT:          rc.nat,
 		Logger:       log,
-	})
+	}
+	if rc.telemetry {
+		cfg.Capabilities.Telemetry = capability.SystemSampler{}
+	}
+	m, err := mesh.New(cfg)
 	if err != nil {
 		return err
 	}
-	n := &node{m: m, relay: rc.relay, started: time.Now()}
+	defer m.Close()
+	// Announce before the first session, so that every peer learns the
+	// set when it comes up. An empty set is announced too: find and
+	// nodes list every node that runs netnode.
+	if err := m.AnnounceCapabilities(rc.caps); err != nil {
+		return usageError{fmt.Errorf("capabilities: %w", err)}
+	}
+	n := &node{m: m, rc: rc, started: time.Now()}
+	for _, c := range rc.channels {
+		if err := m.RegisterChannel(c.name, c.cfg); err != nil {
+			return usageError{fmt.Errorf("channels: %s: %w", c.name, err)}
+		}
+	}
 	ctl, err := listenControl(rc.control, log, n.methods())
 	if err != nil {
 		return err
@@ -155,7 +238,6 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 	if err := m.Start(ctx); err != nil {
 		return err
 	}
-	defer m.Close()
 
 	var metrics *http.Server
 	var metricsLn net.Listener
@@ -169,6 +251,12 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { ctl.serve(ctx) })
 	wg.Go(func() { keepPeers(ctx, m, rc.peers, log) })
+	if rc.mdns {
+		wg.Go(func() { runMDNS(ctx, m, log) })
+	}
+	if natCompiled {
+		wg.Go(func() { punchRelayed(ctx, m, log) })
+	}
 	if metrics != nil {
 		wg.Go(func() {
 			if err := metrics.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
