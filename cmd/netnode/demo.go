@@ -4,14 +4,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/netmesh/netmesh/capability"
+	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/rpc"
 )
 
 func newDemo() *cobra.Command {
@@ -39,7 +42,8 @@ type demoNode struct {
 // runDemo starts four nodes: alpha, beta and gamma connect directly; delta
 // knows only beta. Delta announces a GPU; alpha discovers it through
 // gossip and reaches it by NodeID through beta, which relays without being
-// able to read the traffic.
+// able to read the traffic. Alpha publishes on a channel beta and gamma
+// subscribe to, and calls an RPC service delta serves.
 func runDemo(ctx context.Context, out io.Writer) error {
 	names := []string{"alpha", "beta", "gamma", "delta"}
 	nodes := make([]*demoNode, len(names))
@@ -136,9 +140,80 @@ func runDemo(ctx context.Context, out io.Writer) error {
 	fmt.Fprintf(out, "  alpha -> delta  %q  delivered end to end encrypted; RTT %v; beta relayed %d packets\n",
 		msg, rtt.Round(time.Microsecond), beta.m.Stats().Relayed)
 
+	if err := demoChannel(ctx, out, alpha, []*demoNode{beta, gamma}); err != nil {
+		return err
+	}
+	if err := demoRPC(ctx, out, alpha, delta); err != nil {
+		return err
+	}
+
 	fmt.Fprintf(out, "\npeers of %s\n", alpha.name)
 	printPeers(out, alpha.m, byID)
 	fmt.Fprintln(out, "\ndemo finished: every node reached every other")
+	return nil
+}
+
+// demoChannel: pub registers a channel, the subscribers join it, and one
+// publish reaches them all.
+func demoChannel(ctx context.Context, out io.Writer, pub *demoNode, subs []*demoNode) error {
+	fmt.Fprintln(out, "\npub/sub channel (subscribe with acknowledgement, fan-out with a report)")
+	if err := pub.m.RegisterChannel("news", channel.Config{}); err != nil {
+		return err
+	}
+	var got []*channel.Subscription
+	for _, n := range subs {
+		s, err := n.m.SubscribeChannel(ctx, pub.m.ID(), "news", nil)
+		if err != nil {
+			return fmt.Errorf("%s subscribing: %w", n.name, err)
+		}
+		defer s.Unsubscribe()
+		got = append(got, s)
+	}
+	rep, err := pub.m.Publish(ctx, "news", []byte("the mesh is up"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  %s publishes on %q: %d of %d subscribers delivered\n", pub.name, "news", rep.Delivered, rep.Attempted)
+	for i, s := range got {
+		msg, err := s.Recv(ctx)
+		if err != nil {
+			return fmt.Errorf("%s receiving: %w", subs[i].name, err)
+		}
+		fmt.Fprintf(out, "  %s received %q\n", subs[i].name, msg.Payload)
+	}
+	return nil
+}
+
+// demoRPC: server serves a service; caller finds it by capability and
+// calls it (through the relay, in the demo).
+func demoRPC(ctx context.Context, out io.Writer, caller, server *demoNode) error {
+	fmt.Fprintln(out, "\nrpc (services advertised as capabilities, found by the caller)")
+	srv, err := rpc.NewServer(server.m, rpc.ServerOptions{})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	err = srv.Handle("wordcount", func(_ context.Context, req []byte) ([]byte, error) {
+		return fmt.Appendf(nil, "%d words", len(strings.Fields(string(req)))), nil
+	})
+	if err != nil {
+		return err
+	}
+	for len(caller.m.FindNodes(capability.HasTag("rpc:wordcount"))) == 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s never learned of the wordcount service: %w", caller.name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	c := rpc.NewClient(caller.m, rpc.ClientOptions{})
+	req := "count the words in this request please"
+	start := time.Now()
+	resp, err := c.CallService(ctx, "wordcount", []byte(req))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  %s calls wordcount(%q) -> %q from %s in %v\n", caller.name, req, resp, server.name, time.Since(start).Round(time.Microsecond))
 	return nil
 }
 
