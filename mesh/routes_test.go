@@ -196,3 +196,32 @@ func TestPathUpgradeAndFallback(t *testing.T) {
 	exchange(t, a, pb, b, []byte("relayed again"))
 	exchange(t, b, b.Peer(a.ID()), a, []byte("and back"))
 }
+
+// Issue 4: relays forward without allocating. One datagram per run, a to b
+// through r; the count covers all three nodes (they share the process).
+func TestZeroAllocRelayedDatagram(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
+	a, r, b, _, _, _, pb := relayedPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msg := make([]byte, 1000)
+	buf := make([]byte, mesh.MaxDatagramSize)
+	exchange(t, a, pb, b, msg)
+	before := r.Stats().Relayed
+	allocs := testing.AllocsPerRun(2000, func() {
+		if err := a.SendDatagram(ctx, pb, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := b.ReadDatagram(ctx, buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if r.Stats().Relayed-before < 2000 {
+		t.Fatalf("the relay forwarded %d packets, want every datagram", r.Stats().Relayed-before)
+	}
+	if allocs > 0 {
+		t.Fatalf("%.1f allocations per relayed datagram (sender, relay, receiver), want 0", allocs)
+	}
+}
