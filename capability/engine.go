@@ -296,15 +296,21 @@ func nextVersion(prev uint64, now time.Time) uint64 {
 	return prev + 1
 }
 
-// broadcastLocked signs the pending local version and queues it to every
-// peer.
-func (e *Engine) broadcastLocked(o *outbox, now time.Time) {
+// signLocalLocked signs the newest local version and returns its wire form.
+func (e *Engine) signLocalLocked() []byte {
 	self := e.ix.get(e.id.NodeID())
 	a := Announcement{Version: self.Version, TTL: e.cfg.TTL, Degraded: e.local.degraded, Set: self.Set, Hops: 1}
 	if err := a.Sign(e.id); err != nil {
 		panic("capability: encoding a validated local set: " + err.Error()) // unreachable: the set was validated
 	}
 	wire, _ := a.MarshalBinary()
+	return wire
+}
+
+// broadcastLocked signs the pending local version and queues it to every
+// peer.
+func (e *Engine) broadcastLocked(o *outbox, now time.Time) {
+	wire := e.signLocalLocked()
 	e.local.wire, e.local.pending, e.local.lastBroadcast = wire, false, now
 	e.st.broadcasts.Add(1)
 	o.msgs = append(o.msgs, outMsg{msg: wire})
@@ -490,7 +496,14 @@ func (e *Engine) reject(from identity.NodeID, err error) error {
 func (e *Engine) PeerUp(id identity.NodeID) {
 	var o outbox
 	e.mu.Lock()
-	if e.local.wire != nil {
+	switch {
+	case e.local.pending:
+		// The newest version waits for its rate-limited broadcast; a
+		// joining peer gets it now. Signing is deterministic, so the
+		// broadcast later sends the same message and the peer drops it
+		// as a duplicate.
+		o.msgs = append(o.msgs, outMsg{msg: e.signLocalLocked(), to: id})
+	case e.local.wire != nil:
 		o.msgs = append(o.msgs, outMsg{msg: e.local.wire, to: id})
 	}
 	for origin, rec := range e.records {

@@ -498,3 +498,27 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("stats do not add up: %+v", st)
 	}
 }
+
+// A peer that joins while this node's newest set waits for its
+// rate-limited broadcast gets that newest set, not the last broadcast one.
+func TestLateJoinerGetsPendingVersion(t *testing.T) {
+	s := newSimNet(t, 2, Config{})
+	a := s.order[0].e
+	if err := a.Announce(Set{Tags: []string{"old"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Announce(Set{Tags: []string{"new"}}); err != nil { // within MinAnnounceInterval: pending
+		t.Fatal(err)
+	}
+	s.link(0, 1)
+	a.PeerUp(s.order[1].id.NodeID())
+	s.settle()
+	n, ok := s.order[1].e.Index().Lookup(s.order[0].id.NodeID())
+	if !ok || !n.Set.HasTag("new") {
+		t.Fatalf("late joiner sees %+v (%v), want the pending set", n.Set, ok)
+	}
+	broadcasts := a.Stats().Broadcasts
+	if broadcasts != 1 {
+		t.Fatalf("%d broadcasts, want only the first (the newest is still rate limited)", broadcasts)
+	}
+}
