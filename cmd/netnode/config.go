@@ -47,6 +47,9 @@ type fileConfig struct {
 	// Discovery and NAT traversal.
 	MDNS bool     `toml:"mdns"`
 	NAT  *natSpec `toml:"nat"`
+
+	// RPC.
+	RPCBuiltin *bool `toml:"rpc_builtin"`
 }
 
 // subnetRuleSpec is one rule of subnet_policy: nodes that announce Tag
@@ -101,12 +104,24 @@ type runConfig struct {
 	channels  []namedChannel
 	mdns      bool
 	nat       mesh.NATConfig
+
+	rpcBuiltin bool // serve the built-in rpc services
 }
 
 // namedChannel is a channel the node registers at start.
 type namedChannel struct {
 	name string
 	cfg  channel.Config
+}
+
+// channelNames returns the names of the channels the node publishes, in
+// config order.
+func (rc *runConfig) channelNames() []string {
+	names := make([]string, 0, len(rc.channels))
+	for _, c := range rc.channels {
+		names = append(names, c.name)
+	}
+	return names
 }
 
 // bootPeer is a bootstrap peer: the node keeps a session with it up.
@@ -159,6 +174,8 @@ func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
 		relay:   fc.Relay == nil || *fc.Relay,
 		control: fc.Control,
 		metrics: fc.Metrics,
+
+		rpcBuiltin: fc.RPCBuiltin == nil || *fc.RPCBuiltin,
 	}
 	if rc.keyFile == "" {
 		return nil, errors.New("key_file is required (--key or key_file in the config); create one with netnode keygen")

@@ -74,8 +74,9 @@ func errorf(code, format string, args ...any) *controlError {
 	return &controlError{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// maxRequestLine bounds one request line.
-const maxRequestLine = 64 << 10
+// maxRequestLine bounds one request line: room for the largest call
+// request (1 MiB, base64 in JSON) or publish payload.
+const maxRequestLine = 2 << 20
 
 // method answers one request. A streaming method calls more for each
 // intermediate result; the value it returns is the last one.

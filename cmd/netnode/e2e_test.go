@@ -247,6 +247,21 @@ func freeTCPAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// scrape returns the metrics served at addr.
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
 // oneLineError checks that r failed with code and one stderr line
 // containing want.
 func oneLineError(t *testing.T, r result, code int, want string) {
@@ -273,7 +288,8 @@ subnet = "3.1.0.0"
 
 // TestEndToEnd runs three nodes: A is a relay, B dials A, C reaches B only
 // through A. It drives every inspection command, the metrics endpoint,
-// capability discovery (find, nodes), channels (pub, sub, token) and nat.
+// capability discovery (find, nodes), channels (pub, sub, token), nat and
+// rpc calls (call).
 func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	ka, kb, kc := newKey(t, filepath.Join(dir, "a.key")), newKey(t, filepath.Join(dir, "b.key")), newKey(t, filepath.Join(dir, "c.key"))
@@ -331,6 +347,7 @@ pending_limit = 100
 key_file = %q
 listen = "127.0.0.1:0"
 relay = false
+rpc_builtin = false
 capabilities = ["cpu"]
 
 [[relays]]
@@ -406,12 +423,7 @@ key = %q
 	}
 
 	// metrics: A's view of B, and the node counters.
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := scrape(t, metricsAddr)
 	for _, want := range []string{
 		fmt.Sprintf("netmesh_peer_up{peer=%q} 1", kb.NodeID),
 		`netmesh_drops_total{reason="replay"}`,
@@ -419,13 +431,14 @@ key = %q
 		"netmesh_relayed_packets_total",
 		"netmesh_peers_up 2",
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
 
 	checkDiscovery(t, a, b, c, ka, kb, kc)
 	checkChannels(t, a, b, c, kb, kc, filepath.Join(dir, "b.key"))
+	checkCalls(t, a, b, c, ka, kb, kc, stranger, metricsAddr)
 
 	// SIGTERM: B exits 0 and removes its socket.
 	if err := b.stop(t); err != nil {
@@ -488,6 +501,7 @@ func TestBadConfig(t *testing.T) {
 		{"bad metrics", `metrics = "9100"`, nil, "metrics"},
 		{"bad log format", `log_format = "xml"`, nil, "log_format"},
 		{"bad log level", `log_level = "loud"`, nil, "log_level"},
+		{"bad rpc_builtin", `rpc_builtin = "no"`, nil, "config"},
 		{"toml syntax", `listen = ":7946`, nil, "config"},
 		{"wrong type", `relay = "yes"`, nil, "config"},
 		{"missing key file", "", []string{"--key", filepath.Join(dir, "absent.key")}, "does not exist"},
@@ -612,7 +626,7 @@ func TestUsage(t *testing.T) {
 	oneLineError(t, netnode(t, "ping", "abc", "-c", "0"), 2, "--count")
 	oneLineError(t, netnode(t, "demo", "extra"), 2, "unknown command")
 	for _, cmd := range []string{"run", "peers", "health", "ping", "status", "keygen", "id", "demo",
-		"find", "nodes", "pub", "sub", "token", "token issue", "nat"} {
+		"find", "nodes", "pub", "sub", "call", "token", "token issue", "nat"} {
 		if r := netnode(t, append(strings.Fields(cmd), "--help")...); r.code != 0 || !strings.Contains(r.stdout, "Usage:") {
 			t.Errorf("%s --help: exit %d\n%s", cmd, r.code, r.stdout)
 		}

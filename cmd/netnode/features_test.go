@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,12 @@ func checkChannels(t *testing.T, a, b, c *proc, kb, kc keyInfo, bKey string) {
 	publishUntilHeard(t, b, "eu/local", string([]byte{0xff, 0xfe}))
 	if r := sub.wait(t); r.code != 0 || r.stdout != "base64://4=\n" {
 		t.Errorf("sub of a binary message: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+
+	// The largest message fits a control request line (base64 in JSON).
+	big := strings.Repeat("x", maxPubInput)
+	if r := netnodeCmd(t, func(cmd *exec.Cmd) { cmd.Stdin = strings.NewReader(big) }, "pub", "jobs", "-", "--control", b.control); r.code != 0 {
+		t.Errorf("pub of a %d-byte message: exit %d, stderr %q", len(big), r.code, r.stderr)
 	}
 
 	// Errors.
@@ -314,4 +321,129 @@ func TestMDNS(t *testing.T) {
 		t.Errorf("status of A: mdns off")
 
 	}
+}
+
+// checkCalls drives call on the end-to-end mesh: A and B serve the
+// built-in rpc services, C runs with rpc_builtin = false.
+func checkCalls(t *testing.T, a, b, c *proc, ka, kb, kc, stranger keyInfo, metricsAddr string) {
+	t.Helper()
+	if st := b.status(t); !slices.Equal(st.RPCServices, []string{serviceEcho, serviceInfo}) || st.Version == "" {
+		t.Errorf("status of B: rpc services %v, version %q", st.RPCServices, st.Version)
+	}
+	if st := c.status(t); len(st.RPCServices) != 0 {
+		t.Errorf("status of C (rpc_builtin = false): rpc services %v", st.RPCServices)
+	}
+	// The services are advertised as capabilities: A finds itself and B.
+	// A node's services reach the others within 10 s of its start (the
+	// rate limit of capability announcements).
+	waitFor(t, 20*time.Second, "A to find the nodes that serve netnode.info", func() bool {
+		var found findResult
+		r := netnode(t, "find", "rpc:"+serviceInfo, "--json", "--control", a.control)
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &found) != nil {
+			return false
+		}
+		ids := []string{}
+		for _, n := range found.Nodes {
+			ids = append(ids, n.NodeID)
+		}
+		want := []string{ka.NodeID, kb.NodeID}
+		slices.Sort(want)
+		return slices.Equal(ids, want)
+	})
+
+	// C calls B by prefix, through the relay; netnode.info describes B.
+	var res callResult
+	mustJSON(t, &res, "call", kb.NodeID[:6], serviceInfo, "--json", "--control", c.control)
+	var info nodeInfo
+	if res.Status != callOK || res.NodeID != kb.NodeID || res.Service != serviceInfo || res.DurationMs <= 0 ||
+		json.Unmarshal(res.Reply, &info) != nil {
+		t.Fatalf("call netnode.info on B from C: %+v", res)
+	}
+	if info.NodeID != kb.NodeID || info.Version == "" || info.UptimeSeconds <= 0 ||
+		!slices.Contains(info.Capabilities, "gpu") || !slices.Contains(info.Capabilities, "rpc:"+serviceEcho) {
+		t.Errorf("netnode.info of B: %+v", info)
+	}
+
+	// A calls any node with netnode.echo: only B qualifies (A is itself,
+	// C serves nothing). JSON replies print indented, others unchanged.
+	out := mustRun(t, "call", anyNode, serviceEcho, `{"list": [1,2], "s": "x"}`, "--control", a.control)
+	if want := "{\n  \"list\": [\n    1,\n    2\n  ],\n  \"s\": \"x\"\n}\n"; out != want {
+		t.Errorf("call any netnode.echo: %q, want %q", out, want)
+	}
+	if out := mustRun(t, "call", anyNode, serviceEcho, "--raw", "plain words", "--control", a.control); out != "plain words" {
+		t.Errorf("call --raw: %q", out)
+	}
+	res = callResult{}
+	mustJSON(t, &res, "call", anyNode, serviceEcho, "--raw", "plain words", "--json", "--timeout", "5s", "--control", a.control)
+	if res.Status != callOK || res.NodeID != kb.NodeID || res.Reply != nil || string(res.ReplyBytes) != "plain words" || res.ReplyText != "plain words" {
+		t.Errorf("call --raw --json: %+v", res)
+	}
+
+	// A large request from standard input, relayed; one over the limit of
+	// the built-in services.
+	withStdin := func(s string) func(*exec.Cmd) { return func(cmd *exec.Cmd) { cmd.Stdin = strings.NewReader(s) } }
+	big := `"` + strings.Repeat("x", builtinMaxRequest-2) + `"`
+	if r := netnodeCmd(t, withStdin(big), "call", kb.NodeID, serviceEcho, "-", "--control", c.control); r.code != 0 || r.stdout != big+"\n" {
+		t.Errorf("call with a %d-byte request: exit %d, %d bytes out, stderr %q", len(big), r.code, len(r.stdout), r.stderr)
+	}
+	oneLineError(t, netnodeCmd(t, withStdin(big+" "), "call", kb.NodeID, serviceEcho, "-", "--control", c.control),
+		1, "server error 2 (request too large)")
+
+	// C calls A, for the metrics of A's rpc server.
+	mustRun(t, "call", ka.NodeID, serviceEcho, "1", "--control", c.control)
+
+	// Failed calls: one line naming the kind and status, exit 1; --json
+	// prints the result too.
+	oneLineError(t, netnode(t, "call", kb.NodeID, "no.such", "--control", a.control), 1,
+		"call no.such on "+kb.NodeID+": server error 1 (unknown service): no service no.such")
+	r := netnode(t, "call", kb.NodeID, "no.such", "--json", "--control", a.control)
+	res = callResult{}
+	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &res) != nil || res.Status != "server_error" ||
+		res.RPCStatus != 1 || res.RPCStatusName != "unknown service" || res.NodeID != kb.NodeID {
+		t.Errorf("call of an unknown service --json: exit %d, %q, %+v", r.code, r.stdout, res)
+	}
+	oneLineError(t, netnode(t, "call", kc.NodeID, serviceInfo, "--control", a.control), 1,
+		"call netnode.info on "+kc.NodeID+": transport: stream: reset by peer with code 0xffff0001 (the node refused the call: it serves no rpc")
+	oneLineError(t, netnode(t, "call", anyNode, "no.such", "--control", a.control), 1, "no responders: no other node advertises rpc:no.such")
+	oneLineError(t, netnode(t, "call", stranger.NodeID, serviceInfo, "--control", a.control), 1, "unknown node")
+
+	// Bad command lines: exit 2.
+	oneLineError(t, netnode(t, "call", anyNode, "Bad Service", "--control", a.control), 2, `service "Bad Service"`)
+	oneLineError(t, netnode(t, "call", anyNode, serviceEcho, "{bad", "--control", a.control), 2, "request is not JSON")
+	oneLineError(t, netnode(t, "call", anyNode, "--control", a.control), 2, "accepts between 2 and 3 arg(s)")
+	oneLineError(t, netnode(t, "call", anyNode, serviceEcho, "--timeout", "0s", "--control", a.control), 2, "--timeout")
+	oneLineError(t, netnode(t, "call", "no-such!", serviceInfo, "--control", a.control), 2, "not a NodeID")
+	oneLineError(t, netnode(t, "call", ka.NodeID, serviceInfo, "--control", a.control), 2, "this node itself")
+
+	// A's metrics count the calls it made and served.
+	body := scrape(t, metricsAddr)
+	for name, min := range map[string]float64{
+		"netmesh_rpc_client_calls_total":    4,
+		"netmesh_rpc_client_failures_total": 2,
+		"netmesh_rpc_server_calls_total":    1,
+		"netmesh_capability_nodes_known":    3,
+		"netmesh_channel_delivered_total":   1, // A subscribed to eu/local
+	} {
+		if v, ok := metricValue(body, name); !ok || v < min {
+			t.Errorf("metric %s = %v (present %v), want at least %v", name, v, ok, min)
+		}
+	}
+	for _, want := range []string{"netmesh_rpc_client_outstanding 0", "netmesh_rpc_server_active 0",
+		`netmesh_capability_rejected_total{reason="bad_signature"} 0`, `netmesh_channel_subscribes_rejected_total{reason="token"} 0`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// metricValue returns the value of the unlabelled metric name in the
+// Prometheus text body.
+func metricValue(body, name string) (float64, bool) {
+	for line := range strings.Lines(body) {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }

@@ -243,6 +243,7 @@ func printStatus(out io.Writer, st statusInfo) {
 	tw := newTable(out)
 	fmt.Fprintf(tw, "node id\t%s\n", st.NodeID)
 	fmt.Fprintf(tw, "public key\t%s\n", st.PublicKey)
+	fmt.Fprintf(tw, "version\t%s\n", st.Version)
 	fmt.Fprintf(tw, "listening\t%s\n", strings.Join(st.ListenAddrs, ", "))
 	fmt.Fprintf(tw, "io mode\t%s\n", st.IOMode)
 	relay := "off (does not forward for other nodes)"
@@ -258,6 +259,7 @@ func printStatus(out io.Writer, st statusInfo) {
 		nat = "compiled in (netnode nat)"
 	}
 	fmt.Fprintf(tw, "nat traversal\t%s\n", nat)
+	fmt.Fprintf(tw, "rpc services\t%s\n", cmp.Or(strings.Join(st.RPCServices, ", "), "none (rpc_builtin = false)"))
 	fmt.Fprintf(tw, "uptime\t%s\n", time.Duration(st.UptimeSeconds*float64(time.Second)).Round(time.Second))
 	fmt.Fprintf(tw, "peers\t%d up, %d known\n", st.PeersUp, st.PeersKnown)
 	fmt.Fprintf(tw, "handshakes\t%d initiated, %d completed, %d processed\n", st.HandshakesInitiated, st.HandshakesCompleted, st.HandshakesProcessed)

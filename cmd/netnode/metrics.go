@@ -10,19 +10,30 @@ import (
 	"github.com/netmesh/netmesh/mesh"
 )
 
-// metricsHandler serves the Prometheus metrics of m, plus the Go runtime
-// and process collectors. docs/OPERATIONS.md lists every metric; keep the
-// two in step.
-func metricsHandler(m *mesh.Mesh) http.Handler {
+// metricsHandler serves the Prometheus metrics of the node: its mesh,
+// capability, channel, rpc and (in nat builds) NAT traversal counters,
+// plus the Go runtime and process collectors. docs/OPERATIONS.md lists
+// every metric; keep the two in step.
+func metricsHandler(n *node) http.Handler {
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(nodeCollectors(n)...)
 	reg.MustRegister(
-		newStatsCollector(m),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux
+}
+
+// nodeCollectors returns the collectors of the node's own metrics.
+func nodeCollectors(n *node) []prometheus.Collector {
+	return append([]prometheus.Collector{
+		newStatsCollector(n.m),
+		newCapabilityCollector(n.m.Capabilities()),
+		newChannelCollector(n.m.Channels(), n.rc.channelNames()),
+		newRPCCollector(n.srv, n.rpc),
+	}, natCollectors(n.m)...)
 }
 
 // statsCollector exports mesh.Stats as Prometheus metrics. It reads a
@@ -39,30 +50,27 @@ type statsCollector struct {
 }
 
 func newStatsCollector(m *mesh.Mesh) *statsCollector {
-	d := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc("netmesh_"+name, help, labels, nil)
-	}
 	return &statsCollector{
 		m:              m,
-		info:           d("node_info", "Always 1; labels name the node and its socket batching mode.", "node_id", "io_mode"),
-		peersUp:        d("peers_up", "Peers with an established session."),
-		peersKnown:     d("peers_known", "Peers the node has had a session with, up or not."),
-		peerUp:         d("peer_up", "1 if the peer has an established session, else 0.", "peer"),
-		peerRelayed:    d("peer_relayed", "1 if packets to the peer go through a relay, else 0.", "peer"),
-		peerRTT:        d("peer_rtt_seconds", "Smoothed round-trip time to the peer; absent until measured.", "peer"),
-		peerLastSeen:   d("peer_last_seen_timestamp_seconds", "Unix time of the last authenticated packet from the peer; absent if none.", "peer"),
-		peerTxBytes:    d("peer_tx_bytes_total", "Bytes sent to the peer.", "peer"),
-		peerRxBytes:    d("peer_rx_bytes_total", "Bytes received from the peer.", "peer"),
-		peerTxPkts:     d("peer_tx_packets_total", "Packets sent to the peer.", "peer"),
-		peerRxPkts:     d("peer_rx_packets_total", "Packets received from the peer.", "peer"),
-		peerHandshakes: d("peer_handshakes_total", "Sessions established with the peer.", "peer"),
-		drops:          d("drops_total", "Incoming packets discarded, by reason.", "reason"),
-		backpressure:   d("send_backpressure_total", "Sends refused because a bounded queue was full."),
-		hsInit:         d("handshakes_initiated_total", "Handshake initiations this node sent."),
-		hsDone:         d("handshakes_completed_total", "Sessions established, either side."),
-		hsWork:         d("handshakes_processed_total", "Handshake messages the node did Diffie-Hellman work for."),
-		cookies:        d("cookies_sent_total", "Cookie replies sent while under handshake load."),
-		relayed:        d("relayed_packets_total", "Packets this node forwarded for other nodes."),
+		info:           newDesc("node_info", "Always 1; labels name the node and its socket batching mode.", "node_id", "io_mode"),
+		peersUp:        newDesc("peers_up", "Peers with an established session."),
+		peersKnown:     newDesc("peers_known", "Peers the node has had a session with, up or not."),
+		peerUp:         newDesc("peer_up", "1 if the peer has an established session, else 0.", "peer"),
+		peerRelayed:    newDesc("peer_relayed", "1 if packets to the peer go through a relay, else 0.", "peer"),
+		peerRTT:        newDesc("peer_rtt_seconds", "Smoothed round-trip time to the peer; absent until measured.", "peer"),
+		peerLastSeen:   newDesc("peer_last_seen_timestamp_seconds", "Unix time of the last authenticated packet from the peer; absent if none.", "peer"),
+		peerTxBytes:    newDesc("peer_tx_bytes_total", "Bytes sent to the peer.", "peer"),
+		peerRxBytes:    newDesc("peer_rx_bytes_total", "Bytes received from the peer.", "peer"),
+		peerTxPkts:     newDesc("peer_tx_packets_total", "Packets sent to the peer.", "peer"),
+		peerRxPkts:     newDesc("peer_rx_packets_total", "Packets received from the peer.", "peer"),
+		peerHandshakes: newDesc("peer_handshakes_total", "Sessions established with the peer.", "peer"),
+		drops:          newDesc("drops_total", "Incoming packets discarded, by reason.", "reason"),
+		backpressure:   newDesc("send_backpressure_total", "Sends refused because a bounded queue was full."),
+		hsInit:         newDesc("handshakes_initiated_total", "Handshake initiations this node sent."),
+		hsDone:         newDesc("handshakes_completed_total", "Sessions established, either side."),
+		hsWork:         newDesc("handshakes_processed_total", "Handshake messages the node did Diffie-Hellman work for."),
+		cookies:        newDesc("cookies_sent_total", "Cookie replies sent while under handshake load."),
+		relayed:        newDesc("relayed_packets_total", "Packets this node forwarded for other nodes."),
 	}
 }
 

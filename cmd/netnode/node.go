@@ -13,6 +13,7 @@ import (
 	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/rpc"
 )
 
 // The results of the control methods. Their JSON field names are what
@@ -39,6 +40,8 @@ type statusInfo struct {
 	Channels            []string          `json:"channels"` // channels this node publishes
 	MDNS                bool              `json:"mdns"`
 	NATCompiled         bool              `json:"nat_compiled"`
+	Version             string            `json:"version"`
+	RPCServices         []string          `json:"rpc_services"` // the built-in services this node serves
 }
 
 // peerInfo describes one peer: the result of "health", an element of
@@ -107,6 +110,8 @@ type node struct {
 	m       *mesh.Mesh
 	rc      *runConfig
 	started time.Time
+	rpc     *rpc.Client // makes the calls of "call"
+	srv     *rpc.Server // serves the built-in services; nil with rpc_builtin = false
 }
 
 // methods returns the control methods the node serves.
@@ -121,6 +126,7 @@ func (n *node) methods() map[string]method {
 		"publish":   n.publish,
 		"subscribe": n.subscribe,
 		"nat":       n.nat,
+		"call":      n.call,
 	}
 }
 
@@ -141,15 +147,14 @@ func (n *node) status() statusInfo {
 		HandshakesProcessed: st.HandshakesProcessed,
 		CookiesSent:         st.CookiesSent,
 		RelayedPackets:      st.Relayed,
-		Channels:            []string{},
+		Channels:            n.rc.channelNames(),
 		MDNS:                n.rc.mdns,
 		NATCompiled:         natCompiled,
+		Version:             buildVersion(),
+		RPCServices:         n.rpcServices(),
 	}
 	if sub := n.subnet(); !sub.IsZero() {
 		si.Subnet = sub.String()
-	}
-	for _, c := range n.rc.channels {
-		si.Channels = append(si.Channels, c.name)
 	}
 	if si.Drops == nil {
 		si.Drops = map[string]uint64{}

@@ -13,8 +13,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/rpc"
 )
 
 // startMesh starts a mesh on loopback, closed in t.Cleanup.
@@ -118,8 +120,9 @@ func TestKeepPeersReconnects(t *testing.T) {
 	waitUntil("the keeper to log the reconnect", func() bool { return strings.Contains(logs.String(), "bootstrap peer down, reconnecting") })
 }
 
-// TestMetrics checks the collector against a pedantic registry and the
-// names it serves.
+// TestMetrics checks the collectors against a pedantic registry and the
+// names they serve. A serves the built-in rpc services and publishes a
+// channel; A and B call each other.
 func TestMetrics(t *testing.T) {
 	a := startMesh(t, mesh.Config{})
 	b := startMesh(t, mesh.Config{})
@@ -132,14 +135,28 @@ func TestMetrics(t *testing.T) {
 	if _, err := a.Ping(ctx, p); err != nil {
 		t.Fatal(err)
 	}
+	if err := a.RegisterChannel("jobs", channel.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	na := &node{m: a, rc: &runConfig{channels: []namedChannel{{name: "jobs"}}}, started: time.Now(), rpc: rpc.NewClient(a, rpc.ClientOptions{})}
+	if na.srv, err = na.serveBuiltin(slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	defer na.srv.Close()
+	if _, err := rpc.NewClient(b, rpc.ClientOptions{}).Call(ctx, a.ID(), serviceInfo, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := na.rpc.Call(ctx, b.ID(), serviceEcho, nil); err == nil {
+		t.Fatal("B serves no rpc, yet A's call succeeded")
+	}
 
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(newStatsCollector(a))
+	reg.MustRegister(nodeCollectors(na)...)
 	if _, err := reg.Gather(); err != nil {
 		t.Fatalf("pedantic gather: %v", err)
 	}
 
-	srv := httptest.NewServer(metricsHandler(a))
+	srv := httptest.NewServer(metricsHandler(na))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {
@@ -149,7 +166,7 @@ func TestMetrics(t *testing.T) {
 	var body bytes.Buffer
 	body.ReadFrom(resp.Body)
 	peer := b.ID().String()
-	for _, want := range []string{
+	want := []string{
 		`netmesh_node_info{io_mode="`,
 		`netmesh_peer_up{peer="` + peer + `"} 1`,
 		`netmesh_peer_relayed{peer="` + peer + `"} 0`,
@@ -161,11 +178,34 @@ func TestMetrics(t *testing.T) {
 		`netmesh_drops_total{reason="bad_tag"} 0`,
 		"netmesh_handshakes_initiated_total 1",
 		"netmesh_peers_up 1",
+		"netmesh_capability_nodes_known 1", // B announces nothing
+		`netmesh_capability_nodes{status="online"} 1`,
+		`netmesh_capability_nodes{status="offline"} 0`,
+		`netmesh_capability_rejected_total{reason="bad_signature"} 0`,
+		"netmesh_capability_broadcasts_total ",
+		`netmesh_channel_subscribers{channel="jobs"} 0`,
+		`netmesh_channel_subscribes_rejected_total{reason="token"} 0`,
+		"netmesh_channel_published_total 0",
+		"netmesh_channel_dropped_total 0",
+		"netmesh_rpc_server_calls_total 1",
+		"netmesh_rpc_server_active 0",
+		"netmesh_rpc_client_calls_total 1",
+		"netmesh_rpc_client_failures_total 1",
+		"netmesh_rpc_client_outstanding 0",
 		"go_goroutines",
 		"process_cpu_seconds_total",
-	} {
-		if !strings.Contains(body.String(), want) {
-			t.Errorf("metrics lack %q", want)
+	}
+	if natCompiled {
+		want = append(want, `netmesh_nat_info{type="`, "netmesh_nat_punches_attempted_total 0", "netmesh_nat_relay_fallbacks_total 0")
+	} else if strings.Contains(body.String(), "netmesh_nat_") {
+		t.Errorf("NAT metrics in a netnode built without -tags nat")
+	}
+	for _, w := range want {
+		if !strings.Contains(body.String(), w) {
+			t.Errorf("metrics lack %q", w)
 		}
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", body.String())
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/rpc"
 )
 
 // shutdownTimeout bounds the graceful stop of the metrics server.
@@ -27,6 +28,7 @@ func newRun() *cobra.Command {
 		configPath string
 		flags      fileConfig
 		relay      bool
+		rpcBuiltin bool
 		peers      []string
 		relays     []string
 		caps       []string
@@ -87,6 +89,9 @@ file's list. See docs/OPERATIONS.md for every key.`,
 			if set("mdns") {
 				fc.MDNS = flags.MDNS
 			}
+			if set("rpc-builtin") {
+				fc.RPCBuiltin = &rpcBuiltin
+			}
 			if set("stun-server") {
 				fc.NAT = &natSpec{STUNServers: stun}
 			}
@@ -139,6 +144,7 @@ file's list. See docs/OPERATIONS.md for every key.`,
 	f.StringVar(&flags.Subnet, "subnet", "", "pin this node's subnet, e.g. 3.1.0.0 (subnet)")
 	f.StringArrayVar(&rules, "subnet-rule", nil, "subnet policy rule TAG=SUBNET, repeatable, in order (subnet_policy)")
 	f.BoolVar(&flags.MDNS, "mdns", false, "find and connect to nodes on the local network with mDNS (mdns)")
+	f.BoolVar(&rpcBuiltin, "rpc-builtin", true, "serve the built-in rpc services netnode.info and netnode.echo (rpc_builtin)")
 	f.StringArrayVar(&stun, "stun-server", nil, "STUN server HOST:PORT, repeatable; needs a build with -tags nat (nat.stun_servers)")
 	return cmd
 }
@@ -224,7 +230,13 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 	if err := m.AnnounceCapabilities(rc.caps); err != nil {
 		return usageError{fmt.Errorf("capabilities: %w", err)}
 	}
-	n := &node{m: m, rc: rc, started: time.Now()}
+	n := &node{m: m, rc: rc, started: time.Now(), rpc: rpc.NewClient(m, rpc.ClientOptions{})}
+	if rc.rpcBuiltin {
+		if n.srv, err = n.serveBuiltin(log); err != nil {
+			return err
+		}
+		defer n.srv.Close()
+	}
 	for _, c := range rc.channels {
 		if err := m.RegisterChannel(c.name, c.cfg); err != nil {
 			return usageError{fmt.Errorf("channels: %s: %w", c.name, err)}
@@ -245,7 +257,7 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 		if metricsLn, err = net.Listen("tcp", rc.metrics); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
-		metrics = &http.Server{Handler: metricsHandler(m), ReadHeaderTimeout: 10 * time.Second}
+		metrics = &http.Server{Handler: metricsHandler(n), ReadHeaderTimeout: 10 * time.Second}
 	}
 
 	var wg sync.WaitGroup
@@ -274,6 +286,11 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 		metrics.Shutdown(sctx)
 	}
 	wg.Wait()
+	if n.srv != nil {
+		// Before the mesh: a handler still running is cancelled and its
+		// caller answered (unavailable), rather than left to time out.
+		n.srv.Close()
+	}
 	if err := ctl.close(); err != nil {
 		log.Warn("closing the control socket", "err", err)
 	}

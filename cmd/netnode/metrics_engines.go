@@ -1,0 +1,234 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/netmesh/netmesh/capability"
+	"github.com/netmesh/netmesh/channel"
+	"github.com/netmesh/netmesh/rpc"
+)
+
+// Collectors of the engines above the mesh: capability discovery,
+// channels and rpc. Each reads a fresh snapshot at every scrape and keeps
+// no state of its own. docs/OPERATIONS.md lists every metric.
+
+// counterField is a counter read from one field of a stats snapshot S.
+type counterField[S any] struct {
+	desc *prometheus.Desc
+	get  func(*S) uint64
+}
+
+// reasonField is one value of the reason label of a counter by reason.
+type reasonField[S any] struct {
+	reason string
+	get    func(*S) uint64
+}
+
+// newDesc names a metric netmesh_<name>.
+func newDesc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("netmesh_"+name, help, labels, nil)
+}
+
+// counter returns a counterField named netmesh_<name>.
+func counter[S any](name, help string, get func(*S) uint64) counterField[S] {
+	return counterField[S]{desc: newDesc(name, help), get: get}
+}
+
+// collectCounters sends the counters and the counter by reason read from
+// st. Every reason is sent, zeros included, so that rate() works from the
+// start.
+func collectCounters[S any](ch chan<- prometheus.Metric, st *S, fields []counterField[S], byReason *prometheus.Desc, reasons []reasonField[S]) {
+	for _, f := range fields {
+		ch <- prometheus.MustNewConstMetric(f.desc, prometheus.CounterValue, float64(f.get(st)))
+	}
+	for _, r := range reasons {
+		ch <- prometheus.MustNewConstMetric(byReason, prometheus.CounterValue, float64(r.get(st)), r.reason)
+	}
+}
+
+// capabilityCollector exports the capability engine's index health and
+// gossip counters.
+type capabilityCollector struct {
+	e               *capability.Engine
+	nodes, known    *prometheus.Desc
+	counters        []counterField[capability.Stats]
+	rejected        *prometheus.Desc
+	rejectedReasons []reasonField[capability.Stats]
+}
+
+func newCapabilityCollector(e *capability.Engine) *capabilityCollector {
+	type S = capability.Stats
+	return &capabilityCollector{
+		e:     e,
+		nodes: newDesc("capability_nodes", "Nodes in the capability index by status: online, degraded (a refresh missed), offline (expired, still remembered).", "status"),
+		known: newDesc("capability_nodes_known", "Live nodes in the capability index, this node included."),
+		counters: []counterField[S]{
+			counter("capability_received_total", "Capability gossip messages received.", func(s *S) uint64 { return s.Received }),
+			counter("capability_accepted_total", "Announcement versions accepted into the index.", func(s *S) uint64 { return s.Accepted }),
+			counter("capability_duplicates_total", "Announcements received that the index already held.", func(s *S) uint64 { return s.Duplicates }),
+			counter("capability_forwarded_total", "Accepted announcements queued for forwarding to neighbours.", func(s *S) uint64 { return s.Forwarded }),
+			counter("capability_broadcasts_total", "Versions of this node's own announcement sent out.", func(s *S) uint64 { return s.Broadcasts }),
+			counter("capability_messages_sent_total", "Capability gossip messages sent.", func(s *S) uint64 { return s.MessagesSent }),
+			counter("capability_sent_bytes_total", "Bytes of capability gossip sent.", func(s *S) uint64 { return s.BytesSent }),
+			counter("capability_send_errors_total", "Capability gossip messages the mesh refused to send.", func(s *S) uint64 { return s.SendErrors }),
+			counter("capability_events_dropped_total", "Index change events lost to slow subscribers.", func(s *S) uint64 { return s.EventsDropped }),
+			counter("capability_telemetry_errors_total", "Telemetry samples that failed or did not fit the announcement.", func(s *S) uint64 { return s.TelemetryErrors }),
+		},
+		rejected: newDesc("capability_rejected_total", "Announcements rejected, by reason.", "reason"),
+		rejectedReasons: []reasonField[S]{
+			{"malformed", func(s *S) uint64 { return s.RejectedMalformed }},
+			{"oversized", func(s *S) uint64 { return s.RejectedOversized }},
+			{"hop_limit", func(s *S) uint64 { return s.RejectedHopLimit }},
+			{"bad_signature", func(s *S) uint64 { return s.RejectedBadSignature }},
+			{"tampered", func(s *S) uint64 { return s.RejectedTampered }},
+			{"rebinding", func(s *S) uint64 { return s.RejectedRebinding }},
+			{"old_version", func(s *S) uint64 { return s.RejectedOldVersion }},
+			{"unsigned", func(s *S) uint64 { return s.RejectedUnsigned }},
+			{"index_full", func(s *S) uint64 { return s.RejectedIndexFull }},
+		},
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *capabilityCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.nodes
+	ch <- c.known
+	ch <- c.rejected
+	for _, f := range c.counters {
+		ch <- f.desc
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *capabilityCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.e.Health()
+	gauge := func(d *prometheus.Desc, v int, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	gauge(c.known, h.Known)
+	gauge(c.nodes, h.Online, "online")
+	gauge(c.nodes, h.Degraded, "degraded")
+	gauge(c.nodes, h.Offline, "offline")
+	st := c.e.Stats()
+	collectCounters(ch, &st, c.counters, c.rejected, c.rejectedReasons)
+}
+
+// channelCollector exports the channel engine's counters and the
+// subscribers of each channel the node publishes.
+type channelCollector struct {
+	e               *channel.Engine
+	names           []string // the channels this node publishes
+	subscribers     *prometheus.Desc
+	counters        []counterField[channel.Stats]
+	rejected        *prometheus.Desc
+	rejectedReasons []reasonField[channel.Stats]
+}
+
+func newChannelCollector(e *channel.Engine, names []string) *channelCollector {
+	type S = channel.Stats
+	return &channelCollector{
+		e:           e,
+		names:       names,
+		subscribers: newDesc("channel_subscribers", "Subscribers of a channel this node publishes.", "channel"),
+		counters: []counterField[S]{
+			counter("channel_received_total", "Channel messages received.", func(s *S) uint64 { return s.Received }),
+			counter("channel_malformed_total", "Channel messages received that did not decode.", func(s *S) uint64 { return s.Malformed }),
+			counter("channel_messages_sent_total", "Channel messages sent (a publish counts once per subscriber).", func(s *S) uint64 { return s.MessagesSent }),
+			counter("channel_send_errors_total", "Channel messages the mesh refused to send.", func(s *S) uint64 { return s.SendErrors }),
+			counter("channel_published_total", "Messages this node published, once per message.", func(s *S) uint64 { return s.Published }),
+			counter("channel_subscribes_admitted_total", "Subscribe requests admitted to this node's channels.", func(s *S) uint64 { return s.Acks }),
+			counter("channel_evicted_total", "Subscribers removed by this node (expiry, revocation, config change).", func(s *S) uint64 { return s.Evicted }),
+			counter("channel_unsubscribes_total", "Subscribers that left this node's channels.", func(s *S) uint64 { return s.Unsubscribes }),
+			counter("channel_delivered_total", "Publishes queued to this node's subscriptions.", func(s *S) uint64 { return s.Delivered }),
+			counter("channel_dropped_total", "Publishes dropped because one of this node's subscriptions was full.", func(s *S) uint64 { return s.Dropped }),
+			counter("channel_stray_total", "Publishes received for no current subscription.", func(s *S) uint64 { return s.Stray }),
+		},
+		rejected: newDesc("channel_subscribes_rejected_total", "Subscribe requests this node's channels refused, by reason.", "reason"),
+		rejectedReasons: []reasonField[S]{
+			{"unknown_channel", func(s *S) uint64 { return s.RejectedUnknown }},
+			{"token", func(s *S) uint64 { return s.RejectedToken }},
+			{"subnet", func(s *S) uint64 { return s.RejectedSubnet }},
+			{"capabilities", func(s *S) uint64 { return s.RejectedCaps }},
+			{"rate_limited", func(s *S) uint64 { return s.RejectedRateLimited }},
+			{"full", func(s *S) uint64 { return s.RejectedFull }},
+		},
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *channelCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.subscribers
+	ch <- c.rejected
+	for _, f := range c.counters {
+		ch <- f.desc
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *channelCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, name := range c.names {
+		ch <- prometheus.MustNewConstMetric(c.subscribers, prometheus.GaugeValue, float64(len(c.e.Subscribers(name))), name)
+	}
+	st := c.e.Stats()
+	collectCounters(ch, &st, c.counters, c.rejected, c.rejectedReasons)
+}
+
+// rpcCollector exports the counters of the node's rpc client (the calls
+// of netnode call) and of its rpc server (the built-in services), if it
+// runs one.
+type rpcCollector struct {
+	srv                         *rpc.Server // nil with rpc_builtin = false
+	cl                          *rpc.Client
+	serverActive, clientPending *prometheus.Desc
+	server                      []counterField[rpc.ServerStats]
+	client                      []counterField[rpc.ClientStats]
+}
+
+func newRPCCollector(srv *rpc.Server, cl *rpc.Client) *rpcCollector {
+	type SS = rpc.ServerStats
+	type CS = rpc.ClientStats
+	return &rpcCollector{
+		srv:           srv,
+		cl:            cl,
+		serverActive:  newDesc("rpc_server_active", "RPC handlers running now."),
+		clientPending: newDesc("rpc_client_outstanding", "RPC calls this node has in flight."),
+		server: []counterField[SS]{
+			counter("rpc_server_calls_total", "RPC requests that reached a handler.", func(s *SS) uint64 { return s.Calls }),
+			counter("rpc_server_refused_total", "RPC requests answered without running a handler: unknown service, malformed, too large, overloaded or closed.", func(s *SS) uint64 { return s.Refused }),
+			counter("rpc_server_errors_total", "RPC handler runs answered with an error status.", func(s *SS) uint64 { return s.Errors }),
+			counter("rpc_server_cancelled_total", "RPC handler runs the caller cancelled before the reply.", func(s *SS) uint64 { return s.Cancelled }),
+			counter("rpc_server_late_replies_total", "RPC handler runs that ended after the caller's deadline; their reply was dropped.", func(s *SS) uint64 { return s.LateReplies }),
+			counter("rpc_server_panics_total", "RPC handlers that panicked.", func(s *SS) uint64 { return s.Panics }),
+		},
+		client: []counterField[CS]{
+			counter("rpc_client_calls_total", "RPC calls this node started.", func(s *CS) uint64 { return s.Calls }),
+			counter("rpc_client_failures_total", "RPC calls this node started that ended with an error.", func(s *CS) uint64 { return s.Failures }),
+			counter("rpc_client_timeouts_total", "RPC calls this node started that passed their deadline.", func(s *CS) uint64 { return s.Timeouts }),
+			counter("rpc_client_cancelled_total", "RPC calls this node started that were cancelled.", func(s *CS) uint64 { return s.Cancelled }),
+		},
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *rpcCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.serverActive
+	ch <- c.clientPending
+	for _, f := range c.server {
+		ch <- f.desc
+	}
+	for _, f := range c.client {
+		ch <- f.desc
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *rpcCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.srv != nil {
+		st := c.srv.Stats()
+		ch <- prometheus.MustNewConstMetric(c.serverActive, prometheus.GaugeValue, float64(st.Active))
+		collectCounters(ch, &st, c.server, nil, nil)
+	}
+	st := c.cl.Stats()
+	ch <- prometheus.MustNewConstMetric(c.clientPending, prometheus.GaugeValue, float64(st.Outstanding))
+	collectCounters(ch, &st, c.client, nil, nil)
+}
