@@ -17,6 +17,11 @@ import (
 	"github.com/netmesh/netmesh/internal/netlab"
 )
 
+// withoutRPC drops the rpc: tags a node's rpc server adds to its set.
+func withoutRPC(tags []string) []string {
+	return slices.DeleteFunc(slices.Clone(tags), func(t string) bool { return strings.HasPrefix(t, "rpc:") })
+}
+
 // checkDiscovery drives find, nodes, status and nat on the end-to-end
 // mesh of TestEndToEnd.
 func checkDiscovery(t *testing.T, a, b, c *proc, ka, kb, kc keyInfo) {
@@ -29,7 +34,7 @@ func checkDiscovery(t *testing.T, a, b, c *proc, ka, kb, kc keyInfo) {
 	})
 	nb := found.Nodes[0]
 	if nb.NodeID != kb.NodeID || nb.PublicKey != kb.PublicKey || nb.Self || nb.Status != "online" ||
-		!slices.Equal(nb.Tags, []string{"gpu", "rack:1"}) || nb.Metadata["gpu_mem_gb"] != "48" ||
+		!slices.Equal(withoutRPC(nb.Tags), []string{"gpu", "rack:1"}) || nb.Metadata["gpu_mem_gb"] != "48" ||
 		nb.Subnet != "3.1.0.0" || nb.Hops < 1 || nb.Via == "" {
 		t.Errorf("C's find of B: %+v", nb)
 	}
