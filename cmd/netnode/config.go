@@ -75,6 +75,9 @@ type channelSpec struct {
 // the nat build tag (see natCompiled).
 type natSpec struct {
 	STUNServers []string `toml:"stun_servers"`
+	// PortMap asks the router for a UDP port mapping (NAT-PMP, then
+	// UPnP-IGD), removed again at shutdown; needs -tags nat,portmap.
+	PortMap bool `toml:"port_map"`
 }
 
 // peerSpec names another node: its address and, optionally, the key or
@@ -269,6 +272,12 @@ func (fc fileConfig) validateFeatures(rc *runConfig) error {
 		}
 		seen[nc.name] = true
 		rc.channels = append(rc.channels, nc)
+	}
+	if fc.NAT != nil && fc.NAT.PortMap {
+		if !portmapCompiled {
+			return errors.New("nat.port_map: port mapping is not compiled into this netnode; build it with -tags nat,portmap")
+		}
+		rc.nat.PortMap = true
 	}
 	if fc.NAT != nil && len(fc.NAT.STUNServers) > 0 {
 		if !natCompiled {

@@ -473,6 +473,7 @@ func TestBadConfig(t *testing.T) {
 		{"unknown channel key", "[[channels]]\nname = \"x1\"\ncolour = 1", nil, `unknown key "channels.colour"`},
 		{"nat without the nat tag", "[nat]\nstun_servers = [\"192.0.2.1:3478\"]", nil, "build it with -tags nat"},
 		{"stun flag without the nat tag", "", []string{"--stun-server", "192.0.2.1:3478"}, "-tags nat"},
+		{"port mapping without the portmap tag", "[nat]\nport_map = true", nil, "-tags nat,portmap"},
 		{"bad capability", `capabilities = ["GPU"]`, nil, `capabilities: capability: invalid tag "GPU"`},
 		{"bad metadata", `metadata = { "Bad Key" = "1" }`, nil, "metadata: "},
 		{"bad meta flag", "", []string{"--meta", "novalue"}, "--meta"},
