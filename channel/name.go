@@ -14,7 +14,7 @@ func ValidateName(s string) error {
 	}
 	for i := 0; i < len(s); i++ {
 		if !nameChar(s[i]) {
-			return fmt.Errorf("%w: %q has %q at byte %d; allowed are a-z 0-9 - _ . / :", ErrInvalidName, truncate(s), s[i], i)
+			return fmt.Errorf("%w: %q has %q at byte %d (allowed: a-z 0-9 and -_./:)", ErrInvalidName, truncate(s), s[i], i)
 		}
 	}
 	return nil

@@ -77,7 +77,7 @@ type Mesh struct {
 	// NAT engine registers it; without it they are dropped).
 	stun atomic.Pointer[func(b []byte, from netip.AddrPort)]
 	// nat is the NAT traversal engine (nat_on.go; empty in nat_off.go).
-	nat natState
+	nat natState //lint:ignore U1000 used only with the nat build tag
 
 	lastStamp atomic.Int64 // see pingStamp
 	pingMu    sync.Mutex
@@ -431,6 +431,8 @@ func (m *Mesh) enqueue(s *socket, p *outPacket) error {
 
 // sendRaw sends a copy of b, any bytes, from the socket of addr's family:
 // STUN requests and NAT probes share the mesh's port this way.
+//
+//lint:ignore U1000 used only with the nat build tag
 func (m *Mesh) sendRaw(addr netip.AddrPort, b []byte) error {
 	s := m.sockFor(addr)
 	if s == nil {
