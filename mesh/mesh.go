@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -371,6 +372,14 @@ func (m *Mesh) readLoop(s *socket) {
 		for i := range msgs[:n] {
 			src := endpoint{addr: msgs[i].Addr, sock: s}
 			r.receive(msgs[i].Buf, &src)
+		}
+		if len(m.dgram) > 0 {
+			// Under sustained load the reader never blocks, and the
+			// goroutine its channel send woke waits in this P's runnext
+			// slot for a whole time slice while the queue overflows:
+			// the reader would decrypt datagrams only to drop them. Let
+			// the consumer run before reading the next batch.
+			runtime.Gosched()
 		}
 	}
 }
