@@ -7,6 +7,7 @@
 package identity
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha512"
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"filippo.io/edwards25519"
 	"github.com/zeebo/blake3"
@@ -38,6 +40,9 @@ type Identity struct {
 	priv ed25519.PrivateKey
 	pub  ed25519.PublicKey
 	id   NodeID
+
+	ecdhOnce sync.Once
+	ecdh     *ecdh.PrivateKey
 }
 
 // Generate creates a new random identity.
@@ -76,13 +81,21 @@ func (id *Identity) Sign(msg []byte) []byte { return ed25519.Sign(id.priv, msg) 
 // X25519PublicKey(id.PublicKey()), so a peer that knows this node's ed25519
 // key also knows its Noise static key and can use the one-round-trip IK
 // handshake.
-func (id *Identity) X25519() []byte {
-	h := sha512.Sum512(id.priv.Seed())
-	s := h[:32]
-	s[0] &= 248
-	s[31] &= 127
-	s[31] |= 64
-	return s
+func (id *Identity) X25519() []byte { return id.ECDH().Bytes() }
+
+// ECDH returns the X25519 private key (see X25519) as a crypto/ecdh key,
+// built once: handshakes use it for Diffie-Hellman without recomputing its
+// public half each time.
+func (id *Identity) ECDH() *ecdh.PrivateKey {
+	id.ecdhOnce.Do(func() {
+		h := sha512.Sum512(id.priv.Seed())
+		s := h[:32]
+		s[0] &= 248
+		s[31] &= 127
+		s[31] |= 64
+		id.ecdh, _ = ecdh.X25519().NewPrivateKey(s) // 32 bytes: cannot fail
+	})
+	return id.ecdh
 }
 
 // Verify reports whether sig is a valid signature of msg by pub. A key of

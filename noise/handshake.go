@@ -2,6 +2,7 @@ package noise
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
@@ -67,7 +68,12 @@ const (
 	staticContext = "netmesh static v1"
 )
 
-var cipherSuite = noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashBLAKE2s)
+// newCipherSuite returns the suite for one handshake: its DH function
+// remembers the handshake's keys (see x25519), starting with the static
+// key.
+func newCipherSuite(static *ecdh.PrivateKey) noise.CipherSuite {
+	return noise.NewCipherSuite(&x25519{keys: []*ecdh.PrivateKey{static}}, noise.CipherChaChaPoly, noise.HashBLAKE2s)
+}
 
 // Config configures an initiator.
 type Config struct {
@@ -182,12 +188,13 @@ func (h *Handshake) start(id *identity.Identity, peerStatic []byte) error {
 	if h.pattern == PatternIK {
 		pattern = noise.HandshakeIK
 	}
+	sk := id.ECDH()
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   cipherSuite,
+		CipherSuite:   newCipherSuite(sk),
 		Pattern:       pattern,
 		Initiator:     h.initiator,
 		Prologue:      []byte(prologue),
-		StaticKeypair: noise.DHKey{Private: id.X25519(), Public: static},
+		StaticKeypair: noise.DHKey{Private: sk.Bytes(), Public: static},
 		PeerStatic:    peerStatic,
 	})
 	if err != nil {
