@@ -171,6 +171,7 @@ func (m *Mesh) TraversalStats() TraversalStats {
 		Type:             NATType(s.Type),
 		Reflex:           s.Reflex,
 		Override:         s.Override,
+		PortMap:          s.PortMap,
 		PunchesAttempted: s.PunchesAttempted,
 		PunchesSucceeded: s.PunchesSucceeded,
 		PunchesSkipped:   s.PunchesSkipped,

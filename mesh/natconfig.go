@@ -170,6 +170,10 @@ type TraversalStats struct {
 	// unset.
 	Reflex   netip.AddrPort
 	Override netip.AddrPort
+	// PortMap describes the router port mapping (build tags nat,portmap,
+	// NATConfig.PortMap): protocol and external address, or why there is
+	// none; empty when port mapping is off.
+	PortMap string
 	// PunchesAttempted counts punches this node probed for, either side.
 	PunchesAttempted uint64
 	// PunchesSucceeded counts punches that ended with a direct path.

@@ -94,6 +94,10 @@ func (c Config) withDefaults() Config {
 type Stats struct {
 	// Type is the current classification.
 	Type Type
+	// PortMap describes the port mapping (build tag portmap): the protocol
+	// and external address, or why there is none; empty when port mapping
+	// is off.
+	PortMap string
 	// Reflex is the measured reflexive address; invalid until measured.
 	Reflex netip.AddrPort
 	// Override is the reflex override; invalid when unset.
@@ -215,8 +219,12 @@ type Engine struct {
 
 // --- port mapping hook (build tag portmap, see portmap.go) ---
 
-// portMapper is a running port mapper; Close deletes its mapping.
-type portMapper interface{ Close() }
+// portMapper is a running port mapper; Close deletes its mapping, Summary
+// says in a line what it holds or why it holds nothing.
+type portMapper interface {
+	Close()
+	Summary() string
+}
 
 // newPortMapper starts port mapping for an engine, or returns nil. The
 // portmap build tag sets it; without the tag it is nil.
@@ -328,7 +336,11 @@ func (e *Engine) ClearReflexOverride() {
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	st := Stats{Type: e.typ, Reflex: e.reflex, Override: e.override}
+	pm := e.pm
 	e.mu.Unlock()
+	if pm != nil {
+		st.PortMap = pm.Summary()
+	}
 	st.PunchesAttempted = e.st.attempted.Load()
 	st.PunchesSucceeded = e.st.succeeded.Load()
 	st.PunchesSkipped = e.st.skipped.Load()

@@ -189,6 +189,19 @@ func (p *PortMapper) Status() PortMapStatus {
 	return p.st
 }
 
+// Summary says in a line what the mapper holds: "NAT-PMP 198.51.100.11:7001"
+// (protocol and external address), or why it holds nothing.
+func (p *PortMapper) Summary() string {
+	st := p.Status()
+	switch {
+	case st.External.IsValid():
+		return st.Protocol + " " + st.External.String()
+	case st.Reason != "":
+		return "none: " + st.Reason
+	}
+	return "none yet"
+}
+
 // Mapped returns the external address of the installed mapping, or the
 // zero AddrPort.
 func (p *PortMapper) Mapped() netip.AddrPort {

@@ -255,3 +255,18 @@ func TestEnginePortMapStatusOff(t *testing.T) {
 		t.Fatalf("reason %q", r)
 	}
 }
+
+func TestPortMapSummary(t *testing.T) {
+	var p PortMapper
+	if got := p.Summary(); got != "none yet" {
+		t.Errorf("fresh mapper: %q", got)
+	}
+	p.st = PortMapStatus{Reason: ReasonNoPortMapProtocol}
+	if got := p.Summary(); got != "none: "+ReasonNoPortMapProtocol {
+		t.Errorf("no protocol: %q", got)
+	}
+	p.st = PortMapStatus{Protocol: "NAT-PMP", External: netip.MustParseAddrPort("198.51.100.11:7001")}
+	if got := p.Summary(); got != "NAT-PMP 198.51.100.11:7001" {
+		t.Errorf("mapped: %q", got)
+	}
+}

@@ -17,6 +17,7 @@ type natInfo struct {
 	Type             string   `json:"type,omitempty"`     // unknown, open, cone or symmetric
 	Reflex           string   `json:"reflex,omitempty"`   // ip:port peers outside the NAT see, "" if unknown
 	Override         string   `json:"override,omitempty"` // reflex override, "" if unset
+	PortMap          string   `json:"port_map,omitempty"` // mapping or why none; "" when port mapping is off
 	STUNServers      []string `json:"stun_servers,omitempty"`
 	PunchesAttempted uint64   `json:"punches_attempted"`
 	PunchesSucceeded uint64   `json:"punches_succeeded"`
@@ -53,6 +54,7 @@ func (n *node) nat(context.Context, json.RawMessage, func(any) error) (any, erro
 		Type:             ts.Type.String(),
 		Reflex:           addr(ts.Reflex),
 		Override:         addr(ts.Override),
+		PortMap:          ts.PortMap,
 		STUNServers:      n.rc.nat.STUNServers,
 		PunchesAttempted: ts.PunchesAttempted,
 		PunchesSucceeded: ts.PunchesSucceeded,
@@ -103,6 +105,9 @@ func printNAT(out io.Writer, info natInfo) {
 	tw := newTable(out)
 	fmt.Fprintf(tw, "nat type\t%s\n", info.Type)
 	fmt.Fprintf(tw, "reflex\t%s\n", orNone(info.Reflex))
+	if info.PortMap != "" {
+		fmt.Fprintf(tw, "port mapping\t%s\n", info.PortMap)
+	}
 	if info.Override != "" {
 		fmt.Fprintf(tw, "override\t%s\n", info.Override)
 	}
