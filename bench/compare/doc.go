@@ -1,0 +1,27 @@
+// Package compare benchmarks netmesh against raw UDP and quic-go in one run
+// and in the same shape, so benchstat can put them side by side:
+//
+//   - BenchmarkDatagrams/impl={quic,netmesh,udp-gso,udp-plain}: unreliable
+//     datagrams over loopback, one sender pushing as fast as the transport
+//     lets it, one receiver. Reports packets/s and MB/s received and loss.
+//   - BenchmarkHandshake/conc={1,8}/impl={quic,quic-x25519,netmesh}: full
+//     handshakes between clients and servers that have never met (quic-go:
+//     TLS 1.3 with a self-signed ECDSA P-256 certificate the client
+//     verifies; netmesh: Noise IK), one at a time (latency) or eight at once
+//     (capacity of the machine). Reports ns/op and handshakes/s.
+//   - BenchmarkRTT64/impl={quic,netmesh,udp-plain}: 64-byte request/response on
+//     an open connection (quic-go: a bidirectional stream; netmesh:
+//     datagrams on an established session). Reports p50 and p99 in µs.
+//
+// It is its own module (github.com/netmesh/netmesh/bench/compare, with a
+// replace directive pointing at the repository root) so the netmesh library
+// never depends on quic-go. Run it from this directory with
+//
+//	go test -run '^$' -bench . -benchmem -count 6 | tee /tmp/cmp.txt
+//	benchstat -col /impl /tmp/cmp.txt
+//
+// The first column, quic, is benchstat's baseline, so the percentages are
+// netmesh (and raw UDP) relative to quic-go.
+//
+// docs/PERFORMANCE.md has the numbers and how to read them.
+package compare

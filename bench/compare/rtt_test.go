@@ -1,0 +1,215 @@
+package compare
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/netmesh/netmesh/mesh"
+)
+
+// BenchmarkRTT64 measures a 64-byte request and a 64-byte response on an
+// open connection, one at a time. One op is one round trip; p50-µs and
+// p99-µs are the median and 99th percentile.
+//
+//   - quic: a quic-go bidirectional stream, echoed by the server.
+//   - netmesh: datagrams on an established session, echoed by the server;
+//     each request carries a sequence number so a stale reply is never
+//     counted.
+//   - udp-plain: raw net.UDPConn datagrams, the floor.
+//
+// A round trip stuck for over a second (a lost datagram) fails the
+// benchmark instead of hanging it.
+func BenchmarkRTT64(b *testing.B) {
+	b.Run("impl=quic", quicRTT)
+	b.Run("impl=netmesh", meshRTT)
+	b.Run("impl=udp-plain", plainRTT)
+}
+
+// roundTrips runs b.N round trips of rt and reports their percentiles. rt
+// gets the op number and returns an error if the reply did not arrive.
+func roundTrips(b *testing.B, cancel context.CancelFunc, rt func(i int) error) {
+	var progress atomic.Int64
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		// Watchdog: a stuck round trip cancels the context its calls use.
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		last := progress.Load()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				n := progress.Load()
+				if n == last {
+					cancel()
+					return
+				}
+				last = n
+			}
+		}
+	}()
+	samples := make([]time.Duration, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		if err := rt(i); err != nil {
+			b.Fatalf("round trip %d: %v", i, err)
+		}
+		samples[i] = time.Since(t0)
+		progress.Add(1)
+	}
+	b.StopTimer()
+	reportPercentiles(b, samples)
+}
+
+// reportPercentiles reports the median and 99th percentile of samples in
+// microseconds.
+func reportPercentiles(b *testing.B, samples []time.Duration) {
+	if len(samples) == 0 {
+		return
+	}
+	slices.Sort(samples)
+	pct := func(p float64) float64 {
+		i := int(float64(len(samples))*p+0.5) - 1
+		i = max(0, min(i, len(samples)-1))
+		return float64(samples[i]) / float64(time.Microsecond)
+	}
+	b.ReportMetric(pct(0.50), "p50-µs")
+	b.ReportMetric(pct(0.99), "p99-µs")
+}
+
+func quicRTT(b *testing.B) {
+	client, server, stop := quicPair(b, quicTLS(nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	echoDone := make(chan struct{})
+	go func() {
+		defer close(echoDone)
+		s, err := server.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		buf := make([]byte, rttSize)
+		for {
+			if _, err := io.ReadFull(s, buf); err != nil {
+				return
+			}
+			if _, err := s.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	s, err := client.OpenStreamSync(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Closing the connection unblocks the stream calls if the watchdog
+	// fires.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	req, resp := make([]byte, rttSize), make([]byte, rttSize)
+	roundTrips(b, cancel, func(i int) error {
+		binary.LittleEndian.PutUint64(req, uint64(i))
+		if _, err := s.Write(req); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(s, resp); err != nil {
+			return err
+		}
+		if binary.LittleEndian.Uint64(resp) != uint64(i) {
+			return errors.New("reply out of order")
+		}
+		return nil
+	})
+	stop()
+	<-echoDone
+}
+
+func meshRTT(b *testing.B) {
+	client, server, peer := meshPair(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	echoDone := make(chan struct{})
+	go func() {
+		defer close(echoDone)
+		buf := make([]byte, mesh.MaxDatagramSize)
+		for {
+			n, from, err := server.ReadDatagram(ctx, buf)
+			if err != nil {
+				return
+			}
+			if err := server.SendDatagram(ctx, from, buf[:n]); err != nil && ctx.Err() != nil {
+				return
+			}
+		}
+	}()
+	req, resp := make([]byte, rttSize), make([]byte, mesh.MaxDatagramSize)
+	roundTrips(b, cancel, func(i int) error {
+		binary.LittleEndian.PutUint64(req, uint64(i))
+		if err := client.SendDatagram(ctx, peer, req); err != nil {
+			return err
+		}
+		for {
+			n, _, err := client.ReadDatagram(ctx, resp)
+			if err != nil {
+				return err
+			}
+			if n == rttSize && binary.LittleEndian.Uint64(resp) == uint64(i) {
+				return nil
+			}
+		}
+	})
+	cancel()
+	<-echoDone
+}
+
+func plainRTT(b *testing.B) {
+	client, server := listenPlain(b), listenPlain(b)
+	defer client.Close()
+	defer server.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := server.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			server.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		client.Close() // unblocks a read stuck on a lost datagram
+	}()
+	dst := server.LocalAddr().(*net.UDPAddr).AddrPort()
+	req, resp := make([]byte, rttSize), make([]byte, 2048)
+	roundTrips(b, cancel, func(i int) error {
+		binary.LittleEndian.PutUint64(req, uint64(i))
+		if _, err := client.WriteToUDPAddrPort(req, dst); err != nil {
+			return err
+		}
+		for {
+			n, _, err := client.ReadFromUDPAddrPort(resp)
+			if err != nil {
+				return err
+			}
+			if n == rttSize && binary.LittleEndian.Uint64(resp) == uint64(i) {
+				return nil
+			}
+		}
+	})
+}
