@@ -78,6 +78,9 @@ type natSpec struct {
 	// PortMap asks the router for a UDP port mapping (NAT-PMP, then
 	// UPnP-IGD), removed again at shutdown; needs -tags nat,portmap.
 	PortMap bool `toml:"port_map"`
+	// Punch, when false, stops the node from asking to turn relayed
+	// sessions direct (it still answers peers that ask); default true.
+	Punch *bool `toml:"punch"`
 }
 
 // peerSpec names another node: its address and, optionally, the key or
@@ -106,6 +109,7 @@ type runConfig struct {
 	policy    channel.SubnetPolicy
 	channels  []namedChannel
 	mdns      bool
+	punch     bool // hole-punch relayed sessions (nat builds)
 	nat       mesh.NATConfig
 
 	rpcBuiltin bool // serve the built-in rpc services
@@ -175,6 +179,7 @@ func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
 		keyFile: fc.KeyFile,
 		listen:  fc.Listen,
 		relay:   fc.Relay == nil || *fc.Relay,
+		punch:   natCompiled,
 		control: fc.Control,
 		metrics: fc.Metrics,
 
@@ -272,6 +277,12 @@ func (fc fileConfig) validateFeatures(rc *runConfig) error {
 		}
 		seen[nc.name] = true
 		rc.channels = append(rc.channels, nc)
+	}
+	if fc.NAT != nil && fc.NAT.Punch != nil {
+		if !natCompiled {
+			return errors.New("nat.punch: NAT traversal is not compiled into this netnode; build it with -tags nat, or remove the key")
+		}
+		rc.punch = *fc.NAT.Punch
 	}
 	if fc.NAT != nil && fc.NAT.PortMap {
 		if !portmapCompiled {

@@ -474,6 +474,7 @@ func TestBadConfig(t *testing.T) {
 		{"nat without the nat tag", "[nat]\nstun_servers = [\"192.0.2.1:3478\"]", nil, "build it with -tags nat"},
 		{"stun flag without the nat tag", "", []string{"--stun-server", "192.0.2.1:3478"}, "-tags nat"},
 		{"port mapping without the portmap tag", "[nat]\nport_map = true", nil, "-tags nat,portmap"},
+		{"punch without the nat tag", "[nat]\npunch = false", nil, "build it with -tags nat"},
 		{"bad capability", `capabilities = ["GPU"]`, nil, `capabilities: capability: invalid tag "GPU"`},
 		{"bad metadata", `metadata = { "Bad Key" = "1" }`, nil, "metadata: "},
 		{"bad meta flag", "", []string{"--meta", "novalue"}, "--meta"},

@@ -266,7 +266,7 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 	if rc.mdns {
 		wg.Go(func() { runMDNS(ctx, m, log) })
 	}
-	if natCompiled {
+	if rc.punch {
 		wg.Go(func() { punchRelayed(ctx, m, log) })
 	}
 	if metrics != nil {
