@@ -24,7 +24,18 @@ type Coturn struct {
 // inside the namespace and stops it when the test ends. It skips the test
 // if turnserver is not installed (apt-get install coturn). It returns once
 // the server answers a STUN Binding request.
-func (ns *NS) StartCoturn(ip string, port int) *Coturn {
+func (ns *NS) StartCoturn(ip string, port int) *Coturn { return ns.startCoturn(port, ip) }
+
+// StartCoturnRFC5780 is StartCoturn on two addresses of the namespace, ip
+// and altIP, so that the server answers RFC 5780 CHANGE-REQUESTs (NAT
+// behaviour discovery), which miniupnpd's ext_perform_stun check needs.
+func (ns *NS) StartCoturnRFC5780(ip, altIP string, port int) *Coturn {
+	return ns.startCoturn(port, ip, altIP)
+}
+
+// startCoturn starts turnserver listening on port of every address in
+// ips; Addr is the first.
+func (ns *NS) startCoturn(port int, ips ...string) *Coturn {
 	t := ns.lab.t
 	t.Helper()
 	if _, err := exec.LookPath("turnserver"); err != nil {
@@ -32,16 +43,20 @@ func (ns *NS) StartCoturn(ip string, port int) *Coturn {
 	}
 	dir := t.TempDir()
 	out := &lockedBuffer{}
-	cmd := exec.Command("ip", "netns", "exec", ns.Name, "turnserver",
+	args := []string{"netns", "exec", ns.Name, "turnserver",
 		"--stun-only", "--no-cli", "--no-tls", "--no-dtls", "-n",
-		"--listening-ip", ip, "--listening-port", fmt.Sprint(port),
+		"--listening-port", fmt.Sprint(port),
 		"--pidfile", filepath.Join(dir, "turnserver.pid"),
-		"--log-file", "stdout", "--simple-log")
+		"--log-file", "stdout", "--simple-log"}
+	for _, ip := range ips {
+		args = append(args, "--listening-ip", ip)
+	}
+	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("netlab: starting turnserver: %v", err)
 	}
-	c := &Coturn{Addr: fmt.Sprintf("%s:%d", ip, port), cmd: cmd, out: out}
+	c := &Coturn{Addr: fmt.Sprintf("%s:%d", ips[0], port), cmd: cmd, out: out}
 	t.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
