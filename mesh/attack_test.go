@@ -309,3 +309,21 @@ func TestSTUNDemux(t *testing.T) {
 		t.Fatal("STUN message not demultiplexed to its handler")
 	}
 }
+
+// A watcher that stops reading loses events beyond its queue, counted,
+// and never blocks the node.
+func TestSlowWatcherDropsCounted(t *testing.T) {
+	m := startNode(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := m.WatchPeers(ctx) // registered, never iterated
+	_ = events
+	m.mu.Lock()
+	for range watcherQueue + 10 {
+		m.notifyLocked(PeerEvent{Up: true})
+	}
+	m.mu.Unlock()
+	if got := m.Stats().PeerEventsDropped; got != 10 {
+		t.Fatalf("PeerEventsDropped = %d, want 10", got)
+	}
+}

@@ -3,7 +3,6 @@ package mesh
 import (
 	"context"
 	"iter"
-	"sync/atomic"
 
 	"github.com/netmesh/netmesh/identity"
 )
@@ -20,13 +19,12 @@ type PeerEvent struct {
 const watcherQueue = 64
 
 type watcher struct {
-	ch      chan PeerEvent
-	dropped atomic.Uint64
+	ch chan PeerEvent
 }
 
 // WatchPeers returns the peer events from now until ctx ends or the mesh
 // closes. A watcher that falls more than 64 events behind loses events
-// rather than stalling the node.
+// rather than stalling the node; Stats.PeerEventsDropped counts them.
 func (m *Mesh) WatchPeers(ctx context.Context) iter.Seq[PeerEvent] {
 	w := &watcher{ch: make(chan PeerEvent, watcherQueue)}
 	m.mu.Lock()
@@ -68,7 +66,7 @@ func (m *Mesh) notifyLocked(ev PeerEvent) {
 		select {
 		case w.ch <- ev:
 		default:
-			w.dropped.Add(1)
+			m.stats.peerEventsDropped.Add(1)
 		}
 	}
 }

@@ -69,7 +69,6 @@ type handshake struct {
 	created int64
 	pkt     []byte // initiator: the last message sent, for cookie resends
 	mac1    [wire.MACSize]byte
-	mac1Key *[32]byte // key of pkt's MAC1; its cookie replies seal under the matching key
 }
 
 // hsJob is a handshake message waiting for the worker.
@@ -188,7 +187,7 @@ func (m *Mesh) attemptLocked(d *dial) {
 		k := mac1Key(d.pin.Key)
 		typ, key = wire.TypeInitIK, &k
 	}
-	h := &handshake{local: m.newIndexLocked(), noise: hs, dial: d, path: d.path, created: now, mac1Key: key}
+	h := &handshake{local: m.newIndexLocked(), noise: hs, dial: d, path: d.path, created: now}
 	h.pkt = wire.AppendHandshake(nil, wire.Handshake{Type: typ, Sender: h.local, Noise: msg})
 	h.mac1 = setMAC1(h.pkt, key)
 	d.hs = h

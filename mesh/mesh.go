@@ -315,6 +315,7 @@ func (m *Mesh) Stats() Stats {
 		HandshakesProcessed: m.stats.handshakesProcessed.Load(),
 		CookiesSent:         m.stats.cookiesSent.Load(),
 		Relayed:             m.stats.relayed.Load(),
+		PeerEventsDropped:   m.stats.peerEventsDropped.Load(),
 	}
 	if len(m.socks) > 0 {
 		if c, ok := m.socks[0].conn.(interface{ Mode() string }); ok {

@@ -75,6 +75,9 @@ type Stats struct {
 	CookiesSent uint64
 	// Relayed counts packets this node forwarded for others.
 	Relayed uint64
+	// PeerEventsDropped counts peer events lost because a WatchPeers
+	// reader was more than 64 events behind.
+	PeerEventsDropped uint64
 }
 
 // PeerStats is a snapshot of one peer.
@@ -110,6 +113,7 @@ type counters struct {
 	handshakesProcessed atomic.Uint64
 	cookiesSent         atomic.Uint64
 	relayed             atomic.Uint64
+	peerEventsDropped   atomic.Uint64
 }
 
 func (c *counters) drop(r DropReason) { c.drops[r].Add(1) }
