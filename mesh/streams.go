@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/netmesh/netmesh/mesh/stream"
@@ -17,8 +18,10 @@ import (
 //     protocol id, on which every node opens one reliable stream per peer
 //     and sends its engine messages, which may exceed a datagram.
 //
-// A Mux runs a timer goroutine, and the mesh one accept goroutine per Mux
-// (plus, for engines, one reader per accepted stream).
+// A Mux runs a timer goroutine. Streams a peer opens are handed over on
+// the socket reader's goroutine as their first frame arrives (see
+// streamLink.AcceptStream): to a listener's queue or handler, or, for an
+// engine, to a reader goroutine of its own.
 
 // Stream types, re-exported so that users need only package mesh.
 type (
@@ -90,11 +93,13 @@ func (m *Mesh) OpenStreamOn(ctx context.Context, p *Peer, proto wire.Proto, cfg 
 	return m.muxFor(p, proto).mux.Open(ctx, cfg)
 }
 
-// StreamListener hands out the streams peers open on one subprotocol.
+// StreamListener hands out the streams peers open on one subprotocol:
+// through Accept, or to a handler (see HandleStreams).
 type StreamListener struct {
 	m     *Mesh
 	proto wire.Proto
-	ch    chan acceptedStream
+	ch    chan acceptedStream // nil with a handler
+	h     func(*Stream, *Peer)
 }
 
 // ListenStreams returns the listener for streams on subprotocol proto,
@@ -102,11 +107,27 @@ type StreamListener struct {
 // already listened on. Streams peers open on proto before a listener
 // exists are refused.
 func (m *Mesh) ListenStreams(proto wire.Proto) (*StreamListener, error) {
-	if !streamProto(proto) {
-		return nil, fmt.Errorf("mesh: subprotocol %d is reserved", proto)
+	return m.listen(&StreamListener{m: m, proto: proto, ch: make(chan acceptedStream, acceptQueue)})
+}
+
+// HandleStreams is ListenStreams with a handler instead of Accept: h runs
+// in a goroutine of its own for every stream a peer opens on proto,
+// started as the stream's first frame arrives, with nothing queued in
+// between. Accept on the returned listener fails; Close stops new calls
+// of h. The mesh does not wait for running handlers when it closes: their
+// streams fail with ErrMuxClosed, and a handler should then return.
+func (m *Mesh) HandleStreams(proto wire.Proto, h func(*Stream, *Peer)) (*StreamListener, error) {
+	if h == nil {
+		return nil, errors.New("mesh: HandleStreams with a nil handler")
 	}
-	l := &StreamListener{m: m, proto: proto, ch: make(chan acceptedStream, acceptQueue)}
-	if !m.listeners[proto].CompareAndSwap(nil, l) {
+	return m.listen(&StreamListener{m: m, proto: proto, h: h})
+}
+
+func (m *Mesh) listen(l *StreamListener) (*StreamListener, error) {
+	if !streamProto(l.proto) {
+		return nil, fmt.Errorf("mesh: subprotocol %d is reserved", l.proto)
+	}
+	if !m.listeners[l.proto].CompareAndSwap(nil, l) {
 		return nil, ErrProtoInUse
 	}
 	return l, nil
@@ -119,7 +140,7 @@ func streamProto(proto wire.Proto) bool {
 
 // Close stops listening: streams peers open on the protocol from now on
 // are refused, and streams waiting for Accept are reset. The protocol can
-// then be listened on again.
+// then be listened on again. Handlers already running go on.
 func (l *StreamListener) Close() error {
 	if !l.m.listeners[l.proto].CompareAndSwap(l, nil) {
 		return nil
@@ -136,8 +157,11 @@ func (l *StreamListener) Close() error {
 
 // Accept returns the next stream a peer opened on the listener's
 // protocol, and the peer, blocking until one arrives, ctx ends or the mesh
-// closes.
+// closes. It fails at once on a listener made by HandleStreams.
 func (l *StreamListener) Accept(ctx context.Context) (*Stream, *Peer, error) {
+	if l.h != nil {
+		return nil, nil, errors.New("mesh: the listener hands its streams to a handler")
+	}
 	select {
 	case a := <-l.ch:
 		return a.s, a.p, nil
@@ -209,40 +233,39 @@ func (m *Mesh) muxFor(p *Peer, proto wire.Proto) *protoMux {
 	p.muxes[proto] = pm
 	if m.closed.Load() {
 		pm.mux.Close()
-		return pm
 	}
-	m.wg.Add(1)
-	go m.acceptLoop(p, proto, pm.mux)
 	return pm
 }
 
-// acceptLoop takes the streams p opens on proto until the Mux closes:
-// engine streams go to a reader that hands each message to the engine,
-// others to the protocol's StreamListener (AcceptStream's for ProtoStream).
-func (m *Mesh) acceptLoop(p *Peer, proto wire.Proto, mx *stream.Mux) {
-	defer m.wg.Done()
-	for {
-		s, err := mx.Accept(m.ctx)
-		if err != nil {
-			return
-		}
-		if m.engines[proto] != nil {
-			m.wg.Add(1)
-			go m.readMessages(p, proto, s)
-			continue
-		}
-		l := m.listeners[proto].Load()
-		if l == nil {
-			s.Reset(stream.CodeRefused)
-			m.stats.drop(DropNoHandler)
-			continue
-		}
-		select {
-		case l.ch <- acceptedStream{s, p}:
-		default:
-			s.Reset(stream.CodeRefused)
-			m.stats.drop(DropQueueFull)
-		}
+// acceptStream takes a stream p opened on proto (see stream.AcceptLink;
+// it runs on a socket reader, which m.wg counts, so m.wg.Add is safe):
+// an engine stream goes to a reader that hands each message to the
+// engine, others to the protocol's StreamListener (AcceptStream's for
+// ProtoStream). It returns false to refuse the stream.
+func (m *Mesh) acceptStream(p *Peer, proto wire.Proto, s *Stream) bool {
+	if m.closed.Load() {
+		return false
+	}
+	if m.engines[proto] != nil {
+		m.wg.Add(1)
+		go m.readMessages(p, proto, s)
+		return true
+	}
+	l := m.listeners[proto].Load()
+	switch {
+	case l == nil:
+		m.stats.drop(DropNoHandler)
+		return false
+	case l.h != nil:
+		go l.h(s, p)
+		return true
+	}
+	select {
+	case l.ch <- acceptedStream{s, p}:
+		return true
+	default:
+		m.stats.drop(DropQueueFull)
+		return false
 	}
 }
 
@@ -278,6 +301,8 @@ type streamLink struct {
 }
 
 func (l streamLink) SendFrame(body []byte) error { return l.m.sendFrame(l.p, l.proto, body) }
+
+func (l streamLink) AcceptStream(s *Stream) bool { return l.m.acceptStream(l.p, l.proto, s) }
 
 func (l streamLink) MaxFrameSize() int { return MaxDatagramSize }
 

@@ -221,3 +221,67 @@ func TestStreamListeners(t *testing.T) {
 		t.Fatal("a stream to an unheard subprotocol was not refused")
 	}
 }
+
+func TestHandleStreams(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	pb := connect(t, a, b, mesh.Pin{})
+	const proto = wire.ProtoUserMin + 2
+	if _, err := b.HandleStreams(wire.ProtoChannel, func(*mesh.Stream, *mesh.Peer) {}); err == nil {
+		t.Fatal("handled a reserved subprotocol")
+	}
+	got := make(chan string, 4)
+	l, err := b.HandleStreams(proto, func(s *mesh.Stream, from *mesh.Peer) {
+		msg, err := s.Recv(context.Background())
+		if err != nil || from.ID() != a.ID() {
+			got <- fmt.Sprintf("error %v from %s", err, from.ID())
+			return
+		}
+		s.Send(context.Background(), append([]byte("re: "), msg...))
+		s.Close()
+		got <- string(msg)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ListenStreams(proto); !errors.Is(err, mesh.ErrProtoInUse) {
+		t.Fatalf("listener beside a handler: %v, want ErrProtoInUse", err)
+	}
+	ctx := ctxT(t)
+	if _, _, err := l.Accept(ctx); err == nil {
+		t.Fatal("Accept on a handler's listener returned a stream")
+	}
+	for i := range 3 {
+		s, err := a.OpenStreamOn(ctx, pb, proto, mesh.StreamConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := fmt.Sprintf("call %d", i)
+		if err := s.Send(ctx, []byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		if msg, err := s.Recv(ctx); err != nil || string(msg) != "re: "+req {
+			t.Fatalf("reply %d: %q, %v", i, msg, err)
+		}
+		if h := <-got; h != req {
+			t.Fatalf("handler saw %q, want %q", h, req)
+		}
+		s.Close()
+	}
+	// After Close, new streams are refused and the handler is not called.
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := a.OpenStreamOn(ctx, pb, proto, mesh.StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Send(ctx, []byte("too late"))
+	if _, err := s.Recv(ctx); err == nil {
+		t.Fatal("a stream to a closed handler was not refused")
+	}
+	select {
+	case h := <-got:
+		t.Fatalf("closed handler ran: %q", h)
+	default:
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/rpc"
 )
 
@@ -28,10 +27,7 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 func BenchmarkUnary(b *testing.B) {
 	for _, callers := range []int{1, 64} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-			// A finished stream lingers 3 RTOs in the server's mux and counts
-			// against MaxStreams meanwhile (see docs/RPC.md): raise it so 64
-			// callers are not refused.
-			s := newSetup(b, rpc.ServerOptions{}, rpc.ClientOptions{}, func(c *mesh.Config) { c.Streams.MaxStreams = 1 << 16 })
+			s := newSetup(b, rpc.ServerOptions{}, rpc.ClientOptions{})
 			if err := s.srv.Handle("echo", func(_ context.Context, req []byte) ([]byte, error) { return req, nil }); err != nil {
 				b.Fatal(err)
 			}

@@ -366,6 +366,10 @@ func (cl *call) streamError(ctx context.Context, err error) *Error {
 	switch {
 	case errors.As(err, &re) && re.Remote && re.Code == resetUnavailable:
 		return cl.fail(KindServer, nil, &Frame{Status: StatusUnavailable, Message: "server closed"})
+	case errors.As(err, &re) && re.Remote && re.Code == resetDeadline:
+		// The server's timer, started from the deadline the request
+		// carried, fired a moment before the caller's own.
+		return cl.fail(KindTimeout, errServerDeadline, nil)
 	case errors.As(err, &re) && !re.Remote && re.Code == resetCancelled:
 		return cl.fail(KindCancelled, err, nil) // closed by the caller
 	case errors.Is(err, io.EOF):

@@ -114,10 +114,6 @@ type entry struct {
 // wire.ProtoRPC, so a second NewServer on the same mesh fails with an
 // error wrapping mesh.ErrProtoInUse. m need not be started yet.
 func NewServer(m *mesh.Mesh, opts ServerOptions) (*Server, error) {
-	l, err := m.ListenStreams(wire.ProtoRPC)
-	if err != nil {
-		return nil, fmt.Errorf("rpc: %w", err)
-	}
 	if opts.MaxRequestSize <= 0 {
 		opts.MaxRequestSize = DefaultMaxRequestSize
 	}
@@ -133,11 +129,16 @@ func NewServer(m *mesh.Mesh, opts ServerOptions) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		m: m, l: l, opts: opts, log: log, ctx: ctx, cancel: cancel,
+		m: m, opts: opts, log: log, ctx: ctx, cancel: cancel,
 		sem:      make(chan struct{}, opts.MaxConcurrent),
 		handlers: make(map[string]entry),
 	}
-	go s.acceptLoop()
+	l, err := m.HandleStreams(wire.ProtoRPC, s.accept)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("rpc: %w", err)
+	}
+	s.l = l
 	return s, nil
 }
 
@@ -233,9 +234,9 @@ func (s *Server) Stats() ServerStats {
 // capabilities, cancels the context of every running handler (a handler
 // that then fails is answered StatusUnavailable, so CallService fails
 // over), and waits for the calls to end. Calls arriving later are refused
-// with StatusUnavailable until the mesh closes: the mesh cannot stop a
-// listener, so one goroutine stays until then to refuse them instead of
-// leaving callers waiting for their deadlines. Close is idempotent.
+// with StatusUnavailable (the server keeps the mesh's rpc protocol, so
+// callers learn at once instead of waiting for their deadlines). Close is
+// idempotent.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -253,26 +254,19 @@ func (s *Server) Close() error {
 	return err
 }
 
-// acceptLoop hands every stream of the rpc protocol to a serve goroutine
-// until the mesh closes; after Close it refuses them unread.
-func (s *Server) acceptLoop() {
-	for {
-		st, p, err := s.l.Accept(context.Background())
-		if err != nil {
-			s.cancel() // the mesh closed: so do the handlers' contexts
-			return
-		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			s.refused.Add(1)
-			st.Reset(resetUnavailable)
-			continue
-		}
-		s.wg.Add(1)
+// accept runs one call on the stream a peer opened, in the goroutine the
+// mesh started for it. After Close it refuses the stream unread.
+func (s *Server) accept(st *mesh.Stream, p *mesh.Peer) {
+	s.mu.Lock()
+	if s.closed {
 		s.mu.Unlock()
-		go s.serve(st, p.ID())
+		s.refused.Add(1)
+		st.Reset(resetUnavailable)
+		return
 	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.serve(st, p.ID())
 }
 
 // Causes of a handler context's end besides its own deadline and Close.
@@ -282,6 +276,9 @@ var (
 	// errCallerDeadline: the caller's deadline passed (its reset arrived
 	// before the server's own timer fired).
 	errCallerDeadline = fmt.Errorf("rpc: caller's deadline passed: %w", context.DeadlineExceeded)
+	// errServerDeadline, on the caller's side: the server's copy of the
+	// deadline passed first.
+	errServerDeadline = fmt.Errorf("rpc: the call's deadline passed at the server: %w", context.DeadlineExceeded)
 )
 
 // serve runs one call: read the request, admit it, run the handler, send

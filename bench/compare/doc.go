@@ -12,6 +12,27 @@
 //   - BenchmarkRTT64/impl={quic,netmesh,udp-plain}: 64-byte request/response on
 //     an open connection (quic-go: a bidirectional stream; netmesh:
 //     datagrams on an established session). Reports p50 and p99 in µs.
+//   - BenchmarkStreamBulk/impl={quic,netmesh}: bulk transfer on one
+//     reliable stream (quic-go: 64 KiB writes and io.ReadFull reads;
+//     netmesh: 64 KiB messages, SendBlocking and ReadMessage), timed until
+//     the receiver has every byte. Reports MB/s. Issue 3's target: at
+//     least 2x quic-go.
+//   - BenchmarkStreamRTT64/impl={quic,netmesh}: 64-byte request/response on
+//     one already open reliable stream (quic-go: the same measurement as
+//     BenchmarkRTT64/impl=quic; netmesh: a mesh stream, where BenchmarkRTT64
+//     uses datagrams). Reports p50 and p99 in µs. Target: netmesh's p50 at
+//     most half quic-go's.
+//   - BenchmarkUnary/callers={1,64}/impl={quic,netmesh}: unary calls with a
+//     16-byte request and reply, from 1 or 64 concurrent callers sharing one
+//     connection (quic-go: a new stream per call, as gRPC does; netmesh:
+//     rpc.Client.Call). Reports calls/s and p50 and p99 in µs. Issue 7's
+//     target is netmesh's own: a unary p50 at most 1.5x the raw session
+//     round trip (BenchmarkRTT64/impl=netmesh in the same run, or rpc's
+//     BenchmarkRawRTT); quic-go is there for comparison.
+//
+// The stream and rpc benchmarks fail, instead of hanging, when nothing
+// progresses for 10 s; the round-trip benchmarks when one round trip takes
+// over a second.
 //
 // It is its own module (github.com/netmesh/netmesh/bench/compare, with a
 // replace directive pointing at the repository root) so the netmesh library

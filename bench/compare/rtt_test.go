@@ -3,8 +3,6 @@ package compare
 import (
 	"context"
 	"encoding/binary"
-	"errors"
-	"io"
 	"net"
 	"slices"
 	"sync/atomic"
@@ -33,30 +31,12 @@ func BenchmarkRTT64(b *testing.B) {
 }
 
 // roundTrips runs b.N round trips of rt and reports their percentiles. rt
-// gets the op number and returns an error if the reply did not arrive.
-func roundTrips(b *testing.B, cancel context.CancelFunc, rt func(i int) error) {
+// gets the op number and returns an error if the reply did not arrive. A
+// round trip stuck for over a second calls abort, which must make rt
+// return.
+func roundTrips(b *testing.B, abort func(), rt func(i int) error) {
 	var progress atomic.Int64
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		// Watchdog: a stuck round trip cancels the context its calls use.
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		last := progress.Load()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				n := progress.Load()
-				if n == last {
-					cancel()
-					return
-				}
-				last = n
-			}
-		}
-	}()
+	defer watchdog(b, &progress, time.Second, abort)()
 	samples := make([]time.Duration, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -88,54 +68,9 @@ func reportPercentiles(b *testing.B, samples []time.Duration) {
 	b.ReportMetric(pct(0.99), "p99-µs")
 }
 
-func quicRTT(b *testing.B) {
-	client, server, stop := quicPair(b, quicTLS(nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	echoDone := make(chan struct{})
-	go func() {
-		defer close(echoDone)
-		s, err := server.AcceptStream(ctx)
-		if err != nil {
-			return
-		}
-		buf := make([]byte, rttSize)
-		for {
-			if _, err := io.ReadFull(s, buf); err != nil {
-				return
-			}
-			if _, err := s.Write(buf); err != nil {
-				return
-			}
-		}
-	}()
-	s, err := client.OpenStreamSync(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Closing the connection unblocks the stream calls if the watchdog
-	// fires.
-	go func() {
-		<-ctx.Done()
-		stop()
-	}()
-	req, resp := make([]byte, rttSize), make([]byte, rttSize)
-	roundTrips(b, cancel, func(i int) error {
-		binary.LittleEndian.PutUint64(req, uint64(i))
-		if _, err := s.Write(req); err != nil {
-			return err
-		}
-		if _, err := io.ReadFull(s, resp); err != nil {
-			return err
-		}
-		if binary.LittleEndian.Uint64(resp) != uint64(i) {
-			return errors.New("reply out of order")
-		}
-		return nil
-	})
-	stop()
-	<-echoDone
-}
+// quicRTT is BenchmarkRTT64/impl=quic and BenchmarkStreamRTT64/impl=quic:
+// round trips on one quic-go stream.
+func quicRTT(b *testing.B) { streamRoundTrips(b, quicPipes(b)) }
 
 func meshRTT(b *testing.B) {
 	client, server, peer := meshPair(b)

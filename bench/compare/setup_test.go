@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,9 +153,14 @@ func quicTLS(curves []tls.CurveID) tlsPair {
 	}
 }
 
+// quicConfig is every quic-go endpoint's configuration. MaxIncomingStreams
+// is raised from quic-go's 100 so that BenchmarkUnary's 64 concurrent
+// callers, each opening a stream per call, never wait for stream credit;
+// the other benchmarks use at most one stream.
 var quicConfig = &quic.Config{
-	EnableDatagrams: true,
-	MaxIdleTimeout:  30 * time.Second,
+	EnableDatagrams:    true,
+	MaxIdleTimeout:     30 * time.Second,
+	MaxIncomingStreams: 1 << 16,
 }
 
 // quicServer is a quic-go listener on its own transport and socket.
@@ -228,4 +234,36 @@ func quicPair(tb testing.TB, tc tlsPair) (client, server *quic.Conn, stop func()
 	}
 	tb.Cleanup(stop)
 	return client, server, stop
+}
+
+// watchdog calls abort, once, when progress has not moved for idle, so that
+// a stuck benchmark fails instead of hanging: abort must unblock the
+// benchmark's calls. The returned function stops the watchdog and waits
+// for it; call it exactly once, before the benchmark returns.
+func watchdog(tb testing.TB, progress *atomic.Int64, idle time.Duration, abort func()) (stop func()) {
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(idle / 10)
+		defer t.Stop()
+		last, lastChange := progress.Load(), time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				if n := progress.Load(); n != last {
+					last, lastChange = n, now
+				} else if now.Sub(lastChange) > idle {
+					tb.Logf("no progress for %v: aborting", idle)
+					abort()
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
+	}
 }

@@ -59,12 +59,13 @@ const (
 	// cannot make the set grow beyond it.
 	skippedIDLimit = 4096
 
-	// tombLimit bounds the gracefully finished streams a Mux remembers
-	// after their linger time, to acknowledge a FIN the peer resends
-	// because our last ACK was lost. 4096 ids cost 64 KiB and cover the
-	// streams closed during one backed-off RTO at thousands of streams
-	// per second.
-	tombLimit = 4096
+	// tombWindow is how many of the most recent stream ids of each side
+	// (opened locally, opened by the peer) keep a tombstone once their
+	// stream is forgotten (see tombs.go): 2 bits per id, 8 KiB per Mux,
+	// allocated when the Mux forgets its first stream. A frame for an
+	// older forgotten stream is stale. At 10,000 streams per second the
+	// window spans 1.6 s, several RTOs.
+	tombWindow = 1 << 14
 
 	// maxStreamIDJump bounds how far above the highest peer stream id seen
 	// a new peer stream id may be: an honest peer opens streams in order,

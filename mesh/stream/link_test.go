@@ -40,11 +40,13 @@ type memLink struct {
 	pathMTU atomic.Int64
 	// blackout, while set, drops every frame: a path that died.
 	blackout atomic.Bool
-	rng      *rand.Rand // used under the sending Mux's lock only
-	q        chan *memPkt
-	peer     atomic.Pointer[Mux]
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	// drop, when set, drops the frames it returns true for.
+	drop atomic.Pointer[func(body []byte) bool]
+	rng  *rand.Rand // used under the sending Mux's lock only
+	q    chan *memPkt
+	peer atomic.Pointer[Mux]
+	stop chan struct{}
+	wg   sync.WaitGroup
 
 	sent, dropped, dups, reordered, tooBig atomic.Uint64
 }
@@ -78,7 +80,7 @@ func (l *memLink) SendFrame(body []byte) error {
 		l.tooBig.Add(1)
 		return nil
 	}
-	if l.blackout.Load() {
+	if d := l.drop.Load(); l.blackout.Load() || (d != nil && (*d)(body)) {
 		l.dropped.Add(1)
 		return nil
 	}

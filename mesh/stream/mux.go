@@ -27,9 +27,24 @@ type Link interface {
 	MaxFrameSize() int
 }
 
+// An AcceptLink is a Link that takes the streams the peer opens itself,
+// instead of queueing them for Mux.Accept: no goroutine stands between
+// the arrival of a stream's first frame and its handler.
+type AcceptLink interface {
+	Link
+	// AcceptStream is called when the peer opens a stream, before the
+	// frame that opened it is processed, with the Mux's lock held: it must
+	// not block and must not call the Mux or the stream (a goroutine it
+	// starts may). It returns false to refuse the stream, which is then
+	// reset with CodeRefused.
+	AcceptStream(*Stream) bool
+}
+
 // Mux multiplexes the streams of one peer over its Link. Create it with
 // NewMux when the peer's session comes up, feed it every stream frame
-// with HandleFrame, and Close it when the peer goes away.
+// with HandleFrame, and Close it when the peer goes away. Streams the
+// peer opens are returned by Accept, or given to the Link if it is an
+// AcceptLink.
 //
 // Stream ids: each side numbers the streams it opens; a stream's local
 // key has bit 0 set when the peer opened it. On the wire bit 0 is set when
@@ -40,9 +55,10 @@ type Link interface {
 // named ...Locked must be called with mu held. The hot paths hold mu once
 // per frame or per Send; Link.SendFrame is called under mu.
 type Mux struct {
-	link  Link
-	cfg   MuxConfig
-	epoch time.Time
+	link   Link
+	accept AcceptLink // link, if it takes streams itself; else acceptCh does
+	cfg    MuxConfig
+	epoch  time.Time
 
 	acceptCh chan *Stream
 	wake     chan struct{} // cap 1: the timer goroutine re-reads nextWake
@@ -56,16 +72,12 @@ type Mux struct {
 	nextLocal   uint32  // next local key
 	highestPeer uint32  // highest peer key seen; 1 before the first (peer keys are 3, 5, ...)
 	skipped     map[uint32]struct{}
-	// tombs remembers streams that finished gracefully and were forgotten,
-	// oldest first, so a late retransmission of data they received (their
-	// last ACK was lost) is acknowledged instead of refused.
-	tombs    map[uint32]struct{}
-	tombList deque[uint32]
-	peerOpen int // live peer-initiated streams
+	tombs       tombs // how recently forgotten streams ended
+	peerOpen    int   // live peer-initiated streams
 
-	ready deque[*Stream] // round-robin order of streams with data to send
-	timed []*Stream      // streams with an armed deadline
-	spare []*Stream      // the other buffer of timed, swapped in onTimersLocked
+	ready  deque[*Stream] // round-robin order of streams with data to send
+	timers timerHeap      // streams with an armed deadline, earliest first
+	due    []*Stream      // scratch for onTimersLocked
 	// nextWake is the deadline the timer goroutine sleeps toward (ns since
 	// epoch), 0 when it sleeps without one.
 	nextWake    int64
@@ -103,7 +115,6 @@ func NewMux(link Link, cfg MuxConfig) *Mux {
 		done:        make(chan struct{}),
 		streams:     make(map[uint32]*Stream),
 		skipped:     make(map[uint32]struct{}),
-		tombs:       make(map[uint32]struct{}),
 		nextLocal:   2,
 		highestPeer: 1,
 		rtt:         newRTTEstimator(cfg.InitialRTT, cfg.MinRTO, cfg.MaxRTO),
@@ -111,6 +122,7 @@ func NewMux(link Link, cfg MuxConfig) *Mux {
 		pmtu:        newPMTU(link),
 		tx:          make([]byte, max(mss, maxAckFrameSize, unreliableDataHeaderSize+chunkSize)),
 	}
+	m.accept, _ = link.(AcceptLink)
 	m.wg.Add(1)
 	go m.run()
 	return m
@@ -134,6 +146,7 @@ func (m *Mux) Open(ctx context.Context, cfg Config) (*Stream, error) {
 	if m.nextLocal == 0 { // wrapped after 2^31 streams
 		return nil, fmt.Errorf("%w: stream ids exhausted", ErrMuxClosed)
 	}
+	m.clearTombLocked(m.nextLocal)
 	s := m.newStreamLocked(m.nextLocal, cfg.withDefaults(), cfg.Reliability == Unreliable)
 	m.nextLocal += 2
 	m.streams[s.key] = s
@@ -141,7 +154,9 @@ func (m *Mux) Open(ctx context.Context, cfg Config) (*Stream, error) {
 }
 
 // Accept waits for the next stream the peer opened. Streams the peer opens
-// while AcceptBacklog streams are waiting are refused.
+// while AcceptBacklog streams are waiting are refused. If the Link is an
+// AcceptLink, streams go to it instead and Accept waits until ctx ends or
+// the Mux closes.
 func (m *Mux) Accept(ctx context.Context) (*Stream, error) {
 	select {
 	case s := <-m.acceptCh:
@@ -169,6 +184,8 @@ func (m *Mux) Close() error {
 		s.notifyAll()
 	}
 	clear(m.streams)
+	clear(m.timers)
+	m.timers = nil
 	m.last = nil
 	m.closed = true
 	close(m.done)
@@ -206,6 +223,8 @@ func (m *Mux) HandleFrame(body []byte) {
 		case frameReset:
 			if s := m.lookupLocked(f.Stream); s != nil {
 				s.handleResetLocked(f, now)
+			} else if m.tombLocked(f.Stream) == tombEcho {
+				m.sendResetLocked(f.Stream, f.Flags, f.Code) // our echo was lost
 			} else {
 				delete(m.skipped, f.Stream) // reset before any of its data arrived
 			}
@@ -242,7 +261,7 @@ func (m *Mux) handleDataLocked(f *frame, now int64) {
 		s = m.streams[key]
 	}
 	if s == nil {
-		if _, ok := m.tombs[key]; ok {
+		if m.tombLocked(key) == tombAck {
 			// Everything up to its FIN was received: acknowledge.
 			n := putAck(m.tx, key^1, f.Seq+1, 0, nil)
 			_ = m.link.SendFrame(m.tx[:n]) // the peer asks again
@@ -288,6 +307,9 @@ func (m *Mux) peerStreamLocked(f *frame, key uint32) (*Stream, bool) {
 				m.skipped[k] = struct{}{}
 			}
 		}
+		for k := m.highestPeer + 2; k <= key && m.tombs.ack != nil; k += 2 {
+			m.clearTombLocked(k)
+		}
 		m.highestPeer = key
 	default:
 		if _, ok := m.skipped[key]; !ok {
@@ -296,7 +318,7 @@ func (m *Mux) peerStreamLocked(f *frame, key uint32) (*Stream, bool) {
 		}
 		delete(m.skipped, key)
 	}
-	if m.peerOpen >= m.cfg.MaxStreams || len(m.acceptCh) >= cap(m.acceptCh) {
+	if m.peerOpen >= m.cfg.MaxStreams || (m.accept == nil && len(m.acceptCh) >= cap(m.acceptCh)) {
 		m.stats.refused++
 		return nil, true
 	}
@@ -307,33 +329,35 @@ func (m *Mux) peerStreamLocked(f *frame, key uint32) (*Stream, bool) {
 		cfg.Reliability = Unreliable
 	}
 	s := m.newStreamLocked(key, cfg, unrel)
+	if m.accept != nil && !m.accept.AcceptStream(s) {
+		m.stats.refused++
+		return nil, true
+	}
 	m.streams[key] = s
 	m.peerOpen++
 	m.stats.accepted++
-	m.acceptCh <- s // cannot block: checked above, and only this goroutine sends
+	if m.accept == nil {
+		m.acceptCh <- s // cannot block: checked above, and only this goroutine sends
+	}
 	return s, false
 }
 
-// removeLocked forgets s: frames naming it are stale from now on.
+// removeLocked forgets s, leaving a tombstone: frames naming it get the
+// answer its ending calls for, or are stale.
 func (m *Mux) removeLocked(s *Stream) {
 	if s.removed {
 		return
 	}
 	s.removed = true
 	delete(m.streams, s.key)
+	m.timers.remove(s)
 	if m.last == s {
 		m.last = nil
 	}
 	if s.key&1 == 1 {
 		m.peerOpen--
 	}
-	if s.resetErr == nil && !s.unreliable {
-		if m.tombList.len() >= tombLimit {
-			delete(m.tombs, m.tombList.pop())
-		}
-		m.tombs[s.key] = struct{}{}
-		m.tombList.push(s.key)
-	}
+	m.buryLocked(s)
 }
 
 // sendResetLocked sends a RESET for a stream the Mux does not hold.
@@ -390,11 +414,9 @@ func (m *Mux) flushLocked(now int64) {
 
 // armLocked makes sure the timer goroutine wakes for s by deadline.
 func (m *Mux) armLocked(s *Stream, deadline int64) {
-	if !s.inTimed {
-		s.inTimed = true
-		m.timed = append(m.timed, s)
+	if m.timers.arm(s, deadline) {
+		m.armMuxLocked(deadline)
 	}
-	m.armMuxLocked(deadline)
 }
 
 func (m *Mux) armMuxLocked(deadline int64) {
@@ -408,8 +430,7 @@ func (m *Mux) armMuxLocked(deadline int64) {
 }
 
 // run is the Mux's one timer goroutine: retransmission timeouts, delayed
-// ACKs, RESET retries, reassembly timeouts and lingering closed streams
-// of all streams share it.
+// ACKs, RESET retries and reassembly timeouts of all streams share it.
 func (m *Mux) run() {
 	defer m.wg.Done()
 	t := time.NewTimer(time.Hour)
@@ -455,27 +476,18 @@ func (m *Mux) onTimersLocked(now int64) int64 {
 		m.linkBlocked = 0
 	}
 	m.nextWake = 0 // armMuxLocked during the sweep records deadlines here
-	list := m.timed
-	m.timed = m.spare[:0]
-	for _, s := range list {
-		s.inTimed = false
-	}
-	for _, s := range list {
-		if s.removed {
-			continue
-		}
+	// Take the due streams out first: each is filed again under its next
+	// deadline, which is later than now, so the sweep ends.
+	m.due = m.timers.popDue(now, m.due[:0])
+	for _, s := range m.due {
 		if d := s.onTimerLocked(now); d != 0 && !s.removed {
-			earlier(d)
-			if !s.inTimed {
-				s.inTimed = true
-				m.timed = append(m.timed, s)
-			}
+			m.timers.arm(s, d)
 		}
 	}
-	clear(list)
-	m.spare = list[:0]
+	clear(m.due)
 	earlier(m.onProbeTimerLocked(now))
 	m.flushLocked(now)
+	earlier(m.timers.next())
 	earlier(m.linkBlocked)
 	earlier(m.nextWake)
 	return next

@@ -71,7 +71,7 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 	}
 	if s.ready.len() > delivered || (s.peerFin && s.rcvNext > s.peerFinSeq) {
 		notify(s.readable)
-		s.maybeFinishLocked(now)
+		s.maybeFinishLocked()
 	}
 }
 
@@ -175,7 +175,14 @@ func (s *Stream) updateLimitLocked() {
 // sendAckLocked sends an ACK now: the cumulative sequence, up to
 // maxAckRanges ranges of out-of-order fragments, and the window.
 func (s *Stream) sendAckLocked() {
-	m := s.m
+	n := s.putAckLocked(s.m.tx)
+	_ = s.m.link.SendFrame(s.m.tx[:n]) // the next fragment or the sender's RTO asks again
+}
+
+// putAckLocked writes an ACK of everything received into b (at least
+// maxAckFrameSize bytes) and returns its size. The ACK counts as sent:
+// the delayed ACK is cancelled.
+func (s *Stream) putAckLocked(b []byte) int {
 	s.updateLimitLocked()
 	var ranges [maxAckRanges]ackRange
 	n, start := 0, -1
@@ -195,11 +202,11 @@ func (s *Stream) sendAckLocked() {
 		n++
 	}
 	win := uint32(min(s.rcvLimit-s.rcvNext, math.MaxUint32))
-	k := putAck(m.tx, s.key^1, s.rcvNext, win, ranges[:n])
-	_ = m.link.SendFrame(m.tx[:k]) // the next fragment or the sender's RTO asks again
+	k := putAck(b, s.key^1, s.rcvNext, win, ranges[:n])
 	s.advLimit = s.rcvLimit
 	s.ackElicit = 0
 	s.ackDue = 0
+	return k
 }
 
 // onReadLocked runs after the reader took a message: if that opened the
@@ -211,8 +218,12 @@ func (s *Stream) onReadLocked() {
 	}
 	old := s.advLimit
 	s.updateLimitLocked()
+	// Tell the sender when the window was closed, or when it opened by a
+	// quarter while the sender is near the old limit. A sender far from
+	// it (a short request, say) learns the new limit from the next ACK.
 	step := uint64(max(1, s.cfg.RecvWindow/chunkSize/4))
-	if s.rcvLimit >= old+step || (old <= s.rcvNext && s.rcvLimit > old) {
+	near := s.rcvNext+uint64(s.ooo.len())+initialWindowFragments/2 >= old
+	if (near && s.rcvLimit >= old+step) || (old <= s.rcvNext && s.rcvLimit > old) {
 		s.sendAckLocked()
 	}
 }
@@ -360,7 +371,7 @@ func (s *Stream) onTimerLocked(now int64) int64 {
 	if s.rstPending && s.rstDue <= now {
 		if s.rstRetries >= maxResetRetries {
 			s.rstPending = false
-			s.maybeFinishLocked(now)
+			s.maybeFinishLocked()
 		} else {
 			s.rstRetries++
 			s.m.sendResetLocked(s.key, s.rstFlags, s.rstCode)
@@ -373,12 +384,8 @@ func (s *Stream) onTimerLocked(now int64) int64 {
 			p.free()
 		}
 	}
-	if s.lingerDue != 0 && s.lingerDue <= now {
-		s.m.removeLocked(s)
-		return 0
-	}
 	var next int64
-	for _, d := range [...]int64{s.ackDue, s.rtoDeadline, s.lingerDue} {
+	for _, d := range [...]int64{s.ackDue, s.rtoDeadline} {
 		if d != 0 && (next == 0 || d < next) {
 			next = d
 		}
@@ -396,7 +403,7 @@ func (s *Stream) onTimerLocked(now int64) int64 {
 
 // resetLocked ends the stream abruptly: it drops all buffers and tells the
 // peer (retrying until echoed, for a local reset; echoing, for a remote
-// one), then lingers.
+// one), then is forgotten.
 func (s *Stream) resetLocked(code uint32, remote bool, now int64) {
 	if s.resetErr != nil {
 		return
@@ -405,11 +412,12 @@ func (s *Stream) resetLocked(code uint32, remote bool, now int64) {
 	s.releaseLocked()
 	if remote {
 		s.m.sendResetLocked(s.key, 0, code)
+		s.echoed = true
 	} else {
 		s.sendRstLocked(0, code, now)
 	}
 	s.notifyAll()
-	s.maybeFinishLocked(now)
+	s.maybeFinishLocked()
 }
 
 // sendRstLocked sends a RESET (or, with flagGraceful, the end of an
@@ -436,7 +444,7 @@ func (s *Stream) handleResetLocked(f *frame, now int64) {
 			s.releaseLocked()
 		}
 		s.notifyAll()
-		s.maybeFinishLocked(now)
+		s.maybeFinishLocked()
 	case s.resetErr != nil || s.peerFin && s.unreliable:
 		if (s.resetErr != nil && s.resetErr.Remote) || s.resetErr == nil {
 			s.m.sendResetLocked(s.key, f.Flags, f.Code) // our echo was lost
@@ -444,17 +452,19 @@ func (s *Stream) handleResetLocked(f *frame, now int64) {
 	case graceful:
 		s.peerFin = true
 		s.m.sendResetLocked(s.key, f.Flags, f.Code)
+		s.echoed = true
 		s.notifyAll()
-		s.maybeFinishLocked(now)
+		s.maybeFinishLocked()
 	default:
 		s.resetLocked(f.Code, true, now)
 	}
 }
 
-// maybeFinishLocked starts the linger period once the stream is done:
-// both sides ended, or reset with no RESET awaiting its echo.
-func (s *Stream) maybeFinishLocked(now int64) {
-	if s.removed || s.lingerDue != 0 {
+// maybeFinishLocked forgets the stream once it is done: both sides
+// ended, or reset with no RESET awaiting its echo. A delayed ACK goes out
+// first.
+func (s *Stream) maybeFinishLocked() {
+	if s.removed {
 		return
 	}
 	done := s.finished()
@@ -464,8 +474,10 @@ func (s *Stream) maybeFinishLocked(now int64) {
 	if !done {
 		return
 	}
-	s.lingerDue = now + int64(3*s.m.rtt.rto())
-	s.m.armLocked(s, s.lingerDue)
+	if s.ackDue != 0 && s.resetErr == nil {
+		s.sendAckLocked()
+	}
+	s.m.removeLocked(s)
 }
 
 // releaseLocked returns every buffer of a reset stream to its pool and its

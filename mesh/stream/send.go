@@ -183,7 +183,13 @@ func (s *Stream) transmitLocked(f *sendFrag, seq uint64, flags uint8) error {
 		if f.c != nil {
 			copy(m.tx[h:], f.c.b[:f.n])
 		}
-		return m.link.SendFrame(m.tx[:h+f.n])
+		n := h + f.n
+		if s.ackDue != 0 && n+maxAckFrameSize <= m.pmtu.cur {
+			// A delayed ACK rides along: a reply carries the ACK of its
+			// request.
+			n += s.putAckLocked(m.tx[n:])
+		}
+		return m.link.SendFrame(m.tx[:n])
 	}
 	s.st.splits++
 	step := (m.pmtu.cur - unreliableDataHeaderSize) / splitBlock * splitBlock
@@ -288,7 +294,7 @@ func (s *Stream) handleAckLocked(f *frame, now int64) {
 	if freed {
 		notify(s.writable)
 		if s.finAcked {
-			s.maybeFinishLocked(now)
+			s.maybeFinishLocked()
 		}
 	}
 	if _, ok := s.nextFrameSizeLocked(); ok {

@@ -92,7 +92,7 @@ func (s *Stream) statsLocked() StreamStats {
 
 // MuxStats is a snapshot of a Mux and its streams.
 type MuxStats struct {
-	// Streams lists the streams the Mux holds (open or lingering).
+	// Streams lists the streams the Mux holds: those not yet finished.
 	Streams []StreamStats
 	// CongestionWindow and SlowStartThreshold are the shared NewReno
 	// state, bytes; BytesInFlight the frame bytes it counts in flight.

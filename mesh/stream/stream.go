@@ -17,8 +17,8 @@ import (
 // including the FIN. The receive side is open until the peer's FIN
 // arrives in order; Recv then returns io.EOF once every message was read.
 // Reset ends both sides at once, on both ends. When both sides are done
-// the stream lingers for three RTOs (re-acknowledging a FIN whose ACK
-// was lost), then the Mux forgets it; the Stream value stays readable.
+// the Mux forgets the stream, keeping a tombstone that re-acknowledges a
+// FIN whose ACK was lost; the Stream value stays readable.
 //
 // State, unreliable mode. Close ends the stream on both ends (the peer
 // reads io.EOF after the messages it holds); Reset ends it with a code.
@@ -80,10 +80,11 @@ type Stream struct {
 	rstCode     uint32
 	rstRetries  int
 	rstDue      int64
-	lingerDue   int64 // forget the stream at this time; 0 when not lingering
-	removed     bool  // the Mux forgot the stream
+	echoed      bool // we echoed the peer's RESET (or unreliable end)
+	removed     bool // the Mux forgot the stream
 	inReady     bool
-	inTimed     bool
+	heapPos     int   // position in Mux.timers, 1-based; 0 when not in it
+	wakeAt      int64 // the deadline Mux.timers files the stream under
 
 	st streamCounters
 }
@@ -309,7 +310,7 @@ func (s *Stream) CloseContext(ctx context.Context) error {
 			if !s.peerFin { // else the peer ended it already
 				s.sendRstLocked(flagGraceful, 0, now)
 			}
-			s.maybeFinishLocked(now)
+			s.maybeFinishLocked()
 		} else {
 			s.appendFinLocked()
 			m.readyLocked(s)

@@ -219,7 +219,8 @@ func TestCloseSemantics(t *testing.T) {
 	if _, err := s.Recv(ctx); err != io.EOF {
 		t.Fatalf("want EOF, got %v", err)
 	}
-	// Both sides done: the streams linger, then leave their Muxes.
+	// Both sides done: the streams leave their Muxes (once the last ACK
+	// arrives, on the side that closed first).
 	deadline := time.Now().Add(5 * time.Second)
 	for len(p.a.Stats().Streams)+len(p.b.Stats().Streams) > 0 {
 		if time.Now().After(deadline) {
