@@ -131,10 +131,10 @@ func (c *Client) Call(ctx context.Context, node identity.NodeID, service string,
 	}
 	switch f.Type {
 	case FrameResponse:
-		cl.st.Reset(resetDone)
+		cl.end()
 		return f.Body, cl.finish(nil)
 	case FrameError:
-		cl.st.Reset(resetDone)
+		cl.end()
 		return nil, cl.finish(cl.fail(KindServer, nil, &f))
 	}
 	cl.st.Reset(resetProtocol)
@@ -331,10 +331,31 @@ func (c *Client) start(ctx context.Context, node identity.NodeID, service string
 	}
 	cl.st = st
 	f := Frame{Type: FrameRequest, Stream: streaming, Timeout: timeout, Credit: credit, Service: service, Body: req}
-	if err := st.SendBlocking(ctx, AppendFrame(make([]byte, 0, requestHeaderSize+len(service)+len(req)), &f)); err != nil {
+	msg := AppendFrame(make([]byte, 0, requestHeaderSize+len(service)+len(req)), &f)
+	if streaming {
+		err = st.SendBlocking(ctx, msg) // credit frames follow
+	} else {
+		// A unary caller sends nothing more: the request ends its side,
+		// in the same packet when it fits (a fresh stream has room for one
+		// message, so this never reports back-pressure).
+		err = st.SendAndClose(ctx, msg)
+	}
+	if err != nil {
 		return nil, cl.finish(cl.streamError(ctx, err))
 	}
 	return cl, nil
+}
+
+// end closes a unary call's stream after its final frame. The frame came
+// with the server's end of the stream and, usually in the same packet,
+// the acknowledgement of the request, which ended the stream; if that
+// acknowledgement is still on its way, a reset ends the stream now.
+func (cl *call) end() {
+	select {
+	case <-cl.st.Done():
+	default:
+		cl.st.Reset(resetDone)
+	}
 }
 
 // next reads and parses the next frame from the server.

@@ -40,7 +40,7 @@ const (
 // Internal timings.
 const (
 	// lingerTimeout bounds how long a server waits, once its final frame
-	// was acknowledged, for the caller to end the stream (the caller resets
+	// was acknowledged, for a streaming caller to end the stream (it resets
 	// it as soon as it read the frame, within a round trip). Past it the
 	// server resets the stream itself, so a silent caller cannot hold a
 	// goroutine.

@@ -572,3 +572,32 @@ func TestClientBreaker(t *testing.T) {
 		t.Fatalf("breaker %s", st)
 	}
 }
+
+// A unary call costs one packet each way: the request carries the end of
+// the caller's side, the reply the end of the server's side and the ACK of
+// the request, and the reply's ACK rides on the next request.
+func TestUnaryOnePacketEachWay(t *testing.T) {
+	s := newSetup(t, rpc.ServerOptions{}, rpc.ClientOptions{})
+	if err := s.srv.Handle("echo", func(_ context.Context, req []byte) ([]byte, error) { return req, nil }); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	req := make([]byte, 16)
+	call := func() {
+		if _, err := s.c.Call(ctx, s.sm.ID(), "echo", req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call() // the capability gossip that advertises the service settles
+	time.Sleep(100 * time.Millisecond)
+	sent := func(m *mesh.Mesh) uint64 { return m.Stats().Peers[0].TxPackets }
+	c0, s0 := sent(s.cm), sent(s.sm)
+	const calls = 200
+	for range calls {
+		call()
+	}
+	c, sv := sent(s.cm)-c0, sent(s.sm)-s0
+	if c > calls*11/10 || sv > calls*11/10 {
+		t.Fatalf("%d calls sent %d packets from the caller and %d from the server; want about %d each", calls, c, sv, calls)
+	}
+}

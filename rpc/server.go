@@ -395,7 +395,12 @@ func (s *Server) watch(st *mesh.Stream, w *ResponseWriter, cancel context.Cancel
 	for {
 		msg, err := st.ReadMessage(context.Background(), buf)
 		if errors.Is(err, io.EOF) {
-			return // the caller closed its side: no more credit, not a cancel
+			// The caller closed its side (a unary request comes with its
+			// end): no more credit, but it may still cancel.
+			<-st.Done()
+			if err = st.Err(); err == nil {
+				return
+			}
 		}
 		if err != nil {
 			var re *stream.ResetError
@@ -419,36 +424,41 @@ func (s *Server) watch(st *mesh.Stream, w *ResponseWriter, cancel context.Cancel
 	}
 }
 
-// end sends the call's final frame and waits for the caller to end the
-// stream: it resets it as soon as it has read the frame, within a round
-// trip. There is no FIN: the caller's reset is the acknowledgement that
-// matters, and a FIN would cost two more packets per call. A caller
-// silent for lingerTimeout while nothing is left unacknowledged (or for
-// stream.DefaultCloseTimeout in all) is reset.
+// end sends the call's final frame, with the end of the server's side of
+// the stream, and waits until the caller has acknowledged it and ended
+// its own side: a unary caller ended it with its request, a streaming
+// caller resets the stream once it read the frame. A caller that does
+// neither within stream.DefaultCloseTimeout, or within lingerTimeout
+// after acknowledging the frame, is reset.
 func (s *Server) end(st *mesh.Stream, f *Frame, watched <-chan struct{}) {
 	ctx, cancel := context.WithTimeout(context.Background(), stream.DefaultCloseTimeout)
 	defer cancel()
-	if st.SendBlocking(ctx, AppendFrame(nil, f)) != nil {
+	msg := AppendFrame(nil, f)
+	err := st.SendAndClose(ctx, msg)
+	if errors.Is(err, stream.ErrBackpressure) { // streamed chunks fill the window
+		if err = st.SendBlocking(ctx, msg); err == nil {
+			err = st.CloseContext(ctx)
+		}
+	} else if err == nil {
+		err = st.CloseContext(ctx)
+	}
+	if err != nil {
 		st.Reset(resetAbandoned)
 		<-watched
 		return
 	}
+	select {
+	case <-watched:
+		return
+	default:
+	}
 	t := time.NewTimer(lingerTimeout)
 	defer t.Stop()
-	for {
-		select {
-		case <-watched:
-			return
-		case <-t.C:
-			if st.Stats().MessagesInFlight > 0 && ctx.Err() == nil {
-				t.Reset(lingerTimeout) // the frame is still on its way
-				continue
-			}
-		case <-ctx.Done():
-		}
+	select {
+	case <-watched:
+	case <-t.C:
 		st.Reset(resetAbandoned)
 		<-watched
-		return
 	}
 }
 

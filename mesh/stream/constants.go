@@ -67,6 +67,11 @@ const (
 	// window spans 1.6 s, several RTOs.
 	tombWindow = 1 << 14
 
+	// owedAckLimit bounds the ACKs that forgotten streams owe the peer
+	// (see owed.go); at the limit they are all sent at once. 128 ACKs
+	// pack into 3 packets.
+	owedAckLimit = 128
+
 	// maxStreamIDJump bounds how far above the highest peer stream id seen
 	// a new peer stream id may be: an honest peer opens streams in order,
 	// so a larger jump is an attack on the skipped-id set.

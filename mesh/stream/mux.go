@@ -75,9 +75,11 @@ type Mux struct {
 	tombs       tombs // how recently forgotten streams ended
 	peerOpen    int   // live peer-initiated streams
 
-	ready  deque[*Stream] // round-robin order of streams with data to send
-	timers timerHeap      // streams with an armed deadline, earliest first
-	due    []*Stream      // scratch for onTimersLocked
+	ready   deque[*Stream] // round-robin order of streams with data to send
+	owed    []owedAck      // ACKs forgotten streams still owe (see owed.go)
+	owedDue int64          // when the first owed ACK falls due; 0 with none
+	timers  timerHeap      // streams with an armed deadline, earliest first
+	due     []*Stream      // scratch for onTimersLocked
 	// nextWake is the deadline the timer goroutine sleeps toward (ns since
 	// epoch), 0 when it sleeps without one.
 	nextWake    int64
@@ -186,6 +188,7 @@ func (m *Mux) Close() error {
 	clear(m.streams)
 	clear(m.timers)
 	m.timers = nil
+	m.owed = nil
 	m.last = nil
 	m.closed = true
 	close(m.done)
@@ -263,8 +266,7 @@ func (m *Mux) handleDataLocked(f *frame, now int64) {
 	if s == nil {
 		if m.tombLocked(key) == tombAck {
 			// Everything up to its FIN was received: acknowledge.
-			n := putAck(m.tx, key^1, f.Seq+1, 0, nil)
-			_ = m.link.SendFrame(m.tx[:n]) // the peer asks again
+			_ = m.sendLocked(putAck(m.tx, key^1, f.Seq+1, 0, nil)) // the peer asks again
 			return
 		}
 		var refuse bool
@@ -349,6 +351,7 @@ func (m *Mux) removeLocked(s *Stream) {
 		return
 	}
 	s.removed = true
+	s.endLocked()
 	delete(m.streams, s.key)
 	m.timers.remove(s)
 	if m.last == s {
@@ -362,8 +365,7 @@ func (m *Mux) removeLocked(s *Stream) {
 
 // sendResetLocked sends a RESET for a stream the Mux does not hold.
 func (m *Mux) sendResetLocked(key uint32, flags uint8, code uint32) {
-	n := putReset(m.tx, flags, key^1, code)
-	_ = m.link.SendFrame(m.tx[:n]) // the peer resends and gets another
+	_ = m.sendLocked(putReset(m.tx, flags, key^1, code)) // the peer resends and gets another
 }
 
 // readyLocked queues s for the round-robin scheduler.
@@ -485,9 +487,13 @@ func (m *Mux) onTimersLocked(now int64) int64 {
 		}
 	}
 	clear(m.due)
+	if m.owedDue != 0 && m.owedDue <= now {
+		m.flushOwedLocked()
+	}
 	earlier(m.onProbeTimerLocked(now))
 	m.flushLocked(now)
 	earlier(m.timers.next())
+	earlier(m.owedDue)
 	earlier(m.linkBlocked)
 	earlier(m.nextWake)
 	return next

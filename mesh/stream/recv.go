@@ -63,7 +63,7 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 		}
 	}
 	s.ackElicit++
-	if s.ackElicit >= ackEveryFragments || fin || s.ooo.len() > 0 {
+	if s.ackElicit >= ackEveryFragments || s.ooo.len() > 0 {
 		s.sendAckLocked()
 	} else if s.ackDue == 0 {
 		s.ackDue = now + int64(s.m.cfg.MaxAckDelay)
@@ -175,8 +175,7 @@ func (s *Stream) updateLimitLocked() {
 // sendAckLocked sends an ACK now: the cumulative sequence, up to
 // maxAckRanges ranges of out-of-order fragments, and the window.
 func (s *Stream) sendAckLocked() {
-	n := s.putAckLocked(s.m.tx)
-	_ = s.m.link.SendFrame(s.m.tx[:n]) // the next fragment or the sender's RTO asks again
+	_ = s.m.sendLocked(s.putAckLocked(s.m.tx)) // the next fragment or the sender's RTO asks again
 }
 
 // putAckLocked writes an ACK of everything received into b (at least
@@ -409,6 +408,7 @@ func (s *Stream) resetLocked(code uint32, remote bool, now int64) {
 		return
 	}
 	s.resetErr = &ResetError{Code: code, Remote: remote}
+	s.endLocked()
 	s.releaseLocked()
 	if remote {
 		s.m.sendResetLocked(s.key, 0, code)
@@ -441,6 +441,7 @@ func (s *Stream) handleResetLocked(f *frame, now int64) {
 			s.peerFin = true
 		} else if s.resetErr == nil {
 			s.resetErr = &ResetError{Code: f.Code, Remote: true}
+			s.endLocked()
 			s.releaseLocked()
 		}
 		s.notifyAll()
@@ -461,8 +462,8 @@ func (s *Stream) handleResetLocked(f *frame, now int64) {
 }
 
 // maybeFinishLocked forgets the stream once it is done: both sides
-// ended, or reset with no RESET awaiting its echo. A delayed ACK goes out
-// first.
+// ended, or reset with no RESET awaiting its echo. The Mux takes over a
+// pending delayed ACK.
 func (s *Stream) maybeFinishLocked() {
 	if s.removed {
 		return
@@ -475,7 +476,8 @@ func (s *Stream) maybeFinishLocked() {
 		return
 	}
 	if s.ackDue != 0 && s.resetErr == nil {
-		s.sendAckLocked()
+		s.m.oweAckLocked(s)
+		s.ackDue = 0
 	}
 	s.m.removeLocked(s)
 }

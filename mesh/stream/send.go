@@ -189,7 +189,7 @@ func (s *Stream) transmitLocked(f *sendFrag, seq uint64, flags uint8) error {
 			// request.
 			n += s.putAckLocked(m.tx[n:])
 		}
-		return m.link.SendFrame(m.tx[:n])
+		return m.sendLocked(n)
 	}
 	s.st.splits++
 	step := (m.pmtu.cur - unreliableDataHeaderSize) / splitBlock * splitBlock

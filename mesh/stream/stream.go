@@ -80,8 +80,9 @@ type Stream struct {
 	rstCode     uint32
 	rstRetries  int
 	rstDue      int64
-	echoed      bool // we echoed the peer's RESET (or unreliable end)
-	removed     bool // the Mux forgot the stream
+	echoed      bool          // we echoed the peer's RESET (or unreliable end)
+	done        chan struct{} // Done's channel, made on demand; closedChan once ended
+	removed     bool          // the Mux forgot the stream
 	inReady     bool
 	heapPos     int   // position in Mux.timers, 1-based; 0 when not in it
 	wakeAt      int64 // the deadline Mux.timers files the stream under
@@ -158,6 +159,21 @@ func (s *Stream) Reliability() Reliability { return s.cfg.Reliability }
 // Close; a *ResetError after a reset. ctx is checked once; Send never
 // waits (see SendBlocking and SendWithRetry).
 func (s *Stream) Send(ctx context.Context, msg []byte) error {
+	return s.send(ctx, msg, false)
+}
+
+// SendAndClose sends msg as the stream's last message: Send and Close in
+// one step, without waiting for the acknowledgement. On a reliable stream
+// the FIN rides on the message's last fragment, so a one-fragment request
+// and its end cost one packet; Recv keeps working until the peer closes
+// too. It returns what Send would; on any error nothing was queued and
+// the stream is still open. Use CloseContext or Done to wait for the
+// peer's acknowledgement.
+func (s *Stream) SendAndClose(ctx context.Context, msg []byte) error {
+	return s.send(ctx, msg, true)
+}
+
+func (s *Stream) send(ctx context.Context, msg []byte, last bool) error {
 	if len(msg) > s.cfg.MaxMessageSize {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(msg), s.cfg.MaxMessageSize)
 	}
@@ -172,13 +188,20 @@ func (s *Stream) Send(ctx context.Context, msg []byte) error {
 	}
 	now := m.now()
 	if s.unreliable {
-		return s.sendUnreliableLocked(msg)
+		err := s.sendUnreliableLocked(msg)
+		if err == nil && last {
+			s.closeLocked(now)
+		}
+		return err
 	}
 	if !s.fitsLocked(len(msg)) {
 		s.st.backpressure++
 		return ErrBackpressure
 	}
 	s.appendMsgLocked(msg)
+	if last {
+		s.closeLocked(now)
+	}
 	m.readyLocked(s)
 	m.flushLocked(now)
 	return nil
@@ -303,19 +326,11 @@ func (s *Stream) CloseContext(ctx context.Context) error {
 		m.mu.Unlock()
 		return ErrMuxClosed
 	}
-	now := m.now()
 	if !s.closedLocal {
-		s.closedLocal = true
-		if s.unreliable {
-			if !s.peerFin { // else the peer ended it already
-				s.sendRstLocked(flagGraceful, 0, now)
-			}
-			s.maybeFinishLocked()
-		} else {
-			s.appendFinLocked()
-			m.readyLocked(s)
-			m.flushLocked(now)
-		}
+		now := m.now()
+		s.closeLocked(now)
+		m.readyLocked(s)
+		m.flushLocked(now)
 	}
 	m.mu.Unlock()
 	for {
@@ -341,6 +356,67 @@ func (s *Stream) CloseContext(ctx context.Context) error {
 		}
 	}
 }
+
+// closeLocked closes the send side: it queues the FIN of a reliable
+// stream (the caller flushes) or ends an unreliable one.
+func (s *Stream) closeLocked(now int64) {
+	s.closedLocal = true
+	if !s.unreliable {
+		s.appendFinLocked()
+		return
+	}
+	if !s.peerFin { // else the peer ended it already
+		s.sendRstLocked(flagGraceful, 0, now)
+	}
+	s.maybeFinishLocked()
+}
+
+// Done returns a channel that is closed when the stream ends: both sides
+// closed and acknowledged, or reset (Err says which). Unlike Recv it
+// keeps waiting after the peer's end of stream, so it observes a reset
+// that comes later.
+func (s *Stream) Done() <-chan struct{} {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.done == nil {
+		if s.removed || s.resetErr != nil || m.closed {
+			return closedChan
+		}
+		s.done = make(chan struct{})
+	}
+	return s.done
+}
+
+// endLocked closes the Done channel: the stream was reset or forgotten.
+func (s *Stream) endLocked() {
+	if s.done != nil && s.done != closedChan {
+		close(s.done)
+	}
+	s.done = closedChan
+}
+
+// Err returns the *ResetError of a reset stream, ErrMuxClosed when the
+// Mux closed, and nil otherwise.
+func (s *Stream) Err() error {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case s.resetErr != nil:
+		return s.resetErr
+	case m.closed:
+		return ErrMuxClosed
+	}
+	return nil
+}
+
+// closedChan is the Done channel of streams that already ended.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 // Reset ends the stream abruptly on both ends: buffered data is dropped,
 // and the peer's pending and future calls fail with a *ResetError

@@ -1,0 +1,118 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+)
+
+// The request/response pattern costs one packet each way: the request's
+// FIN rides on its fragment, the reply carries the request's ACK, and the
+// reply's ACK rides on the next request. Only the last ACK goes alone.
+func TestSendAndCloseOnePacketEachWay(t *testing.T) {
+	cfg := testMuxConfig()
+	cfg.MaxAckDelay = 50 * time.Millisecond // no delayed ACK falls due between calls
+	cfg.MinRTO = 500 * time.Millisecond     // nor a retransmission before the last ACK
+	p := newPair(t, faults{}, 4, cfg)
+	ctx := ctxT(t, 10*time.Second)
+	const calls = 10
+	for i := range calls {
+		s, _ := p.a.Open(ctx, Config{})
+		req := fmt.Sprintf("request %d", i)
+		if err := s.SendAndClose(ctx, []byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		r, err := p.b.Accept(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := r.Recv(ctx); err != nil || string(m) != req {
+			t.Fatalf("request %d: %q %v", i, m, err)
+		}
+		if _, err := r.Recv(ctx); err != io.EOF {
+			t.Fatalf("request %d: want EOF, got %v", i, err)
+		}
+		if err := r.SendAndClose(ctx, []byte("reply")); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := s.Recv(ctx); err != nil || string(m) != "reply" {
+			t.Fatalf("reply %d: %q %v", i, m, err)
+		}
+		if _, err := s.Recv(ctx); err != io.EOF {
+			t.Fatalf("reply %d: want EOF, got %v", i, err)
+		}
+		<-s.Done() // the reply acknowledged the request and ended the stream
+		if err := s.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(p.b.Stats().Streams) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the last reply was never acknowledged")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if ab, ba := p.ab.sent.Load(), p.ba.sent.Load(); ab != calls+1 || ba != calls {
+		t.Fatalf("sent %d packets a->b and %d b->a for %d calls; want %d and %d", ab, ba, calls, calls+1, calls)
+	}
+}
+
+// Done fires for a graceful end and for a reset, including a reset that
+// comes after the peer's end of stream; Err tells them apart.
+func TestDone(t *testing.T) {
+	p := newPair(t, faults{}, 5, testMuxConfig())
+	ctx := ctxT(t, 10*time.Second)
+
+	s, _ := p.a.Open(ctx, Config{})
+	if err := s.SendAndClose(ctx, []byte("only")); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := p.b.Accept(ctx)
+	if _, err := r.Recv(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Recv(ctx); err != io.EOF {
+		t.Fatalf("want EOF, got %v", err)
+	}
+	done := r.Done()
+	select {
+	case <-done:
+		t.Fatal("Done fired while the receiver's side is open")
+	case <-time.After(20 * time.Millisecond):
+	}
+	s.Reset(9) // after the receiver read EOF
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("Done never fired for a reset after EOF")
+	}
+	var re *ResetError
+	if err := r.Err(); !errors.As(err, &re) || re.Code != 9 || !re.Remote {
+		t.Fatalf("Err = %v, want a remote reset with code 9", err)
+	}
+
+	s2, _ := p.a.Open(ctx, Config{})
+	if err := s2.SendAndClose(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	r2, _ := p.b.Accept(ctx)
+	if err := r2.SendAndClose(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []*Stream{s2, r2} {
+		select {
+		case <-st.Done():
+		case <-ctx.Done():
+			t.Fatalf("stream %d: Done never fired after both sides closed", st.ID())
+		}
+		if err := st.Err(); err != nil {
+			t.Fatalf("stream %d: Err = %v after a graceful end", st.ID(), err)
+		}
+	}
+	if err := s2.SendAndClose(ctx, []byte("again")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("SendAndClose after close: %v, want ErrClosed", err)
+	}
+}
