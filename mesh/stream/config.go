@@ -83,6 +83,12 @@ type MuxConfig struct {
 	// new peer streams are refused with CodeRefused and counted.
 	// 0 means DefaultMaxStreams.
 	MaxStreams int
+	// RecvBudget bounds the bytes all streams of the Mux hold for the
+	// application: out-of-order fragments, unread messages and messages
+	// in reassembly. Each stream's window is at most its share; at the
+	// budget, windows stop opening (see docs/STREAMS.md).
+	// 0 means DefaultRecvBudget.
+	RecvBudget int
 
 	// MinRTO is the floor of the retransmission timeout.
 	// 0 means DefaultMinRTO.
@@ -112,6 +118,7 @@ func (c MuxConfig) withDefaults() MuxConfig {
 	c.Accept = c.Accept.withDefaults()
 	c.AcceptBacklog = orDefault(c.AcceptBacklog, DefaultAcceptBacklog)
 	c.MaxStreams = orDefault(c.MaxStreams, DefaultMaxStreams)
+	c.RecvBudget = orDefault(c.RecvBudget, DefaultRecvBudget)
 	c.MinRTO = orDefault(c.MinRTO, DefaultMinRTO)
 	c.MaxRTO = orDefault(c.MaxRTO, DefaultMaxRTO)
 	c.InitialRTT = orDefault(c.InitialRTT, DefaultInitialRTT)

@@ -110,6 +110,9 @@ const (
 	// DefaultMaxStreams is MuxConfig.MaxStreams when zero: concurrently
 	// open peer-initiated streams before further ones are refused.
 	DefaultMaxStreams = 4096
+	// DefaultRecvBudget is MuxConfig.RecvBudget when zero: 64 MiB per peer
+	// holds 16 full default receive windows, or four 16 MiB messages.
+	DefaultRecvBudget = 64 << 20
 	// DefaultMinRTO is MuxConfig.MinRTO when zero. RFC 6298 asks for 1 s,
 	// which punishes every tail loss on a LAN; Linux uses 200 ms. 100 ms
 	// keeps spurious timeouts rare on relayed WAN paths (their RTT

@@ -77,6 +77,9 @@ type Mux struct {
 
 	ready   deque[*Stream] // round-robin order of streams with data to send
 	owed    []owedAck      // ACKs forgotten streams still owe (see owed.go)
+	held    int            // bytes held for received data (see budget.go)
+	frozen  []*Stream      // streams whose window waits for the budget
+	waiting []*Stream      // streams whose reservation waits, oldest first
 	owedDue int64          // when the first owed ACK falls due; 0 with none
 	timers  timerHeap      // streams with an armed deadline, earliest first
 	due     []*Stream      // scratch for onTimersLocked
@@ -95,7 +98,7 @@ type Mux struct {
 }
 
 type muxCounters struct {
-	accepted, refused, malformed, stale, linkBackpressure uint64
+	accepted, refused, malformed, stale, linkBackpressure, budgetDrops uint64
 }
 
 // NewMux returns a Mux for one peer's link and starts its timer
@@ -350,6 +353,7 @@ func (m *Mux) removeLocked(s *Stream) {
 	if s.removed {
 		return
 	}
+	m.holdLocked(-s.rxHeldLocked())
 	s.removed = true
 	s.endLocked()
 	delete(m.streams, s.key)

@@ -48,12 +48,17 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 		}
 		s.rcvNext++
 	default:
+		if i > 0 && s.m.overBudgetLocked() && (i >= s.ooo.len() || *s.ooo.at(i) == nil) {
+			s.m.stats.budgetDrops++ // out of order at the budget: the sender resends it
+			return
+		}
 		if !s.storeLocked(i, f) {
 			return // an incomplete split fragment: nothing to acknowledge yet
 		}
 		for s.ooo.len() > 0 && *s.ooo.at(0) != nil && (*s.ooo.at(0)).complete() {
 			c := s.ooo.pop()
 			s.oooBytes -= cap(c.b)
+			s.holdLocked(-cap(c.b))
 			ok := s.consumeLocked(c.b[:c.n], now)
 			putChunk(c)
 			if !ok {
@@ -94,6 +99,7 @@ func (s *Stream) storeLocked(i int, f *frame) bool {
 		c.n, c.have = n, 0
 		*slot = c
 		s.oooBytes += cap(c.b)
+		s.holdLocked(cap(c.b))
 	}
 	copy(c.b[off:], f.Data)
 	end := off + len(f.Data)
@@ -133,6 +139,7 @@ func (s *Stream) consumeLocked(data []byte, now int64) bool {
 			}
 			s.curLen, s.curN = int(n), 0
 			s.cur = getMsg(min(s.curLen, reassemblyInitial))
+			s.reserveLocked(s.curLen)
 		} else {
 			if s.curN == len(s.cur.b) { // full but incomplete: double it
 				nb := getMsg(min(s.curLen, 2*len(s.cur.b)))
@@ -145,6 +152,7 @@ func (s *Stream) consumeLocked(data []byte, now int64) bool {
 			data = data[k:]
 		}
 		if s.curN == s.curLen {
+			s.releaseResLocked()
 			s.deliverLocked(s.cur)
 			s.cur = nil
 		}
@@ -155,16 +163,18 @@ func (s *Stream) consumeLocked(data []byte, now int64) bool {
 func (s *Stream) deliverLocked(mb *msgBuf) {
 	s.ready.push(mb)
 	s.readyBytes += cap(mb.b)
+	s.holdLocked(cap(mb.b))
 	s.st.rxMsgs++
 	s.st.rxBytes += uint64(len(mb.b))
 }
 
 // updateLimitLocked recomputes the receive limit: the window holds
-// RecvWindow bytes of buffers for out-of-order fragments and unread
-// messages (the message being reassembled is exempt), counted as whole
-// chunks per fragment. The limit never moves back.
+// RecvWindow bytes (at most the stream's share of the Mux's budget) of
+// buffers for out-of-order fragments and unread messages (the message
+// being reassembled is exempt), counted as whole chunks per fragment. The
+// limit never moves back.
 func (s *Stream) updateLimitLocked() {
-	free := s.cfg.RecvWindow - s.oooBytes - s.readyBytes
+	free := min(s.cfg.RecvWindow, s.windowCapLocked()) - s.oooBytes - s.readyBytes
 	lim := s.rcvNext
 	if free > 0 {
 		lim += uint64(free / chunkSize)
@@ -237,13 +247,15 @@ type partial struct {
 	frags []*chunk
 }
 
-func (p *partial) free() {
+// freePartialLocked empties the reassembly slot p of s.
+func (s *Stream) freePartialLocked(p *partial) {
 	for i, c := range p.frags {
 		if c != nil {
 			putChunk(c)
 			p.frags[i] = nil
 		}
 	}
+	s.holdLocked(-p.bytes)
 	p.frags = p.frags[:0]
 	p.id, p.count, p.got, p.bytes, p.due = 0, 0, 0, 0, 0
 }
@@ -291,7 +303,7 @@ func (s *Stream) handleUnreliableDataLocked(f *frame, now int64) {
 		}
 		if p.id != 0 {
 			s.st.dropped++
-			p.free()
+			s.freePartialLocked(p)
 		}
 		p.id, p.count, p.due = id, int(f.FragCount), now+int64(s.m.cfg.ReassemblyTimeout)
 		for range p.count {
@@ -309,13 +321,17 @@ func (s *Stream) handleUnreliableDataLocked(f *frame, now int64) {
 	p.frags[i] = c
 	p.got++
 	p.bytes += cap(c.b)
+	s.holdLocked(cap(c.b))
 	held := 0
 	for j := range s.partials {
 		held += s.partials[j].bytes
 	}
-	if held > s.cfg.RecvWindow {
+	if held > s.cfg.RecvWindow || s.m.held > s.m.cfg.RecvBudget {
+		if held <= s.cfg.RecvWindow {
+			s.m.stats.budgetDrops++
+		}
 		s.st.dropped++
-		p.free()
+		s.freePartialLocked(p)
 		return
 	}
 	if p.got < p.count {
@@ -327,7 +343,7 @@ func (s *Stream) handleUnreliableDataLocked(f *frame, now int64) {
 	}
 	if total > s.cfg.MaxMessageSize {
 		s.st.dropped++
-		p.free()
+		s.freePartialLocked(p)
 		return
 	}
 	mb := getMsg(total)
@@ -335,7 +351,7 @@ func (s *Stream) handleUnreliableDataLocked(f *frame, now int64) {
 	for _, c := range p.frags {
 		o += copy(mb.b[o:], c.b[:c.n])
 	}
-	p.free()
+	s.freePartialLocked(p)
 	s.deliverUnreliableLocked(id, mb)
 }
 
@@ -343,7 +359,10 @@ func (s *Stream) handleUnreliableDataLocked(f *frame, now int64) {
 // every incomplete older one: nothing older than a delivered message is
 // ever delivered.
 func (s *Stream) deliverUnreliableLocked(id uint64, mb *msgBuf) {
-	if s.readyBytes+cap(mb.b) > s.cfg.RecvWindow && s.ready.len() > 0 {
+	if s.ready.len() > 0 && (s.readyBytes+cap(mb.b) > s.cfg.RecvWindow || s.m.held+cap(mb.b) > s.m.cfg.RecvBudget) {
+		if s.readyBytes+cap(mb.b) <= s.cfg.RecvWindow {
+			s.m.stats.budgetDrops++
+		}
 		s.st.dropped++ // the reader is behind: drop, do not buffer
 		putMsg(mb)
 		return
@@ -353,7 +372,7 @@ func (s *Stream) deliverUnreliableLocked(id uint64, mb *msgBuf) {
 	for i := range s.partials {
 		if p := &s.partials[i]; p.id != 0 && p.id < id {
 			s.st.dropped++
-			p.free()
+			s.freePartialLocked(p)
 		}
 	}
 	notify(s.readable)
@@ -380,7 +399,7 @@ func (s *Stream) onTimerLocked(now int64) int64 {
 	for i := range s.partials {
 		if p := &s.partials[i]; p.id != 0 && p.due <= now {
 			s.st.dropped++
-			p.free()
+			s.freePartialLocked(p)
 		}
 	}
 	var next int64
@@ -506,17 +525,18 @@ func (s *Stream) releaseLocked() {
 			putChunk(c)
 		}
 	}
-	s.oooBytes = 0
 	for s.ready.len() > 0 {
 		putMsg(s.ready.pop())
 	}
-	s.readyBytes = 0
+	s.holdLocked(-(s.oooBytes + s.readyBytes))
+	s.oooBytes, s.readyBytes = 0, 0
+	s.releaseResLocked()
 	if s.cur != nil {
 		putMsg(s.cur)
 		s.cur = nil
 	}
 	for i := range s.partials {
-		s.partials[i].free()
+		s.freePartialLocked(&s.partials[i])
 	}
 	s.ackDue = 0
 }

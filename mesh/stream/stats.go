@@ -109,6 +109,11 @@ type MuxStats struct {
 	Malformed, Stale uint64
 	// LinkBackpressure counts frames the Link refused with back-pressure.
 	LinkBackpressure uint64
+	// RecvHeld is what the streams hold for the application, bytes, of
+	// RecvBudget; BudgetDrops counts fragments and unreliable messages
+	// dropped because the budget was full.
+	RecvHeld, RecvBudget int
+	BudgetDrops          uint64
 	// PathMTU is the frame body size new fragments are cut to: the Link's
 	// MaxFrameSize, or larger once a probe confirmed it. PathMTUProbes
 	// counts probes sent; PathMTUBlackHoles counts falls back to the base.
@@ -134,6 +139,9 @@ func (m *Mux) Stats() MuxStats {
 		Malformed:            m.stats.malformed,
 		Stale:                m.stats.stale,
 		LinkBackpressure:     m.stats.linkBackpressure,
+		RecvHeld:             m.held,
+		RecvBudget:           m.cfg.RecvBudget,
+		BudgetDrops:          m.stats.budgetDrops,
 		PathMTU:              m.pmtu.cur,
 		PathMTUProbes:        m.pmtu.probes,
 		PathMTUBlackHoles:    m.pmtu.blackHole,

@@ -62,6 +62,9 @@ type Stream struct {
 	cur        *msgBuf        // message being reassembled; nil while reading a length prefix
 	curN       int            // bytes of cur filled
 	curLen     int            // length of the message in cur (cur grows toward it)
+	res        int            // bytes of the Mux's budget reserved for cur's message
+	resOK      bool           // that reservation fit the budget: the window may open for it
+	frozen     bool           // in Mux.frozen: its window waits for the budget
 	pre        uint64         // length prefix being decoded
 	preShift   uint           // bits of pre decoded
 	peerFin    bool           // reliable: FIN received at peerFinSeq; unreliable: graceful end received
@@ -276,6 +279,7 @@ func (s *Stream) next(ctx context.Context) (*msgBuf, error) {
 		if s.ready.len() > 0 {
 			mb := s.ready.pop()
 			s.readyBytes -= cap(mb.b)
+			s.holdLocked(-cap(mb.b))
 			if s.ready.len() > 0 {
 				notify(s.readable) // another reader may take the next
 			}
