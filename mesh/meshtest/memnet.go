@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/netmesh/netmesh/mesh/udp"
 )
@@ -18,16 +19,28 @@ var ErrAddrInUse = errors.New("meshtest: address already in use")
 
 // MemNet is an in-memory UDP network: datagrams written to a MemConn's
 // address arrive at it in write order, or are dropped if its queue is full
-// or nobody listens there. It makes tests deterministic: no kernel, no
-// scheduling-dependent loss. The zero value is ready to use.
+// or nobody listens there. Delivery is synchronous: by the time WriteBatch
+// returns, each datagram is queued at its receiver or counted in Dropped.
+// It makes tests deterministic: no kernel, no scheduling-dependent loss.
+// The zero value is ready to use.
 type MemNet struct {
 	// QueueLen is the receive queue length of conns opened afterwards; zero
 	// means DefaultQueueLen.
 	QueueLen int
+	// Route, if set, decides each datagram's path, as a NAT or a firewall
+	// would: given the sender's address src and the destination dst it was
+	// written to, it returns the source address the receiver sees (from)
+	// and the address of the MemConn that receives it (to); the zero
+	// AddrPort as to drops the datagram. Nil delivers to dst from src.
+	// Route runs without the MemNet's lock held, concurrently for
+	// concurrent writers, and must not call WriteBatch. Set it before the
+	// first Listen.
+	Route func(src, dst netip.AddrPort) (from, to netip.AddrPort)
 
 	mu       sync.Mutex
 	conns    map[netip.AddrPort]*MemConn
 	nextPort uint16
+	dropped  atomic.Uint64
 }
 
 // Listen binds a MemConn to laddr. An invalid address means 127.0.0.1;
@@ -76,10 +89,28 @@ func (n *MemNet) Relisten(laddr netip.AddrPort) (udp.Conn, error) {
 	return n.Listen(laddr)
 }
 
-func (n *MemNet) lookup(ap netip.AddrPort) *MemConn {
+// Dropped counts datagrams lost so far: refused by Route, sent to an
+// address nobody listens on, or overflowing a receive queue.
+func (n *MemNet) Dropped() uint64 { return n.dropped.Load() }
+
+// deliver queues a copy of b, sent from src to dst, at its receiver.
+func (n *MemNet) deliver(src, dst netip.AddrPort, b []byte) {
+	from, to := src, netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if n.Route != nil {
+		from, to = n.Route(from, to)
+	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.conns[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())]
+	c := n.conns[to]
+	n.mu.Unlock()
+	if c == nil {
+		n.dropped.Add(1)
+		return
+	}
+	select {
+	case c.inbox <- udp.Message{Buf: append([]byte(nil), b...), Addr: from}:
+	default:
+		n.dropped.Add(1)
+	}
 }
 
 // MemConn is one endpoint of a MemNet. It implements udp.Conn; WriteBatch
@@ -132,7 +163,7 @@ func (c *MemConn) ReadBatch(msgs []udp.Message) (int, error) {
 }
 
 // WriteBatch implements udp.Conn. Like UDP, it reports datagrams to absent
-// or congested receivers as sent.
+// or congested receivers, or refused by MemNet.Route, as sent.
 func (c *MemConn) WriteBatch(msgs []udp.Message) (int, error) {
 	select {
 	case <-c.closed:
@@ -140,14 +171,7 @@ func (c *MemConn) WriteBatch(msgs []udp.Message) (int, error) {
 	default:
 	}
 	for _, m := range msgs {
-		dst := c.net.lookup(m.Addr)
-		if dst == nil {
-			continue
-		}
-		select {
-		case dst.inbox <- udp.Message{Buf: append([]byte(nil), m.Buf...), Addr: c.laddr}:
-		default:
-		}
+		c.net.deliver(c.laddr, m.Addr, m.Buf)
 	}
 	return len(msgs), nil
 }

@@ -1,11 +1,13 @@
 //go:build nat
 
 // Package natlab is an in-process NAT simulator for tests, in the spirit
-// of tailscale's natlab: a Network of UDP endpoints (udp.Conn, so real mesh
-// nodes run over it), some of them behind simulated NATs with RFC 4787
-// mapping and filtering behaviours, mapping timeouts and an injectable
-// clock. Delivery is immediate and in order; nothing is lost unless a NAT
-// filters it, a mapping expired, or the test blocked the path.
+// of tailscale's natlab: a Network of UDP endpoints, some of them behind
+// simulated NATs with RFC 4787 mapping and filtering behaviours, mapping
+// timeouts and an injectable clock. The endpoints are meshtest.MemConns
+// (udp.Conn, so real mesh nodes run over them) on a meshtest.MemNet whose
+// Route hook is the NATs. Delivery is immediate and in order; nothing is
+// lost unless a NAT filters it, a mapping expired, the test blocked the
+// path, or a receive queue is full.
 //
 // Private addresses must be unique across the Network (give each NAT its
 // own prefix): a datagram to an address inside the sender's own NAT prefix
@@ -14,14 +16,13 @@
 package natlab
 
 import (
-	"errors"
-	"net"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/pion/stun/v3"
 
+	"github.com/netmesh/netmesh/mesh/meshtest"
 	"github.com/netmesh/netmesh/mesh/udp"
 )
 
@@ -63,20 +64,18 @@ var (
 	Symmetric         = NATConfig{Mapping: AddressAndPortDependent, Filtering: AddressAndPortDependent}
 )
 
-// queueLen bounds each Conn's receive queue; beyond it datagrams drop.
-const queueLen = 1024
-
 // Network is a simulated internet. The zero value is ready to use.
 type Network struct {
 	// Now is the clock mappings age by; nil means time.Now. Set it before
 	// use.
 	Now func() time.Time
 
+	mem meshtest.MemNet // its Route is n.route once anything listens
+
+	// mu guards the fields below and every NAT's mapping tables.
 	mu      sync.Mutex
-	conns   map[netip.AddrPort]*Conn
 	nats    map[netip.Addr]*NAT // by public address
 	blocked map[[2]netip.Addr]bool
-	dropped uint64
 }
 
 func (n *Network) now() time.Time {
@@ -89,12 +88,11 @@ func (n *Network) now() time.Time {
 // NAT is a simulated NAT: hosts in Private reach the rest of the Network
 // as Public.
 type NAT struct {
-	net     *Network
-	Public  netip.Addr
-	Private netip.Prefix
+	Public  netip.Addr   // the address its hosts appear from
+	Private netip.Prefix // the hosts behind it
 	cfg     NATConfig
 
-	// Guarded by net.mu.
+	// Guarded by the Network's mu.
 	nextPort uint16
 	byKey    map[mapKey]*mapping
 	byPort   map[uint16]*mapping
@@ -133,7 +131,7 @@ func (n *Network) AddNAT(public netip.Addr, private netip.Prefix, cfg NATConfig)
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	nat := &NAT{net: n, Public: public, Private: private, cfg: cfg, nextPort: 40000,
+	nat := &NAT{Public: public, Private: private, cfg: cfg, nextPort: 40000,
 		byKey: make(map[mapKey]*mapping), byPort: make(map[uint16]*mapping)}
 	n.nats[public] = nat
 	return nat
@@ -161,68 +159,57 @@ func (n *Network) Unblock(a, b netip.Addr) {
 
 // Dropped counts datagrams lost so far: filtered, expired, blocked,
 // unroutable or overflowing a queue.
-func (n *Network) Dropped() uint64 {
+func (n *Network) Dropped() uint64 { return n.mem.Dropped() }
+
+// Listen binds a conn at addr, as meshtest.MemNet.Listen does (an address
+// already bound gives meshtest.ErrAddrInUse). The conn is behind the NAT
+// whose Private prefix holds addr, else on the public side.
+func (n *Network) Listen(addr netip.AddrPort) (*meshtest.MemConn, error) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.dropped
+	if n.mem.Route == nil {
+		n.mem.Route = n.route
+	}
+	n.mu.Unlock()
+	return n.mem.Listen(addr)
 }
 
-// ErrAddrInUse is returned by Listen for an address already bound.
-var ErrAddrInUse = errors.New("natlab: address already in use")
-
-// Listen binds a Conn at addr: behind the NAT whose Private prefix holds
-// addr, else on the public side.
-func (n *Network) Listen(addr netip.AddrPort) (*Conn, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.conns == nil {
-		n.conns = make(map[netip.AddrPort]*Conn)
-	}
-	if n.conns[addr] != nil {
-		return nil, ErrAddrInUse
-	}
-	c := &Conn{net: n, laddr: addr, inbox: make(chan udp.Message, queueLen), closed: make(chan struct{})}
-	for _, nat := range n.nats {
-		if nat.Private.Contains(addr.Addr()) {
-			c.nat = nat
-		}
-	}
-	n.conns[addr] = c
-	return c, nil
-}
-
-// send moves one datagram from c towards dst through the NATs.
-func (n *Network) send(c *Conn, b []byte, dst netip.AddrPort) {
+// route is the MemNet's Route: it takes a datagram from src towards dst
+// through the NATs and returns the source the receiver sees and the
+// receiver's address, zero if the datagram is lost.
+func (n *Network) route(src, dst netip.AddrPort) (from, to netip.AddrPort) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	now := n.now()
-	src := c.laddr
-	if nat := c.nat; nat != nil && !nat.Private.Contains(dst.Addr()) {
-		src = nat.outbound(c.laddr, dst, now)
+	srcNAT := n.natOf(src.Addr())
+	from = src
+	if srcNAT != nil && !srcNAT.Private.Contains(dst.Addr()) {
+		from = srcNAT.outbound(src, dst, now)
 	}
-	if n.blocked[[2]netip.Addr{src.Addr(), dst.Addr()}] {
-		n.dropped++
-		return
+	if n.blocked[[2]netip.Addr{from.Addr(), dst.Addr()}] {
+		return from, netip.AddrPort{}
 	}
-	to := n.conns[dst]
 	if nat := n.nats[dst.Addr()]; nat != nil {
-		to = nat.inbound(src, dst, now)
-	} else if to != nil && to.nat != nil && to.nat != c.nat {
-		to = nil // another NAT's private address is not routable
+		return from, nat.inbound(from, dst, now)
 	}
-	if to == nil {
-		n.dropped++
-		return
+	if dstNAT := n.natOf(dst.Addr()); dstNAT != nil && dstNAT != srcNAT {
+		return from, netip.AddrPort{} // another NAT's private address is not routable
 	}
-	select {
-	case to.inbox <- udp.Message{Buf: append([]byte(nil), b...), Addr: src}:
-	default:
-		n.dropped++
+	return from, dst
+}
+
+// natOf returns the NAT whose private side holds a, or nil for a public
+// address. Caller holds mu.
+func (n *Network) natOf(a netip.Addr) *NAT {
+	for _, nat := range n.nats {
+		if nat.Private.Contains(a) {
+			return nat
+		}
 	}
+	return nil
 }
 
 // outbound finds or makes the mapping for private → dst, refreshes it,
-// and returns the public source address. Caller holds net.mu.
+// and returns the public source address. Caller holds the Network's mu.
 func (t *NAT) outbound(private, dst netip.AddrPort, now time.Time) netip.AddrPort {
 	key := mapKey{private, reduce(t.cfg.Mapping, dst)}
 	m := t.byKey[key]
@@ -259,84 +246,23 @@ func (t *NAT) expire(m *mapping) {
 	delete(t.byPort, m.port)
 }
 
-// inbound returns the private Conn a datagram from src to the NAT's
-// public dst goes to, or nil if no live mapping admits it. Caller holds
-// net.mu.
-func (t *NAT) inbound(src, dst netip.AddrPort, now time.Time) *Conn {
+// inbound returns the private address a datagram from src to the NAT's
+// public dst goes to, or the zero AddrPort if no live mapping admits it.
+// Caller holds the Network's mu.
+func (t *NAT) inbound(src, dst netip.AddrPort, now time.Time) netip.AddrPort {
 	m := t.byPort[dst.Port()]
 	if m == nil {
-		return nil
+		return netip.AddrPort{}
 	}
 	if now.Sub(m.lastUsed) > t.cfg.Timeout {
 		t.expire(m)
-		return nil
+		return netip.AddrPort{}
 	}
 	at, ok := m.permits[reduce(t.cfg.Filtering, src)]
 	if !ok || now.Sub(at) > t.cfg.Timeout {
-		return nil
+		return netip.AddrPort{}
 	}
-	return t.net.conns[m.key.private]
-}
-
-// Conn is an endpoint on a Network. It implements udp.Conn.
-type Conn struct {
-	net    *Network
-	nat    *NAT
-	laddr  netip.AddrPort
-	inbox  chan udp.Message
-	closed chan struct{}
-	once   sync.Once
-}
-
-// LocalAddr returns the bound (private, if behind a NAT) address.
-func (c *Conn) LocalAddr() netip.AddrPort { return c.laddr }
-
-// Close unbinds the Conn and unblocks ReadBatch.
-func (c *Conn) Close() error {
-	err := net.ErrClosed
-	c.once.Do(func() {
-		c.net.mu.Lock()
-		delete(c.net.conns, c.laddr)
-		c.net.mu.Unlock()
-		close(c.closed)
-		err = nil
-	})
-	return err
-}
-
-// ReadBatch waits for one datagram, then takes as many more as are queued.
-func (c *Conn) ReadBatch(msgs []udp.Message) (int, error) {
-	if len(msgs) == 0 {
-		return 0, nil
-	}
-	select {
-	case <-c.closed:
-		return 0, net.ErrClosed
-	case msgs[0] = <-c.inbox:
-	}
-	n := 1
-	for n < len(msgs) {
-		select {
-		case msgs[n] = <-c.inbox:
-			n++
-		default:
-			return n, nil
-		}
-	}
-	return n, nil
-}
-
-// WriteBatch sends every message through the simulated network.
-func (c *Conn) WriteBatch(msgs []udp.Message) (int, error) {
-	select {
-	case <-c.closed:
-		return 0, net.ErrClosed
-	default:
-	}
-	for _, m := range msgs {
-		c.net.send(c, m.Buf, netip.AddrPortFrom(m.Addr.Addr().Unmap(), m.Addr.Port()))
-	}
-	return len(msgs), nil
+	return m.key.private
 }
 
 // ServeSTUN answers STUN Binding requests arriving on c with the

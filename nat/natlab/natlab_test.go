@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmesh/netmesh/mesh/meshtest"
 	"github.com/netmesh/netmesh/mesh/udp"
 )
 
@@ -24,7 +25,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func listen(t *testing.T, n *Network, addr string) *Conn {
+func listen(t *testing.T, n *Network, addr string) *meshtest.MemConn {
 	t.Helper()
 	c, err := n.Listen(netip.MustParseAddrPort(addr))
 	if err != nil {
@@ -34,18 +35,33 @@ func listen(t *testing.T, n *Network, addr string) *Conn {
 	return c
 }
 
-func send(c *Conn, to netip.AddrPort) {
+func send(c *meshtest.MemConn, to netip.AddrPort) {
 	c.WriteBatch([]udp.Message{{Buf: []byte("x"), Addr: to}})
 }
 
-// recv returns the source of the next datagram, or the zero AddrPort if
-// none is queued.
-func recv(c *Conn) netip.AddrPort {
-	select {
-	case m := <-c.inbox:
-		return m.Addr
-	default:
-		return netip.AddrPort{}
+// recv returns the source of the first datagram queued at c, or the zero
+// AddrPort if none is, and empties the queue. Delivery is synchronous, so
+// c sends itself a marker and reads up to it: anything before it was
+// already queued.
+func recv(t *testing.T, c *meshtest.MemConn) netip.AddrPort {
+	t.Helper()
+	const marker = "marker"
+	c.WriteBatch([]udp.Message{{Buf: []byte(marker), Addr: c.LocalAddr()}})
+	var first netip.AddrPort
+	msgs := make([]udp.Message, 8)
+	for {
+		n, err := c.ReadBatch(msgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs[:n] {
+			if string(m.Buf) == marker && m.Addr == c.LocalAddr() {
+				return first
+			}
+			if !first.IsValid() {
+				first = m.Addr
+			}
+		}
 	}
 }
 
@@ -74,7 +90,7 @@ func TestBehaviours(t *testing.T) {
 			s3 := listen(t, n, "192.0.2.3:1000") // the host never sends to it
 			send(h, s1.LocalAddr())
 			send(h, s2.LocalAddr())
-			m1, m2 := recv(s1), recv(s2)
+			m1, m2 := recv(t, s1), recv(t, s2)
 			if m1.Addr() != netip.MustParseAddr("198.51.100.10") || (m1 == m2) != tc.samePort {
 				t.Fatalf("mappings %v and %v", m1, m2)
 			}
@@ -82,17 +98,17 @@ func TestBehaviours(t *testing.T) {
 				t.Fatalf("mapping %v does not keep the port", m1)
 			}
 			for _, in := range []struct {
-				from *Conn
+				from *meshtest.MemConn
 				want bool
 			}{{s1, tc.inSame}, {s1b, tc.inPort}, {s3, tc.inAddr}} {
 				send(in.from, m1)
-				if got := recv(h).IsValid(); got != in.want {
+				if got := recv(t, h).IsValid(); got != in.want {
 					t.Errorf("from %v: delivered %v, want %v", in.from.LocalAddr(), got, in.want)
 				}
 			}
 			// Another NAT's private address is not routable.
 			send(s1, ap("10.0.0.2:5000"))
-			if recv(h).IsValid() {
+			if recv(t, h).IsValid() {
 				t.Error("a public host reached a private address")
 			}
 		})
@@ -108,16 +124,16 @@ func TestMappingTimeout(t *testing.T) {
 	h := listen(t, n, "10.0.0.2:5000")
 	s := listen(t, n, "192.0.2.1:1000")
 	send(h, s.LocalAddr())
-	m := recv(s)
+	m := recv(t, s)
 	clock.Advance(29 * time.Second)
 	send(s, m)
-	if !recv(h).IsValid() {
+	if !recv(t, h).IsValid() {
 		t.Fatal("mapping gone before its timeout")
 	}
 	// Inbound traffic does not refresh the mapping.
 	clock.Advance(2 * time.Second)
 	send(s, m)
-	if recv(h).IsValid() {
+	if recv(t, h).IsValid() {
 		t.Fatal("mapping outlived its timeout")
 	}
 	if n.Dropped() == 0 {
@@ -125,7 +141,7 @@ func TestMappingTimeout(t *testing.T) {
 	}
 	// Outbound traffic makes a fresh mapping.
 	send(h, s.LocalAddr())
-	if got := recv(s); got != m {
+	if got := recv(t, s); got != m {
 		t.Fatalf("new mapping %v, want the port kept: %v", got, m)
 	}
 }
@@ -135,12 +151,12 @@ func TestBlock(t *testing.T) {
 	a, b := listen(t, n, "192.0.2.1:1"), listen(t, n, "192.0.2.2:1")
 	n.Block(a.LocalAddr().Addr(), b.LocalAddr().Addr())
 	send(a, b.LocalAddr())
-	if recv(b).IsValid() {
+	if recv(t, b).IsValid() {
 		t.Fatal("blocked datagram delivered")
 	}
 	n.Unblock(a.LocalAddr().Addr(), b.LocalAddr().Addr())
 	send(a, b.LocalAddr())
-	if !recv(b).IsValid() {
+	if !recv(t, b).IsValid() {
 		t.Fatal("unblocked datagram lost")
 	}
 }
