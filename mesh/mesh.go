@@ -137,7 +137,7 @@ func New(cfg Config) (*Mesh, error) {
 		cancel:      cancel,
 	}
 	m.macs.init(id.PublicKey())
-	m.userStreams = &StreamListener{m: m, proto: wire.ProtoStream, ch: make(chan acceptedStream, acceptQueue)}
+	m.userStreams = m.newListener(wire.ProtoStream)
 	m.listeners[wire.ProtoStream].Store(m.userStreams)
 	if err := m.newCapabilities(cfg.Capabilities); err != nil {
 		cancel()

@@ -34,6 +34,7 @@ const (
 	DropHopLimit                          // routed packet that already crossed MaxHops relays
 	DropNoRoute                           // routed packet for a node this relay cannot reach
 	DropPeerLimit                         // handshake from a new node while at MaxPeers
+	DropStreamBacklog                     // a peer's new stream found its listener's backlog full (refused)
 	numDropReasons
 )
 
@@ -42,6 +43,7 @@ var dropNames = [numDropReasons]string{
 	"bad_mac", "bad_handshake", "bad_identity", "pin_mismatch", "stale_initiation",
 	"rate_limited", "cookie_required", "queue_full", "expired", "no_handler",
 	"bad_route", "relay_disabled", "hop_limit", "no_route", "peer_limit",
+	"stream_backlog",
 }
 
 // String returns the reason's snake_case name, as used in Stats.Drops.

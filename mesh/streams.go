@@ -43,10 +43,6 @@ const (
 	Unreliable = stream.Unreliable
 )
 
-// acceptQueue bounds streams opened by peers and not yet accepted, across
-// all peers. Beyond it, new streams are reset.
-const acceptQueue = 256
-
 // acceptedStream is a stream a peer opened, waiting for AcceptStream.
 type acceptedStream struct {
 	s *Stream
@@ -107,7 +103,7 @@ type StreamListener struct {
 // already listened on. Streams peers open on proto before a listener
 // exists are refused.
 func (m *Mesh) ListenStreams(proto wire.Proto) (*StreamListener, error) {
-	return m.listen(&StreamListener{m: m, proto: proto, ch: make(chan acceptedStream, acceptQueue)})
+	return m.listen(m.newListener(proto))
 }
 
 // HandleStreams is ListenStreams with a handler instead of Accept: h runs
@@ -121,6 +117,17 @@ func (m *Mesh) HandleStreams(proto wire.Proto, h func(*Stream, *Peer)) (*StreamL
 		return nil, errors.New("mesh: HandleStreams with a nil handler")
 	}
 	return m.listen(&StreamListener{m: m, proto: proto, h: h})
+}
+
+// newListener returns a listener whose queue holds
+// Config.Streams.AcceptBacklog streams opened by any peer and not yet
+// accepted; beyond it, new streams are refused.
+func (m *Mesh) newListener(proto wire.Proto) *StreamListener {
+	n := m.cfg.Streams.AcceptBacklog
+	if n <= 0 {
+		n = stream.DefaultAcceptBacklog
+	}
+	return &StreamListener{m: m, proto: proto, ch: make(chan acceptedStream, n)}
 }
 
 func (m *Mesh) listen(l *StreamListener) (*StreamListener, error) {
@@ -264,7 +271,7 @@ func (m *Mesh) acceptStream(p *Peer, proto wire.Proto, s *Stream) bool {
 	case l.ch <- acceptedStream{s, p}:
 		return true
 	default:
-		m.stats.drop(DropQueueFull)
+		m.stats.drop(DropStreamBacklog)
 		return false
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/mesh/meshtest"
+	"github.com/netmesh/netmesh/mesh/stream"
 	"github.com/netmesh/netmesh/mesh/wire"
 )
 
@@ -283,5 +284,41 @@ func TestHandleStreams(t *testing.T) {
 	case h := <-got:
 		t.Fatalf("closed handler ran: %q", h)
 	default:
+	}
+}
+
+// Streams beyond the listener's backlog are refused and counted; the ones
+// in the backlog are still accepted.
+func TestStreamBacklog(t *testing.T) {
+	a := newNode(t)
+	b := newNode(t, func(c *mesh.Config) { c.Streams.AcceptBacklog = 2 })
+	pb := connect(t, a, b, mesh.Pin{})
+	ctx := ctxT(t)
+	var streams []*mesh.Stream
+	for i := range 3 {
+		s, err := a.OpenStream(ctx, pb, mesh.StreamConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(ctx, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, s)
+	}
+	var re *stream.ResetError
+	if _, err := streams[2].Recv(ctx); !errors.As(err, &re) || re.Code != stream.CodeRefused {
+		t.Fatalf("third stream: %v, want a CodeRefused reset", err)
+	}
+	if n := b.Stats().Drops["stream_backlog"]; n != 1 {
+		t.Fatalf("stream_backlog drops = %d, want 1", n)
+	}
+	for i := range 2 {
+		rs, _, err := b.AcceptStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg, err := rs.Recv(ctx); err != nil || len(msg) != 1 || msg[0] != byte(i) {
+			t.Fatalf("accepted stream %d: %v, %v", i, msg, err)
+		}
 	}
 }

@@ -76,8 +76,9 @@ type MuxConfig struct {
 	// the peer's choice).
 	Accept Config
 	// AcceptBacklog bounds peer streams waiting for Accept; beyond it new
-	// peer streams are refused with CodeRefused and counted.
-	// 0 means DefaultAcceptBacklog.
+	// peer streams are refused with CodeRefused and counted. With an
+	// AcceptLink the Link applies it instead (package mesh: to each stream
+	// listener's queue, across all peers). 0 means DefaultAcceptBacklog.
 	AcceptBacklog int
 	// MaxStreams bounds concurrently open peer-initiated streams; beyond it
 	// new peer streams are refused with CodeRefused and counted.

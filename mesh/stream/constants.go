@@ -105,8 +105,12 @@ const (
 	DefaultCloseTimeout = 30 * time.Second
 
 	// DefaultAcceptBacklog is MuxConfig.AcceptBacklog when zero: peer
-	// streams waiting for Accept before further ones are refused.
-	DefaultAcceptBacklog = 256
+	// streams waiting for Accept before further ones are refused. As many
+	// as MaxStreams: a peer may open that many at once, and a burst of
+	// them reaches the socket reader faster than an accept loop runs, so
+	// a smaller backlog refuses streams an application would accept. What
+	// a waiting stream holds is bounded by MaxStreams and RecvBudget.
+	DefaultAcceptBacklog = 4096
 	// DefaultMaxStreams is MuxConfig.MaxStreams when zero: concurrently
 	// open peer-initiated streams before further ones are refused.
 	DefaultMaxStreams = 4096
