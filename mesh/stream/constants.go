@@ -29,9 +29,17 @@ const (
 	packetThreshold = 3
 
 	// ackEveryFragments makes the receiver acknowledge at least every
-	// second data fragment, as RFC 9000 §13.2.2 recommends: fewer ACKs
-	// starve the sender's congestion window growth.
-	ackEveryFragments = 2
+	// eighth in-order data fragment (out-of-order ones are acknowledged at
+	// once, so loss detection is not slowed). RFC 9000 §13.2.2 suggests
+	// every second packet, but an ACK costs a packet, a seal, an open and
+	// a scheduling round on both ends: on loopback every second fragment
+	// held one bulk stream to about 540 MB/s, every eighth reached 580-800
+	// MB/s. The congestion controller counts bytes, so fewer ACKs do not
+	// slow its growth; they release the window in bursts of 8 fragments
+	// (about 11 KB), the order of what GRO coalesces anyway. Like Linux
+	// TCP's ACK per coalesced GRO segment, and the thresholds QUIC's ACK
+	// frequency extension lets senders request.
+	ackEveryFragments = 8
 
 	// maxUnreliablePartials bounds the unreliable messages one stream
 	// reassembles at once. Four covers a sender whose messages overlap
