@@ -250,17 +250,22 @@ func (s *Stream) ReadMessage(ctx context.Context, buf []byte) ([]byte, error) {
 
 // Messages returns an iterator over the stream's messages. It ends after
 // io.EOF (not yielded) or after yielding another error. Each yielded slice
-// is valid only until the next iteration: it reuses one buffer.
+// is valid only until the next iteration: it is the buffer the message
+// was reassembled in, lent without a copy and recycled afterwards.
 func (s *Stream) Messages(ctx context.Context) iter.Seq2[[]byte, error] {
 	return func(yield func([]byte, error) bool) {
-		var buf []byte
 		for {
-			var err error
-			buf, err = s.ReadMessage(ctx, buf)
+			mb, err := s.next(ctx)
 			if err == io.EOF {
 				return
 			}
-			if !yield(buf, err) || err != nil {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			more := yield(mb.b, nil)
+			putMsg(mb)
+			if !more {
 				return
 			}
 		}
