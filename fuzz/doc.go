@@ -10,6 +10,7 @@
 //	identity      FuzzParseNodeID, FuzzDecodeToken
 //	noise         FuzzReadMessage            (handshake messages into flynn/noise)
 //	mesh/stream   FuzzDecodeFrame            (stream frames)
+//	mesh/stream   FuzzMux                    (frame sequences into a Mux: no panic, exact budget accounting)
 //	capability    FuzzDecodeAnnouncement, FuzzParseFilter
 //	channel       FuzzDecode                 (subscribe/ack/publish messages)
 //	nat           FuzzMessage                (build tag nat: punch and reflex frames)

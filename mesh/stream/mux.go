@@ -312,8 +312,11 @@ func (m *Mux) peerStreamLocked(f *frame, key uint32) (*Stream, bool) {
 				m.skipped[k] = struct{}{}
 			}
 		}
-		for k := m.highestPeer + 2; k <= key && m.tombs.ack != nil; k += 2 {
+		for k := m.highestPeer + 2; m.tombs.ack != nil; k += 2 { // the ids coming into use
 			m.clearTombLocked(k)
+			if k == key { // not k <= key: k wraps after 0xFFFFFFFF
+				break
+			}
 		}
 		m.highestPeer = key
 	default:

@@ -115,3 +115,27 @@ func TestFinishedStreamsFreeTheirSlot(t *testing.T) {
 		t.Fatalf("accepted %d, refused %d; want 20, 0", st.Accepted, st.Refused)
 	}
 }
+
+// The highest peer stream id, 0xFFFFFFFF, opens a stream like any other:
+// clearing the tombstones of the ids coming into use must not wrap.
+func TestTopPeerStreamID(t *testing.T) {
+	p := newPair(t, faults{}, 8, testMuxConfig())
+	p.b.mu.Lock()
+	p.b.highestPeer = 0xFFFFFFFF - 4
+	p.b.tombs.ack = make([]uint64, 2*tombWindow/64) // as after a forgotten stream
+	p.b.tombs.echo = make([]uint64, 2*tombWindow/64)
+	p.b.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.b.HandleFrame(appendFrame(nil, &frame{Type: frameData, Stream: 0xFFFFFFFF, Data: []byte{1, 'x'}}))
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("HandleFrame never returned for stream id 0xFFFFFFFF")
+	}
+	if st := p.b.Stats(); st.Accepted != 1 {
+		t.Fatalf("accepted %d streams, want 1", st.Accepted)
+	}
+}
