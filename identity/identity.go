@@ -36,6 +36,9 @@ var (
 const SeedSize = ed25519.SeedSize
 
 // Identity is a node's ed25519 key pair. It is safe for concurrent use.
+// It also holds the node's bounded caches of handshake results
+// (SignCached, VerifyCached), so every handshake made with one Identity
+// shares them.
 type Identity struct {
 	priv ed25519.PrivateKey
 	pub  ed25519.PublicKey
@@ -43,6 +46,8 @@ type Identity struct {
 
 	ecdhOnce sync.Once
 	ecdh     *ecdh.PrivateKey
+
+	cache caches // SignCached, VerifyCached
 }
 
 // Generate creates a new random identity.

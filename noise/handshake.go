@@ -176,19 +176,18 @@ func NewResponder(id *identity.Identity, p Pattern) (*Handshake, error) {
 }
 
 // start derives the static key pair from id and creates the Noise state.
+// The static public key is the public half of id.ECDH(), which id computes
+// once; it equals identity.X25519PublicKey(id.PublicKey()).
 func (h *Handshake) start(id *identity.Identity, peerStatic []byte) error {
 	if id == nil {
 		return fmt.Errorf("%w: no Identity", ErrBadConfig)
-	}
-	static, err := identity.X25519PublicKey(id.PublicKey())
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	pattern := noise.HandshakeXX
 	if h.pattern == PatternIK {
 		pattern = noise.HandshakeIK
 	}
 	sk := id.ECDH()
+	static := sk.PublicKey().Bytes()
 	hs, err := noise.NewHandshakeState(noise.Config{
 		CipherSuite:   newCipherSuite(sk),
 		Pattern:       pattern,
@@ -308,11 +307,13 @@ func (h *Handshake) message(i int) (size int, carriesID bool) {
 }
 
 // identityPayload returns ed25519 key || signature of the static key, plus
-// the timestamp in an IK initiation.
+// the timestamp in an IK initiation. The signature is the same for every
+// handshake (ed25519 is deterministic and the static key is fixed), so the
+// identity computes it once (SignCached).
 func (h *Handshake) identityPayload() []byte {
 	p := make([]byte, 0, identityPayloadSize+timestampSize)
 	p = append(p, h.id.PublicKey()...)
-	p = append(p, h.id.Sign(signedStatic(h.static))...)
+	p = append(p, h.id.SignCached(signedStatic(h.static))...)
 	if h.pattern == PatternIK && h.initiator {
 		p = binary.BigEndian.AppendUint64(p, uint64(h.now.UnixNano()))
 	}
@@ -338,7 +339,10 @@ func (h *Handshake) readIdentity(p []byte) error {
 	if !bytes.Equal(static, h.hs.PeerStatic()) {
 		return ErrBadIdentity
 	}
-	if !identity.Verify(key, signedStatic(static), p[keySize:identityPayloadSize]) {
+	// Every check runs on every handshake; only the signature check is
+	// remembered, by the exact bytes of key, signature and static key, so
+	// a peer that connects again costs a lookup instead of a verification.
+	if !h.id.VerifyCached(key, signedStatic(static), p[keySize:identityPayloadSize]) {
 		return ErrBadSignature
 	}
 	id := identity.NodeIDFromKey(key)

@@ -413,3 +413,43 @@ func BenchmarkHandshakeIK(b *testing.B) {
 		run(b, ini, res, IKInitiationSize, IKResponseSize)
 	}
 }
+
+// BenchmarkHandshakeIKNewPeers is BenchmarkHandshakeIK between two nodes
+// that have never met: every handshake is between a new pair of
+// identities (made, untimed, in batches), so nothing about the peer is
+// cached, and neither is either side's own identity signature.
+func BenchmarkHandshakeIKNewPeers(b *testing.B) {
+	const batch = 64
+	b.ReportAllocs()
+	pairs := make([][2]*identity.Identity, 0, batch)
+	for done := 0; done < b.N; {
+		b.StopTimer()
+		pairs = pairs[:0]
+		for range min(batch, b.N-done) {
+			a, err := identity.Generate()
+			if err != nil {
+				b.Fatal(err)
+			}
+			r, err := identity.Generate()
+			if err != nil {
+				b.Fatal(err)
+			}
+			a.ECDH() // once per identity, for any number of peers
+			r.ECDH()
+			pairs = append(pairs, [2]*identity.Identity{a, r})
+		}
+		b.StartTimer()
+		for _, p := range pairs {
+			ini, err := NewInitiator(Config{Identity: p[0], PeerKey: p[1].PublicKey()}, time.Now())
+			if err != nil {
+				b.Fatal(err)
+			}
+			res, err := NewResponder(p[1], PatternIK)
+			if err != nil {
+				b.Fatal(err)
+			}
+			run(b, ini, res, IKInitiationSize, IKResponseSize)
+		}
+		done += len(pairs)
+	}
+}
