@@ -120,6 +120,7 @@ func (p *Peer) Stats() PeerStats {
 		RxPackets:  p.rxPackets.Load(),
 		Handshakes: p.handshakes.Load(),
 		RTT:        p.RTT(),
+		Streams:    p.StreamStats(),
 	}
 	if t := p.lastRecv.Load(); t != 0 {
 		st.LastSeen = m.epoch.Add(time.Duration(t))

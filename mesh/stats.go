@@ -104,6 +104,9 @@ type PeerStats struct {
 	LastSeen time.Time
 	// SessionAge is how long the current session has existed.
 	SessionAge time.Duration
+	// Streams lists the open streams of OpenStream and AcceptStream with
+	// the peer, as Peer.StreamStats does.
+	Streams []StreamStats
 }
 
 // counters are a node's atomic counters.

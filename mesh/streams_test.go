@@ -322,3 +322,27 @@ func TestStreamBacklog(t *testing.T) {
 		}
 	}
 }
+
+// A peer's open streams appear in Stats.
+func TestStreamStatsInMeshStats(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	pb := connect(t, a, b, mesh.Pin{})
+	ctx := ctxT(t)
+	s, err := a.OpenStream(ctx, pb, mesh.StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(ctx, []byte("counted")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range a.Stats().Peers {
+		if p.ID != b.ID() {
+			continue
+		}
+		if len(p.Streams) != 1 || p.Streams[0].ID != s.ID() || p.Streams[0].TxMessages != 1 {
+			t.Fatalf("peer stats streams = %+v, want stream %d with 1 message sent", p.Streams, s.ID())
+		}
+		return
+	}
+	t.Fatal("b missing from a's Stats")
+}
