@@ -41,6 +41,13 @@ const (
 	// frequency extension lets senders request.
 	ackEveryFragments = 8
 
+	// finAckDelay bounds how long the ACK of a FIN is held back (at most
+	// MaxAckDelay): long enough for a reply to carry it (an rpc handler
+	// answers within tens of µs, and its reply then acknowledges the
+	// request and its end in one packet), short enough that a sender
+	// waiting in Close is not held for a whole MaxAckDelay.
+	finAckDelay = 250 * time.Microsecond
+
 	// maxUnreliablePartials bounds the unreliable messages one stream
 	// reassembles at once. Four covers a sender whose messages overlap
 	// through reordering; more would only hold memory for messages that

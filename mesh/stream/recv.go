@@ -70,9 +70,15 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 	s.ackElicit++
 	if s.ackElicit >= ackEveryFragments || s.ooo.len() > 0 {
 		s.sendAckLocked()
-	} else if s.ackDue == 0 {
-		s.ackDue = now + int64(s.m.cfg.MaxAckDelay)
-		s.m.armLocked(s, s.ackDue)
+	} else {
+		delay := s.m.cfg.MaxAckDelay
+		if fin {
+			delay = min(delay, finAckDelay)
+		}
+		if due := now + int64(delay); s.ackDue == 0 || due < s.ackDue {
+			s.ackDue = due
+			s.m.armLocked(s, s.ackDue)
+		}
 	}
 	if s.ready.len() > delivered || (s.peerFin && s.rcvNext > s.peerFinSeq) {
 		notify(s.readable)
