@@ -15,6 +15,7 @@ func TestSendAndCloseOnePacketEachWay(t *testing.T) {
 	cfg := testMuxConfig()
 	cfg.MaxAckDelay = 50 * time.Millisecond // no delayed ACK falls due between calls
 	cfg.MinRTO = 500 * time.Millisecond     // nor a retransmission before the last ACK
+	cfg.finAckDelay = cfg.MaxAckDelay       // nor the request's ACK before its reply
 	p := newPair(t, faults{}, 4, cfg)
 	ctx := ctxT(t, 10*time.Second)
 	const calls = 10

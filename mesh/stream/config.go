@@ -113,6 +113,8 @@ type MuxConfig struct {
 	// completed search or a black-hole fallback before searching again
 	// (only with a ProbeLink). 0 means DefaultPathProbeInterval.
 	PathProbeInterval time.Duration
+
+	finAckDelay time.Duration // tests lengthen it; 0 means finAckDelay
 }
 
 func (c MuxConfig) withDefaults() MuxConfig {
@@ -127,6 +129,7 @@ func (c MuxConfig) withDefaults() MuxConfig {
 	c.ReassemblyTimeout = orDefault(c.ReassemblyTimeout, DefaultReassemblyTimeout)
 	c.LinkRetry = orDefault(c.LinkRetry, DefaultLinkRetry)
 	c.PathProbeInterval = orDefault(c.PathProbeInterval, DefaultPathProbeInterval)
+	c.finAckDelay = orDefault(c.finAckDelay, finAckDelay)
 	return c
 }
 

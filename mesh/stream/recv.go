@@ -73,7 +73,7 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 	} else {
 		delay := s.m.cfg.MaxAckDelay
 		if fin {
-			delay = min(delay, finAckDelay)
+			delay = min(delay, s.m.cfg.finAckDelay)
 		}
 		if due := now + int64(delay); s.ackDue == 0 || due < s.ackDue {
 			s.ackDue = due
