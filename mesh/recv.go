@@ -131,7 +131,7 @@ func (r *reader) dispatch(p *Peer, proto wire.Proto, body []byte) {
 		}
 	case wire.ProtoPing:
 		if len(body) == wire.PingSize {
-			m.sendFrame(p, wire.ProtoPong, body)
+			m.sendFrame(p, wire.ProtoPong, body, nil)
 		}
 	case wire.ProtoPong:
 		if len(body) == wire.PingSize {

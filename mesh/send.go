@@ -22,7 +22,7 @@ func (m *Mesh) SendDatagram(ctx context.Context, p *Peer, payload []byte) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return m.sendFrame(p, wire.ProtoDatagram, payload)
+	return m.sendFrame(p, wire.ProtoDatagram, payload, nil)
 }
 
 // SendFrame sends body to p as one frame of subprotocol proto, for the
@@ -32,11 +32,12 @@ func (m *Mesh) SendFrame(p *Peer, proto wire.Proto, body []byte) error {
 	if len(body) > MaxDatagramSize {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), MaxDatagramSize)
 	}
-	return m.sendFrame(p, proto, body)
+	return m.sendFrame(p, proto, body, nil)
 }
 
-// sendFrame seals one frame on the peer's current session and queues it.
-func (m *Mesh) sendFrame(p *Peer, proto wire.Proto, body []byte) error {
+// sendFrame seals one frame, head followed by data, on the peer's current
+// session and queues it.
+func (m *Mesh) sendFrame(p *Peer, proto wire.Proto, head, data []byte) error {
 	if m.closed.Load() {
 		return ErrClosed
 	}
@@ -44,13 +45,13 @@ func (m *Mesh) sendFrame(p *Peer, proto wire.Proto, body []byte) error {
 	if s == nil {
 		return ErrNoSession
 	}
-	return m.sendFrameOn(s, proto, body)
+	return m.sendFrameOn(s, proto, head, data)
 }
 
-// sendFrameOn seals one frame on session s, in place in a pooled packet,
-// and queues it for the peer's path: straight to its address, or wrapped
-// for the relay. It allocates nothing.
-func (m *Mesh) sendFrameOn(s *session, proto wire.Proto, body []byte) error {
+// sendFrameOn seals one frame, head followed by data, on session s, in
+// place in a pooled packet, and queues it for the peer's path: straight to
+// its address, or wrapped for the relay. It allocates nothing.
+func (m *Mesh) sendFrameOn(s *session, proto wire.Proto, head, data []byte) error {
 	p := s.peer
 	ep := p.ep.Load()
 	if ep == nil {
@@ -61,7 +62,7 @@ func (m *Mesh) sendFrameOn(s *session, proto wire.Proto, body []byte) error {
 	if ep.relay != nil {
 		off = routedHeadroom
 	}
-	n, err := sealFrame(s, pkt, off, proto, body)
+	n, err := sealFrame(s, pkt, off, proto, head, data)
 	if err != nil {
 		putOut(pkt)
 		return err
@@ -83,20 +84,22 @@ func (m *Mesh) sendFrameOn(s *session, proto wire.Proto, body []byte) error {
 	return nil
 }
 
-// sealFrame writes a data packet carrying one frame at pkt.buf[off:] and
-// returns its length.
-func sealFrame(s *session, pkt *outPacket, off int, proto wire.Proto, body []byte) (int, error) {
+// sealFrame writes a data packet carrying one frame, head followed by
+// data, at pkt.buf[off:] and returns its length.
+func sealFrame(s *session, pkt *outPacket, off int, proto wire.Proto, head, data []byte) (int, error) {
 	counter := s.sendCounter.Add(1) - 1
 	if counter >= noise.RejectAfterMessages {
 		return 0, ErrNoSession // the timer loop rekeys long before this
 	}
 	b := pkt.buf[off:]
-	if len(body) > len(b)-wire.DataOverhead-wire.FrameHeaderSize {
+	if len(head)+len(data) > len(b)-wire.DataOverhead-wire.FrameHeaderSize {
 		return 0, ErrTooLarge
 	}
 	hdr := wire.PutDataHeader(b, wire.DataHeader{Receiver: s.remote, Counter: counter})
 	wire.PutFrameHeader(b[wire.DataHeaderSize:], proto, 0)
-	n := wire.DataHeaderSize + wire.FrameHeaderSize + copy(b[wire.DataHeaderSize+wire.FrameHeaderSize:], body)
+	n := wire.DataHeaderSize + wire.FrameHeaderSize
+	n += copy(b[n:], head)
+	n += copy(b[n:], data)
 	ct := s.send.Seal(b[wire.DataHeaderSize:wire.DataHeaderSize], &pkt.nonce, counter, b[wire.DataHeaderSize:n], hdr)
 	return wire.DataHeaderSize + len(ct), nil
 }
@@ -150,7 +153,7 @@ func (m *Mesh) probeDirect(p *Peer, path *endpoint) error {
 	pkt := getOut()
 	var body [wire.PingSize]byte
 	binary.LittleEndian.PutUint64(body[:], uint64(m.now()))
-	n, err := sealFrame(s, pkt, 0, wire.ProtoPing, body[:])
+	n, err := sealFrame(s, pkt, 0, wire.ProtoPing, body[:], nil)
 	if err != nil {
 		putOut(pkt)
 		return err
@@ -166,7 +169,7 @@ func (m *Mesh) ping(p *Peer) (uint64, error) {
 	var body [wire.PingSize]byte
 	stamp := uint64(m.pingStamp())
 	binary.LittleEndian.PutUint64(body[:], stamp)
-	return stamp, m.sendFrame(p, wire.ProtoPing, body[:])
+	return stamp, m.sendFrame(p, wire.ProtoPing, body[:], nil)
 }
 
 // pingStamp returns the current mono time, made unique so that concurrent

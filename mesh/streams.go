@@ -307,7 +307,9 @@ type streamLink struct {
 	proto wire.Proto
 }
 
-func (l streamLink) SendFrame(body []byte) error { return l.m.sendFrame(l.p, l.proto, body) }
+func (l streamLink) SendFrame(head, data []byte) error {
+	return l.m.sendFrame(l.p, l.proto, head, data)
+}
 
 func (l streamLink) AcceptStream(s *Stream) bool { return l.m.acceptStream(l.p, l.proto, s) }
 

@@ -17,9 +17,9 @@ type pipeLink struct {
 	done   sync.WaitGroup
 }
 
-func (l *pipeLink) SendFrame(body []byte) error {
+func (l *pipeLink) SendFrame(head, data []byte) error {
 	select {
-	case l.frames <- append([]byte(nil), body...):
+	case l.frames <- append(append([]byte(nil), head...), data...):
 		return nil
 	default:
 		return stream.ErrBackpressure // the "socket queue" is full

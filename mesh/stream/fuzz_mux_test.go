@@ -8,8 +8,8 @@ import (
 // discardLink is a Link whose frames go nowhere.
 type discardLink struct{}
 
-func (discardLink) SendFrame([]byte) error { return nil }
-func (discardLink) MaxFrameSize() int      { return testMTU }
+func (discardLink) SendFrame(_, _ []byte) error { return nil }
+func (discardLink) MaxFrameSize() int           { return testMTU }
 
 // FuzzMux drives one Mux with a sequence of frame bodies from a malicious
 // peer, reading what its accepted streams deliver after each. Threat: the

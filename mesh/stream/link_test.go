@@ -72,20 +72,27 @@ func newMemLink(f faults, seed uint64, mtu, queue int) *memLink {
 
 func (l *memLink) MaxFrameSize() int { return l.mtu }
 
-func (l *memLink) SendFrame(body []byte) error {
-	if len(body) > l.maxSend {
+func (l *memLink) SendFrame(head, data []byte) error {
+	if len(head)+len(data) > l.maxSend {
 		return ErrTooLarge
 	}
+	first := memPktPool.Get().(*memPkt)
+	first.n = copy(first.b[:], head)
+	first.n += copy(first.b[first.n:], data)
+	body := first.b[:first.n]
+	drop := false
 	if pm := l.pathMTU.Load(); pm != 0 && int64(len(body)) > pm {
 		l.tooBig.Add(1)
-		return nil
-	}
-	if d := l.drop.Load(); l.blackout.Load() || (d != nil && (*d)(body)) {
+		drop = true
+	} else if d := l.drop.Load(); l.blackout.Load() || (d != nil && (*d)(body)) {
 		l.dropped.Add(1)
-		return nil
-	}
-	if l.f.loss+l.f.corrupt > 0 && l.rng.Float64() < l.f.loss+l.f.corrupt {
+		drop = true
+	} else if l.f.loss+l.f.corrupt > 0 && l.rng.Float64() < l.f.loss+l.f.corrupt {
 		l.dropped.Add(1)
+		drop = true
+	}
+	if drop {
+		memPktPool.Put(first)
 		return nil
 	}
 	copies := 1
@@ -94,15 +101,20 @@ func (l *memLink) SendFrame(body []byte) error {
 		l.dups.Add(1)
 	}
 	hold := l.f.reorder > 0 && l.rng.Float64() < l.f.reorder
-	for range copies {
-		p := memPktPool.Get().(*memPkt)
-		p.n = copy(p.b[:], body)
+	pkts := [2]*memPkt{first}
+	if copies == 2 {
+		pkts[1] = memPktPool.Get().(*memPkt)
+		pkts[1].n = copy(pkts[1].b[:], body)
+	}
+	for i, p := range pkts[:copies] {
 		p.hold = hold
 		select {
 		case l.q <- p:
 			l.sent.Add(1)
 		default:
-			memPktPool.Put(p)
+			for _, p := range pkts[i:copies] {
+				memPktPool.Put(p)
+			}
 			if l.f.tailDrop {
 				l.dropped.Add(1)
 				return nil

@@ -11,14 +11,17 @@ import (
 // Link is one peer's encrypted session as the stream engine sees it. The
 // mesh implements it for each peer; tests implement it in memory.
 type Link interface {
-	// SendFrame sends one unreliable, authenticated frame body to the peer;
-	// the mesh adds its own headers and encrypts. It must not block and
-	// must not retain body after returning. When the socket queue is full
+	// SendFrame sends one unreliable, authenticated frame body, head
+	// followed by data, to the peer; the mesh adds its own headers and
+	// encrypts. The engine passes a DATA frame's payload as data, straight
+	// from its send buffer, so a Link that copies the frame into a packet
+	// copies the payload once. data may be empty. SendFrame must not block
+	// and must not retain head or data after returning. When the socket queue is full
 	// it returns an error wrapping ErrBackpressure and the engine retries
 	// after MuxConfig.LinkRetry; any other error is treated as a lost
 	// frame, which loss recovery resends with back-off. The engine calls
 	// it with its own lock held, so it must not call back into the Mux.
-	SendFrame(body []byte) error
+	SendFrame(head, data []byte) error
 	// MaxFrameSize is the largest body SendFrame accepts, in bytes. The
 	// engine reads it when a stream is opened and sizes the stream's
 	// fragments by it (capped at 1536 bytes of payload), so it must be at
@@ -237,7 +240,7 @@ func (m *Mux) HandleFrame(body []byte) {
 		case framePing:
 			var b [pingFrameSize]byte
 			putPing(b[:], framePong, f.Token)
-			_ = m.link.SendFrame(b[:]) // a lost PONG is a lost probe
+			_ = m.link.SendFrame(b[:], nil) // a lost PONG is a lost probe
 		case framePong:
 			m.onPongLocked(f.Token, now)
 		case framePadding:

@@ -31,15 +31,15 @@ func (m *Mux) oweAckLocked(s *Stream) {
 // sendLocked sends the first n bytes of m.tx as one frame body, after
 // appending the owed ACKs that fit in the current frame budget.
 func (m *Mux) sendLocked(n int) error {
-	n = m.appendOwedLocked(n)
-	return m.link.SendFrame(m.tx[:n])
+	n = m.appendOwedLocked(n, m.pmtu.cur)
+	return m.link.SendFrame(m.tx[:n], nil)
 }
 
-// appendOwedLocked appends owed ACKs to m.tx[:n] while they fit in the
-// frame budget and returns the new length.
-func (m *Mux) appendOwedLocked(n int) int {
+// appendOwedLocked appends owed ACKs to m.tx[:n] while m.tx[:n] stays
+// within limit bytes, and returns the new length.
+func (m *Mux) appendOwedLocked(n, limit int) int {
 	k := 0
-	for ; k < len(m.owed) && n+ackHeaderSize <= m.pmtu.cur; k++ {
+	for ; k < len(m.owed) && n+ackHeaderSize <= limit; k++ {
 		n += putAck(m.tx[n:], m.owed[k].wireID, m.owed[k].cum, 0, nil)
 	}
 	if k > 0 {
@@ -56,7 +56,7 @@ func (m *Mux) appendOwedLocked(n int) int {
 // flushOwedLocked sends every owed ACK now.
 func (m *Mux) flushOwedLocked() {
 	for len(m.owed) > 0 {
-		_ = m.link.SendFrame(m.tx[:m.appendOwedLocked(0)]) // a lost ACK is resent by the peer's RTO
+		_ = m.link.SendFrame(m.tx[:m.appendOwedLocked(0, m.pmtu.cur)], nil) // a lost ACK is resent by the peer's RTO
 	}
 	m.owedDue = 0
 }

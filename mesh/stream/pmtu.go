@@ -80,7 +80,7 @@ func (m *Mux) maybeProbeLocked(now int64) {
 	p.token++
 	putPing(m.tx, framePing, p.token)
 	clear(m.tx[pingFrameSize:size])
-	if err := m.link.SendFrame(m.tx[:size]); err != nil {
+	if err := m.link.SendFrame(m.tx[:size], nil); err != nil {
 		return // not even the local interface takes it: try again later
 	}
 	p.probe, p.tokenSize = size, size

@@ -174,30 +174,33 @@ func (s *Stream) sendOneLocked(now int64) error {
 
 // transmitLocked sends fragment seq in one DATA frame, or, when it was
 // cut for a larger path MTU than the current one, in block-aligned split
-// parts that fit. Only the first frame's error matters: a part lost later
-// makes the fragment lost, which loss recovery handles.
+// parts that fit. The payload goes to the Link straight from its chunk;
+// ACKs that ride along (the stream's delayed ACK, so a reply carries the
+// ACK of its request, and owed ACKs) go in front of the DATA frame. Only
+// the first frame's error matters: a part lost later makes the fragment
+// lost, which loss recovery handles.
 func (s *Stream) transmitLocked(f *sendFrag, seq uint64, flags uint8) error {
 	m := s.m
+	var data []byte
+	if f.c != nil {
+		data = f.c.b[:f.n]
+	}
 	if dataHeaderSize+f.n <= m.pmtu.cur {
-		h := putDataHeader(m.tx, flags, s.key^1, seq, f.n, 0, 0)
-		if f.c != nil {
-			copy(m.tx[h:], f.c.b[:f.n])
+		limit := m.pmtu.cur - dataHeaderSize - f.n
+		n := 0
+		if s.ackDue != 0 && maxAckFrameSize <= limit {
+			n = s.putAckLocked(m.tx)
 		}
-		n := h + f.n
-		if s.ackDue != 0 && n+maxAckFrameSize <= m.pmtu.cur {
-			// A delayed ACK rides along: a reply carries the ACK of its
-			// request.
-			n += s.putAckLocked(m.tx[n:])
-		}
-		return m.sendLocked(n)
+		n = m.appendOwedLocked(n, limit)
+		n += putDataHeader(m.tx[n:], flags, s.key^1, seq, f.n, 0, 0)
+		return m.link.SendFrame(m.tx[:n], data)
 	}
 	s.st.splits++
 	step := (m.pmtu.cur - unreliableDataHeaderSize) / splitBlock * splitBlock
 	for off := 0; off < f.n; off += step {
 		end := min(off+step, f.n)
 		h := putDataHeader(m.tx, flags|flagSplit, s.key^1, seq, end-off, uint16(off), uint16(f.n))
-		copy(m.tx[h:], f.c.b[off:end])
-		if err := m.link.SendFrame(m.tx[:h+end-off]); err != nil && off == 0 {
+		if err := m.link.SendFrame(m.tx[:h], data[off:end]); err != nil && off == 0 {
 			return err
 		}
 	}
@@ -381,8 +384,7 @@ func (s *Stream) sendUnreliableLocked(msg []byte) error {
 	for i := range count {
 		part := msg[i*fc : min(len(msg), (i+1)*fc)]
 		h := putDataHeader(m.tx, flagUnreliable, s.key^1, id, len(part), uint16(i), uint16(count))
-		copy(m.tx[h:], part)
-		if err := m.link.SendFrame(m.tx[:h+len(part)]); err != nil {
+		if err := m.link.SendFrame(m.tx[:h], part); err != nil {
 			if i > 0 {
 				s.nextMsgID++ // the peer drops the partial message
 				s.st.linkErrors++
