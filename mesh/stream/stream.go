@@ -71,9 +71,9 @@ type Stream struct {
 	peerFinSeq uint64         //
 	ackElicit  int            // data fragments since the last ACK
 	ackDue     int64          // delayed ACK deadline; 0 when none
-	partials   [maxUnreliablePartials]partial
-	lastMsgID  uint64 // unreliable: last delivered message id; 0 for none
-	nextMsgID  uint64 // unreliable: next id to send
+	partials   []partial      // unreliable: maxUnreliablePartials reassembly slots; nil when reliable
+	lastMsgID  uint64         // unreliable: last delivered message id; 0 for none
+	nextMsgID  uint64         // unreliable: next id to send
 
 	// Lifecycle.
 	closedLocal bool        // Close called
@@ -133,6 +133,9 @@ func (m *Mux) newStreamLocked(key uint32, cfg Config, unreliable bool) *Stream {
 		rcvLimit:   initialWindowFragments,
 		advLimit:   initialWindowFragments,
 		nextMsgID:  1,
+	}
+	if unreliable {
+		s.partials = make([]partial, maxUnreliablePartials)
 	}
 	return s
 }
