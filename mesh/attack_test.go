@@ -103,7 +103,7 @@ func TestBadInputIsDroppedAndCounted(t *testing.T) {
 	sess := b.Peer(a.ID()).cur.Load()
 	var captured []byte
 	{
-		p := getOut()
+		p := getOut(64)
 		hdr := wire.PutDataHeader(p.buf[:], wire.DataHeader{Receiver: s.remote, Counter: s.sendCounter.Add(1) - 1})
 		wire.PutFrameHeader(p.buf[16:], wire.ProtoDatagram, 0)
 		copy(p.buf[18:], "replay me")

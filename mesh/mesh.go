@@ -453,7 +453,7 @@ func (m *Mesh) sendRaw(addr netip.AddrPort, b []byte) error {
 
 // sendTo sends a copy of b, a handshake or cookie message, over path.
 func (m *Mesh) sendTo(path *endpoint, b []byte) error {
-	p := getOut()
+	p := getOut(routedHeadroom + len(b) + wire.TagSize)
 	if path.relay != nil {
 		n := copy(p.buf[routedHeadroom:], b)
 		return m.forward(p, n, path.relay, wire.RouteHeader{Src: m.id.NodeID(), Dst: path.node})

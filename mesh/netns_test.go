@@ -125,3 +125,65 @@ func TestStreamOverKernelLoss(t *testing.T) {
 		t.Fatal("no retransmissions: the loss rule did not bite, so the test proves nothing")
 	}
 }
+
+// Path MTU discovery over real interfaces: between two namespaces joined
+// by a 9000-byte veth, stream fragments grow to what a jumbo frame
+// carries; when a router with a 1500-byte link sits between hosts whose
+// own links carry 9000 bytes, the kernel refuses nothing locally, the
+// router drops the large probes (don't-fragment is set), and the search
+// settles within the resolution below what 1500 bytes carry.
+func TestStreamPathMTUOverVeth(t *testing.T) {
+	const overhead = 20 + 8 + 32 + 2 // IPv4, UDP, data packet, frame header
+	for _, tc := range []struct {
+		name   string
+		routed bool
+		want   int // the largest frame the path carries
+	}{
+		{"jumbo", false, 9000 - overhead},
+		{"1500-byte hop", true, 1500 - overhead},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lab := netlab.New(t)
+			h1, h2 := lab.NS("m1"), lab.NS("m2")
+			addr1, addr2 := "10.7.0.1", "10.7.0.2"
+			if tc.routed {
+				r := lab.NS("mr")
+				lab.Link(h1, "eth0", "10.7.1.1/24", r, "eth1", "10.7.1.254/24")
+				lab.Link(r, "eth2", "10.7.2.254/24", h2, "eth0", "10.7.2.1/24")
+				r.Sysctl("net.ipv4.ip_forward", "1")
+				for _, ifc := range []string{"eth1", "eth2"} {
+					r.Run("ip", "link", "set", ifc, "mtu", "9000")
+				}
+				r.Run("ip", "link", "set", "eth2", "mtu", "1500")
+				h1.Route("10.7.1.254")
+				h2.Route("10.7.2.254")
+				addr1, addr2 = "10.7.1.1", "10.7.2.1"
+			} else {
+				lab.Link(h1, "eth0", "10.7.0.1/24", h2, "eth0", "10.7.0.2/24")
+			}
+			h1.Run("ip", "link", "set", "eth0", "mtu", "9000")
+			h2.Run("ip", "link", "set", "eth0", "mtu", "9000")
+			a := newNode(t, func(c *mesh.Config) { c.Conn = h1.ListenUDP(addr1 + ":7000") })
+			b := newNode(t, func(c *mesh.Config) { c.Conn = h2.ListenUDP(addr2 + ":7000") })
+			pb := connect(t, a, b, mesh.Pin{Key: b.Identity().PublicKey()})
+			const resolution = 32 // the search's resolution (stream.pmtuResolution)
+			// Probes ride on demand and a lost one waits three RTOs:
+			// transfer until the search has settled.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				transfer(t, a, b, pb, []int{256 << 10}, 8, nil)
+				got := pb.Stats().StreamMTU
+				if got > tc.want {
+					t.Fatalf("stream MTU %d: larger than the path carries (%d)", got, tc.want)
+				}
+				if got > tc.want-resolution {
+					t.Logf("stream MTU %d, path carries %d", got, tc.want)
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("stream MTU %d after 30 s, want within %d below %d", got, resolution, tc.want)
+				}
+			}
+		})
+	}
+}

@@ -26,28 +26,48 @@ const (
 	// valid on one path stays valid when the path changes.
 	MaxDatagramSize = minPathMTU - 2*(wire.DataOverhead+wire.FrameHeaderSize) - routeHeaderSize
 
-	// outBufSize is the buffer of a pooled outgoing packet.
-	outBufSize = 2048
+	// jumboMTU is the largest IP packet netmesh sends: a 9000-byte jumbo
+	// frame, on paths whose interface and probes allow it.
+	jumboMTU = 9000
+
+	// outBufSize is the buffer of a pooled outgoing packet; jumboBufSize
+	// that of one too large for it, up to a jumbo frame.
+	outBufSize   = 2048
+	jumboBufSize = 9216
 )
 
 // outPacket is a pooled outgoing packet. Sealing happens in place in buf;
 // nonce is the AEAD nonce buffer owned by this packet, so Seal allocates
 // nothing.
 type outPacket struct {
-	buf   [outBufSize]byte
+	buf   []byte // outBufSize or jumboBufSize bytes
 	n     int
 	addr  netip.AddrPort
 	nonce noise.Nonce
 }
 
-var outPool = sync.Pool{New: func() any { return new(outPacket) }}
+var (
+	outPool      = sync.Pool{New: func() any { return &outPacket{buf: make([]byte, outBufSize)} }}
+	jumboOutPool = sync.Pool{New: func() any { return &outPacket{buf: make([]byte, jumboBufSize)} }}
+)
 
-func getOut() *outPacket { return outPool.Get().(*outPacket) }
+// getOut returns a packet with room for n bytes, or for as many as it can
+// hold when n is above jumboBufSize (sealing then fails with ErrTooLarge).
+func getOut(n int) *outPacket {
+	if n <= outBufSize {
+		return outPool.Get().(*outPacket)
+	}
+	return jumboOutPool.Get().(*outPacket)
+}
 
 func putOut(p *outPacket) {
 	p.n = 0
 	p.addr = netip.AddrPort{}
-	outPool.Put(p)
+	if len(p.buf) == outBufSize {
+		outPool.Put(p)
+	} else {
+		jumboOutPool.Put(p)
+	}
 }
 
 // inPacket is a pooled received datagram waiting for ReadDatagram.

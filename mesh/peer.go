@@ -120,8 +120,8 @@ func (p *Peer) Stats() PeerStats {
 		RxPackets:  p.rxPackets.Load(),
 		Handshakes: p.handshakes.Load(),
 		RTT:        p.RTT(),
-		Streams:    p.StreamStats(),
 	}
+	st.Streams, st.StreamMTU = p.streamStats()
 	if t := p.lastRecv.Load(); t != 0 {
 		st.LastSeen = m.epoch.Add(time.Duration(t))
 	}

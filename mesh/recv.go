@@ -195,7 +195,7 @@ func (r *reader) receiveRouted(from *Peer, body []byte) {
 		return
 	}
 	m.learnReverseRoute(rh.Src, from)
-	pkt := getOut()
+	pkt := getOut(routedHeadroom + len(inner) + wire.TagSize)
 	n := copy(pkt.buf[routedHeadroom:], inner)
 	rh.Hops++
 	if m.forward(pkt, n, next, rh) == nil {

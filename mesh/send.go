@@ -57,11 +57,11 @@ func (m *Mesh) sendFrameOn(s *session, proto wire.Proto, head, data []byte) erro
 	if ep == nil {
 		return ErrNoSession
 	}
-	pkt := getOut()
 	off := 0
 	if ep.relay != nil {
 		off = routedHeadroom
 	}
+	pkt := getOut(off + wire.DataOverhead + wire.FrameHeaderSize + len(head) + len(data))
 	n, err := sealFrame(s, pkt, off, proto, head, data)
 	if err != nil {
 		putOut(pkt)
@@ -150,7 +150,7 @@ func (m *Mesh) probeDirect(p *Peer, path *endpoint) error {
 	if s == nil {
 		return ErrNoSession
 	}
-	pkt := getOut()
+	pkt := getOut(wire.DataOverhead + wire.FrameHeaderSize + wire.PingSize)
 	var body [wire.PingSize]byte
 	binary.LittleEndian.PutUint64(body[:], uint64(m.now()))
 	n, err := sealFrame(s, pkt, 0, wire.ProtoPing, body[:], nil)

@@ -107,6 +107,11 @@ type PeerStats struct {
 	// Streams lists the open streams of OpenStream and AcceptStream with
 	// the peer, as Peer.StreamStats does.
 	Streams []StreamStats
+	// StreamMTU is the frame size, in bytes, those streams cut fragments
+	// to: MaxDatagramSize until path MTU discovery confirms more (up to
+	// 9232 on a path that carries jumbo frames); 0 before the first
+	// stream.
+	StreamMTU int
 }
 
 // counters are a node's atomic counters.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/netmesh/netmesh/mesh/stream"
+	"github.com/netmesh/netmesh/mesh/udp"
 	"github.com/netmesh/netmesh/mesh/wire"
 )
 
@@ -181,13 +183,21 @@ func (l *StreamListener) Accept(ctx context.Context) (*Stream, *Peer, error) {
 
 // StreamStats returns the stats of every open stream with p.
 func (p *Peer) StreamStats() []StreamStats {
+	st, _ := p.streamStats()
+	return st
+}
+
+// streamStats returns the stats of every open stream with p and the frame
+// size they cut fragments to.
+func (p *Peer) streamStats() ([]StreamStats, int) {
 	p.m.mu.RLock()
 	pm := p.muxes[wire.ProtoStream]
 	p.m.mu.RUnlock()
 	if pm == nil {
-		return nil
+		return nil, 0
 	}
-	return pm.mux.Stats().Streams
+	st := pm.mux.Stats()
+	return st.Streams, st.PathMTU
 }
 
 // handleMessages registers the engine that receives proto's messages.
@@ -318,31 +328,47 @@ func (l streamLink) MaxFrameSize() int { return MaxDatagramSize }
 // Path MTU. Frames start at MaxDatagramSize, which fits any 1280-byte IPv6
 // path even relayed. When every socket sends with don't-fragment set
 // (udp.Features.DF), the stream engine probes upward (DPLPMTUD, RFC 8899)
-// towards what a 1500-byte Ethernet path carries, and the mesh restarts
-// the search whenever the peer's path changes.
-
-// ethernetPayload is the UDP payload of a 1500-byte packet, by IP version.
-const (
-	ethernetPayload4 = 1500 - 20 - 8
-	ethernetPayload6 = 1500 - 40 - 8
-)
+// towards what the local interface carries, up to a 9000-byte jumbo
+// frame, and the mesh restarts the search whenever the peer's path
+// changes.
 
 // probeLink is a streamLink whose frames may grow past MaxDatagramSize.
 type probeLink struct{ streamLink }
 
-// MaxProbeSize is the largest frame body that fits a 1500-byte packet on
-// the peer's current path.
+// MaxProbeSize is the largest frame body the local interface carries on
+// the peer's current path (see maxUDPPayload); the probes find out what
+// the rest of the path carries.
 func (l probeLink) MaxProbeSize() int {
-	payload, overhead := ethernetPayload4, wire.DataOverhead+wire.FrameHeaderSize
+	overhead := wire.DataOverhead + wire.FrameHeaderSize
 	ep := l.p.ep.Load()
 	if ep != nil && ep.relay != nil {
 		overhead += wire.DataOverhead + wire.FrameHeaderSize + wire.RouteHeaderSize
 		ep = ep.relay.ep.Load()
 	}
-	if ep != nil && ep.addr.Addr().Is6() {
-		payload = ethernetPayload6
+	if ep == nil || ep.sock == nil {
+		return MaxDatagramSize
 	}
-	return payload - overhead
+	return maxUDPPayload(ep.sock.conn, ep.addr) - overhead
+}
+
+// maxUDPPayload is the largest UDP payload netmesh sends from conn to
+// addr: the MTU of the local route to it as the kernel reports it (1500,
+// Ethernet's, where the conn cannot ask), at most jumboMTU, less the IP
+// and UDP headers. It sends nothing.
+func maxUDPPayload(conn udp.Conn, addr netip.AddrPort) int {
+	mtu := 1500
+	if pc, ok := conn.(interface {
+		PathMTU(netip.AddrPort) (int, error)
+	}); ok {
+		if n, err := pc.PathMTU(addr); err == nil {
+			mtu = n
+		}
+	}
+	mtu = min(mtu, jumboMTU)
+	if a := addr.Addr(); a.Is6() && !a.Is4In6() {
+		return mtu - 40 - 8
+	}
+	return mtu - 20 - 8
 }
 
 // resetPathMTULocked restarts path MTU discovery on every Mux of p: its

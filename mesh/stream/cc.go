@@ -48,7 +48,7 @@ type newReno struct {
 	cwnd     int // congestion window, bytes
 	ssthresh int // slow-start threshold, bytes
 	inFlight int // bytes sent, not yet acknowledged or declared lost
-	mss      int // the largest frame body, bytes
+	mss      int // the largest frame body, bytes: the confirmed path MTU, which the Mux keeps it at
 
 	// recoveryStart is when the current recovery period began (ns since
 	// the Mux's epoch); losses of fragments sent before it belong to the

@@ -5,12 +5,19 @@ import "time"
 // Protocol constants. Every size is in bytes unless its name says
 // otherwise; every value says why it is what it is.
 const (
-	// chunkSize is the capacity of a pooled fragment buffer, which bounds
-	// a fragment's payload: 1536 holds the payload of any frame on a
-	// 1500-byte Ethernet path (the largest PMTU the probe will confirm)
-	// while charging the window only 1.4x the payload of a default
+	// chunkSize is the capacity of a pooled fragment buffer on ordinary
+	// paths: 1536 holds the payload of any frame on a 1500-byte Ethernet
+	// path while charging the window only 1.4x the payload of a default
 	// 1280-byte-path fragment.
 	chunkSize = 1536
+	// jumboChunkSize is the capacity of a fragment buffer on a path whose
+	// MTU the probe raised above Ethernet's, and so bounds a fragment's
+	// payload: 9216 holds the payload of a frame in a 9000-byte jumbo
+	// packet (data centres, cloud VPCs, loopback). Each packet costs a
+	// seal, an open and its share of system calls and scheduling
+	// whatever its size, so six times fewer packets move bulk data
+	// faster on the same CPU.
+	jumboChunkSize = 9 << 10
 	// smallChunkSize is the capacity of a pooled buffer for a fragment that
 	// holds only small messages: a 64-byte message must not pin 2 KiB of
 	// send-window memory.

@@ -42,9 +42,11 @@ const (
 	dataFlagsKnown = flagFin | flagUnreliable | flagSplit
 
 	// splitBlock is the alignment of split parts: every part but the last
-	// of a fragment is a multiple of 64 bytes long, so the receiver tracks
-	// a fragment's parts in a 24-bit mask of 64-byte blocks.
-	splitBlock = 64
+	// of a fragment is a multiple of 256 bytes long, so the receiver
+	// tracks a fragment's parts in a 64-bit mask of 256-byte blocks (36
+	// cover the largest fragment), and a part fits the smallest frame a
+	// Link may have (512 bytes).
+	splitBlock = 256
 )
 
 // RESET flags.

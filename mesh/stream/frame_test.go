@@ -21,8 +21,8 @@ func sampleFrames() []frame {
 		{Type: frameReset, Flags: flagGraceful, Stream: 4},
 		{Type: framePing, Token: 42},
 		{Type: framePong, Token: 42},
-		{Type: frameData, Flags: flagSplit | flagFin, Stream: 3, Seq: 11, Offset: 128, Total: 200, Data: make([]byte, 72)},
-		{Type: frameData, Flags: flagSplit, Stream: 3, Seq: 12, Offset: 0, Total: 1500, Data: make([]byte, 640)},
+		{Type: frameData, Flags: flagSplit | flagFin, Stream: 3, Seq: 11, Offset: 512, Total: 600, Data: make([]byte, 88)},
+		{Type: frameData, Flags: flagSplit, Stream: 3, Seq: 12, Offset: 0, Total: 9000, Data: make([]byte, 1024)},
 		{Type: framePadding, PadLen: 20}, // last: padding runs to the end
 	}
 }
@@ -90,9 +90,9 @@ func TestFrameRejects(t *testing.T) {
 	split := func(off, total uint16, n int) []byte {
 		return appendFrame(nil, &frame{Type: frameData, Flags: flagSplit, Offset: off, Total: total, Data: make([]byte, n)})
 	}
-	cases["split misaligned"] = split(10, 200, 64)
-	cases["split beyond total"] = split(128, 150, 64)
-	cases["split ragged middle"] = split(0, 200, 100)
+	cases["split misaligned"] = split(64, 600, 256)
+	cases["split beyond total"] = split(256, 400, 256)
+	cases["split ragged middle"] = split(0, 600, 300)
 	cases["split empty"] = split(0, 200, 0)
 	cases["split unreliable"] = mut(split(0, 64, 64), 1, flagSplit|flagUnreliable)
 	for name, b := range cases {

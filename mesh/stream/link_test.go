@@ -20,7 +20,7 @@ type faults struct {
 }
 
 type memPkt struct {
-	b    [chunkSize + 64]byte
+	b    [jumboChunkSize + 64]byte
 	n    int
 	hold bool
 }

@@ -24,7 +24,7 @@ type Link interface {
 	SendFrame(head, data []byte) error
 	// MaxFrameSize is the largest body SendFrame accepts, in bytes. The
 	// engine reads it when a stream is opened and sizes the stream's
-	// fragments by it (capped at 1536 bytes of payload), so it must be at
+	// fragments by it (capped at 9216 bytes of payload), so it must be at
 	// least 512 and must not shrink during the Mux's life: fragments are
 	// retransmitted at the size they were cut.
 	MaxFrameSize() int
@@ -128,8 +128,14 @@ func NewMux(link Link, cfg MuxConfig) *Mux {
 		rtt:         newRTTEstimator(cfg.InitialRTT, cfg.MinRTO, cfg.MaxRTO),
 		cc:          newNewReno(mss),
 		pmtu:        newPMTU(link),
-		tx:          make([]byte, max(mss, maxAckFrameSize, unreliableDataHeaderSize+chunkSize)),
 	}
+	// m.tx holds headers, ACKs and probes (payloads go straight from
+	// chunks); a ProbeLink's ceiling may rise when the path changes.
+	txSize := max(mss, maxAckFrameSize)
+	if _, ok := link.(ProbeLink); ok {
+		txSize = max(txSize, maxProbeSize)
+	}
+	m.tx = make([]byte, txSize)
 	m.accept, _ = link.(AcceptLink)
 	m.wg.Add(1)
 	go m.run()

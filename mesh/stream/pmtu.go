@@ -46,16 +46,27 @@ type pmtuState struct {
 	blackHole uint64 // fallbacks to base
 }
 
+// maxProbeSize is the probe ceiling: the largest frame a fragment of
+// jumboChunkSize bytes makes.
+const maxProbeSize = dataHeaderSize + jumboChunkSize
+
 func newPMTU(link Link) pmtuState {
 	base := link.MaxFrameSize()
-	p := pmtuState{base: base, cur: base, max: base}
-	if pl, ok := link.(ProbeLink); ok {
-		p.max = min(pl.MaxProbeSize(), dataHeaderSize+chunkSize)
-		p.enabled = p.max > base
-	}
+	p := pmtuState{base: base, cur: base}
+	p.setMaxFrom(link)
 	p.hi = p.max
 	p.done = !p.enabled
 	return p
+}
+
+// setMaxFrom sets the probe ceiling from the Link: what its
+// MaxProbeSize allows on the current path, at most maxProbeSize.
+func (p *pmtuState) setMaxFrom(link Link) {
+	p.max = p.base
+	if pl, ok := link.(ProbeLink); ok {
+		p.max = max(p.base, min(pl.MaxProbeSize(), maxProbeSize))
+	}
+	p.enabled = p.max > p.base
 }
 
 // maybeProbeLocked sends the next probe if the search is on, none is in
@@ -98,6 +109,7 @@ func (m *Mux) onPongLocked(token uint64, now int64) {
 	}
 	p.hi = max(p.hi, p.tokenSize) // a late PONG overrules timeouts
 	p.cur, p.probe, p.fails, p.tokenSize = p.tokenSize, 0, 0, 0
+	m.cc.mss = p.cur
 	m.pmtuNextLocked(now)
 }
 
@@ -137,21 +149,21 @@ func (m *Mux) pmtuBlackHoleLocked(now int64) {
 		return
 	}
 	p.cur, p.probe, p.fails, p.done, p.tokenSize = p.base, 0, 0, true, 0
+	m.cc.mss = p.cur
 	p.nextAt = now + int64(m.cfg.PathProbeInterval)
 	p.blackHole++
 }
 
-// ResetPathMTU drops the path MTU back to the Link's MaxFrameSize and
-// searches again: the mesh calls it when the peer's path changes
-// (roaming, relayed to direct or back). Fragments already cut larger are
-// sent split.
+// ResetPathMTU drops the path MTU back to the Link's MaxFrameSize, reads
+// the probe ceiling from its MaxProbeSize again, and searches again: the
+// mesh calls it when the peer's path changes (roaming, relayed to direct
+// or back). Fragments already cut larger are sent split.
 func (m *Mux) ResetPathMTU() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.pmtu.enabled {
-		return
-	}
 	p := &m.pmtu
-	p.cur, p.hi, p.probe, p.fails, p.triedMax, p.done, p.nextAt = p.base, p.max, 0, 0, false, false, 0
+	p.setMaxFrom(m.link)
+	p.cur, p.hi, p.probe, p.fails, p.triedMax, p.done, p.nextAt = p.base, p.max, 0, 0, false, !p.enabled, 0
 	p.tokenSize = 0
+	m.cc.mss = p.cur
 }

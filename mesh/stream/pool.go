@@ -5,16 +5,17 @@ import (
 	"sync"
 )
 
-// chunk is a pooled fragment buffer. Its capacity is chunkSize or
-// smallChunkSize; the window accounting charges that capacity.
+// chunk is a pooled fragment buffer. Its capacity is smallChunkSize,
+// chunkSize or jumboChunkSize; the window accounting charges that
+// capacity.
 type chunk struct {
 	b    []byte
 	n    int    // bytes used, on the receive side
-	have uint32 // receive side: 64-byte blocks of b[:n] filled (see flagSplit)
+	have uint64 // receive side: splitBlock-byte blocks of b[:n] filled (see flagSplit)
 }
 
 // blockMask is the have mask of a complete n-byte fragment.
-func blockMask(n int) uint32 {
+func blockMask(n int) uint64 {
 	return 1<<((n+splitBlock-1)/splitBlock) - 1
 }
 
@@ -22,23 +23,42 @@ func blockMask(n int) uint32 {
 func (c *chunk) complete() bool { return c.have == blockMask(c.n) }
 
 var (
-	chunkPool      = sync.Pool{New: func() any { return &chunk{b: make([]byte, chunkSize)} }}
 	smallChunkPool = sync.Pool{New: func() any { return &chunk{b: make([]byte, smallChunkSize)} }}
+	chunkPool      = sync.Pool{New: func() any { return &chunk{b: make([]byte, chunkSize)} }}
+	jumboChunkPool = sync.Pool{New: func() any { return &chunk{b: make([]byte, jumboChunkSize)} }}
 )
 
-// getChunk returns a buffer of at least n bytes (n ≤ chunkSize).
-func getChunk(n int) *chunk {
-	if n <= smallChunkSize {
-		return smallChunkPool.Get().(*chunk)
+// chunkCap is the capacity of the chunk getChunk(n) returns: what holding
+// n bytes charges the window.
+func chunkCap(n int) int {
+	switch {
+	case n <= smallChunkSize:
+		return smallChunkSize
+	case n <= chunkSize:
+		return chunkSize
 	}
-	return chunkPool.Get().(*chunk)
+	return jumboChunkSize
+}
+
+// getChunk returns a buffer of at least n bytes (n ≤ jumboChunkSize).
+func getChunk(n int) *chunk {
+	switch chunkCap(n) {
+	case smallChunkSize:
+		return smallChunkPool.Get().(*chunk)
+	case chunkSize:
+		return chunkPool.Get().(*chunk)
+	}
+	return jumboChunkPool.Get().(*chunk)
 }
 
 func putChunk(c *chunk) {
-	if cap(c.b) == smallChunkSize {
+	switch cap(c.b) {
+	case smallChunkSize:
 		smallChunkPool.Put(c)
-	} else {
+	case chunkSize:
 		chunkPool.Put(c)
+	default:
+		jumboChunkPool.Put(c)
 	}
 }
 

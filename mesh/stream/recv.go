@@ -8,7 +8,7 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 		return
 	}
 	split := f.Flags&flagSplit != 0
-	if len(f.Data) > chunkSize || (split && int(f.Total) > chunkSize) {
+	if len(f.Data) > jumboChunkSize || (split && int(f.Total) > jumboChunkSize) {
 		s.m.stats.malformed++ // no honest sender makes fragments this large
 		return
 	}
@@ -33,6 +33,11 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 	if fin {
 		s.peerFin, s.peerFinSeq = true, seq
 	}
+	n := len(f.Data)
+	if split {
+		n = int(f.Total)
+	}
+	s.rxChunk = max(s.rxChunk, chunkCap(n))
 	delivered := s.ready.len()
 	i := int(seq - s.rcvNext)
 	if i < s.ooo.len() && *s.ooo.at(i) != nil && (*s.ooo.at(i)).complete() {
@@ -177,13 +182,13 @@ func (s *Stream) deliverLocked(mb *msgBuf) {
 // updateLimitLocked recomputes the receive limit: the window holds
 // RecvWindow bytes (at most the stream's share of the Mux's budget) of
 // buffers for out-of-order fragments and unread messages (the message
-// being reassembled is exempt), counted as whole chunks per fragment. The
-// limit never moves back.
+// being reassembled is exempt), counted as whole chunks per fragment, of
+// the largest size the sender used so far. The limit never moves back.
 func (s *Stream) updateLimitLocked() {
 	free := min(s.cfg.RecvWindow, s.windowCapLocked()) - s.oooBytes - s.readyBytes
 	lim := s.rcvNext
 	if free > 0 {
-		lim += uint64(free / chunkSize)
+		lim += uint64(free / s.rxChunk)
 	}
 	s.rcvLimit = max(s.rcvLimit, lim)
 }
@@ -236,7 +241,7 @@ func (s *Stream) onReadLocked() {
 	// Tell the sender when the window was closed, or when it opened by a
 	// quarter while the sender is near the old limit. A sender far from
 	// it (a short request, say) learns the new limit from the next ACK.
-	step := uint64(max(1, s.cfg.RecvWindow/chunkSize/4))
+	step := uint64(max(1, s.cfg.RecvWindow/s.rxChunk/4))
 	near := s.rcvNext+uint64(s.ooo.len())+initialWindowFragments/2 >= old
 	if (near && s.rcvLimit >= old+step) || (old <= s.rcvNext && s.rcvLimit > old) {
 		s.sendAckLocked()
@@ -273,7 +278,7 @@ func (s *Stream) handleUnreliableDataLocked(f *frame, now int64) {
 	if s.resetErr != nil || s.peerFin {
 		return
 	}
-	if len(f.Data) > chunkSize {
+	if len(f.Data) > jumboChunkSize {
 		s.m.stats.malformed++
 		return
 	}

@@ -33,7 +33,7 @@ func (s *Stream) chargeLocked(n int) int {
 	case rest <= min(smallChunkSize, fc):
 		return smallChunkSize
 	}
-	return (rest + fc - 1) / fc * chunkSize
+	return (rest + fc - 1) / fc * chunkCap(fc)
 }
 
 // fitsLocked reports whether an n-byte message fits the send window. An
@@ -78,7 +78,7 @@ func (s *Stream) appendLocked(p []byte, rest int) {
 			if rest <= min(smallChunkSize, s.fragCapLocked()) {
 				c = getChunk(rest)
 			} else {
-				c = getChunk(chunkSize)
+				c = getChunk(s.fragCapLocked())
 			}
 			s.frags.push(sendFrag{c: c, charge: cap(c.b)})
 			s.nxt++

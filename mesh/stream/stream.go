@@ -54,6 +54,7 @@ type Stream struct {
 	// Reliable receive side.
 	rcvNext    uint64         // next in-order seq
 	ooo        deque[*chunk]  // out-of-order fragments; index 0 is rcvNext
+	rxChunk    int            // chunk capacity of the largest fragment received (at least chunkSize): the window's unit
 	oooBytes   int            // capacity of ooo chunks
 	rcvLimit   uint64         // highest limit advertised (or assumed) so far
 	advLimit   uint64         // limit in the last ACK sent
@@ -133,6 +134,7 @@ func (m *Mux) newStreamLocked(key uint32, cfg Config, unreliable bool) *Stream {
 		rcvLimit:   initialWindowFragments,
 		advLimit:   initialWindowFragments,
 		nextMsgID:  1,
+		rxChunk:    chunkSize,
 	}
 	if unreliable {
 		s.partials = make([]partial, maxUnreliablePartials)
@@ -147,7 +149,7 @@ func (s *Stream) fragCapLocked() int {
 	if s.unreliable {
 		h = unreliableDataHeaderSize
 	}
-	return min(s.m.pmtu.cur-h, chunkSize)
+	return min(s.m.pmtu.cur-h, jumboChunkSize)
 }
 
 // ID returns the stream's local id: unique within its Mux, odd when the

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -668,60 +669,68 @@ func TestLengthPrefixNoAmplification(t *testing.T) {
 	}
 }
 
-// TestPathMTUProbe: with a ProbeLink the Mux finds the path MTU (1400
-// here, above the 1131-byte base) and cuts fragments to it.
+// TestPathMTUProbe: with a ProbeLink the Mux finds the path MTU above
+// the 1131-byte base and cuts fragments to it: 1400 on an Ethernet-like
+// path, 8000 on a jumbo one.
 func TestPathMTUProbe(t *testing.T) {
-	p := newProbePair(t, faults{loss: 0.01}, 47, testMuxConfig(), dataHeaderSize+chunkSize)
-	p.ab.pathMTU.Store(1400)
-	p.ba.pathMTU.Store(1400)
-	// Probes ride on demand: transfer until the search is done (a few
-	// rounds under -race).
-	var st MuxStats
-	for i := 0; i < 30; i++ {
-		transfer(t, p, [][]byte{message(uint64(i), 1<<20), message(2, 10)}, 20*time.Second)
-		if st = p.a.Stats(); st.PathMTU > 1400-pmtuResolution {
-			break
-		}
+	for _, path := range []int{1400, 8000} {
+		t.Run(strconv.Itoa(path), func(t *testing.T) {
+			p := newProbePair(t, faults{loss: 0.01}, 47, testMuxConfig(), dataHeaderSize+jumboChunkSize)
+			p.ab.pathMTU.Store(int64(path))
+			p.ba.pathMTU.Store(int64(path))
+			// Probes ride on demand: transfer until the search is done (a
+			// few rounds under -race).
+			var st MuxStats
+			for i := 0; i < 30; i++ {
+				transfer(t, p, [][]byte{message(uint64(i), 1<<20), message(2, 10)}, 20*time.Second)
+				if st = p.a.Stats(); st.PathMTU > path-pmtuResolution {
+					break
+				}
+			}
+			if st.PathMTU <= path-pmtuResolution || st.PathMTU > path || st.PathMTUProbes == 0 {
+				t.Fatalf("path MTU %d after %d probes, want (%d, %d]", st.PathMTU, st.PathMTUProbes, path-pmtuResolution, path)
+			}
+			t.Logf("path MTU %d after %d probes", st.PathMTU, st.PathMTUProbes)
+		})
 	}
-	if st.PathMTU <= 1400-pmtuResolution || st.PathMTU > 1400 || st.PathMTUProbes == 0 {
-		t.Fatalf("path MTU %d after %d probes, want (%d, 1400]", st.PathMTU, st.PathMTUProbes, 1400-pmtuResolution)
-	}
-	t.Logf("path MTU %d after %d probes", st.PathMTU, st.PathMTUProbes)
 }
 
 // TestPathMTUBlackHole: the path MTU falls mid-transfer; fragments cut
-// larger are sent split, and nothing is lost.
+// larger are sent split, and nothing is lost. From an Ethernet-sized and
+// from a jumbo path MTU.
 func TestPathMTUBlackHole(t *testing.T) {
-	for _, explicit := range []bool{false, true} {
-		name := "detected"
-		if explicit {
-			name = "ResetPathMTU"
-		}
-		t.Run(name, func(t *testing.T) {
-			p := newProbePair(t, faults{}, 53, testMuxConfig(), dataHeaderSize+chunkSize)
-			transfer(t, p, [][]byte{message(1, 1<<20)}, 10*time.Second)
-			if mtu := p.a.Stats().PathMTU; mtu != dataHeaderSize+chunkSize {
-				t.Fatalf("path MTU %d before the drop", mtu)
+	for _, top := range []int{dataHeaderSize + chunkSize, dataHeaderSize + jumboChunkSize} {
+		for _, explicit := range []bool{false, true} {
+			name := fmt.Sprintf("%d/detected", top)
+			if explicit {
+				name = fmt.Sprintf("%d/ResetPathMTU", top)
 			}
-			go func() {
-				time.Sleep(2 * time.Millisecond)
-				p.ab.pathMTU.Store(testMTU)
-				p.ba.pathMTU.Store(testMTU)
-				if explicit {
-					p.a.ResetPathMTU()
-					p.b.ResetPathMTU()
+			t.Run(name, func(t *testing.T) {
+				p := newProbePair(t, faults{}, 53, testMuxConfig(), top)
+				transfer(t, p, [][]byte{message(1, 1<<20)}, 10*time.Second)
+				if mtu := p.a.Stats().PathMTU; mtu != top {
+					t.Fatalf("path MTU %d before the drop, want %d", mtu, top)
 				}
-			}()
-			transfer(t, p, [][]byte{message(2, 4<<20), message(3, 5000)}, 20*time.Second)
-			st := p.a.Stats()
-			if st.PathMTU != testMTU {
-				t.Fatalf("path MTU %d after the drop, want %d", st.PathMTU, testMTU)
-			}
-			if !explicit && st.PathMTUBlackHoles == 0 {
-				t.Fatalf("black hole not counted: %+v", st)
-			}
-			t.Logf("black holes %d, frames dropped by the path %d", st.PathMTUBlackHoles, p.ab.tooBig.Load())
-		})
+				go func() {
+					time.Sleep(2 * time.Millisecond)
+					p.ab.pathMTU.Store(testMTU)
+					p.ba.pathMTU.Store(testMTU)
+					if explicit {
+						p.a.ResetPathMTU()
+						p.b.ResetPathMTU()
+					}
+				}()
+				transfer(t, p, [][]byte{message(2, 4<<20), message(3, 5000)}, 20*time.Second)
+				st := p.a.Stats()
+				if st.PathMTU != testMTU {
+					t.Fatalf("path MTU %d after the drop, want %d", st.PathMTU, testMTU)
+				}
+				if !explicit && st.PathMTUBlackHoles == 0 {
+					t.Fatalf("black hole not counted: %+v", st)
+				}
+				t.Logf("black holes %d, frames dropped by the path %d", st.PathMTUBlackHoles, p.ab.tooBig.Load())
+			})
+		}
 	}
 }
 

@@ -54,6 +54,9 @@ type BatchConn struct {
 
 	wmu sync.Mutex // guards w and gsoWorked
 	w   sendState
+
+	mtuMu sync.Mutex // guards mtuFD's connected address
+	mtuFD int        // a spare UDP socket in the same network namespace, for PathMTU; -1 if none
 	// gsoWorked records that a GSO send succeeded once, so a later EINVAL
 	// is blamed on the datagram, not on missing kernel support.
 	gsoWorked bool
@@ -139,6 +142,16 @@ func (lc *ListenConfig) Listen(network string, laddr netip.AddrPort) (*BatchConn
 	c.mmsg.Store(!lc.DisableMMsg)
 	c.initRecv(lc)
 	c.initSend()
+	// Sockets belong to the network namespace they were made in, which
+	// is the one Listen runs in: make PathMTU's socket now.
+	family := unix.AF_INET
+	if c.v6 {
+		family = unix.AF_INET6
+	}
+	c.mtuFD, err = unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		c.mtuFD = -1
+	}
 	return c, nil
 }
 
@@ -229,7 +242,15 @@ func (c *BatchConn) LocalAddr() netip.AddrPort { return c.laddr }
 
 // Close closes the socket. A pending ReadBatch returns net.ErrClosed.
 func (c *BatchConn) Close() error {
-	c.closed.Store(true)
+	if c.closed.Swap(true) {
+		return c.uc.Close() // reports the double close
+	}
+	c.mtuMu.Lock()
+	if c.mtuFD >= 0 {
+		unix.Close(c.mtuFD)
+		c.mtuFD = -1
+	}
+	c.mtuMu.Unlock()
 	return c.uc.Close()
 }
 
