@@ -152,6 +152,9 @@ func printHealth(out io.Writer, p peerInfo, now time.Time) {
 	}
 	fmt.Fprintf(tw, "traffic\ttx %s in %d packets, rx %s in %d packets\n", fmtBytes(p.TxBytes), p.TxPackets, fmtBytes(p.RxBytes), p.RxPackets)
 	fmt.Fprintf(tw, "handshakes\t%d\n", p.Handshakes)
+	if p.StreamMTU > 0 {
+		fmt.Fprintf(tw, "stream mtu\t%d bytes per frame (path MTU discovery)\n", p.StreamMTU)
+	}
 	tw.Flush()
 }
 

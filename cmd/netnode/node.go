@@ -61,6 +61,7 @@ type peerInfo struct {
 	Handshakes   uint64     `json:"handshakes"`
 	LastSeen     *time.Time `json:"last_seen"` // null if nothing ever arrived
 	SessionAgeMs float64    `json:"session_age_ms"`
+	StreamMTU    int        `json:"stream_mtu"` // confirmed stream frame size; 0 before the first stream
 }
 
 // peersResult is the result of "peers".
@@ -206,6 +207,7 @@ func newPeerInfo(ps mesh.PeerStats) peerInfo {
 		RxPackets:    ps.RxPackets,
 		Handshakes:   ps.Handshakes,
 		SessionAgeMs: ms(ps.SessionAge),
+		StreamMTU:    ps.StreamMTU,
 	}
 	if !ps.Via.IsZero() {
 		pi.Via = ps.Via.String()
