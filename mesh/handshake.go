@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -23,6 +24,14 @@ import (
 // passes. The timer loop drives retransmits; the handshake worker does the
 // Diffie-Hellman work; the socket reader only checks MACs, cookies and rate
 // limits, so a flood of handshakes never stalls established sessions.
+//
+// Only a dial's latest attempt can complete it: the responder keeps one
+// pending session per peer, which a newer initiation replaces. An attempt a
+// retransmission replaced, or whose dial ended (another session came up,
+// or it failed), stays in m.pending until HandshakeGiveUp after it was
+// sent, so that a late answer to it is recognised and ignored rather than
+// counted as unknown_index. When both nodes start a handshake at once,
+// both complete and both nodes keep the same one (keepsOwnLocked).
 //
 //	IK: initiator --init-ik--> responder: session pending ("next")
 //	    initiator <-response-- responder
@@ -167,9 +176,6 @@ func (m *Mesh) newDialLocked(path *endpoint, pin Pin) *dial {
 // initiation.
 func (m *Mesh) attemptLocked(d *dial) {
 	now := m.now()
-	if d.hs != nil {
-		delete(m.pending, d.hs.local)
-	}
 	d.tries++
 	d.nextAt = now + int64(noise.RetransmitDelay(m.t.retransmit, d.tries-1, nil))
 	hs, err := noise.NewInitiator(noise.Config{Identity: m.id, PeerKey: d.pin.Key, PeerID: d.pin.ID}, time.Now())
@@ -196,6 +202,10 @@ func (m *Mesh) attemptLocked(d *dial) {
 	m.sendTo(d.path, h.pkt)
 }
 
+// live reports whether h is the attempt that can still complete its dial.
+// The caller holds m.mu.
+func (h *handshake) live() bool { return h.dial.hs == h && !h.dial.closed }
+
 // finishDialLocked completes d with a result, waking Connect.
 func (m *Mesh) finishDialLocked(d *dial, p *Peer, err error) {
 	if d.closed {
@@ -203,9 +213,6 @@ func (m *Mesh) finishDialLocked(d *dial, p *Peer, err error) {
 	}
 	d.closed = true
 	d.peer, d.err = p, err
-	if d.hs != nil && m.pending[d.hs.local] == d.hs {
-		delete(m.pending, d.hs.local)
-	}
 	if d.session != nil && (p == nil || p.current != d.session) {
 		delete(m.sessions, d.session.local)
 	}
@@ -330,6 +337,9 @@ func (m *Mesh) receiveCookie(b []byte) {
 		m.stats.drop(DropBadMAC)
 		return
 	}
+	if !h.live() {
+		return // for an attempt that was replaced or whose dial ended
+	}
 	setMAC2(h.pkt, &cookie)
 	m.sendTo(h.path, h.pkt)
 }
@@ -440,6 +450,7 @@ func (m *Mesh) respond(h wire.Handshake, j hsJob) {
 func (m *Mesh) handleResponse(h wire.Handshake, j hsJob) {
 	m.mu.Lock()
 	hs := m.pending[h.Receiver]
+	live := hs != nil && hs.dial != nil && hs.live()
 	m.mu.Unlock()
 	if hs == nil || hs.dial == nil {
 		m.stats.drop(DropUnknownIndex)
@@ -451,6 +462,13 @@ func (m *Mesh) handleResponse(h wire.Handshake, j hsJob) {
 	}
 	if !validMAC1(j.pkt, key) {
 		m.stats.drop(DropBadMAC)
+		return
+	}
+	if !live {
+		// A late answer to an attempt that a retransmission replaced (the
+		// responder has replaced the session it made for it, or will when
+		// the newer initiation arrives) or whose dial ended: using it
+		// would leave the two sides on different sessions.
 		return
 	}
 	m.stats.handshakesProcessed.Add(1)
@@ -479,7 +497,7 @@ func (m *Mesh) handleResponse(h wire.Handshake, j hsJob) {
 	}
 	d := hs.dial
 	m.mu.Lock()
-	if m.pending[hs.local] != hs || d.closed {
+	if m.pending[hs.local] != hs || !hs.live() {
 		m.mu.Unlock() // superseded by a newer attempt, or abandoned
 		return
 	}
@@ -585,6 +603,27 @@ func (m *Mesh) newSession(p *Peer, local, remote uint32, k *noise.Keys, initiato
 	}
 }
 
+// keepsOwnLocked reports whether s, a session the peer started and has now
+// confirmed, crossed one this node started and installed after answering
+// the peer's initiation (both nodes started a handshake at once, and each
+// completed its own and the other's), and this node keeps its own. Each
+// node then has both sessions and would send on the one it installed
+// last: the two would use different sessions, and the next switch on
+// either side would forget the one the other still sends on. So both
+// keep the session that the node with the lower NodeID started. Both see
+// the crossing the same way: a node answers the other's initiation while
+// its own is unanswered, because each initiation left before the answer
+// to the other one. The session not kept is retired on both sides and
+// still decrypts what was sealed on it.
+func (m *Mesh) keepsOwnLocked(p *Peer, s *session) bool {
+	c := p.current
+	if c == nil || !c.initiator || c.created <= s.created {
+		return false
+	}
+	own := m.id.NodeID()
+	return bytes.Compare(own[:], p.id[:]) < 0
+}
+
 // establishLocked makes s the peer's current session, points the peer at
 // the address the handshake came from, and satisfies any dial waiting for
 // the peer.
@@ -595,11 +634,7 @@ func (m *Mesh) establishLocked(p *Peer, s *session) {
 	p.handshakes.Add(1)
 	m.stats.handshakesCompleted.Add(1)
 	if d := p.dial; d != nil {
-		if d.hs != nil {
-			delete(m.pending, d.hs.local)
-			d.hs = nil
-		}
-		m.finishDialLocked(d, p, nil)
+		m.finishDialLocked(d, p, nil) // its attempt's answer is ignored now
 	}
 	if cameUp {
 		m.log.Info("peer up", "peer", p.id.Short(), "path", s.path)

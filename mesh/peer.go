@@ -20,10 +20,12 @@ type Peer struct {
 	key ed25519.PublicKey
 
 	// Guarded by m.mu.
-	current  *session // sends use this one
-	previous *session // still decrypts packets sent before a switch
+	current *session // sends use this one
+	// retired are the sessions current replaced, newest first: they
+	// still decrypt what the peer sealed on them until they are
+	// RejectAfter old (see installLocked).
+	retired  [maxRetired]*session
 	next     *session // responder side: waits for the initiator's first packet
-	prevAt   int64    // when previous was retired
 	dial     *dial    // handshake in progress that we started, if any
 	lastInit uint64   // newest initiation timestamp accepted from this peer
 	up       bool
@@ -242,18 +244,33 @@ type session struct {
 	final []byte
 }
 
+// maxRetired is how many replaced sessions a peer keeps for receiving.
+// After a rekey the peer goes on sealing on the session we just replaced
+// until it has switched too. When two handshakes cross (both sides start
+// one at once and complete both), each side retires one session more: the
+// one of the two that is not kept (see keepsOwnLocked), which a side was
+// sending on until it took the other. With the default timers a session is
+// RejectAfter old before two more rekeys replace it, so the limit only
+// matters when handshakes come faster than that.
+const maxRetired = 2
+
 // installLocked makes s the peer's current session and reports whether the
-// peer just came up.
+// peer just came up. The session s replaces is retired, not forgotten: its
+// index keeps working for what the peer sealed on it, however late that
+// arrives (the peer keeps sealing on it until it has switched too, which a
+// responder does when the initiator's first packet on s arrives, and
+// packets sealed before may still be queued or in flight for longer than
+// any timer could promise). Only the oldest of maxRetired retired sessions
+// is forgotten here; otherwise the timer loop drops a retired session at
+// RejectAfter, when the receive path refuses it anyway.
 func (p *Peer) installLocked(s *session) (cameUp bool) {
 	m := p.m
-	if p.previous != nil && p.previous != s {
-		delete(m.sessions, p.previous.local)
-	}
 	if p.next == s {
 		p.next = nil
 	}
-	p.previous = p.current
-	p.prevAt = m.now()
+	if c := p.current; c != nil && c != s {
+		p.retireLocked(c)
+	}
 	p.current = s
 	p.cur.Store(s)
 	m.sessions[s.local] = s
@@ -262,14 +279,24 @@ func (p *Peer) installLocked(s *session) (cameUp bool) {
 	return cameUp
 }
 
+// retireLocked adds s to the peer's retired sessions, which forgets the
+// oldest one when there are maxRetired already.
+func (p *Peer) retireLocked(s *session) {
+	if old := p.retired[maxRetired-1]; old != nil {
+		delete(p.m.sessions, old.local)
+	}
+	copy(p.retired[1:], p.retired[:maxRetired-1])
+	p.retired[0] = s
+}
+
 // dropSessionsLocked forgets every session of the peer.
 func (p *Peer) dropSessionsLocked() {
-	for _, s := range []*session{p.current, p.previous, p.next} {
+	for _, s := range append([]*session{p.current, p.next}, p.retired[:]...) {
 		if s != nil {
 			delete(p.m.sessions, s.local)
 		}
 	}
-	p.current, p.previous, p.next = nil, nil, nil
+	p.current, p.next, p.retired = nil, nil, [maxRetired]*session{}
 	p.cur.Store(nil)
 	p.up = false
 }

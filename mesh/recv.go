@@ -204,7 +204,8 @@ func (r *reader) receiveRouted(from *Peer, body []byte) {
 }
 
 // confirm marks s as proven by the peer: the responder's pending session
-// becomes current, and a dial waiting for confirmation completes.
+// becomes current (unless it lost a crossing, see keepsOwnLocked), and a
+// dial waiting for confirmation completes.
 func (m *Mesh) confirm(s *session) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -213,6 +214,11 @@ func (m *Mesh) confirm(s *session) {
 	}
 	s.confirmed.Store(true)
 	p := s.peer
+	if p.next == s && m.keepsOwnLocked(p, s) {
+		p.next = nil
+		p.retireLocked(s) // the peer seals on it until it has taken ours
+		return
+	}
 	if p.current != s && (p.next == s || p.dial != nil && p.dial.session == s) {
 		m.establishLocked(p, s)
 	}

@@ -42,22 +42,24 @@ func (m *Mesh) tick() {
 	m.mu.Lock()
 	m.expireRoutesLocked(now)
 	for _, h := range m.pending {
-		d := h.dial
-		if d == nil {
-			if now-h.created > int64(m.t.giveUp) {
-				delete(m.pending, h.local)
-			}
-			continue
+		switch {
+		case h.dial != nil && h.live():
+			m.driveDialLocked(h.dial, now)
+		case now-h.created > int64(m.t.giveUp):
+			// A responder's XX handshake whose final never came, or an
+			// attempt of ours that was replaced or whose dial ended.
+			delete(m.pending, h.local)
 		}
-		m.driveDialLocked(d, now)
 	}
 	for _, p := range m.peers {
 		if d := p.dial; d != nil && d.hs == nil {
 			m.driveDialLocked(d, now) // an XX dial waiting for confirmation
 		}
-		if p.previous != nil && now-p.prevAt > int64(m.t.retransmit) {
-			delete(m.sessions, p.previous.local)
-			p.previous = nil
+		for i, r := range p.retired {
+			if r != nil && now-r.created > int64(m.t.rejectAfter) {
+				delete(m.sessions, r.local) // it decrypts nothing any more
+				p.retired[i] = nil
+			}
 		}
 		if p.next != nil && now-p.next.created > int64(m.t.giveUp) {
 			delete(m.sessions, p.next.local)
@@ -95,13 +97,18 @@ func (m *Mesh) tick() {
 }
 
 // rekeyAge is when a session should be replaced. The side that started it
-// rekeys first; the other waits a little longer so both rarely start at
-// once.
+// rekeys at RekeyAfter. The other side only steps in when that rekey has
+// failed: it waits until the initiator's dial has had HandshakeGiveUp to
+// retransmit (starting earlier makes the two handshakes cross whenever a
+// rekey needs a retransmission), but no longer than leaves its own dial
+// HandshakeGiveUp before the session expires, and at least 3 retransmit
+// intervals past RekeyAfter.
 func (m *Mesh) rekeyAge(s *session) time.Duration {
+	t := &m.t
 	if s.initiator {
-		return m.t.rekeyAfter
+		return t.rekeyAfter
 	}
-	return m.t.rekeyAfter + 3*m.t.retransmit
+	return max(t.rekeyAfter+3*t.retransmit, min(t.rekeyAfter+t.giveUp, t.rejectAfter-t.giveUp))
 }
 
 // driveDialLocked retransmits or abandons a dial.

@@ -1,0 +1,15 @@
+package mesh
+
+// RekeyNow starts a handshake with p now, as the timer loop does when p's
+// session is due for a rekey, and returns a channel that is closed when it
+// ends. Tests use it to make two nodes' rekeys cross. It returns nil if a
+// handshake with p is already under way.
+func (m *Mesh) RekeyNow(p *Peer) <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p.dial != nil || p.ep.Load() == nil {
+		return nil
+	}
+	m.redialLocked(p)
+	return p.dial.done
+}
