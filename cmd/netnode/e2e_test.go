@@ -616,8 +616,10 @@ func TestDemo(t *testing.T) {
 	if err := runDemo(ctx, &out); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "demo finished") {
-		t.Errorf("demo output:\n%s", out.String())
+	for _, want := range []string{"intact (SHA-256)", "delivered end to end encrypted", "2 of 2 subscribers delivered", "demo finished"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
 	}
 }
 
