@@ -1,7 +1,10 @@
 package identity
 
 import (
+	"bytes"
+	"crypto/ecdh"
 	"crypto/ed25519"
+	"fmt"
 	"sync"
 )
 
@@ -24,6 +27,11 @@ const (
 	// MaxCachedMessage (128 bytes) is the longest message SignCached and
 	// VerifyCached remember; longer ones are signed or verified every time.
 	MaxCachedMessage = 128
+
+	// StaticDHCacheSize (1024) is how many peers' static-static
+	// Diffie-Hellman results StaticDHCached remembers: about 100 KiB of
+	// heap when full.
+	StaticDHCacheSize = 1024
 )
 
 // caches holds an identity's memoized results. Each map has its own lock,
@@ -32,8 +40,9 @@ const (
 // public-key work (two that miss on the same key at once both compute it,
 // and store the same bytes).
 type caches struct {
-	sigs   boundedMap[string, []byte]   // message -> signature
-	verify boundedMap[string, struct{}] // key || signature || message
+	sigs     boundedMap[string, []byte]   // message -> signature
+	verify   boundedMap[string, struct{}] // key || signature || message
+	staticDH boundedMap[[32]byte, []byte] // peer's X25519 public key -> shared secret
 }
 
 // SignCached returns Sign(msg), remembering the signatures of up to
@@ -80,6 +89,36 @@ func (id *Identity) VerifyCached(pub ed25519.PublicKey, msg, sig []byte) bool {
 	}
 	id.cache.verify.put(string(k), struct{}{}, VerifyCacheSize)
 	return true
+}
+
+// StaticDHCached returns the X25519 Diffie-Hellman of this identity's
+// static key (ECDH) with a peer's static X25519 public key, as
+// ecdh.PrivateKey.ECDH computes it: an error for a key that is not 32
+// bytes or for a low-order point (an all-zero result). It remembers up to
+// StaticDHCacheSize results, so a peer that connects again costs a map
+// lookup instead of a scalar multiplication; WireGuard precomputes the
+// same static-static value per peer. The value depends only on the two
+// static keys, so a cached answer is always the computed one, and holding
+// it exposes nothing that the static private key, held as long, does not.
+// Errors are never remembered.
+func (id *Identity) StaticDHCached(peer []byte) ([]byte, error) {
+	if len(peer) != 32 {
+		return nil, fmt.Errorf("identity: X25519 public key is %d bytes, want 32", len(peer))
+	}
+	k := [32]byte(peer)
+	if s, ok := id.cache.staticDH.get(k); ok {
+		return bytes.Clone(s), nil
+	}
+	pub, err := ecdh.X25519().NewPublicKey(peer)
+	if err != nil {
+		return nil, err
+	}
+	s, err := id.ECDH().ECDH(pub)
+	if err != nil {
+		return nil, err
+	}
+	id.cache.staticDH.put(k, s, StaticDHCacheSize)
+	return bytes.Clone(s), nil
 }
 
 // boundedMap is a map safe for concurrent use that holds at most a given

@@ -150,3 +150,61 @@ func TestCachesConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestStaticDHCached(t *testing.T) {
+	a := testID(t, 1)
+	// More peers than the cache holds, each asked twice: every answer
+	// must be the DH ecdh computes, from both sides.
+	peers := make([]*Identity, 0, 8)
+	for i := range 8 {
+		peers = append(peers, testID(t, byte(10+i)))
+	}
+	for range 2 {
+		for _, p := range peers {
+			pub := p.ECDH().PublicKey().Bytes()
+			got, err := a.StaticDHCached(pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := a.ECDH().ECDH(p.ECDH().PublicKey())
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := p.StaticDHCached(a.ECDH().PublicKey().Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) || !bytes.Equal(back, want) {
+				t.Fatal("StaticDHCached differs from ECDH")
+			}
+			got[0] ^= 1 // the caller's copy: must not reach the cache
+		}
+	}
+	if n := a.cache.staticDH.len(); n != len(peers) {
+		t.Fatalf("%d cached results, want %d", n, len(peers))
+	}
+	// A low-order point and a short key are errors, never remembered.
+	if _, err := a.StaticDHCached(make([]byte, 32)); err == nil {
+		t.Fatal("accepted a low-order point")
+	}
+	if _, err := a.StaticDHCached(make([]byte, 31)); err == nil {
+		t.Fatal("accepted a 31-byte key")
+	}
+	if n := a.cache.staticDH.len(); n != len(peers) {
+		t.Fatalf("%d cached results after errors, want %d", n, len(peers))
+	}
+}
+
+func TestStaticDHCacheBound(t *testing.T) {
+	a := testID(t, 1)
+	pub := testID(t, 2).ECDH().PublicKey().Bytes()
+	for i := range StaticDHCacheSize + 10 {
+		k := bytes.Clone(pub)
+		k[0] ^= byte(i) // distinct keys; most are valid curve points
+		k[1] ^= byte(i >> 8)
+		a.StaticDHCached(k)
+	}
+	if n := a.cache.staticDH.len(); n > StaticDHCacheSize {
+		t.Fatalf("%d cached results, limit %d", n, StaticDHCacheSize)
+	}
+}

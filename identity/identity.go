@@ -37,7 +37,7 @@ const SeedSize = ed25519.SeedSize
 
 // Identity is a node's ed25519 key pair. It is safe for concurrent use.
 // It also holds the node's bounded caches of handshake results
-// (SignCached, VerifyCached), so every handshake made with one Identity
+// (SignCached, VerifyCached, StaticDHCached), so every handshake made with one Identity
 // shares them.
 type Identity struct {
 	priv ed25519.PrivateKey
@@ -47,7 +47,7 @@ type Identity struct {
 	ecdhOnce sync.Once
 	ecdh     *ecdh.PrivateKey
 
-	cache caches // SignCached, VerifyCached
+	cache caches // SignCached, VerifyCached, StaticDHCached
 }
 
 // Generate creates a new random identity.

@@ -2,7 +2,6 @@ package noise
 
 import (
 	"bytes"
-	"crypto/ecdh"
 	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
@@ -67,13 +66,6 @@ const (
 	// staticContext prefixes the Noise static key in the identity signature.
 	staticContext = "netmesh static v1"
 )
-
-// newCipherSuite returns the suite for one handshake: its DH function
-// remembers the handshake's keys (see x25519), starting with the static
-// key.
-func newCipherSuite(static *ecdh.PrivateKey) noise.CipherSuite {
-	return noise.NewCipherSuite(&x25519{keys: []*ecdh.PrivateKey{static}}, noise.CipherChaChaPoly, noise.HashBLAKE2s)
-}
 
 // Config configures an initiator.
 type Config struct {
@@ -188,8 +180,11 @@ func (h *Handshake) start(id *identity.Identity, peerStatic []byte) error {
 	}
 	sk := id.ECDH()
 	static := sk.PublicKey().Bytes()
+	// The suite's DH function takes the static-static DH from id's cache
+	// (see x25519).
+	dh := &x25519{id: id}
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   newCipherSuite(sk),
+		CipherSuite:   noise.NewCipherSuite(dh, noise.CipherChaChaPoly, noise.HashBLAKE2s),
 		Pattern:       pattern,
 		Initiator:     h.initiator,
 		Prologue:      []byte(prologue),
@@ -199,6 +194,7 @@ func (h *Handshake) start(id *identity.Identity, peerStatic []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
+	dh.hs = hs
 	h.hs, h.id, h.static = hs, id, static
 	return nil
 }
