@@ -206,14 +206,17 @@ func (m *Mesh) handleMessages(proto wire.Proto, h MessageHandler) {
 }
 
 // sendMessage sends one engine message to p on proto's stream. It never
-// blocks: a full window is ErrBackpressure.
+// blocks: a full window is ErrBackpressure. A stream that was reset (by
+// either side, e.g. the peer refusing an oversized message) is replaced
+// by a new one, so one bad message does not cut the engine off from the
+// peer until the session ends.
 func (m *Mesh) sendMessage(p *Peer, proto wire.Proto, msg []byte) error {
 	if !p.IsUp() {
 		return ErrNoSession
 	}
 	pm := m.muxFor(p, proto)
 	m.mu.Lock()
-	if pm.out == nil {
+	if pm.out == nil || pm.out.Err() != nil {
 		s, err := pm.mux.Open(m.ctx, StreamConfig{})
 		if err != nil {
 			m.mu.Unlock()
