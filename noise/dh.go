@@ -25,13 +25,19 @@ import (
 //   - DH is one ladder (scalarMult). flynn/noise's DH25519 goes through
 //     curve25519.X25519, which runs a second ladder per DH to compute a
 //     public key it then discards.
-//   - The static-static DH (IK's ss token) comes from the identity's cache
-//     (StaticDHCached), so a repeat IK handshake with a peer skips it.
+//   - An IK initiator takes the static-static DH (the ss token) from the
+//     identity's cache (StaticDHCached), so reconnecting to a peer or
+//     rekeying with it skips one ladder. Only the initiator: it chose the
+//     peer's key itself, while a responder gets it from an initiation
+//     that nothing has authenticated yet, and a cache hit's speed would
+//     tell a stranger which nodes this one has met (docs/SECURITY.md,
+//     Handshake caches).
 //
 // One x25519 serves one handshake; it is not safe for concurrent use.
 type x25519 struct {
-	id *identity.Identity    // this node's identity, for the cached ss; nil in tests
-	hs *noise.HandshakeState // the handshake, for its peer's static key
+	id        *identity.Identity    // this node's identity, for the cached ss; nil in tests
+	hs        *noise.HandshakeState // the handshake, for its peer's static key
+	initiator bool                  // only an initiator uses the cache
 }
 
 var _ noise.DHFunc = (*x25519)(nil)
@@ -62,10 +68,11 @@ func (x *x25519) DH(priv, pub []byte) ([]byte, error) {
 	return scalarMult(priv, pub)
 }
 
-// staticStatic reports whether DH(priv, pub) is between this node's static
-// key and the peer's, the one DH whose result outlives the handshake.
+// staticStatic reports whether DH(priv, pub) is an initiator's DH between
+// this node's static key and the peer's, the one DH whose result outlives
+// the handshake.
 func (x *x25519) staticStatic(priv, pub []byte) bool {
-	if x.id == nil || x.hs == nil {
+	if x.id == nil || x.hs == nil || !x.initiator {
 		return false
 	}
 	peer := x.hs.PeerStatic()

@@ -121,6 +121,7 @@ type Keys struct {
 // A Handshake is not safe for concurrent use.
 type Handshake struct {
 	hs        *noise.HandshakeState // nil once complete or failed
+	dh        *x25519               // hs's DH function
 	pattern   Pattern
 	initiator bool
 	id        *identity.Identity
@@ -180,9 +181,9 @@ func (h *Handshake) start(id *identity.Identity, peerStatic []byte) error {
 	}
 	sk := id.ECDH()
 	static := sk.PublicKey().Bytes()
-	// The suite's DH function takes the static-static DH from id's cache
-	// (see x25519).
-	dh := &x25519{id: id}
+	// An initiator's DH function takes the static-static DH from id's
+	// cache (see x25519).
+	dh := &x25519{id: id, initiator: h.initiator}
 	hs, err := noise.NewHandshakeState(noise.Config{
 		CipherSuite:   noise.NewCipherSuite(dh, noise.CipherChaChaPoly, noise.HashBLAKE2s),
 		Pattern:       pattern,
@@ -195,7 +196,7 @@ func (h *Handshake) start(id *identity.Identity, peerStatic []byte) error {
 		return fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	dh.hs = hs
-	h.hs, h.id, h.static = hs, id, static
+	h.hs, h.dh, h.id, h.static = hs, dh, id, static
 	return nil
 }
 
