@@ -103,12 +103,13 @@ func oneNode(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// usageArgs makes the errors of an argument check usage errors. newRoot
-// applies it to every subcommand.
+// usageArgs makes the errors of an argument check usage errors that end
+// with the command's usage line, so the one line on standard error says
+// what to type. newRoot applies it to every subcommand.
 func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {
-			return usageError{err}
+			return usageError{fmt.Errorf("%w (usage: %s)", err, cmd.UseLine())}
 		}
 		return nil
 	}
