@@ -392,7 +392,7 @@ func (cl *call) streamError(ctx context.Context, err error) *Error {
 		// carried, fired a moment before the caller's own.
 		return cl.fail(KindTimeout, errServerDeadline, nil)
 	case errors.As(err, &re) && !re.Remote && re.Code == resetCancelled:
-		return cl.fail(KindCancelled, err, nil) // closed by the caller
+		return cl.fail(KindCancelled, context.Canceled, nil) // closed by the caller
 	case errors.Is(err, io.EOF):
 		err = fmt.Errorf("%w: the server ended the stream without a final frame", ErrMalformed)
 	}

@@ -8,6 +8,11 @@ const (
 	// request body the server hands to a handler. 1 MiB is generous for
 	// request/response; bulk data belongs in a stream.
 	DefaultMaxRequestSize = 1 << 20
+	// DefaultRequestTimeout is ServerOptions.RequestTimeout when zero: the
+	// time a request has to arrive whole once its first fragment did.
+	// 30 s carries the largest accepted request (16 MiB) at about
+	// 4 Mbit/s.
+	DefaultRequestTimeout = 30 * time.Second
 	// DefaultMaxConcurrent is ServerOptions.MaxConcurrent when zero:
 	// handlers running at once before further calls are refused with
 	// StatusUnavailable (and fail over elsewhere), instead of queueing
@@ -39,12 +44,14 @@ const (
 
 // Internal timings.
 const (
-	// lingerTimeout bounds how long a server waits, once its final frame
-	// was acknowledged, for a streaming caller to end the stream (it resets
-	// it as soon as it read the frame, within a round trip). Past it the
-	// server resets the stream itself, so a silent caller cannot hold a
-	// goroutine.
-	lingerTimeout = 5 * time.Second
+	// stallTimeout bounds how long a server waits for a caller that makes
+	// no progress taking the call's final frame: while the frame and the
+	// end of the stream wait for the caller's acknowledgement, a check
+	// every stallTimeout resets the stream (abandoned) when nothing was
+	// acknowledged or queued since the previous check. A slow reader keeps
+	// acknowledging, so it is never cut off; a silent one is within 30 to
+	// 60 s.
+	stallTimeout = 30 * time.Second
 )
 
 // Stream reset codes of package rpc, in the application's range (below
@@ -61,7 +68,8 @@ const (
 	resetProtocol uint32 = 0x5250_0003
 	// resetUnavailable: the server is closed and refused the call unread.
 	resetUnavailable uint32 = 0x5250_0004
-	// resetAbandoned: the server gave up waiting for the caller to end
-	// the stream after the final frame.
+	// resetAbandoned: the server gave up on the caller: its request did
+	// not arrive whole within RequestTimeout, or it stopped acknowledging
+	// the final frame (see stallTimeout).
 	resetAbandoned uint32 = 0x5250_0005
 )

@@ -44,6 +44,11 @@ type ServerOptions struct {
 	// (mesh.Config.Streams.Accept, 16 MiB by default) bounds what is
 	// buffered before this check.
 	MaxRequestSize int
+	// RequestTimeout bounds the wait for a request to arrive whole once
+	// its first fragment did (the stream appears then); a caller that
+	// stalls longer is reset (abandoned) and counted in Refused. 0 means
+	// DefaultRequestTimeout.
+	RequestTimeout time.Duration
 	// MaxConcurrent bounds the handlers running at once; calls beyond it
 	// are answered with StatusUnavailable at once. 0 means
 	// DefaultMaxConcurrent.
@@ -63,7 +68,8 @@ type ServerStats struct {
 	// Active is the number of handlers running now.
 	Active int
 	// Refused counts requests answered without running a handler: unknown
-	// service, malformed, too large, wrong mode, overloaded or closed.
+	// service, malformed, too large, wrong mode, overloaded, closed, or
+	// not received whole within RequestTimeout.
 	Refused uint64
 	// Errors counts handler runs answered with an error status.
 	Errors uint64
@@ -119,6 +125,9 @@ func NewServer(m *mesh.Mesh, opts ServerOptions) (*Server, error) {
 	}
 	if opts.MaxConcurrent <= 0 {
 		opts.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
 	}
 	if opts.Codec == nil {
 		opts.Codec = JSON{}
@@ -233,7 +242,8 @@ func (s *Server) Stats() ServerStats {
 // Close stops serving: it withdraws the "rpc:" tags from the node's
 // capabilities, cancels the context of every running handler (a handler
 // that then fails is answered StatusUnavailable, so CallService fails
-// over), and waits for the calls to end. Calls arriving later are refused
+// over), and waits for the calls to end (a call ends when the caller has
+// acknowledged its final frame; see end). Calls arriving later are refused
 // with StatusUnavailable (the server keeps the mesh's rpc protocol, so
 // callers learn at once instead of waiting for their deadlines). Close is
 // idempotent.
@@ -281,14 +291,21 @@ var (
 	errServerDeadline = fmt.Errorf("rpc: the call's deadline passed at the server: %w", context.DeadlineExceeded)
 )
 
-// serve runs one call: read the request, admit it, run the handler, send
-// the final frame, and wait for the caller to end the stream.
+// serve runs one call: read the request, admit it, run the handler, and
+// deliver the final frame.
 func (s *Server) serve(st *mesh.Stream, caller identity.NodeID) {
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	defer cancel(nil)
-	msg, err := st.Recv(ctx)
+	rctx, rcancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	msg, err := st.Recv(rctx)
+	rcancel()
 	if err != nil {
+		if s.ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			s.refused.Add(1) // the request's first fragments came, the rest did not
+			st.Reset(resetAbandoned)
+			return
+		}
 		st.Reset(resetUnavailable)
 		return
 	}
@@ -297,19 +314,24 @@ func (s *Server) serve(st *mesh.Stream, caller identity.NodeID) {
 	if status == StatusOK && e.stream != nil {
 		w = &ResponseWriter{st: st, credit: uint64(f.Credit), wake: make(chan struct{}, 1)}
 	}
+	wctx, stopWatch := context.WithCancel(context.Background())
 	watched := make(chan struct{})
-	go s.watch(st, w, cancel, watched)
+	go s.watch(wctx, st, w, cancel, watched)
+	defer func() {
+		stopWatch()
+		<-watched
+	}()
 
 	if status != StatusOK {
 		s.refused.Add(1)
-		s.end(st, &Frame{Type: FrameError, Status: status, Message: reason}, watched)
+		s.end(st, &Frame{Type: FrameError, Status: status, Message: reason})
 		return
 	}
 	select {
 	case s.sem <- struct{}{}:
 	default:
 		s.refused.Add(1)
-		s.end(st, &Frame{Type: FrameError, Status: StatusUnavailable, Message: "server at its concurrency limit"}, watched)
+		s.end(st, &Frame{Type: FrameError, Status: StatusUnavailable, Message: "server at its concurrency limit"})
 		return
 	}
 	s.calls.Add(1)
@@ -327,22 +349,20 @@ func (s *Server) serve(st *mesh.Stream, caller identity.NodeID) {
 	case errors.Is(cause, context.DeadlineExceeded):
 		s.late.Add(1)
 		st.Reset(resetDeadline)
-		<-watched
 	case errors.Is(cause, errCallerReset):
 		s.cancelled.Add(1)
 		st.Reset(resetCancelled)
-		<-watched
 	case herr != nil:
 		s.errors.Add(1)
 		final := errorFrame(herr)
 		if s.ctx.Err() != nil {
 			final = Frame{Type: FrameError, Status: StatusUnavailable, Message: "server closed"}
 		}
-		s.end(st, &final, watched)
+		s.end(st, &final)
 	case w != nil:
-		s.end(st, &Frame{Type: FrameEnd}, watched)
+		s.end(st, &Frame{Type: FrameEnd})
 	default:
-		s.end(st, &Frame{Type: FrameResponse, Body: resp}, watched)
+		s.end(st, &Frame{Type: FrameResponse, Body: resp})
 	}
 }
 
@@ -387,20 +407,27 @@ func (s *Server) run(ctx context.Context, service string, e entry, req []byte, w
 
 // watch reads what the caller sends after the request: credit for w, or
 // the reset that cancels the call (errCallerDeadline for the caller's
-// deadline, errCallerReset for any other). Anything else is a protocol violation: the stream is
-// reset. It returns when the stream ends, closing done.
-func (s *Server) watch(st *mesh.Stream, w *ResponseWriter, cancel context.CancelCauseFunc, done chan<- struct{}) {
+// deadline, errCallerReset for any other). Anything else is a protocol
+// violation: the stream is reset. It returns when the stream ends or ctx
+// does (the call is over), closing done.
+func (s *Server) watch(ctx context.Context, st *mesh.Stream, w *ResponseWriter, cancel context.CancelCauseFunc, done chan<- struct{}) {
 	defer close(done)
 	var buf []byte
 	for {
-		msg, err := st.ReadMessage(context.Background(), buf)
+		msg, err := st.ReadMessage(ctx, buf)
 		if errors.Is(err, io.EOF) {
 			// The caller closed its side (a unary request comes with its
 			// end): no more credit, but it may still cancel.
-			<-st.Done()
+			select {
+			case <-st.Done():
+			case <-ctx.Done():
+			}
 			if err = st.Err(); err == nil {
 				return
 			}
+		}
+		if ctx.Err() != nil {
+			return
 		}
 		if err != nil {
 			var re *stream.ResetError
@@ -424,15 +451,16 @@ func (s *Server) watch(st *mesh.Stream, w *ResponseWriter, cancel context.Cancel
 	}
 }
 
-// end sends the call's final frame, with the end of the server's side of
-// the stream, and waits until the caller has acknowledged it and ended
-// its own side: a unary caller ended it with its request, a streaming
-// caller resets the stream once it read the frame. A caller that does
-// neither within stream.DefaultCloseTimeout, or within lingerTimeout
-// after acknowledging the frame, is reset.
-func (s *Server) end(st *mesh.Stream, f *Frame, watched <-chan struct{}) {
-	ctx, cancel := context.WithTimeout(context.Background(), stream.DefaultCloseTimeout)
-	defer cancel()
+// end sends the call's final frame with the end of the server's side of
+// the stream, and returns once the caller has acknowledged both. The
+// server has nothing more to send then, so it leaves the stream to the
+// caller: a unary caller ended its side with the request, so the stream
+// is over; a streaming caller resets it once it read the frame, however
+// long its backlog takes (or the session ends). A caller that stops
+// acknowledging before that is reset (see stallTimeout).
+func (s *Server) end(st *mesh.Stream, f *Frame) {
+	ctx, stop := stallContext(st)
+	defer stop()
 	msg := AppendFrame(nil, f)
 	err := st.SendAndClose(ctx, msg)
 	if errors.Is(err, stream.ErrBackpressure) { // streamed chunks fill the window
@@ -444,22 +472,53 @@ func (s *Server) end(st *mesh.Stream, f *Frame, watched <-chan struct{}) {
 	}
 	if err != nil {
 		st.Reset(resetAbandoned)
-		<-watched
-		return
 	}
-	select {
-	case <-watched:
-		return
-	default:
+}
+
+// stallContext returns a context that ends when st's send side stalls:
+// two checks stallTimeout apart see nothing acknowledged and nothing
+// queued in between. stop releases it.
+func stallContext(st *mesh.Stream) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		mu   sync.Mutex // guards t and last
+		t    *time.Timer
+		last progress
+	)
+	check := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if p := progressOf(st); p != last {
+			last = p
+			t.Reset(stallTimeout)
+			return
+		}
+		cancel()
 	}
-	t := time.NewTimer(lingerTimeout)
-	defer t.Stop()
-	select {
-	case <-watched:
-	case <-t.C:
-		st.Reset(resetAbandoned)
-		<-watched
+	mu.Lock()
+	t = time.AfterFunc(stallTimeout, check)
+	mu.Unlock()
+	return ctx, func() {
+		cancel()
+		mu.Lock()
+		t.Stop()
+		mu.Unlock()
 	}
+}
+
+// progress is what moves while a stream's send side does: fragments
+// queued, and bytes not yet acknowledged.
+type progress struct {
+	queued  uint64
+	unacked int
+}
+
+func progressOf(st *mesh.Stream) progress {
+	x := st.Stats()
+	return progress{queued: x.TxSeq, unacked: x.BytesInFlight}
 }
 
 // errorFrame turns a handler's error into the error frame the caller gets.

@@ -142,9 +142,8 @@ func (s *TypedStream[T]) Recv() (T, error) {
 		return v, err
 	}
 	if err := s.codec.Unmarshal(b, &v); err != nil {
-		s.r.Close()
-		s.r.err = &Error{Kind: KindCodec, Service: s.r.cl.service, Node: s.r.cl.node, Err: err}
-		return v, s.r.err
+		s.r.cl.st.Reset(resetCancelled) // cancel the handler
+		return v, s.r.end(&Error{Kind: KindCodec, Service: s.r.cl.service, Node: s.r.cl.node, Err: err})
 	}
 	return v, nil
 }
