@@ -136,6 +136,15 @@ type Options struct {
 	// Logger receives debug logs of rejected requests and dropped
 	// messages; nil discards them.
 	Logger *slog.Logger
+	// MaxPending and MaxPendingBytes cap the queue of every subscription
+	// of this node, in messages and in payload bytes: a subscription
+	// queues at most the smaller of MaxPending and the publisher's
+	// PendingLimit, and drops (and counts) a message that would take its
+	// payload bytes past MaxPendingBytes. Zeros mean DefaultMaxPending
+	// and DefaultMaxPendingBytes; MaxPending is at most MaxPendingLimit,
+	// MaxPendingBytes at least MaxPayloadSize.
+	MaxPending      int
+	MaxPendingBytes int
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -160,9 +169,19 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.MaxPending == 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	if o.MaxPendingBytes == 0 {
+		o.MaxPendingBytes = DefaultMaxPendingBytes
+	}
 	switch {
 	case o.SweepInterval < 0 || o.AuthFailureWindow < 0 || o.AuthThrottle < 0:
 		return o, fmt.Errorf("%w: negative interval", ErrInvalidConfig)
+	case o.MaxPending < 0 || o.MaxPending > MaxPendingLimit:
+		return o, fmt.Errorf("%w: MaxPending %d not in 0..%d", ErrInvalidConfig, o.MaxPending, MaxPendingLimit)
+	case o.MaxPendingBytes < MaxPayloadSize:
+		return o, fmt.Errorf("%w: MaxPendingBytes %d below MaxPayloadSize %d", ErrInvalidConfig, o.MaxPendingBytes, MaxPayloadSize)
 	case !o.Subnet.Valid():
 		return o, fmt.Errorf("%w: subnet %s has a level after a zero level", ErrInvalidConfig, o.Subnet)
 	}

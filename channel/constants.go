@@ -40,6 +40,14 @@ const (
 	// queues before it drops new ones: with 1 KiB payloads, 1 MiB per
 	// subscription.
 	DefaultPendingLimit = 1024
+	// DefaultMaxPending is Options.MaxPending when zero: the subscriber
+	// leaves the queue length to the publisher (at most MaxPendingLimit),
+	// since DefaultMaxPendingBytes bounds the memory.
+	DefaultMaxPending = MaxPendingLimit
+	// DefaultMaxPendingBytes is Options.MaxPendingBytes when zero: the
+	// payload bytes one subscription queues, 16 MiB (256 maximal
+	// payloads), whatever limit the publisher sets.
+	DefaultMaxPendingBytes = 16 << 20
 	// DefaultSweepInterval is how often Tick evicts subscribers whose
 	// token expired or was revoked and re-checks capabilities and subnets
 	// against fresh announcements. Expiry and revocation are also checked

@@ -294,10 +294,11 @@ func (e *Engine) handleSubscribe(from identity.NodeID, m *message) {
 			reject(ReasonToken, TokenMalformed)
 			return
 		}
+		t := tok
 		if !cfg.RequireToken {
-			tok = nil // not needed: not checked, not kept
+			t = nil // not needed: not checked, not kept
 		}
-		if r, p := e.admit(name, cfg, from, tok, now); r != 0 {
+		if r, p := e.admit(name, cfg, from, t, now); r != 0 {
 			reject(r, p)
 			return
 		}
@@ -311,7 +312,7 @@ func (e *Engine) handleSubscribe(from identity.NodeID, m *message) {
 			reject(ReasonTooManySubscribers, TokenOK)
 			return
 		}
-		e.putSubscriberLocked(ch, newSubscriber(from, tok))
+		e.putSubscriberLocked(ch, newSubscriber(from, t))
 		e.mu.Unlock()
 		e.st.acks.Add(1)
 		_ = e.send(from, &message{typ: msgAck, reqID: m.reqID, pending: uint32(cfg.PendingLimit)})
@@ -486,6 +487,15 @@ func (e *Engine) publish(ctx context.Context, name string, payloads [][]byte, re
 				live = append(live, s)
 			}
 		}
+		// Evicted first, so that a ctx ending between payloads does
+		// not skip it.
+		reasons := make([]Reason, len(gone))
+		problems := make([]TokenProblem, len(gone))
+		for i, f := range goneFail {
+			re := f.Err.(*RejectError)
+			reasons[i], problems[i] = re.Reason, re.Token
+		}
+		e.evict(ch, gone, reasons, problems)
 	}
 	for i, p := range payloads {
 		if i > 0 {
@@ -510,15 +520,6 @@ func (e *Engine) publish(ctx context.Context, name string, payloads [][]byte, re
 		}
 		e.st.published.Add(1)
 		e.st.messagesSent.Add(uint64(r.Delivered))
-	}
-	if len(gone) > 0 {
-		reasons := make([]Reason, len(gone))
-		problems := make([]TokenProblem, len(gone))
-		for i, f := range goneFail {
-			re := f.Err.(*RejectError)
-			reasons[i], problems[i] = re.Reason, re.Token
-		}
-		e.evict(ch, gone, reasons, problems)
 	}
 	return nil
 }

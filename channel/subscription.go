@@ -23,10 +23,11 @@ type Message struct {
 
 // Subscription is this node's membership of one publisher's channel. It
 // queues what arrives, up to the pending limit the publisher set
-// (Config.PendingLimit); when the queue is full new messages are dropped
-// and counted, and Recv reports ErrSlowConsumer at the point of the drop,
-// so a slow consumer costs bounded memory and never slows the publisher or
-// the node.
+// (Config.PendingLimit) and this node's own caps (Options.MaxPending and
+// Options.MaxPendingBytes); when the queue is full new messages are
+// dropped and counted, and Recv reports ErrSlowConsumer at the point of
+// the drop, so a slow consumer costs bounded memory and never slows the
+// publisher or the node.
 //
 // A subscription ends when Unsubscribe is called or when the publisher
 // ends it (unregistered channel, expired or revoked token, changed policy);
@@ -42,7 +43,9 @@ type Subscription struct {
 	mu       sync.Mutex // guards the fields below
 	buf      []entry    // ring buffer of queued messages
 	head, n  int
-	limit    int
+	bytes    int    // payload bytes queued
+	limit    int    // messages queued at most
+	maxBytes int    // payload bytes queued at most
 	dropping uint64 // drops since the last queued message
 	lastSeq  uint64
 	stats    SubscriptionStats
@@ -90,7 +93,8 @@ func (e *Engine) Subscribe(ctx context.Context, pub identity.NodeID, name string
 		publisher: pub,
 		name:      name,
 		answer:    make(chan error, 1),
-		limit:     DefaultPendingLimit,
+		limit:     min(DefaultPendingLimit, e.opt.MaxPending),
+		maxBytes:  e.opt.MaxPendingBytes,
 		notify:    make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
@@ -160,7 +164,7 @@ func (e *Engine) handleAnswer(from identity.NodeID, m *message) {
 	var err error
 	if m.typ == msgAck {
 		s.mu.Lock()
-		s.limit = int(m.pending)
+		s.limit = min(int(m.pending), e.opt.MaxPending)
 		s.mu.Unlock()
 	} else {
 		e.forgetLocked(s)
@@ -189,16 +193,25 @@ func (e *Engine) handlePublish(from identity.NodeID, m *message) {
 	}
 }
 
-// handleEnd ends the subscription the publisher removed.
+// handleEnd ends the subscription the publisher removed. An end that
+// overtakes the ack (or replaces a lost one) answers the waiting
+// Subscribe with the publisher's reason.
 func (e *Engine) handleEnd(from identity.NodeID, m *message) {
 	e.mu.Lock()
 	s := e.subs[from][string(m.name)]
+	waiting := false
 	if s != nil {
+		waiting = e.waiters[s.reqID] == s
 		e.forgetLocked(s)
 	}
 	e.mu.Unlock()
-	if s != nil {
-		s.end(&RejectError{Publisher: from, Channel: s.name, Reason: m.reason, Token: m.problem, Evicted: true})
+	if s == nil {
+		return
+	}
+	err := &RejectError{Publisher: from, Channel: s.name, Reason: m.reason, Token: m.problem, Evicted: true}
+	s.end(err)
+	if waiting {
+		s.answer <- err // the only answer: handleAnswer finds no waiter now
 	}
 }
 
@@ -214,7 +227,7 @@ func (s *Subscription) push(seq uint64, payload []byte) bool {
 		s.stats.Lost += seq - s.lastSeq - 1
 	}
 	s.lastSeq = max(s.lastSeq, seq)
-	if s.n >= s.limit {
+	if s.n >= s.limit || s.bytes+len(payload) > s.maxBytes {
 		s.dropping++
 		s.stats.Dropped++
 		s.signal()
@@ -234,6 +247,7 @@ func (s *Subscription) push(seq uint64, payload []byte) bool {
 		dropped: s.dropping,
 	}
 	s.n++
+	s.bytes += len(payload)
 	s.dropping = 0
 	s.stats.Received++
 	s.signal()
@@ -270,6 +284,7 @@ func (s *Subscription) Recv(ctx context.Context) (Message, error) {
 			en := &s.buf[s.head]
 			if d := en.dropped; d > 0 {
 				en.dropped = 0
+				s.signal() // the message stays queued for the next Recv
 				s.mu.Unlock()
 				return Message{}, fmt.Errorf("%w: %d", ErrSlowConsumer, d)
 			}
@@ -277,6 +292,10 @@ func (s *Subscription) Recv(ctx context.Context) (Message, error) {
 			*en = entry{}
 			s.head = (s.head + 1) % len(s.buf)
 			s.n--
+			s.bytes -= len(m.Payload)
+			if s.n > 0 || s.dropping > 0 {
+				s.signal() // another Recv may take what remains
+			}
 			s.mu.Unlock()
 			return m, nil
 		}
