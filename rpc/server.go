@@ -297,13 +297,14 @@ func (s *Server) serve(st *mesh.Stream, caller identity.NodeID) {
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	defer cancel(nil)
-	rctx, rcancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-	msg, err := st.Recv(rctx)
-	rcancel()
+	ct := startCallTimer(st, s.opts.RequestTimeout)
+	defer ct.t.Stop()
+	msg, err := st.Recv(ctx)
+	ct.t.Stop()
 	if err != nil {
-		if s.ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		var re *stream.ResetError
+		if errors.As(err, &re) && !re.Remote && re.Code == resetAbandoned {
 			s.refused.Add(1) // the request's first fragments came, the rest did not
-			st.Reset(resetAbandoned)
 			return
 		}
 		st.Reset(resetUnavailable)
@@ -314,24 +315,23 @@ func (s *Server) serve(st *mesh.Stream, caller identity.NodeID) {
 	if status == StatusOK && e.stream != nil {
 		w = &ResponseWriter{st: st, credit: uint64(f.Credit), wake: make(chan struct{}, 1)}
 	}
-	wctx, stopWatch := context.WithCancel(context.Background())
 	watched := make(chan struct{})
-	go s.watch(wctx, st, w, cancel, watched)
+	go s.watch(ctx, st, w, cancel, watched)
 	defer func() {
-		stopWatch()
+		cancel(nil) // the call is over: watch returns
 		<-watched
 	}()
 
 	if status != StatusOK {
 		s.refused.Add(1)
-		s.end(st, &Frame{Type: FrameError, Status: status, Message: reason})
+		s.end(st, ct, &Frame{Type: FrameError, Status: status, Message: reason})
 		return
 	}
 	select {
 	case s.sem <- struct{}{}:
 	default:
 		s.refused.Add(1)
-		s.end(st, &Frame{Type: FrameError, Status: StatusUnavailable, Message: "server at its concurrency limit"})
+		s.end(st, ct, &Frame{Type: FrameError, Status: StatusUnavailable, Message: "server at its concurrency limit"})
 		return
 	}
 	s.calls.Add(1)
@@ -358,11 +358,11 @@ func (s *Server) serve(st *mesh.Stream, caller identity.NodeID) {
 		if s.ctx.Err() != nil {
 			final = Frame{Type: FrameError, Status: StatusUnavailable, Message: "server closed"}
 		}
-		s.end(st, &final)
+		s.end(st, ct, &final)
 	case w != nil:
-		s.end(st, &Frame{Type: FrameEnd})
+		s.end(st, ct, &Frame{Type: FrameEnd})
 	default:
-		s.end(st, &Frame{Type: FrameResponse, Body: resp})
+		s.end(st, ct, &Frame{Type: FrameResponse, Body: resp})
 	}
 }
 
@@ -408,8 +408,8 @@ func (s *Server) run(ctx context.Context, service string, e entry, req []byte, w
 // watch reads what the caller sends after the request: credit for w, or
 // the reset that cancels the call (errCallerDeadline for the caller's
 // deadline, errCallerReset for any other). Anything else is a protocol
-// violation: the stream is reset. It returns when the stream ends or ctx
-// does (the call is over), closing done.
+// violation: the stream is reset. It returns when the stream ends or ctx,
+// the call's, does, closing done.
 func (s *Server) watch(ctx context.Context, st *mesh.Stream, w *ResponseWriter, cancel context.CancelCauseFunc, done chan<- struct{}) {
 	defer close(done)
 	var buf []byte
@@ -457,10 +457,11 @@ func (s *Server) watch(ctx context.Context, st *mesh.Stream, w *ResponseWriter, 
 // caller: a unary caller ended its side with the request, so the stream
 // is over; a streaming caller resets it once it read the frame, however
 // long its backlog takes (or the session ends). A caller that stops
-// acknowledging before that is reset (see stallTimeout).
-func (s *Server) end(st *mesh.Stream, f *Frame) {
-	ctx, stop := stallContext(st)
-	defer stop()
+// acknowledging before that is reset by ct (see stallTimeout).
+func (s *Server) end(st *mesh.Stream, ct *callTimer, f *Frame) {
+	ct.ending(stallTimeout)
+	defer ct.t.Stop()
+	ctx := context.Background() // ct's reset ends every wait below
 	msg := AppendFrame(nil, f)
 	err := st.SendAndClose(ctx, msg)
 	if errors.Is(err, stream.ErrBackpressure) { // streamed chunks fill the window
@@ -475,38 +476,51 @@ func (s *Server) end(st *mesh.Stream, f *Frame) {
 	}
 }
 
-// stallContext returns a context that ends when st's send side stalls:
-// two checks stallTimeout apart see nothing acknowledged and nothing
-// queued in between. stop releases it.
-func stallContext(st *mesh.Stream) (ctx context.Context, stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var (
-		mu   sync.Mutex // guards t and last
-		t    *time.Timer
-		last progress
-	)
-	check := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if ctx.Err() != nil {
+// callTimer bounds the two waits of a call that depend on the caller:
+// for the whole request (ServerOptions.RequestTimeout), and for the
+// caller to take the final frame, for as long as it makes progress (see
+// stallTimeout). Firing, it resets the stream (abandoned), which ends the
+// wait. One timer serves both, so a call allocates it once.
+type callTimer struct {
+	st *mesh.Stream
+	t  *time.Timer
+
+	mu   sync.Mutex // guards the fields below
+	end  bool       // waiting for the final frame's acknowledgement
+	last progress   // at the previous check, while end
+}
+
+// startCallTimer returns a callTimer that fires after d.
+func startCallTimer(st *mesh.Stream, d time.Duration) *callTimer {
+	ct := &callTimer{st: st}
+	ct.mu.Lock() // fire must see ct.t
+	ct.t = time.AfterFunc(d, ct.fire)
+	ct.mu.Unlock()
+	return ct
+}
+
+// ending rearms the stopped timer for the final frame: from now on it
+// fires only after a check finds no progress since the previous one, d
+// apart.
+func (ct *callTimer) ending(d time.Duration) {
+	ct.mu.Lock()
+	ct.end, ct.last = true, progressOf(ct.st)
+	ct.t.Reset(d)
+	ct.mu.Unlock()
+}
+
+func (ct *callTimer) fire() {
+	ct.mu.Lock()
+	if ct.end {
+		if p := progressOf(ct.st); p != ct.last {
+			ct.last = p
+			ct.t.Reset(stallTimeout)
+			ct.mu.Unlock()
 			return
 		}
-		if p := progressOf(st); p != last {
-			last = p
-			t.Reset(stallTimeout)
-			return
-		}
-		cancel()
 	}
-	mu.Lock()
-	t = time.AfterFunc(stallTimeout, check)
-	mu.Unlock()
-	return ctx, func() {
-		cancel()
-		mu.Lock()
-		t.Stop()
-		mu.Unlock()
-	}
+	ct.mu.Unlock()
+	ct.st.Reset(resetAbandoned)
 }
 
 // progress is what moves while a stream's send side does: fragments
