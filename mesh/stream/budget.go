@@ -18,15 +18,17 @@ package stream
 //     with its stream's window frozen, until readers free the memory;
 //     then the Mux admits it and sends the stream a window update.
 //   - At the budget, other windows stop opening (and reopen with a window
-//     update when memory frees); out-of-order fragments, unreliable
-//     fragments and unreliable messages are dropped (counted in
-//     BudgetDrops; reliable ones are resent). New streams are still
-//     accepted, with the initial window their sender may use before its
-//     first ACK.
+//     update when memory frees); streams whose unread messages are tiny
+//     parse no further ones from their fragments (see mayParseLocked);
+//     out-of-order fragments, unreliable fragments and unreliable
+//     messages are dropped (counted in BudgetDrops; reliable ones are
+//     resent). New streams are still accepted, with the initial window
+//     their sender may use before its first ACK.
 //
 // A node's memory for one peer's streams is thus about RecvBudget, plus
 // the windows already granted when the budget filled (each at most a
-// share), plus up to MaxStreams initial windows (48 KiB each). Only a
+// share), plus up to MaxStreams initial windows (32 fragments' chunks:
+// 48 KiB, 288 KiB of jumbo fragments) and one unread message each. Only a
 // reader that stops reading while its peer waits for memory can stall
 // (as with any connection-level flow control); read streams concurrently.
 
@@ -41,7 +43,10 @@ func (s *Stream) holdLocked(delta int) {
 
 // holdLocked adds delta bytes to the Mux's held total. When that frees
 // memory, waiting reservations are admitted and streams frozen at the
-// budget get a window update.
+// budget are queued for a window update, which sendUpdatesLocked sends
+// once the operation that freed the memory is complete: the stream that
+// freed it may be one of them, with its state half updated (an ACK built
+// then could acknowledge what never arrived).
 func (m *Mux) holdLocked(delta int) {
 	m.held += delta
 	if delta >= 0 {
@@ -55,25 +60,31 @@ func (m *Mux) holdLocked(delta int) {
 			}
 			m.held += s.res
 			s.resOK = true
-			s.sendAckLocked() // carries the reopened window
+			m.updates = append(m.updates, s) // the window reopens
 		}
 		m.waiting[0] = nil
 		m.waiting = m.waiting[1:]
 	}
 	if len(m.frozen) > 0 && m.held < m.cfg.RecvBudget {
-		frozen := m.frozen
-		m.frozen = nil
-		for _, s := range frozen {
+		for _, s := range m.frozen {
 			s.frozen = false
-			if !s.removed && s.resetErr == nil {
-				s.sendAckLocked()
-			}
 		}
-		if m.frozen == nil { // none froze again meanwhile: reuse the slice
-			clear(frozen)
-			m.frozen = frozen[:0]
+		m.updates = append(m.updates, m.frozen...)
+		clear(m.frozen)
+		m.frozen = m.frozen[:0]
+	}
+}
+
+// sendUpdatesLocked sends the window updates holdLocked queued. Every
+// operation that may free memory calls it before releasing the lock.
+func (m *Mux) sendUpdatesLocked() {
+	for _, s := range m.updates { // sending never queues more
+		if !s.removed && s.resetErr == nil {
+			s.sendAckLocked()
 		}
 	}
+	clear(m.updates)
+	m.updates = m.updates[:0]
 }
 
 // overBudgetLocked reports whether the Mux holds its whole budget.
@@ -121,7 +132,7 @@ func (s *Stream) releaseResLocked() {
 
 // rxHeldLocked is what s holds of the budget.
 func (s *Stream) rxHeldLocked() int {
-	n := s.oooBytes + s.readyBytes
+	n := s.chunkBytes + s.readyBytes
 	if s.resOK {
 		n += s.res
 	}

@@ -61,6 +61,12 @@ const (
 	// will be dropped as stale anyway.
 	maxUnreliablePartials = 4
 
+	// partialFragsKept bounds the fragment table an unreliable reassembly
+	// slot keeps for its next message: 64 entries (512 bytes) take
+	// messages of up to 64 fragments without allocating; a larger table,
+	// sized by the peer's fragment count, is freed with its message.
+	partialFragsKept = 64
+
 	// minFrameSize is the smallest Link.MaxFrameSize the engine accepts:
 	// a worst-case ACK (274 bytes) must fit, and fragments below ~500
 	// bytes of payload would spend more than 3 % on headers.

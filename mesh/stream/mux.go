@@ -83,6 +83,7 @@ type Mux struct {
 	held    int            // bytes held for received data (see budget.go)
 	frozen  []*Stream      // streams whose window waits for the budget
 	waiting []*Stream      // streams whose reservation waits, oldest first
+	updates []*Stream      // streams owed a window update (see holdLocked)
 	owedDue int64          // when the first owed ACK falls due; 0 with none
 	timers  timerHeap      // streams with an armed deadline, earliest first
 	due     []*Stream      // scratch for onTimersLocked
@@ -392,10 +393,13 @@ func (m *Mux) readyLocked(s *Stream) {
 	}
 }
 
-// flushLocked sends queued fragments while the congestion window and the
-// Link allow, one fragment per stream in turn, so streams with data share
-// the window fairly.
+// flushLocked sends the window updates owed, then queued fragments while
+// the congestion window and the Link allow, one fragment per stream in
+// turn, so streams with data share the window fairly.
 func (m *Mux) flushLocked(now int64) {
+	if len(m.updates) > 0 {
+		m.sendUpdatesLocked()
+	}
 	if m.linkBlocked != 0 {
 		if now < m.linkBlocked {
 			return

@@ -46,10 +46,18 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 		return
 	}
 	switch {
-	case i == 0 && !split && s.ooo.len() == 0:
+	case i == 0 && !split && s.ooo.len() == 0 && s.held.len() == 0:
 		// The common case, in order with nothing held: no copy into a chunk.
-		if !s.consumeLocked(f.Data, now) {
+		k, ok := s.consumeLocked(f.Data, now)
+		if !ok {
 			return
+		}
+		if k < len(f.Data) { // the reader is behind: keep the rest
+			c := getChunk(len(f.Data) - k)
+			c.n = copy(c.b, f.Data[k:])
+			s.held.push(c)
+			s.chunkBytes += cap(c.b)
+			s.holdLocked(cap(c.b))
 		}
 		s.rcvNext++
 	default:
@@ -61,15 +69,11 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 			return // an incomplete split fragment: nothing to acknowledge yet
 		}
 		for s.ooo.len() > 0 && *s.ooo.at(0) != nil && (*s.ooo.at(0)).complete() {
-			c := s.ooo.pop()
-			s.oooBytes -= cap(c.b)
-			s.holdLocked(-cap(c.b))
-			ok := s.consumeLocked(c.b[:c.n], now)
-			putChunk(c)
-			if !ok {
-				return
-			}
+			s.held.push(s.ooo.pop())
 			s.rcvNext++
+		}
+		if !s.parseLocked(now) {
+			return
 		}
 	}
 	s.ackElicit++
@@ -109,7 +113,7 @@ func (s *Stream) storeLocked(i int, f *frame) bool {
 		c = getChunk(n)
 		c.n, c.have = n, 0
 		*slot = c
-		s.oooBytes += cap(c.b)
+		s.chunkBytes += cap(c.b)
 		s.holdLocked(cap(c.b))
 	}
 	copy(c.b[off:], f.Data)
@@ -122,15 +126,57 @@ func (s *Stream) storeLocked(i int, f *frame) bool {
 	return c.complete()
 }
 
+// mayParseLocked reports whether s may start parsing another message:
+// whenever the reader has nothing to read, else while its unread messages
+// fill less than RecvWindow and, at the Mux's budget, average at least a
+// chunk each. Otherwise received bytes wait in the chunks they arrived
+// in, which the window counts: a peer's tiny messages (each one a whole
+// message buffer of at least 256 bytes) cannot turn a window of fragments
+// into hundreds of times its size, while large messages, whose buffers
+// take about what their chunks held, are parsed on as they arrive.
+func (s *Stream) mayParseLocked() bool {
+	n := s.ready.len()
+	return n == 0 || (s.readyBytes < s.cfg.RecvWindow &&
+		(!s.m.overBudgetLocked() || s.readyBytes >= n*chunkSize))
+}
+
+// parseLocked feeds the held fragments to the message assembler while
+// mayParseLocked allows, freeing each chunk once parsed. It returns false
+// when the stream was reset.
+func (s *Stream) parseLocked(now int64) bool {
+	for s.held.len() > 0 {
+		c := *s.held.at(0)
+		k, ok := s.consumeLocked(c.b[s.heldOff:c.n], now)
+		if !ok {
+			return false
+		}
+		s.heldOff += k
+		if s.heldOff < c.n {
+			return true // the reader is behind
+		}
+		s.held.pop()
+		s.heldOff = 0
+		s.chunkBytes -= cap(c.b)
+		s.holdLocked(-cap(c.b))
+		putChunk(c)
+	}
+	return true
+}
+
 // consumeLocked feeds in-order stream bytes to the message assembler:
 // a uvarint length, then that many bytes, repeated. The reassembly buffer
 // starts at reassemblyInitial bytes and doubles as data arrives, so a
 // length prefix alone never makes the receiver allocate MaxMessageSize.
-// It returns false when the stream was reset for a message over
-// MaxMessageSize.
-func (s *Stream) consumeLocked(data []byte, now int64) bool {
+// It stops before a message mayParseLocked does not allow and returns
+// how many bytes it consumed, and false when the stream was reset for a
+// message over MaxMessageSize.
+func (s *Stream) consumeLocked(data []byte, now int64) (int, bool) {
+	total := len(data)
 	for len(data) > 0 {
 		if s.cur == nil {
+			if s.preShift == 0 && !s.mayParseLocked() {
+				break
+			}
 			b := data[0]
 			data = data[1:]
 			s.pre |= uint64(b&0x7f) << s.preShift
@@ -138,7 +184,7 @@ func (s *Stream) consumeLocked(data []byte, now int64) bool {
 			if b >= 0x80 {
 				if s.preShift >= 35 { // beyond any MaxMessageSize
 					s.resetLocked(CodeTooLarge, false, now)
-					return false
+					return 0, false
 				}
 				continue
 			}
@@ -146,7 +192,7 @@ func (s *Stream) consumeLocked(data []byte, now int64) bool {
 			s.pre, s.preShift = 0, 0
 			if n > uint64(s.cfg.MaxMessageSize) {
 				s.resetLocked(CodeTooLarge, false, now)
-				return false
+				return 0, false
 			}
 			s.curLen, s.curN = int(n), 0
 			s.cur = getMsg(min(s.curLen, reassemblyInitial))
@@ -168,7 +214,7 @@ func (s *Stream) consumeLocked(data []byte, now int64) bool {
 			s.cur = nil
 		}
 	}
-	return true
+	return total - len(data), true
 }
 
 func (s *Stream) deliverLocked(mb *msgBuf) {
@@ -181,11 +227,12 @@ func (s *Stream) deliverLocked(mb *msgBuf) {
 
 // updateLimitLocked recomputes the receive limit: the window holds
 // RecvWindow bytes (at most the stream's share of the Mux's budget) of
-// buffers for out-of-order fragments and unread messages (the message
-// being reassembled is exempt), counted as whole chunks per fragment, of
-// the largest size the sender used so far. The limit never moves back.
+// buffers for out-of-order fragments, fragments not parsed yet and unread
+// messages (the message being reassembled is exempt), counted as whole
+// chunks per fragment, of the largest size the sender used so far. The
+// limit never moves back.
 func (s *Stream) updateLimitLocked() {
-	free := min(s.cfg.RecvWindow, s.windowCapLocked()) - s.oooBytes - s.readyBytes
+	free := min(s.cfg.RecvWindow, s.windowCapLocked()) - s.chunkBytes - s.readyBytes
 	lim := s.rcvNext
 	if free > 0 {
 		lim += uint64(free / s.rxChunk)
@@ -253,12 +300,17 @@ type partial struct {
 	id    uint64 // 0 when the slot is free
 	count int
 	got   int
-	bytes int // capacity of frags' chunks
+	bytes int // capacity of frags' chunks, plus frags' own count pointers
 	due   int64
 	frags []*chunk
 }
 
-// freePartialLocked empties the reassembly slot p of s.
+// ptrSize is the size of a pointer: what a slot of partial.frags costs.
+const ptrSize = 4 << (^uintptr(0) >> 63)
+
+// freePartialLocked empties the reassembly slot p of s. A fragment table
+// larger than partialFragsKept goes with its message: its size was the
+// peer's choice.
 func (s *Stream) freePartialLocked(p *partial) {
 	for i, c := range p.frags {
 		if c != nil {
@@ -268,6 +320,9 @@ func (s *Stream) freePartialLocked(p *partial) {
 	}
 	s.holdLocked(-p.bytes)
 	p.frags = p.frags[:0]
+	if cap(p.frags) > partialFragsKept {
+		p.frags = nil
+	}
 	p.id, p.count, p.got, p.bytes, p.due = 0, 0, 0, 0, 0
 }
 
@@ -301,6 +356,14 @@ func (s *Stream) handleUnreliableDataLocked(f *frame, now int64) {
 		}
 	}
 	if p == nil {
+		// Every fragment holds at least a small chunk and its slot in the
+		// table until the message completes, all within RecvWindow: a
+		// larger count never completes, and would only make the table
+		// large.
+		if int(f.FragCount)*(smallChunkSize+ptrSize) > s.cfg.RecvWindow {
+			s.st.dropped++
+			return
+		}
 		p = &s.partials[0] // a free slot, else the oldest message
 		for i := range s.partials {
 			q := &s.partials[i]
@@ -317,9 +380,12 @@ func (s *Stream) handleUnreliableDataLocked(f *frame, now int64) {
 			s.freePartialLocked(p)
 		}
 		p.id, p.count, p.due = id, int(f.FragCount), now+int64(s.m.cfg.ReassemblyTimeout)
-		for range p.count {
-			p.frags = append(p.frags, nil)
+		if cap(p.frags) < p.count {
+			p.frags = make([]*chunk, p.count)
 		}
+		p.frags = p.frags[:p.count] // all nil: freePartialLocked clears them
+		p.bytes = p.count * ptrSize
+		s.holdLocked(p.bytes)
 		s.m.armLocked(s, p.due)
 	}
 	i := int(f.FragIndex)
@@ -400,6 +466,7 @@ func (s *Stream) onTimerLocked(now int64) int64 {
 	if s.rstPending && s.rstDue <= now {
 		if s.rstRetries >= maxResetRetries {
 			s.rstPending = false
+			s.notifyAll() // a Close waiting for the echo stops waiting
 			s.maybeFinishLocked()
 		} else {
 			s.rstRetries++
@@ -536,11 +603,15 @@ func (s *Stream) releaseLocked() {
 			putChunk(c)
 		}
 	}
+	for s.held.len() > 0 {
+		putChunk(s.held.pop())
+	}
+	s.heldOff = 0
 	for s.ready.len() > 0 {
 		putMsg(s.ready.pop())
 	}
-	s.holdLocked(-(s.oooBytes + s.readyBytes))
-	s.oooBytes, s.readyBytes = 0, 0
+	s.holdLocked(-(s.chunkBytes + s.readyBytes))
+	s.chunkBytes, s.readyBytes = 0, 0
 	s.releaseResLocked()
 	if s.cur != nil {
 		putMsg(s.cur)

@@ -160,6 +160,7 @@ func (s *Stream) sendOneLocked(now int64) error {
 		s.probe = false
 	}
 	f.state = fragInflight
+	f.probe = seq >= s.peerLimit
 	f.sentAt = now
 	f.txNum = s.txCount
 	s.txCount++
@@ -286,7 +287,7 @@ func (s *Stream) handleAckLocked(f *frame, now int64) {
 		}
 	}
 	if newly {
-		s.rtoBackoff = 0
+		s.rtoBackoff, s.lossRTOs = 0, 0
 		s.rtoDeadline = 0
 		if s.inflight > 0 {
 			s.rtoDeadline = now + int64(s.rtoLocked())
@@ -315,17 +316,25 @@ func (s *Stream) armPersistLocked(now int64) {
 	}
 }
 
+// markLostLocked declares fragment seq lost, to be retransmitted first.
+// A lost zero-window probe is no congestion signal: the receiver most
+// likely dropped it because its window was still closed.
 func (s *Stream) markLostLocked(seq uint64, f *sendFrag, now int64) {
 	f.state = fragLost
 	s.inflight--
-	s.m.cc.onLost(dataHeaderSize+f.n, f.sentAt, now)
+	if f.probe {
+		s.m.cc.inFlight -= dataHeaderSize + f.n
+	} else {
+		s.m.cc.onLost(dataHeaderSize+f.n, f.sentAt, now)
+	}
 	s.lost.push(seq)
 }
 
 // onRTOLocked handles a retransmission timeout: fragments outstanding for
 // a whole RTO are declared lost (RFC 6298 §5.4 retransmits the first;
 // with selective ACKs every fragment that old is as good as lost), the
-// timeout backs off, and two timeouts in a row are persistent congestion.
+// timeout backs off, and two timeouts in a row that lost data (not just
+// zero-window probes) are persistent congestion.
 func (s *Stream) onRTOLocked(now int64) {
 	m := s.m
 	s.rtoDeadline = 0
@@ -334,7 +343,7 @@ func (s *Stream) onRTOLocked(now int64) {
 		cutoff := now - int64(m.rtt.rto())
 		var oldest *sendFrag
 		var oldestSeq uint64
-		marked := false
+		marked, lostData := false, false
 		for seq := s.una; seq < s.sent; seq++ {
 			f := s.frag(seq)
 			if f.state != fragInflight {
@@ -346,15 +355,20 @@ func (s *Stream) onRTOLocked(now int64) {
 			if f.sentAt <= cutoff {
 				s.markLostLocked(seq, f, now)
 				marked = true
+				lostData = lostData || !f.probe
 			}
 		}
 		if !marked && oldest != nil {
 			s.markLostLocked(oldestSeq, oldest, now)
+			lostData = !oldest.probe
 		}
 		s.rtoBackoff++
-		if s.rtoBackoff >= persistentCongestionRTOs {
-			m.cc.onPersistentCongestion(now)
-			m.pmtuBlackHoleLocked(now)
+		if lostData {
+			s.lossRTOs++
+			if s.lossRTOs >= persistentCongestionRTOs {
+				m.cc.onPersistentCongestion(now)
+				m.pmtuBlackHoleLocked(now)
+			}
 		}
 	case s.sent < s.nxt:
 		s.probe = true

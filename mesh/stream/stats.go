@@ -68,7 +68,7 @@ func (s *Stream) statsLocked() StreamStats {
 		BytesInFlight:      s.buffered,
 		MessagesInFlight:   s.bufferedMsgs,
 		SendWindow:         s.cfg.SendWindow,
-		RecvBuffered:       s.oooBytes + s.readyBytes,
+		RecvBuffered:       s.chunkBytes + s.readyBytes,
 		CongestionWindow:   m.cc.cwnd,
 		SmoothedRTT:        m.rtt.srtt,
 		RTO:                m.rtt.rto(),

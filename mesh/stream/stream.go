@@ -45,7 +45,8 @@ type Stream struct {
 	txCount        uint64 // transmissions so far: the packet numbers of loss detection
 	largestAckedTx uint64 // 1 + the largest transmission number acknowledged; 0 for none
 	rtoDeadline    int64
-	rtoBackoff     int
+	rtoBackoff     int  // consecutive timeouts: the RTO back-off
+	lossRTOs       int  // consecutive timeouts that declared data lost, not window probes
 	probe          bool // send one fragment beyond the peer's window (zero-window probe)
 	finQueued      bool
 	finSeq         uint64
@@ -54,8 +55,10 @@ type Stream struct {
 	// Reliable receive side.
 	rcvNext    uint64         // next in-order seq
 	ooo        deque[*chunk]  // out-of-order fragments; index 0 is rcvNext
+	held       deque[*chunk]  // in-order fragments not parsed yet, while the reader is behind (see mayParseLocked)
+	heldOff    int            // bytes of held's first chunk parsed already
 	rxChunk    int            // chunk capacity of the largest fragment received (at least chunkSize): the window's unit
-	oooBytes   int            // capacity of ooo chunks
+	chunkBytes int            // capacity of ooo and held chunks
 	rcvLimit   uint64         // highest limit advertised (or assumed) so far
 	advLimit   uint64         // limit in the last ACK sent
 	ready      deque[*msgBuf] // complete messages for Recv
@@ -102,6 +105,7 @@ type sendFrag struct {
 	ends   int // messages ending in this fragment
 	state  uint8
 	retx   bool // retransmitted at least once (Karn: no RTT sample)
+	probe  bool // last sent beyond the peer's window: a zero-window probe
 	fin    bool
 	sentAt int64
 	txNum  uint64
@@ -199,6 +203,7 @@ func (s *Stream) send(ctx context.Context, msg []byte, last bool) error {
 		err := s.sendUnreliableLocked(msg)
 		if err == nil && last {
 			s.closeLocked(now)
+			m.sendUpdatesLocked() // the stream may have ended, freeing memory
 		}
 		return err
 	}
@@ -290,10 +295,16 @@ func (s *Stream) next(ctx context.Context) (*msgBuf, error) {
 			mb := s.ready.pop()
 			s.readyBytes -= cap(mb.b)
 			s.holdLocked(-cap(mb.b))
+			if s.held.len() > 0 {
+				s.parseLocked(m.now())
+			}
 			if s.ready.len() > 0 {
 				notify(s.readable) // another reader may take the next
 			}
 			s.onReadLocked()
+			if len(m.updates) > 0 {
+				m.sendUpdatesLocked()
+			}
 			m.mu.Unlock()
 			return mb, nil
 		}
@@ -353,7 +364,7 @@ func (s *Stream) CloseContext(ctx context.Context) error {
 		case s.resetErr != nil:
 			m.mu.Unlock()
 			return s.resetErr
-		case s.finAcked || (s.unreliable && !s.rstPending):
+		case s.finAcked || (s.unreliable && !s.rstPending) || s.unknownToPeerLocked():
 			m.mu.Unlock()
 			return nil
 		case m.closed:
@@ -383,6 +394,14 @@ func (s *Stream) closeLocked(now int64) {
 		s.sendRstLocked(flagGraceful, 0, now)
 	}
 	s.maybeFinishLocked()
+}
+
+// unknownToPeerLocked reports whether the peer cannot know s: an
+// unreliable stream we opened and never sent a message on. The peer has
+// no stream to echo its end, so Close does not wait for the echo (the
+// RESET is still resent, so that the peer forgets the id as skipped).
+func (s *Stream) unknownToPeerLocked() bool {
+	return s.unreliable && s.key&1 == 0 && s.nextMsgID == 1
 }
 
 // Done returns a channel that is closed when the stream ends: both sides
@@ -448,6 +467,7 @@ func (s *Stream) reset(code uint32) {
 		return
 	}
 	s.resetLocked(code, false, m.now())
+	m.sendUpdatesLocked()
 }
 
 // finished reports whether both sides ended gracefully.
