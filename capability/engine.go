@@ -87,9 +87,15 @@ type Engine struct {
 
 	// mu guards the fields below. Methods named ...Locked require it. Lock
 	// order: mu, then ix.mu.
-	mu         sync.Mutex
-	records    map[identity.NodeID]*record
-	tombstones []identity.NodeID // offline origins, oldest first (may hold stale ids)
+	mu      sync.Mutex
+	records map[identity.NodeID]*record
+	// tombstones lists the origins that went offline, oldest first, for
+	// evictLocked. An entry is stale once its origin came back (or went
+	// offline again later): see tombstone. Tick compacts the slice when
+	// it holds more than twice as many entries as there are records, so
+	// it stays within 2·MaxNodes however often origins come and go.
+	tombstones []tombstone
+	tombSeq    uint64 // numbers tombstones
 	local      localState
 	subs       map[*Subscription]struct{}
 }
@@ -106,7 +112,21 @@ type record struct {
 	ttl      time.Duration
 	degraded bool
 	expires  time.Time
-	live     bool // in the index
+	live     bool   // in the index
+	tomb     uint64 // while offline: the seq of its current tombstone
+}
+
+// tombstone marks that origin id went offline. It is current only while
+// the record is offline and its tomb is seq.
+type tombstone struct {
+	id  identity.NodeID
+	seq uint64
+}
+
+// currentLocked reports whether t still stands for an offline record.
+func (e *Engine) currentLocked(t tombstone) bool {
+	rec := e.records[t.id]
+	return rec != nil && !rec.live && rec.tomb == t.seq
 }
 
 // localState is this node's own announcement.
@@ -445,14 +465,35 @@ func (e *Engine) applyLocked(o *outbox, from identity.NodeID, a *Announcement, m
 // evictLocked forgets the oldest offline origin.
 func (e *Engine) evictLocked() bool {
 	for len(e.tombstones) > 0 {
-		id := e.tombstones[0]
+		t := e.tombstones[0]
 		e.tombstones = e.tombstones[1:]
-		if rec := e.records[id]; rec != nil && !rec.live {
-			delete(e.records, id)
+		if e.currentLocked(t) {
+			delete(e.records, t.id)
 			return true
 		}
 	}
 	return false
+}
+
+// buryLocked marks rec, origin id's record, offline, and drops the stale
+// tombstones when they outnumber the records two to one (which makes the
+// compaction's cost O(1) per tombstone).
+func (e *Engine) buryLocked(id identity.NodeID, rec *record) {
+	rec.live = false
+	e.tombSeq++
+	rec.tomb = e.tombSeq
+	e.tombstones = append(e.tombstones, tombstone{id, rec.tomb})
+	if len(e.tombstones) <= 2*len(e.records) {
+		return
+	}
+	kept := e.tombstones[:0]
+	for _, t := range e.tombstones {
+		if e.currentLocked(t) {
+			kept = append(kept, t)
+		}
+	}
+	clear(e.tombstones[len(kept):])
+	e.tombstones = kept
 }
 
 // status is the liveness of a live record at now.
@@ -563,8 +604,7 @@ func (e *Engine) Tick() {
 		}
 		n := e.ix.get(id)
 		if !now.Before(rec.expires) {
-			rec.live = false
-			e.tombstones = append(e.tombstones, id)
+			e.buryLocked(id, rec)
 			e.ix.mu.Lock()
 			e.ix.removeLocked(id)
 			e.ix.mu.Unlock()

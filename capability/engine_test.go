@@ -522,3 +522,66 @@ func TestLateJoinerGetsPendingVersion(t *testing.T) {
 		t.Fatalf("%d broadcasts, want only the first (the newest is still rate limited)", broadcasts)
 	}
 }
+
+// nopTransport has no peers and swallows what is sent.
+type nopTransport struct{}
+
+func (nopTransport) Peers() []identity.NodeID           { return nil }
+func (nopTransport) Send(identity.NodeID, []byte) error { return nil }
+
+// Guards the tombstone list's bound: an origin that goes offline and comes
+// back again and again must not grow it (it once gained an entry per
+// cycle, trimmed only when the index was full), and eviction must still
+// forget the origin that has been offline longest.
+func TestTombstonesStayBounded(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e, err := New(testID(t, 1), nopTransport{}, Config{Now: clock, MaxNodes: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var from identity.NodeID
+	from[0] = 9
+	announce := func(origin *identity.Identity, v uint64) {
+		t.Helper()
+		a := Announcement{Version: v, TTL: MinTTL, Set: Set{Tags: []string{"gpu"}}, Hops: 1}
+		if err := a.Sign(origin); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := a.MarshalBinary()
+		if err := e.HandleMessage(from, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expire := func() {
+		mu.Lock()
+		now = now.Add(MinTTL)
+		mu.Unlock()
+		e.Tick()
+	}
+	cycling, early := testID(t, 2), testID(t, 3)
+	announce(early, 1)
+	expire() // early goes offline first, for good
+	const cycles = 2000
+	for v := uint64(1); v <= cycles; v++ {
+		announce(cycling, v)
+		expire()
+	}
+	e.mu.Lock()
+	n, r := len(e.tombstones), len(e.records)
+	e.mu.Unlock()
+	if n > 2*r {
+		t.Fatalf("%d tombstones for %d records after %d offline/online cycles", n, r, cycles)
+	}
+	// The index is full at 3 origins: a fourth evicts the one offline longest.
+	announce(testID(t, 4), 1)
+	announce(testID(t, 5), 1)
+	e.mu.Lock()
+	_, earlyKept := e.records[early.NodeID()]
+	_, cyclingKept := e.records[cycling.NodeID()]
+	e.mu.Unlock()
+	if earlyKept || !cyclingKept {
+		t.Fatalf("eviction: origin offline longest kept=%v, recently offline kept=%v", earlyKept, cyclingKept)
+	}
+}
