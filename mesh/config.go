@@ -75,12 +75,16 @@ type Config struct {
 	// demands cookies; when full, handshake messages are dropped.
 	HandshakeQueue int
 	// HandshakeRate is the number of handshake initiations per second one
-	// source IP may make, with a burst of the same size. 0 means 20.
+	// source IP may make, with a burst of the same size, while the node is
+	// under load; the same holds for initiations one peer relays. 0 means
+	// 20.
 	HandshakeRate int
 
 	// MaxPeers bounds the peers the node keeps state for. Handshakes from
-	// new nodes beyond it are refused (counted as peer_limit); the node's
-	// own Connect calls are not limited. 0 means 4096.
+	// new nodes beyond it are refused (counted as peer_limit), unless a
+	// peer that never came up (an IK initiation that was never completed)
+	// can be forgotten to make room; the node's own Connect calls are not
+	// limited. 0 means 4096.
 	MaxPeers int
 
 	// Timers: zero means the default from package noise. Tests shrink them.

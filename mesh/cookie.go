@@ -150,11 +150,12 @@ func openCookie(c wire.CookieReply, sealKey *[32]byte, mac1 []byte) ([wire.Cooki
 	return out, true
 }
 
-// rateLimiter is a token bucket per source IP for handshake initiations.
-type rateLimiter struct {
+// rateLimiter is a token bucket per source of handshake initiations: a
+// source IP, or the peer that relayed them.
+type rateLimiter[K comparable] struct {
 	rate    float64 // tokens per second, also the burst
 	mu      sync.Mutex
-	buckets map[netip.Addr]*bucket
+	buckets map[K]*bucket
 }
 
 type bucket struct {
@@ -162,18 +163,18 @@ type bucket struct {
 	last   time.Time
 }
 
-func newRateLimiter(perSecond int) *rateLimiter {
-	return &rateLimiter{rate: float64(perSecond), buckets: make(map[netip.Addr]*bucket)}
+func newRateLimiter[K comparable](perSecond int) *rateLimiter[K] {
+	return &rateLimiter[K]{rate: float64(perSecond), buckets: make(map[K]*bucket)}
 }
 
-// allow takes a token for ip and reports whether one was there.
-func (r *rateLimiter) allow(ip netip.Addr, now time.Time) bool {
+// allow takes a token for src and reports whether one was there.
+func (r *rateLimiter[K]) allow(src K, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	b := r.buckets[ip]
+	b := r.buckets[src]
 	if b == nil {
 		b = &bucket{tokens: r.rate, last: now}
-		r.buckets[ip] = b
+		r.buckets[src] = b
 	}
 	b.tokens = min(r.rate, b.tokens+now.Sub(b.last).Seconds()*r.rate)
 	b.last = now
@@ -185,12 +186,12 @@ func (r *rateLimiter) allow(ip netip.Addr, now time.Time) bool {
 }
 
 // gc forgets buckets that have refilled, so the map stays small.
-func (r *rateLimiter) gc(now time.Time) {
+func (r *rateLimiter[K]) gc(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for ip, b := range r.buckets {
+	for src, b := range r.buckets {
 		if now.Sub(b.last) > time.Second {
-			delete(r.buckets, ip)
+			delete(r.buckets, src)
 		}
 	}
 }

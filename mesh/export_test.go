@@ -11,5 +11,8 @@ func (m *Mesh) RekeyNow(p *Peer) <-chan struct{} {
 		return nil
 	}
 	m.redialLocked(p)
+	if p.dial == nil {
+		return nil // it failed at once
+	}
 	return p.dial.done
 }

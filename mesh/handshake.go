@@ -86,7 +86,13 @@ type hsJob struct {
 	src *endpoint
 }
 
-// maxResponderPending bounds XX handshakes waiting for their final message.
+// maxResponderPending bounds XX handshakes waiting for their final
+// message. An XX initiation carries no identity and its source may be
+// spoofed, so from half full the node counts as under load (initiations
+// need a cookie, which spoofers cannot get, and each source IP is rate
+// limited), and a new initiation that finds the table full replaces the
+// oldest one there: a genuine handshake needs its entry for one round trip
+// only.
 const maxResponderPending = 4096
 
 // Connect establishes a session with the node at addr, or returns the peer
@@ -206,15 +212,22 @@ func (m *Mesh) attemptLocked(d *dial) {
 // The caller holds m.mu.
 func (h *handshake) live() bool { return h.dial.hs == h && !h.dial.closed }
 
-// finishDialLocked completes d with a result, waking Connect.
+// finishDialLocked completes d with a result, waking Connect. An XX
+// session of d that another session beat is retired rather than
+// forgotten: the responder may have made it current and seal on it.
 func (m *Mesh) finishDialLocked(d *dial, p *Peer, err error) {
 	if d.closed {
 		return
 	}
 	d.closed = true
 	d.peer, d.err = p, err
-	if d.session != nil && (p == nil || p.current != d.session) {
-		delete(m.sessions, d.session.local)
+	delete(m.confirming, d)
+	switch s := d.session; {
+	case s == nil || p != nil && p.current == s:
+	case p != nil:
+		p.retireLocked(s)
+	default:
+		delete(m.sessions, s.local)
 	}
 	for _, q := range m.peers {
 		if q.dial == d {
@@ -260,8 +273,16 @@ func (m *Mesh) receiveHandshake(b []byte, src endpoint) {
 		}
 		// Relayed handshakes arrive over an authenticated session with the
 		// relay; cookies prove source addresses, so they apply to direct
-		// ones only.
-		if src.relay == nil && m.underLoad() {
+		// ones only, and under load a relay may pass on HandshakeRate
+		// initiations per second.
+		switch {
+		case !m.underLoad():
+		case src.relay != nil:
+			if !m.relayLimit.allow(src.relay.id, time.Now()) {
+				m.stats.drop(DropRateLimited)
+				return
+			}
+		default:
 			if !m.macs.validMAC2(b, src.addr) {
 				seal := &m.macs.cookieAnon
 				if h.Type == wire.TypeInitIK {
@@ -291,6 +312,29 @@ func (m *Mesh) receiveHandshake(b []byte, src endpoint) {
 }
 
 func (m *Mesh) underLoad() bool { return m.now() < m.underLoadUntil.Load() }
+
+// checkPendingLocked puts the node under load while the pending table is
+// half full (see maxResponderPending).
+func (m *Mesh) checkPendingLocked() {
+	if len(m.pending) >= maxResponderPending/2 {
+		m.underLoadUntil.Store(m.now() + int64(underLoadHold))
+	}
+}
+
+// evictPendingLocked forgets the oldest responder's XX handshake. It scans
+// the table, but runs only when the table is full, which takes the node
+// under load first.
+func (m *Mesh) evictPendingLocked() {
+	var oldest *handshake
+	for _, h := range m.pending {
+		if h.dial == nil && (oldest == nil || h.created < oldest.created) {
+			oldest = h
+		}
+	}
+	if oldest != nil {
+		delete(m.pending, oldest.local)
+	}
+}
 
 // dropWire counts a wire decoding error.
 func (m *Mesh) dropWire(err error) {
@@ -419,10 +463,9 @@ func (m *Mesh) respond(h wire.Handshake, j hsJob) {
 	m.mu.Lock()
 	local := m.newIndexLocked()
 	if pattern == noise.PatternXX {
+		m.checkPendingLocked()
 		if len(m.pending) >= maxResponderPending {
-			m.mu.Unlock()
-			m.stats.drop(DropQueueFull)
-			return
+			m.evictPendingLocked()
 		}
 		m.pending[local] = &handshake{local: local, remote: h.Sender, noise: hs, path: j.src, created: m.now()}
 	} else {
@@ -523,8 +566,9 @@ func (m *Mesh) handleResponse(h wire.Handshake, j hsJob) {
 		return
 	}
 	setMAC1(final, new(mac1Key(keys.Peer.Key)))
-	s.final = final
+	s.final, s.dial = final, d
 	d.session = s
+	m.confirming[d] = struct{}{}
 	if p.dial == nil {
 		p.dial = d
 	}
@@ -581,16 +625,29 @@ func (m *Mesh) handleFinal(h wire.Handshake, j hsJob) {
 }
 
 // admitLocked reports whether a handshake from id may complete: a known
-// peer always may; a new one only while the node has fewer than MaxPeers.
+// peer always may; a new one while the node has fewer than MaxPeers, or
+// when it can make room by forgetting a peer that never came up. An IK
+// initiation makes a peer before anything proves it (one packet, from any
+// address), so such peers must never crowd out confirmed ones.
 func (m *Mesh) admitLocked(id identity.NodeID) bool {
-	return m.peers[id] != nil || len(m.peers) < m.maxPeers
+	if m.peers[id] != nil || len(m.peers) < m.maxPeers {
+		return true
+	}
+	for _, p := range m.peers {
+		if p.handshakes.Load() == 0 && p.current == nil && p.dial == nil {
+			p.dropSessionsLocked() // its pending session, if any
+			delete(m.peers, p.id)
+			return true
+		}
+	}
+	return false
 }
 
 // peerLocked returns the peer with id, creating it.
 func (m *Mesh) peerLocked(id identity.NodeID, key ed25519.PublicKey) *Peer {
 	p := m.peers[id]
 	if p == nil {
-		p = &Peer{m: m, id: id, key: key}
+		p = &Peer{m: m, id: id, key: key, created: m.now()}
 		m.peers[id] = p
 	}
 	return p

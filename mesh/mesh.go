@@ -55,8 +55,10 @@ type Mesh struct {
 	// userStreams is ProtoStream's, read by AcceptStream.
 	listeners   [256]atomic.Pointer[StreamListener]
 	userStreams *StreamListener
-	limit       *rateLimiter
-	stats       counters
+	limit       *rateLimiter[netip.Addr]
+	// relayLimit is limit for initiations relayed by a peer, by its id.
+	relayLimit *rateLimiter[identity.NodeID]
+	stats      counters
 
 	// underLoadUntil is the mono time until which initiations need a
 	// cookie (see handshake.go).
@@ -91,9 +93,17 @@ type Mesh struct {
 	peers    map[identity.NodeID]*Peer
 	sessions map[uint32]*session   // by our receiver index
 	pending  map[uint32]*handshake // by our receiver index
-	routes   map[identity.NodeID]route
-	maxPeers int
-	watchers map[*watcher]struct{}
+	// confirming are the XX dials that sent their final message and
+	// wait for the responder to confirm the session (several may wait
+	// for one peer); the timer loop drives them.
+	confirming map[*dial]struct{}
+	routes     map[identity.NodeID]route
+	// reverseRoutes counts the reverse routes in routes, reverseVia
+	// those through each neighbour (see maxReverseRoutes).
+	reverseRoutes int
+	reverseVia    map[identity.NodeID]int
+	maxPeers      int
+	watchers      map[*watcher]struct{}
 
 	ctx     context.Context // ends on Close
 	cancel  context.CancelFunc
@@ -126,11 +136,14 @@ func New(cfg Config) (*Mesh, error) {
 		dgram:       make(chan *inPacket, orDefault(cfg.DatagramQueue, 1024)),
 		engines:     make(map[wire.Proto]MessageHandler),
 		peerChanges: make(chan peerChange, peerChangeQueue),
-		limit:       newRateLimiter(orDefault(cfg.HandshakeRate, 20)),
+		limit:       newRateLimiter[netip.Addr](orDefault(cfg.HandshakeRate, 20)),
+		relayLimit:  newRateLimiter[identity.NodeID](orDefault(cfg.HandshakeRate, 20)),
 		peers:       make(map[identity.NodeID]*Peer),
 		sessions:    make(map[uint32]*session),
 		pending:     make(map[uint32]*handshake),
+		confirming:  make(map[*dial]struct{}),
 		routes:      make(map[identity.NodeID]route),
+		reverseVia:  make(map[identity.NodeID]int),
 		maxPeers:    orDefault(cfg.MaxPeers, 4096),
 		pings:       make(map[uint64]chan time.Duration),
 		watchers:    make(map[*watcher]struct{}),
@@ -319,6 +332,7 @@ func (m *Mesh) Stats() Stats {
 		HandshakesProcessed: m.stats.handshakesProcessed.Load(),
 		CookiesSent:         m.stats.cookiesSent.Load(),
 		Relayed:             m.stats.relayed.Load(),
+		RoutesRefused:       m.stats.routesRefused.Load(),
 		PeerEventsDropped:   m.stats.peerEventsDropped.Load(),
 	}
 	if len(m.socks) > 0 {

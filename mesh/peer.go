@@ -29,6 +29,7 @@ type Peer struct {
 	dial     *dial    // handshake in progress that we started, if any
 	lastInit uint64   // newest initiation timestamp accepted from this peer
 	up       bool
+	created  int64 // mono ns; without a session, the peer is forgotten ForgetAfter after this or lastRecv, whichever is later
 
 	cur   atomic.Pointer[session]  // mirrors current for lock-free sends
 	ep    atomic.Pointer[endpoint] // where packets to the peer go
@@ -240,8 +241,10 @@ type session struct {
 	replay noise.ReplayWindow // has its own lock
 
 	// final is the XX initiator's third handshake message, resent until
-	// the responder confirms the session.
+	// the responder confirms the session; dial is the dial that the
+	// confirmation completes.
 	final []byte
+	dial  *dial
 }
 
 // maxRetired is how many replaced sessions a peer keeps for receiving.

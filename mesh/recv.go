@@ -99,6 +99,9 @@ func (r *reader) receiveData(b []byte, src *endpoint) {
 		return
 	}
 	p.received(len(b), src, now)
+	if src.relay != nil {
+		m.learnReverseRoute(p.id, src.relay) // p sealed it: the route is real
+	}
 	if !s.confirmed.Load() {
 		m.confirm(s)
 	}
@@ -143,14 +146,18 @@ func (r *reader) dispatch(p *Peer, proto wire.Proto, body []byte) {
 		m.muxFor(p, proto).mux.HandleFrame(body)
 	default:
 		// A raw Handler first; else streams (engines', listeners', or
-		// refused by the Mux when nobody listens).
+		// ones this node opened); else a stream nobody takes is refused
+		// without building a Mux for it.
 		if h := m.handlers[proto].Load(); h != nil {
 			(*h)(p, body)
 			return
 		}
-		if m.engines[proto] != nil || streamProto(proto) {
-			m.muxFor(p, proto).mux.HandleFrame(body)
+		if pm := m.streamMux(p, proto); pm != nil {
+			pm.mux.HandleFrame(body)
 			return
+		}
+		if streamProto(proto) {
+			m.refuseStream(p, proto, body)
 		}
 		m.stats.drop(DropNoHandler)
 	}
@@ -176,7 +183,8 @@ func (r *reader) receiveRouted(from *Peer, body []byte) {
 			m.stats.drop(DropBadRoute) // no relaying through relayed sessions
 			return
 		}
-		m.learnReverseRoute(rh.Src, from)
+		// No reverse route yet: rh.Src is unproven until a session
+		// with it opens the inner packet (receiveData learns it then).
 		src := endpoint{relay: from, node: rh.Src}
 		r.receive(inner, &src)
 		return
@@ -204,8 +212,8 @@ func (r *reader) receiveRouted(from *Peer, body []byte) {
 }
 
 // confirm marks s as proven by the peer: the responder's pending session
-// becomes current (unless it lost a crossing, see keepsOwnLocked), and a
-// dial waiting for confirmation completes.
+// becomes current (unless it lost a crossing, see keepsOwnLocked), and the
+// XX dial waiting for s's confirmation completes.
 func (m *Mesh) confirm(s *session) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -219,7 +227,10 @@ func (m *Mesh) confirm(s *session) {
 		p.retireLocked(s) // the peer seals on it until it has taken ours
 		return
 	}
-	if p.current != s && (p.next == s || p.dial != nil && p.dial.session == s) {
+	if p.current != s && (p.next == s || s.dial != nil && !s.dial.closed) {
 		m.establishLocked(p, s)
+	}
+	if s.dial != nil {
+		m.finishDialLocked(s.dial, p, nil) // if it was not p.dial
 	}
 }

@@ -43,6 +43,22 @@ func (k routeKind) String() string {
 // exchanges, short enough that a vanished path is forgotten.
 const reverseRouteLifetime = 2 * time.Minute
 
+// Reverse routes are bounded, because a relay cannot check the source of
+// the packets it forwards: any neighbour can name made-up sources. A
+// destination learns them only from packets it authenticated (see
+// receiveData), but a relay learns them from whatever it forwards. A
+// reverse route that would exceed either bound is not learned (counted
+// in Stats.RoutesRefused); the packet is still delivered or forwarded.
+const (
+	// maxReverseRoutesPerPeer bounds the reverse routes through one
+	// neighbour: a neighbour that lies fills its own share only.
+	maxReverseRoutesPerPeer = 1024
+	// maxReverseRoutes bounds all reverse routes, so the route table and
+	// the timer loop's walk over it stay small (16384 routes are about
+	// 1.5 MiB).
+	maxReverseRoutes = 16384
+)
+
 // route is one way to reach a node.
 type route struct {
 	via     identity.NodeID
@@ -78,7 +94,7 @@ func (m *Mesh) fasterLocked(a, b identity.NodeID) bool {
 // Static routes are preferred over learned ones and never expire.
 func (m *Mesh) AddRoute(dst, via identity.NodeID) {
 	m.mu.Lock()
-	m.routes[dst] = route{via: via, hops: 1, kind: routeStatic}
+	m.setRouteLocked(dst, route{via: via, hops: 1, kind: routeStatic})
 	m.mu.Unlock()
 }
 
@@ -90,13 +106,58 @@ func (m *Mesh) learnRoute(dst identity.NodeID, r route) {
 	now := m.now()
 	m.mu.Lock()
 	if old, ok := m.routes[dst]; !ok || r.better(old, now) || r.tie(old) && m.fasterLocked(r.via, old.via) {
-		m.routes[dst] = r
+		if r.kind != routeReverse || m.reverseRoomLocked(old, ok, r.via) {
+			m.setRouteLocked(dst, r)
+		} else {
+			m.stats.routesRefused.Add(1)
+		}
 	}
 	m.mu.Unlock()
 }
 
+// reverseRoomLocked reports whether a reverse route through via may
+// replace old (ok: there is one) within maxReverseRoutesPerPeer and
+// maxReverseRoutes. Refreshing a reverse route through via always may.
+func (m *Mesh) reverseRoomLocked(old route, ok bool, via identity.NodeID) bool {
+	wasReverse := ok && old.kind == routeReverse
+	if wasReverse && old.via == via {
+		return true
+	}
+	return m.reverseVia[via] < maxReverseRoutesPerPeer && (wasReverse || m.reverseRoutes < maxReverseRoutes)
+}
+
+// setRouteLocked makes r the route to dst, keeping count of reverse
+// routes.
+func (m *Mesh) setRouteLocked(dst identity.NodeID, r route) {
+	m.deleteRouteLocked(dst)
+	if r.kind == routeReverse {
+		m.reverseRoutes++
+		m.reverseVia[r.via]++
+	}
+	m.routes[dst] = r
+}
+
+// deleteRouteLocked forgets the route to dst, keeping count of reverse
+// routes.
+func (m *Mesh) deleteRouteLocked(dst identity.NodeID) {
+	old, ok := m.routes[dst]
+	if !ok {
+		return
+	}
+	delete(m.routes, dst)
+	if old.kind != routeReverse {
+		return
+	}
+	m.reverseRoutes--
+	if m.reverseVia[old.via]--; m.reverseVia[old.via] == 0 {
+		delete(m.reverseVia, old.via)
+	}
+}
+
 // learnReverseRoute notes that src's traffic reached us through
-// neighbour from.
+// neighbour from. src is authenticated only when this node opened the
+// packet; a relay takes the routed header's word for it, which the
+// bounds on reverse routes contain.
 func (m *Mesh) learnReverseRoute(src identity.NodeID, from *Peer) {
 	if src == from.id {
 		return
@@ -208,7 +269,7 @@ func (m *Mesh) upRelayLocked() *Peer {
 func (m *Mesh) expireRoutesLocked(now int64) {
 	for dst, r := range m.routes {
 		if r.expires != 0 && r.expires < now {
-			delete(m.routes, dst)
+			m.deleteRouteLocked(dst)
 		}
 	}
 }

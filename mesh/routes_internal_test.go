@@ -1,10 +1,13 @@
 package mesh
 
 import (
+	"context"
+	"crypto/rand"
 	"testing"
 	"time"
 
 	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh/wire"
 )
 
 // Route choice: fewer hops wins; equal hops go to the neighbour with the
@@ -58,5 +61,85 @@ func TestRouteSelection(t *testing.T) {
 	m.mu.Unlock()
 	if kept || !static {
 		t.Fatalf("after expiry: expired route kept=%v, static route kept=%v", kept, static)
+	}
+}
+
+// sendForged makes a send n routed frames to b's peer pb with hop count 1
+// (so the source is not checked against the sender), made-up sources and
+// a 1-byte inner packet, and returns the sources.
+func sendForged(t *testing.T, a *Mesh, pb *Peer, dst identity.NodeID, n int) map[identity.NodeID]bool {
+	t.Helper()
+	srcs := make(map[identity.NodeID]bool, n)
+	body := make([]byte, wire.RouteHeaderSize+1)
+	for i := 0; i < n; i++ {
+		var src identity.NodeID
+		rand.Read(src[:])
+		srcs[src] = true
+		wire.PutRouteHeader(body, wire.RouteHeader{Hops: 1, Src: src, Dst: dst})
+		body[wire.RouteHeaderSize] = 0xFF
+		for a.SendFrame(pb, wire.ProtoRoute, body) != nil {
+			time.Sleep(time.Millisecond)
+		}
+		if i%256 == 255 {
+			time.Sleep(2 * time.Millisecond) // let the receiver keep up
+		}
+	}
+	return srcs
+}
+
+// Guards the route table against forged sources: a routed packet for this
+// node teaches it a reverse route only once the source's session has
+// opened the inner packet (a peer's made-up sources once added one route
+// each, without bound).
+func TestForgedSourcesLearnNoRoute(t *testing.T) {
+	a, b, pb := pair(t)
+	const n = 1500
+	before := drops(b, DropUnknownType)
+	srcs := sendForged(t, a, pb, b.ID(), n)
+	deadline := time.Now().Add(5 * time.Second)
+	for drops(b, DropUnknownType)-before < n && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond) // the inner packets are junk
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	learned := 0
+	for dst := range b.routes {
+		if srcs[dst] {
+			learned++
+		}
+	}
+	if learned > 0 || b.reverseRoutes > 0 {
+		t.Fatalf("%d routes (%d reverse) learned from %d packets with forged sources", learned, b.reverseRoutes, n)
+	}
+}
+
+// Guards the bound on what a relay learns: it cannot check the source of
+// what it forwards, so one neighbour gets at most maxReverseRoutesPerPeer
+// reverse routes, and the rest are refused and counted while the packets
+// are still forwarded.
+func TestRelayReverseRoutesBounded(t *testing.T) {
+	a, b, pb := pair(t)
+	c := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := b.Connect(ctx, c.Addr(), Pin{Key: c.id.PublicKey()}); err != nil {
+		t.Fatal(err)
+	}
+	const n = maxReverseRoutesPerPeer + 200
+	sendForged(t, a, pb, c.ID(), n)
+	deadline := time.Now().Add(5 * time.Second)
+	for b.stats.relayed.Load()+b.stats.routesRefused.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	b.mu.RLock()
+	via, total := b.reverseVia[a.ID()], b.reverseRoutes
+	b.mu.RUnlock()
+	st := b.Stats()
+	t.Logf("b: %d reverse routes via a, %d in all, %d refused, %d relayed", via, total, st.RoutesRefused, st.Relayed)
+	if via > maxReverseRoutesPerPeer || total > maxReverseRoutesPerPeer {
+		t.Fatalf("%d reverse routes via one neighbour (%d in all), want at most %d", via, total, maxReverseRoutesPerPeer)
+	}
+	if st.RoutesRefused == 0 || st.Relayed < n/2 {
+		t.Fatalf("refused %d routes, relayed %d of %d packets", st.RoutesRefused, st.Relayed, n)
 	}
 }

@@ -77,6 +77,10 @@ type Stats struct {
 	CookiesSent uint64
 	// Relayed counts packets this node forwarded for others.
 	Relayed uint64
+	// RoutesRefused counts reverse routes a relay did not learn because
+	// it held 16384 of them, or 1024 through the neighbour the packet came
+	// from (see docs/SECURITY.md); the packets were still forwarded.
+	RoutesRefused uint64
 	// PeerEventsDropped counts peer events lost because a WatchPeers
 	// reader was more than 64 events behind.
 	PeerEventsDropped uint64
@@ -123,6 +127,7 @@ type counters struct {
 	handshakesProcessed atomic.Uint64
 	cookiesSent         atomic.Uint64
 	relayed             atomic.Uint64
+	routesRefused       atomic.Uint64
 	peerEventsDropped   atomic.Uint64
 }
 

@@ -20,8 +20,11 @@ import (
 //     protocol id, on which every node opens one reliable stream per peer
 //     and sends its engine messages, which may exceed a datagram.
 //
-// A Mux runs a timer goroutine. Streams a peer opens are handed over on
-// the socket reader's goroutine as their first frame arrives (see
+// A Mux runs a timer goroutine, so a peer's frames make one only on a
+// protocol with a listener or an engine, or one this node opened streams
+// on (see streamMux); a stream opened on any other protocol is refused
+// without one (refuseStream). Streams a peer opens are handed over on the
+// socket reader's goroutine as their first frame arrives (see
 // streamLink.AcceptStream): to a listener's queue or handler, or, for an
 // engine, to a reader goroutine of its own.
 
@@ -227,6 +230,34 @@ func (m *Mesh) sendMessage(p *Peer, proto wire.Proto, msg []byte) error {
 	out := pm.out
 	m.mu.Unlock()
 	return out.Send(m.ctx, msg)
+}
+
+// streamMux returns p's Mux for proto if this node has streams on proto:
+// an engine's or a listener's protocol (the Mux is made on first use), or
+// one it opened streams on. Otherwise it returns nil: a frame on any other
+// protocol must not make the node build a Mux, with its goroutine and
+// buffers, that it keeps for the session.
+func (m *Mesh) streamMux(p *Peer, proto wire.Proto) *protoMux {
+	if m.engines[proto] != nil || m.listeners[proto].Load() != nil {
+		return m.muxFor(p, proto)
+	}
+	m.mu.RLock()
+	pm := p.muxes[proto]
+	m.mu.RUnlock()
+	return pm
+}
+
+// refuseStream answers a peer's stream on a protocol nobody takes streams
+// on as a Mux would, but statelessly (stream.Refusal): a body that starts
+// with a DATA frame gets a RESET with CodeRefused for its stream, so the
+// opener's Recv fails at once. Nothing else is answered (the peer's echo
+// of the RESET included), so a refusal is one packet smaller than what
+// caused it.
+func (m *Mesh) refuseStream(p *Peer, proto wire.Proto, body []byte) {
+	var reset [16]byte
+	if n := stream.Refusal(reset[:], body); n > 0 {
+		m.sendFrame(p, proto, reset[:n], nil)
+	}
 }
 
 // muxFor returns p's Mux for proto, creating it and its accept loop.

@@ -38,9 +38,11 @@ func (m *Mesh) timerLoop() {
 func (m *Mesh) tick() {
 	now := m.now()
 	m.limit.gc(time.Now())
+	m.relayLimit.gc(time.Now())
 	var pings []*Peer
 	m.mu.Lock()
 	m.expireRoutesLocked(now)
+	m.checkPendingLocked()
 	for _, h := range m.pending {
 		switch {
 		case h.dial != nil && h.live():
@@ -51,10 +53,10 @@ func (m *Mesh) tick() {
 			delete(m.pending, h.local)
 		}
 	}
+	for d := range m.confirming {
+		m.driveDialLocked(d, now) // resends its final, or gives up
+	}
 	for _, p := range m.peers {
-		if d := p.dial; d != nil && d.hs == nil {
-			m.driveDialLocked(d, now) // an XX dial waiting for confirmation
-		}
 		for i, r := range p.retired {
 			if r != nil && now-r.created > int64(m.t.rejectAfter) {
 				delete(m.sessions, r.local) // it decrypts nothing any more
@@ -67,7 +69,7 @@ func (m *Mesh) tick() {
 		}
 		s := p.current
 		if s == nil {
-			if p.next == nil && p.dial == nil && now-p.lastRecv.Load() > int64(m.t.forget) {
+			if p.next == nil && p.dial == nil && now-max(p.lastRecv.Load(), p.created) > int64(m.t.forget) {
 				p.closeStreamsLocked()
 				delete(m.peers, p.id)
 			}
@@ -136,13 +138,14 @@ func (m *Mesh) driveDialLocked(d *dial, now int64) {
 }
 
 // redialLocked starts an IK handshake with a peer we know, to its current
-// endpoint.
+// endpoint; the dial becomes p.dial (see newDialLocked) unless it failed
+// at once.
 func (m *Mesh) redialLocked(p *Peer) {
 	ep := p.ep.Load()
 	if ep == nil || p.dial != nil {
 		return
 	}
-	p.dial = m.newDialLocked(ep, Pin{Key: p.key, ID: p.id})
+	m.newDialLocked(ep, Pin{Key: p.key, ID: p.id})
 }
 
 // downLocked drops the peer's sessions and reports it down.

@@ -288,3 +288,16 @@ func putPing(b []byte, t frameType, token uint64) int {
 	binary.LittleEndian.PutUint64(b[1:], token)
 	return pingFrameSize
 }
+
+// Refusal writes into b (at least 10 bytes) the RESET with CodeRefused
+// that answers frames a peer sent to a protocol that has no Mux, and
+// returns its size, or 0 when the frames do not start with a DATA frame
+// (nothing to refuse). It keeps no state, so a node can refuse streams
+// on a protocol it serves nothing on without building a Mux for it.
+func Refusal(b, frames []byte) int {
+	if len(frames) < 6 || frameType(frames[0]) != frameData || len(b) < resetFrameSize {
+		return 0
+	}
+	key := binary.LittleEndian.Uint32(frames[2:]) // as the receiver reads it
+	return putReset(b, 0, key^1, CodeRefused)
+}

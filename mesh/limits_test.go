@@ -1,0 +1,188 @@
+package mesh
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netmesh/netmesh/mesh/wire"
+)
+
+// Guards XX dials that race to one node: two concurrent Connect calls
+// with the zero Pin to a new node both complete with the same peer, and no
+// dial is left waiting (the second dial's session was once confirmed but
+// never installed, so its Connect hung until its context ended).
+func TestConcurrentXXConnects(t *testing.T) {
+	for round := range 5 {
+		a, b := startNode(t), startNode(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		var wg sync.WaitGroup
+		peers, errs := make([]*Peer, 2), make([]error, 2)
+		for i := range 2 {
+			wg.Go(func() { peers[i], errs[i] = a.Connect(ctx, b.Addr(), Pin{}) })
+		}
+		wg.Wait()
+		cancel()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: connect %d: %v", round, i, err)
+			}
+		}
+		if peers[0] != peers[1] {
+			t.Fatalf("round %d: the connects returned different peers", round)
+		}
+		// Both directions work on whichever sessions the sides kept.
+		dctx, dcancel := context.WithTimeout(context.Background(), 3*time.Second)
+		if err := a.SendDatagram(dctx, peers[0], []byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, MaxDatagramSize)
+		_, from, err := b.ReadDatagram(dctx, buf)
+		if err != nil {
+			t.Fatalf("round %d: a to b: %v", round, err)
+		}
+		if err := b.SendDatagram(dctx, from, []byte("pong")); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := a.ReadDatagram(dctx, buf); err != nil {
+			t.Fatalf("round %d: b to a: %v", round, err)
+		}
+		dcancel()
+		a.mu.RLock()
+		n := len(a.confirming)
+		a.mu.RUnlock()
+		if n != 0 {
+			t.Fatalf("round %d: %d dials still wait for confirmation", round, n)
+		}
+	}
+}
+
+// Guards against muxes on demand: a frame on a subprotocol that nobody
+// takes streams on is dropped and counted without building a stream.Mux
+// (a goroutine and its buffers, kept for the session: one empty frame per
+// protocol once cost ~192 goroutines and ~8 MiB per peer).
+func TestNoMuxForUnheardProtocols(t *testing.T) {
+	a, b, pb := pair(t)
+	before := drops(b, DropNoHandler)
+	for proto := wire.ProtoUserMin; ; proto++ {
+		for a.SendFrame(pb, proto, nil) != nil {
+			time.Sleep(time.Millisecond)
+		}
+		if proto == 255 {
+			break
+		}
+	}
+	n := uint64(256 - int(wire.ProtoUserMin))
+	deadline := time.Now().Add(3 * time.Second)
+	for drops(b, DropNoHandler)-before < n && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	pa := b.Peer(a.ID())
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for proto := range pa.muxes {
+		if proto >= wire.ProtoUserMin {
+			t.Fatalf("b built a Mux for subprotocol %d, which nobody listens on (%d muxes in all)", proto, len(pa.muxes))
+		}
+	}
+}
+
+// Guards MaxPeers against strangers: IK initiations that are never
+// completed (one packet each, from any address) make peers that never come
+// up, and these must give way to a node that completes its handshake
+// rather than lock it out, while peers that came up stay.
+func TestUnconfirmedPeersGiveWay(t *testing.T) {
+	const max = 8
+	b := startNode(t, func(c *Config) { c.MaxPeers = max })
+	c := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := c.Connect(ctx, b.Addr(), Pin{Key: b.id.PublicKey()}); err != nil {
+		t.Fatal(err)
+	}
+	raw := rawSocket(t)
+	dst := net.UDPAddrFromAddrPort(b.Addr())
+	for i := range 2 * max {
+		raw.WriteToUDP(ikInitiation(t, b.id.PublicKey(), uint32(100+i)), dst)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for b.stats.handshakesProcessed.Load() < 2*max+1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	a := startNode(t)
+	if _, err := a.Connect(ctx, b.Addr(), Pin{Key: b.id.PublicKey()}); err != nil {
+		t.Fatalf("a genuine node cannot connect after %d unanswered initiations (peer_limit drops %d): %v", 2*max, drops(b, DropPeerLimit), err)
+	}
+	if n := len(b.Peers()); n > max {
+		t.Fatalf("b keeps %d peers, MaxPeers is %d", n, max)
+	}
+	if p := b.Peer(c.ID()); p == nil || !p.IsUp() {
+		t.Fatal("a confirmed peer was forgotten to make room")
+	}
+}
+
+// Guards the XX pending table: XX initiations that are never completed
+// (no identity, spoofable source) must not keep it full. From half full
+// the node demands cookies, and a full table gives up its oldest entry,
+// so a genuine XX handshake still completes.
+func TestXXPendingTableFull(t *testing.T) {
+	b := startNode(t, func(c *Config) { c.HandshakeGiveUp = 10 * time.Second })
+	// The state a slow stream of spoofed initiations leaves behind.
+	b.mu.Lock()
+	for range maxResponderPending {
+		i := b.newIndexLocked()
+		b.pending[i] = &handshake{local: i, remote: i, created: b.now()}
+	}
+	b.mu.Unlock()
+	deadline := time.Now().Add(3 * time.Second)
+	for !b.underLoad() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if !b.underLoad() {
+		t.Fatal("a full pending table does not put the node under load")
+	}
+	a := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := a.Connect(ctx, b.Addr(), Pin{}); err != nil {
+		t.Fatalf("genuine XX handshake refused (queue_full drops %d): %v", drops(b, DropQueueFull), err)
+	}
+	b.mu.RLock()
+	n := len(b.pending)
+	b.mu.RUnlock()
+	if n > maxResponderPending {
+		t.Fatalf("pending table holds %d entries, bound %d", n, maxResponderPending)
+	}
+	if b.stats.cookiesSent.Load() == 0 {
+		t.Fatal("no cookie was demanded")
+	}
+}
+
+// Guards relayed initiations: under load, one peer may relay at most
+// HandshakeRate initiations a second; beyond that they are dropped
+// before any Diffie-Hellman work (they once skipped every check).
+func TestRelayedInitiationsRateLimited(t *testing.T) {
+	a, b, pb := pair(t)
+	b.underLoadUntil.Store(b.now() + int64(time.Hour))
+	const n = 100
+	before := b.stats.handshakesProcessed.Load()
+	for i := range n {
+		pkt := ikInitiation(t, b.id.PublicKey(), uint32(1000+i))
+		body := make([]byte, wire.RouteHeaderSize+len(pkt))
+		wire.PutRouteHeader(body, wire.RouteHeader{Src: a.ID(), Dst: b.ID()})
+		copy(body[wire.RouteHeaderSize:], pkt)
+		for a.SendFrame(pb, wire.ProtoRoute, body) != nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.stats.handshakesProcessed.Load()-before+drops(b, DropRateLimited) < n && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	limited := drops(b, DropRateLimited)
+	if limited < n/2 {
+		t.Fatalf("%d of %d relayed initiations rate limited (%d processed)", limited, n, b.stats.handshakesProcessed.Load()-before)
+	}
+}
