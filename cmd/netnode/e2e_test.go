@@ -429,6 +429,7 @@ key = %q
 		`netmesh_drops_total{reason="replay"}`,
 		"netmesh_handshakes_completed_total",
 		"netmesh_relayed_packets_total",
+		"netmesh_reverse_routes_refused_total 0",
 		"netmesh_peers_up 2",
 	} {
 		if !strings.Contains(body, want) {

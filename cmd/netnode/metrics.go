@@ -46,7 +46,7 @@ type statsCollector struct {
 	peerTxBytes, peerRxBytes, peerTxPkts, peerRxPkts *prometheus.Desc
 	peerHandshakes                                   *prometheus.Desc
 	drops, backpressure, hsInit, hsDone, hsWork      *prometheus.Desc
-	cookies, relayed                                 *prometheus.Desc
+	cookies, relayed, routesRefused                  *prometheus.Desc
 }
 
 func newStatsCollector(m *mesh.Mesh) *statsCollector {
@@ -71,6 +71,7 @@ func newStatsCollector(m *mesh.Mesh) *statsCollector {
 		hsWork:         newDesc("handshakes_processed_total", "Handshake messages the node did Diffie-Hellman work for."),
 		cookies:        newDesc("cookies_sent_total", "Cookie replies sent while under handshake load."),
 		relayed:        newDesc("relayed_packets_total", "Packets this node forwarded for other nodes."),
+		routesRefused:  newDesc("reverse_routes_refused_total", "Reverse routes this relay did not learn because its tables were full (the packets were still forwarded)."),
 	}
 }
 
@@ -80,7 +81,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.info, c.peersUp, c.peersKnown,
 		c.peerUp, c.peerRelayed, c.peerRTT, c.peerLastSeen,
 		c.peerTxBytes, c.peerRxBytes, c.peerTxPkts, c.peerRxPkts, c.peerHandshakes,
-		c.drops, c.backpressure, c.hsInit, c.hsDone, c.hsWork, c.cookies, c.relayed,
+		c.drops, c.backpressure, c.hsInit, c.hsDone, c.hsWork, c.cookies, c.relayed, c.routesRefused,
 	} {
 		ch <- d
 	}
@@ -128,6 +129,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.hsWork, st.HandshakesProcessed)
 	counter(c.cookies, st.CookiesSent)
 	counter(c.relayed, st.Relayed)
+	counter(c.routesRefused, st.RoutesRefused)
 }
 
 // b2f is 1 for true and 0 for false.
