@@ -252,6 +252,16 @@ func (p *pair) close() {
 	})
 }
 
+// probeMuxConfig is testMuxConfig for the path MTU tests, with a 50 ms
+// RTO floor: a probe waits 3 RTOs for its PONG, and a machine busy with
+// other -race tests can stall a PONG for 30 ms, so a probe that fit
+// looked lost and the search settled below the path MTU.
+func probeMuxConfig() MuxConfig {
+	c := testMuxConfig()
+	c.MinRTO, c.InitialRTT = 50*time.Millisecond, 20*time.Millisecond
+	return c
+}
+
 // testMuxConfig shrinks the timers for fast tests.
 func testMuxConfig() MuxConfig {
 	return MuxConfig{

@@ -678,13 +678,13 @@ func TestLengthPrefixNoAmplification(t *testing.T) {
 func TestPathMTUProbe(t *testing.T) {
 	for _, path := range []int{1400, 8000} {
 		t.Run(strconv.Itoa(path), func(t *testing.T) {
-			p := newProbePair(t, faults{loss: 0.01}, 47, testMuxConfig(), dataHeaderSize+jumboChunkSize)
+			p := newProbePair(t, faults{loss: 0.01}, 47, probeMuxConfig(), dataHeaderSize+jumboChunkSize)
 			p.ab.pathMTU.Store(int64(path))
 			p.ba.pathMTU.Store(int64(path))
 			// Probes ride on demand: transfer until the search is done (a
-			// few rounds under -race).
+			// few rounds under -race), or for 30 s at most.
 			var st MuxStats
-			for i := 0; i < 30; i++ {
+			for i, end := 0, time.Now().Add(30*time.Second); i < 30 || time.Now().Before(end); i++ {
 				transfer(t, p, [][]byte{message(uint64(i), 1<<20), message(2, 10)}, 20*time.Second)
 				if st = p.a.Stats(); st.PathMTU > path-pmtuResolution {
 					break
@@ -709,8 +709,10 @@ func TestPathMTUBlackHole(t *testing.T) {
 				name = fmt.Sprintf("%d/ResetPathMTU", top)
 			}
 			t.Run(name, func(t *testing.T) {
-				p := newProbePair(t, faults{}, 53, testMuxConfig(), top)
-				transfer(t, p, [][]byte{message(1, 1<<20)}, 10*time.Second)
+				p := newProbePair(t, faults{}, 53, probeMuxConfig(), top)
+				for end := time.Now().Add(30 * time.Second); p.a.Stats().PathMTU != top && time.Now().Before(end); {
+					transfer(t, p, [][]byte{message(1, 1<<20)}, 10*time.Second)
+				}
 				if mtu := p.a.Stats().PathMTU; mtu != top {
 					t.Fatalf("path MTU %d before the drop, want %d", mtu, top)
 				}
