@@ -118,14 +118,21 @@ func FuzzScalarMult(f *testing.F) {
 			}
 			return
 		}
-		got, err := scalarMult(scalar, u)
-		priv, _ := ecdh.X25519().NewPrivateKey(scalar)
-		pub, _ := ecdh.X25519().NewPublicKey(u)
-		want, wantErr := priv.ECDH(pub)
-		if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
-			t.Fatalf("X25519(%x, %x) = %x, %v; crypto/ecdh: %x, %v", scalar, u, got, err, want, wantErr)
-		}
+		matchECDH(t, scalar, u)
 	})
+}
+
+// matchECDH fails t unless scalarMult(scalar, u) gives crypto/ecdh's
+// answer: the same secret, or an error where ecdh has one.
+func matchECDH(t testing.TB, scalar, u []byte) {
+	t.Helper()
+	got, err := scalarMult(scalar, u)
+	priv, _ := ecdh.X25519().NewPrivateKey(scalar)
+	pub, _ := ecdh.X25519().NewPublicKey(u)
+	want, wantErr := priv.ECDH(pub)
+	if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
+		t.Fatalf("X25519(%x, %x) = %x, %v; crypto/ecdh: %x, %v", scalar, u, got, err, want, wantErr)
+	}
 }
 
 func unhex(t testing.TB, s string) []byte {
@@ -178,22 +185,12 @@ func TestScalarMultVectors(t *testing.T) {
 // input: random scalars with random u-coordinates (top bit set or not,
 // values at or above 2^255-19 included) and the low-order points.
 func TestScalarMultMatchesECDH(t *testing.T) {
-	check := func(scalar, u []byte) {
-		t.Helper()
-		got, err := scalarMult(scalar, u)
-		priv, _ := ecdh.X25519().NewPrivateKey(scalar)
-		pub, _ := ecdh.X25519().NewPublicKey(u)
-		want, wantErr := priv.ECDH(pub)
-		if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
-			t.Fatalf("X25519(%x, %x) = %x, %v; crypto/ecdh: %x, %v", scalar, u, got, err, want, wantErr)
-		}
-	}
 	var x x25519
 	for range 500 {
 		scalar, u := make([]byte, 32), make([]byte, 32)
 		rand.Read(scalar)
 		rand.Read(u)
-		check(scalar, u)
+		matchECDH(t, scalar, u)
 		kp, err := x.GenerateKeypair(rand.Reader)
 		if err != nil {
 			t.Fatal(err)
@@ -215,7 +212,7 @@ func TestScalarMultMatchesECDH(t *testing.T) {
 		"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // p + 1
 		"ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", // 2^256 - 1
 	} {
-		check(scalar, unhex(t, u))
+		matchECDH(t, scalar, unhex(t, u))
 	}
 	if _, err := scalarMult(scalar[:31], scalar); err == nil {
 		t.Fatal("accepted a 31-byte scalar")
