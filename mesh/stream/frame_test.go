@@ -175,3 +175,31 @@ func TestHandleFrameGarbage(t *testing.T) {
 		t.Fatalf("no malformed frames counted: %+v", st)
 	}
 }
+
+// Refusal answers the DATA frame that opens a stream with the RESET a Mux
+// would send: the opener's stream id, CodeRefused. Anything else, or a
+// buffer too small, gets no answer.
+func TestRefusal(t *testing.T) {
+	var b [16]byte
+	open := appendFrame(nil, &frame{Type: frameData, Stream: 7, Data: []byte("hello")}) // the opener's key 6, written 6^1
+	n := Refusal(b[:], open)
+	var f frame
+	if _, err := decodeFrame(b[:n], &f); err != nil {
+		t.Fatalf("Refusal wrote %x: %v", b[:n], err)
+	}
+	if f.Type != frameReset || f.Stream != 6 || f.Code != CodeRefused {
+		t.Fatalf("Refusal = %+v, want a RESET of the opener's stream 6 with CodeRefused", f)
+	}
+	for _, frames := range [][]byte{
+		nil,
+		open[:5],
+		appendFrame(nil, &frame{Type: frameReset, Stream: 7, Code: 1}),
+	} {
+		if n := Refusal(b[:], frames); n != 0 {
+			t.Errorf("Refusal(%x) = %x, want nothing", frames, b[:n])
+		}
+	}
+	if n := Refusal(b[:9], open); n != 0 {
+		t.Errorf("Refusal into 9 bytes wrote %d", n)
+	}
+}
