@@ -298,9 +298,8 @@ func (s *Server) serve(st *mesh.Stream, caller identity.NodeID) {
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	defer cancel(nil)
 	ct := startCallTimer(st, s.opts.RequestTimeout)
-	defer ct.t.Stop()
 	msg, err := st.Recv(ctx)
-	ct.t.Stop()
+	ct.t.Stop() // end rearms it for the final frame
 	if err != nil {
 		var re *stream.ResetError
 		if errors.As(err, &re) && !re.Remote && re.Code == resetAbandoned {
