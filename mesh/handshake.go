@@ -626,21 +626,28 @@ func (m *Mesh) handleFinal(h wire.Handshake, j hsJob) {
 
 // admitLocked reports whether a handshake from id may complete: a known
 // peer always may; a new one while the node has fewer than MaxPeers, or
-// when it can make room by forgetting a peer that never came up. An IK
-// initiation makes a peer before anything proves it (one packet, from any
-// address), so such peers must never crowd out confirmed ones.
+// when it can make room by forgetting the oldest peer that never came up.
+// An IK initiation makes a peer before anything proves it (one packet,
+// from any address), so such peers must never crowd out confirmed ones;
+// and the oldest goes first, so that a flood of them replaces its own
+// entries and leaves a genuine initiator the longest time to confirm.
 func (m *Mesh) admitLocked(id identity.NodeID) bool {
 	if m.peers[id] != nil || len(m.peers) < m.maxPeers {
 		return true
 	}
+	var oldest *Peer
 	for _, p := range m.peers {
-		if p.handshakes.Load() == 0 && p.current == nil && p.dial == nil {
-			p.dropSessionsLocked() // its pending session, if any
-			delete(m.peers, p.id)
-			return true
+		if p.handshakes.Load() == 0 && p.current == nil && p.dial == nil &&
+			(oldest == nil || p.created < oldest.created) {
+			oldest = p
 		}
 	}
-	return false
+	if oldest == nil {
+		return false
+	}
+	oldest.dropSessionsLocked() // its pending session, if any
+	delete(m.peers, oldest.id)
+	return true
 }
 
 // peerLocked returns the peer with id, creating it.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh/wire"
 )
 
@@ -120,6 +121,46 @@ func TestUnconfirmedPeersGiveWay(t *testing.T) {
 	}
 	if p := b.Peer(c.ID()); p == nil || !p.IsUp() {
 		t.Fatal("a confirmed peer was forgotten to make room")
+	}
+}
+
+// Guards the order in which unconfirmed peers give way at MaxPeers: the
+// oldest goes first, so a stream of strangers replaces its own entries
+// and the newest initiator, the one most likely to be completing its
+// handshake, stays longest.
+func TestUnconfirmedPeersOldestGivesWay(t *testing.T) {
+	const max = 4
+	b := startNode(t, func(c *Config) { c.MaxPeers = max })
+	raw := rawSocket(t)
+	dst := net.UDPAddrFromAddrPort(b.Addr())
+	known := map[identity.NodeID]bool{}
+	var order []identity.NodeID
+	initiate := func(i int) {
+		t.Helper()
+		raw.WriteToUDP(ikInitiation(t, b.id.PublicKey(), uint32(100+i)), dst)
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			for _, p := range b.Peers() {
+				if !known[p.ID()] {
+					known[p.ID()] = true
+					order = append(order, p.ID())
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("initiation %d made no peer (peer_limit drops: %d)", i, drops(b, DropPeerLimit))
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for i := range max + 4 {
+		initiate(i)
+	}
+	for i, id := range order {
+		kept := b.Peer(id) != nil
+		if want := i >= 4; kept != want {
+			t.Errorf("stranger %d of %d: kept=%v, want %v (the oldest four give way)", i, len(order), kept, want)
+		}
 	}
 }
 
