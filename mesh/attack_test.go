@@ -70,7 +70,7 @@ func ikInitiation(t testing.TB, pub ed25519.PublicKey, sender uint32) []byte {
 		t.Fatal(err)
 	}
 	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeInitIK, Sender: sender, Noise: msg})
-	setMAC1(pkt, new(mac1Key(pub)))
+	setMAC1(pkt, &macKey{key: mac1Key(pub)})
 	return pkt
 }
 
@@ -198,7 +198,7 @@ func forgedIK(t testing.TB, to ed25519.PublicKey) []byte {
 		t.Fatal(err)
 	}
 	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeInitIK, Sender: 5, Noise: msg})
-	setMAC1(pkt, new(mac1Key(to)))
+	setMAC1(pkt, &macKey{key: mac1Key(to)})
 	return pkt
 }
 

@@ -217,7 +217,7 @@ func TestChannelVisibilityMatrix(t *testing.T) {
 func TestChannelFanOutInOrder(t *testing.T) {
 	const nodes = 100 // one subscription each
 	msgs := 10000
-	if raceEnabled || testing.Short() {
+	if mesh.RaceEnabled || testing.Short() {
 		msgs = 300
 	}
 	pub := newNode(t)

@@ -33,34 +33,89 @@ const underLoadHold = time.Second
 
 // macKeys holds a node's MAC and cookie keys.
 type macKeys struct {
-	mac1Own, mac1Anon     [32]byte // verify MAC1 of messages sent to us
+	mac1Own, mac1Anon     macKey   // verify MAC1 of messages sent to us
 	cookieOwn, cookieAnon [32]byte // seal cookie replies
 
 	mu       sync.Mutex
-	secret   [32]byte
+	secret   macKey // keyed by a random secret: cookies
 	secretAt time.Time
 }
 
 func (k *macKeys) init(pub ed25519.PublicKey) {
-	k.mac1Own = mac1Key(pub)
-	k.mac1Anon = mac1Key(nil)
+	k.mac1Own = pooledMACKey(mac1Key(pub))
+	k.mac1Anon = pooledMACKey(mac1Key(nil))
 	k.cookieOwn = cookieKey(pub)
 	k.cookieAnon = cookieKey(nil)
 }
 
-// mac1Key derives the MAC1 key for messages to the holder of pub; nil pub
-// gives the anonymous key.
-func mac1Key(pub ed25519.PublicKey) (k [32]byte) {
-	blake3.DeriveKey("netmesh v1 mac1", keyMaterial(pub), k[:])
+// A blake3.Hasher is about 10 KiB (an 8 KiB input buffer), and a keyed
+// one keeps its key for life: made per MAC, hashers were most of the
+// bytes a handshake allocated, and every junk initiation of a flood cost
+// one before it was dropped. So the node's own keys, and the key
+// derivations, keep pools of hashers; only a MAC under a peer's key (one
+// per handshake message sent) or a cookie makes a fresh one.
+
+// macKey is a key for 16-byte keyed BLAKE3 MACs.
+type macKey struct {
+	key  [32]byte
+	pool *sync.Pool // hashers under key; nil makes one per MAC
+}
+
+// pooledMACKey returns a macKey for key that reuses its hashers, for
+// keys used many times.
+func pooledMACKey(key [32]byte) macKey {
+	return macKey{key: key, pool: &sync.Pool{New: func() any {
+		h, _ := blake3.NewKeyed(key[:]) // only fails for a key that is not 32 bytes
+		return h
+	}}}
+}
+
+// sum returns the MAC of data.
+func (k *macKey) sum(data []byte) (out [wire.MACSize]byte) {
+	var h *blake3.Hasher
+	if k.pool != nil {
+		h = k.pool.Get().(*blake3.Hasher)
+	} else {
+		h, _ = blake3.NewKeyed(k.key[:])
+	}
+	h.Write(data)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	if k.pool != nil {
+		h.Reset() // keeps the key
+		k.pool.Put(h)
+	}
+	copy(out[:], sum[:])
+	return out
+}
+
+// Key derivation contexts, with pools of hashers that have absorbed them.
+var (
+	mac1Context   = deriveContext("netmesh v1 mac1")
+	cookieContext = deriveContext("netmesh v1 cookie")
+)
+
+func deriveContext(context string) *sync.Pool {
+	return &sync.Pool{New: func() any { return blake3.NewDeriveKey(context) }}
+}
+
+// derive is blake3.DeriveKey with a pooled hasher.
+func derive(context *sync.Pool, material []byte) (k [32]byte) {
+	h := context.Get().(*blake3.Hasher)
+	h.Write(material)
+	h.Sum(k[:0])
+	h.Reset() // keeps the context
+	context.Put(h)
 	return k
 }
 
+// mac1Key derives the MAC1 key for messages to the holder of pub; nil pub
+// gives the anonymous key.
+func mac1Key(pub ed25519.PublicKey) [32]byte { return derive(mac1Context, keyMaterial(pub)) }
+
 // cookieKey derives the key that seals cookie replies from the holder of
 // pub; nil pub gives the anonymous key.
-func cookieKey(pub ed25519.PublicKey) (k [32]byte) {
-	blake3.DeriveKey("netmesh v1 cookie", keyMaterial(pub), k[:])
-	return k
-}
+func cookieKey(pub ed25519.PublicKey) [32]byte { return derive(cookieContext, keyMaterial(pub)) }
 
 func keyMaterial(pub ed25519.PublicKey) []byte {
 	if pub == nil {
@@ -69,34 +124,29 @@ func keyMaterial(pub ed25519.PublicKey) []byte {
 	return pub
 }
 
-// mac computes a 16-byte keyed BLAKE3 MAC of data.
-func mac(key *[32]byte, data []byte) (out [wire.MACSize]byte) {
-	h, _ := blake3.NewKeyed(key[:]) // only fails for a key that is not 32 bytes
-	h.Write(data)
-	var sum [32]byte
-	h.Sum(sum[:0])
-	copy(out[:], sum[:])
-	return out
-}
-
 // setMAC1 fills MAC1 of handshake packet pkt with key and returns it.
-func setMAC1(pkt []byte, key *[32]byte) [wire.MACSize]byte {
-	m := mac(key, wire.MAC1Input(pkt))
+func setMAC1(pkt []byte, key *macKey) [wire.MACSize]byte {
+	m := key.sum(wire.MAC1Input(pkt))
 	copy(pkt[len(pkt)-2*wire.MACSize:], m[:])
 	return m
 }
 
 // setMAC2 fills MAC2 of handshake packet pkt from a cookie.
 func setMAC2(pkt []byte, cookie *[wire.CookieSize]byte) {
-	var key [32]byte
-	copy(key[:], cookie[:])
-	m := mac(&key, wire.MAC2Input(pkt))
+	m := cookieMACKey(cookie).sum(wire.MAC2Input(pkt))
 	copy(pkt[len(pkt)-wire.MACSize:], m[:])
 }
 
+// cookieMACKey is the MAC2 key of a cookie.
+func cookieMACKey(cookie *[wire.CookieSize]byte) *macKey {
+	var k macKey
+	copy(k.key[:], cookie[:])
+	return &k
+}
+
 // validMAC1 checks MAC1 of pkt.
-func validMAC1(pkt []byte, key *[32]byte) bool {
-	m := mac(key, wire.MAC1Input(pkt))
+func validMAC1(pkt []byte, key *macKey) bool {
+	m := key.sum(wire.MAC1Input(pkt))
 	return hmac.Equal(m[:], pkt[len(pkt)-2*wire.MACSize:len(pkt)-wire.MACSize])
 }
 
@@ -104,8 +154,10 @@ func validMAC1(pkt []byte, key *[32]byte) bool {
 // secret.
 func (k *macKeys) cookieFor(src netip.AddrPort) [wire.CookieSize]byte {
 	k.mu.Lock()
-	if time.Since(k.secretAt) > cookieSecretLifetime {
-		rand.Read(k.secret[:])
+	if k.secret.pool == nil || time.Since(k.secretAt) > cookieSecretLifetime {
+		var secret [32]byte
+		rand.Read(secret[:])
+		k.secret = pooledMACKey(secret)
 		k.secretAt = time.Now()
 	}
 	secret := k.secret
@@ -114,15 +166,13 @@ func (k *macKeys) cookieFor(src netip.AddrPort) [wire.CookieSize]byte {
 	var in [18]byte
 	copy(in[:], a[:])
 	in[16], in[17] = byte(src.Port()>>8), byte(src.Port())
-	return mac(&secret, in[:])
+	return secret.sum(in[:])
 }
 
 // validMAC2 checks MAC2 of pkt against the cookie of src.
 func (k *macKeys) validMAC2(pkt []byte, src netip.AddrPort) bool {
 	c := k.cookieFor(src)
-	var key [32]byte
-	copy(key[:], c[:])
-	m := mac(&key, wire.MAC2Input(pkt))
+	m := cookieMACKey(&c).sum(wire.MAC2Input(pkt))
 	return hmac.Equal(m[:], pkt[len(pkt)-wire.MACSize:])
 }
 

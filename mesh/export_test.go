@@ -16,3 +16,7 @@ func (m *Mesh) RekeyNow(p *Peer) <-chan struct{} {
 	}
 	return p.dial.done
 }
+
+// RaceEnabled reports whether the race detector is on: allocation tests
+// skip under it, since sync.Pool drops items at random there.
+const RaceEnabled = raceEnabled

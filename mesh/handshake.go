@@ -196,8 +196,7 @@ func (m *Mesh) attemptLocked(d *dial) {
 	}
 	typ, key := wire.TypeInitXX, &m.macs.mac1Anon
 	if d.pin.Key != nil {
-		k := mac1Key(d.pin.Key)
-		typ, key = wire.TypeInitIK, &k
+		typ, key = wire.TypeInitIK, &macKey{key: mac1Key(d.pin.Key)}
 	}
 	h := &handshake{local: m.newIndexLocked(), noise: hs, dial: d, path: d.path, created: now}
 	h.pkt = wire.AppendHandshake(nil, wire.Handshake{Type: typ, Sender: h.local, Noise: msg})
@@ -431,7 +430,7 @@ func (m *Mesh) respond(h wire.Handshake, j hsJob) {
 		m.dropNoise(err)
 		return
 	}
-	macKey := &m.macs.mac1Anon
+	mac1 := &m.macs.mac1Anon
 	var peer noise.Peer
 	if pattern == noise.PatternIK {
 		// Drop a replayed initiation before doing the response's DH work.
@@ -453,7 +452,7 @@ func (m *Mesh) respond(h wire.Handshake, j hsJob) {
 			m.stats.drop(DropStaleInitiation)
 			return
 		}
-		macKey = new(mac1Key(peer.Key))
+		mac1 = &macKey{key: mac1Key(peer.Key)}
 	}
 	msg, err := hs.WriteMessage(nil)
 	if err != nil {
@@ -485,7 +484,7 @@ func (m *Mesh) respond(h wire.Handshake, j hsJob) {
 	}
 	m.mu.Unlock()
 	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
-	setMAC1(pkt, macKey)
+	setMAC1(pkt, mac1)
 	m.sendTo(j.src, pkt)
 }
 
@@ -565,7 +564,7 @@ func (m *Mesh) handleResponse(h wire.Handshake, j hsJob) {
 		m.ping(p) // confirms the responder's session and measures RTT
 		return
 	}
-	setMAC1(final, new(mac1Key(keys.Peer.Key)))
+	setMAC1(final, &macKey{key: mac1Key(keys.Peer.Key)})
 	s.final, s.dial = final, d
 	d.session = s
 	m.confirming[d] = struct{}{}

@@ -1,5 +1,5 @@
 //go:build race
 
-package mesh_test
+package mesh
 
 const raceEnabled = true

@@ -200,7 +200,7 @@ func TestPathUpgradeAndFallback(t *testing.T) {
 // Issue 4: relays forward without allocating. One datagram per run, a to b
 // through r; the count covers all three nodes (they share the process).
 func TestZeroAllocRelayedDatagram(t *testing.T) {
-	if raceEnabled {
+	if mesh.RaceEnabled {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
 	a, r, b, _, _, _, pb := relayedPair(t)

@@ -260,7 +260,7 @@ func TestSendAfterClose(t *testing.T) {
 }
 
 func TestZeroAllocDatagramPath(t *testing.T) {
-	if raceEnabled {
+	if mesh.RaceEnabled {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
 	a, b := newNode(t), newNode(t)
