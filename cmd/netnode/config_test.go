@@ -185,3 +185,45 @@ func TestValidateFeatures(t *testing.T) {
 		t.Errorf("eu/temp: %+v", c)
 	}
 }
+
+// TestSTUNFlagKeepsNATSection checks that --stun-server replaces only
+// nat.stun_servers, not the file's other nat keys.
+func TestSTUNFlagKeepsNATSection(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "n.toml")
+	err := os.WriteFile(cfg, []byte(`
+key_file = "absent.key"
+listen = "127.0.0.1:0"
+
+[nat]
+port_map = true
+punch = false
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, err := loadConfigFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rf := runFlags{stun: []string{"192.0.2.1:3478"}}
+	if err := rf.apply(&fc, func(name string) bool { return name == "stun-server" }); err != nil {
+		t.Fatal(err)
+	}
+	if fc.NAT == nil || !fc.NAT.PortMap || fc.NAT.Punch == nil || *fc.NAT.Punch || len(fc.NAT.STUNServers) != 1 {
+		t.Errorf("nat section after --stun-server: %+v", fc.NAT)
+	}
+
+	// The same through the command: a build that cannot map ports must
+	// still refuse the file's port_map (or, without nat, its punch).
+	if portmapCompiled {
+		return
+	}
+	root := newRoot()
+	root.SetArgs([]string{"run", "--config", cfg, "--stun-server", "192.0.2.1:3478"})
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	if err := root.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), "nat.p") {
+		t.Errorf("port_map with --stun-server in a build without portmap: %v", err)
+	}
+}

@@ -203,25 +203,35 @@ func (s *controlServer) serveConn(ctx context.Context, c *net.UnixConn) {
 	go func() {
 		defer close(readerDone)
 		defer cancel()
-		defer close(lines)
-		sc := bufio.NewScanner(c)
-		sc.Buffer(make([]byte, 4096), maxRequestLine)
-		for sc.Scan() {
-			var l line
-			if err := json.Unmarshal(sc.Bytes(), &l.req); err != nil {
-				l.err = errorf(codeBadRequest, "request is not JSON: %v", err)
+		eof := func() bool {
+			defer close(lines)
+			sc := bufio.NewScanner(c)
+			sc.Buffer(make([]byte, 4096), maxRequestLine)
+			for sc.Scan() {
+				var l line
+				if err := json.Unmarshal(sc.Bytes(), &l.req); err != nil {
+					l.err = errorf(codeBadRequest, "request is not JSON: %v", err)
+				}
+				select {
+				case lines <- l:
+				case <-ctx.Done():
+					return false
+				}
 			}
-			select {
-			case lines <- l:
-			case <-ctx.Done():
-				return
+			if err := sc.Err(); err != nil && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				select {
+				case lines <- line{err: errorf(codeBadRequest, "reading request: %v", err)}:
+				case <-ctx.Done():
+				}
+				return false
 			}
-		}
-		if err := sc.Err(); err != nil && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-			select {
-			case lines <- line{err: errorf(codeBadRequest, "reading request: %v", err)}:
-			case <-ctx.Done():
-			}
+			return ctx.Err() == nil
+		}()
+		if eof {
+			// The end of the requests is not a hang-up: a client that
+			// only shut down its writing side (echo ... | socat, nc -N)
+			// still reads the answers. Cancel when it closes for good.
+			waitHangUp(c)
 		}
 	}()
 
@@ -234,6 +244,30 @@ func (s *controlServer) serveConn(ctx context.Context, c *net.UnixConn) {
 			return // the client is gone
 		}
 	}
+}
+
+// waitHangUp returns when the client has closed its end of c, not only
+// shut down its writing side, or when c is closed here.
+func waitHangUp(c *net.UnixConn) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	// A read wait wakes at every event on the socket; a peer that closes
+	// leaves POLLHUP set, one that shut down writing only POLLRDHUP.
+	raw.Read(func(fd uintptr) bool {
+		for {
+			fds := []unix.PollFd{{Fd: int32(fd)}}
+			n, err := unix.Poll(fds, 0)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err != nil:
+				return true
+			}
+			return n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+		}
+	})
 }
 
 // answer runs one request and writes its response lines. It returns an
@@ -288,9 +322,30 @@ func dialControl(ctx context.Context, path string) (*controlClient, error) {
 		}
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
+	if err := checkServerUID(conn.(*net.UnixConn), path); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	sc := bufio.NewScanner(conn)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	return &controlClient{conn: conn, sc: sc}, nil
+}
+
+// checkServerUID checks that the process serving the socket at path runs
+// as this user or root, before the client sends it anything: the default
+// path in /tmp is open to any user, who could listen there first and
+// read the requests (payloads, tokens) and forge the answers. Root
+// trusts any node, so that it can inspect the nodes of every user.
+func checkServerUID(c *net.UnixConn, path string) error {
+	self := os.Getuid()
+	uid, err := peerUID(c)
+	switch {
+	case err != nil:
+		return fmt.Errorf("control socket %s: checking who serves it: %w", path, err)
+	case uid != self && uid != 0 && self != 0:
+		return fmt.Errorf("control socket %s is served by uid %d, not by this user (uid %d) or root: refusing to use it (is --control right?)", path, uid, self)
+	}
+	return nil
 }
 
 // Close closes the connection.

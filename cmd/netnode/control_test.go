@@ -162,3 +162,79 @@ func TestListenControlExisting(t *testing.T) {
 		t.Error("took over a live socket")
 	}
 }
+
+// TestControlHalfClose checks that a client that shuts down its writing
+// side after its requests, as `echo ... | socat - UNIX-CONNECT:...` does,
+// still gets every answer: only a client that closes the connection
+// cancels the request in flight.
+func TestControlHalfClose(t *testing.T) {
+	cancelled := make(chan struct{}, 1)
+	path := startControl(t, map[string]method{
+		"slow": func(ctx context.Context, _ json.RawMessage, more func(any) error) (any, error) {
+			if err := more("started"); err != nil {
+				return nil, err
+			}
+			// Long enough that the server has seen the end of the
+			// requests before it answers.
+			select {
+			case <-ctx.Done():
+				cancelled <- struct{}{}
+				return nil, ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+			return "done", nil
+		},
+	})
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(`{"id":1,"method":"slow"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.UnixConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":1,"result":"started","more":true}` + "\n" + `{"id":1,"result":"done"}` + "\n"
+	if string(out) != want {
+		t.Errorf("after a half-close the client got\n%s\nwant\n%s", out, want)
+	}
+	select {
+	case <-cancelled:
+		t.Error("the half-close cancelled the request")
+	default:
+	}
+}
+
+// TestControlHangUpWhileIdle checks that a client that closes its
+// connection cancels a streaming request that has nothing to send, after
+// the client half-closed first.
+func TestControlHangUpWhileIdle(t *testing.T) {
+	started := make(chan struct{})
+	cancelled := make(chan struct{})
+	path := startControl(t, map[string]method{
+		"forever": func(ctx context.Context, _ json.RawMessage, more func(any) error) (any, error) {
+			more("started")
+			close(started)
+			<-ctx.Done()
+			close(cancelled)
+			return nil, ctx.Err()
+		},
+	})
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte(`{"id":1,"method":"forever"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.UnixConn).CloseWrite()
+	<-started
+	c.Close()
+	<-cancelled // hangs, and the test times out, if the hang-up goes unseen
+}

@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	if path := os.Getenv(fakeControlEnv); path != "" {
+		return fakeControl(path)
+	}
 	dir, err := os.MkdirTemp("", "netnode-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -607,6 +610,98 @@ func TestControlSocket(t *testing.T) {
 		}
 		a.status(t) // the owner still gets in
 	})
+}
+
+// fakeControlEnv, set to a path, makes the test binary serve a control
+// socket there that answers every request with a forged status and lets
+// any user connect: what another user could leave at the default path.
+const fakeControlEnv = "NETNODE_TEST_FAKE_CONTROL"
+
+func fakeControl(path string) int {
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("ready")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return 1
+		}
+		go func() {
+			defer c.Close()
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				var req request
+				json.Unmarshal(sc.Bytes(), &req)
+				fmt.Fprintf(c, `{"id":%d,"result":{"node_id":"forged"}}`+"\n", req.ID)
+			}
+		}()
+	}
+}
+
+// TestControlSocketOfAnotherUser checks that the commands refuse a
+// control socket served by another user, before they send it a request.
+func TestControlSocketOfAnotherUser(t *testing.T) {
+	asNobody, nobodyUID := asNobody(t)
+	// The fake server is this test binary, run as nobody: copy it where
+	// nobody can run it.
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "fake")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "squatted.sock")
+	fake := exec.Command(bin)
+	fake.Env = append(os.Environ(), fakeControlEnv+"="+sock)
+	asNobody(fake)
+	out, err := fake.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.Stderr = os.Stderr
+	if err := fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		fake.Process.Kill()
+		fake.Wait()
+	})
+	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("fake control socket: %q, %v", line, err)
+	}
+
+	// A user other than nobody and root (uid 1, daemon on most systems).
+	asOther := func(cmd *exec.Cmd) {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1, Gid: 1}}
+	}
+	r := netnodeCmd(t, asOther, "status", "--json", "--control", sock)
+	oneLineError(t, r, 1, fmt.Sprintf("served by uid %d", nobodyUID))
+	if strings.Contains(r.stdout, "forged") {
+		t.Errorf("the command believed the other user's socket: %s", r.stdout)
+	}
+	// Root may inspect any user's node.
+	if out := mustRun(t, "status", "--json", "--control", sock); !strings.Contains(out, "forged") {
+		t.Errorf("root's status: %s", out)
+	}
 }
 
 // TestDemo runs the demo in this process.

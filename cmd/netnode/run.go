@@ -23,18 +23,95 @@ import (
 // shutdownTimeout bounds the graceful stop of the metrics server.
 const shutdownTimeout = 5 * time.Second
 
+// runFlags are the flags of netnode run that set configuration keys.
+type runFlags struct {
+	file       fileConfig // the flags of the scalar keys
+	relay      bool
+	rpcBuiltin bool
+	peers      []string
+	relays     []string
+	caps       []string
+	meta       []string
+	rules      []string
+	stun       []string
+}
+
+// apply overrides the keys of fc whose flags set reports as given.
+func (rf *runFlags) apply(fc *fileConfig, set func(name string) bool) error {
+	flags := rf.file
+	if set("key") {
+		fc.KeyFile = flags.KeyFile
+	}
+	if set("listen") {
+		fc.Listen = flags.Listen
+	}
+	if set("relay") {
+		fc.Relay = &rf.relay
+	}
+	if set("log-format") {
+		fc.LogFormat = flags.LogFormat
+	}
+	if set("log-level") {
+		fc.LogLevel = flags.LogLevel
+	}
+	if set("control") {
+		fc.Control = flags.Control
+	}
+	if set("metrics") {
+		fc.Metrics = flags.Metrics
+	}
+	if set("capability") {
+		fc.Capabilities = rf.caps
+	}
+	if set("telemetry") {
+		fc.Telemetry = flags.Telemetry
+	}
+	if set("subnet") {
+		fc.Subnet = flags.Subnet
+	}
+	if set("mdns") {
+		fc.MDNS = flags.MDNS
+	}
+	if set("rpc-builtin") {
+		fc.RPCBuiltin = &rf.rpcBuiltin
+	}
+	if set("stun-server") {
+		// Only nat.stun_servers: the file's other nat keys stay.
+		nat := natSpec{}
+		if fc.NAT != nil {
+			nat = *fc.NAT
+		}
+		nat.STUNServers = rf.stun
+		fc.NAT = &nat
+	}
+	var err error
+	if set("meta") {
+		if fc.Metadata, err = parseMetaFlags(rf.meta); err != nil {
+			return err
+		}
+	}
+	if set("subnet-rule") {
+		if fc.SubnetPolicy, err = parseRuleFlags(rf.rules); err != nil {
+			return err
+		}
+	}
+	if set("peer") {
+		if fc.Peers, err = parsePeerFlags("--peer", rf.peers); err != nil {
+			return err
+		}
+	}
+	if set("relay-node") {
+		if fc.Relays, err = parsePeerFlags("--relay-node", rf.relays); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func newRun() *cobra.Command {
 	var (
 		configPath string
-		flags      fileConfig
-		relay      bool
-		rpcBuiltin bool
-		peers      []string
-		relays     []string
-		caps       []string
-		meta       []string
-		rules      []string
-		stun       []string
+		rf         runFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -55,66 +132,8 @@ file's list. See docs/OPERATIONS.md for every key.`,
 					return usageError{err}
 				}
 			}
-			set := cmd.Flags().Changed
-			if set("key") {
-				fc.KeyFile = flags.KeyFile
-			}
-			if set("listen") {
-				fc.Listen = flags.Listen
-			}
-			if set("relay") {
-				fc.Relay = &relay
-			}
-			if set("log-format") {
-				fc.LogFormat = flags.LogFormat
-			}
-			if set("log-level") {
-				fc.LogLevel = flags.LogLevel
-			}
-			if set("control") {
-				fc.Control = flags.Control
-			}
-			if set("metrics") {
-				fc.Metrics = flags.Metrics
-			}
-			if set("capability") {
-				fc.Capabilities = caps
-			}
-			if set("telemetry") {
-				fc.Telemetry = flags.Telemetry
-			}
-			if set("subnet") {
-				fc.Subnet = flags.Subnet
-			}
-			if set("mdns") {
-				fc.MDNS = flags.MDNS
-			}
-			if set("rpc-builtin") {
-				fc.RPCBuiltin = &rpcBuiltin
-			}
-			if set("stun-server") {
-				fc.NAT = &natSpec{STUNServers: stun}
-			}
-			var err error
-			if set("meta") {
-				if fc.Metadata, err = parseMetaFlags(meta); err != nil {
-					return usageError{err}
-				}
-			}
-			if set("subnet-rule") {
-				if fc.SubnetPolicy, err = parseRuleFlags(rules); err != nil {
-					return usageError{err}
-				}
-			}
-			if set("peer") {
-				if fc.Peers, err = parsePeerFlags("--peer", peers); err != nil {
-					return usageError{err}
-				}
-			}
-			if set("relay-node") {
-				if fc.Relays, err = parsePeerFlags("--relay-node", relays); err != nil {
-					return usageError{err}
-				}
+			if err := rf.apply(&fc, cmd.Flags().Changed); err != nil {
+				return usageError{err}
 			}
 			rc, err := fc.validate(cmd.ErrOrStderr())
 			if err != nil {
@@ -127,25 +146,26 @@ file's list. See docs/OPERATIONS.md for every key.`,
 			return runNode(cmd.Context(), rc, id)
 		},
 	}
+	flags := &rf.file
 	f := cmd.Flags()
 	f.StringVarP(&configPath, "config", "c", "", "TOML config file")
 	f.StringVarP(&flags.KeyFile, "key", "k", "", "identity key file (key_file), made by netnode keygen")
 	f.StringVar(&flags.Listen, "listen", defaultListen, "UDP address to listen on (listen)")
-	f.StringArrayVar(&peers, "peer", nil, "bootstrap peer ADDR[,key=HEX][,id=NODEID], repeatable (peers)")
-	f.StringArrayVar(&relays, "relay-node", nil, "relay to use, ADDR[,key=HEX][,id=NODEID], repeatable (relays)")
-	f.BoolVar(&relay, "relay", true, "forward packets between other nodes (relay)")
+	f.StringArrayVar(&rf.peers, "peer", nil, "bootstrap peer ADDR[,key=HEX][,id=NODEID], repeatable (peers)")
+	f.StringArrayVar(&rf.relays, "relay-node", nil, "relay to use, ADDR[,key=HEX][,id=NODEID], repeatable (relays)")
+	f.BoolVar(&rf.relay, "relay", true, "forward packets between other nodes (relay)")
 	f.StringVar(&flags.LogFormat, "log-format", "text", "log format: text or json (log_format)")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "log level: debug, info, warn or error (log_level)")
 	addControlFlag(cmd, &flags.Control)
 	f.StringVar(&flags.Metrics, "metrics", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9100 (metrics)")
-	f.StringArrayVar(&caps, "capability", nil, "capability tag to announce, repeatable (capabilities)")
-	f.StringArrayVar(&meta, "meta", nil, "metadata KEY=VALUE to announce, repeatable (metadata)")
+	f.StringArrayVar(&rf.caps, "capability", nil, "capability tag to announce, repeatable (capabilities)")
+	f.StringArrayVar(&rf.meta, "meta", nil, "metadata KEY=VALUE to announce, repeatable (metadata)")
 	f.BoolVar(&flags.Telemetry, "telemetry", false, "announce CPU, memory and GPU load (telemetry)")
 	f.StringVar(&flags.Subnet, "subnet", "", "pin this node's subnet, e.g. 3.1.0.0 (subnet)")
-	f.StringArrayVar(&rules, "subnet-rule", nil, "subnet policy rule TAG=SUBNET, repeatable, in order (subnet_policy)")
+	f.StringArrayVar(&rf.rules, "subnet-rule", nil, "subnet policy rule TAG=SUBNET, repeatable, in order (subnet_policy)")
 	f.BoolVar(&flags.MDNS, "mdns", false, "find and connect to nodes on the local network with mDNS (mdns)")
-	f.BoolVar(&rpcBuiltin, "rpc-builtin", true, "serve the built-in rpc services netnode.info and netnode.echo (rpc_builtin)")
-	f.StringArrayVar(&stun, "stun-server", nil, "STUN server HOST:PORT, repeatable; needs a build with -tags nat (nat.stun_servers)")
+	f.BoolVar(&rf.rpcBuiltin, "rpc-builtin", true, "serve the built-in rpc services netnode.info and netnode.echo (rpc_builtin)")
+	f.StringArrayVar(&rf.stun, "stun-server", nil, "STUN server HOST:PORT, repeatable; needs a build with -tags nat (nat.stun_servers)")
 	return cmd
 }
 
