@@ -12,8 +12,8 @@
 //
 //   - nat: reflex discovery, classification and hole punching (this
 //     engine, with github.com/pion/stun/v3).
-//   - portmap: reserved for port mapping on the router (NAT-PMP, then
-//     UPnP-IGD); not built yet, so the tag currently adds nothing.
+//   - portmap: with nat, port mapping on the router (NAT-PMP, then
+//     UPnP-IGD), switched on by Config.PortMap; see PortMapper.
 //
 // Without the tags the mesh's NAT methods exist and return
 // mesh.ErrUnsupported; relayed paths work unchanged.
@@ -25,7 +25,9 @@
 // directly connected peers "what address do you see me at?" with a
 // ReflexRequest frame. The NAT is Open when a reflex equals a local
 // address, Symmetric when two destinations see different mappings, Cone
-// when they see the same one, and Unknown until two destinations answered.
+// when they see the same one, and Unknown until two destinations answered;
+// destinations with private addresses (a peer on the same LAN) count only
+// when no public one answered.
 //
 // ConnectDirect asks a coordinator, a peer both sides have sessions with,
 // to introduce the two nodes. The coordinator forwards an Offer to the

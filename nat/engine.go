@@ -207,6 +207,7 @@ type Engine struct {
 	locals       []netip.AddrPort
 	lastClassify time.Time
 	classifying  bool
+	closed       bool // Close was called: start no goroutine
 	stunTx       map[[12]byte]stunWait
 	reflexTx     map[uint64]reflexWait
 	introTx      map[uint64]*introWait
@@ -284,6 +285,7 @@ func (e *Engine) Close() {
 	// Port mapping hook: stop the mapper, deleting its mapping.
 	e.mu.Lock()
 	pm := e.pm
+	e.closed = true // from here on no goroutine starts (the wg.Adds under mu happen before the Wait)
 	e.mu.Unlock()
 	if pm != nil {
 		pm.Close()

@@ -33,7 +33,7 @@ const (
 	// direct packet arrived within the punch window.
 	KindPunchFailed
 	// KindPortMapUnavailable: no NAT-PMP or UPnP-IGD gateway answered.
-	// Reserved for port mapping (build tag portmap), not built yet.
+	// Port mapping (build tag portmap) reports it in PortMapStatus.Err.
 	KindPortMapUnavailable
 	// KindUnsupported: the feature is not compiled in or not available.
 	KindUnsupported

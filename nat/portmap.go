@@ -454,11 +454,8 @@ func renewAfter(m portMapping) time.Duration {
 // own external address is private sits behind another NAT, and a mapping
 // on it does not make the node reachable.
 func publicAddr(a netip.AddrPort) bool {
-	ip := a.Addr().Unmap()
-	return validAddr(a) && ip.IsGlobalUnicast() && !ip.IsPrivate() && !cgnat.Contains(ip)
+	return validAddr(a) && publicIP(a.Addr())
 }
-
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
 // newPortMapper starts the engine's port mapper (Config.PortMap) for the
 // node's IPv4 port, with the mapped address as reflex override.

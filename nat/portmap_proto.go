@@ -4,6 +4,7 @@ package nat
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -190,7 +192,7 @@ func newUPnP(cfg PortMapConfig) *upnp {
 	d := net.Dialer{Timeout: cfg.Timeout}
 	u.hc = &http.Client{
 		Timeout: cfg.Timeout,
-		Transport: &http.Transport{
+		Transport: limitTransport{&http.Transport{
 			// Dial inside the node's namespace, and keep no idle
 			// connections (and their goroutines) between the rare calls.
 			DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
@@ -198,10 +200,60 @@ func newUPnP(cfg PortMapConfig) *upnp {
 				return c, err
 			},
 			DisableKeepAlives: true,
-		},
+		}},
+		// An IGD has no reason to redirect; following one would let
+		// whoever answered the SSDP search send our requests anywhere.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return u
 }
+
+// maxUPnPBody bounds what the mapper reads of one HTTP answer from a
+// device: descriptions and SOAP answers are a few kilobytes, and goupnp's
+// SOAP client keeps the whole answer in memory.
+const maxUPnPBody = 1 << 20
+
+// maxUPnPDevices bounds the devices one discovery tries: anything on the
+// LAN may answer the SSDP search, each try may wait Timeout.
+const maxUPnPDevices = 4
+
+var errUPnPBodyTooLarge = errors.New("UPnP-IGD: answer larger than 1 MiB")
+
+// limitTransport cuts every response body at maxUPnPBody.
+type limitTransport struct{ rt http.RoundTripper }
+
+func (t limitTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.rt.RoundTrip(r)
+	if err == nil {
+		resp.Body = &limitedBody{rc: resp.Body, left: maxUPnPBody}
+	}
+	return resp, err
+}
+
+// limitedBody reads at most left bytes of rc; more is an error, not EOF,
+// so that a cut answer is not mistaken for a whole one.
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		var one [1]byte
+		if n, err := b.rc.Read(one[:]); n == 0 && err != nil {
+			return 0, err
+		}
+		return 0, errUPnPBodyTooLarge
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
 
 func (u *upnp) name() string {
 	if u.svcName == "" {
@@ -227,9 +279,11 @@ var igdServices = []string{
 // that routes to the default gateway, inside the node's namespace.
 func (u *upnp) discover(ctx context.Context) (bool, error) {
 	var hc *httpu.HTTPUClient
+	var gw netip.Addr
 	err := u.cfg.InNetNS(func() (err error) {
 		src := ""
-		if gw, err := defaultGateway(); err == nil {
+		if g, err := defaultGateway(); err == nil {
+			gw = g
 			if l, err := localAddrTo(gw); err == nil {
 				src = l.String()
 			}
@@ -256,32 +310,60 @@ func (u *upnp) discover(ctx context.Context) (bool, error) {
 	if len(resps) == 0 {
 		return false, errors.New("no UPnP Internet Gateway Device answered the SSDP search")
 	}
+	return true, u.useFirstDevice(ctx, resps, gw)
+}
+
+// useFirstDevice tries the devices that answered the SSDP search, in
+// order, until one offers a WAN connection service. Anything on the LAN
+// can answer, with any location: with a known gateway every location is
+// pointed at the gateway (a mapping on another device would not forward
+// our traffic, and a location naming another host is how an SSDP answer
+// makes the node fetch URLs of someone else's choosing), and at most
+// maxUPnPDevices distinct locations are tried.
+func (u *upnp) useFirstDevice(ctx context.Context, resps []*http.Response, gw netip.Addr) error {
 	var errs []error
+	var tried []string
 	for _, r := range resps {
 		loc, err := r.Location()
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		if loc.Scheme != "http" {
+			errs = append(errs, fmt.Errorf("IGD at %s: not plain HTTP", loc))
+			continue
+		}
+		if gw.IsValid() {
+			loc.Host = net.JoinHostPort(gw.String(), cmp.Or(loc.Port(), "80"))
+		}
+		if slices.Contains(tried, loc.String()) {
+			continue
+		}
+		if len(tried) == maxUPnPDevices {
+			errs = append(errs, fmt.Errorf("more than %d devices answered; the others were not tried", maxUPnPDevices))
+			break
+		}
+		tried = append(tried, loc.String())
 		if err := u.useDevice(ctx, loc); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		return true, nil
+		return nil
 	}
-	return true, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // useDevice fetches the device description at loc and picks its best WAN
-// connection service.
+// connection service. SOAP calls go to loc's host, whatever host the
+// description names.
 func (u *upnp) useDevice(ctx context.Context, loc *url.URL) error {
-	root, err := u.fetchRoot(ctx, loc)
-	if err != nil {
-		return err
-	}
 	host, err := netip.ParseAddr(loc.Hostname())
 	if err != nil {
 		return fmt.Errorf("IGD at %s: not an IP address", loc)
+	}
+	root, err := u.fetchRoot(ctx, loc)
+	if err != nil {
+		return err
 	}
 	if err := u.cfg.InNetNS(func() (err error) { u.local, err = localAddrTo(host); return err }); err != nil {
 		return err
@@ -305,6 +387,11 @@ func (u *upnp) useDevice(ctx context.Context, loc *url.URL) error {
 		}
 		if svc == nil {
 			continue
+		}
+		if ep := &sc.SOAPClient.EndpointURL; ep.Hostname() != loc.Hostname() || ep.Scheme != "http" {
+			// URLBase or controlURL names another host: the device's own
+			// host is the only one we talk to.
+			ep.Scheme, ep.Host = "http", loc.Host
 		}
 		sc.SOAPClient.HTTPClient = *u.hc
 		u.svc, u.svcName = svc, strings.TrimPrefix(urn, "urn:schemas-upnp-org:service:")
@@ -358,6 +445,19 @@ func (u *upnp) add(ctx context.Context, want uint16) (portMapping, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
+	// The external address first: a router whose WAN is down answers
+	// AddPortMapping but has no address to report, and a mapping installed
+	// before finding that out would be left behind on the router (for good
+	// with a permanent lease, and one more random port per attempt after a
+	// conflict).
+	s, err := u.svc.GetExternalIPAddressCtx(ctx)
+	if err != nil {
+		return portMapping{}, err
+	}
+	ext, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil || !ext.Is4() || ext.IsUnspecified() {
+		return portMapping{}, fmt.Errorf("UPnP-IGD: the router reports no usable external address (%q)", s)
+	}
 	lease := uint32(u.cfg.Lifetime / time.Second)
 	port, err := u.addPort(ctx, want, &lease)
 	if upnpCode(err) == upnpConflict {
@@ -375,14 +475,6 @@ func (u *upnp) add(ctx context.Context, want uint16) (portMapping, error) {
 	}
 	if err != nil {
 		return portMapping{}, err
-	}
-	s, err := u.svc.GetExternalIPAddressCtx(ctx)
-	if err != nil {
-		return portMapping{}, err
-	}
-	ext, err := netip.ParseAddr(strings.TrimSpace(s))
-	if err != nil || !ext.Is4() || ext.IsUnspecified() {
-		return portMapping{}, fmt.Errorf("UPnP-IGD: the router reports no usable external address (%q)", s)
 	}
 	return portMapping{ext: netip.AddrPortFrom(ext, port), lease: time.Duration(lease) * time.Second}, nil
 }

@@ -196,7 +196,7 @@ func (e *Engine) handleOffer(from identity.NodeID, m Message) {
 	e.mu.Lock()
 	_, dup := e.acceptTx[key]
 	switch {
-	case !up || m.Peer == from || dup || len(e.acceptTx) >= maxPending:
+	case !up || m.Peer == from || dup || len(e.acceptTx) >= maxPending || e.closed || len(e.runs) >= maxPending:
 		reply.Status = StatusRejected
 	default:
 		e.acceptTx[key] = acceptWait{peer: m.Peer, expires: time.Now().Add(rendezvousFactor * e.cfg.ReflexTimeout)}
@@ -262,18 +262,34 @@ func (e *Engine) handlePunch(from identity.NodeID, m Message) {
 // other side's router before that side's own probe left can make a Linux
 // router, which accepts stray packets to itself, record a conntrack entry
 // that forces a new port on the other side's mapping.
+//
+// At most maxPending punches run at once: the candidates come from a
+// coordinator, which is a peer, not trusted, and could otherwise make this
+// node probe addresses of its choosing for every peer it has a session
+// with at the same time. After Close no punch starts.
 func (e *Engine) startPunch(peer identity.NodeID, other Type, cands []netip.AddrPort) *run {
+	r := &run{peer: peer, done: make(chan struct{}), start: time.Now()}
 	e.mu.Lock()
-	if r := e.runs[peer]; r != nil {
+	if old := e.runs[peer]; old != nil {
 		e.mu.Unlock()
+		return old
+	}
+	if e.closed || len(e.runs) >= maxPending {
+		e.mu.Unlock()
+		why := "too many punches in progress"
+		if e.closed {
+			why = "engine closed"
+		}
+		r.err = &Error{Kind: KindPunchFailed, Peer: peer, Reason: why}
+		close(r.done)
 		return r
 	}
 	self := e.selfTypeLocked()
-	r := &run{peer: peer, done: make(chan struct{}), start: time.Now()}
 	e.runs[peer] = r
+	e.wg.Add(1) // under mu, before Close's Wait (see Close)
 	var targets []netip.AddrPort
 	for _, c := range cands {
-		if !slices.Contains(e.locals, c) && !slices.Contains(targets, c) {
+		if probeable(c) && !slices.Contains(e.locals, c) && !slices.Contains(targets, c) {
 			targets = append(targets, c)
 		}
 	}
@@ -282,17 +298,26 @@ func (e *Engine) startPunch(peer identity.NodeID, other Type, cands []netip.Addr
 	if ok, why := Decide(self, other); !ok {
 		e.st.skipped.Add(1)
 		e.finish(r, &Error{Kind: KindPunchFailed, Peer: peer, Reason: why})
+		e.wg.Done()
 		return r
 	}
 	e.st.attempted.Add(1)
 	if len(targets) == 0 {
 		e.finish(r, &Error{Kind: KindPunchFailed, Peer: peer, Reason: "the peer has no candidate address"})
+		e.wg.Done()
 		return r
 	}
 	e.probe(peer, targets)
-	e.wg.Add(1)
 	go e.drive(r, targets, self, other)
 	return r
+}
+
+// probeable reports whether a candidate may be probed: a unicast address.
+// A multicast or broadcast address is never a peer's endpoint, and a probe
+// to it would reach every host on the link.
+func probeable(a netip.AddrPort) bool {
+	ip := a.Addr()
+	return !ip.IsMulticast() && ip != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 // probe sends one probe to each target.
@@ -348,7 +373,9 @@ func (e *Engine) finish(r *run, err *Error) {
 	}
 	e.mu.Lock()
 	r.err = err
-	delete(e.runs, r.peer)
+	if e.runs[r.peer] == r {
+		delete(e.runs, r.peer)
+	}
 	e.mu.Unlock()
 	close(r.done)
 }

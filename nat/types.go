@@ -2,7 +2,10 @@
 
 package nat
 
-import "net/netip"
+import (
+	"net/netip"
+	"slices"
+)
 
 // Type is a NAT classification, from the mapping behaviour reflex
 // discovery observed.
@@ -64,7 +67,18 @@ type observation struct {
 
 // classify derives the NAT type and the reflex from observations. locals
 // are the node's own socket addresses.
+//
+// A destination with a non-public address (loopback, RFC 1918, RFC 4193,
+// link-local, RFC 6598) is usually on the node's side of its NAT: a peer on
+// the same LAN or host sees the node's private address, which says nothing
+// about the mapping the Internet sees (and, being a local address, would
+// make a NATed node look open). When any public destination answered, only
+// public destinations count; a mesh without any (a LAN, tests on loopback)
+// classifies on what it has.
 func classify(obs []observation, locals []netip.AddrPort) (Type, netip.AddrPort) {
+	if slices.ContainsFunc(obs, func(o observation) bool { return publicIP(o.dst.Addr()) }) {
+		obs = slices.DeleteFunc(slices.Clone(obs), func(o observation) bool { return !publicIP(o.dst.Addr()) })
+	}
 	if len(obs) == 0 {
 		return Unknown, netip.AddrPort{}
 	}
@@ -91,3 +105,13 @@ func classify(obs []observation, locals []netip.AddrPort) (Type, netip.AddrPort)
 	}
 	return Cone, reflex
 }
+
+// publicIP reports whether ip is an Internet address: global unicast and
+// not private (RFC 1918, RFC 4193) or shared (RFC 6598, carrier-grade
+// NAT).
+func publicIP(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !cgnat.Contains(ip)
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
