@@ -237,12 +237,10 @@ func (m *Mux) HandleFrame(body []byte) {
 				s.handleAckLocked(f, now)
 			}
 		case frameReset:
-			if s := m.lookupLocked(f.Stream); s != nil {
+			if s := m.findLocked(f.Stream); s != nil {
 				s.handleResetLocked(f, now)
-			} else if m.tombLocked(f.Stream) == tombEcho {
-				m.sendResetLocked(f.Stream, f.Flags, f.Code) // our echo was lost
 			} else {
-				delete(m.skipped, f.Stream) // reset before any of its data arrived
+				m.handleUnknownResetLocked(f)
 			}
 		case framePing:
 			var b [pingFrameSize]byte
@@ -256,18 +254,104 @@ func (m *Mux) HandleFrame(body []byte) {
 	m.flushLocked(now)
 }
 
-// lookupLocked returns the live stream a frame's wire id names, or nil.
+// lookupLocked returns the live stream a frame's wire id names, or nil
+// (counted as stale).
 func (m *Mux) lookupLocked(wireID uint32) *Stream {
+	s := m.findLocked(wireID)
+	if s == nil {
+		m.stats.stale++
+	}
+	return s
+}
+
+// findLocked returns the live stream a frame's wire id names, or nil.
+func (m *Mux) findLocked(wireID uint32) *Stream {
 	if s := m.last; s != nil && s.key == wireID {
 		return s
 	}
 	s := m.streams[wireID]
 	if s != nil {
 		m.last = s
-	} else {
-		m.stats.stale++
 	}
 	return s
+}
+
+// handleUnknownResetLocked processes a RESET for a stream the Mux does
+// not hold. A RESET for a peer key never seen (above the highest, or
+// skipped) ends a stream none of whose frames arrived: the peer opened it
+// and ended it (its messages were lost, or overtaken, or it sent none).
+// It is treated as a stream that opened and ended at once: the key is
+// used up, echoed, and remembered by a tombstone that echoes a resent
+// RESET, so the peer's Close or Reset completes after one round trip. It
+// costs no stream, no MaxStreams slot and no Accept. A RESET for a
+// forgotten stream whose end we echoed is echoed again; any other (one of
+// our own keys, a peer key seen before, or too far ahead) is stale and
+// ignored. Only the side that did not send a stream's first RESET ever
+// echoes, so RESETs never ping-pong: our echo names one of the peer's own
+// keys, and a Mux never echoes a RESET for its own keys.
+func (m *Mux) handleUnknownResetLocked(f *frame) {
+	key := f.Stream
+	switch {
+	case m.tombLocked(key) == tombEcho:
+		m.stats.stale++ // our echo was lost
+	case key&1 == 1:
+		switch m.claimPeerKeyLocked(key) {
+		case claimNew:
+			m.setTombLocked(key, tombEcho)
+		case claimSeen:
+			m.stats.stale++
+			return
+		default:
+			return // too far ahead: counted as malformed
+		}
+	default:
+		m.stats.stale++
+		return
+	}
+	m.sendResetLocked(key, f.Flags, f.Code)
+}
+
+// claim is what claimPeerKeyLocked made of a peer key.
+type claim uint8
+
+const (
+	claimNew    claim = iota // never seen: now in use
+	claimSeen                // seen before (or skipped beyond skippedIDLimit): stale
+	claimTooFar              // beyond maxStreamIDJump: malformed
+)
+
+// claimPeerKeyLocked takes the peer key key (odd) into use, once: a key
+// above the highest seen, remembering the keys skipped on the way (up to
+// skippedIDLimit in all, because their first frames may simply be late)
+// and clearing the tombstones of the keys coming into use, or a key
+// remembered as skipped. The work and memory are bounded by
+// maxStreamIDJump and skippedIDLimit, whatever key the peer names.
+func (m *Mux) claimPeerKeyLocked(key uint32) claim {
+	if key <= m.highestPeer {
+		if _, ok := m.skipped[key]; !ok {
+			return claimSeen
+		}
+		delete(m.skipped, key)
+		return claimNew
+	}
+	jump := (key - m.highestPeer) / 2
+	if jump > maxStreamIDJump {
+		m.stats.malformed++
+		return claimTooFar
+	}
+	if len(m.skipped)+int(jump) <= skippedIDLimit {
+		for k := m.highestPeer + 2; k < key; k += 2 {
+			m.skipped[k] = struct{}{}
+		}
+	}
+	for k := m.highestPeer + 2; m.tombs.ack != nil; k += 2 { // the ids coming into use
+		m.clearTombLocked(k)
+		if k == key { // not k <= key: k wraps after 0xFFFFFFFF
+			break
+		}
+	}
+	m.highestPeer = key
+	return claimNew
 }
 
 func (m *Mux) handleDataLocked(f *frame, now int64) {
@@ -277,9 +361,18 @@ func (m *Mux) handleDataLocked(f *frame, now int64) {
 		s = m.streams[key]
 	}
 	if s == nil {
-		if m.tombLocked(key) == tombAck {
+		switch m.tombLocked(key) {
+		case tombAck:
 			// Everything up to its FIN was received: acknowledge.
 			_ = m.sendLocked(putAck(m.tx, key^1, f.Seq+1, 0, nil)) // the peer asks again
+			return
+		case tombEcho:
+			// The peer ended the stream itself and we echoed its RESET:
+			// this is a late copy of a fragment sent before (its RESET
+			// may have overtaken it). It needs no answer; a refusal would
+			// turn the graceful end of an unreliable stream whose echo was
+			// lost into a CodeRefused reset.
+			m.stats.stale++
 			return
 		}
 		var refuse bool
@@ -306,35 +399,23 @@ func (m *Mux) handleDataLocked(f *frame, now int64) {
 // peerStreamLocked creates the stream for a DATA frame naming an unknown
 // key, or returns nil and whether to refuse it with a RESET.
 func (m *Mux) peerStreamLocked(f *frame, key uint32) (*Stream, bool) {
-	if key&1 == 0 { // one of ours that we forgot: stale
-		m.stats.stale++
-		return nil, true
-	}
-	switch {
-	case key > m.highestPeer:
-		jump := (key - m.highestPeer) / 2
-		if jump > maxStreamIDJump {
+	if key&1 == 0 {
+		if !m.openedLocked(key) {
+			// Not a stream we ever opened: no honest peer names it, and a
+			// refusal would name, to the peer, a stream of its peer that
+			// does not exist yet, which it would take as opened and ended.
 			m.stats.malformed++
 			return nil, false
 		}
-		if len(m.skipped)+int(jump) <= skippedIDLimit {
-			for k := m.highestPeer + 2; k < key; k += 2 {
-				m.skipped[k] = struct{}{}
-			}
-		}
-		for k := m.highestPeer + 2; m.tombs.ack != nil; k += 2 { // the ids coming into use
-			m.clearTombLocked(k)
-			if k == key { // not k <= key: k wraps after 0xFFFFFFFF
-				break
-			}
-		}
-		m.highestPeer = key
-	default:
-		if _, ok := m.skipped[key]; !ok {
-			m.stats.stale++
-			return nil, true
-		}
-		delete(m.skipped, key)
+		m.stats.stale++ // one of ours that we forgot
+		return nil, true
+	}
+	switch m.claimPeerKeyLocked(key) {
+	case claimTooFar:
+		return nil, false
+	case claimSeen:
+		m.stats.stale++
+		return nil, true
 	}
 	if m.peerOpen >= m.cfg.MaxStreams || (m.accept == nil && len(m.acceptCh) >= cap(m.acceptCh)) {
 		m.stats.refused++
@@ -358,6 +439,11 @@ func (m *Mux) peerStreamLocked(f *frame, key uint32) (*Stream, bool) {
 		m.acceptCh <- s // cannot block: checked above, and only this goroutine sends
 	}
 	return s, false
+}
+
+// openedLocked reports whether our key key (even) was ever opened.
+func (m *Mux) openedLocked(key uint32) bool {
+	return key >= 2 && (m.nextLocal == 0 || key < m.nextLocal) // nextLocal wraps to 0 once all are used
 }
 
 // removeLocked forgets s, leaving a tombstone: frames naming it get the

@@ -397,9 +397,10 @@ func (s *Stream) closeLocked(now int64) {
 }
 
 // unknownToPeerLocked reports whether the peer cannot know s: an
-// unreliable stream we opened and never sent a message on. The peer has
-// no stream to echo its end, so Close does not wait for the echo (the
-// RESET is still resent, so that the peer forgets the id as skipped).
+// unreliable stream we opened and never sent a message on. Close does not
+// wait for the echo, which can only say that the stream ended (the RESET
+// is still resent until the peer, which treats it as a stream that opened
+// and ended at once, echoes it).
 func (s *Stream) unknownToPeerLocked() bool {
 	return s.unreliable && s.key&1 == 0 && s.nextMsgID == 1
 }

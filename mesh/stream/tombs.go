@@ -38,14 +38,7 @@ func tombBit(key uint32) (int, uint64) {
 // tombLocked returns how the forgotten stream key ended, as far as the
 // window remembers.
 func (m *Mux) tombLocked(key uint32) tombKind {
-	if m.tombs.ack == nil {
-		return tombNone
-	}
-	hi := m.nextLocal - 2 // the newest key we opened
-	if key&1 == 1 {
-		hi = m.highestPeer
-	}
-	if key > hi || (hi-key)/2 >= tombWindow {
+	if m.tombs.ack == nil || !m.inTombWindowLocked(key) {
 		return tombNone
 	}
 	w, bit := tombBit(key)
@@ -58,22 +51,38 @@ func (m *Mux) tombLocked(key uint32) tombKind {
 	return tombNone
 }
 
+// inTombWindowLocked reports whether key is one of the latest tombWindow
+// keys of its side in use: the ones whose bits are theirs.
+func (m *Mux) inTombWindowLocked(key uint32) bool {
+	hi := m.nextLocal - 2 // the newest key we opened
+	if key&1 == 1 {
+		hi = m.highestPeer
+	}
+	return key <= hi && (hi-key)/2 < tombWindow
+}
+
 // buryLocked records how s, which the Mux is forgetting, ended.
 func (m *Mux) buryLocked(s *Stream) {
-	kind := tombNone
 	switch {
 	case s.resetErr == nil && !s.unreliable:
-		kind = tombAck
+		m.setTombLocked(s.key, tombAck)
 	case s.echoed:
-		kind = tombEcho
-	default:
+		m.setTombLocked(s.key, tombEcho)
+	}
+}
+
+// setTombLocked records that the forgotten stream key ended as kind. A
+// key older than the window gets no tombstone: its bits belong to a newer
+// key.
+func (m *Mux) setTombLocked(key uint32, kind tombKind) {
+	if !m.inTombWindowLocked(key) {
 		return
 	}
 	if m.tombs.ack == nil {
 		m.tombs.ack = make([]uint64, 2*tombWindow/64)
 		m.tombs.echo = make([]uint64, 2*tombWindow/64)
 	}
-	w, bit := tombBit(s.key)
+	w, bit := tombBit(key)
 	if kind == tombAck {
 		m.tombs.ack[w] |= bit
 	} else {
