@@ -14,25 +14,30 @@ import (
 //
 //	off  size  field
 //	0    1     message type (msgAnnouncement)
-//	1    1     format version (formatV1)
+//	1    1     format version (formatV2)
 //	2    1     hop count            -- not signed, bumped by forwarders
-//	3    1     flags (bit 0: degraded; other bits zero)
-//	4    16    origin NodeID
-//	20   32    origin ed25519 public key
-//	52   8     version
-//	60   4     TTL in seconds
-//	64   2     set length L
-//	66   L     set
-//	66+L 64    signature (all zero: unsigned)
+//	3    4     remaining seconds    -- not signed, set by every sender, <= TTL
+//	7    1     flags (bit 0: degraded; other bits zero)
+//	8    16    origin NodeID
+//	24   32    origin ed25519 public key
+//	56   8     version
+//	64   4     TTL in seconds
+//	68   2     set length L
+//	70   L     set
+//	70+L 64    signature (all zero: unsigned)
 //
-// The signature covers signDomain || bytes 0..1 || bytes 3..66+L.
+// The signature covers signDomain || bytes 0..1 || bytes 7..70+L: all but
+// the two unsigned fields (bytes 2..6) and the signature itself.
 const (
 	msgAnnouncement = 0x01
-	formatV1        = 1
+	// formatV2 added the remaining lifetime; format 1 had none, so a
+	// forwarded announcement got a full TTL again at every receiver.
+	formatV2 = 2
 
 	offHops      = 2
-	offFlags     = 3
-	offOrigin    = 4
+	offRemaining = offHops + 1
+	offFlags     = offRemaining + 4
+	offOrigin    = offFlags + 1
 	offKey       = offOrigin + identity.NodeIDSize
 	offVersion   = offKey + ed25519.PublicKeySize
 	offTTL       = offVersion + 8
@@ -46,7 +51,8 @@ const (
 )
 
 // Announcement is one origin's signed statement of its capability set. The
-// origin signs everything but Hops, which forwarders bump.
+// origin signs everything but Hops, which forwarders bump, and Remaining,
+// which every sender sets from its own copy.
 type Announcement struct {
 	Origin    identity.NodeID
 	Key       ed25519.PublicKey // the origin's ed25519 key; Origin must be NodeIDFromKey(Key)
@@ -56,6 +62,11 @@ type Announcement struct {
 	Set       Set
 	Signature []byte // signatureLen bytes; nil or all zero means unsigned
 	Hops      uint8  // links travelled; 1 when received from the origin
+	// Remaining is the lifetime the sender had left for this announcement
+	// when it sent it, whole seconds in [0, TTL]: TTL from the origin, less
+	// from a node that has held it a while. Receivers expire the
+	// announcement Remaining after receipt; 0 means expired.
+	Remaining time.Duration
 }
 
 // Sign sets Origin and Key from id and signs the announcement.
@@ -89,12 +100,16 @@ func (a *Announcement) MarshalBinary() ([]byte, error) {
 	if a.TTL < MinTTL || a.TTL > MaxTTL || a.TTL%time.Second != 0 {
 		return nil, fmt.Errorf("%w: TTL %v is not whole seconds in [%v, %v]", ErrMalformed, a.TTL, MinTTL, MaxTTL)
 	}
+	if a.Remaining < 0 || a.Remaining > a.TTL || a.Remaining%time.Second != 0 {
+		return nil, fmt.Errorf("%w: remaining lifetime %v is not whole seconds in [0, TTL %v]", ErrMalformed, a.Remaining, a.TTL)
+	}
 	if a.Signature != nil && len(a.Signature) != signatureLen {
 		return nil, fmt.Errorf("%w: signature is %d bytes", ErrMalformed, len(a.Signature))
 	}
 	setLen := a.Set.encodedLen()
 	b := make([]byte, headerLen, headerLen+setLen+signatureLen)
-	b[0], b[1], b[offHops] = msgAnnouncement, formatV1, a.Hops
+	b[0], b[1], b[offHops] = msgAnnouncement, formatV2, a.Hops
+	putRemaining(b, a.Remaining)
 	if a.Degraded {
 		b[offFlags] = flagDegraded
 	}
@@ -110,7 +125,8 @@ func (a *Announcement) MarshalBinary() ([]byte, error) {
 }
 
 // DecodeAnnouncement decodes b. It checks the structure only (lengths, the
-// canonical set encoding, the set limits, TTL range, flags); it does not
+// canonical set encoding, the set limits, TTL range, a remaining lifetime
+// of at most the TTL, flags); it does not
 // verify the signature or the hop limit, which the engine does. The result
 // does not alias b. Errors wrap ErrMalformed or ErrOversized; arbitrary
 // input never panics.
@@ -121,7 +137,7 @@ func DecodeAnnouncement(b []byte) (*Announcement, error) {
 	if len(b) < headerLen+signatureLen {
 		return nil, fmt.Errorf("%w: %d bytes, need at least %d", ErrMalformed, len(b), headerLen+signatureLen)
 	}
-	if b[0] != msgAnnouncement || b[1] != formatV1 {
+	if b[0] != msgAnnouncement || b[1] != formatV2 {
 		return nil, fmt.Errorf("%w: type %#x format %d", ErrMalformed, b[0], b[1])
 	}
 	if b[offFlags]&^flagDegraded != 0 {
@@ -138,17 +154,24 @@ func DecodeAnnouncement(b []byte) (*Announcement, error) {
 	if ttl < MinTTL || ttl > MaxTTL {
 		return nil, fmt.Errorf("%w: TTL %v", ErrMalformed, ttl)
 	}
+	// Compared in whole seconds: a 32-bit count times time.Second could
+	// overflow a Duration.
+	remaining := binary.BigEndian.Uint32(b[offRemaining:])
+	if uint64(remaining) > uint64(ttl/time.Second) {
+		return nil, fmt.Errorf("%w: remaining lifetime %d s exceeds TTL %v", ErrMalformed, remaining, ttl)
+	}
 	set, err := decodeSet(b[headerLen : headerLen+setLen])
 	if err != nil {
 		return nil, err
 	}
 	a := &Announcement{
-		Key:      bytes.Clone(b[offKey:offVersion]),
-		Version:  binary.BigEndian.Uint64(b[offVersion:]),
-		TTL:      ttl,
-		Degraded: b[offFlags]&flagDegraded != 0,
-		Set:      set,
-		Hops:     b[offHops],
+		Key:       bytes.Clone(b[offKey:offVersion]),
+		Version:   binary.BigEndian.Uint64(b[offVersion:]),
+		TTL:       ttl,
+		Degraded:  b[offFlags]&flagDegraded != 0,
+		Set:       set,
+		Hops:      b[offHops],
+		Remaining: time.Duration(remaining) * time.Second,
 	}
 	copy(a.Origin[:], b[offOrigin:])
 	if sig := b[len(b)-signatureLen:]; !isZero(sig) {
@@ -163,20 +186,48 @@ func verifyEncoded(key ed25519.PublicKey, b []byte) bool {
 }
 
 // signedMessage returns what the origin signs: the domain, then the encoding
-// without the hop count and the signature.
+// without the unsigned fields (hop count, remaining lifetime) and the
+// signature.
 func signedMessage(b []byte) []byte {
 	body := b[:len(b)-signatureLen]
-	m := make([]byte, 0, len(signDomain)+len(body)-1)
+	m := make([]byte, 0, len(signDomain)+len(body)-(offFlags-offHops))
 	m = append(m, signDomain...)
 	m = append(m, body[:offHops]...)
-	return append(m, body[offHops+1:]...)
+	return append(m, body[offFlags:]...)
 }
 
 // sameSigned reports whether two encoded announcements are equal except for
-// their hop counts.
+// their unsigned fields (hop counts and remaining lifetimes).
 func sameSigned(a, b []byte) bool {
-	return len(a) == len(b) && len(a) > offHops &&
-		bytes.Equal(a[:offHops], b[:offHops]) && bytes.Equal(a[offHops+1:], b[offHops+1:])
+	return len(a) == len(b) && len(a) > offFlags &&
+		bytes.Equal(a[:offHops], b[:offHops]) && bytes.Equal(a[offFlags:], b[offFlags:])
+}
+
+// remainingAt is the lifetime left at now of an announcement that expires
+// at expires, as sent: rounded down to whole seconds, so that a relay never
+// hands on more than it has, and capped at ttl.
+func remainingAt(expires, now time.Time, ttl time.Duration) time.Duration {
+	r := expires.Sub(now).Truncate(time.Second)
+	return max(0, min(r, ttl))
+}
+
+// withRemaining returns wire, an encoded announcement, with its remaining
+// lifetime field set to r: wire itself when it already says r, else a copy
+// (a message handed to Transport.Send is never modified).
+func withRemaining(wire []byte, r time.Duration) []byte {
+	s := uint32(r / time.Second)
+	if binary.BigEndian.Uint32(wire[offRemaining:]) == s {
+		return wire
+	}
+	c := bytes.Clone(wire)
+	putRemaining(c, r)
+	return c
+}
+
+// putRemaining sets the remaining lifetime field of the encoded
+// announcement b to r (whole seconds in [0, TTL]).
+func putRemaining(b []byte, r time.Duration) {
+	binary.BigEndian.PutUint32(b[offRemaining:], uint32(r/time.Second))
 }
 
 func isZero(b []byte) bool {

@@ -27,7 +27,7 @@ func testID(tb testing.TB, n int) *identity.Identity {
 // signedWire returns a signed announcement of set by id, as the origin sends it.
 func signedWire(tb testing.TB, id *identity.Identity, version uint64, set Set) []byte {
 	tb.Helper()
-	a := Announcement{Version: version, TTL: DefaultTTL, Set: set, Hops: 1}
+	a := Announcement{Version: version, TTL: DefaultTTL, Set: set, Hops: 1, Remaining: DefaultTTL}
 	if err := a.Sign(id); err != nil {
 		tb.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestAnnouncementRoundTrip(t *testing.T) {
 		{Tags: []string{"zz", "gpu", "cuda"}, Metadata: map[string]string{"gpu_mem_gb": "24", "name": "A100 «80GB»", "empty": ""}},
 	}
 	for _, set := range sets {
-		a := Announcement{Version: 42, TTL: time.Hour, Degraded: true, Set: set, Hops: 3}
+		a := Announcement{Version: 42, TTL: time.Hour, Degraded: true, Set: set, Hops: 3, Remaining: 1234 * time.Second}
 		if err := a.Sign(id); err != nil {
 			t.Fatal(err)
 		}
@@ -68,10 +68,29 @@ func TestAnnouncementRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, &want) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, &want)
 		}
-		// The hop count is outside the signature.
+		// The hop count and the remaining lifetime are outside the
+		// signature.
 		b[offHops] = 9
 		if !verifyEncoded(got.Key, b) {
 			t.Fatal("changing the hop count broke the signature")
+		}
+		for i := offRemaining; i < offFlags; i++ {
+			c := bytes.Clone(b)
+			c[i] ^= 0x5a
+			if !verifyEncoded(got.Key, c) || !sameSigned(b, c) {
+				t.Fatalf("changing remaining-lifetime byte %d broke the signature", i)
+			}
+		}
+		// Every other byte is covered.
+		for i := range len(b) - signatureLen {
+			if i == offHops || i >= offRemaining && i < offFlags {
+				continue
+			}
+			c := bytes.Clone(b)
+			c[i] ^= 0x01
+			if verifyEncoded(got.Key, c) || sameSigned(b, c) {
+				t.Fatalf("changing byte %d kept the signature valid", i)
+			}
 		}
 		b[offFlags] ^= flagDegraded
 		if verifyEncoded(got.Key, b) {
@@ -94,10 +113,13 @@ func TestDecodeAnnouncementErrors(t *testing.T) {
 		{"truncated", good[:len(good)-1], ErrMalformed},
 		{"trailing", append(bytes.Clone(good), 0), ErrMalformed},
 		{"type", mutate(func(b []byte) []byte { b[0] = 2; return b }), ErrMalformed},
-		{"format", mutate(func(b []byte) []byte { b[1] = 2; return b }), ErrMalformed},
+		{"format", mutate(func(b []byte) []byte { b[1] = 3; return b }), ErrMalformed},
 		{"flags", mutate(func(b []byte) []byte { b[offFlags] = 2; return b }), ErrMalformed},
 		{"ttl zero", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offTTL:], 0); return b }), ErrMalformed},
 		{"ttl huge", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offTTL:], 1<<31); return b }), ErrMalformed},
+		{"remaining over ttl", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offRemaining:], 91); return b }), ErrMalformed},
+		{"remaining huge", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offRemaining:], 1<<32-1); return b }), ErrMalformed},
+		{"format 1", mutate(func(b []byte) []byte { b[1] = 1; return b }), ErrMalformed},
 		{"unsorted tags", mutate(func(b []byte) []byte { b[setAt+2], b[setAt+5] = 'c', 'b'; b[setAt+3], b[setAt+6] = 'c', 'b'; return b }), ErrMalformed},
 		{"duplicate tags", mutate(func(b []byte) []byte { b[setAt+5], b[setAt+6] = 'b', 'b'; return b }), ErrMalformed},
 		{"bad tag char", mutate(func(b []byte) []byte { b[setAt+2] = 'B'; return b }), ErrMalformed},
@@ -129,6 +151,9 @@ func TestMarshalBinaryErrors(t *testing.T) {
 		{"fractional ttl", Announcement{Key: key, TTL: 4500 * time.Millisecond}, ErrMalformed},
 		{"signature size", Announcement{Key: key, TTL: DefaultTTL, Signature: []byte{1}}, ErrMalformed},
 		{"invalid set", Announcement{Key: key, TTL: DefaultTTL, Set: Set{Tags: []string{"X"}}}, ErrInvalidSet},
+		{"remaining over ttl", Announcement{Key: key, TTL: DefaultTTL, Remaining: DefaultTTL + time.Second}, ErrMalformed},
+		{"negative remaining", Announcement{Key: key, TTL: DefaultTTL, Remaining: -time.Second}, ErrMalformed},
+		{"fractional remaining", Announcement{Key: key, TTL: DefaultTTL, Remaining: 1500 * time.Millisecond}, ErrMalformed},
 	}
 	for _, tt := range tests {
 		if _, err := tt.a.MarshalBinary(); !errors.Is(err, tt.want) {

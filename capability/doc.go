@@ -7,10 +7,13 @@
 // Announcements are signed by their origin's ed25519 identity and flooded
 // over the mesh: each node verifies, indexes and forwards a new version to
 // its other neighbours (split horizon), bumping a hop count that travels
-// outside the signature and stops at MaxHops. Receivers pin each NodeID to
-// its key on first sight, drop versions they already have, and reject older
-// ones, so a peer can neither forge nor roll back another node's
-// announcement. Origins re-announce every TTL/3; a node is Online while its
+// outside the signature and stops at MaxHops. Beside it, also unsigned,
+// every sender writes the lifetime the announcement has left with it, and
+// the receiver expires it that long after receipt (never longer than the
+// signed TTL), so a copy that arrives late does not live longer there.
+// Receivers pin each NodeID to its key on first sight, drop versions they
+// already have, and reject older ones, so a peer can neither forge nor roll
+// back another node's announcement. Origins re-announce every TTL/3; a node is Online while its
 // announcement is fresh, Degraded after a missed refresh, and Offline (gone
 // from the index) when its TTL runs out.
 //

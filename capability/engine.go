@@ -106,14 +106,14 @@ type Engine struct {
 type record struct {
 	key      ed25519.PublicKey // pinned on first sight (TOFU)
 	version  uint64
-	wire     []byte // the announcement with the hop count already bumped, as forwarded
+	wire     []byte // the announcement with the hop count already bumped, as last sent (never modified: replaced)
 	hops     int    // fewest hops seen for version
 	via      identity.NodeID
 	ttl      time.Duration
 	degraded bool
-	expires  time.Time
-	live     bool   // in the index
-	tomb     uint64 // while offline: the seq of its current tombstone
+	expires  time.Time // receipt + the remaining lifetime the sender reported (at most ttl)
+	live     bool      // in the index
+	tomb     uint64    // while offline: the seq of its current tombstone
 }
 
 // tombstone marks that origin id went offline. It is current only while
@@ -319,7 +319,8 @@ func nextVersion(prev uint64, now time.Time) uint64 {
 // signLocalLocked signs the newest local version and returns its wire form.
 func (e *Engine) signLocalLocked() []byte {
 	self := e.ix.get(e.id.NodeID())
-	a := Announcement{Version: self.Version, TTL: e.cfg.TTL, Degraded: e.local.degraded, Set: self.Set, Hops: 1}
+	// The origin vouches for itself afresh whenever it sends: full lifetime.
+	a := Announcement{Version: self.Version, TTL: e.cfg.TTL, Degraded: e.local.degraded, Set: self.Set, Hops: 1, Remaining: e.cfg.TTL}
 	if err := a.Sign(e.id); err != nil {
 		panic("capability: encoding a validated local set: " + err.Error()) // unreachable: the set was validated
 	}
@@ -360,10 +361,11 @@ func (e *Engine) indexLocked(n *Node) {
 // over an authenticated session. msg is not retained: the caller may reuse
 // it after HandleMessage returns. It returns nil for accepted messages and
 // harmless duplicates, and an error wrapping one of ErrMalformed,
-// ErrOversized, ErrHopLimit, ErrBadSignature, ErrTampered, ErrRebinding,
-// ErrOldVersion, ErrUnsigned or ErrIndexFull for rejected ones (each is
-// counted in Stats). The signature check, the costly part, runs without
-// engine locks, so several goroutines may call HandleMessage at once.
+// ErrOversized, ErrHopLimit, ErrExpired, ErrBadSignature, ErrTampered,
+// ErrRebinding, ErrOldVersion, ErrUnsigned or ErrIndexFull for rejected
+// ones (each is counted in Stats). The signature check, the costly part,
+// runs without engine locks, so several goroutines may call HandleMessage
+// at once.
 func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 	e.st.received.Add(1)
 	a, err := DecodeAnnouncement(msg)
@@ -378,6 +380,10 @@ func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 		return nil
 	case identity.NodeIDFromKey(a.Key) != a.Origin:
 		err = fmt.Errorf("%w: key does not hash to origin %s", ErrRebinding, a.Origin.Short())
+	case a.Remaining <= 0:
+		// Rejected before any state changes, so a relay that zeroes the
+		// field cannot stop a good copy from another neighbour.
+		err = fmt.Errorf("%w: version %d of %s", ErrExpired, a.Version, a.Origin.Short())
 	}
 	if err != nil {
 		return e.reject(from, err)
@@ -410,7 +416,9 @@ func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 }
 
 // checkLocked compares a with what is known of its origin: dup is true for
-// a copy of the version held (and then a better route is queued to o).
+// a copy of the version held (and then a better route is queued to o). A
+// duplicate never extends the expiry: only the first copy of a version
+// sets it, so a relay cannot keep a node alive by resending it.
 func (e *Engine) checkLocked(o *outbox, from identity.NodeID, a *Announcement, msg []byte) (dup bool, err error) {
 	rec := e.records[a.Origin]
 	switch {
@@ -445,10 +453,17 @@ func (e *Engine) applyLocked(o *outbox, from identity.NodeID, a *Announcement, m
 		e.records[a.Origin] = rec
 	}
 	now := e.cfg.Now()
+	// The announcement lives as long as the sender said it had left (never
+	// longer than the signed TTL; decoding checks that too), not a fresh
+	// TTL from its late arrival here.
+	expires := now.Add(min(a.Remaining, a.TTL))
+	// Forwarded with what is left at now, the same clock reading: no second
+	// is lost per hop to rounding.
 	wire := bytes.Clone(msg)
 	wire[offHops] = a.Hops + 1
+	putRemaining(wire, remainingAt(expires, now, a.TTL))
 	rec.version, rec.wire, rec.hops, rec.via = a.Version, wire, int(a.Hops), from
-	rec.ttl, rec.degraded, rec.expires, rec.live = a.TTL, a.Degraded, now.Add(a.TTL), true
+	rec.ttl, rec.degraded, rec.expires, rec.live = a.TTL, a.Degraded, expires, true
 	e.indexLocked(&Node{
 		ID: a.Origin, Key: a.Key, Version: a.Version, Set: a.Set,
 		Status: rec.status(now), Hops: int(a.Hops), Via: from, Updated: now, Expires: rec.expires,
@@ -523,6 +538,8 @@ func (e *Engine) reject(from identity.NodeID, err error) error {
 		c = &e.st.unsigned
 	case errors.Is(err, ErrIndexFull):
 		c = &e.st.indexFull
+	case errors.Is(err, ErrExpired):
+		c = &e.st.expired
 	}
 	c.Add(1)
 	if e.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -534,9 +551,12 @@ func (e *Engine) reject(from identity.NodeID, err error) error {
 // PeerUp tells the engine that a session with peer id is established. The
 // engine sends it every live announcement it holds (this node's included),
 // except those learned from id, so a late joiner learns the index at once.
+// Each carries the lifetime it has left here, so the joiner expires it when
+// this node does (or up to a second earlier), not a full TTL later.
 func (e *Engine) PeerUp(id identity.NodeID) {
 	var o outbox
 	e.mu.Lock()
+	now := e.cfg.Now()
 	switch {
 	case e.local.pending:
 		// The newest version waits for its rate-limited broadcast; a
@@ -548,8 +568,12 @@ func (e *Engine) PeerUp(id identity.NodeID) {
 		o.msgs = append(o.msgs, outMsg{msg: e.local.wire, to: id})
 	}
 	for origin, rec := range e.records {
-		// The stored copy's hop count is already bumped: sendable up to MaxHops.
-		if rec.live && rec.wire[offHops] <= MaxHops && rec.via != id && origin != id {
+		// The stored copy's hop count is already bumped: sendable up to
+		// MaxHops. Less than a second left would go out as expired: skip.
+		r := remainingAt(rec.expires, now, rec.ttl)
+		if rec.live && r > 0 && rec.wire[offHops] <= MaxHops && rec.via != id && origin != id {
+			// Copy on write: joiners within the same second share one copy.
+			rec.wire = withRemaining(rec.wire, r)
 			o.msgs = append(o.msgs, outMsg{msg: rec.wire, to: id})
 		}
 	}

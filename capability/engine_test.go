@@ -41,7 +41,7 @@ func TestRejections(t *testing.T) {
 	rebound := func() []byte {
 		// The attacker claims the victim's NodeID with its own key and a
 		// valid signature of its own.
-		a := Announcement{Version: 11, TTL: DefaultTTL, Set: set, Hops: 1}
+		a := Announcement{Version: 11, TTL: DefaultTTL, Set: set, Hops: 1, Remaining: DefaultTTL}
 		if err := a.Sign(attacker); err != nil {
 			t.Fatal(err)
 		}
@@ -545,7 +545,7 @@ func TestTombstonesStayBounded(t *testing.T) {
 	from[0] = 9
 	announce := func(origin *identity.Identity, v uint64) {
 		t.Helper()
-		a := Announcement{Version: v, TTL: MinTTL, Set: Set{Tags: []string{"gpu"}}, Hops: 1}
+		a := Announcement{Version: v, TTL: MinTTL, Set: Set{Tags: []string{"gpu"}}, Hops: 1, Remaining: MinTTL}
 		if err := a.Sign(origin); err != nil {
 			t.Fatal(err)
 		}

@@ -35,6 +35,9 @@ var (
 	// ErrUnsigned rejects an unsigned announcement when
 	// Config.AllowUnsigned is false (the default).
 	ErrUnsigned = errors.New("capability: unsigned announcement")
+	// ErrExpired rejects an announcement whose sender had no lifetime left
+	// for it (remaining lifetime 0): it must not be indexed or forwarded.
+	ErrExpired = errors.New("capability: expired announcement")
 	// ErrIndexFull rejects an announcement from a new origin when the
 	// engine already remembers Config.MaxNodes live origins.
 	ErrIndexFull = errors.New("capability: index full")

@@ -122,6 +122,7 @@ type Stats struct {
 	RejectedOldVersion   uint64
 	RejectedUnsigned     uint64
 	RejectedIndexFull    uint64
+	RejectedExpired      uint64 // sent with no lifetime left
 
 	EventsDropped   uint64 // events lost to full subscriber channels
 	TelemetryErrors uint64 // failed samples, or telemetry that did not fit the set
@@ -132,7 +133,7 @@ type counters struct {
 	received, accepted, duplicates, forwarded, broadcasts  atomic.Uint64
 	messagesSent, bytesSent, sendErrors                    atomic.Uint64
 	malformed, oversized, hopLimit, badSignature, tampered atomic.Uint64
-	rebinding, oldVersion, unsigned, indexFull             atomic.Uint64
+	rebinding, oldVersion, unsigned, indexFull, expired    atomic.Uint64
 	eventsDropped, telemetryErrors                         atomic.Uint64
 }
 
@@ -147,7 +148,7 @@ func (e *Engine) Stats() Stats {
 		RejectedHopLimit: c.hopLimit.Load(), RejectedBadSignature: c.badSignature.Load(),
 		RejectedTampered: c.tampered.Load(), RejectedRebinding: c.rebinding.Load(),
 		RejectedOldVersion: c.oldVersion.Load(), RejectedUnsigned: c.unsigned.Load(),
-		RejectedIndexFull: c.indexFull.Load(),
-		EventsDropped:     c.eventsDropped.Load(), TelemetryErrors: c.telemetryErrors.Load(),
+		RejectedIndexFull: c.indexFull.Load(), RejectedExpired: c.expired.Load(),
+		EventsDropped: c.eventsDropped.Load(), TelemetryErrors: c.telemetryErrors.Load(),
 	}
 }

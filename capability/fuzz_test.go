@@ -2,8 +2,14 @@ package capability
 
 import (
 	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzDecodeAnnouncement feeds DecodeAnnouncement arbitrary bytes.
@@ -20,7 +26,9 @@ func FuzzDecodeAnnouncement(f *testing.F) {
 	id := testID(f, 1)
 	f.Add(signedWire(f, id, 1, Set{}))
 	f.Add(signedWire(f, id, 1<<40, Set{Tags: []string{"gpu", "scope:tenant:acme"}, Metadata: map[string]string{"gpu_mem_gb": "24", "name": "A100 «80»"}}))
-	f.Add([]byte{msgAnnouncement, formatV1, 1})
+	f.Add(remainingWire(f, id, 2, 17*time.Second)) // relayed late
+	f.Add(remainingWire(f, id, 3, 0))              // expired
+	f.Add([]byte{msgAnnouncement, formatV2, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := DecodeAnnouncement(b)
 		if err != nil {
@@ -63,4 +71,54 @@ func FuzzParseFilter(f *testing.F) {
 			t.Fatalf("%q printed as %q, which reparses as %q, %v", s, flt.String(), again.String(), err)
 		}
 	})
+}
+
+// TestDecodeAnnouncementCorpus keeps the committed seed corpus in step with
+// the wire format: the well-formed entries must still decode (a format
+// change must regenerate them, or they stop exercising anything past the
+// header checks) and the broken ones must fail for their own reason.
+func TestDecodeAnnouncementCorpus(t *testing.T) {
+	want := map[string]error{
+		"empty-set":          nil,
+		"typical":            nil,
+		"unsigned":           nil,
+		"degraded-max-hops":  nil, // decodes; its signature is wrong
+		"expired":            nil, // decodes; the engine rejects it
+		"late-relay":         nil,
+		"truncated":          ErrMalformed,
+		"remaining-over-ttl": ErrMalformed,
+		"format-v1":          ErrMalformed, // the layout without a remaining lifetime
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzDecodeAnnouncement")
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(want) {
+		t.Errorf("%d corpus entries, want %d: update this test with the corpus", len(files), len(want))
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(filepath.Join(dir, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+		if len(lines) != 2 || lines[0] != "go test fuzz v1" || !strings.HasPrefix(lines[1], "[]byte(") || !strings.HasSuffix(lines[1], ")") {
+			t.Errorf("%s: not a one-value fuzz corpus file", f.Name())
+			continue
+		}
+		b, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
+		if err != nil {
+			t.Errorf("%s: %v", f.Name(), err)
+			continue
+		}
+		exp, ok := want[f.Name()]
+		if !ok {
+			t.Errorf("%s: unexpected corpus entry", f.Name())
+			continue
+		}
+		if _, err := DecodeAnnouncement([]byte(b)); !errors.Is(err, exp) {
+			t.Errorf("%s: DecodeAnnouncement = %v, want %v", f.Name(), err, exp)
+		}
+	}
 }

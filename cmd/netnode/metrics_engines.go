@@ -85,6 +85,7 @@ func newCapabilityCollector(e *capability.Engine) *capabilityCollector {
 			{"old_version", func(s *S) uint64 { return s.RejectedOldVersion }},
 			{"unsigned", func(s *S) uint64 { return s.RejectedUnsigned }},
 			{"index_full", func(s *S) uint64 { return s.RejectedIndexFull }},
+			{"expired", func(s *S) uint64 { return s.RejectedExpired }},
 		},
 	}
 }
