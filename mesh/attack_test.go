@@ -192,6 +192,7 @@ func forgedIK(t testing.TB, to ed25519.PublicKey) []byte {
 	}
 	signed := append([]byte("netmesh static v1"), static...)
 	payload := append(append([]byte(nil), id.PublicKey()...), other.Sign(signed)...)
+	payload = binary.BigEndian.AppendUint64(payload, 1) // incarnation
 	payload = binary.BigEndian.AppendUint64(payload, uint64(time.Now().UnixNano()))
 	msg, _, _, err := hs.WriteMessage(nil, payload)
 	if err != nil {

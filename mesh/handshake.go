@@ -184,7 +184,7 @@ func (m *Mesh) attemptLocked(d *dial) {
 	now := m.now()
 	d.tries++
 	d.nextAt = now + int64(noise.RetransmitDelay(m.t.retransmit, d.tries-1, nil))
-	hs, err := noise.NewInitiator(noise.Config{Identity: m.id, PeerKey: d.pin.Key, PeerID: d.pin.ID}, time.Now())
+	hs, err := noise.NewInitiator(noise.Config{Identity: m.id, PeerKey: d.pin.Key, PeerID: d.pin.ID, Incarnation: m.incarnation}, time.Now())
 	if err != nil {
 		m.finishDialLocked(d, nil, err)
 		return
@@ -421,7 +421,7 @@ func (m *Mesh) respond(h wire.Handshake, j hsJob) {
 	if h.Type == wire.TypeInitIK {
 		pattern = noise.PatternIK
 	}
-	hs, err := noise.NewResponder(m.id, pattern)
+	hs, err := noise.NewResponder(m.id, pattern, m.incarnation)
 	if err != nil {
 		return
 	}
@@ -662,7 +662,7 @@ func (m *Mesh) peerLocked(id identity.NodeID, key ed25519.PublicKey) *Peer {
 func (m *Mesh) newSession(p *Peer, local, remote uint32, k *noise.Keys, initiator bool, path *endpoint) *session {
 	return &session{
 		peer: p, local: local, remote: remote, send: k.Send, recv: k.Recv,
-		initiator: initiator, created: m.now(), path: path,
+		initiator: initiator, created: m.now(), path: path, incarnation: k.Peer.Incarnation,
 	}
 }
 
@@ -691,6 +691,12 @@ func (m *Mesh) keepsOwnLocked(p *Peer, s *session) bool {
 // the address the handshake came from, and satisfies any dial waiting for
 // the peer.
 func (m *Mesh) establishLocked(p *Peer, s *session) {
+	if p.incarnation != s.incarnation {
+		if p.incarnation != 0 {
+			m.restartedLocked(p)
+		}
+		p.incarnation = s.incarnation
+	}
 	cameUp := p.installLocked(s)
 	p.setPathLocked(s.path)
 	p.lastRecv.Store(m.now())
@@ -703,5 +709,21 @@ func (m *Mesh) establishLocked(p *Peer, s *session) {
 		m.log.Info("peer up", "peer", p.id.Short(), "path", s.path)
 		m.notifyLocked(PeerEvent{Peer: p.id, Up: true})
 		m.notifyEnginesLocked(p.id, true)
+	}
+}
+
+// restartedLocked forgets what belonged to the peer's previous run, whose
+// incarnation a new session has just replaced: its streams (the
+// restarted node has none of them, and would take the ids it reuses for
+// stale ones), so they end with ErrMuxClosed. Watchers and engines see
+// the peer go down and, when the session is installed, come up again,
+// as after any other loss of the peer.
+func (m *Mesh) restartedLocked(p *Peer) {
+	m.log.Info("peer restarted; its streams end", "peer", p.id.Short())
+	p.closeStreamsLocked()
+	if p.up {
+		p.up = false
+		m.notifyLocked(PeerEvent{Peer: p.id, Up: false})
+		m.notifyEnginesLocked(p.id, false)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"runtime"
@@ -43,6 +44,9 @@ type Mesh struct {
 	log   *slog.Logger
 	t     timers
 	epoch time.Time // monotonic base for the atomic timestamps below
+	// incarnation tells this run of the node from its others: peers that
+	// see it change know the node restarted (noise.Peer.Incarnation).
+	incarnation uint64
 
 	socks []*socket
 	// probeMTU: every socket sends with don't-fragment set, so streams
@@ -132,6 +136,7 @@ func New(cfg Config) (*Mesh, error) {
 		log:         log.With("node", id.NodeID().Short()),
 		t:           cfg.timers(),
 		epoch:       time.Now(),
+		incarnation: rand.Uint64() | 1, // never 0, which means unknown
 		hsq:         make(chan hsJob, orDefault(cfg.HandshakeQueue, 256)),
 		dgram:       make(chan *inPacket, orDefault(cfg.DatagramQueue, 1024)),
 		engines:     make(map[wire.Proto]MessageHandler),

@@ -28,8 +28,11 @@ type Peer struct {
 	next     *session // responder side: waits for the initiator's first packet
 	dial     *dial    // handshake in progress that we started, if any
 	lastInit uint64   // newest initiation timestamp accepted from this peer
-	up       bool
-	created  int64 // mono ns; without a session, the peer is forgotten ForgetAfter after this or lastRecv, whichever is later
+	// incarnation is the peer's, from its latest installed session; 0
+	// until one is.
+	incarnation uint64
+	up          bool
+	created     int64 // mono ns; without a session, the peer is forgotten ForgetAfter after this or lastRecv, whichever is later
 
 	cur   atomic.Pointer[session]  // mirrors current for lock-free sends
 	ep    atomic.Pointer[endpoint] // where packets to the peer go
@@ -234,6 +237,8 @@ type session struct {
 	initiator bool
 	created   int64     // mono ns
 	path      *endpoint // where the handshake came from or went to
+	// incarnation is the peer's, as its handshake told.
+	incarnation uint64
 
 	sendCounter atomic.Uint64
 	confirmed   atomic.Bool // an authenticated packet arrived on it

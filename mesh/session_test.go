@@ -62,6 +62,86 @@ func TestRestartedPeerDialsBack(t *testing.T) {
 	exchange(t, a, p, b2, []byte("welcome back"))
 }
 
+// Guards streams across a peer's restart: the restarted node reuses
+// stream ids its previous run used, so a survivor that kept its streams
+// took the new ones for stale and refused them. The handshake's
+// incarnation tells the survivor the peer restarted: its old streams end,
+// and the restarted node's new streams are accepted, whichever side
+// makes the new session (the IK initiation or the IK response carries
+// the news).
+func TestStreamsAcrossPeerRestart(t *testing.T) {
+	for _, survivorDials := range []bool{false, true} {
+		t.Run(fmt.Sprintf("survivorDials=%v", survivorDials), func(t *testing.T) {
+			ctx := ctxT(t)
+			idB, _ := identity.Generate()
+			a := newNode(t)
+			b := newNode(t, func(c *mesh.Config) { c.Identity = idB })
+			p := connect(t, a, b, mesh.Pin{Key: idB.PublicKey()})
+			eventually(t, 5*time.Second, "b sees a up", func() bool { q := b.Peer(a.ID()); return q != nil && q.IsUp() })
+			pb := b.Peer(a.ID())
+			for i := range 3 { // ids the restarted b will use again
+				s, err := b.OpenStream(ctx, pb, mesh.StreamConfig{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.SendBlocking(ctx, []byte{byte(i)}); err != nil {
+					t.Fatal(err)
+				}
+				as, _, err := a.AcceptStream(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := as.Recv(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			old, err := a.OpenStream(ctx, p, mesh.StreamConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := old.SendBlocking(ctx, []byte("to b's first run")); err != nil {
+				t.Fatal(err)
+			}
+
+			addr := b.Addr()
+			b.Close()
+			b2 := newNode(t, func(c *mesh.Config) { c.Identity = idB; c.ListenAddr = addr.String() })
+			if survivorDials {
+				done := a.RekeyNow(p)
+				if done == nil {
+					t.Fatal("a could not start a handshake")
+				}
+				<-done
+				eventually(t, 5*time.Second, "b2 sees a up", func() bool { q := b2.Peer(a.ID()); return q != nil && q.IsUp() })
+				pb = b2.Peer(a.ID())
+			} else {
+				pb = connect(t, b2, a, mesh.Pin{Key: a.Identity().PublicKey()})
+			}
+			// a learns of the restart when the new session is installed;
+			// on the responder that is when b2's first packet arrives.
+			exchange(t, b2, pb, a, []byte("hello again"))
+
+			s, err := b2.OpenStream(ctx, pb, mesh.StreamConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SendBlocking(ctx, []byte("from b's second run")); err != nil {
+				t.Fatal(err)
+			}
+			as, _, err := a.AcceptStream(ctx)
+			if err != nil {
+				t.Fatalf("a never accepted the restarted node's stream: %v", err)
+			}
+			if msg, err := as.Recv(ctx); err != nil || string(msg) != "from b's second run" {
+				t.Fatalf("a read %q, %v", msg, err)
+			}
+			if _, err := old.Recv(ctx); err == nil || ctx.Err() != nil {
+				t.Fatalf("a's stream to b's first run: Recv = %v, want it ended by the restart", err)
+			}
+		})
+	}
+}
+
 func TestRoaming(t *testing.T) {
 	fc := meshtest.Listen(t, meshtest.Options{Seed: 1})
 	a := newNode(t, func(c *mesh.Config) { c.Conn = fc })

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -70,9 +71,12 @@ func (r *refHandshake) write(t *testing.T) []byte {
 	if r.carriesID(r.hs.MessageIndex()) {
 		static, _ := identity.X25519PublicKey(r.id.PublicKey())
 		payload = append(bytes.Clone(r.id.PublicKey()), r.id.Sign(signedStatic(static))...)
+		payload = binary.BigEndian.AppendUint64(payload, 0) // incarnation
 		if r.pattern == PatternIK {
 			payload = binary.BigEndian.AppendUint64(payload, uint64(time.Now().UnixNano()))
 		}
+	} else if r.pattern == PatternIK {
+		payload = binary.BigEndian.AppendUint64(nil, 0) // the response's incarnation
 	}
 	msg, cs1, cs2, err := r.hs.WriteMessage(nil, payload)
 	if err != nil {
@@ -162,7 +166,7 @@ func TestInteropWithReference(t *testing.T) {
 					peerKey = b.PublicKey()
 				}
 				ref := newRef(t, a, p, true, peerKey)
-				ours, err := NewResponder(b, p)
+				ours, err := NewResponder(b, p, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -199,15 +203,16 @@ func TestCachedIdentityStillChecked(t *testing.T) {
 	aStatic, _ := identity.X25519PublicKey(a.PublicKey())
 	cStatic, _ := identity.X25519PublicKey(c.PublicKey())
 	aSig := a.Sign(signedStatic(aStatic))
+	incarnation := binary.BigEndian.AppendUint64(nil, 7)
 	ts := binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano()))
 	payload := func(key ed25519.PublicKey, sig []byte) []byte {
-		return append(append(append([]byte(nil), key...), sig...), ts...)
+		return slices.Concat(key, sig, incarnation, ts)
 	}
 	warm := func() {
 		t.Helper()
 		for range 2 {
 			ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
-			res, _ := NewResponder(b, PatternIK)
+			res, _ := NewResponder(b, PatternIK, 0)
 			run(t, ini, res, IKInitiationSize, IKResponseSize)
 		}
 	}
@@ -235,7 +240,7 @@ func TestCachedIdentityStillChecked(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			warm()
 			ini, _ := NewInitiator(Config{Identity: tc.from, PeerKey: b.PublicKey()}, time.Now())
-			res, _ := NewResponder(b, PatternIK)
+			res, _ := NewResponder(b, PatternIK, 0)
 			err := res.ReadMessage(forge(t, ini, tc.payload))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("ReadMessage = %v, want %v", err, tc.want)
@@ -278,7 +283,7 @@ func TestConcurrentHandshakes(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				res, _ := NewResponder(b, PatternIK)
+				res, _ := NewResponder(b, PatternIK, 0)
 				msg1, _ := ini.WriteMessage(nil)
 				if err := res.ReadMessage(msg1); err != nil {
 					t.Error(err)

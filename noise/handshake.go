@@ -78,6 +78,8 @@ type Config struct {
 	// PeerID, if not zero, pins the responder's NodeID: the handshake fails
 	// with ErrKeyMismatch if the responder turns out to be another node.
 	PeerID identity.NodeID
+	// Incarnation is sent to the peer: see Peer.Incarnation.
+	Incarnation uint64
 }
 
 // Peer is what a handshake authenticated about the remote node.
@@ -91,6 +93,12 @@ type Peer struct {
 	// peer and drops initiations that are not newer, so a replayed
 	// initiation cannot make the responder reset a session.
 	InitiationTime time.Time
+	// Incarnation is the number the peer sent to tell one run of it from
+	// the next: a node picks one at random when it starts, so a peer whose
+	// incarnation changed between two handshakes has restarted, and state
+	// kept for its previous run (streams, say) is gone on its side. Every
+	// handshake message but the XX initiation carries its sender's.
+	Incarnation uint64
 }
 
 // Keys is the result of a completed handshake.
@@ -120,23 +128,25 @@ type Keys struct {
 //
 // A Handshake is not safe for concurrent use.
 type Handshake struct {
-	hs        *noise.HandshakeState // nil once complete or failed
-	dh        *x25519               // hs's DH function
-	pattern   Pattern
-	initiator bool
-	id        *identity.Identity
-	static    []byte    // this node's Noise static public key
-	now       time.Time // IK initiation timestamp
-	pinKey    ed25519.PublicKey
-	pinID     identity.NodeID
-	peer      Peer
-	keys      *Keys
+	hs              *noise.HandshakeState // nil once complete or failed
+	dh              *x25519               // hs's DH function
+	pattern         Pattern
+	initiator       bool
+	id              *identity.Identity
+	static          []byte    // this node's Noise static public key
+	now             time.Time // IK initiation timestamp
+	pinKey          ed25519.PublicKey
+	pinID           identity.NodeID
+	peer            Peer
+	keys            *Keys
+	incarnation     uint64 // ours
+	peerIncarnation uint64 // the peer's, once read
 }
 
 // NewInitiator starts a handshake as initiator: PatternIK if cfg.PeerKey is
 // set, else PatternXX. now is the IK initiation timestamp.
 func NewInitiator(cfg Config, now time.Time) (*Handshake, error) {
-	h := &Handshake{pattern: PatternXX, initiator: true, now: now, pinID: cfg.PeerID}
+	h := &Handshake{pattern: PatternXX, initiator: true, now: now, pinID: cfg.PeerID, incarnation: cfg.Incarnation}
 	var peerStatic []byte
 	if cfg.PeerKey != nil {
 		var err error
@@ -156,12 +166,13 @@ func NewInitiator(cfg Config, now time.Time) (*Handshake, error) {
 }
 
 // NewResponder starts a handshake as responder for pattern p, which the
-// caller knows from the type of the first message.
-func NewResponder(id *identity.Identity, p Pattern) (*Handshake, error) {
+// caller knows from the type of the first message. incarnation is sent to
+// the initiator: see Peer.Incarnation.
+func NewResponder(id *identity.Identity, p Pattern, incarnation uint64) (*Handshake, error) {
 	if p != PatternIK && p != PatternXX {
 		return nil, fmt.Errorf("%w: unknown pattern %v", ErrBadConfig, p)
 	}
-	h := &Handshake{pattern: p}
+	h := &Handshake{pattern: p, incarnation: incarnation}
 	if err := h.start(id, nil); err != nil {
 		return nil, err
 	}
@@ -228,8 +239,11 @@ func (h *Handshake) WriteMessage(out []byte) ([]byte, error) {
 		return nil, ErrHandshakeState
 	}
 	var payload []byte
-	if _, carriesID := h.message(i); carriesID {
+	switch size, carriesID := h.message(i); {
+	case carriesID:
 		payload = h.identityPayload()
+	case size > keySize: // the IK response: the incarnation alone
+		payload = binary.BigEndian.AppendUint64(nil, h.incarnation)
 	}
 	out, cs1, cs2, err := h.hs.WriteMessage(out, payload)
 	if err != nil {
@@ -258,10 +272,13 @@ func (h *Handshake) ReadMessage(msg []byte) error {
 		return fmt.Errorf("%w: %v message %d is %d bytes, want %d", ErrBadMessage, h.pattern, i+1, len(msg), size)
 	}
 	payload, cs1, cs2, err := h.hs.ReadMessage(nil, msg)
-	if err != nil {
+	switch {
+	case err != nil:
 		err = fmt.Errorf("%w: %w", ErrBadMessage, err)
-	} else if carriesID {
+	case carriesID:
 		err = h.readIdentity(payload)
+	case len(payload) == incarnationSize: // the IK response
+		h.peerIncarnation = binary.BigEndian.Uint64(payload)
 	}
 	if err != nil {
 		// flynn/noise does not roll back all of its state on failure.
@@ -303,14 +320,15 @@ func (h *Handshake) message(i int) (size int, carriesID bool) {
 	return XXFinalSize, true
 }
 
-// identityPayload returns ed25519 key || signature of the static key, plus
-// the timestamp in an IK initiation. The signature is the same for every
-// handshake (ed25519 is deterministic and the static key is fixed), so the
-// identity computes it once (SignCached).
+// identityPayload returns ed25519 key || signature of the static key ||
+// incarnation, plus the timestamp in an IK initiation. The signature is
+// the same for every handshake (ed25519 is deterministic and the static
+// key is fixed), so the identity computes it once (SignCached).
 func (h *Handshake) identityPayload() []byte {
-	p := make([]byte, 0, identityPayloadSize+timestampSize)
+	p := make([]byte, 0, identityPayloadSize+incarnationSize+timestampSize)
 	p = append(p, h.id.PublicKey()...)
 	p = append(p, h.id.SignCached(signedStatic(h.static))...)
+	p = binary.BigEndian.AppendUint64(p, h.incarnation)
 	if h.pattern == PatternIK && h.initiator {
 		p = binary.BigEndian.AppendUint64(p, uint64(h.now.UnixNano()))
 	}
@@ -320,7 +338,7 @@ func (h *Handshake) identityPayload() []byte {
 // readIdentity verifies the peer's identity payload against the static key
 // the handshake authenticated, and the initiator's pins.
 func (h *Handshake) readIdentity(p []byte) error {
-	want := identityPayloadSize
+	want := identityPayloadSize + incarnationSize
 	withTime := h.pattern == PatternIK && !h.initiator
 	if withTime {
 		want += timestampSize
@@ -346,9 +364,10 @@ func (h *Handshake) readIdentity(p []byte) error {
 	if !h.pinID.IsZero() && id != h.pinID {
 		return fmt.Errorf("%w: got %v, want %v", ErrKeyMismatch, id, h.pinID)
 	}
-	h.peer = Peer{Key: key, ID: id}
+	h.peerIncarnation = binary.BigEndian.Uint64(p[identityPayloadSize:])
+	h.peer = Peer{Key: key, ID: id, Incarnation: h.peerIncarnation}
 	if withTime {
-		h.peer.InitiationTime = time.Unix(0, int64(binary.BigEndian.Uint64(p[identityPayloadSize:])))
+		h.peer.InitiationTime = time.Unix(0, int64(binary.BigEndian.Uint64(p[identityPayloadSize+incarnationSize:])))
 	}
 	return nil
 }
@@ -376,7 +395,7 @@ func (h *Handshake) finish(cs1, cs2 *noise.CipherState) {
 	if h.pinKey != nil {
 		// IK initiator: completing proves the responder holds the static
 		// key of pinKey.
-		h.peer = Peer{Key: h.pinKey, ID: identity.NodeIDFromKey(h.pinKey)}
+		h.peer = Peer{Key: h.pinKey, ID: identity.NodeIDFromKey(h.pinKey), Incarnation: h.peerIncarnation}
 	}
 	h.keys = &Keys{
 		Send: cipherFromState(cs1),

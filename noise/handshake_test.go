@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -86,11 +87,11 @@ func TestStaticKeyDerivation(t *testing.T) {
 func TestHandshakeIK(t *testing.T) {
 	a, b := testIdentity(t, 1), testIdentity(t, 2)
 	now := time.Unix(1700000000, 123456789)
-	ini, err := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey(), PeerID: b.NodeID()}, now)
+	ini, err := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey(), PeerID: b.NodeID(), Incarnation: 0xA1}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := NewResponder(b, PatternIK)
+	res, err := NewResponder(b, PatternIK, 0xB2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,10 +127,10 @@ func TestHandshakeIK(t *testing.T) {
 	ik, _ := ini.Keys()
 	rk, _ := res.Keys()
 	checkKeys(t, ik, rk)
-	if ik.Peer.ID != b.NodeID() || !ik.Peer.Key.Equal(b.PublicKey()) || !ik.Peer.InitiationTime.IsZero() {
+	if ik.Peer.ID != b.NodeID() || !ik.Peer.Key.Equal(b.PublicKey()) || !ik.Peer.InitiationTime.IsZero() || ik.Peer.Incarnation != 0xB2 {
 		t.Fatalf("initiator's peer %+v", ik.Peer)
 	}
-	if rk.Peer.ID != a.NodeID() || !rk.Peer.InitiationTime.Equal(now) {
+	if rk.Peer.ID != a.NodeID() || !rk.Peer.InitiationTime.Equal(now) || rk.Peer.Incarnation != 0xA1 {
 		t.Fatalf("responder's peer %+v", rk.Peer)
 	}
 }
@@ -137,11 +138,11 @@ func TestHandshakeIK(t *testing.T) {
 func TestHandshakeXX(t *testing.T) {
 	a, b := testIdentity(t, 1), testIdentity(t, 2)
 	for _, pin := range []identity.NodeID{{}, b.NodeID()} {
-		ini, err := NewInitiator(Config{Identity: a, PeerID: pin}, time.Now())
+		ini, err := NewInitiator(Config{Identity: a, PeerID: pin, Incarnation: 0xA1}, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := NewResponder(b, PatternXX)
+		res, err := NewResponder(b, PatternXX, 0xB2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +153,8 @@ func TestHandshakeXX(t *testing.T) {
 		ik, _ := ini.Keys()
 		rk, _ := res.Keys()
 		checkKeys(t, ik, rk)
-		if ik.Peer.ID != b.NodeID() || rk.Peer.ID != a.NodeID() || !rk.Peer.Key.Equal(a.PublicKey()) {
+		if ik.Peer.ID != b.NodeID() || rk.Peer.ID != a.NodeID() || !rk.Peer.Key.Equal(a.PublicKey()) ||
+			ik.Peer.Incarnation != 0xB2 || rk.Peer.Incarnation != 0xA1 {
 			t.Fatalf("peers %+v %+v", ik.Peer, rk.Peer)
 		}
 		if !rk.Peer.InitiationTime.IsZero() {
@@ -166,7 +168,7 @@ func TestPinnedNodeIDMismatch(t *testing.T) {
 
 	// XX: the responder turns out to be b, not the pinned c.
 	ini, _ := NewInitiator(Config{Identity: a, PeerID: c.NodeID()}, time.Now())
-	res, _ := NewResponder(b, PatternXX)
+	res, _ := NewResponder(b, PatternXX, 0)
 	msg1, _ := ini.WriteMessage(nil)
 	if err := res.ReadMessage(msg1); err != nil {
 		t.Fatal(err)
@@ -190,7 +192,7 @@ func TestPinnedKeyMismatch(t *testing.T) {
 	// The initiator pins b's key but reaches c: c cannot decrypt the
 	// initiation, which is encrypted to b's static key.
 	ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
-	res, _ := NewResponder(c, PatternIK)
+	res, _ := NewResponder(c, PatternIK, 0)
 	msg1, _ := ini.WriteMessage(nil)
 	if err := res.ReadMessage(msg1); !errors.Is(err, ErrBadMessage) {
 		t.Fatalf("IK initiation to another key: %v, want ErrBadMessage", err)
@@ -215,9 +217,10 @@ func TestTamperedIdentity(t *testing.T) {
 	a, b, c := testIdentity(t, 1), testIdentity(t, 2), testIdentity(t, 3)
 	aStatic, _ := identity.X25519PublicKey(a.PublicKey())
 	cStatic, _ := identity.X25519PublicKey(c.PublicKey())
+	incarnation := binary.BigEndian.AppendUint64(nil, 7)
 	ts := binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano()))
 	payload := func(key ed25519.PublicKey, sig []byte) []byte {
-		return append(append(append([]byte(nil), key...), sig...), ts...)
+		return slices.Concat(key, sig, incarnation, ts)
 	}
 	badPoint := bytes.Repeat([]byte{0xff}, 32) // not a valid encoding
 	for _, tc := range []struct {
@@ -234,7 +237,7 @@ func TestTamperedIdentity(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
-			res, _ := NewResponder(b, PatternIK)
+			res, _ := NewResponder(b, PatternIK, 0)
 			err := res.ReadMessage(forge(t, ini, tc.payload))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("ReadMessage = %v, want %v", err, tc.want)
@@ -247,7 +250,7 @@ func TestTamperedCiphertext(t *testing.T) {
 	a, b := testIdentity(t, 1), testIdentity(t, 2)
 	for i := range IKInitiationSize {
 		ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
-		res, _ := NewResponder(b, PatternIK)
+		res, _ := NewResponder(b, PatternIK, 0)
 		msg, _ := ini.WriteMessage(nil)
 		msg[i] ^= 1
 		if err := res.ReadMessage(msg); err == nil {
@@ -256,7 +259,7 @@ func TestTamperedCiphertext(t *testing.T) {
 	}
 	// The response, and the second and third XX messages.
 	ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
-	res, _ := NewResponder(b, PatternIK)
+	res, _ := NewResponder(b, PatternIK, 0)
 	msg1, _ := ini.WriteMessage(nil)
 	_ = res.ReadMessage(msg1)
 	msg2, _ := res.WriteMessage(nil)
@@ -266,7 +269,7 @@ func TestTamperedCiphertext(t *testing.T) {
 	}
 	for last := 1; last <= 2; last++ {
 		ini, _ := NewInitiator(Config{Identity: a}, time.Now())
-		res, _ := NewResponder(b, PatternXX)
+		res, _ := NewResponder(b, PatternXX, 0)
 		from, to := ini, res
 		for i := 0; i <= last; i++ {
 			msg, _ := from.WriteMessage(nil)
@@ -288,7 +291,7 @@ func TestTamperedCiphertext(t *testing.T) {
 func TestHandshakeOrder(t *testing.T) {
 	a, b := testIdentity(t, 1), testIdentity(t, 2)
 	ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
-	res, _ := NewResponder(b, PatternIK)
+	res, _ := NewResponder(b, PatternIK, 0)
 	if err := ini.ReadMessage(make([]byte, IKResponseSize)); !errors.Is(err, ErrHandshakeState) {
 		t.Fatalf("initiator read first: %v", err)
 	}
@@ -333,8 +336,8 @@ func TestBadConfig(t *testing.T) {
 			_, err := NewInitiator(Config{Identity: a, PeerKey: make([]byte, 31)}, time.Now())
 			return err
 		}(),
-		"responder pattern 0": func() error { _, err := NewResponder(a, 0); return err }(),
-		"responder nil id":    func() error { _, err := NewResponder(nil, PatternXX); return err }(),
+		"responder pattern 0": func() error { _, err := NewResponder(a, 0, 0); return err }(),
+		"responder nil id":    func() error { _, err := NewResponder(nil, PatternXX, 0); return err }(),
 	} {
 		if !errors.Is(err, ErrBadConfig) {
 			t.Errorf("%s: %v, want ErrBadConfig", name, err)
@@ -348,7 +351,7 @@ func TestReadMessageGarbage(t *testing.T) {
 		bytes.Repeat([]byte{0xff}, IKInitiationSize), make([]byte, 1<<16+1)}
 	for _, in := range inputs {
 		for _, p := range []Pattern{PatternIK, PatternXX} {
-			res, _ := NewResponder(b, p)
+			res, _ := NewResponder(b, p, 0)
 			if err := res.ReadMessage(in); err == nil && p == PatternIK {
 				t.Errorf("IK responder accepted %d garbage bytes", len(in))
 			}
@@ -381,7 +384,7 @@ func FuzzReadMessage(f *testing.F) {
 		// reject them with an error, never panic, and never complete an IK
 		// handshake without the initiator's identity.
 		for _, p := range []Pattern{PatternIK, PatternXX} {
-			res, err := NewResponder(b, p)
+			res, err := NewResponder(b, p, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -406,7 +409,7 @@ func BenchmarkHandshakeIK(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := NewResponder(r, PatternIK)
+		res, err := NewResponder(r, PatternIK, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -444,7 +447,7 @@ func BenchmarkHandshakeIKNewPeers(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			res, err := NewResponder(p[1], PatternIK)
+			res, err := NewResponder(p[1], PatternIK, 0)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -81,19 +81,19 @@ const (
 // encrypted field carries a TagSize tag.
 const (
 	// IKInitiationSize is IK message 1: ephemeral key, encrypted static key,
-	// encrypted identity payload and timestamp.
-	IKInitiationSize = keySize + (keySize + TagSize) + (identityPayloadSize + timestampSize + TagSize)
-	// IKResponseSize is IK message 2: ephemeral key and an empty encrypted
-	// payload.
-	IKResponseSize = keySize + TagSize
+	// encrypted identity payload, incarnation and timestamp.
+	IKInitiationSize = keySize + (keySize + TagSize) + (identityPayloadSize + incarnationSize + timestampSize + TagSize)
+	// IKResponseSize is IK message 2: ephemeral key and the encrypted
+	// incarnation.
+	IKResponseSize = keySize + (incarnationSize + TagSize)
 	// XXInitiationSize is XX message 1: the ephemeral key in clear.
 	XXInitiationSize = keySize
 	// XXResponseSize is XX message 2: ephemeral key, encrypted static key and
-	// encrypted identity payload.
-	XXResponseSize = keySize + (keySize + TagSize) + (identityPayloadSize + TagSize)
+	// encrypted identity payload and incarnation.
+	XXResponseSize = keySize + (keySize + TagSize) + (identityPayloadSize + incarnationSize + TagSize)
 	// XXFinalSize is XX message 3: encrypted static key and encrypted
-	// identity payload.
-	XXFinalSize = (keySize + TagSize) + (identityPayloadSize + TagSize)
+	// identity payload and incarnation.
+	XXFinalSize = (keySize + TagSize) + (identityPayloadSize + incarnationSize + TagSize)
 	// MaxHandshakeSize is the largest handshake message.
 	MaxHandshakeSize = IKInitiationSize
 
@@ -101,6 +101,8 @@ const (
 	keySize = 32
 	// identityPayloadSize is ed25519 public key || signature.
 	identityPayloadSize = keySize + 64
+	// incarnationSize is the sender's big-endian incarnation.
+	incarnationSize = 8
 	// timestampSize is the big-endian unix-nanosecond initiation time.
 	timestampSize = 8
 )
