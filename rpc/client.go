@@ -50,18 +50,34 @@ type ClientStats struct {
 	Failovers uint64
 	// Outstanding is the number of calls in flight.
 	Outstanding int
+	// Nodes is the number of nodes the client keeps state for (see
+	// Client): at most 4096, or twice the nodes its last sweep had to
+	// keep if that is more.
+	Nodes int
 }
 
 // Client makes rpc calls from one mesh. It keeps, per node called, the
 // number of outstanding calls and a circuit breaker, which CallService and
 // Pick use to choose among the nodes of a service. It starts no goroutines
 // and needs no Close. Its methods are safe for concurrent use.
+//
+// The per-node table is bounded. A node is idle when no call to it is in
+// flight and its breaker holds no failure, or only failures and probes
+// older than the breaker's Cooldown plus one minute (an open breaker is
+// kept at least that long). A new node first sweeps the idle ones out
+// when the table holds 4096 nodes, or twice what the previous sweep kept
+// if that is more: sweeping costs O(1) amortised per node added, and the
+// table holds at most twice the nodes that must be remembered. A node
+// forgotten and called again starts fresh: nothing outstanding, a closed
+// breaker (see Breaker for a pointer kept meanwhile).
 type Client struct {
-	m    *mesh.Mesh
-	opts ClientOptions
+	m     *mesh.Mesh
+	opts  ClientOptions
+	clock Clock // opts.Breaker.Clock, or the system clock
 
-	mu    sync.Mutex // guards nodes
-	nodes map[identity.NodeID]*nodeState
+	mu      sync.Mutex // guards nodes, sweepAt and the increments of nodeState.outstanding
+	nodes   map[identity.NodeID]*nodeState
+	sweepAt int // len(nodes) at which the next new node sweeps the table first
 
 	calls, failures, timeouts, cancelled, failovers atomic.Uint64
 	outstanding                                     atomic.Int64
@@ -69,6 +85,9 @@ type Client struct {
 
 // nodeState is what a client knows of one node's health.
 type nodeState struct {
+	// outstanding counts the node's calls in flight. It is raised only
+	// under Client.mu (acquire), so that a sweep, which holds Client.mu,
+	// never forgets a node a call is about to use; it may drop at any time.
 	outstanding atomic.Int64
 	breaker     *CircuitBreaker
 }
@@ -84,12 +103,20 @@ func NewClient(m *mesh.Mesh, opts ClientOptions) *Client {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultMaxAttempts
 	}
-	return &Client{m: m, opts: opts, nodes: make(map[identity.NodeID]*nodeState)}
+	clock := opts.Breaker.Clock
+	if clock == nil {
+		clock = systemClock{}
+	}
+	return &Client{m: m, opts: opts, clock: clock, nodes: make(map[identity.NodeID]*nodeState), sweepAt: nodeTableMin}
 }
 
 // Stats returns a snapshot of the client's counters.
 func (c *Client) Stats() ClientStats {
+	c.mu.Lock()
+	nodes := len(c.nodes)
+	c.mu.Unlock()
 	return ClientStats{
+		Nodes:       nodes,
 		Calls:       c.calls.Load(),
 		Failures:    c.failures.Load(),
 		Timeouts:    c.timeouts.Load(),
@@ -99,20 +126,81 @@ func (c *Client) Stats() ClientStats {
 	}
 }
 
-// Breaker returns the circuit breaker the client keeps for node.
+// Breaker returns the circuit breaker the client keeps for node, starting
+// a closed one if it keeps none. The pointer stays the node's breaker,
+// which the client's calls consult and report to, for as long as the
+// client remembers the node: while calls to it are in flight, and while
+// the breaker holds failures (open, half-open, or closed with failures
+// counted) until its Cooldown plus a minute have passed since its last
+// failure or probe. Once the node is idle the client may forget it (see
+// Client); a later call, or Breaker, then starts a fresh closed breaker,
+// and the old one is detached: it no longer sees the client's calls, and
+// what is reported to it affects none. To observe or steer a node's
+// breaker over time, call Breaker again rather than keep the pointer.
 func (c *Client) Breaker(node identity.NodeID) *CircuitBreaker {
-	return c.state(node).breaker
-}
-
-func (c *Client) state(node identity.NodeID) *nodeState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.entry(node).breaker
+}
+
+// lookup returns the client's state for node, nil when it keeps none (a
+// node it would treat as fresh: breaker closed, nothing outstanding).
+func (c *Client) lookup(node identity.NodeID) *nodeState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[node]
+}
+
+// acquire returns the client's state for node, created if need be, with
+// one more call outstanding: the caller must end it with release.
+func (c *Client) acquire(node identity.NodeID) *nodeState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ns := c.entry(node)
+	ns.outstanding.Add(1)
+	return ns
+}
+
+// release ends a call that acquire counted.
+func (c *Client) release(ns *nodeState) { ns.outstanding.Add(-1) }
+
+// entry returns the state for node, creating it, after sweeping the table
+// if it is full. c.mu must be held.
+func (c *Client) entry(node identity.NodeID) *nodeState {
 	ns := c.nodes[node]
 	if ns == nil {
+		if len(c.nodes) >= c.sweepAt {
+			c.sweep()
+		}
 		ns = &nodeState{breaker: NewCircuitBreaker(c.opts.Breaker)}
 		c.nodes[node] = ns
 	}
 	return ns
+}
+
+// sweep forgets the idle nodes: no call in flight, and a breaker that
+// holds no failure or only old ones (CircuitBreaker.forgettable). The next
+// sweep comes when the table has doubled what this one kept (or reaches
+// nodeTableMin), so each node added pays for O(1) of sweeping. c.mu must
+// be held; as outstanding is raised only under it, a node whose count is 0
+// here has no call that could still start on its state.
+func (c *Client) sweep() {
+	now := c.clock.Now()
+	before := len(c.nodes)
+	for id, ns := range c.nodes {
+		if ns.outstanding.Load() == 0 && ns.breaker.forgettable(now) {
+			delete(c.nodes, id)
+		}
+	}
+	if n := len(c.nodes); n < before/4 {
+		// A map keeps its peak size: copy what is left to a small one.
+		m := make(map[identity.NodeID]*nodeState, n)
+		for id, ns := range c.nodes {
+			m[id] = ns
+		}
+		c.nodes = m
+	}
+	c.sweepAt = max(nodeTableMin, 2*len(c.nodes))
 }
 
 // Call calls service on node with request body req and returns the reply
@@ -233,16 +321,19 @@ func (c *Client) pick(service string, skip []identity.NodeID) (identity.NodeID, 
 		if n.Self || slices.Contains(skip, n.ID) {
 			continue
 		}
-		ns := c.state(n.ID)
-		if !ns.breaker.ready() {
-			blocked++
-			continue
+		var outstanding int64
+		if ns := c.lookup(n.ID); ns != nil { // none: a fresh node, never called or forgotten
+			if !ns.breaker.ready() {
+				blocked++
+				continue
+			}
+			outstanding = ns.outstanding.Load()
 		}
 		p := c.m.Peer(n.ID)
 		sc := candidate{
 			down:        p != nil && !p.IsUp(),
 			degraded:    n.Status != capability.StatusOnline,
-			outstanding: ns.outstanding.Load(),
+			outstanding: outstanding,
 			relayed:     p == nil || !p.IsUp() || !p.Via().IsZero(),
 		}
 		switch {
@@ -292,14 +383,14 @@ func (c *Client) start(ctx context.Context, node identity.NodeID, service string
 	if err := ctx.Err(); err != nil {
 		return nil, cl.ctxError(ctx)
 	}
-	cl.ns = c.state(node)
+	cl.ns = c.acquire(node) // counted before Allow: a sweep must not forget the node meanwhile
 	if err := cl.ns.breaker.Allow(); err != nil {
+		c.release(cl.ns)
 		cl.ns = nil // no outcome to record: the breaker refused
 		return nil, cl.fail(KindCircuitOpen, err, nil)
 	}
 	c.calls.Add(1)
 	c.outstanding.Add(1)
-	cl.ns.outstanding.Add(1)
 
 	p := c.m.Peer(node)
 	if p == nil || !p.IsUp() {
@@ -417,8 +508,8 @@ func (cl *call) fail(kind Kind, err error, f *Frame) *Error {
 	return e
 }
 
-// finish records the call's outcome once: outstanding counts, stats, and
-// the node's breaker. It returns err (nil stays a nil error).
+// finish records the call's outcome once: the node's breaker, outstanding
+// counts, stats. It returns err (nil stays a nil error).
 func (cl *call) finish(err *Error) error {
 	if cl.done.Swap(true) {
 		if err == nil {
@@ -428,13 +519,22 @@ func (cl *call) finish(err *Error) error {
 	}
 	c := cl.c
 	if cl.ns != nil {
+		// The breaker first: once the count drops, a node with no other
+		// call in flight may be forgotten, and the outcome must be in its
+		// breaker by then, which keeps it if it was a failure.
+		switch {
+		case err == nil:
+			cl.ns.breaker.Success()
+		case err.Kind == KindNoRoute || err.Kind == KindTransport || err.Kind == KindTimeout,
+			err.Kind == KindServer && err.Status == StatusUnavailable:
+			cl.ns.breaker.Failure()
+		case err.Kind != KindCancelled:
+			cl.ns.breaker.Success() // the node answered
+		}
 		c.outstanding.Add(-1)
-		cl.ns.outstanding.Add(-1)
+		c.release(cl.ns)
 	}
 	if err == nil {
-		if cl.ns != nil {
-			cl.ns.breaker.Success()
-		}
 		return nil
 	}
 	c.failures.Add(1)
@@ -443,15 +543,6 @@ func (cl *call) finish(err *Error) error {
 		c.timeouts.Add(1)
 	case KindCancelled:
 		c.cancelled.Add(1)
-	}
-	if cl.ns != nil {
-		switch {
-		case err.Kind == KindNoRoute || err.Kind == KindTransport || err.Kind == KindTimeout,
-			err.Kind == KindServer && err.Status == StatusUnavailable:
-			cl.ns.breaker.Failure()
-		case err.Kind != KindCancelled:
-			cl.ns.breaker.Success() // the node answered
-		}
 	}
 	return err
 }

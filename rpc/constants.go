@@ -54,6 +54,30 @@ const (
 	stallTimeout = 30 * time.Second
 )
 
+// Bounds of a Client's per-node table (see Client).
+const (
+	// nodeTableMin is the table size below which a Client forgets no node:
+	// it sweeps idle nodes when a new node would take the table to
+	// max(nodeTableMin, twice what the last sweep kept). 4096 is the mesh's
+	// default MaxPeers, so a client that calls every peer of a default mesh
+	// never sweeps; at about 130 bytes a node (measured, map included)
+	// the table stays near half a MiB unless more nodes than that must be
+	// remembered.
+	nodeTableMin = 4096
+	// breakerMemory is how long, beyond its Cooldown, a Client remembers a
+	// node with no call in flight whose breaker holds failures (open,
+	// half-open, or closed with failures counted), counted from its last
+	// failure or probe. Once its cooldown has passed, a breaker only makes
+	// the next call a lone probe; forgotten, the next call goes through
+	// just the same, and up to Failures calls fail before a fresh breaker
+	// opens. A minute is far longer than CallWithRetry's back-off
+	// (DefaultRetryMax, 1 s), so a node still being called keeps its
+	// history, while a departed node nobody calls is forgotten a minute
+	// after its cooldown; the nodes kept are then those that failed in
+	// the last Cooldown plus a minute, and those with calls in flight.
+	breakerMemory = time.Minute
+)
+
 // Stream reset codes of package rpc, in the application's range (below
 // stream.CodeReservedMin). "RP" in the upper half.
 const (

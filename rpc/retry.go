@@ -153,7 +153,7 @@ type CircuitBreaker struct {
 	mu       sync.Mutex
 	state    BreakerState
 	failures int       // consecutive, while closed
-	since    time.Time // open: when it opened; half-open: when the probe started
+	since    time.Time // closed: the last failure counted; open: when it opened; half-open: when the probe started
 }
 
 // NewCircuitBreaker returns a closed breaker.
@@ -209,8 +209,9 @@ func (b *CircuitBreaker) Failure() {
 	defer b.mu.Unlock()
 	switch b.state {
 	case BreakerClosed:
+		b.since = b.cfg.Clock.Now()
 		if b.failures++; b.failures >= b.cfg.Failures {
-			b.state, b.since, b.failures = BreakerOpen, b.cfg.Clock.Now(), 0
+			b.state, b.failures = BreakerOpen, 0
 		}
 	case BreakerHalfOpen:
 		b.state, b.since = BreakerOpen, b.cfg.Clock.Now()
@@ -226,4 +227,19 @@ func (b *CircuitBreaker) State() BreakerState {
 		return BreakerHalfOpen
 	}
 	return b.state
+}
+
+// forgettable reports whether a Client may forget the breaker's node (when
+// no call to it is in flight): the breaker holds no failure, so a fresh
+// one is the same; or its last failure or probe is more than Cooldown
+// plus breakerMemory old, so all it still decides is that the next call
+// goes alone as a probe.
+func (b *CircuitBreaker) forgettable(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state == BreakerClosed && b.failures == 0 {
+		return true
+	}
+	age := now.Sub(b.since)
+	return age >= b.cfg.Cooldown && age-b.cfg.Cooldown >= breakerMemory // no overflow with a huge Cooldown
 }

@@ -1,0 +1,7 @@
+package rpc
+
+// Internal limits, for the tests of package rpc_test.
+const (
+	NodeTableMin  = nodeTableMin
+	BreakerMemory = breakerMemory
+)
