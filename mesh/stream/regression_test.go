@@ -28,9 +28,22 @@ func (l *captureLink) MaxFrameSize() int { return testMTU }
 // the last take, each re-encoded as a body of its own, and forgets all
 // frames sent so far.
 func (l *captureLink) take(typ frameType, wire uint32) ([][]byte, []frame) {
+	var bodies [][]byte
+	var frames []frame
+	for _, f := range l.takeAll() {
+		if f.Type == typ && f.Stream == wire {
+			bodies = append(bodies, appendFrame(nil, &f))
+			frames = append(frames, f)
+		}
+	}
+	return bodies, frames
+}
+
+// takeAll returns every frame l recorded since the last take, decoded,
+// and forgets them.
+func (l *captureLink) takeAll() []frame {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var bodies [][]byte
 	var frames []frame
 	for _, b := range l.frames {
 		for len(b) > 0 {
@@ -40,14 +53,12 @@ func (l *captureLink) take(typ frameType, wire uint32) ([][]byte, []frame) {
 				break
 			}
 			b = b[n:]
-			if f.Type == typ && f.Stream == wire {
-				bodies = append(bodies, appendFrame(nil, &f))
-				frames = append(frames, f)
-			}
+			f.Data = append([]byte(nil), f.Data...)
+			frames = append(frames, f)
 		}
 	}
 	l.frames = nil
-	return bodies, frames
+	return frames
 }
 
 // ackBody is an ACK frame for the sender's stream key.

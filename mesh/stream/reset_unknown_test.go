@@ -136,28 +136,6 @@ func TestReliableResetAllDataLost(t *testing.T) {
 	}
 }
 
-// takeAll returns every frame l recorded since the last take, decoded,
-// and forgets them.
-func (l *captureLink) takeAll() []frame {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var frames []frame
-	for _, b := range l.frames {
-		for len(b) > 0 {
-			var f frame
-			n, err := decodeFrame(b, &f)
-			if err != nil {
-				break
-			}
-			b = b[n:]
-			f.Data = append([]byte(nil), f.Data...)
-			frames = append(frames, f)
-		}
-	}
-	l.frames = nil
-	return frames
-}
-
 // resetBody is a RESET frame body as the peer sends it for wire id wire.
 func resetBody(wire uint32, flags uint8, code uint32) []byte {
 	return appendFrame(nil, &frame{Type: frameReset, Flags: flags, Stream: wire, Code: code})
