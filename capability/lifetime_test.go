@@ -10,25 +10,33 @@ import (
 	"github.com/netmesh/netmesh/identity"
 )
 
+// announcedThenGone returns a network of 4 nodes where node 0, the
+// origin, announced once to its one neighbour, node 1, and then went away
+// for good (isolated: it never refreshes).
+func announcedThenGone(t *testing.T) (*simNet, identity.NodeID) {
+	t.Helper()
+	s := newSimNet(t, 4, Config{})
+	s.link(0, 1)
+	if err := s.order[0].e.Announce(Set{Tags: []string{"gpu"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	s.isolate(0)
+	return s, s.order[0].id.NodeID()
+}
+
 // Regression: a node that got an announcement late (here through PeerUp,
 // from a neighbour that had held it for most of its TTL) gave it a fresh
 // TTL, so an origin that went away stayed Online there, and along a chain
 // of late joiners, for several TTLs. A late receiver must expire it when
 // the origin's first receivers do.
 func TestLateReceiverKeepsOriginalExpiry(t *testing.T) {
-	s := newSimNet(t, 4, Config{})
-	s.link(0, 1)
-	origin := s.order[0].id.NodeID()
-	if err := s.order[0].e.Announce(Set{Tags: []string{"gpu"}}); err != nil {
-		t.Fatal(err)
-	}
-	s.settle()
+	s, origin := announcedThenGone(t)
 	held, ok := s.order[1].e.Index().Lookup(origin)
 	if !ok {
 		t.Fatal("neighbour did not learn the origin")
 	}
 	want := held.Expires // the origin's one broadcast + TTL
-	s.isolate(0)         // the origin goes away and never refreshes
 
 	// 80 s later node 2 joins node 1, then 5 s later node 3 joins node 2.
 	s.clock.Advance(80 * time.Second)
@@ -66,14 +74,7 @@ func TestLateReceiverKeepsOriginalExpiry(t *testing.T) {
 // seconds, so the receiver never expires it later than the sender does;
 // one with less than a second left is not handed on at all.
 func TestPeerUpRoundsRemainingDown(t *testing.T) {
-	s := newSimNet(t, 4, Config{})
-	s.link(0, 1)
-	origin := s.order[0].id.NodeID()
-	if err := s.order[0].e.Announce(Set{Tags: []string{"gpu"}}); err != nil {
-		t.Fatal(err)
-	}
-	s.settle()
-	s.isolate(0)
+	s, origin := announcedThenGone(t)
 	want, _ := s.order[1].e.Index().Lookup(origin)
 
 	s.clock.Advance(30*time.Second + 500*time.Millisecond)
@@ -204,15 +205,8 @@ func TestDuplicateDoesNotExtend(t *testing.T) {
 // PeerUp hands each joiner the lifetime left at that moment, without
 // modifying a message already given to Transport.Send.
 func TestPeerUpDoesNotModifySentMessages(t *testing.T) {
-	s := newSimNet(t, 4, Config{})
-	s.link(0, 1)
-	if err := s.order[0].e.Announce(Set{}); err != nil {
-		t.Fatal(err)
-	}
-	s.settle()
-	s.isolate(0)
+	s, originID := announcedThenGone(t)
 	holder := s.order[1].e
-	originID := s.order[0].id.NodeID()
 	sentTo := func(to int) []byte {
 		t.Helper()
 		s.mu.Lock()
