@@ -691,11 +691,8 @@ func (m *Mesh) keepsOwnLocked(p *Peer, s *session) bool {
 // the address the handshake came from, and satisfies any dial waiting for
 // the peer.
 func (m *Mesh) establishLocked(p *Peer, s *session) {
-	if p.incarnation != s.incarnation {
-		if p.incarnation != 0 {
-			m.restartedLocked(p)
-		}
-		p.incarnation = s.incarnation
+	if c := p.current; c != nil && c.incarnation != s.incarnation {
+		m.restartedLocked(p)
 	}
 	cameUp := p.installLocked(s)
 	p.setPathLocked(s.path)

@@ -28,11 +28,8 @@ type Peer struct {
 	next     *session // responder side: waits for the initiator's first packet
 	dial     *dial    // handshake in progress that we started, if any
 	lastInit uint64   // newest initiation timestamp accepted from this peer
-	// incarnation is the peer's, from its latest installed session; 0
-	// until one is.
-	incarnation uint64
-	up          bool
-	created     int64 // mono ns; without a session, the peer is forgotten ForgetAfter after this or lastRecv, whichever is later
+	up       bool
+	created  int64 // mono ns; without a session, the peer is forgotten ForgetAfter after this or lastRecv, whichever is later
 
 	cur   atomic.Pointer[session]  // mirrors current for lock-free sends
 	ep    atomic.Pointer[endpoint] // where packets to the peer go
