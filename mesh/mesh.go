@@ -136,7 +136,7 @@ func New(cfg Config) (*Mesh, error) {
 		log:         log.With("node", id.NodeID().Short()),
 		t:           cfg.timers(),
 		epoch:       time.Now(),
-		incarnation: rand.Uint64() | 1, // never 0, which means unknown
+		incarnation: rand.Uint64(),
 		hsq:         make(chan hsJob, orDefault(cfg.HandshakeQueue, 256)),
 		dgram:       make(chan *inPacket, orDefault(cfg.DatagramQueue, 1024)),
 		engines:     make(map[wire.Proto]MessageHandler),
