@@ -18,20 +18,26 @@ import (
 // Handshakes.
 //
 // The initiator's side is a dial: one per Connect call, rekey or dead-peer
-// recovery. Each attempt of a dial is a fresh Noise handshake (new
-// ephemeral key and timestamp) under a fresh receiver index, sent every
-// HandshakeRetransmit (with jitter) until one completes or HandshakeGiveUp
-// passes. The timer loop drives retransmits; the handshake worker does the
-// Diffie-Hellman work; the socket reader only checks MACs, cookies and rate
-// limits, so a flood of handshakes never stalls established sessions.
+// recovery. A dial is one Noise handshake (one ephemeral key, timestamp
+// and receiver index) whose initiation is resent unchanged every
+// HandshakeRetransmit (with backoff and jitter) until an answer arrives or
+// HandshakeGiveUp passes. Resending the same message, as TCP resends a
+// SYN, means any answer completes the dial, however late: were each resend
+// a new handshake, a round trip longer than the retransmit interval (a
+// starved CPU, a slow link) would always bring the answer to a replaced
+// one, and the dial could never complete. The responder answers a repeat
+// of the IK initiation behind its pending session with the response it
+// already sent (an XX repeat gets a new pending handshake, and the
+// initiator takes whichever answer comes first). The timer loop drives
+// retransmits; the handshake worker does the Diffie-Hellman work; the
+// socket reader only checks MACs, cookies and rate limits, so a flood of
+// handshakes never stalls established sessions.
 //
-// Only a dial's latest attempt can complete it: the responder keeps one
-// pending session per peer, which a newer initiation replaces. An attempt a
-// retransmission replaced, or whose dial ended (another session came up,
-// or it failed), stays in m.pending until HandshakeGiveUp after it was
-// sent, so that a late answer to it is recognised and ignored rather than
-// counted as unknown_index. When both nodes start a handshake at once,
-// both complete and both nodes keep the same one (keepsOwnLocked).
+// A dial that ended (another session came up, or it failed) leaves its
+// handshake in m.pending until HandshakeGiveUp after it was sent, so that
+// a late answer to it is recognised and ignored rather than counted as
+// unknown_index. When both nodes start a handshake at once, both complete
+// and both nodes keep the same one (keepsOwnLocked).
 //
 //	IK: initiator --init-ik--> responder: session pending ("next")
 //	    initiator <-response-- responder
@@ -57,9 +63,9 @@ type dial struct {
 	path    *endpoint
 	pin     Pin
 	started int64
-	nextAt  int64 // mono ns of the next retransmit
-	tries   int
-	hs      *handshake // current attempt
+	nextAt  int64      // mono ns of the next retransmit
+	tries   int        // initiations sent, the first included
+	hs      *handshake // the dial's handshake, until its answer arrives
 	session *session   // XX: sent final, waiting for the responder's confirmation
 
 	done   chan struct{}
@@ -76,7 +82,7 @@ type handshake struct {
 	dial    *dial // nil for the responder
 	path    *endpoint
 	created int64
-	pkt     []byte // initiator: the last message sent, for cookie resends
+	pkt     []byte // initiator: the initiation, for retransmits and cookie resends
 	mac1    [wire.MACSize]byte
 }
 
@@ -178,12 +184,11 @@ func (m *Mesh) newDialLocked(path *endpoint, pin Pin) *dial {
 	return d
 }
 
-// attemptLocked starts a new handshake attempt of d and sends its
-// initiation.
+// attemptLocked starts d's handshake and sends its initiation.
 func (m *Mesh) attemptLocked(d *dial) {
 	now := m.now()
-	d.tries++
-	d.nextAt = now + int64(noise.RetransmitDelay(m.t.retransmit, d.tries-1, nil))
+	d.tries = 1
+	d.nextAt = now + int64(noise.RetransmitDelay(m.t.retransmit, 0, nil))
 	hs, err := noise.NewInitiator(noise.Config{Identity: m.id, PeerKey: d.pin.Key, PeerID: d.pin.ID, Incarnation: m.incarnation}, time.Now())
 	if err != nil {
 		m.finishDialLocked(d, nil, err)
@@ -226,7 +231,7 @@ func (m *Mesh) finishDialLocked(d *dial, p *Peer, err error) {
 	case p != nil:
 		p.retireLocked(s)
 	default:
-		delete(m.sessions, s.local)
+		m.sessions.del(s.local)
 	}
 	for _, q := range m.peers {
 		if q.dial == d {
@@ -243,7 +248,7 @@ func (m *Mesh) newIndexLocked() uint32 {
 		if i == 0 {
 			continue
 		}
-		if _, ok := m.sessions[i]; ok {
+		if m.sessions.get(i) != nil {
 			continue
 		}
 		if _, ok := m.pending[i]; ok {
@@ -447,7 +452,17 @@ func (m *Mesh) respond(h wire.Handshake, j hsJob) {
 		if !stale {
 			p.lastInit = ts
 		}
+		var again []byte
+		if n := p.next; stale && n != nil && n.remote == h.Sender && n.answers(h.Noise) {
+			again = n.response
+		}
 		m.mu.Unlock()
+		if again != nil {
+			// The initiator resent the initiation behind our pending
+			// session: our answer was lost or is late. Answer the same.
+			m.sendTo(j.src, again)
+			return
+		}
 		if stale {
 			m.stats.drop(DropStaleInitiation)
 			return
@@ -477,10 +492,16 @@ func (m *Mesh) respond(h wire.Handshake, j hsJob) {
 		p := m.peerLocked(peer.ID, peer.Key)
 		s := m.newSession(p, local, h.Sender, keys, false, j.src)
 		if p.next != nil {
-			delete(m.sessions, p.next.local)
+			m.sessions.del(p.next.local)
 		}
 		p.next = s
-		m.sessions[local] = s
+		m.sessions.put(s)
+		s.initiation = bytes.Clone(h.Noise)
+		s.response = wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
+		setMAC1(s.response, mac1)
+		m.mu.Unlock()
+		m.sendTo(j.src, s.response)
+		return
 	}
 	m.mu.Unlock()
 	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
@@ -507,11 +528,7 @@ func (m *Mesh) handleResponse(h wire.Handshake, j hsJob) {
 		return
 	}
 	if !live {
-		// A late answer to an attempt that a retransmission replaced (the
-		// responder has replaced the session it made for it, or will when
-		// the newer initiation arrives) or whose dial ended: using it
-		// would leave the two sides on different sessions.
-		return
+		return // a late answer for a dial that ended
 	}
 	m.stats.handshakesProcessed.Add(1)
 	if err := hs.noise.ReadMessage(h.Noise); err != nil {
@@ -540,10 +557,11 @@ func (m *Mesh) handleResponse(h wire.Handshake, j hsJob) {
 	d := hs.dial
 	m.mu.Lock()
 	if m.pending[hs.local] != hs || !hs.live() {
-		m.mu.Unlock() // superseded by a newer attempt, or abandoned
+		m.mu.Unlock() // answered twice (a resent initiation), or abandoned
 		return
 	}
-	delete(m.pending, hs.local)
+	// hs stays in m.pending until the timer loop forgets it, so that a
+	// second answer (to a resent initiation) is recognised, not counted.
 	d.hs = nil
 	if !d.pin.ID.IsZero() && d.pin.ID != keys.Peer.ID {
 		m.stats.drop(DropPinMismatch)
@@ -571,7 +589,7 @@ func (m *Mesh) handleResponse(h wire.Handshake, j hsJob) {
 	if p.dial == nil {
 		p.dial = d
 	}
-	m.sessions[s.local] = s
+	m.sessions.put(s)
 	d.nextAt = m.now() + int64(m.t.retransmit)
 	m.mu.Unlock()
 	m.sendTo(j.src, final)
@@ -588,7 +606,7 @@ func (m *Mesh) handleFinal(h wire.Handshake, j hsJob) {
 	if hs == nil || hs.dial != nil || hs.remote != h.Sender {
 		// A resent final for a session we already have: the keepalive
 		// that confirmed it was lost, so confirm again.
-		s := m.sessions[h.Receiver]
+		s := m.sessions.get(h.Receiver)
 		m.mu.Unlock()
 		if s != nil && !s.initiator && s.remote == h.Sender {
 			m.sendFrameOn(s, wire.ProtoKeepalive, nil, nil)

@@ -95,7 +95,7 @@ type Mesh struct {
 	// Methods named ...Locked expect the caller to hold it.
 	mu       sync.RWMutex
 	peers    map[identity.NodeID]*Peer
-	sessions map[uint32]*session   // by our receiver index
+	sessions *indexTable           // by our receiver index; read without mu
 	pending  map[uint32]*handshake // by our receiver index
 	// confirming are the XX dials that sent their final message and
 	// wait for the responder to confirm the session (several may wait
@@ -144,7 +144,7 @@ func New(cfg Config) (*Mesh, error) {
 		limit:       newRateLimiter[netip.Addr](orDefault(cfg.HandshakeRate, 20)),
 		relayLimit:  newRateLimiter[identity.NodeID](orDefault(cfg.HandshakeRate, 20)),
 		peers:       make(map[identity.NodeID]*Peer),
-		sessions:    make(map[uint32]*session),
+		sessions:    newIndexTable(),
 		pending:     make(map[uint32]*handshake),
 		confirming:  make(map[*dial]struct{}),
 		routes:      make(map[identity.NodeID]route),

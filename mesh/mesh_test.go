@@ -26,11 +26,16 @@ func debugLog(c *mesh.Config) {
 	}
 }
 
-// fastTimers shrinks the protocol timers so tests finish quickly.
+// fastTimers shrinks the protocol timers so tests finish quickly. The
+// dead-peer timeout stays at seconds: a test machine whose cores are
+// busy can leave a live peer silent for longer than 3 keepalives, and a
+// test that is not about liveness must not see it die. Tests about dead
+// peers set DeadPeerTimeout themselves.
 func fastTimers(c *mesh.Config) {
 	c.HandshakeRetransmit = 50 * time.Millisecond
 	c.HandshakeGiveUp = 2 * time.Second
 	c.KeepaliveInterval = 200 * time.Millisecond
+	c.DeadPeerTimeout = 3 * time.Second
 	c.RoamSilence = 100 * time.Millisecond
 }
 

@@ -1,9 +1,11 @@
 package mesh
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,9 +33,13 @@ type Peer struct {
 	up       bool
 	created  int64 // mono ns; without a session, the peer is forgotten ForgetAfter after this or lastRecv, whichever is later
 
-	cur   atomic.Pointer[session]  // mirrors current for lock-free sends
-	ep    atomic.Pointer[endpoint] // where packets to the peer go
-	muxes map[wire.Proto]*protoMux // streams by subprotocol; guarded by m.mu
+	cur atomic.Pointer[session]  // mirrors current for lock-free sends
+	ep  atomic.Pointer[endpoint] // where packets to the peer go
+
+	// muxMu guards muxes and their out streams; it is taken after m.mu,
+	// never before, and the data path takes it without m.mu.
+	muxMu sync.Mutex
+	muxes map[wire.Proto]*protoMux // streams by subprotocol
 
 	// fallback is the relayed path a direct one replaced: used again if
 	// the direct path goes silent.
@@ -154,7 +160,7 @@ func (p *Peer) setPathLocked(path *endpoint) {
 	}
 	p.ep.Store(path)
 	p.epLastRecv.Store(p.m.now())
-	p.resetPathMTULocked()
+	p.resetPathMTU()
 }
 
 // received accounts an authenticated packet of n bytes that arrived over
@@ -186,9 +192,7 @@ func (p *Peer) received(n int, src *endpoint, now int64) {
 	if upgrade {
 		p.fallback.Store(ep)
 	}
-	p.m.mu.RLock()
-	p.resetPathMTULocked()
-	p.m.mu.RUnlock()
+	p.resetPathMTU()
 }
 
 // switchPath makes path the peer's path.
@@ -211,7 +215,7 @@ func (p *Peer) checkPathLocked(now int64) {
 	back.why = "the direct path stopped answering"
 	p.switchPath(&back, now)
 	p.fallback.Store(nil)
-	p.resetPathMTULocked()
+	p.resetPathMTU()
 }
 
 // updateRTT folds a sample into the smoothed RTT (RFC 6298: 7/8 old + 1/8 new).
@@ -247,6 +251,20 @@ type session struct {
 	// confirmation completes.
 	final []byte
 	dial  *dial
+
+	// initiation and response are an IK responder's pending session's
+	// handshake: the initiator's Noise message and the packet that
+	// answered it, sent again when the initiation is resent (see
+	// handshake.go). Guarded by m.mu; dropped when the session is
+	// installed.
+	initiation []byte
+	response   []byte
+}
+
+// answers reports whether s is the pending session made for the IK
+// initiation msg. The caller holds m.mu.
+func (s *session) answers(msg []byte) bool {
+	return s.response != nil && bytes.Equal(s.initiation, msg)
 }
 
 // maxRetired is how many replaced sessions a peer keeps for receiving.
@@ -277,8 +295,9 @@ func (p *Peer) installLocked(s *session) (cameUp bool) {
 		p.retireLocked(c)
 	}
 	p.current = s
+	s.initiation, s.response = nil, nil
 	p.cur.Store(s)
-	m.sessions[s.local] = s
+	m.sessions.put(s)
 	cameUp = !p.up
 	p.up = true
 	return cameUp
@@ -288,7 +307,7 @@ func (p *Peer) installLocked(s *session) (cameUp bool) {
 // oldest one when there are maxRetired already.
 func (p *Peer) retireLocked(s *session) {
 	if old := p.retired[maxRetired-1]; old != nil {
-		delete(p.m.sessions, old.local)
+		p.m.sessions.del(old.local)
 	}
 	copy(p.retired[1:], p.retired[:maxRetired-1])
 	p.retired[0] = s
@@ -298,7 +317,7 @@ func (p *Peer) retireLocked(s *session) {
 func (p *Peer) dropSessionsLocked() {
 	for _, s := range append([]*session{p.current, p.next}, p.retired[:]...) {
 		if s != nil {
-			delete(p.m.sessions, s.local)
+			p.m.sessions.del(s.local)
 		}
 	}
 	p.current, p.next, p.retired = nil, nil, [maxRetired]*session{}

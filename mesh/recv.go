@@ -66,9 +66,7 @@ func (r *reader) receiveData(b []byte, src *endpoint) {
 		m.stats.drop(DropShort)
 		return
 	}
-	m.mu.RLock()
-	s := m.sessions[h.Receiver]
-	m.mu.RUnlock()
+	s := m.sessions.get(h.Receiver)
 	if s == nil {
 		m.stats.drop(DropUnknownIndex)
 		return

@@ -193,9 +193,9 @@ func (p *Peer) StreamStats() []StreamStats {
 // streamStats returns the stats of every open stream with p and the frame
 // size they cut fragments to.
 func (p *Peer) streamStats() ([]StreamStats, int) {
-	p.m.mu.RLock()
+	p.muxMu.Lock()
 	pm := p.muxes[wire.ProtoStream]
-	p.m.mu.RUnlock()
+	p.muxMu.Unlock()
 	if pm == nil {
 		return nil, 0
 	}
@@ -218,17 +218,17 @@ func (m *Mesh) sendMessage(p *Peer, proto wire.Proto, msg []byte) error {
 		return ErrNoSession
 	}
 	pm := m.muxFor(p, proto)
-	m.mu.Lock()
+	p.muxMu.Lock()
 	if pm.out == nil || pm.out.Err() != nil {
 		s, err := pm.mux.Open(m.ctx, StreamConfig{})
 		if err != nil {
-			m.mu.Unlock()
+			p.muxMu.Unlock()
 			return err
 		}
 		pm.out = s
 	}
 	out := pm.out
-	m.mu.Unlock()
+	p.muxMu.Unlock()
 	return out.Send(m.ctx, msg)
 }
 
@@ -241,9 +241,9 @@ func (m *Mesh) streamMux(p *Peer, proto wire.Proto) *protoMux {
 	if m.engines[proto] != nil || m.listeners[proto].Load() != nil {
 		return m.muxFor(p, proto)
 	}
-	m.mu.RLock()
+	p.muxMu.Lock()
 	pm := p.muxes[proto]
-	m.mu.RUnlock()
+	p.muxMu.Unlock()
 	return pm
 }
 
@@ -262,14 +262,8 @@ func (m *Mesh) refuseStream(p *Peer, proto wire.Proto, body []byte) {
 
 // muxFor returns p's Mux for proto, creating it and its accept loop.
 func (m *Mesh) muxFor(p *Peer, proto wire.Proto) *protoMux {
-	m.mu.RLock()
-	pm := p.muxes[proto]
-	m.mu.RUnlock()
-	if pm != nil {
-		return pm
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	p.muxMu.Lock()
+	defer p.muxMu.Unlock()
 	if pm := p.muxes[proto]; pm != nil {
 		return pm
 	}
@@ -277,7 +271,7 @@ func (m *Mesh) muxFor(p *Peer, proto wire.Proto) *protoMux {
 	if m.probeMTU {
 		link = probeLink{streamLink{m, p, proto}}
 	}
-	pm = &protoMux{mux: stream.NewMux(link, m.cfg.Streams)}
+	pm := &protoMux{mux: stream.NewMux(link, m.cfg.Streams)}
 	if p.muxes == nil {
 		p.muxes = make(map[wire.Proto]*protoMux)
 	}
@@ -336,8 +330,11 @@ func (m *Mesh) readMessages(p *Peer, proto wire.Proto, s *Stream) {
 	}
 }
 
-// closeStreamsLocked ends every stream with p: its session is gone.
+// closeStreamsLocked ends every stream with p: its session is gone. The
+// caller holds m.mu, so no session comes up meanwhile.
 func (p *Peer) closeStreamsLocked() {
+	p.muxMu.Lock()
+	defer p.muxMu.Unlock()
 	for proto, pm := range p.muxes {
 		pm.mux.Close()
 		delete(p.muxes, proto)
@@ -405,9 +402,11 @@ func maxUDPPayload(conn udp.Conn, addr netip.AddrPort) int {
 	return mtu - 20 - 8
 }
 
-// resetPathMTULocked restarts path MTU discovery on every Mux of p: its
-// path changed. The caller holds m.mu.
-func (p *Peer) resetPathMTULocked() {
+// resetPathMTU restarts path MTU discovery on every Mux of p: its path
+// changed.
+func (p *Peer) resetPathMTU() {
+	p.muxMu.Lock()
+	defer p.muxMu.Unlock()
 	for _, pm := range p.muxes {
 		pm.mux.ResetPathMTU()
 	}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/capability"
+	"github.com/netmesh/netmesh/noise"
 )
 
 // timerLoop is the node's one clock: it retransmits handshakes, rekeys,
@@ -59,12 +60,12 @@ func (m *Mesh) tick() {
 	for _, p := range m.peers {
 		for i, r := range p.retired {
 			if r != nil && now-r.created > int64(m.t.rejectAfter) {
-				delete(m.sessions, r.local) // it decrypts nothing any more
+				m.sessions.del(r.local) // it decrypts nothing any more
 				p.retired[i] = nil
 			}
 		}
 		if p.next != nil && now-p.next.created > int64(m.t.giveUp) {
-			delete(m.sessions, p.next.local)
+			m.sessions.del(p.next.local)
 			p.next = nil
 		}
 		s := p.current
@@ -134,7 +135,11 @@ func (m *Mesh) driveDialLocked(d *dial, now int64) {
 		m.sendTo(d.path, s.final)
 		return
 	}
-	m.attemptLocked(d)
+	if h := d.hs; h != nil {
+		d.nextAt = now + int64(noise.RetransmitDelay(m.t.retransmit, d.tries, nil))
+		d.tries++
+		m.sendTo(d.path, h.pkt)
+	}
 }
 
 // redialLocked starts an IK handshake with a peer we know, to its current
