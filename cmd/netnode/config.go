@@ -490,13 +490,3 @@ func newLogger(out io.Writer, format, level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("log_format %q: want text or json", format)
 	}
 }
-
-// defaultControlPath is the control socket a node listens on and the
-// other commands dial when --control is not given:
-// $XDG_RUNTIME_DIR/netnode.sock, else /tmp/netnode-<uid>.sock.
-func defaultControlPath() string {
-	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
-		return dir + "/netnode.sock"
-	}
-	return fmt.Sprintf("/tmp/netnode-%d.sock", os.Getuid())
-}

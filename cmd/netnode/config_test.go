@@ -96,17 +96,6 @@ func TestValidateDefaults(t *testing.T) {
 	}
 }
 
-func TestDefaultControlPath(t *testing.T) {
-	t.Setenv("XDG_RUNTIME_DIR", "/run/user/7")
-	if got := defaultControlPath(); got != "/run/user/7/netnode.sock" {
-		t.Errorf("with XDG_RUNTIME_DIR: %s", got)
-	}
-	t.Setenv("XDG_RUNTIME_DIR", "")
-	if got := defaultControlPath(); !strings.HasPrefix(got, "/tmp/netnode-") {
-		t.Errorf("without XDG_RUNTIME_DIR: %s", got)
-	}
-}
-
 // TestFlagsOverrideFile runs `netnode run` in process with settings that
 // fail validation, to see which of file and flag won.
 func TestFlagsOverrideFile(t *testing.T) {

@@ -11,9 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -551,24 +549,6 @@ func TestBadConfig(t *testing.T) {
 	})
 }
 
-// asNobody returns a command setup that runs it as the user nobody, and
-// nobody's uid, or skips the test if that is not possible.
-func asNobody(t *testing.T) (func(*exec.Cmd), int) {
-	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root to run a command as another user")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skip("no user nobody:", err)
-	}
-	uid, _ := strconv.Atoi(nobody.Uid)
-	gid, _ := strconv.Atoi(nobody.Gid)
-	return func(cmd *exec.Cmd) {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	}, uid
-}
-
 // TestControlSocket checks the socket's mode, that other users are
 // refused, and that a second node cannot take over a live socket.
 func TestControlSocket(t *testing.T) {
@@ -690,9 +670,7 @@ func TestControlSocketOfAnotherUser(t *testing.T) {
 	}
 
 	// A user other than nobody and root (uid 1, daemon on most systems).
-	asOther := func(cmd *exec.Cmd) {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1, Gid: 1}}
-	}
+	asOther := runAs(1, 1)
 	r := netnodeCmd(t, asOther, "status", "--json", "--control", sock)
 	oneLineError(t, r, 1, fmt.Sprintf("served by uid %d", nobodyUID))
 	if strings.Contains(r.stdout, "forged") {

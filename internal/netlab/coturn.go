@@ -39,7 +39,7 @@ func (ns *NS) startCoturn(port int, ips ...string) *Coturn {
 	t := ns.lab.t
 	t.Helper()
 	if _, err := exec.LookPath("turnserver"); err != nil {
-		t.Skip("netlab: turnserver not installed (apt-get install coturn)")
+		missing(t, groupCoturn, "turnserver not installed (apt-get install coturn)")
 	}
 	dir := t.TempDir()
 	out := &lockedBuffer{}

@@ -79,7 +79,7 @@ func (ns *NS) StartMiniUPnPd(cfg MiniUPnPdConfig) *MiniUPnPd {
 	bin, err := exec.LookPath("miniupnpd")
 	if err != nil {
 		if _, err := os.Stat("/usr/sbin/miniupnpd"); err != nil {
-			t.Skip("netlab: miniupnpd not installed (apt-get install miniupnpd-nftables)")
+			missing(t, groupMiniUPnPd, "miniupnpd not installed (apt-get install miniupnpd-nftables)")
 		}
 		bin = "/usr/sbin/miniupnpd"
 	}
