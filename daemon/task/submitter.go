@@ -143,6 +143,7 @@ type record struct {
 	data recordData
 
 	hidden   bool // being submitted: not listed, not persisted
+	placing  bool // being placed again: Wait holds on until it is done
 	events   []Event
 	lastSeq  uint64
 	changed  chan struct{} // closed and replaced at every change
@@ -255,7 +256,8 @@ func NewSubmitter(m *mesh.Mesh, srv *rpc.Server, cfg SubmitterConfig) (*Submitte
 		return nil, err
 	}
 	s.store = st
-	if err := s.loadRecords(); err != nil {
+	orphans, err := s.loadRecords()
+	if err != nil {
 		st.close()
 		return nil, err
 	}
@@ -267,12 +269,18 @@ func NewSubmitter(m *mesh.Mesh, srv *rpc.Server, cfg SubmitterConfig) (*Submitte
 	s.wg.Add(2)
 	go s.watchPeers()
 	go s.loop()
+	s.mu.Lock()
+	for _, r := range orphans {
+		s.replaceLocked(r, StateLost, &Error{Code: CodeLost, Task: r.data.ID, Message: "the submitter stopped while it placed the task again"}, false)
+	}
+	s.mu.Unlock()
 	return s, nil
 }
 
-// loadRecords reads the store into memory.
-func (s *Submitter) loadRecords() error {
-	var finals []*record
+// loadRecords reads the store into memory. It returns the unfinished
+// records that were being placed again when the submitter stopped.
+func (s *Submitter) loadRecords() ([]*record, error) {
+	var finals, orphans []*record
 	err := s.store.load(func(id ID, data []byte) error {
 		var d recordData
 		if err := json.Unmarshal(data, &d); err != nil || d.ID != id || !d.State.valid() {
@@ -281,9 +289,12 @@ func (s *Submitter) loadRecords() error {
 		}
 		r := &record{data: d, changed: make(chan struct{}), lastSeq: d.Events}
 		s.recs[id] = r
-		if d.State.Final() {
+		switch {
+		case d.State.Final():
 			finals = append(finals, r)
-		} else if !d.Node.IsZero() {
+		case d.Node.IsZero():
+			orphans = append(orphans, r)
+		default:
 			s.openLocked(r)
 		}
 		return nil
@@ -292,7 +303,7 @@ func (s *Submitter) loadRecords() error {
 	for _, r := range finals {
 		s.finals = append(s.finals, r.data.ID)
 	}
-	return err
+	return orphans, err
 }
 
 // snapshot encodes records for the store.
@@ -654,7 +665,7 @@ func (s *Submitter) Wait(ctx context.Context, id ID) (Info, error) {
 			s.mu.Unlock()
 			return Info{}, &Error{Code: CodeNotFound, Task: id, Message: "no such task here"}
 		}
-		if r.data.State.Final() && !r.hidden {
+		if r.data.State.Final() && !r.hidden && !r.placing {
 			in := r.info()
 			s.mu.Unlock()
 			if in.Error != nil {

@@ -162,6 +162,7 @@ func (s *Submitter) replaceLocked(r *record, state State, why *Error, force bool
 	}
 	d.Node = identity.NodeID{} // no node's deliveries count until it is placed again
 	d.State = StateQueued
+	r.placing = true
 	s.changedLocked(r, time.Now())
 	s.store.persistAsync(d.ID)
 	tried := slices.Clone(d.Tried)
@@ -175,7 +176,7 @@ func (s *Submitter) replace(r *record, tried []identity.NodeID, state State, why
 	select {
 	case s.redispatch <- struct{}{}:
 	case <-s.ctx.Done():
-		return
+		return // closing: the record stays queued in the store
 	}
 	defer func() { <-s.redispatch }()
 	where, _ := capability.ParseFilter(r.data.Where) // the text of a filter that parsed
@@ -187,6 +188,7 @@ func (s *Submitter) replace(r *record, tried []identity.NodeID, state State, why
 	cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	r.placing = false
 	if err == nil {
 		s.stats.replaced.Add(1)
 		s.changedLocked(r, time.Now())
