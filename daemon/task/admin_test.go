@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/daemon/task"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/rpc"
@@ -107,4 +109,30 @@ func TestCommands(t *testing.T) {
 	}
 	_, err = task.Command(ctxT(t), cli, p.wn.id(), "nosuch", nil)
 	code(t, err, task.CodeNotFound)
+}
+
+// Unregister withdraws a skill: its queued tasks come back unstarted (with
+// no other node to take them, they fail RESOURCE_EXHAUSTED), and the
+// node stops advertising it.
+func TestUnregister(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan task.ID, 1)
+	p := newPair(t, task.WorkerConfig{MaxRunning: 1}, task.SubmitterConfig{}, blocking("block", started, release), echo("echo"))
+	sees(t, p.sn, p.wn, hasSkill("echo"))
+	p.submit(t, task.Request{Skill: "block"})
+	<-started
+	queued := p.submit(t, task.Request{Skill: "echo", Idempotent: true})
+	if !p.w.Unregister("echo") || p.w.Unregister("echo") {
+		t.Fatal("Unregister reported wrongly")
+	}
+	_, err := p.s.Wait(ctxT(t), queued)
+	te := code(t, err, task.CodeResourceExhausted)
+	if !strings.Contains(te.Message, "withdrawn before the task started") {
+		t.Fatalf("error %v", err)
+	}
+	sees(t, p.sn, p.wn, capability.AllOf(hasSkill("block"), capability.LacksTag(task.SkillTagPrefix+"echo")))
+	if _, err := p.s.Submit(ctxT(t), task.Request{Skill: "echo", Node: p.wn.id()}); !errors.Is(err, task.ErrUnknownSkill) {
+		t.Fatalf("submit to a withdrawn skill: %v", err)
+	}
 }

@@ -276,17 +276,41 @@ func (w *Worker) Register(s Skill) error {
 	w.recatalogLocked()
 	w.mu.Unlock()
 	if err := w.advertise(); err != nil {
-		w.mu.Lock()
-		next := maps.Clone(*w.skills.Load())
-		delete(next, s.Name)
-		w.skills.Store(&next)
-		w.order = slices.DeleteFunc(w.order, func(x *skillState) bool { return x == ss })
-		w.recatalogLocked()
-		w.mu.Unlock()
-		w.advertise()
+		w.Unregister(s.Name)
 		return err
 	}
 	return nil
+}
+
+// Unregister removes a skill and withdraws it from the node's
+// capabilities. Its queued tasks are given back unstarted (their
+// submitters place them elsewhere); its running tasks go on until their
+// handlers return. It reports whether the skill was registered.
+func (w *Worker) Unregister(name string) bool {
+	w.mu.Lock()
+	ss := (*w.skills.Load())[name]
+	if ss == nil {
+		w.mu.Unlock()
+		return false
+	}
+	next := maps.Clone(*w.skills.Load())
+	delete(next, name)
+	w.skills.Store(&next)
+	w.order = slices.DeleteFunc(w.order, func(x *skillState) bool { return x == ss })
+	w.recatalogLocked()
+	w.handBackLocked(ss, "the skill was withdrawn before the task started")
+	w.mu.Unlock()
+	w.advertise()
+	return true
+}
+
+// handBackLocked gives a skill's queued tasks back to their submitters,
+// unstarted.
+func (w *Worker) handBackLocked(ss *skillState, why string) {
+	for j := ss.queue.head(); j != nil; j = ss.queue.head() {
+		w.stats.handBack.Add(1)
+		w.finishLocked(j, &deliverItem{Kind: itemFinal, ID: j.id, State: StateFailed, Code: CodeResourceExhausted, Message: why, Unstarted: true})
+	}
 }
 
 // SetHot marks a registered skill ready now (hot) or only supported.

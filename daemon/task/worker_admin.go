@@ -113,13 +113,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	w.draining = true
 	w.drained = make(chan struct{})
 	for _, ss := range w.order {
-		for j := ss.queue.head(); j != nil; j = ss.queue.head() {
-			w.stats.handBack.Add(1)
-			w.finishLocked(j, &deliverItem{
-				Kind: itemFinal, ID: j.id, State: StateFailed, Code: CodeResourceExhausted,
-				Message: "worker shut down before the task started", Unstarted: true,
-			})
-		}
+		w.handBackLocked(ss, "worker shut down before the task started")
 	}
 	w.checkDrainedLocked()
 	w.mu.Unlock()
