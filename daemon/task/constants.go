@@ -59,7 +59,7 @@ const (
 	DefaultMaxEventSize = 16 << 10
 	// DefaultMaxPendingEvents is WorkerConfig.MaxPendingEvents when zero:
 	// events of one task emitted and not yet delivered. Beyond it Emit
-	// fails with LIMIT_EXCEEDED: a handler emitting faster than the
+	// fails with RESOURCE_EXHAUSTED: a handler emitting faster than the
 	// submitter takes them learns it instead of growing the worker.
 	DefaultMaxPendingEvents = 256
 	// DefaultMaxUnacked is WorkerConfig.MaxUnacked when zero: bytes of

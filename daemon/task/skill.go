@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -168,6 +170,14 @@ func (s *Skill) compile() (*contract, error) {
 	return c, nil
 }
 
+// ValidateSkill checks a skill declaration as Register would, without
+// registering it: the name, the handler, the statuses and limits, and
+// that its schemas compile. Errors wrap ErrInvalidSkill and say why.
+func ValidateSkill(s Skill) error {
+	_, err := s.compile()
+	return err
+}
+
 // validate checks that data is one JSON value that sch accepts (nil sch:
 // any JSON value).
 func validate(sch *jsonschema.Schema, data []byte) error {
@@ -181,7 +191,27 @@ func validate(sch *jsonschema.Schema, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("not a JSON value: %v", err)
 	}
-	return sch.Validate(v)
+	if err := sch.Validate(v); err != nil {
+		return oneLine(err)
+	}
+	return nil
+}
+
+// oneLine turns a validation error, one line per failed keyword after a
+// header, into one line: the failures joined by "; ". Errors cross the
+// network and end up in logs and CLI output.
+func oneLine(err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) == 1 {
+		return err
+	}
+	parts := make([]string, 0, len(lines)-1)
+	for _, l := range lines[1:] {
+		if l = strings.TrimPrefix(strings.TrimSpace(l), "- "); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return errors.New(strings.Join(parts, "; "))
 }
 
 // info returns the skill as the catalog describes it.

@@ -427,6 +427,10 @@ func (s *Submitter) Submit(ctx context.Context, req Request) (ID, error) {
 		s.unopenLocked(r)
 		s.mu.Unlock()
 		s.stats.failedPlacements.Add(1)
+		var te *Error
+		if req.ID.IsZero() && errors.As(err, &te) {
+			te.Task = ID{} // an id nobody will see again
+		}
 		return ID{}, err
 	}
 	r.hidden = false

@@ -309,7 +309,7 @@ func TestProgressEventsInOrder(t *testing.T) {
 					if err == nil {
 						break
 					}
-					if !errors.Is(err, task.ErrLimitExceeded) {
+					if !errors.Is(err, task.ErrResourceExhausted) {
 						return task.Result{}, err
 					}
 					time.Sleep(time.Millisecond) // undelivered events at the bound

@@ -41,7 +41,7 @@ type WorkerConfig struct {
 	// and one event's data (Emit fails). 0 means the Default of each.
 	MaxParamsSize, MaxOutputSize, MaxEventSize int
 	// MaxPendingEvents bounds one task's events not yet delivered; Emit
-	// fails with LIMIT_EXCEEDED beyond it. 0 means
+	// fails with RESOURCE_EXHAUSTED beyond it. 0 means
 	// DefaultMaxPendingEvents.
 	MaxPendingEvents int
 	// MaxUnacked bounds the bytes of results and events one submitter
@@ -817,8 +817,9 @@ type Task struct {
 // other events and before its result. data must be JSON (nil means null)
 // valid against the skill's schema for the event. Emit fails with
 // CONTRACT_VIOLATION (an undeclared event or invalid data),
-// LIMIT_EXCEEDED (data too large, or MaxPendingEvents undelivered), or
-// when the task has finished.
+// LIMIT_EXCEEDED (data larger than MaxEventSize), RESOURCE_EXHAUSTED
+// (MaxPendingEvents not yet delivered: wait and emit again, or drop it),
+// or CANCELLED when the task has ended.
 func (t *Task) Emit(name string, data json.RawMessage) error {
 	w, j := t.w, t.j
 	c := j.sk.c
@@ -849,7 +850,7 @@ func (t *Task) Emit(name string, data json.RawMessage) error {
 	case j.state != StateRunning || j.stopMsg != "":
 		return &Error{Code: CodeCancelled, Task: t.ID, Message: "the task has ended"}
 	case j.pending >= w.cfg.MaxPendingEvents:
-		return &Error{Code: CodeLimitExceeded, Task: t.ID, Message: fmt.Sprintf("%d events not yet delivered", j.pending)}
+		return &Error{Code: CodeResourceExhausted, Task: t.ID, Message: fmt.Sprintf("%d events not yet delivered", j.pending)}
 	}
 	j.events++
 	j.pending++
