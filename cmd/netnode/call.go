@@ -138,12 +138,15 @@ func (n *node) info() nodeInfo {
 	return ni
 }
 
-// rpcServices returns the services this node serves, sorted.
+// rpcServices returns the built-in services this node serves, sorted
+// (the task layer's services share the server, and are not listed).
 func (n *node) rpcServices() []string {
 	services := []string{}
 	if n.srv != nil {
 		for _, tag := range n.srv.Tags() {
-			services = append(services, strings.TrimPrefix(tag, rpc.TagPrefix))
+			if s := strings.TrimPrefix(tag, rpc.TagPrefix); s == serviceInfo || s == serviceEcho {
+				services = append(services, s)
+			}
 		}
 	}
 	return services
@@ -199,7 +202,7 @@ func (n *node) call(ctx context.Context, raw json.RawMessage, _ func(any) error)
 		}
 		var rst *stream.ResetError
 		if errors.As(err, &rst) && rst.Remote && rst.Code == stream.CodeRefused {
-			res.Message += " (the node refused the call: it serves no rpc, as with rpc_builtin = false, or it is overloaded)"
+			res.Message += " (the node refused the call: it serves no rpc, or it is overloaded)"
 		}
 	case err != nil:
 		return nil, err
