@@ -148,11 +148,6 @@ func runDemo(ctx context.Context, out io.Writer) error {
 	if err := demoChannel(ctx, out, alpha, []*demoNode{beta, gamma}); err != nil {
 		return err
 	}
-	srvAlpha, err := rpc.NewServer(alpha.m, rpc.ServerOptions{})
-	if err != nil {
-		return err
-	}
-	defer srvAlpha.Close()
 	srvDelta, err := rpc.NewServer(delta.m, rpc.ServerOptions{})
 	if err != nil {
 		return err
@@ -161,7 +156,7 @@ func runDemo(ctx context.Context, out io.Writer) error {
 	if err := demoRPC(ctx, out, alpha, delta, srvDelta); err != nil {
 		return err
 	}
-	if err := demoTasks(ctx, out, alpha, delta, srvAlpha, srvDelta); err != nil {
+	if err := demoTasks(ctx, out, alpha, delta, srvDelta); err != nil {
 		return err
 	}
 

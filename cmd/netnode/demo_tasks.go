@@ -12,10 +12,10 @@ import (
 	"github.com/netmesh/netmesh/rpc"
 )
 
-// demoTasks: the worker node serves a skill; the submitter places a task
-// on a node with a GPU (by filter, not by name), follows its progress
-// events and collects the result by id.
-func demoTasks(ctx context.Context, out io.Writer, submitter, worker *demoNode, srvS, srvW *rpc.Server) error {
+// demoTasks: the worker node serves a skill on its rpc server srvW; the
+// submitter places a task on a node with a GPU (by filter, not by name),
+// follows its progress events and collects the result by id.
+func demoTasks(ctx context.Context, out io.Writer, submitter, worker *demoNode, srvW *rpc.Server) error {
 	fmt.Fprintln(out, "\ntasks (a skill with a JSON Schema contract, placed by filter and load, result by id)")
 	w, err := task.NewWorker(worker.m, srvW, task.WorkerConfig{})
 	if err != nil {
@@ -44,7 +44,7 @@ func demoTasks(ctx context.Context, out io.Writer, submitter, worker *demoNode, 
 	if err != nil {
 		return err
 	}
-	s, err := task.NewSubmitter(submitter.m, srvS, task.SubmitterConfig{})
+	s, err := task.NewSubmitter(submitter.m, task.SubmitterConfig{})
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ func (n *node) startTasks() error {
 			return usageError{fmt.Errorf("skills: %w", err)}
 		}
 	}
-	if tn.s, err = task.NewSubmitter(n.m, srv, task.SubmitterConfig{StorePath: rc.tasks.store, Logger: rc.logger}); err != nil {
+	if tn.s, err = task.NewSubmitter(n.m, task.SubmitterConfig{StorePath: rc.tasks.store, Logger: rc.logger}); err != nil {
 		tn.close()
 		return fmt.Errorf("tasks: %w", err)
 	}

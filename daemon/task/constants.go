@@ -11,9 +11,9 @@ const (
 	// WorkerService is the rpc service a Worker serves: submit, cancel,
 	// sync, catalog and commands.
 	WorkerService = "task.worker"
-	// SubmitterService is the rpc service a Submitter serves: the
-	// delivery of events and results.
-	SubmitterService = "task.submitter"
+	// ResultsService is the streaming rpc service a Worker serves: a
+	// submitter opens it to receive its tasks' events and results.
+	ResultsService = "task.results"
 	// SkillTagPrefix prefixes a skill's name to make the capability tag
 	// every worker serving it announces; HotTagPrefix makes the tag of a
 	// skill ready now.
@@ -135,10 +135,25 @@ const (
 	// startNotice is how long a task runs before the worker tells its
 	// submitter: a task shorter than that costs no message for it.
 	startNotice = 20 * time.Millisecond
-	// deliverBackoffMin and deliverBackoffMax bound the wait between
-	// failed deliveries to a submitter.
-	deliverBackoffMin = 50 * time.Millisecond
-	deliverBackoffMax = 5 * time.Second
+	// streamBackoffMin and streamBackoffMax bound the wait before a
+	// submitter opens a results stream again after one failed.
+	streamBackoffMin = 50 * time.Millisecond
+	streamBackoffMax = 5 * time.Second
+	// streamIdle ends a results stream on which nothing was sent for that
+	// long (the submitter opens a new one when it submits again), and
+	// receiverLinger is how long a submitter keeps a stream open after its
+	// last unfinished task at the worker ended.
+	streamIdle     = 5 * time.Minute
+	receiverLinger = 30 * time.Second
+	// ackDelay is how long a submitter holds acknowledgements for a
+	// worker, waiting for a submit to carry them, before it sends them in
+	// a call of their own; maxAcks bounds those it holds per worker (the
+	// worker sends results again that were not acknowledged).
+	ackDelay = 10 * time.Millisecond
+	maxAcks  = 1 << 16
+	// maxAckFailures is how many ack calls in a row may fail before the
+	// submitter drops a worker's acknowledgements (about 10 s of back-off).
+	maxAckFailures = 10
 	// deadlineGrace is how long after a task's deadline the submitter
 	// waits for the worker's TIMEOUT before it records one itself.
 	deadlineGrace = 2 * time.Second

@@ -18,7 +18,7 @@ func SetBeforeDelivery(s *Submitter, f func()) { s.beforeDelivery = f }
 // worker's verdict: the state it accepted the task in, or the refusal's
 // code and message.
 func SubmitRaw(ctx context.Context, c *rpc.Client, node identity.NodeID, id ID, skill string, params []byte, chain Chain) (State, Code, string, error) {
-	resp, err := c.Call(ctx, node, WorkerService, appendSubmit(nil, []*submitItem{{ID: id, Skill: skill, Params: params, Chain: chain}}))
+	resp, err := c.Call(ctx, node, WorkerService, appendSubmit(nil, []*submitItem{{ID: id, Skill: skill, Params: params, Chain: chain}}, nil, nil))
 	if err != nil {
 		return 0, "", "", err
 	}

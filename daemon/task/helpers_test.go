@@ -96,7 +96,7 @@ func (n *node) worker(t testing.TB, cfg task.WorkerConfig, skills ...task.Skill)
 // submitter starts a submitter on n, closed when the test ends.
 func (n *node) submitter(t testing.TB, cfg task.SubmitterConfig) *task.Submitter {
 	t.Helper()
-	s, err := task.NewSubmitter(n.m, n.srv, cfg)
+	s, err := task.NewSubmitter(n.m, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

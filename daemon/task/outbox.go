@@ -3,147 +3,193 @@ package task
 import (
 	"context"
 	"time"
+
+	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/rpc"
 )
 
-// The worker's side of delivery: per submitter, one queue of events and
-// results in the order they happened, sent in batches by one goroutine
-// that runs while the queue is not empty. A batch is acknowledged as a
-// whole by the submitter's reply (after it stored the results); a failed
-// call is retried with back-off, so results survive a submitter that is
-// away for a while (up to ResultRetention), and the submitter's own sync
-// cuts the back-off short when it comes back.
+// The worker's side of delivery. Each submitter keeps one streaming call
+// open to the worker (ResultsService) while it has tasks there; the
+// worker pushes on it, in batches and in the order they happened, the
+// progress events, "started" notices and results of that submitter's
+// tasks. Events and notices are delivered once sent; a result is kept
+// until the submitter acknowledges it (after storing it), piggybacked on
+// its next submit or in an ack call, and is sent again on the next stream
+// if the stream breaks first. A submitter that is away gets its results
+// when it opens a stream again, up to ResultRetention.
+
+// subState is what the worker holds for one submitter. Guarded by
+// Worker.mu.
+type subState struct {
+	node    identity.NodeID
+	held    int            // jobs held: queued, running, or finished and unacknowledged
+	unacked int            // bytes of items queued and results unacknowledged
+	out     []*deliverItem // to send, in order
+	finals  []*job         // finished jobs whose result is unacknowledged, oldest first
+	stream  *resultStream  // the stream serving the submitter; nil if none
+	wake    chan struct{}  // wakes the stream when out grows
+}
+
+// resultStream is one results call, replaced when the submitter opens
+// another.
+type resultStream struct {
+	replaced chan struct{}
+}
 
 // itemSize is what an item is charged against its submitter's
 // MaxUnacked: its payload and a little for the rest.
 func itemSize(it *deliverItem) int { return len(it.Data) + len(it.Output) + 64 }
 
-// enqueueLocked queues an item for the submitter and makes sure a sender
-// runs.
+// enqueueLocked queues an item for the submitter and wakes its stream.
 func (w *Worker) enqueueLocked(s *subState, it *deliverItem) {
 	s.out = append(s.out, it)
 	s.unacked += itemSize(it)
 	w.kickLocked(s)
 }
 
-// kickLocked starts the submitter's sender if it has something to send,
-// or cuts its back-off short if it runs.
+// kickLocked wakes the submitter's stream, if it has one.
 func (w *Worker) kickLocked(s *subState) {
-	switch {
-	case s.sending:
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
-	case len(s.out) > 0 && !w.stopped:
-		s.sending = true
-		w.workers.Add(1)
-		go w.send(s)
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
-// send delivers a submitter's queue until it is empty.
-func (w *Worker) send(s *subState) {
-	defer w.workers.Done()
-	var backoff time.Duration
+// serveResults serves one submitter's results stream until it breaks, the
+// submitter opens another, the worker stops, or nothing was sent for
+// streamIdle (the submitter opens a new one when it needs it).
+func (w *Worker) serveResults(ctx context.Context, _ []byte, rw *rpc.ResponseWriter) error {
+	from, _ := rpc.CallerID(ctx)
+	rs := &resultStream{replaced: make(chan struct{})}
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return rpc.Errorf(rpc.StatusUnavailable, "worker stopped")
+	}
+	s := w.subLocked(from)
+	if s.stream != nil {
+		close(s.stream.replaced)
+	}
+	s.stream = rs
+	w.resendLocked(s)
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		if s.stream == rs {
+			s.stream = nil
+		}
+		w.forgetSubLocked(s)
+		w.mu.Unlock()
+	}()
+	idle := time.NewTimer(streamIdle)
+	defer idle.Stop()
+	var buf []byte
 	for {
 		w.mu.Lock()
-		if backoff > 0 {
-			w.expireLocked(s, time.Now())
-		}
-		if len(s.out) == 0 || w.stopped {
-			s.sending = false
-			w.forgetSubLocked(s)
-			w.mu.Unlock()
-			return
-		}
-		n, size := 0, 0
-		for n < len(s.out) && n < maxBatchItems && (n == 0 || size+itemSize(s.out[n]) <= maxBatchBytes) {
-			size += itemSize(s.out[n])
-			n++
-		}
-		// Only this goroutine removes items, so s.out[:n] stays put
-		// while the call is out.
-		batch := s.out[:n:n]
+		batch, size := w.takeLocked(s)
 		w.mu.Unlock()
-
-		ctx, cancel := context.WithTimeout(w.ctx, w.cfg.CallTimeout)
-		resp, err := w.cli.Call(ctx, s.node, SubmitterService, appendDeliver(make([]byte, 0, size+16), batch))
-		cancel()
-		var unknown []ID
-		if err == nil {
-			unknown, err = parseDeliverReply(resp)
-		}
-		if err != nil {
-			w.stats.deliveryFailures.Add(1)
-			w.log.Debug("task delivery failed", "submitter", s.node, "items", n, "err", err)
-			backoff = min(max(2*backoff, deliverBackoffMin), deliverBackoffMax)
-			t := time.NewTimer(backoff)
+		if len(batch) == 0 {
 			select {
-			case <-t.C:
 			case <-s.wake:
-				backoff = deliverBackoffMin
-			case <-w.ctx.Done():
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-rs.replaced:
+				return nil
+			case <-w.stop:
+				return nil
+			case <-idle.C:
+				return nil
 			}
-			t.Stop()
-			continue
 		}
-		backoff = 0
+		buf = appendDeliver(buf[:0], batch)
+		if err := rw.Send(ctx, buf); err != nil {
+			w.stats.deliveryFailures.Add(1)
+			return err // unacknowledged results go again on the next stream
+		}
 		w.stats.delivered.Add(1)
-		w.mu.Lock()
-		w.ackLocked(s, n, unknown)
-		w.mu.Unlock()
+		idle.Reset(streamIdle)
+		if cap(buf) > 2*(size+64) && cap(buf) > 64<<10 {
+			buf = nil // do not keep a large buffer for small batches
+		}
 	}
 }
 
-// ackLocked removes the first n items of the queue, acknowledged, and
-// forgets the tasks whose results they were; the tasks in unknown, which
-// the submitter does not hold, are dropped.
-func (w *Worker) ackLocked(s *subState, n int, unknown []ID) {
-	now := time.Now()
-	for _, it := range s.out[:n] {
-		s.unacked -= itemSize(it)
+// takeLocked takes the next batch to send off the submitter's queue:
+// events and notices leave it for good, results stay unacknowledged.
+// Items of tasks the worker no longer holds are dropped.
+func (w *Worker) takeLocked(s *subState) ([]*deliverItem, int) {
+	var batch []*deliverItem
+	size, n := 0, 0
+	for ; n < len(s.out) && len(batch) < maxBatchItems; n++ {
+		it := s.out[n]
+		sz := itemSize(it)
+		if len(batch) > 0 && size+sz > maxBatchBytes {
+			break
+		}
 		j := w.jobs[it.ID]
-		if j == nil || j.sub != s {
-			continue
+		if it.Kind != itemFinal {
+			s.unacked -= sz // an event or notice is done with once sent
+			if j != nil && it.Kind == itemEvent {
+				j.pending--
+			}
 		}
-		switch it.Kind {
-		case itemEvent:
-			j.pending--
-		case itemFinal:
-			w.forgetJobLocked(j, now)
+		if j == nil || j.sub != s || (it.Kind == itemFinal && j.final != it) {
+			continue // forgotten or dropped meanwhile
 		}
+		batch = append(batch, it)
+		size += sz
 	}
 	clear(s.out[:n])
 	s.out = s.out[n:]
 	if len(s.out) == 0 {
 		s.out = nil // let the array go
 	}
+	return batch, size
+}
+
+// resendLocked queues again, ahead of the rest, the results sent on an
+// earlier stream that were not acknowledged.
+func (w *Worker) resendLocked(s *subState) {
+	var again []*deliverItem
+	queued := make(map[*deliverItem]bool, len(s.out))
+	for _, it := range s.out {
+		queued[it] = true
+	}
+	for _, j := range s.finals {
+		if w.jobs[j.id] == j && j.final != nil && !queued[j.final] {
+			again = append(again, j.final)
+		}
+	}
+	if len(again) > 0 {
+		s.out = append(again, s.out...) // a result stays charged once, to its job
+		w.kickLocked(s)
+	}
+}
+
+// ackLocked handles the acknowledgements of a submitter: the results it
+// stored (the worker forgets them), and the tasks it does not hold (the
+// worker drops them: cancelled if they still run).
+func (w *Worker) ackLocked(from identity.NodeID, acked, unknown []ID) {
+	now := time.Now()
+	for _, id := range acked {
+		if j := w.jobs[id]; j != nil && j.from == from && j.final != nil {
+			w.forgetJobLocked(j, now)
+		}
+	}
 	for _, id := range unknown {
-		if j := w.jobs[id]; j != nil && j.sub == s {
+		if j := w.jobs[id]; j != nil && j.from == from {
 			w.stats.dropped.Add(1)
 			w.dropJobLocked(j, now, "the submitter does not hold the task")
 		}
 	}
 }
 
-// dropJobLocked gives up a job nobody will take the result of: its
-// undelivered items go, a finished job is forgotten, an unfinished one is
-// cancelled (its result will be refused in turn, and then forgotten).
+// dropJobLocked gives up a job nobody will take the result of: a
+// finished job is forgotten, an unfinished one is cancelled (its result
+// will be refused in turn, and then forgotten). Its queued events go when
+// the stream reaches them.
 func (w *Worker) dropJobLocked(j *job, now time.Time, why string) {
-	s := j.sub
-	kept := s.out[:0]
-	for _, it := range s.out {
-		if it.ID == j.id {
-			s.unacked -= itemSize(it)
-			if it.Kind == itemEvent {
-				j.pending--
-			}
-			continue
-		}
-		kept = append(kept, it)
-	}
-	clear(s.out[len(kept):])
-	s.out = kept
 	switch j.state {
 	case StateQueued:
 		w.finishLocked(j, w.failure(j, CodeCancelled, why))
@@ -155,18 +201,37 @@ func (w *Worker) dropJobLocked(j *job, now time.Time, why string) {
 }
 
 // expireLocked drops the results that waited longer than ResultRetention
-// for their submitter, with the events before them.
-func (w *Worker) expireLocked(s *subState, now time.Time) {
-	var old []*job
-	for _, it := range s.out {
-		if j := w.jobs[it.ID]; it.Kind == itemFinal && j != nil && now.Sub(j.finished) > w.cfg.ResultRetention {
-			old = append(old, j)
+// for their submitter, and the queued items of tasks forgotten meanwhile
+// for submitters with no stream to take them.
+func (w *Worker) expireLocked(now time.Time) {
+	for _, s := range w.subs {
+		if s.stream == nil && len(s.out) > 0 {
+			kept := s.out[:0]
+			for _, it := range s.out {
+				if j := w.jobs[it.ID]; j != nil && j.sub == s {
+					kept = append(kept, it)
+				} else if it.Kind != itemFinal {
+					s.unacked -= itemSize(it)
+				}
+			}
+			clear(s.out[len(kept):])
+			s.out = kept
 		}
-	}
-	for _, j := range old {
-		w.stats.dropped.Add(1)
-		w.log.Warn("task result dropped: its submitter did not take it", "task", j.id, "submitter", s.node)
-		w.dropJobLocked(j, now, "")
+		for len(s.finals) > 0 {
+			j := s.finals[0]
+			if w.jobs[j.id] == j {
+				if now.Sub(j.finished) <= w.cfg.ResultRetention {
+					break
+				}
+				w.stats.dropped.Add(1)
+				w.log.Warn("task result dropped: its submitter did not take it", "task", j.id, "submitter", s.node)
+				w.forgetJobLocked(j, now)
+				continue // forgetJobLocked popped it
+			}
+			s.finals[0] = nil
+			s.finals = s.finals[1:]
+		}
+		w.forgetSubLocked(s)
 	}
 }
 
@@ -178,13 +243,19 @@ func (w *Worker) forgetJobLocked(j *job, now time.Time) {
 	}
 	delete(w.jobs, j.id)
 	w.done.add(j.id, now)
-	j.sub.held--
-	w.forgetSubLocked(j.sub)
+	s := j.sub
+	s.held--
+	s.unacked -= itemSize(j.final)
+	for len(s.finals) > 0 && w.jobs[s.finals[0].id] != s.finals[0] {
+		s.finals[0] = nil
+		s.finals = s.finals[1:] // forgotten ones at the front go at once
+	}
+	w.forgetSubLocked(s)
 }
 
 // forgetSubLocked forgets a submitter the worker holds nothing for.
 func (w *Worker) forgetSubLocked(s *subState) {
-	if s.held == 0 && len(s.out) == 0 && !s.sending && w.subs[s.node] == s {
+	if s.held == 0 && len(s.out) == 0 && s.stream == nil && w.subs[s.node] == s {
 		delete(w.subs, s.node)
 	}
 }

@@ -8,11 +8,12 @@ import (
 	"github.com/netmesh/netmesh/identity"
 )
 
-// pipe batches the submits to one worker: a Submit queues its item and
-// waits; at most maxPipeCalls calls are in flight to the worker, each
-// carrying every item queued when it started (up to maxBatchItems and
-// maxBatchBytes). One task alone goes at once in a call of its own; under
-// load the calls grow instead of multiplying. Guarded by
+// pipe batches the submits to one worker: at most maxPipeCalls calls are
+// in flight to it, each carrying every item queued when it started (up to
+// maxBatchItems and maxBatchBytes) and the acknowledgements waiting for
+// the worker. A Submit that finds nothing queued and a call free makes the
+// call itself, its task alone: one task costs one call and no goroutine;
+// under load the calls grow instead of multiplying. Guarded by
 // Submitter.pipesMu.
 type pipe struct {
 	node    identity.NodeID
@@ -48,15 +49,30 @@ func (s *Submitter) send(ctx context.Context, node identity.NodeID, it *submitIt
 		p = &pipe{node: node}
 		s.pipes[node] = p
 	}
-	p.pending = append(p.pending, ps)
-	start := p.calls < maxPipeCalls
-	if start {
-		p.calls++
-		s.wg.Add(1) // under pipesMu: Close waits only after setting pipesClosed
-	}
-	s.pipesMu.Unlock()
-	if start {
+	switch {
+	case p.calls < maxPipeCalls && len(p.pending) == 0:
+		// Nothing waits: this goroutine makes the call itself, under its
+		// own context (the batch is its item alone), and hands the pipe
+		// to a goroutine only if submits queue up meanwhile.
+		s.startCallLocked(p)
+		acked, unknown := s.takeAcksLocked(node)
+		s.pipesMu.Unlock()
+		s.call(ctx, p, []*pendingSubmit{ps}, acked, unknown)
+		s.pipesMu.Lock()
+		if len(p.pending) > 0 {
+			go s.runPipe(p)
+		} else {
+			s.endCallLocked(p)
+		}
+		s.pipesMu.Unlock()
+	case p.calls < maxPipeCalls:
+		p.pending = append(p.pending, ps)
+		s.startCallLocked(p)
+		s.pipesMu.Unlock()
 		go s.runPipe(p)
+	default:
+		p.pending = append(p.pending, ps) // a call in flight takes it next
+		s.pipesMu.Unlock()
 	}
 	select {
 	case a := <-ps.done:
@@ -66,9 +82,25 @@ func (s *Submitter) send(ctx context.Context, node identity.NodeID, it *submitIt
 	}
 }
 
-// runPipe sends a pipe's pending items in batches until none is left.
+// startCallLocked counts one more call of the pipe, and in the WaitGroup:
+// Close waits only after setting pipesClosed under the same lock.
+// s.pipesMu must be held.
+func (s *Submitter) startCallLocked(p *pipe) {
+	p.calls++
+	s.wg.Add(1)
+}
+
+// endCallLocked ends one of a pipe's calls. s.pipesMu must be held.
+func (s *Submitter) endCallLocked(p *pipe) {
+	if p.calls--; p.calls == 0 && len(p.pending) == 0 {
+		delete(s.pipes, p.node)
+	}
+	s.wg.Done()
+}
+
+// runPipe sends a pipe's pending items in batches until none is left,
+// then ends its call.
 func (s *Submitter) runPipe(p *pipe) {
-	defer s.wg.Done()
 	for {
 		s.pipesMu.Lock()
 		n, size := 0, 0
@@ -77,10 +109,7 @@ func (s *Submitter) runPipe(p *pipe) {
 			n++
 		}
 		if n == 0 {
-			p.calls--
-			if p.calls == 0 {
-				delete(s.pipes, p.node)
-			}
+			s.endCallLocked(p)
 			s.pipesMu.Unlock()
 			return
 		}
@@ -88,30 +117,43 @@ func (s *Submitter) runPipe(p *pipe) {
 		copy(batch, p.pending)
 		clear(p.pending[:n])
 		p.pending = p.pending[n:]
+		acked, unknown := s.takeAcksLocked(p.node) // they ride along
 		s.pipesMu.Unlock()
+		s.call(s.ctx, p, batch, acked, unknown)
+	}
+}
 
-		items := make([]*submitItem, n)
-		for i, ps := range batch {
-			items[i] = ps.item
+// call sends one batch with the acknowledgements that ride along, within
+// ctx and CallTimeout, and answers each item.
+func (s *Submitter) call(ctx context.Context, p *pipe, batch []*pendingSubmit, acked, unknown []ID) {
+	items := make([]*submitItem, len(batch))
+	size := 16 + IDSize*(len(acked)+len(unknown))
+	for i, ps := range batch {
+		items[i] = ps.item
+		size += ps.size
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	stop := context.AfterFunc(s.ctx, cancel)
+	resp, err := s.cli.Call(ctx, p.node, WorkerService, appendSubmit(make([]byte, 0, size), items, acked, unknown))
+	stop()
+	cancel()
+	if err != nil {
+		s.queueAcks(p.node, acked, unknown) // for the next call
+	}
+	var r submitReply
+	if err == nil {
+		if r, err = parseSubmitReply(resp); err == nil && len(r.Verdicts) != len(batch) {
+			err = fmt.Errorf("%w: %d verdicts for %d tasks", ErrMalformed, len(r.Verdicts), len(batch))
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CallTimeout)
-		resp, err := s.cli.Call(ctx, p.node, WorkerService, appendSubmit(make([]byte, 0, size+16), items))
-		cancel()
-		var r submitReply
+	}
+	for i, ps := range batch {
+		a := submitAnswer{load: r.Load, err: err}
 		if err == nil {
-			if r, err = parseSubmitReply(resp); err == nil && len(r.Verdicts) != n {
-				err = fmt.Errorf("%w: %d verdicts for %d tasks", ErrMalformed, len(r.Verdicts), n)
+			a.v = r.Verdicts[i]
+			if a.v.ID != ps.item.ID {
+				a.err = fmt.Errorf("%w: verdict %d is for another task", ErrMalformed, i)
 			}
 		}
-		for i, ps := range batch {
-			a := submitAnswer{load: r.Load, err: err}
-			if err == nil {
-				a.v = r.Verdicts[i]
-				if a.v.ID != ps.item.ID {
-					a.err = fmt.Errorf("%w: verdict %d is for another task", ErrMalformed, i)
-				}
-			}
-			ps.done <- a
-		}
+		ps.done <- a
 	}
 }

@@ -30,7 +30,7 @@ type store struct {
 
 	mu      sync.Mutex // guards dirty, waiting, closed
 	dirty   map[ID]struct{}
-	waiting []chan error
+	waiting []func(error)
 	closed  bool
 	kick    chan struct{} // wakes the committer
 	done    chan struct{} // closed when the committer has stopped
@@ -55,7 +55,7 @@ func openStore(path string, snapshot func(ids []ID) (map[ID][]byte, []ID)) (*sto
 		close(st.done)
 		return st, nil
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: storeLockTimeout, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: storeLockTimeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
 		return nil, fmt.Errorf("task: opening the store %s: %w", path, err)
 	}
@@ -89,22 +89,31 @@ func (st *store) load(fn func(id ID, data []byte) error) error {
 // persist writes the named records as they are when the next commit
 // starts, and returns when that commit is on disk.
 func (st *store) persist(ids ...ID) error {
-	if st.db == nil || len(ids) == 0 {
-		return nil
-	}
 	ch := make(chan error, 1)
+	st.persistThen(ids, func(err error) { ch <- err })
+	return <-ch
+}
+
+// persistThen is persist without the wait: done is called (on the
+// committer's goroutine, so it must not block) once the commit is on
+// disk, or at once when there is nothing to write.
+func (st *store) persistThen(ids []ID, done func(error)) {
+	if st.db == nil || len(ids) == 0 {
+		done(nil)
+		return
+	}
 	st.mu.Lock()
 	if st.closed {
 		st.mu.Unlock()
-		return errStoreClosed
+		done(errStoreClosed)
+		return
 	}
 	for _, id := range ids {
 		st.dirty[id] = struct{}{}
 	}
-	st.waiting = append(st.waiting, ch)
+	st.waiting = append(st.waiting, done)
 	st.kickLocked()
 	st.mu.Unlock()
-	return <-ch
 }
 
 // kickLocked wakes the committer. st.mu must be held, so that close
@@ -169,8 +178,8 @@ func (st *store) commitLoop() {
 			if err != nil {
 				err = fmt.Errorf("task: committing %d records: %w", len(ids), err)
 			}
-			for _, ch := range waiting {
-				ch <- err
+			for _, done := range waiting {
+				done(err)
 			}
 		}
 		if !open {

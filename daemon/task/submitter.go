@@ -161,8 +161,9 @@ type recordData struct {
 }
 
 // Submitter submits tasks and keeps their records: the state, progress
-// events and result of each, by id. It serves SubmitterService on the
-// node's rpc server, to which workers deliver events and results.
+// events and result of each, by id. It keeps a results stream open to
+// each worker it has tasks on, over which the worker pushes their events
+// and results (see ResultsService).
 //
 // A submitter marks a task lost when the session with its worker goes
 // down, when the worker answers a sync without it, or after three syncs
@@ -172,9 +173,11 @@ type recordData struct {
 // idempotent or not.
 //
 // Goroutines: one watching peer events, one running the sweeps and
-// syncs, one per worker with submits in flight (it exits when none are
-// left), at most 16 re-placing lost tasks, and with a StorePath one
-// committing to the file.
+// syncs, one per worker it has unfinished tasks on (the results stream;
+// it ends 30 s after the last), one per worker with submits queued behind
+// those in flight, one per worker with acknowledgements to send, at most
+// 16 re-placing lost tasks, and with a StorePath one committing to the
+// file.
 type Submitter struct {
 	m      *mesh.Mesh
 	cli    *rpc.Client
@@ -192,8 +195,11 @@ type Submitter struct {
 	closed  bool
 	catalog map[identity.NodeID]cachedCatalog
 
-	pipesMu     sync.Mutex
+	recv map[identity.NodeID]*receiver // guarded by mu
+
+	pipesMu     sync.Mutex // guards pipes, acks and pipesClosed
 	pipes       map[identity.NodeID]*pipe
+	acks        map[identity.NodeID]*ackState
 	pipesClosed bool
 
 	redispatch chan struct{} // a semaphore of maxRedispatch
@@ -234,10 +240,11 @@ type SubmitterStats struct {
 	Evicted, EventsDropped uint64
 }
 
-// NewSubmitter starts a submitter on m, serving SubmitterService on srv
-// (the rpc server of m). With a StorePath it loads the records kept there
-// and asks their workers at once what became of the unfinished ones.
-func NewSubmitter(m *mesh.Mesh, srv *rpc.Server, cfg SubmitterConfig) (*Submitter, error) {
+// NewSubmitter starts a submitter on m. It serves nothing: it calls the
+// workers, and they answer on the results streams it opens. With a
+// StorePath it loads the records kept there and asks their workers at
+// once what became of the unfinished ones.
+func NewSubmitter(m *mesh.Mesh, cfg SubmitterConfig) (*Submitter, error) {
 	cfg.setDefaults()
 	s := &Submitter{
 		m:          m,
@@ -249,6 +256,8 @@ func NewSubmitter(m *mesh.Mesh, srv *rpc.Server, cfg SubmitterConfig) (*Submitte
 		open:       make(map[identity.NodeID]map[ID]*record),
 		catalog:    make(map[identity.NodeID]cachedCatalog),
 		pipes:      make(map[identity.NodeID]*pipe),
+		acks:       make(map[identity.NodeID]*ackState),
+		recv:       make(map[identity.NodeID]*receiver),
 		redispatch: make(chan struct{}, maxRedispatch),
 	}
 	st, err := openStore(cfg.StorePath, s.snapshot)
@@ -261,15 +270,14 @@ func NewSubmitter(m *mesh.Mesh, srv *rpc.Server, cfg SubmitterConfig) (*Submitte
 		st.close()
 		return nil, err
 	}
-	if err := srv.Handle(SubmitterService, s.serve); err != nil {
-		st.close()
-		return nil, err
-	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(2)
 	go s.watchPeers()
 	go s.loop()
 	s.mu.Lock()
+	for node := range s.open {
+		s.ensureReceiverLocked(node) // the results that finished meanwhile come on it
+	}
 	for _, r := range orphans {
 		s.replaceLocked(r, StateLost, &Error{Code: CodeLost, Task: r.data.ID, Message: "the submitter stopped while it placed the task again"}, false)
 	}
@@ -329,7 +337,8 @@ func (s *Submitter) snapshot(ids []ID) (map[ID][]byte, []ID) {
 }
 
 // Close stops the submitter: it stops its goroutines, waits for the
-// store's last commit and closes the file. Tasks in flight keep running
+// store's last commit, closes the file and drops the records it held in
+// memory (Result, Wait, Events and List then find nothing). Tasks in flight keep running
 // on their workers; a submitter started again with the same identity
 // and StorePath receives their results. The rpc service stays registered
 // and answers deliveries "unknown" (so workers forget them): close the
@@ -345,9 +354,14 @@ func (s *Submitter) Close() error {
 	s.cancel()
 	s.pipesMu.Lock()
 	s.pipesClosed = true
+	s.stopAcksLocked()
 	s.pipesMu.Unlock()
 	s.wg.Wait()
-	return s.store.close()
+	err := s.store.close()
+	s.mu.Lock()
+	s.recs, s.open, s.finals, s.catalog, s.recv = nil, nil, nil, nil, nil // the memory goes with the submitter
+	s.mu.Unlock()
+	return err
 }
 
 // Stats returns a snapshot of the submitter's counters.
@@ -519,6 +533,18 @@ func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, 
 	}
 	var refusals []string
 	var last Code
+	var accepted identity.NodeID
+	defer func() {
+		// A receiver started for a node that did not take the task ends
+		// when it lingered long enough without one.
+		s.mu.Lock()
+		for _, n := range cands[:min(len(cands), s.cfg.MaxCandidates)] {
+			if n != accepted {
+				s.idleLocked(n)
+			}
+		}
+		s.mu.Unlock()
+	}()
 	for _, n := range cands[:min(len(cands), s.cfg.MaxCandidates)] {
 		it := &submitItem{ID: d.ID, Idempotent: d.Idempotent, Priority: int32(max(min(d.Priority, 1<<31-1), -1<<31)), Skill: d.Skill, Params: d.Params}
 		if !d.Deadline.IsZero() {
@@ -535,6 +561,7 @@ func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, 
 		}
 		s.mu.Lock()
 		d.Node = n // deliveries from n are accepted from now on
+		s.ensureReceiverLocked(n)
 		s.mu.Unlock()
 		s.placer.Acquire(n)
 		v, load, err := s.send(ctx, n, it)
@@ -558,6 +585,7 @@ func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, 
 		}
 		s.placer.Report(n, load)
 		if v.State != 0 {
+			accepted = n
 			s.mu.Lock()
 			d.Attempts++
 			d.Tried = append(d.Tried, n)
@@ -603,6 +631,9 @@ func joinShort(parts []string) string {
 
 // openLocked indexes an unfinished, placed record under its worker.
 func (s *Submitter) openLocked(r *record) {
+	if s.closed {
+		return
+	}
 	m := s.open[r.data.Node]
 	if m == nil {
 		m = make(map[ID]*record)
@@ -618,6 +649,7 @@ func (s *Submitter) unopenLocked(r *record) {
 			delete(m, r.data.ID)
 			if len(m) == 0 {
 				delete(s.open, node)
+				s.idleLocked(node)
 			}
 		}
 	}

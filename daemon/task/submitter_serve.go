@@ -22,52 +22,6 @@ const maxSyncMisses = 3
 // maxCatalogs bounds the catalogs a submitter caches.
 const maxCatalogs = 256
 
-// serve answers the calls of SubmitterService: deliveries of events and
-// results. Only the node a task is placed on may deliver for it; the
-// reply lists the tasks of the batch the submitter does not hold (or did
-// not place there), and is sent once the batch's changes are stored.
-func (s *Submitter) serve(ctx context.Context, req []byte) ([]byte, error) {
-	from, _ := rpc.CallerID(ctx)
-	if s.beforeDelivery != nil {
-		s.beforeDelivery()
-	}
-	if len(req) == 0 || req[0] != opDeliver {
-		return nil, rpc.Errorf(rpc.StatusBadRequest, "not a delivery")
-	}
-	items, err := parseDeliver(req[1:])
-	if err != nil {
-		return nil, rpc.Errorf(rpc.StatusBadRequest, "%v", err)
-	}
-	now := time.Now()
-	var unknown, changed []ID
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, rpc.Errorf(rpc.StatusUnavailable, "submitter closed") // the worker retries
-	}
-	for i := range items {
-		it := &items[i]
-		r := s.recs[it.ID]
-		if r == nil || r.data.Node != from || from.IsZero() {
-			if !slices.Contains(unknown, it.ID) {
-				unknown = append(unknown, it.ID)
-			}
-			continue
-		}
-		if s.applyLocked(r, it, from, now) && !slices.Contains(changed, it.ID) {
-			changed = append(changed, it.ID)
-		}
-	}
-	s.mu.Unlock()
-	s.stats.delivered.Add(uint64(len(items)))
-	s.stats.unknown.Add(uint64(len(unknown)))
-	if err := s.store.persist(changed...); err != nil {
-		s.log.Error("task: storing delivered results failed", "err", err)
-		return nil, rpc.Errorf(rpc.StatusUnavailable, "store: %v", err) // the worker retries
-	}
-	return appendDeliverReply(nil, unknown), nil
-}
-
 // applyLocked applies one delivered item to its record and reports
 // whether the record must be stored.
 func (s *Submitter) applyLocked(r *record, it *deliverItem, from identity.NodeID, now time.Time) bool {
@@ -345,7 +299,9 @@ func (s *Submitter) Catalog(ctx context.Context, node identity.NodeID) ([]SkillI
 	if len(s.catalog) >= maxCatalogs {
 		clear(s.catalog)
 	}
-	s.catalog[node] = cachedCatalog{hash: h, skills: skills}
+	if !s.closed {
+		s.catalog[node] = cachedCatalog{hash: h, skills: skills}
+	}
 	s.mu.Unlock()
 	return slices.Clone(skills), nil
 }

@@ -303,19 +303,23 @@ func TestProgressEventsInOrder(t *testing.T) {
 		Events: map[string]json.RawMessage{"step": json.RawMessage(`{"type":"integer"}`), "note": nil},
 		Handler: func(_ context.Context, t *task.Task) (task.Result, error) {
 			emitErrs <- []error{t.Emit("step", json.RawMessage(`"x"`)), t.Emit("other", nil)}
-			for i := 1; i <= n; i++ {
+			emit := func(name string, data json.RawMessage) error {
 				for {
-					err := t.Emit("step", fmt.Appendf(nil, "%d", i))
-					if err == nil {
-						break
-					}
+					err := t.Emit(name, data)
 					if !errors.Is(err, task.ErrResourceExhausted) {
-						return task.Result{}, err
+						return err
 					}
 					time.Sleep(time.Millisecond) // undelivered events at the bound
 				}
 			}
-			t.Emit("note", json.RawMessage(`{"done":true}`))
+			for i := 1; i <= n; i++ {
+				if err := emit("step", fmt.Appendf(nil, "%d", i)); err != nil {
+					return task.Result{}, err
+				}
+			}
+			if err := emit("note", json.RawMessage(`{"done":true}`)); err != nil {
+				return task.Result{}, err
+			}
 			return task.Result{Output: json.RawMessage(`"ok"`)}, nil
 		},
 	}
@@ -405,5 +409,58 @@ func TestHandlerErrors(t *testing.T) {
 	}
 	if s := p.w.Stats(); s.Panics != 1 || s.Failed != 3 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// Many submits in flight to two workers at once: every task runs once and
+// its result comes back, through batched calls and results streams.
+func TestManyInFlight(t *testing.T) {
+	sn, a, b := newNode(t), newNode(t), newNode(t)
+	s := sn.submitter(t, task.SubmitterConfig{})
+	var runs sync.Map
+	count := task.Skill{Name: "count", Handler: func(_ context.Context, t *task.Task) (task.Result, error) {
+		if _, loaded := runs.LoadOrStore(t.ID, true); loaded {
+			return task.Result{}, errors.New("ran twice")
+		}
+		return task.Result{Output: t.Params}, nil
+	}}
+	a.worker(t, task.WorkerConfig{}, count)
+	b.worker(t, task.WorkerConfig{}, count)
+	connect(t, sn, a)
+	connect(t, sn, b)
+	sees(t, sn, a, hasSkill("count"))
+	sees(t, sn, b, hasSkill("count"))
+	const goroutines, each = 64, 30
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				params := fmt.Appendf(nil, "%d", g*each+i)
+				id, err := s.Submit(ctxT(t), task.Request{Skill: "count", Params: params})
+				if err == nil {
+					var in task.Info
+					if in, err = s.Wait(ctxT(t), id); err == nil && string(in.Output) != string(params) {
+						err = fmt.Errorf("task %s: output %s, want %s", id, in.Output, params)
+					}
+				}
+				if err != nil {
+					failed.Store(&err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		t.Fatal(*err)
+	}
+	n := 0
+	runs.Range(func(any, any) bool { n++; return true })
+	if n != goroutines*each {
+		t.Fatalf("%d tasks ran, want %d", n, goroutines*each)
+	}
+	if st := s.Stats(); st.Submitted != goroutines*each || st.Open != 0 {
+		t.Fatalf("submitter stats %+v", st)
 	}
 }

@@ -11,7 +11,8 @@ import (
 	"github.com/netmesh/netmesh/identity"
 )
 
-// The messages of the two rpc services, task.worker and task.submitter.
+// The messages of the worker's two rpc services, task.worker (unary) and
+// task.results (a stream of chunks to the submitter).
 // Every request body starts with an op byte; the fields follow in order,
 // integers as (zig-zag for signed) varints, strings and byte strings as a
 // varint length and the bytes, ids and NodeIDs as their 16 bytes.
@@ -24,7 +25,8 @@ const (
 	opSync    byte = 0x03 // task.worker: states of tasks; redeliver results
 	opCatalog byte = 0x04 // task.worker: the skill catalog
 	opCommand byte = 0x05 // task.worker: a custom command
-	opDeliver byte = 0x10 // task.submitter: a batch of events and results
+	opAck     byte = 0x06 // task.worker: results stored, tasks unknown
+	opDeliver byte = 0x10 // task.results: a chunk of events and results
 )
 
 // Kinds of a delivery item.
@@ -202,8 +204,9 @@ func (d *decoder) end() error {
 	return d.err
 }
 
-// appendSubmit appends a submit request.
-func appendSubmit(b []byte, items []*submitItem) []byte {
+// appendSubmit appends a submit request: the tasks, then the
+// acknowledgements it carries (see appendAck).
+func appendSubmit(b []byte, items []*submitItem, acked, unknown []ID) []byte {
 	e := encoder{b}
 	e.byte(opSubmit)
 	e.uvarint(uint64(len(items)))
@@ -225,14 +228,16 @@ func appendSubmit(b []byte, items []*submitItem) []byte {
 			e.b = append(e.b, l.Sig...)
 		}
 	}
+	e.ids(acked)
+	e.ids(unknown)
 	return e.b
 }
 
 // parseSubmit decodes a submit request after its op byte. Params alias b.
-func parseSubmit(b []byte) ([]submitItem, error) {
+func parseSubmit(b []byte) (items []submitItem, acked, unknown []ID, err error) {
 	d := decoder{b: b}
 	n := d.count(maxBatchItems, "items")
-	items := make([]submitItem, 0, n)
+	items = make([]submitItem, 0, n)
 	for range n {
 		var it submitItem
 		it.ID = d.id()
@@ -259,11 +264,51 @@ func parseSubmit(b []byte) ([]submitItem, error) {
 			it.Chain = append(it.Chain, l)
 		}
 		if d.err != nil {
-			return nil, d.err
+			return nil, nil, nil, d.err
 		}
 		items = append(items, it)
 	}
-	return items, d.end()
+	acked, unknown = d.ids(), d.ids()
+	return items, acked, unknown, d.end()
+}
+
+// appendAck appends an acknowledgement: the tasks whose results the
+// submitter stored (the worker forgets them), and the tasks it was sent
+// items of but does not hold (the worker drops them).
+func appendAck(b []byte, acked, unknown []ID) []byte {
+	e := encoder{b}
+	e.byte(opAck)
+	e.ids(acked)
+	e.ids(unknown)
+	return e.b
+}
+
+// parseAck decodes an acknowledgement after its op byte.
+func parseAck(b []byte) (acked, unknown []ID, err error) {
+	d := decoder{b: b}
+	acked, unknown = d.ids(), d.ids()
+	return acked, unknown, d.end()
+}
+
+// ids appends a list of ids.
+func (e *encoder) ids(ids []ID) {
+	e.uvarint(uint64(len(ids)))
+	for _, id := range ids {
+		e.id(id)
+	}
+}
+
+// ids reads a list of at most maxSyncIDs ids.
+func (d *decoder) ids() []ID {
+	n := d.count(maxSyncIDs, "ids")
+	if n == 0 {
+		return nil
+	}
+	ids := make([]ID, 0, n)
+	for range n {
+		ids = append(ids, d.id())
+	}
+	return ids
 }
 
 // appendLoad and parseLoad carry a worker's load.
@@ -326,21 +371,14 @@ func parseSubmitReply(b []byte) (submitReply, error) {
 func appendIDs(b []byte, op byte, ids []ID) []byte {
 	e := encoder{b}
 	e.byte(op)
-	e.uvarint(uint64(len(ids)))
-	for _, id := range ids {
-		e.id(id)
-	}
+	e.ids(ids)
 	return e.b
 }
 
 // parseIDs decodes a list of ids after the op byte.
 func parseIDs(b []byte) ([]ID, error) {
 	d := decoder{b: b}
-	n := d.count(maxSyncIDs, "ids")
-	ids := make([]ID, 0, n)
-	for range n {
-		ids = append(ids, d.id())
-	}
+	ids := d.ids()
 	return ids, d.end()
 }
 
@@ -387,7 +425,7 @@ func parseCommand(b []byte) (name string, args []byte, err error) {
 	return name, args, d.end()
 }
 
-// appendDeliver appends a delivery request.
+// appendDeliver appends a chunk of the results stream.
 func appendDeliver(b []byte, items []*deliverItem) []byte {
 	e := encoder{b}
 	e.byte(opDeliver)
@@ -417,8 +455,8 @@ func appendDeliver(b []byte, items []*deliverItem) []byte {
 	return e.b
 }
 
-// parseDeliver decodes a delivery request after its op byte. Data and
-// Output alias b.
+// parseDeliver decodes a chunk of the results stream after its op byte.
+// Data and Output alias b.
 func parseDeliver(b []byte) ([]deliverItem, error) {
 	d := decoder{b: b}
 	n := d.count(maxBatchItems, "items")
@@ -461,22 +499,6 @@ func parseDeliver(b []byte) ([]deliverItem, error) {
 		items = append(items, it)
 	}
 	return items, d.end()
-}
-
-// appendDeliverReply appends the reply to a delivery: the ids of the
-// items' tasks the submitter does not hold (the worker forgets them).
-func appendDeliverReply(b []byte, unknown []ID) []byte {
-	e := encoder{b}
-	e.uvarint(uint64(len(unknown)))
-	for _, id := range unknown {
-		e.id(id)
-	}
-	return e.b
-}
-
-// parseDeliverReply decodes the reply to a delivery.
-func parseDeliverReply(b []byte) ([]ID, error) {
-	return parseIDs(b)
 }
 
 // appendCatalog appends the reply to a catalog request.

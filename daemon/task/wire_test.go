@@ -31,13 +31,19 @@ func TestWireRoundTrip(t *testing.T) {
 		{ID: testID(1), Idempotent: true, Priority: -7, Timeout: 1500 * time.Millisecond, Skill: "resize", Params: []byte(`{"w":1}`), Chain: testChain(t)},
 		{ID: testID(2), Priority: 1 << 30, Skill: "x", Params: []byte(`null`)},
 	}
-	b := appendSubmit(nil, items)
+	b := appendSubmit(nil, items, []ID{testID(7)}, []ID{testID(8), testID(9)})
 	if b[0] != opSubmit {
 		t.Fatal("op")
 	}
-	got, err := parseSubmit(b[1:])
+	got, acked, unknown, err := parseSubmit(b[1:])
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(acked) != 1 || acked[0] != testID(7) || len(unknown) != 2 || unknown[1] != testID(9) {
+		t.Fatalf("acks %v %v", acked, unknown)
+	}
+	if a, u, err := parseAck(appendAck(nil, nil, []ID{testID(3)})[1:]); err != nil || len(a) != 0 || len(u) != 1 {
+		t.Fatalf("ack: %v %v %v", a, u, err)
 	}
 	for i := range items {
 		if !reflect.DeepEqual(&got[i], items[i]) {
@@ -72,7 +78,7 @@ func TestWireRoundTrip(t *testing.T) {
 
 // Malformed and hostile messages are refused with ErrMalformed.
 func TestWireRejects(t *testing.T) {
-	valid := appendSubmit(nil, []*submitItem{{ID: testID(1), Skill: "x", Params: []byte(`1`)}})[1:]
+	valid := appendSubmit(nil, []*submitItem{{ID: testID(1), Skill: "x", Params: []byte(`1`)}}, nil, nil)[1:]
 	for name, b := range map[string][]byte{
 		"empty":          {},
 		"truncated":      valid[:len(valid)-1],
@@ -85,7 +91,7 @@ func TestWireRejects(t *testing.T) {
 		}(),
 		"huge length": append(bytes.Clone(valid[:1+IDSize+3]), 0xff, 0xff, 0xff, 0xff, 0x0f),
 	} {
-		if _, err := parseSubmit(b); !errors.Is(err, ErrMalformed) {
+		if _, _, _, err := parseSubmit(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -110,9 +116,9 @@ func TestWireRejects(t *testing.T) {
 // reencode parses b as the message kind k and encodes the result again;
 // ok is false when b does not parse.
 func reencode(k byte, b []byte) (out []byte, ok bool) {
-	switch k % 7 {
+	switch k % 8 {
 	case 0:
-		items, err := parseSubmit(b)
+		items, acked, unknown, err := parseSubmit(b)
 		if err != nil {
 			return nil, false
 		}
@@ -120,7 +126,7 @@ func reencode(k byte, b []byte) (out []byte, ok bool) {
 		for i := range items {
 			ptrs[i] = &items[i]
 		}
-		return appendSubmit(nil, ptrs)[1:], true
+		return appendSubmit(nil, ptrs, acked, unknown)[1:], true
 	case 1:
 		items, err := parseDeliver(b)
 		if err != nil {
@@ -155,6 +161,12 @@ func reencode(k byte, b []byte) (out []byte, ok bool) {
 			return nil, false
 		}
 		return appendCommand(nil, name, args)[1:], true
+	case 7:
+		acked, unknown, err := parseAck(b)
+		if err != nil {
+			return nil, false
+		}
+		return appendAck(nil, acked, unknown)[1:], true
 	default:
 		h, c, err := parseCatalog(b)
 		if err != nil {
@@ -172,7 +184,7 @@ func reencode(k byte, b []byte) (out []byte, ok bool) {
 // round trip: nothing is lost or invented between decode and encode).
 func FuzzWire(f *testing.F) {
 	items := []*submitItem{{ID: testID(1), Idempotent: true, Priority: 3, Timeout: time.Second, Skill: "s", Params: []byte(`{}`), Chain: testChain(f)}}
-	f.Add(byte(0), appendSubmit(nil, items)[1:])
+	f.Add(byte(0), appendSubmit(nil, items, []ID{testID(5)}, nil)[1:])
 	f.Add(byte(1), appendDeliver(nil, []*deliverItem{
 		{Kind: itemEvent, ID: testID(2), Seq: 1, Name: "e", Data: []byte(`1`)},
 		{Kind: itemFinal, ID: testID(2), State: StateFailed, Code: CodeTimeout, Message: "m", Unstarted: true},
@@ -182,6 +194,7 @@ func FuzzWire(f *testing.F) {
 	f.Add(byte(4), appendStates(nil, []State{0, StateRunning}))
 	f.Add(byte(5), appendCommand(nil, "reload", []byte("x"))[1:])
 	f.Add(byte(6), appendCatalog(nil, "abcd", []byte(`[]`)))
+	f.Add(byte(7), appendAck(nil, []ID{testID(6)}, []ID{testID(7)})[1:])
 	f.Fuzz(func(t *testing.T, k byte, b []byte) {
 		once, ok := reencode(k, b)
 		if !ok {
@@ -189,10 +202,10 @@ func FuzzWire(f *testing.F) {
 		}
 		twice, ok := reencode(k, once)
 		if !ok {
-			t.Fatalf("kind %d: re-encoding %x does not parse", k%7, once)
+			t.Fatalf("kind %d: re-encoding %x does not parse", k%8, once)
 		}
 		if !bytes.Equal(once, twice) {
-			t.Fatalf("kind %d: unstable round trip:\n%x\n%x", k%7, once, twice)
+			t.Fatalf("kind %d: unstable round trip:\n%x\n%x", k%8, once, twice)
 		}
 	})
 }

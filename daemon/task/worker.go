@@ -97,9 +97,10 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 // rpc server and advertises its skills and load in the node's
 // capabilities (see docs/TASKS.md).
 //
-// Goroutines: one per running task (its handler), one per submitter with
-// results or events to deliver (it exits when nothing is left, or when
-// the last result's retention ends), and one that re-advertises the load.
+// Goroutines: one per running task (its handler) and one that
+// re-advertises the load; each submitter's results stream runs on the rpc
+// server's goroutine for its call, and ends when it broke, was replaced,
+// or sent nothing for 5 minutes.
 type Worker struct {
 	m   *mesh.Mesh
 	cli *rpc.Client
@@ -175,18 +176,6 @@ type job struct {
 	finished time.Time
 }
 
-// subState is what the worker holds for one submitter: its count of
-// jobs, its unacknowledged bytes and its delivery queue. Guarded by
-// Worker.mu.
-type subState struct {
-	node    identity.NodeID
-	held    int
-	unacked int
-	out     []*deliverItem // in order; the first inflight are being sent
-	sending bool           // a sender goroutine runs
-	wake    chan struct{}  // cuts the sender's back-off short
-}
-
 type workerCounters struct {
 	accepted, refused, duplicates                    atomic.Uint64
 	succeeded, failed, cancelled, timedOut, handBack atomic.Uint64
@@ -208,8 +197,9 @@ type WorkerStats struct {
 	Succeeded, Failed, Cancelled, TimedOut, HandedBack uint64
 	// Panics counts handlers that panicked (failed HANDLER_ERROR).
 	Panics uint64
-	// Delivered counts delivery calls acknowledged, DeliveryFailures
-	// those that failed (retried), Dropped the results given up after
+	// Delivered counts the chunks sent on results streams,
+	// DeliveryFailures the streams that broke (their unacknowledged
+	// results go again on the next), Dropped the results given up after
 	// ResultRetention or refused by their submitter.
 	Delivered, DeliveryFailures, Dropped uint64
 	// Unacked is the bytes of results and events awaiting
@@ -238,6 +228,9 @@ func NewWorker(m *mesh.Mesh, srv *rpc.Server, cfg WorkerConfig) (*Worker, error)
 	w.deadline = time.AfterFunc(time.Hour, w.expire)
 	w.deadline.Stop()
 	if err := srv.Handle(WorkerService, w.serve); err != nil {
+		return nil, err
+	}
+	if err := srv.HandleStream(ResultsService, w.serveResults); err != nil {
 		return nil, err
 	}
 	w.workers.Add(1)
@@ -390,6 +383,13 @@ func (w *Worker) serve(ctx context.Context, req []byte) ([]byte, error) {
 		reply, err = w.serveCancel(from, body)
 	case opSync:
 		reply, err = w.serveSync(from, body)
+	case opAck:
+		var acked, unknown []ID
+		if acked, unknown, err = parseAck(body); err == nil {
+			w.mu.Lock()
+			w.ackLocked(from, acked, unknown)
+			w.mu.Unlock()
+		}
 	case opCatalog:
 		w.mu.Lock()
 		raw, hash := w.catalog, w.catalogHash
@@ -408,7 +408,7 @@ func (w *Worker) serve(ctx context.Context, req []byte) ([]byte, error) {
 
 // serveSubmit admits a batch of tasks.
 func (w *Worker) serveSubmit(from identity.NodeID, body []byte) ([]byte, error) {
-	items, err := parseSubmit(body)
+	items, acked, unknown, err := parseSubmit(body)
 	if err != nil {
 		return nil, err
 	}
@@ -427,6 +427,7 @@ func (w *Worker) serveSubmit(from identity.NodeID, body []byte) ([]byte, error) 
 	}
 	now := time.Now()
 	w.mu.Lock()
+	w.ackLocked(from, acked, unknown)
 	for i := range items {
 		if ok[i] == nil {
 			continue
@@ -480,8 +481,8 @@ func (w *Worker) admitLocked(from identity.NodeID, it *submitItem, ss *skillStat
 			return 0, &Error{Code: CodeContractViolation, Message: "task id in use by another submitter"}
 		}
 		w.stats.duplicates.Add(1)
-		if j.final != nil {
-			w.kickLocked(j.sub) // the submitter may have missed it
+		if j.final != nil && j.sub.stream != nil {
+			w.resendLocked(j.sub) // the submitter may have missed it
 		}
 		return j.state, nil
 	}
@@ -690,6 +691,7 @@ func (w *Worker) finishLocked(j *job, item *deliverItem) {
 			w.stats.timedOut.Add(1)
 		}
 	}
+	j.sub.finals = append(j.sub.finals, j)
 	w.enqueueLocked(j.sub, item)
 	w.checkDrainedLocked()
 }
@@ -758,7 +760,7 @@ func (w *Worker) stopLocked(j *job, why string) {
 }
 
 // serveSync answers a submitter that asks what became of its tasks, and
-// sends it at once whatever results wait for it.
+// sends again on its stream the results it did not acknowledge.
 func (w *Worker) serveSync(from identity.NodeID, body []byte) ([]byte, error) {
 	ids, err := parseIDs(body)
 	if err != nil {
@@ -771,8 +773,8 @@ func (w *Worker) serveSync(from identity.NodeID, body []byte) ([]byte, error) {
 			states[i] = j.state
 		}
 	}
-	if s := w.subs[from]; s != nil {
-		w.kickLocked(s)
+	if s := w.subs[from]; s != nil && s.stream != nil {
+		w.resendLocked(s) // the submitter may have missed a result
 	}
 	w.mu.Unlock()
 	return appendStates(nil, states), nil

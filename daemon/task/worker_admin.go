@@ -75,6 +75,7 @@ func (w *Worker) loadLoop() {
 		}
 		w.mu.Lock()
 		dirty := w.loadDirty && !w.draining
+		w.expireLocked(time.Now())
 		w.mu.Unlock()
 		if dirty {
 			if err := w.advertise(); err != nil {
@@ -169,12 +170,13 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// undelivered reports whether any submitter has items not acknowledged.
+// undelivered reports whether any submitter has results not
+// acknowledged, or items not sent, with a stream to take them.
 func (w *Worker) undelivered() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, s := range w.subs {
-		if len(s.out) > 0 {
+		if s.stream != nil && (len(s.out) > 0 || len(s.finals) > 0) {
 			return true
 		}
 	}
