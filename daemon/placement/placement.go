@@ -189,8 +189,11 @@ func boolOrder(b bool) int {
 // newer than its announcement, else the announced one.
 func (p *Placer) Rank(f, prefer capability.Filter, exclude []identity.NodeID) []Candidate {
 	nodes := p.dir.FindNodes(f)
-	out := make([]Candidate, 0, len(nodes))
-	keys := make([]rank, 0, len(nodes))
+	type ranked struct {
+		c Candidate
+		k rank
+	}
+	all := make([]ranked, 0, len(nodes))
 	p.mu.Lock()
 	for _, n := range nodes {
 		if n.ID == p.cfg.Self || slices.Contains(exclude, n.ID) {
@@ -209,22 +212,17 @@ func (p *Placer) Rank(f, prefer capability.Filter, exclude []identity.NodeID) []
 			k.full = c.Load.Free() == 0
 			k.busy = float64(c.Load.Running+c.Load.Queued) / float64(max(c.Load.Limit, 1))
 		}
-		out = append(out, c)
-		keys = append(keys, k)
+		all = append(all, ranked{c, k})
 	}
 	p.mu.Unlock()
 	// Shuffle, then sort stably: equal candidates end in random order.
-	idx := make([]int, len(out))
-	for i := range idx {
-		idx[i] = i
+	rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	slices.SortStableFunc(all, func(a, b ranked) int { return a.k.compare(b.k) })
+	out := make([]Candidate, len(all))
+	for i, r := range all {
+		out[i] = r.c
 	}
-	rand.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
-	slices.SortStableFunc(idx, func(a, b int) int { return keys[a].compare(keys[b]) })
-	ranked := make([]Candidate, len(out))
-	for i, j := range idx {
-		ranked[i] = out[j]
-	}
-	return ranked
+	return out
 }
 
 // Report records the load node reported now (in a reply, say), fresher

@@ -132,10 +132,13 @@ func (s *Submitter) call(ctx context.Context, p *pipe, batch []*pendingSubmit, a
 		items[i] = ps.item
 		size += ps.size
 	}
+	stopped := ctx != s.ctx
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	stop := context.AfterFunc(s.ctx, cancel)
+	if stopped { // a Submit's own context: Close must end it too
+		stop := context.AfterFunc(s.ctx, cancel)
+		defer stop()
+	}
 	resp, err := s.cli.Call(ctx, p.node, WorkerService, appendSubmit(make([]byte, 0, size), items, acked, unknown))
-	stop()
 	cancel()
 	if err != nil {
 		s.queueAcks(p.node, acked, unknown) // for the next call

@@ -146,7 +146,7 @@ type record struct {
 	placing  bool // being placed again: Wait holds on until it is done
 	events   []Event
 	lastSeq  uint64
-	changed  chan struct{} // closed and replaced at every change
+	changed  chan struct{} // closed at the next change; nil while nobody waits
 	syncMiss int           // syncs in a row the worker could not answer
 }
 
@@ -295,7 +295,7 @@ func (s *Submitter) loadRecords() ([]*record, error) {
 			s.log.Warn("task: skipping an unreadable record in the store", "id", id, "err", err)
 			return nil
 		}
-		r := &record{data: d, changed: make(chan struct{}), lastSeq: d.Events}
+		r := &record{data: d, lastSeq: d.Events}
 		s.recs[id] = r
 		switch {
 		case d.State.Final():
@@ -402,7 +402,7 @@ func (s *Submitter) Submit(ctx context.Context, req Request) (ID, error) {
 	if id.IsZero() {
 		id = NewID(now)
 	}
-	r := &record{hidden: true, changed: make(chan struct{})}
+	r := &record{hidden: true}
 	r.data = recordData{
 		Info: Info{
 			ID: id, Skill: req.Skill, State: StateQueued, Priority: req.Priority, Deadline: req.Deadline,
@@ -658,8 +658,18 @@ func (s *Submitter) unopenLocked(r *record) {
 // changedLocked wakes the waiters of a record and stamps it.
 func (s *Submitter) changedLocked(r *record, now time.Time) {
 	r.data.Updated = now
-	close(r.changed)
-	r.changed = make(chan struct{})
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
+}
+
+// changes returns a channel closed at the record's next change.
+func (r *record) changes() <-chan struct{} {
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	return r.changed
 }
 
 // finishedLocked files a record that just became final.
@@ -709,7 +719,7 @@ func (s *Submitter) Wait(ctx context.Context, id ID) (Info, error) {
 			}
 			return in, nil
 		}
-		ch := r.changed
+		ch := r.changes()
 		s.mu.Unlock()
 		select {
 		case <-ch:
@@ -739,7 +749,7 @@ func (s *Submitter) Events(ctx context.Context, id ID) func(yield func(Event, er
 			i, _ := slices.BinarySearchFunc(r.events, next, func(e Event, seq uint64) int { return cmp.Compare(e.Seq, seq) })
 			batch := slices.Clone(r.events[i:])
 			final := r.data.State.Final()
-			ch := r.changed
+			ch := r.changes()
 			s.mu.Unlock()
 			for _, e := range batch {
 				if !yield(e, nil) {
