@@ -173,6 +173,17 @@ func TestTaskCommands(t *testing.T) {
 		t.Fatalf("echo:\n%s", out)
 	}
 
+	// Parameters larger than the built-in services accept (64 KiB), from
+	// a file: the task layer has its own limits.
+	big := filepath.Join(t.TempDir(), "big.json")
+	if err := os.WriteFile(big, []byte(`{"blob": "`+strings.Repeat("x", 200<<10)+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id = sendTask(t, s, "--skill", "echo", "--params", "@"+big)
+	if in, r := waitTask(t, s, id); in.State != task.StateSucceeded || len(in.Output) < 200<<10 {
+		t.Fatalf("a 200 KiB task: %s %d bytes (%s)", in.State, len(in.Output), r.stderr)
+	}
+
 	// Failures: an exit status, the skill's timeout, contracts both ways.
 	for _, tc := range []struct {
 		params string
@@ -211,7 +222,7 @@ func TestTaskCommands(t *testing.T) {
 	if len(list.Tasks) != 4 {
 		t.Fatalf("%d failed tasks listed, want 4", len(list.Tasks))
 	}
-	if out := mustRun(t, "task", "list", "--skill", "echo", "--control", s.control); !strings.Contains(out, "succeeded") || strings.Count(out, "\n") != 2 {
+	if out := mustRun(t, "task", "list", "--skill", "echo", "--control", s.control); !strings.Contains(out, "succeeded") || strings.Count(out, "\n") != 3 {
 		t.Fatalf("list --skill echo:\n%s", out)
 	}
 
@@ -224,8 +235,8 @@ func TestTaskCommands(t *testing.T) {
 	s = restartS()
 	var after taskListResult
 	mustJSON(t, &after, "task", "list", "--json", "--control", s.control)
-	if len(after.Tasks) != len(before.Tasks) || len(after.Tasks) != 8 {
-		t.Fatalf("%d tasks before the restart, %d after; want 8", len(before.Tasks), len(after.Tasks))
+	if len(after.Tasks) != len(before.Tasks) || len(after.Tasks) != 9 {
+		t.Fatalf("%d tasks before the restart, %d after; want 9", len(before.Tasks), len(after.Tasks))
 	}
 	for i := range after.Tasks {
 		if a, b := after.Tasks[i], before.Tasks[i]; a.ID != b.ID || a.State != b.State || a.Status != b.Status {
