@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/netmesh/netmesh/daemon/placement"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/rpc"
 )
@@ -28,4 +29,24 @@ func SubmitRaw(ctx context.Context, c *rpc.Client, node identity.NodeID, id ID, 
 	}
 	v := r.Verdicts[0]
 	return v.State, v.Code, v.Message, nil
+}
+
+// AcceptAll answers a submit request as a worker that queues every task
+// would: a fake worker's handler.
+func AcceptAll(req []byte) ([]byte, error) {
+	items, _, _, err := parseSubmit(req[1:])
+	if err != nil {
+		return nil, err
+	}
+	r := submitReply{Load: placement.Load{Limit: 1}}
+	for _, it := range items {
+		r.Verdicts = append(r.Verdicts, verdict{ID: it.ID, State: StateQueued})
+	}
+	return appendSubmitReply(nil, &r), nil
+}
+
+// SucceededChunk is a results chunk that says task id succeeded with
+// output: what a lying worker would push.
+func SucceededChunk(id ID, output string) []byte {
+	return appendDeliver(nil, []*deliverItem{{Kind: itemFinal, ID: id, State: StateSucceeded, Status: DefaultStatus, Output: []byte(output)}})
 }
