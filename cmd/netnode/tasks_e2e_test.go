@@ -150,7 +150,7 @@ func waitTask(t *testing.T, p *proc, id string) (task.Info, result) {
 // exit codes, the skill timeout, schema violations both ways, cancel,
 // list, watch, and the records surviving a restart of the submitter.
 func TestTaskCommands(t *testing.T) {
-	_, s, kw, restartS := taskNodes(t, "")
+	w, s, kw, restartS := taskNodes(t, "")
 
 	// Placed by filter; events in order; a declared status.
 	id := sendTask(t, s, "--skill", "fake", "--where", "gpu", "--params", `{"mode": "count", "n": 3}`)
@@ -226,9 +226,15 @@ func TestTaskCommands(t *testing.T) {
 		t.Fatalf("list --skill echo:\n%s", out)
 	}
 
-	// The submitter's records survive its restart (tasks.store).
+	// The submitter's records survive its restart (tasks.store). The
+	// worker node stops first: its rpc server's close waits for the
+	// submitter to acknowledge the end of its results stream (a submitter
+	// gone first costs the stream's close timeout, 30 s).
 	var before taskListResult
 	mustJSON(t, &before, "task", "list", "--json", "--control", s.control)
+	if err := w.stop(t); err != nil {
+		t.Errorf("worker node: %v", err)
+	}
 	if err := s.stop(t); err != nil {
 		t.Fatalf("submitter stop: %v", err)
 	}
@@ -336,4 +342,9 @@ func TestPythonWorker(t *testing.T) {
 		return !slices.Contains(sk, "py.wordcount") && slices.Contains(sk, "fake")
 	})
 	oneLineError(t, netnode(t, append([]string{"task", "send", "--control", s.control}, append(node, "--skill", "py.wordcount", "--params", `{"text": "x"}`)...)...), 1, "UNKNOWN_SKILL")
+
+	// The worker node first, as in TestTaskCommands.
+	if err := w.stop(t); err != nil {
+		t.Errorf("worker node: %v", err)
+	}
 }
