@@ -200,14 +200,23 @@ func (n *node) taskSend(ctx context.Context, raw json.RawMessage, _ func(any) er
 	return taskSendResult{ID: id, Node: in.Node}, nil
 }
 
-func (n *node) taskGet(ctx context.Context, raw json.RawMessage, _ func(any) error) (any, error) {
+// decodeTaskID decodes the parameters of a method about one task.
+func decodeTaskID(raw json.RawMessage) (taskIDParams, task.ID, error) {
 	var p taskIDParams
 	if err := decodeParams(raw, &p); err != nil {
-		return nil, err
+		return p, task.ID{}, err
 	}
 	id, err := task.ParseID(p.ID)
 	if err != nil {
-		return nil, errorf(codeBadRequest, "%v", err)
+		return p, id, errorf(codeBadRequest, "%v", err)
+	}
+	return p, id, nil
+}
+
+func (n *node) taskGet(ctx context.Context, raw json.RawMessage, _ func(any) error) (any, error) {
+	p, id, err := decodeTaskID(raw)
+	if err != nil {
+		return nil, err
 	}
 	if !p.Wait {
 		in, err := n.tasks.s.Result(id)
@@ -260,13 +269,9 @@ func (n *node) taskList(_ context.Context, raw json.RawMessage, _ func(any) erro
 }
 
 func (n *node) taskCancel(ctx context.Context, raw json.RawMessage, _ func(any) error) (any, error) {
-	var p taskIDParams
-	if err := decodeParams(raw, &p); err != nil {
-		return nil, err
-	}
-	id, err := task.ParseID(p.ID)
+	_, id, err := decodeTaskID(raw)
 	if err != nil {
-		return nil, errorf(codeBadRequest, "%v", err)
+		return nil, err
 	}
 	if err := n.tasks.s.Cancel(ctx, id); err != nil {
 		return nil, taskError(err)
@@ -278,13 +283,9 @@ func (n *node) taskCancel(ctx context.Context, raw json.RawMessage, _ func(any) 
 // taskWatch streams a task's events (intermediate results) and ends with
 // its final Info.
 func (n *node) taskWatch(ctx context.Context, raw json.RawMessage, more func(any) error) (any, error) {
-	var p taskIDParams
-	if err := decodeParams(raw, &p); err != nil {
-		return nil, err
-	}
-	id, err := task.ParseID(p.ID)
+	_, id, err := decodeTaskID(raw)
 	if err != nil {
-		return nil, errorf(codeBadRequest, "%v", err)
+		return nil, err
 	}
 	for ev, err := range n.tasks.s.Events(ctx, id) {
 		if err != nil {
@@ -299,6 +300,15 @@ func (n *node) taskWatch(ctx context.Context, raw json.RawMessage, more func(any
 		return nil, taskError(err)
 	}
 	return in, nil
+}
+
+// oneTaskID checks that a command got exactly one argument: a task id.
+func oneTaskID(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%s takes one task id (got %d arguments)", cmd.Name(), len(args))
+	}
+	_, err := task.ParseID(args[0])
+	return err
 }
 
 // newTask is the task command and its subcommands.
@@ -412,11 +422,8 @@ func newTaskResult() *cobra.Command {
 task its result or error. With --wait, wait until the task is final (at
 most --timeout). The exit code is 1 when the task failed, was cancelled or
 is lost, and with --wait when it is not final in time.`,
-		Args: cobra.ExactArgs(1),
+		Args: oneTaskID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := task.ParseID(args[0]); err != nil {
-				return usageError{err}
-			}
 			p := taskIDParams{ID: args[0], Wait: wait}
 			ctx := cmd.Context()
 			if wait {
@@ -530,11 +537,8 @@ func newTaskCancel() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cancel <id>",
 		Short: "Cancel a task: a queued one ends at once, a running one when its handler stops",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneTaskID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := task.ParseID(args[0]); err != nil {
-				return usageError{err}
-			}
 			var in task.Info
 			if err := o.get(cmd, "task.cancel", taskIDParams{ID: args[0]}, &in); err != nil || o.json {
 				return err
@@ -555,11 +559,8 @@ func newTaskWatch() *cobra.Command {
 		Long: `Print a task's progress events, those already received and then new ones
 as they arrive, until the task is final; then print its result like task
 result. With --json, one JSON object a line: each event, then the task.`,
-		Args: cobra.ExactArgs(1),
+		Args: oneTaskID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := task.ParseID(args[0]); err != nil {
-				return usageError{err}
-			}
 			out := cmd.OutOrStdout()
 			raw, err := o.call(cmd.Context(), "task.watch", taskIDParams{ID: args[0]}, func(ev json.RawMessage) error {
 				if o.json {

@@ -71,21 +71,10 @@ type apiOutcome struct {
 	err error
 }
 
-// apiSkill is a skill as a local worker declares it.
-type apiSkill struct {
-	Name        string                     `json:"name"`
-	Version     string                     `json:"version"`
-	Description string                     `json:"description"`
-	Input       json.RawMessage            `json:"input"`
-	Output      json.RawMessage            `json:"output"`
-	Events      map[string]json.RawMessage `json:"events"`
-	Statuses    []string                   `json:"statuses"`
-	Concurrency int                        `json:"concurrency"`
-}
-
-// workerServeParams are the parameters of "worker.serve".
+// workerServeParams are the parameters of "worker.serve": the skills as
+// a worker's catalog describes them.
 type workerServeParams struct {
-	Skills []apiSkill `json:"skills"`
+	Skills []task.SkillInfo `json:"skills"`
 }
 
 // apiMessage is an intermediate result of worker.serve: "ready" once the
