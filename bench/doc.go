@@ -12,7 +12,10 @@
 //   - BenchmarkRoundTrip64: 64-byte request/response over datagrams on an
 //     established session. Reports p50 and p99 round-trip latency.
 //
-// The other files add benchmarks for streams, relayed paths and channels.
+// The other files add benchmarks for streams, relayed paths, channels and
+// tasks (task_test.go: BenchmarkTasks, submit to result with one submitter
+// and two workers next to an rpc unary call, and BenchmarkTaskQueueMemory,
+// the memory of 100,000 queued tasks).
 //
 // Run them with
 //

@@ -14,6 +14,7 @@
 //	capability    FuzzDecodeAnnouncement, FuzzParseFilter
 //	channel       FuzzDecode                 (subscribe/ack/publish messages)
 //	nat           FuzzMessage                (build tag nat: punch and reflex frames)
+//	daemon/task   FuzzWire                   (task submits, deliveries, replies)
 //
 // .ci/fuzz runs every target in the module for a few seconds; run one
 // longer with, for example:

@@ -50,6 +50,10 @@ type fileConfig struct {
 
 	// RPC.
 	RPCBuiltin *bool `toml:"rpc_builtin"`
+
+	// Tasks: the worker, the submitter and the skills run by executables.
+	Tasks  *tasksSpec  `toml:"tasks"`
+	Skills []skillSpec `toml:"skills"`
 }
 
 // subnetRuleSpec is one rule of subnet_policy: nodes that announce Tag
@@ -113,6 +117,8 @@ type runConfig struct {
 	nat       mesh.NATConfig
 
 	rpcBuiltin bool // serve the built-in rpc services
+
+	tasks taskSettings
 }
 
 // namedChannel is a channel the node registers at start.
@@ -220,6 +226,9 @@ func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
 		rc.relays = append(rc.relays, mesh.Relay{Addr: bp.addr, Pin: bp.pin})
 	}
 	if err := fc.validateFeatures(rc); err != nil {
+		return nil, err
+	}
+	if err := fc.validateTasks(rc); err != nil {
 		return nil, err
 	}
 	logger, err := newLogger(logOut, fc.LogFormat, fc.LogLevel)

@@ -148,7 +148,15 @@ func runDemo(ctx context.Context, out io.Writer) error {
 	if err := demoChannel(ctx, out, alpha, []*demoNode{beta, gamma}); err != nil {
 		return err
 	}
-	if err := demoRPC(ctx, out, alpha, delta); err != nil {
+	srvDelta, err := rpc.NewServer(delta.m, rpc.ServerOptions{})
+	if err != nil {
+		return err
+	}
+	defer srvDelta.Close()
+	if err := demoRPC(ctx, out, alpha, delta, srvDelta); err != nil {
+		return err
+	}
+	if err := demoTasks(ctx, out, alpha, delta, srvDelta); err != nil {
 		return err
 	}
 
@@ -245,16 +253,11 @@ func demoChannel(ctx context.Context, out io.Writer, pub *demoNode, subs []*demo
 	return nil
 }
 
-// demoRPC: server serves a service; caller finds it by capability and
-// calls it (through the relay, in the demo).
-func demoRPC(ctx context.Context, out io.Writer, caller, server *demoNode) error {
+// demoRPC: server serves a service on srv; caller finds it by capability
+// and calls it (through the relay, in the demo).
+func demoRPC(ctx context.Context, out io.Writer, caller, server *demoNode, srv *rpc.Server) error {
 	fmt.Fprintln(out, "\nrpc (services advertised as capabilities, found by the caller)")
-	srv, err := rpc.NewServer(server.m, rpc.ServerOptions{})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	err = srv.Handle("wordcount", func(_ context.Context, req []byte) ([]byte, error) {
+	err := srv.Handle("wordcount", func(_ context.Context, req []byte) ([]byte, error) {
 		return fmt.Appendf(nil, "%d words", len(strings.Fields(string(req)))), nil
 	})
 	if err != nil {

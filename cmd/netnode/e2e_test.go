@@ -32,6 +32,9 @@ func testMain(m *testing.M) int {
 	if path := os.Getenv(fakeControlEnv); path != "" {
 		return fakeControl(path)
 	}
+	if os.Getenv(fakeSkillEnv) != "" {
+		return fakeSkill()
+	}
 	dir, err := os.MkdirTemp("", "netnode-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -690,7 +693,8 @@ func TestDemo(t *testing.T) {
 	if err := runDemo(ctx, &out); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"intact (SHA-256)", "delivered end to end encrypted", "2 of 2 subscribers delivered", "demo finished"} {
+	for _, want := range []string{"intact (SHA-256)", "delivered end to end encrypted", "2 of 2 subscribers delivered",
+		"queued on delta", "event #4 progress 100", `succeeded success {"thumbnail": "cat.png@64px"}`, "demo finished"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

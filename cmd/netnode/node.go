@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -113,11 +114,12 @@ type node struct {
 	started time.Time
 	rpc     *rpc.Client // makes the calls of "call"
 	srv     *rpc.Server // serves the built-in services; nil with rpc_builtin = false
+	tasks   *taskNode   // the worker and submitter; nil until started
 }
 
 // methods returns the control methods the node serves.
 func (n *node) methods() map[string]method {
-	return map[string]method{
+	m := map[string]method{
 		"status":    func(context.Context, json.RawMessage, func(any) error) (any, error) { return n.status(), nil },
 		"peers":     func(context.Context, json.RawMessage, func(any) error) (any, error) { return n.peers(), nil },
 		"health":    n.health,
@@ -129,6 +131,10 @@ func (n *node) methods() map[string]method {
 		"nat":       n.nat,
 		"call":      n.call,
 	}
+	if n.tasks != nil {
+		maps.Copy(m, n.taskMethods())
+	}
+	return m
 }
 
 func (n *node) status() statusInfo {

@@ -257,6 +257,10 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 		}
 		defer n.srv.Close()
 	}
+	if err := n.startTasks(); err != nil {
+		return err
+	}
+	defer n.tasks.close()
 	for _, c := range rc.channels {
 		if err := m.RegisterChannel(c.name, c.cfg); err != nil {
 			return usageError{fmt.Errorf("channels: %s: %w", c.name, err)}
@@ -306,6 +310,13 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 		metrics.Shutdown(sctx)
 	}
 	wg.Wait()
+	// Drain the worker while the mesh still runs: its skills are
+	// withdrawn, running tasks finish (or are cancelled at the timeout),
+	// and their results are delivered.
+	if err := n.tasks.drain(rc.tasks.drainTimeout); err != nil {
+		log.Warn("tasks still running at shutdown were cancelled", "err", err)
+	}
+	n.tasks.close()
 	if n.srv != nil {
 		// Before the mesh: a handler still running is cancelled and its
 		// caller answered (unavailable), rather than left to time out.

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/netmesh/netmesh/internal/testenv"
 	"github.com/netmesh/netmesh/mesh/udp"
 )
 
@@ -42,20 +43,20 @@ type NS struct {
 func New(t testing.TB) *Lab {
 	t.Helper()
 	if runtime.GOOS != "linux" {
-		missing(t, groupNamespaces, "network namespaces need Linux")
+		testenv.Missing(t, groupNamespaces, "netlab: network namespaces need Linux")
 	}
 	if os.Geteuid() != 0 {
-		missing(t, groupNamespaces, "network namespaces need root")
+		testenv.Missing(t, groupNamespaces, "netlab: network namespaces need root")
 	}
 	for _, tool := range []string{"ip", "nft"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			missing(t, groupNamespaces, "%s not installed (apt-get install iproute2 nftables)", tool)
+			testenv.Missing(t, groupNamespaces, "netlab: %s not installed (apt-get install iproute2 nftables)", tool)
 		}
 	}
 	l := &Lab{t: t, prefix: fmt.Sprintf("nm%d-%d", os.Getpid(), labCount.Add(1))}
 	probe := l.prefix + "-probe"
 	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
-		missing(t, groupNamespaces, "cannot create a network namespace: %v: %s", err, out)
+		testenv.Missing(t, groupNamespaces, "netlab: cannot create a network namespace: %v: %s", err, out)
 	}
 	exec.Command("ip", "netns", "del", probe).Run()
 	return l
@@ -147,6 +148,13 @@ func (ns *NS) ListenUDP(addr string) *udp.BatchConn {
 	ns.lab.t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// Skip groups: what a newcomer loses when a tool the lab needs is missing.
+const (
+	groupNamespaces = "kernel NAT and real packet loss (network namespaces)"
+	groupCoturn     = "STUN against a real server (coturn)"
+	groupMiniUPnPd  = "port mapping against a real router (miniupnpd)"
+)
 
 // PublicNet is the address range of the lab's public segment.
 const PublicNet = "198.51.100.0/24"
