@@ -179,27 +179,36 @@ func (p *posting) where(u bitset, atLeast bool, x float64) bitset {
 	// u word by word.
 	r := make(bitset, len(u))
 	w, acc := -1, uint64(0)
-	flush := func() {
-		if w >= 0 && w < len(r) {
-			r[w] |= acc
-		}
-	}
 	for i, s := range l.slots {
 		if int(s/64) != w {
-			flush()
+			if w >= 0 && w < len(r) {
+				r[w] |= acc
+			}
 			w, acc = int(s/64), 0
 		}
-		var in uint64
-		if keep(l.vals[i]) {
-			in = 1
-		}
-		acc |= in << (s % 64)
+		acc |= passes(l.vals[i], atLeast, x) << (s % 64)
 	}
-	flush()
+	if w >= 0 && w < len(r) {
+		r[w] |= acc
+	}
 	for i := range r {
 		r[i] &= u[i]
 	}
 	return r
+}
+
+// passes is 1 if v is at least x (atLeast) or at most x (!atLeast), else
+// 0, computed without a branch on v.
+func passes(v float64, atLeast bool, x float64) uint64 {
+	lo, hi := x, v
+	if !atLeast {
+		lo, hi = v, x
+	}
+	var in uint64
+	if hi >= lo {
+		in = 1
+	}
+	return in
 }
 
 // single returns a bitset as long as u holding only s if in, else nil.
