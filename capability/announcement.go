@@ -196,32 +196,12 @@ func signedMessage(b []byte) []byte {
 	return append(m, body[offFlags:]...)
 }
 
-// sameSigned reports whether two encoded announcements are equal except for
-// their unsigned fields (hop counts and remaining lifetimes).
-func sameSigned(a, b []byte) bool {
-	return len(a) == len(b) && len(a) > offFlags &&
-		bytes.Equal(a[:offHops], b[:offHops]) && bytes.Equal(a[offFlags:], b[offFlags:])
-}
-
 // remainingAt is the lifetime left at now of an announcement that expires
 // at expires, as sent: rounded down to whole seconds, so that a relay never
 // hands on more than it has, and capped at ttl.
 func remainingAt(expires, now time.Time, ttl time.Duration) time.Duration {
 	r := expires.Sub(now).Truncate(time.Second)
 	return max(0, min(r, ttl))
-}
-
-// withRemaining returns wire, an encoded announcement, with its remaining
-// lifetime field set to r: wire itself when it already says r, else a copy
-// (a message handed to Transport.Send is never modified).
-func withRemaining(wire []byte, r time.Duration) []byte {
-	s := uint32(r / time.Second)
-	if binary.BigEndian.Uint32(wire[offRemaining:]) == s {
-		return wire
-	}
-	c := bytes.Clone(wire)
-	putRemaining(c, r)
-	return c
 }
 
 // putRemaining sets the remaining lifetime field of the encoded

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"maps"
 	"slices"
@@ -50,9 +51,26 @@ type Config struct {
 	// announcements are required.
 	AllowUnsigned bool
 	// MaxNodes bounds the origins remembered, live or offline. When full,
-	// the oldest offline origin is forgotten; if none is offline a new
-	// origin is rejected with ErrIndexFull. Zero means DefaultMaxNodes.
+	// a new origin displaces an offline one (see MaxOriginsPerPeer for
+	// which) or is rejected with ErrIndexFull. Zero means DefaultMaxNodes.
 	MaxNodes int
+	// MaxOriginsPerPeer bounds the origins one neighbour can have
+	// introduced (the remembered origins first learned from it, live or
+	// offline). At the limit a new origin from it displaces the oldest of
+	// its own offline ones or is rejected with ErrPeerOriginLimit; when
+	// MaxNodes is reached it displaces an offline origin of its own
+	// neighbour, else of the neighbour that introduced the most origins if
+	// that is more than its own did. A mesh larger than this where a node
+	// may learn most origins through one neighbour must raise it. Zero
+	// means DefaultMaxOriginsPerPeer.
+	MaxOriginsPerPeer int
+	// OriginRate and OriginBurst are each neighbour's budget for
+	// introducing new origins: a token bucket of OriginBurst tokens
+	// refilled at OriginRate per second; a new origin beyond it is
+	// rejected with ErrOriginRate (and arrives again with its next
+	// refresh). Zero means DefaultOriginRate and DefaultOriginBurst.
+	OriginRate  float64
+	OriginBurst int
 	// OnRoute, if set, is called for every accepted announcement and for a
 	// copy of the current version that arrived over fewer hops: origin is
 	// reachable via neighbour via at hops links until expires. It runs on
@@ -85,48 +103,40 @@ type Engine struct {
 	ix  *Index
 	st  counters
 
+	// seed keys the digests that tell a copy of a version from a tampered
+	// one.
+	seed maphash.Seed
+
 	// mu guards the fields below. Methods named ...Locked require it. Lock
 	// order: mu, then ix.mu.
-	mu      sync.Mutex
-	records map[identity.NodeID]*record
-	// tombstones lists the origins that went offline, oldest first, for
-	// evictLocked. An entry is stale once its origin came back (or went
-	// offline again later): see tombstone. Tick compacts the slice when
-	// it holds more than twice as many entries as there are records, so
-	// it stays within 2·MaxNodes however often origins come and go.
-	tombstones []tombstone
-	tombSeq    uint64 // numbers tombstones
-	local      localState
-	subs       map[*Subscription]struct{}
+	mu       sync.Mutex
+	records  map[identity.NodeID]*record
+	sponsors map[identity.NodeID]*sponsor // see budget.go
+	tombSeq  uint64                       // numbers tombstones
+	local    localState
+	subs     map[*Subscription]struct{}
 }
 
 // record is what the engine remembers about one origin, live or not: the
 // pinned key and the newest version survive the announcement's expiry so
-// that neither can be undone by a replay.
+// that neither can be undone by a replay. The announcement itself is not
+// kept: its set is in the index, and the engine encodes it again (the
+// encoding is canonical, so the signature still holds) when it hands it to
+// a peer that comes up.
 type record struct {
 	key      ed25519.PublicKey // pinned on first sight (TOFU)
 	version  uint64
-	wire     []byte // the announcement with the hop count already bumped, as last sent (never modified: replaced)
-	hops     int    // fewest hops seen for version
+	digest   uint64             // of version's signed bytes: a copy with other bytes is tampered
+	sig      [signatureLen]byte // version's signature
+	hops     int                // fewest hops seen for version
+	sentHops uint8              // hop count of the copy that brought version; handed on as one more
 	via      identity.NodeID
 	ttl      time.Duration
 	degraded bool
-	expires  time.Time // receipt + the remaining lifetime the sender reported (at most ttl)
-	live     bool      // in the index
-	tomb     uint64    // while offline: the seq of its current tombstone
-}
-
-// tombstone marks that origin id went offline. It is current only while
-// the record is offline and its tomb is seq.
-type tombstone struct {
-	id  identity.NodeID
-	seq uint64
-}
-
-// currentLocked reports whether t still stands for an offline record.
-func (e *Engine) currentLocked(t tombstone) bool {
-	rec := e.records[t.id]
-	return rec != nil && !rec.live && rec.tomb == t.seq
+	expires  time.Time       // receipt + the remaining lifetime the sender reported (at most ttl)
+	live     bool            // in the index
+	tomb     uint64          // while offline: the seq of its current tombstone
+	sponsor  identity.NodeID // the neighbour whose message created the record
 }
 
 // localState is this node's own announcement.
@@ -159,6 +169,15 @@ func New(id *identity.Identity, tr Transport, cfg Config) (*Engine, error) {
 	if cfg.MaxNodes == 0 {
 		cfg.MaxNodes = DefaultMaxNodes
 	}
+	if cfg.MaxOriginsPerPeer == 0 {
+		cfg.MaxOriginsPerPeer = DefaultMaxOriginsPerPeer
+	}
+	if cfg.OriginRate == 0 {
+		cfg.OriginRate = DefaultOriginRate
+	}
+	if cfg.OriginBurst == 0 {
+		cfg.OriginBurst = DefaultOriginBurst
+	}
 	if cfg.TelemetryInterval == 0 {
 		cfg.TelemetryInterval = DefaultTelemetryInterval
 	}
@@ -172,15 +191,19 @@ func New(id *identity.Identity, tr Transport, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("%w: MinAnnounceInterval %v must be positive and at most TTL/%d", ErrInvalidConfig, cfg.MinAnnounceInterval, refreshDivisor)
 	case cfg.MaxNodes < 0 || cfg.TelemetryInterval < 0:
 		return nil, fmt.Errorf("%w: negative MaxNodes or TelemetryInterval", ErrInvalidConfig)
+	case cfg.MaxOriginsPerPeer < 0 || cfg.OriginBurst < 0 || !(cfg.OriginRate > 0):
+		return nil, fmt.Errorf("%w: negative MaxOriginsPerPeer, OriginRate or OriginBurst", ErrInvalidConfig)
 	}
 	return &Engine{
-		id:      id,
-		tr:      tr,
-		cfg:     cfg,
-		log:     cfg.Logger,
-		ix:      newIndex(),
-		records: make(map[identity.NodeID]*record),
-		subs:    make(map[*Subscription]struct{}),
+		id:       id,
+		tr:       tr,
+		cfg:      cfg,
+		log:      cfg.Logger,
+		ix:       newIndex(),
+		seed:     maphash.MakeSeed(),
+		records:  make(map[identity.NodeID]*record),
+		sponsors: make(map[identity.NodeID]*sponsor),
+		subs:     make(map[*Subscription]struct{}),
 	}, nil
 }
 
@@ -362,10 +385,10 @@ func (e *Engine) indexLocked(n *Node) {
 // it after HandleMessage returns. It returns nil for accepted messages and
 // harmless duplicates, and an error wrapping one of ErrMalformed,
 // ErrOversized, ErrHopLimit, ErrExpired, ErrBadSignature, ErrTampered,
-// ErrRebinding, ErrOldVersion, ErrUnsigned or ErrIndexFull for rejected
-// ones (each is counted in Stats). The signature check, the costly part,
-// runs without engine locks, so several goroutines may call HandleMessage
-// at once.
+// ErrRebinding, ErrOldVersion, ErrUnsigned, ErrOriginRate,
+// ErrPeerOriginLimit or ErrIndexFull for rejected ones (each is counted in
+// Stats). The signature check, the costly part, runs without engine locks,
+// so several goroutines may call HandleMessage at once.
 func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 	e.st.received.Add(1)
 	a, err := DecodeAnnouncement(msg)
@@ -389,9 +412,15 @@ func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 		return e.reject(from, err)
 	}
 
+	digest := e.digest(msg)
 	var o outbox
 	e.mu.Lock()
-	dup, err := e.checkLocked(&o, from, a, msg)
+	dup, err := e.checkLocked(&o, from, a, digest)
+	if err == nil && !dup && e.records[a.Origin] == nil {
+		// A new origin costs its sponsor a token before the signature
+		// check, so a flood of them costs no more checks than the budget.
+		err = e.chargeLocked(from, e.cfg.Now())
+	}
 	e.mu.Unlock()
 	if err == nil && !dup {
 		switch {
@@ -402,8 +431,8 @@ func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 		default:
 			e.mu.Lock()
 			// Check again: another goroutine may have applied it meanwhile.
-			if dup, err = e.checkLocked(&o, from, a, msg); err == nil && !dup {
-				err = e.applyLocked(&o, from, a, msg)
+			if dup, err = e.checkLocked(&o, from, a, digest); err == nil && !dup {
+				err = e.applyLocked(&o, from, a, msg, digest)
 			}
 			e.mu.Unlock()
 		}
@@ -415,11 +444,23 @@ func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 	return nil
 }
 
+// digest hashes the signed bytes of an encoded announcement (all but the
+// hop count and the remaining lifetime). It is keyed with a secret seed, so
+// a peer cannot make a tampered copy that collides with a held one (and if
+// one did, the copy would only be dropped as a duplicate).
+func (e *Engine) digest(msg []byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(e.seed)
+	h.Write(msg[:offHops])
+	h.Write(msg[offFlags:])
+	return h.Sum64()
+}
+
 // checkLocked compares a with what is known of its origin: dup is true for
 // a copy of the version held (and then a better route is queued to o). A
 // duplicate never extends the expiry: only the first copy of a version
 // sets it, so a relay cannot keep a node alive by resending it.
-func (e *Engine) checkLocked(o *outbox, from identity.NodeID, a *Announcement, msg []byte) (dup bool, err error) {
+func (e *Engine) checkLocked(o *outbox, from identity.NodeID, a *Announcement, digest uint64) (dup bool, err error) {
 	rec := e.records[a.Origin]
 	switch {
 	case rec == nil:
@@ -430,7 +471,7 @@ func (e *Engine) checkLocked(o *outbox, from identity.NodeID, a *Announcement, m
 		return false, fmt.Errorf("%w: %d < %d", ErrOldVersion, a.Version, rec.version)
 	case a.Version > rec.version:
 		return false, nil
-	case !sameSigned(rec.wire, msg):
+	case digest != rec.digest:
 		return false, fmt.Errorf("%w: version %d of %s differs from the copy held", ErrTampered, a.Version, a.Origin.Short())
 	}
 	e.st.duplicates.Add(1)
@@ -443,72 +484,41 @@ func (e *Engine) checkLocked(o *outbox, from identity.NodeID, a *Announcement, m
 
 // applyLocked indexes a newer verified announcement and queues its
 // forwarding and its route.
-func (e *Engine) applyLocked(o *outbox, from identity.NodeID, a *Announcement, msg []byte) error {
+func (e *Engine) applyLocked(o *outbox, from identity.NodeID, a *Announcement, msg []byte, digest uint64) error {
+	now := e.cfg.Now()
 	rec := e.records[a.Origin]
 	if rec == nil {
-		if len(e.records) >= e.cfg.MaxNodes && !e.evictLocked() {
-			return fmt.Errorf("%w: %d origins", ErrIndexFull, len(e.records))
+		sp := e.sponsorLocked(from, now)
+		if err := e.makeRoomLocked(sp); err != nil {
+			return err
 		}
-		rec = &record{key: a.Key}
+		rec = &record{key: a.Key, sponsor: from}
 		e.records[a.Origin] = rec
+		sp.origins++
 	}
-	now := e.cfg.Now()
 	// The announcement lives as long as the sender said it had left (never
 	// longer than the signed TTL; decoding checks that too), not a fresh
 	// TTL from its late arrival here.
 	expires := now.Add(min(a.Remaining, a.TTL))
-	// Forwarded with what is left at now, the same clock reading: no second
-	// is lost per hop to rounding.
-	wire := bytes.Clone(msg)
-	wire[offHops] = a.Hops + 1
-	putRemaining(wire, remainingAt(expires, now, a.TTL))
-	rec.version, rec.wire, rec.hops, rec.via = a.Version, wire, int(a.Hops), from
+	rec.version, rec.digest, rec.hops, rec.sentHops, rec.via = a.Version, digest, int(a.Hops), a.Hops, from
+	copy(rec.sig[:], msg[len(msg)-signatureLen:])
 	rec.ttl, rec.degraded, rec.expires, rec.live = a.TTL, a.Degraded, expires, true
 	e.indexLocked(&Node{
-		ID: a.Origin, Key: a.Key, Version: a.Version, Set: a.Set,
+		ID: a.Origin, Key: rec.key, Version: a.Version, Set: a.Set,
 		Status: rec.status(now), Hops: int(a.Hops), Via: from, Updated: now, Expires: rec.expires,
 	})
 	e.st.accepted.Add(1)
 	if a.Hops < MaxHops {
+		// Forwarded with what is left at now, the same clock reading: no
+		// second is lost per hop to rounding.
+		wire := bytes.Clone(msg)
+		wire[offHops] = a.Hops + 1
+		putRemaining(wire, remainingAt(expires, now, a.TTL))
 		o.msgs = append(o.msgs, outMsg{msg: wire, skip: [2]identity.NodeID{from, a.Origin}})
 		e.st.forwarded.Add(1)
 	}
 	o.routes = append(o.routes, route{a.Origin, from, int(a.Hops), rec.expires})
 	return nil
-}
-
-// evictLocked forgets the oldest offline origin.
-func (e *Engine) evictLocked() bool {
-	for len(e.tombstones) > 0 {
-		t := e.tombstones[0]
-		e.tombstones = e.tombstones[1:]
-		if e.currentLocked(t) {
-			delete(e.records, t.id)
-			return true
-		}
-	}
-	return false
-}
-
-// buryLocked marks rec, origin id's record, offline, and drops the stale
-// tombstones when they outnumber the records two to one (which makes the
-// compaction's cost O(1) per tombstone).
-func (e *Engine) buryLocked(id identity.NodeID, rec *record) {
-	rec.live = false
-	e.tombSeq++
-	rec.tomb = e.tombSeq
-	e.tombstones = append(e.tombstones, tombstone{id, rec.tomb})
-	if len(e.tombstones) <= 2*len(e.records) {
-		return
-	}
-	kept := e.tombstones[:0]
-	for _, t := range e.tombstones {
-		if e.currentLocked(t) {
-			kept = append(kept, t)
-		}
-	}
-	clear(e.tombstones[len(kept):])
-	e.tombstones = kept
 }
 
 // status is the liveness of a live record at now.
@@ -538,6 +548,10 @@ func (e *Engine) reject(from identity.NodeID, err error) error {
 		c = &e.st.unsigned
 	case errors.Is(err, ErrIndexFull):
 		c = &e.st.indexFull
+	case errors.Is(err, ErrPeerOriginLimit):
+		c = &e.st.peerOrigins
+	case errors.Is(err, ErrOriginRate):
+		c = &e.st.originRate
 	case errors.Is(err, ErrExpired):
 		c = &e.st.expired
 	}
@@ -555,6 +569,7 @@ func (e *Engine) reject(from identity.NodeID, err error) error {
 // this node does (or up to a second earlier), not a full TTL later.
 func (e *Engine) PeerUp(id identity.NodeID) {
 	var o outbox
+	var held []Announcement
 	e.mu.Lock()
 	now := e.cfg.Now()
 	switch {
@@ -568,16 +583,26 @@ func (e *Engine) PeerUp(id identity.NodeID) {
 		o.msgs = append(o.msgs, outMsg{msg: e.local.wire, to: id})
 	}
 	for origin, rec := range e.records {
-		// The stored copy's hop count is already bumped: sendable up to
-		// MaxHops. Less than a second left would go out as expired: skip.
+		// Less than a second left would go out as expired: skip.
 		r := remainingAt(rec.expires, now, rec.ttl)
-		if rec.live && r > 0 && rec.wire[offHops] <= MaxHops && rec.via != id && origin != id {
-			// Copy on write: joiners within the same second share one copy.
-			rec.wire = withRemaining(rec.wire, r)
-			o.msgs = append(o.msgs, outMsg{msg: rec.wire, to: id})
+		if rec.live && r > 0 && rec.sentHops < MaxHops && rec.via != id && origin != id {
+			held = append(held, Announcement{
+				Origin: origin, Key: rec.key, Version: rec.version, TTL: rec.ttl, Degraded: rec.degraded,
+				Set: e.ix.get(origin).Set, Signature: bytes.Clone(rec.sig[:]), Hops: rec.sentHops + 1, Remaining: r,
+			})
 		}
 	}
 	e.mu.Unlock()
+	// Encoded without the lock: the encoding of a decoded announcement is
+	// the bytes it was decoded from, so the origin's signature holds.
+	for i := range held {
+		wire, err := held[i].MarshalBinary()
+		if err != nil { // unreachable: the set was validated when decoded
+			e.log.Debug("capability: re-encoding a held announcement", "origin", held[i].Origin.Short(), "err", err)
+			continue
+		}
+		o.msgs = append(o.msgs, outMsg{msg: wire, to: id})
+	}
 	e.flush(&o)
 }
 
@@ -643,6 +668,7 @@ func (e *Engine) Tick() {
 			e.indexLocked(&m)
 		}
 	}
+	e.pruneSponsorsLocked(now)
 	e.mu.Unlock()
 	e.flush(&o)
 }

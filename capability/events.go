@@ -121,8 +121,11 @@ type Stats struct {
 	RejectedRebinding    uint64
 	RejectedOldVersion   uint64
 	RejectedUnsigned     uint64
-	RejectedIndexFull    uint64
+	RejectedIndexFull    uint64 // new origins with no room at MaxNodes
+	RejectedPeerOrigins  uint64 // new origins from a neighbour at MaxOriginsPerPeer
+	RejectedOriginRate   uint64 // new origins from a neighbour beyond its OriginRate
 	RejectedExpired      uint64 // sent with no lifetime left
+	Evicted              uint64 // offline origins forgotten to make room for new ones
 
 	EventsDropped   uint64 // events lost to full subscriber channels
 	TelemetryErrors uint64 // failed samples, or telemetry that did not fit the set
@@ -134,6 +137,7 @@ type counters struct {
 	messagesSent, bytesSent, sendErrors                    atomic.Uint64
 	malformed, oversized, hopLimit, badSignature, tampered atomic.Uint64
 	rebinding, oldVersion, unsigned, indexFull, expired    atomic.Uint64
+	peerOrigins, originRate, evicted                       atomic.Uint64
 	eventsDropped, telemetryErrors                         atomic.Uint64
 }
 
@@ -148,7 +152,8 @@ func (e *Engine) Stats() Stats {
 		RejectedHopLimit: c.hopLimit.Load(), RejectedBadSignature: c.badSignature.Load(),
 		RejectedTampered: c.tampered.Load(), RejectedRebinding: c.rebinding.Load(),
 		RejectedOldVersion: c.oldVersion.Load(), RejectedUnsigned: c.unsigned.Load(),
-		RejectedIndexFull: c.indexFull.Load(), RejectedExpired: c.expired.Load(),
+		RejectedIndexFull: c.indexFull.Load(), RejectedPeerOrigins: c.peerOrigins.Load(),
+		RejectedOriginRate: c.originRate.Load(), RejectedExpired: c.expired.Load(), Evicted: c.evicted.Load(),
 		EventsDropped: c.eventsDropped.Load(), TelemetryErrors: c.telemetryErrors.Load(),
 	}
 }
