@@ -102,6 +102,38 @@ func TestAnnouncementRoundTrip(t *testing.T) {
 	}
 }
 
+func TestWithdrawalEncoding(t *testing.T) {
+	id := testID(t, 1)
+	w := Announcement{Version: 9, TTL: DefaultTTL, Withdrawn: true, Hops: 1, Remaining: DefaultTTL}
+	if err := w.Sign(id); err != nil {
+		t.Fatal(err)
+	}
+	b, err := w.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != headerLen+2+signatureLen || b[offFlags] != flagWithdrawn {
+		t.Fatalf("withdrawal encodes as %d bytes with flags %#x", len(b), b[offFlags])
+	}
+	got, err := DecodeAnnouncement(b)
+	if err != nil || !got.Withdrawn || !verifyEncoded(id.PublicKey(), b) {
+		t.Fatalf("decode: %+v, %v", got, err)
+	}
+	for _, bad := range []Announcement{
+		{Version: 9, TTL: DefaultTTL, Withdrawn: true, Degraded: true, Hops: 1, Remaining: DefaultTTL},
+		{Version: 9, TTL: DefaultTTL, Withdrawn: true, Set: Set{Tags: []string{"gpu"}}, Hops: 1, Remaining: DefaultTTL},
+	} {
+		bad.Key = id.PublicKey()
+		if _, err := bad.MarshalBinary(); !errors.Is(err, ErrMalformed) {
+			t.Errorf("MarshalBinary(%+v) = %v, want ErrMalformed", bad, err)
+		}
+	}
+	b[offFlags] |= flagDegraded
+	if _, err := DecodeAnnouncement(b); !errors.Is(err, ErrMalformed) {
+		t.Errorf("withdrawn and degraded: %v, want ErrMalformed", err)
+	}
+}
+
 func TestDecodeAnnouncementErrors(t *testing.T) {
 	good := signedWire(t, testID(t, 1), 7, Set{Tags: []string{"bb", "cc"}, Metadata: map[string]string{"k": "v"}})
 	mutate := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
@@ -117,7 +149,8 @@ func TestDecodeAnnouncementErrors(t *testing.T) {
 		{"trailing", append(bytes.Clone(good), 0), ErrMalformed},
 		{"type", mutate(func(b []byte) []byte { b[0] = 2; return b }), ErrMalformed},
 		{"format", mutate(func(b []byte) []byte { b[1] = 3; return b }), ErrMalformed},
-		{"flags", mutate(func(b []byte) []byte { b[offFlags] = 2; return b }), ErrMalformed},
+		{"flags", mutate(func(b []byte) []byte { b[offFlags] = 4; return b }), ErrMalformed},
+		{"withdrawal with a set", mutate(func(b []byte) []byte { b[offFlags] = flagWithdrawn; return b }), ErrMalformed},
 		{"ttl zero", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offTTL:], 0); return b }), ErrMalformed},
 		{"ttl huge", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offTTL:], 1<<31); return b }), ErrMalformed},
 		{"remaining over ttl", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offRemaining:], 91); return b }), ErrMalformed},

@@ -91,9 +91,10 @@ const (
 const (
 	// refreshDivisor: the origin re-announces every TTL/refreshDivisor.
 	refreshDivisor = 3
-	// degradedDivisor: a receiver marks a node Degraded when its newest
-	// announcement is older than TTL/degradedDivisor, that is when the
-	// refresh expected at TTL/3 has not arrived with TTL/6 of slack.
+	// degradedDivisor: by default (Config.DegradedAfter zero) a receiver
+	// marks a node Degraded when its newest announcement is older than
+	// TTL/degradedDivisor, that is when the refresh expected at TTL/3 has
+	// not arrived with TTL/6 of slack.
 	degradedDivisor = 2
 )
 

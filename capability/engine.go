@@ -71,6 +71,22 @@ type Config struct {
 	// refresh). Zero means DefaultOriginRate and DefaultOriginBurst.
 	OriginRate  float64
 	OriginBurst int
+	// DegradedAfter is the age of a node's newest announcement (since its
+	// origin sent it) at which this node shows it Degraded: it missed a
+	// refresh. Zero means half the announcement's TTL (45 s with
+	// DefaultTTL, when a refresh expected every 30 s is 15 s late).
+	// Values above the TTL act as the TTL.
+	DegradedAfter time.Duration
+	// OfflineAfter is the age of a node's newest announcement at which
+	// this node drops it from the index (NodeOffline). Zero means the
+	// announcement's TTL (90 s with DefaultTTL): it cannot live longer
+	// than its origin said. An announcement already this old when it
+	// arrives is rejected as expired and not forwarded.
+	OfflineAfter time.Duration
+	// HeartbeatEvents makes subscriptions also receive NodeHeartbeat: a
+	// node refreshed its announcement without changing it. Every node
+	// does so every TTL/3, so it is off by default.
+	HeartbeatEvents bool
 	// OnRoute, if set, is called for every accepted announcement and for a
 	// copy of the current version that arrived over fewer hops: origin is
 	// reachable via neighbour via at hops links until expires. It runs on
@@ -134,7 +150,10 @@ type record struct {
 	ttl      time.Duration
 	degraded bool
 	expires  time.Time       // receipt + the remaining lifetime the sender reported (at most ttl)
+	sent     time.Time       // when the origin sent version, as far as the remaining lifetime tells
+	gone     time.Time       // when it goes offline here: sent + OfflineAfter, at most expires
 	live     bool            // in the index
+	left     bool            // version is a withdrawal
 	tomb     uint64          // while offline: the seq of its current tombstone
 	sponsor  identity.NodeID // the neighbour whose message created the record
 }
@@ -193,6 +212,8 @@ func New(id *identity.Identity, tr Transport, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("%w: negative MaxNodes or TelemetryInterval", ErrInvalidConfig)
 	case cfg.MaxOriginsPerPeer < 0 || cfg.OriginBurst < 0 || !(cfg.OriginRate > 0):
 		return nil, fmt.Errorf("%w: negative MaxOriginsPerPeer, OriginRate or OriginBurst", ErrInvalidConfig)
+	case cfg.DegradedAfter < 0 || cfg.OfflineAfter < 0 || cfg.OfflineAfter > 0 && cfg.DegradedAfter >= cfg.OfflineAfter:
+		return nil, fmt.Errorf("%w: DegradedAfter %v and OfflineAfter %v must be positive, DegradedAfter the shorter", ErrInvalidConfig, cfg.DegradedAfter, cfg.OfflineAfter)
 	}
 	return &Engine{
 		id:       id,
@@ -296,6 +317,34 @@ func (e *Engine) SetDegraded(degraded bool) {
 	e.flush(&o)
 }
 
+// Withdraw withdraws this node's announcement: it broadcasts a signed
+// withdrawal at once (not rate limited), newer than every announcement it
+// made, which every node that holds the announcement takes as this node
+// leaving (NodeLeft: it drops the node at once) and forwards like an
+// announcement. The local index drops this node too, and the engine stops
+// refreshing it until the next Announce. The node calls it when it leaves
+// gracefully, before closing its sessions; it does nothing if this node
+// has not announced since the last Withdraw.
+func (e *Engine) Withdraw() {
+	var o outbox
+	e.mu.Lock()
+	if l := &e.local; l.announced {
+		now := e.cfg.Now()
+		l.version = nextVersion(l.version, now)
+		a := Announcement{Version: l.version, TTL: e.cfg.TTL, Withdrawn: true, Hops: 1, Remaining: e.cfg.TTL}
+		if err := a.Sign(e.id); err != nil {
+			panic("capability: encoding a withdrawal: " + err.Error()) // unreachable: it has no set
+		}
+		l.wire, _ = a.MarshalBinary()
+		l.announced, l.pending, l.lastBroadcast = false, false, now
+		e.st.broadcasts.Add(1)
+		o.msgs = append(o.msgs, outMsg{msg: l.wire})
+		e.unindexLocked(e.id.NodeID(), NodeLeft)
+	}
+	e.mu.Unlock()
+	e.flush(&o)
+}
+
 // setLocalLocked makes a new local version from the user set and the
 // telemetry metadata, indexes it and broadcasts it unless rate limited.
 func (e *Engine) setLocalLocked(o *outbox, s Set, telemetry map[string]string, degraded bool) error {
@@ -372,12 +421,42 @@ func (e *Engine) indexLocked(n *Node) {
 	switch {
 	case old == nil:
 		e.emitLocked(Event{Kind: NodeRegistered, Node: *n, Previous: StatusOffline})
-	case old.Version != n.Version:
+		return
+	case old.Version == n.Version:
+	case !old.Set.equal(n.Set):
 		e.emitLocked(Event{Kind: NodeUpdated, Node: *n, Previous: old.Status})
+	case e.cfg.HeartbeatEvents:
+		e.emitLocked(Event{Kind: NodeHeartbeat, Node: *n, Previous: old.Status})
 	}
-	if old != nil && old.Status != n.Status {
-		e.emitLocked(Event{Kind: NodeStatusChanged, Node: *n, Previous: old.Status})
+	switch {
+	case old.Status == StatusOnline && n.Status == StatusDegraded:
+		e.emitLocked(Event{Kind: NodeDegraded, Node: *n, Previous: old.Status})
+	case old.Status == StatusDegraded && n.Status == StatusOnline:
+		e.emitLocked(Event{Kind: NodeRecovered, Node: *n, Previous: old.Status})
 	}
+}
+
+// dropLocked takes live record rec of origin id out of the index, keeps
+// its pin and version, and emits kind (NodeOffline or NodeLeft).
+func (e *Engine) dropLocked(id identity.NodeID, rec *record, kind EventKind) {
+	e.buryLocked(id, rec)
+	e.unindexLocked(id, kind)
+}
+
+// unindexLocked takes node id out of the index and emits kind.
+func (e *Engine) unindexLocked(id identity.NodeID, kind EventKind) {
+	e.ix.mu.Lock()
+	s, ok := e.ix.slotOf[id]
+	if !ok {
+		e.ix.mu.Unlock()
+		return
+	}
+	n := e.ix.nodes[s]
+	e.ix.removeLocked(id)
+	e.ix.mu.Unlock()
+	gone := *n
+	gone.Status = StatusOffline
+	e.emitLocked(Event{Kind: kind, Node: gone, Previous: n.Status})
 }
 
 // HandleMessage processes one capability message received from peer from
@@ -403,10 +482,10 @@ func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 		return nil
 	case identity.NodeIDFromKey(a.Key) != a.Origin:
 		err = fmt.Errorf("%w: key does not hash to origin %s", ErrRebinding, a.Origin.Short())
-	case a.Remaining <= 0:
+	case a.Remaining <= 0 || a.TTL-a.Remaining >= e.offlineAfter(a.TTL):
 		// Rejected before any state changes, so a relay that zeroes the
 		// field cannot stop a good copy from another neighbour.
-		err = fmt.Errorf("%w: version %d of %s", ErrExpired, a.Version, a.Origin.Short())
+		err = fmt.Errorf("%w: version %d of %s, %v left of %v", ErrExpired, a.Version, a.Origin.Short(), a.Remaining, a.TTL)
 	}
 	if err != nil {
 		return e.reject(from, err)
@@ -417,6 +496,14 @@ func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 	e.mu.Lock()
 	dup, err := e.checkLocked(&o, from, a, digest)
 	if err == nil && !dup && e.records[a.Origin] == nil {
+		if a.Withdrawn {
+			// Nothing to withdraw here, and nothing to remember: the
+			// withdrawal of an origin never seen is not charged to
+			// anyone, and not forwarded.
+			e.mu.Unlock()
+			e.st.withdrawalsUnknown.Add(1)
+			return nil
+		}
 		// A new origin costs its sponsor a token before the signature
 		// check, so a flood of them costs no more checks than the budget.
 		err = e.chargeLocked(from, e.cfg.Now())
@@ -502,11 +589,23 @@ func (e *Engine) applyLocked(o *outbox, from identity.NodeID, a *Announcement, m
 	expires := now.Add(min(a.Remaining, a.TTL))
 	rec.version, rec.digest, rec.hops, rec.sentHops, rec.via = a.Version, digest, int(a.Hops), a.Hops, from
 	copy(rec.sig[:], msg[len(msg)-signatureLen:])
-	rec.ttl, rec.degraded, rec.expires, rec.live = a.TTL, a.Degraded, expires, true
-	e.indexLocked(&Node{
-		ID: a.Origin, Key: rec.key, Version: a.Version, Set: a.Set,
-		Status: rec.status(now), Hops: int(a.Hops), Via: from, Updated: now, Expires: rec.expires,
-	})
+	rec.ttl, rec.degraded, rec.expires, rec.left = a.TTL, a.Degraded, expires, a.Withdrawn
+	rec.sent = expires.Add(-a.TTL)
+	rec.gone = rec.sent.Add(e.offlineAfter(a.TTL)) // at most expires: offlineAfter caps at the TTL
+	switch {
+	case a.Withdrawn && rec.live:
+		e.dropLocked(a.Origin, rec, NodeLeft)
+		e.st.withdrawals.Add(1)
+	case a.Withdrawn: // it had gone offline here already
+		e.st.withdrawals.Add(1)
+	default:
+		rec.live = true
+		e.indexLocked(&Node{
+			ID: a.Origin, Key: rec.key, Version: a.Version, Set: a.Set,
+			Status: e.statusLocked(rec, now), Hops: int(a.Hops), Via: from, Updated: now, Expires: rec.gone,
+		})
+		o.routes = append(o.routes, route{a.Origin, from, int(a.Hops), rec.expires})
+	}
 	e.st.accepted.Add(1)
 	if a.Hops < MaxHops {
 		// Forwarded with what is left at now, the same clock reading: no
@@ -517,16 +616,31 @@ func (e *Engine) applyLocked(o *outbox, from identity.NodeID, a *Announcement, m
 		o.msgs = append(o.msgs, outMsg{msg: wire, skip: [2]identity.NodeID{from, a.Origin}})
 		e.st.forwarded.Add(1)
 	}
-	o.routes = append(o.routes, route{a.Origin, from, int(a.Hops), rec.expires})
 	return nil
 }
 
-// status is the liveness of a live record at now.
-func (r *record) status(now time.Time) Status {
-	if r.degraded || r.expires.Sub(now) <= r.ttl-r.ttl/degradedDivisor {
+// statusLocked is the liveness of live record r at now.
+func (e *Engine) statusLocked(r *record, now time.Time) Status {
+	if r.degraded || !now.Before(r.sent.Add(e.degradedAfter(r.ttl))) {
 		return StatusDegraded
 	}
 	return StatusOnline
+}
+
+// degradedAfter and offlineAfter are the ages at which a node whose
+// announcement has TTL ttl shows Degraded and goes Offline here.
+func (e *Engine) degradedAfter(ttl time.Duration) time.Duration {
+	if e.cfg.DegradedAfter > 0 {
+		return min(e.cfg.DegradedAfter, ttl)
+	}
+	return ttl / degradedDivisor
+}
+
+func (e *Engine) offlineAfter(ttl time.Duration) time.Duration {
+	if e.cfg.OfflineAfter > 0 {
+		return min(e.cfg.OfflineAfter, ttl)
+	}
+	return ttl
 }
 
 func (e *Engine) reject(from identity.NodeID, err error) error {
@@ -651,18 +765,12 @@ func (e *Engine) Tick() {
 		if !rec.live {
 			continue
 		}
-		n := e.ix.get(id)
-		if !now.Before(rec.expires) {
-			e.buryLocked(id, rec)
-			e.ix.mu.Lock()
-			e.ix.removeLocked(id)
-			e.ix.mu.Unlock()
-			gone := *n
-			gone.Status = StatusOffline
-			e.emitLocked(Event{Kind: NodeGone, Node: gone, Previous: n.Status})
+		if !now.Before(rec.gone) {
+			e.dropLocked(id, rec, NodeOffline)
 			continue
 		}
-		if st := rec.status(now); st != n.Status {
+		n := e.ix.get(id)
+		if st := e.statusLocked(rec, now); st != n.Status {
 			m := *n
 			m.Status = st
 			e.indexLocked(&m)
@@ -706,6 +814,7 @@ type Health struct {
 	Online   int
 	Degraded int
 	Offline  int // remembered origins whose announcements expired
+	Left     int // remembered origins that withdrew their announcements
 }
 
 // Health returns a summary of the nodes known.
@@ -724,7 +833,10 @@ func (e *Engine) Health() Health {
 	e.ix.mu.RUnlock()
 	e.mu.Lock()
 	for _, rec := range e.records {
-		if !rec.live {
+		switch {
+		case rec.left:
+			h.Left++
+		case !rec.live:
 			h.Offline++
 		}
 	}

@@ -294,7 +294,7 @@ func TestLeaveGoesOffline(t *testing.T) {
 			kinds = append(kinds, ev.Kind.String()+":"+ev.Node.Status.String())
 		}
 	}
-	if got := fmt.Sprint(kinds); got != "[status-changed:degraded gone:offline]" {
+	if got := fmt.Sprint(kinds); got != "[degraded:degraded offline:offline]" {
 		t.Errorf("events about the leaver: %s", got)
 	}
 }
@@ -412,7 +412,7 @@ func TestDegradedAndEvents(t *testing.T) {
 		ev := <-sub.C
 		got = append(got, ev.Kind.String()+":"+ev.Node.Status.String())
 	}
-	want := "[registered:degraded updated:online status-changed:online]"
+	want := "[registered:degraded recovered:online]"
 	if fmt.Sprint(got) != want {
 		t.Errorf("events %v, want %s", got, want)
 	}

@@ -3,6 +3,7 @@ package capability
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -75,6 +76,12 @@ func (s Set) Number(k string) (float64, bool) {
 		return 0, false
 	}
 	return parseNumber(v)
+}
+
+// equal reports whether s and t say the same: the same tags (in the same
+// order, which encoding makes canonical) and the same metadata.
+func (s Set) equal(t Set) bool {
+	return slices.Equal(s.Tags, t.Tags) && maps.Equal(s.Metadata, t.Metadata)
 }
 
 // Scope returns the set's effective scope: the strictest of its scope tags,

@@ -131,10 +131,19 @@ func (m *Mesh) FindBestNode(f capability.Filter, score func(capability.Node) flo
 	return m.caps.Index().FindBestNode(f, score)
 }
 
-// SubscribeNodes returns a subscription to node events (registered, gone,
-// status changed, updated) with room for buffer pending events; a slow
-// reader loses events, counted, rather than stalling the node.
+// SubscribeNodes returns a subscription to node events (registered,
+// updated, degraded, recovered, offline, left, and heartbeats if
+// Config.Capabilities.HeartbeatEvents is set) with room for buffer pending
+// events; a slow reader loses events, counted, rather than stalling the
+// node.
 func (m *Mesh) SubscribeNodes(buffer int) *capability.Subscription { return m.caps.Subscribe(buffer) }
+
+// WithdrawCapabilities withdraws this node's announcement: a signed
+// withdrawal goes to every peer at once and on through the mesh, and every
+// node drops this one from its index with a NodeLeft event instead of
+// waiting for its announcement to run out. A graceful leave calls it
+// before saying goodbye to its peers; announcing again undoes it.
+func (m *Mesh) WithdrawCapabilities() { m.caps.Withdraw() }
 
 // Capabilities returns the node's capability engine, for Health, Stats and
 // the full index.

@@ -224,3 +224,29 @@ func TestCapabilityOriginFloodOverMesh(t *testing.T) {
 		t.Errorf("honest node two hops from the attacker indexed %d fakes, want at most %d", n, bound)
 	}
 }
+
+// A node that withdraws its announcement is dropped by every node at once,
+// as having left, not after its TTL as having gone offline.
+func TestWithdrawCapabilities(t *testing.T) {
+	a, b, c := newNode(t), newNode(t), newNode(t)
+	connect(t, a, b, mesh.Pin{})
+	connect(t, b, c, mesh.Pin{})
+	if err := c.AnnounceCapabilities(capability.Set{Tags: []string{"gpu"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a to learn c", func() bool { return len(a.FindNodes(capability.HasTag("gpu"))) == 1 })
+	sub := a.SubscribeNodes(0)
+	defer sub.Close()
+	c.WithdrawCapabilities()
+	select {
+	case ev := <-sub.C:
+		if ev.Kind != capability.NodeLeft || ev.Node.ID != c.ID() {
+			t.Fatalf("event %v about %s, want left about c", ev.Kind, ev.Node.ID.Short())
+		}
+	case <-time.After(5 * time.Second): // the default TTL is 90 s
+		t.Fatal("a did not hear that c left")
+	}
+	if len(a.FindNodes(capability.HasTag("gpu"))) != 0 || a.Capabilities().Health().Left != 1 {
+		t.Fatalf("a still lists c, or does not count it as left: %+v", a.Capabilities().Health())
+	}
+}
