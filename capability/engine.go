@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -123,8 +121,13 @@ type Engine struct {
 	// one.
 	seed maphash.Seed
 
+	// partMu serialises changes to this node's own set (Announce,
+	// AnnounceLayer, Update), so a read-modify-write by Update is atomic;
+	// it is taken before mu.
+	partMu sync.Mutex
+
 	// mu guards the fields below. Methods named ...Locked require it. Lock
-	// order: mu, then ix.mu.
+	// order: partMu, mu, then ix.mu.
 	mu       sync.Mutex
 	records  map[identity.NodeID]*record
 	sponsors map[identity.NodeID]*sponsor // see budget.go
@@ -156,19 +159,6 @@ type record struct {
 	left     bool            // version is a withdrawal
 	tomb     uint64          // while offline: the seq of its current tombstone
 	sponsor  identity.NodeID // the neighbour whose message created the record
-}
-
-// localState is this node's own announcement.
-type localState struct {
-	announced     bool // Announce has been called
-	set           Set  // as given to Announce
-	telemetry     map[string]string
-	degraded      bool
-	version       uint64
-	pending       bool // version not broadcast yet (rate limited)
-	lastBroadcast time.Time
-	wire          []byte // the last broadcast
-	nextTelemetry time.Time
 }
 
 // New returns an engine for identity id that talks through tr.
@@ -283,132 +273,6 @@ func (e *Engine) send(to identity.NodeID, msg []byte) {
 	e.st.bytesSent.Add(uint64(len(msg)))
 }
 
-// Announce sets this node's capability set. The local index shows it at
-// once; it is broadcast to every peer now, or at the end of the current
-// MinAnnounceInterval if a broadcast went out less than that ago (bursts
-// coalesce into one broadcast of the newest set). It fails with a
-// *ValidationError if s, merged with telemetry, is invalid.
-func (e *Engine) Announce(s Set) error {
-	if err := s.Validate(); err != nil {
-		return err
-	}
-	s = Set{Tags: slices.Sorted(slices.Values(s.Tags)), Metadata: maps.Clone(s.Metadata)}
-	var o outbox
-	e.mu.Lock()
-	err := e.setLocalLocked(&o, s, e.local.telemetry, e.local.degraded)
-	e.mu.Unlock()
-	e.flush(&o)
-	return err
-}
-
-// SetDegraded marks this node degraded (or not) in its announcements, for a
-// node that works but should not be preferred (draining, overheating). It
-// takes effect like Announce, and only after the first Announce.
-func (e *Engine) SetDegraded(degraded bool) {
-	var o outbox
-	e.mu.Lock()
-	if e.local.announced && e.local.degraded != degraded {
-		// The set was valid when announced and telemetry is unchanged,
-		// so this cannot fail.
-		_ = e.setLocalLocked(&o, e.local.set, e.local.telemetry, degraded)
-	}
-	e.local.degraded = degraded
-	e.mu.Unlock()
-	e.flush(&o)
-}
-
-// Withdraw withdraws this node's announcement: it broadcasts a signed
-// withdrawal at once (not rate limited), newer than every announcement it
-// made, which every node that holds the announcement takes as this node
-// leaving (NodeLeft: it drops the node at once) and forwards like an
-// announcement. The local index drops this node too, and the engine stops
-// refreshing it until the next Announce. The node calls it when it leaves
-// gracefully, before closing its sessions; it does nothing if this node
-// has not announced since the last Withdraw.
-func (e *Engine) Withdraw() {
-	var o outbox
-	e.mu.Lock()
-	if l := &e.local; l.announced {
-		now := e.cfg.Now()
-		l.version = nextVersion(l.version, now)
-		a := Announcement{Version: l.version, TTL: e.cfg.TTL, Withdrawn: true, Hops: 1, Remaining: e.cfg.TTL}
-		if err := a.Sign(e.id); err != nil {
-			panic("capability: encoding a withdrawal: " + err.Error()) // unreachable: it has no set
-		}
-		l.wire, _ = a.MarshalBinary()
-		l.announced, l.pending, l.lastBroadcast = false, false, now
-		e.st.broadcasts.Add(1)
-		o.msgs = append(o.msgs, outMsg{msg: l.wire})
-		e.unindexLocked(e.id.NodeID(), NodeLeft)
-	}
-	e.mu.Unlock()
-	e.flush(&o)
-}
-
-// setLocalLocked makes a new local version from the user set and the
-// telemetry metadata, indexes it and broadcasts it unless rate limited.
-func (e *Engine) setLocalLocked(o *outbox, s Set, telemetry map[string]string, degraded bool) error {
-	eff := s
-	if len(telemetry) > 0 {
-		eff.Metadata = maps.Clone(s.Metadata)
-		if eff.Metadata == nil {
-			eff.Metadata = make(map[string]string, len(telemetry))
-		}
-		maps.Copy(eff.Metadata, telemetry)
-		if err := eff.Validate(); err != nil {
-			return fmt.Errorf("set with telemetry: %w", err)
-		}
-	}
-	now := e.cfg.Now()
-	l := &e.local
-	l.announced, l.set, l.telemetry, l.degraded = true, s, telemetry, degraded
-	l.version = nextVersion(l.version, now)
-	l.pending = true
-	status := StatusOnline
-	if degraded {
-		status = StatusDegraded
-	}
-	e.indexLocked(&Node{
-		ID: e.id.NodeID(), Key: e.id.PublicKey(), Version: l.version, Set: eff,
-		Status: status, Self: true, Updated: now, Expires: now.Add(e.cfg.TTL),
-	})
-	if l.lastBroadcast.IsZero() || now.Sub(l.lastBroadcast) >= e.cfg.MinAnnounceInterval {
-		e.broadcastLocked(o, now)
-	}
-	return nil
-}
-
-// nextVersion returns a version above prev, from the clock when it can, so
-// that a restarted node (which forgot prev) still announces versions above
-// the ones its peers remember.
-func nextVersion(prev uint64, now time.Time) uint64 {
-	if t := now.UnixNano(); t > 0 && uint64(t) > prev {
-		return uint64(t)
-	}
-	return prev + 1
-}
-
-// signLocalLocked signs the newest local version and returns its wire form.
-func (e *Engine) signLocalLocked() []byte {
-	self := e.ix.get(e.id.NodeID())
-	// The origin vouches for itself afresh whenever it sends: full lifetime.
-	a := Announcement{Version: self.Version, TTL: e.cfg.TTL, Degraded: e.local.degraded, Set: self.Set, Hops: 1, Remaining: e.cfg.TTL}
-	if err := a.Sign(e.id); err != nil {
-		panic("capability: encoding a validated local set: " + err.Error()) // unreachable: the set was validated
-	}
-	wire, _ := a.MarshalBinary()
-	return wire
-}
-
-// broadcastLocked signs the pending local version and queues it to every
-// peer.
-func (e *Engine) broadcastLocked(o *outbox, now time.Time) {
-	wire := e.signLocalLocked()
-	e.local.wire, e.local.pending, e.local.lastBroadcast = wire, false, now
-	e.st.broadcasts.Add(1)
-	o.msgs = append(o.msgs, outMsg{msg: wire})
-}
-
 // indexLocked puts n in the index and emits the events it implies.
 func (e *Engine) indexLocked(n *Node) {
 	e.ix.mu.Lock()
@@ -423,7 +287,7 @@ func (e *Engine) indexLocked(n *Node) {
 		e.emitLocked(Event{Kind: NodeRegistered, Node: *n, Previous: StatusOffline})
 		return
 	case old.Version == n.Version:
-	case !old.Set.equal(n.Set):
+	case !old.Set.Equal(n.Set):
 		e.emitLocked(Event{Kind: NodeUpdated, Node: *n, Previous: old.Status})
 	case e.cfg.HeartbeatEvents:
 		e.emitLocked(Event{Kind: NodeHeartbeat, Node: *n, Previous: old.Status})
@@ -747,7 +611,7 @@ func (e *Engine) Tick() {
 	l := &e.local
 	switch {
 	case telemetry != nil && l.announced:
-		if err := e.setLocalLocked(&o, l.set, telemetry, l.degraded); err != nil {
+		if err := e.setLocalLocked(&o, telemetry, l.degraded); err != nil {
 			e.st.telemetryErrors.Add(1)
 			e.log.Debug("capability: telemetry not announced", "err", err)
 		}
@@ -757,7 +621,7 @@ func (e *Engine) Tick() {
 	case l.pending && now.Sub(l.lastBroadcast) >= e.cfg.MinAnnounceInterval:
 		e.broadcastLocked(&o, now)
 	case !l.pending && now.Sub(l.lastBroadcast) >= e.cfg.TTL/refreshDivisor:
-		if err := e.setLocalLocked(&o, l.set, l.telemetry, l.degraded); err != nil {
+		if err := e.setLocalLocked(&o, l.telemetry, l.degraded); err != nil {
 			panic("capability: refreshing a validated set: " + err.Error()) // unreachable
 		}
 	}

@@ -78,10 +78,14 @@ func (s Set) Number(k string) (float64, bool) {
 	return parseNumber(v)
 }
 
-// equal reports whether s and t say the same: the same tags (in the same
-// order, which encoding makes canonical) and the same metadata.
-func (s Set) equal(t Set) bool {
-	return slices.Equal(s.Tags, t.Tags) && maps.Equal(s.Metadata, t.Metadata)
+// Equal reports whether s and t say the same: the same tags, in any order,
+// and the same metadata (nil and empty are the same).
+func (s Set) Equal(t Set) bool {
+	if len(s.Tags) != len(t.Tags) || !maps.Equal(s.Metadata, t.Metadata) {
+		return false
+	}
+	return slices.Equal(s.Tags, t.Tags) || // the canonical, sorted order
+		slices.Equal(slices.Sorted(slices.Values(s.Tags)), slices.Sorted(slices.Values(t.Tags)))
 }
 
 // Scope returns the set's effective scope: the strictest of its scope tags,

@@ -134,6 +134,23 @@ func TestAnnounceRateLimitOverMesh(t *testing.T) {
 	})
 }
 
+// What a layer announces survives the application's announcements, and
+// the other nodes see both.
+func TestLayerCapabilitiesSurviveAnnounce(t *testing.T) {
+	a, b := newNode(t, fastCaps), newNode(t, fastCaps)
+	connect(t, a, b, mesh.Pin{})
+	if err := a.AnnounceLayerCapabilities("rpc", capability.Set{Tags: []string{"rpc:echo"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AnnounceCapabilities(capability.Set{Tags: []string{"gpu"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b to see a's set and the rpc layer's", func() bool {
+		n, ok := b.Capabilities().Index().Lookup(a.ID())
+		return ok && n.Set.HasTag("gpu") && n.Set.HasTag("rpc:echo")
+	})
+}
+
 func TestUpdateCapabilities(t *testing.T) {
 	a := newNode(t)
 	if err := a.AnnounceCapabilities(capability.Set{Tags: []string{"gpu"}, Metadata: map[string]string{"zone": "a"}}); err != nil {
