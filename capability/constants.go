@@ -22,6 +22,11 @@ const (
 	// MaxMetadataValueLen is the longest metadata value in bytes: enough for
 	// a GPU model name or a URL, not for a document.
 	MaxMetadataValueLen = 256
+	// MinNameLen and MaxNameLen bound a node's name (Config.Name): short
+	// names collide, and a name must fit a terminal column.
+	MinNameLen = 3
+	// MaxNameLen is the longest node name.
+	MaxNameLen = 64
 	// MaxSetSize is the largest encoded set in bytes. With the fixed fields
 	// an announcement stays under 4.2 KiB, so a 10,000-node index holds at
 	// most ~42 MB of sets.

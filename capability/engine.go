@@ -43,6 +43,11 @@ type Config struct {
 	// one broadcast at the end of the interval. Zero means
 	// DefaultMinAnnounceInterval.
 	MinAnnounceInterval time.Duration
+	// Name is this node's name, 3 to 64 letters, digits, '-' and '_',
+	// announced under metadata key NameKey so others can find it by name
+	// (Index.LookupName). A name is a label, not an identity: other nodes
+	// may claim the same one. Empty means no name.
+	Name string
 	// AllowUnsigned accepts announcements with an all-zero signature. They
 	// can claim any origin whose public key is known, so enable this only in
 	// closed test networks. False (the default) rejects them: signed
@@ -192,6 +197,11 @@ func New(id *identity.Identity, tr Transport, cfg Config) (*Engine, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Name != "" {
+		if err := ValidateName(cfg.Name); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
 	}
 	switch {
 	case cfg.TTL < MinTTL || cfg.TTL > MaxTTL || cfg.TTL%time.Second != 0:
@@ -679,12 +689,20 @@ type Health struct {
 	Degraded int
 	Offline  int // remembered origins whose announcements expired
 	Left     int // remembered origins that withdrew their announcements
+	// DuplicateNames counts the names more than one live node claims
+	// (Index.DuplicateNames lists them).
+	DuplicateNames int
 }
 
 // Health returns a summary of the nodes known.
 func (e *Engine) Health() Health {
 	var h Health
 	e.ix.mu.RLock()
+	for _, slots := range e.ix.byName {
+		if len(slots) > 1 {
+			h.DuplicateNames++
+		}
+	}
 	for _, s := range e.ix.slotOf {
 		switch e.ix.nodes[s].Status {
 		case StatusOnline:

@@ -26,6 +26,7 @@ func FuzzDecodeAnnouncement(f *testing.F) {
 	id := testID(f, 1)
 	f.Add(signedWire(f, id, 1, Set{}))
 	f.Add(signedWire(f, id, 1<<40, Set{Tags: []string{"gpu", "scope:tenant:acme"}, Metadata: map[string]string{"gpu_mem_gb": "24", "name": "A100 «80»"}}))
+	f.Add(signedWire(f, id, 2, Set{Metadata: map[string]string{NameKey: "gpu-box-3"}}))
 	f.Add(remainingWire(f, id, 2, 17*time.Second)) // relayed late
 	f.Add(remainingWire(f, id, 3, 0))              // expired
 	w := Announcement{Version: 4, TTL: DefaultTTL, Withdrawn: true, Hops: 1, Remaining: DefaultTTL}

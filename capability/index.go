@@ -75,7 +75,8 @@ type Index struct {
 	free   []int
 	live   bitset
 	tags   postings
-	nums   postings // numeric metadata keys
+	nums   postings            // numeric metadata keys
+	byName map[string][]uint32 // folded name (see LookupName) to the slots claiming it
 }
 
 type slotScope struct {
@@ -88,6 +89,7 @@ func newIndex() *Index {
 		slotOf: make(map[identity.NodeID]int),
 		tags:   postings{numeric: false},
 		nums:   postings{numeric: true},
+		byName: make(map[string][]uint32),
 	}
 }
 
@@ -121,6 +123,7 @@ func (ix *Index) putLocked(n *Node) {
 	ix.slotOf[n.ID] = s
 	ix.nodes[s] = n
 	ix.live = ix.live.set(s)
+	ix.nameLocked(n.Name(), uint32(s))
 	kind, val := n.Set.Scope()
 	ix.scopes[s] = slotScope{kind, val}
 	span := len(ix.nodes)
@@ -165,8 +168,9 @@ func (ix *Index) removeLocked(id identity.NodeID) {
 	ix.free = append(ix.free, s)
 }
 
-// unindexLocked removes n's tags and numbers from slot s.
+// unindexLocked removes n's name, tags and numbers from slot s.
 func (ix *Index) unindexLocked(s int, n *Node) {
+	ix.unnameLocked(n.Name(), uint32(s))
 	for _, t := range n.Set.Tags {
 		ix.tags.remove(t, s)
 	}

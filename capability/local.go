@@ -17,7 +17,7 @@ import (
 // announced is their union: tags from every part (each once), metadata
 // from the application's part, then each layer's in the order of the layer
 // names, then telemetry, a later part's value replacing an earlier one's
-// for the same key.
+// for the same key, and last the node's name (Config.Name) under NameKey.
 
 // localState is this node's own announcement.
 type localState struct {
@@ -32,8 +32,8 @@ type localState struct {
 	nextTelemetry time.Time
 }
 
-// merged is the set the parts and telemetry make together.
-func (l *localState) merged(telemetry map[string]string) Set {
+// merged is the set the parts, telemetry and name make together.
+func (l *localState) merged(telemetry map[string]string, name string) Set {
 	var eff Set
 	seen := make(map[string]bool)
 	for _, owner := range slices.Sorted(maps.Keys(l.parts)) { // "" first
@@ -47,6 +47,9 @@ func (l *localState) merged(telemetry map[string]string) Set {
 		eff.Metadata = with(eff.Metadata, p.Metadata)
 	}
 	eff.Metadata = with(eff.Metadata, telemetry)
+	if name != "" {
+		eff.Metadata = with(eff.Metadata, map[string]string{NameKey: name})
+	}
 	slices.Sort(eff.Tags)
 	return eff
 }
@@ -69,7 +72,8 @@ func with(m, add map[string]string) map[string]string {
 // set at once; it is broadcast to every peer now, or at the end of the
 // current MinAnnounceInterval if a broadcast went out less than that ago
 // (bursts coalesce into one broadcast of the newest set). It fails with a
-// *ValidationError if s, or s merged with the other parts, is invalid;
+// *ValidationError if s, or s merged with the other parts, is invalid, or
+// if s has a metadata key starting with "node:" (reserved: see NameKey);
 // then nothing changes.
 func (e *Engine) Announce(s Set) error { return e.AnnounceLayer("", s) }
 
@@ -120,6 +124,9 @@ func (e *Engine) Announced(layer string) Set {
 // setPart validates s and makes it owner's part. The caller holds partMu.
 func (e *Engine) setPart(owner string, s Set) error {
 	if err := s.Validate(); err != nil {
+		return err
+	}
+	if err := checkOwnedKeys(s); err != nil {
 		return err
 	}
 	s = Set{Tags: slices.Sorted(slices.Values(s.Tags)), Metadata: maps.Clone(s.Metadata)}
@@ -197,7 +204,7 @@ func (e *Engine) Withdraw() {
 // nothing, if the merged set is invalid.
 func (e *Engine) setLocalLocked(o *outbox, telemetry map[string]string, degraded bool) error {
 	l := &e.local
-	eff := l.merged(telemetry)
+	eff := l.merged(telemetry, e.cfg.Name)
 	if err := eff.Validate(); err != nil {
 		return fmt.Errorf("capability: the parts of this node's set together: %w", err)
 	}

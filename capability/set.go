@@ -113,8 +113,8 @@ func (s Set) Scope() (ScopeKind, string) {
 }
 
 // Validate reports the first limit the set breaks as a *ValidationError, or
-// nil. Duplicate tags, unknown "scope:" tags and more than one tenant or
-// region scope are errors.
+// nil. Duplicate tags, unknown "scope:" tags, more than one tenant or
+// region scope, and a NameKey value that is not a valid name are errors.
 func (s Set) Validate() error {
 	if len(s.Tags) > MaxTags {
 		return &ValidationError{Field: "set", Reason: fmt.Sprintf("%d tags, at most %d allowed", len(s.Tags), MaxTags)}
@@ -157,6 +157,11 @@ func (s Set) Validate() error {
 		}
 		if err := validateValue(k, v); err != nil {
 			return err
+		}
+	}
+	if name, ok := s.Metadata[NameKey]; ok {
+		if why := nameFault(name); why != "" {
+			return &ValidationError{Field: "metadata value", Value: NameKey, Reason: "not a node name: " + why}
 		}
 	}
 	if n := s.encodedLen(); n > MaxSetSize {

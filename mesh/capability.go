@@ -135,6 +135,14 @@ func (m *Mesh) FindNodesScoped(f capability.Filter, s capability.Scope) []*capab
 	return m.caps.Index().FindNodesScoped(f, s)
 }
 
+// LookupName returns the known nodes, this one included, that claim name
+// (Config.Capabilities.Name of each node; case does not matter). A name is
+// a label, not an identity: more than one node may claim it, and a caller
+// that needs one node must refuse an ambiguous name.
+func (m *Mesh) LookupName(name string) []*capability.Node {
+	return m.caps.Index().LookupName(name)
+}
+
 // FindBestNode returns the matching node with the highest score.
 func (m *Mesh) FindBestNode(f capability.Filter, score func(capability.Node) float64) (capability.Node, bool) {
 	return m.caps.Index().FindBestNode(f, score)

@@ -267,3 +267,22 @@ func TestWithdrawCapabilities(t *testing.T) {
 		t.Fatalf("a still lists c, or does not count it as left: %+v", a.Capabilities().Health())
 	}
 }
+
+// A node's name reaches the other nodes, which find it by name.
+func TestNodeNames(t *testing.T) {
+	named := func(name string) func(*mesh.Config) {
+		return func(c *mesh.Config) { c.Capabilities.Name = name }
+	}
+	a, b := newNode(t, named("alpha-1")), newNode(t)
+	connect(t, a, b, mesh.Pin{})
+	if err := a.AnnounceCapabilities(capability.Set{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b to find a by name", func() bool {
+		nodes := b.LookupName("ALPHA-1")
+		return len(nodes) == 1 && nodes[0].ID == a.ID() && nodes[0].Name() == "alpha-1"
+	})
+	if _, err := mesh.New(mesh.Config{ListenAddr: "127.0.0.1:0", Capabilities: capability.Config{Name: "no spaces"}}); err == nil {
+		t.Error("a node with an invalid name started")
+	}
+}
