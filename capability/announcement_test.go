@@ -28,7 +28,20 @@ func testID(tb testing.TB, n int) *identity.Identity {
 // signedWire returns a signed announcement of set by id, as the origin sends it.
 func signedWire(tb testing.TB, id *identity.Identity, version uint64, set Set) []byte {
 	tb.Helper()
-	a := Announcement{Version: version, TTL: DefaultTTL, Set: set, Hops: 1, Remaining: DefaultTTL}
+	return originWire(tb, id, Announcement{Version: version, Set: set})
+}
+
+// withdrawalWire returns a signed withdrawal by id, as the origin sends it.
+func withdrawalWire(tb testing.TB, id *identity.Identity, version uint64) []byte {
+	tb.Helper()
+	return originWire(tb, id, Announcement{Version: version, Withdrawn: true})
+}
+
+// originWire signs a and encodes it as its origin id sends it: hop count 1,
+// the default TTL, all of it left.
+func originWire(tb testing.TB, id *identity.Identity, a Announcement) []byte {
+	tb.Helper()
+	a.TTL, a.Hops, a.Remaining = DefaultTTL, 1, DefaultTTL
 	if err := a.Sign(id); err != nil {
 		tb.Fatal(err)
 	}
@@ -104,14 +117,7 @@ func TestAnnouncementRoundTrip(t *testing.T) {
 
 func TestWithdrawalEncoding(t *testing.T) {
 	id := testID(t, 1)
-	w := Announcement{Version: 9, TTL: DefaultTTL, Withdrawn: true, Hops: 1, Remaining: DefaultTTL}
-	if err := w.Sign(id); err != nil {
-		t.Fatal(err)
-	}
-	b, err := w.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := withdrawalWire(t, id, 9)
 	if len(b) != headerLen+2+signatureLen || b[offFlags] != flagWithdrawn {
 		t.Fatalf("withdrawal encodes as %d bytes with flags %#x", len(b), b[offFlags])
 	}

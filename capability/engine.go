@@ -174,27 +174,13 @@ func New(id *identity.Identity, tr Transport, cfg Config) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.TTL == 0 {
-		cfg.TTL = DefaultTTL
-	}
-	if cfg.MinAnnounceInterval == 0 {
-		cfg.MinAnnounceInterval = DefaultMinAnnounceInterval
-	}
-	if cfg.MaxNodes == 0 {
-		cfg.MaxNodes = DefaultMaxNodes
-	}
-	if cfg.MaxOriginsPerPeer == 0 {
-		cfg.MaxOriginsPerPeer = DefaultMaxOriginsPerPeer
-	}
-	if cfg.OriginRate == 0 {
-		cfg.OriginRate = DefaultOriginRate
-	}
-	if cfg.OriginBurst == 0 {
-		cfg.OriginBurst = DefaultOriginBurst
-	}
-	if cfg.TelemetryInterval == 0 {
-		cfg.TelemetryInterval = DefaultTelemetryInterval
-	}
+	orDefault(&cfg.TTL, DefaultTTL)
+	orDefault(&cfg.MinAnnounceInterval, DefaultMinAnnounceInterval)
+	orDefault(&cfg.MaxNodes, DefaultMaxNodes)
+	orDefault(&cfg.MaxOriginsPerPeer, DefaultMaxOriginsPerPeer)
+	orDefault(&cfg.OriginRate, DefaultOriginRate)
+	orDefault(&cfg.OriginBurst, DefaultOriginBurst)
+	orDefault(&cfg.TelemetryInterval, DefaultTelemetryInterval)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -226,6 +212,14 @@ func New(id *identity.Identity, tr Transport, cfg Config) (*Engine, error) {
 		sponsors: make(map[identity.NodeID]*sponsor),
 		subs:     make(map[*Subscription]struct{}),
 	}, nil
+}
+
+// orDefault sets *v to def if it is the zero value.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
 
 // Index returns the engine's index, for queries.

@@ -228,7 +228,7 @@ func TestPeerOriginLimit(t *testing.T) {
 		t.Fatalf("fourth origin from one neighbour: %v, want ErrPeerOriginLimit", err)
 	}
 	// Refused without a trace: the same origin from another neighbour
-	// gets in, and known origins from p still update.
+	// gets in.
 	if err := send(q, 3, 1); err != nil {
 		t.Fatalf("the refused origin from another neighbour: %v", err)
 	}

@@ -29,12 +29,7 @@ func FuzzDecodeAnnouncement(f *testing.F) {
 	f.Add(signedWire(f, id, 2, Set{Metadata: map[string]string{NameKey: "gpu-box-3"}}))
 	f.Add(remainingWire(f, id, 2, 17*time.Second)) // relayed late
 	f.Add(remainingWire(f, id, 3, 0))              // expired
-	w := Announcement{Version: 4, TTL: DefaultTTL, Withdrawn: true, Hops: 1, Remaining: DefaultTTL}
-	if err := w.Sign(id); err != nil {
-		f.Fatal(err)
-	}
-	wb, _ := w.MarshalBinary()
-	f.Add(wb) // a withdrawal
+	f.Add(withdrawalWire(f, id, 4))
 	f.Add([]byte{msgAnnouncement, formatV2, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := DecodeAnnouncement(b)

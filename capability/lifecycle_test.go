@@ -194,17 +194,7 @@ func TestWithdrawal(t *testing.T) {
 // announcement withdrawn) changes nothing.
 func TestWithdrawalChecks(t *testing.T) {
 	origin, attacker := testID(t, 100), testID(t, 101)
-	withdrawal := func(id *identity.Identity, v uint64) []byte {
-		a := Announcement{Version: v, TTL: DefaultTTL, Withdrawn: true, Hops: 1, Remaining: DefaultTTL}
-		if err := a.Sign(id); err != nil {
-			t.Fatal(err)
-		}
-		b, err := a.MarshalBinary()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	withdrawal := func(id *identity.Identity, v uint64) []byte { return withdrawalWire(t, id, v) }
 	forged := withdrawal(origin, 5)
 	copy(forged[len(forged)-signatureLen:], attacker.Sign(signedMessage(forged)))
 	listed := func(e *Engine) bool { _, ok := e.Index().Lookup(origin.NodeID()); return ok }
