@@ -68,11 +68,13 @@ type posting struct {
 //   - sparse: a list of slots (and the values in step), while few slots
 //     carry the key;
 //   - dense: a bitset over slots (and the values by slot), once that is
-//     no larger than the list.
+//     no larger than the list (for numeric keys: than numericDenseBias
+//     times the list).
 //
-// It goes dense when the dense form would be no larger than the list, and
-// back to sparse when it is more than twice the list: at most twice the
-// list's memory, and no flapping between the forms at the boundary.
+// It goes dense when the dense form would be no larger than the list (times
+// the bias), and back to sparse when it is more than twice that: at most
+// twice the list's memory (times the bias), and no flapping between the
+// forms at the boundary.
 type postingList struct {
 	slots []uint32  // sparse form: the members, unordered; nil when dense
 	bits  bitset    // dense form: the members; nil when sparse
@@ -87,11 +89,20 @@ const (
 	denseNumBytes  = 8     // a float64 per slot, beside the bit
 )
 
+// numericDenseBias makes numeric postings go dense at a quarter of the
+// density where the two forms cost the same memory (at 17 % of the slots
+// instead of 68 %): filtering a bitset with a value column is faster than
+// scanning a list of values (BenchmarkFindNodes, a numeric key on 20 % of
+// 10,000 nodes: p50 7.5 against 8.7 µs), and a quarter keeps memory at most
+// 96 bytes per member, still linear.
+const numericDenseBias = 4
+
 // sparseCost and denseCost are the memory of each form, in bits so the
-// dense form's one bit per slot is exact.
+// dense form's one bit per slot is exact; sparseCost is weighted by
+// numericDenseBias for numeric keys, for choosing the form.
 func sparseCost(n int, numeric bool) int {
 	if numeric {
-		return n * sparseNumBytes * 8
+		return n * sparseNumBytes * 8 * numericDenseBias
 	}
 	return n * sparseTagBytes * 8
 }

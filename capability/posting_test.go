@@ -44,7 +44,9 @@ func TestPostingFormsAgree(t *testing.T) {
 			}
 		}
 	}
-	sawDense, sawSparseAgain := false, false
+	// Whether the postings of a tag and of a numeric key went dense, and
+	// sparse again afterwards.
+	var sawDense, sawSparseAgain [2]bool
 	for step := 0; step < 3000; step++ {
 		// Grow to about 600 nodes, then shrink, so postings cross their
 		// thresholds in both directions.
@@ -73,16 +75,18 @@ func TestPostingFormsAgree(t *testing.T) {
 			ix.putLocked(n)
 			live[id] = n
 		}
-		if p, ok := ix.tags.m["common"]; ok && p.rest != nil {
-			sawDense = sawDense || p.rest.bits != nil
-			sawSparseAgain = sawSparseAgain || sawDense && p.rest.bits == nil
+		for i, p := range []posting{ix.tags.m["common"], ix.nums.m["load"]} {
+			if p.rest != nil {
+				sawDense[i] = sawDense[i] || p.rest.bits != nil
+				sawSparseAgain[i] = sawSparseAgain[i] || sawDense[i] && p.rest.bits == nil
+			}
 		}
 		if step%50 == 0 {
 			check(step)
 		}
 	}
 	check(3000)
-	if !sawDense || !sawSparseAgain {
-		t.Errorf("a common tag's posting went dense %v and back %v: the test did not cross the thresholds", sawDense, sawSparseAgain)
+	if sawDense != [2]bool{true, true} || sawSparseAgain != [2]bool{true, true} {
+		t.Errorf("tag and numeric postings went dense %v and back %v: the test did not cross the thresholds", sawDense, sawSparseAgain)
 	}
 }
