@@ -151,35 +151,42 @@ func TestOriginFloodFromOnePeer(t *testing.T) {
 }
 
 // The index's memory grows linearly with the origins it holds: at most
-// 4 KiB per typical announcement, and at most 5 KiB when no two origins
-// share a metadata key (the index once kept a column per key sized to the
-// whole index: 1,000 such announcements took 339 MiB).
+// 4 KiB per typical announcement, 5 KiB when no two origins share a
+// metadata key, and 24 KiB for the costliest set to index (the index once
+// kept a column per key sized to the whole index: 1,000 announcements
+// with unique keys took 339 MiB).
 func TestIndexMemoryPerAnnouncement(t *testing.T) {
 	if testing.Short() || raceEnabled {
-		t.Skip("signs 10,000 announcements: too slow with -short or -race")
+		t.Skip("signs 13,000 announcements: too slow with -short or -race")
 	}
 	for _, tt := range []struct {
-		unique bool
+		name   string
+		set    func(int) Set
 		limit  float64
-	}{{false, 4 << 10}, {true, 5 << 10}} {
+		counts []int
+	}{
+		{"typical", func(i int) Set { return typicalSet(i, false) }, 4 << 10, []int{1000, 4000}},
+		{"unique keys", func(i int) Set { return typicalSet(i, true) }, 5 << 10, []int{1000, 4000}},
+		{"worst", worstSet, 24 << 10, []int{1000, 2000}},
+	} {
 		var perOrigin []float64
-		for _, n := range []int{1000, 4000} {
-			bytes := indexBytesPerOrigin(t, n, tt.unique)
-			t.Logf("unique keys %v, %d origins: %.0f bytes per announcement", tt.unique, n, bytes)
+		for _, n := range tt.counts {
+			bytes := indexBytesPerOrigin(t, n, tt.set)
+			t.Logf("%s, %d origins: %.0f bytes per announcement", tt.name, n, bytes)
 			if bytes > tt.limit {
-				t.Fatalf("unique keys %v, %d origins: %.0f bytes per announcement, want at most %.0f", tt.unique, n, bytes, tt.limit)
+				t.Fatalf("%s, %d origins: %.0f bytes per announcement, want at most %.0f", tt.name, n, bytes, tt.limit)
 			}
 			perOrigin = append(perOrigin, bytes)
 		}
 		if perOrigin[1] > perOrigin[0]*1.2 {
-			t.Errorf("unique keys %v: %.0f bytes per origin at 4,000 origins, %.0f at 1,000: not linear", tt.unique, perOrigin[1], perOrigin[0])
+			t.Errorf("%s: %.0f bytes per origin at %d origins, %.0f at %d: not linear", tt.name, perOrigin[1], tt.counts[1], perOrigin[0], tt.counts[0])
 		}
 	}
 }
 
 // indexBytesPerOrigin returns the heap an engine keeps per origin after
-// accepting n typical announcements (no budget in the way).
-func indexBytesPerOrigin(t *testing.T, n int, unique bool) float64 {
+// accepting announcements of set(i) from n origins (no budget in the way).
+func indexBytesPerOrigin(t *testing.T, n int, set func(int) Set) float64 {
 	var from identity.NodeID
 	from[0] = 1
 	e, err := New(testID(t, 0), nopTransport{}, Config{MaxOriginsPerPeer: n, OriginBurst: n})
@@ -187,12 +194,12 @@ func indexBytesPerOrigin(t *testing.T, n int, unique bool) float64 {
 		t.Fatal(err)
 	}
 	base := heapInUse()
-	fakeOrigins(t, n, func(i int) Set { return typicalSet(i, unique) }, func(_ int, msg []byte) {
+	fakeOrigins(t, n, set, func(_ int, msg []byte) {
 		if err := e.HandleMessage(from, msg); err != nil {
 			t.Fatal(err)
 		}
 	})
-	// The messages are garbage by now (the engine keeps copies), so what
+	// The messages are garbage by now (the engine keeps no copy), so what
 	// remains is the engine's.
 	used := int64(heapInUse()) - int64(base)
 	runtime.KeepAlive(e)
