@@ -443,6 +443,10 @@ func (e *Engine) applyLocked(o *outbox, from identity.NodeID, a *Announcement, m
 	now := e.cfg.Now()
 	rec := e.records[a.Origin]
 	if rec == nil {
+		if a.Withdrawn { // the origin was forgotten since the first check
+			e.st.withdrawalsUnknown.Add(1)
+			return nil
+		}
 		sp := e.sponsorLocked(from, now)
 		if err := e.makeRoomLocked(sp); err != nil {
 			return err
