@@ -93,6 +93,8 @@ func TestDecodeAnnouncementCorpus(t *testing.T) {
 		"withdrawal":          nil,
 		"withdrawal-with-set": ErrMalformed, // a withdrawal has an empty set
 		"withdrawal-degraded": ErrMalformed, // and no degraded flag
+		"named":               nil,
+		"named-invalid":       ErrMalformed, // node:name must be a valid name
 	}
 	dir := filepath.Join("testdata", "fuzz", "FuzzDecodeAnnouncement")
 	files, err := os.ReadDir(dir)
