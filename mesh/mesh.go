@@ -75,10 +75,6 @@ type Mesh struct {
 	// subnetTag is the capability tag of the subnet pinned in
 	// Config.Channels, or "".
 	subnetTag string
-	// announceMu serialises announcements; announced is the user's last
-	// set, before withExtras.
-	announceMu sync.Mutex
-	announced  capability.Set
 	// peerChanges carries peer ups and downs to the engines.
 	peerChanges chan peerChange
 	// stun receives STUN messages that arrive on the mesh's sockets (the

@@ -97,3 +97,8 @@ const (
 	// the final frame (see stallTimeout).
 	resetAbandoned uint32 = 0x5250_0005
 )
+
+// capabilityLayer is the layer of the node's capability set that holds
+// the server's "rpc:<service>" tags, apart from the application's own
+// part, so an application announcing its set does not drop them.
+const capabilityLayer = "rpc"

@@ -188,9 +188,9 @@ func (s *Server) add(service string, e entry) error {
 }
 
 // Tags returns the capability tags the server advertises, "rpc:<service>"
-// for each service, sorted. An application that replaces its whole set
-// with mesh.AnnounceCapabilities must include them (or use
-// mesh.UpdateCapabilities, which keeps what it does not touch).
+// for each service, sorted. They are announced as the node's "rpc" layer,
+// which the application's own announcements (mesh.AnnounceCapabilities)
+// leave alone.
 func (s *Server) Tags() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -209,21 +209,11 @@ func (s *Server) tagsLocked() []string {
 	return tags
 }
 
-// advertiseLocked announces the node's capability set with the "rpc:"
-// tags replaced by the server's, in one step with mesh.UpdateCapabilities
-// so it cannot race the application's own announcements.
+// advertiseLocked announces the server's tags as the node's "rpc" layer
+// (see mesh.AnnounceLayerCapabilities): the application's announcements
+// cannot drop them.
 func (s *Server) advertiseLocked() error {
-	tags := s.tagsLocked()
-	return s.m.UpdateCapabilities(func(cur capability.Set) capability.Set {
-		next := capability.Set{Metadata: cur.Metadata}
-		for _, t := range cur.Tags {
-			if !strings.HasPrefix(t, TagPrefix) {
-				next.Tags = append(next.Tags, t)
-			}
-		}
-		next.Tags = append(next.Tags, tags...)
-		return next
-	})
+	return s.m.AnnounceLayerCapabilities(capabilityLayer, capability.Set{Tags: s.tagsLocked()})
 }
 
 // Stats returns a snapshot of the server's counters.
