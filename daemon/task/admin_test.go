@@ -136,3 +136,14 @@ func TestUnregister(t *testing.T) {
 		t.Fatalf("submit to a withdrawn skill: %v", err)
 	}
 }
+
+// TestSkillsSurviveApplicationAnnounce: the worker's skills are its own
+// part of the node's capability set, so the application announcing its
+// tags does not withdraw them.
+func TestSkillsSurviveApplicationAnnounce(t *testing.T) {
+	p := newPair(t, task.WorkerConfig{}, task.SubmitterConfig{}, echo("echo"))
+	if err := p.wn.m.AnnounceCapabilities(capability.Set{Tags: []string{"gpu"}}); err != nil {
+		t.Fatal(err)
+	}
+	sees(t, p.sn, p.wn, capability.AllOf(capability.HasTag("gpu"), hasSkill("echo")))
+}

@@ -24,6 +24,10 @@ const (
 	LoadPrefix = "task"
 	// CatalogKey is the metadata key of the hash of a worker's catalog.
 	CatalogKey = "task.catalog"
+	// capabilityLayer is the part of a node's capability set the worker
+	// owns (see mesh.AnnounceLayerCapabilities): the application's
+	// announcements leave it alone.
+	capabilityLayer = "task"
 	// MaxSkillName is the longest skill name: "skill:<name>" must fit a
 	// capability tag.
 	MaxSkillName = capability.MaxTagLen - len(SkillTagPrefix)

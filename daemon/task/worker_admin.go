@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	"github.com/netmesh/netmesh/capability"
-	"github.com/netmesh/netmesh/daemon/placement"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/rpc"
 )
@@ -21,45 +19,28 @@ const shutdownFlush = 2 * time.Second
 // is "<CODE>: <message>".
 const statusTaskError rpc.Status = 0x8100
 
-// advertise puts the worker's skills, hot skills, load and catalog hash
-// into the node's capability set, replacing what it put there before and
-// keeping the rest. While draining it withdraws them all.
+// advertise announces the worker's skills, hot skills, load and catalog
+// hash as the node's "task" capability layer, which the application's
+// own announcements leave alone. While draining it withdraws them all.
 func (w *Worker) advertise() error {
 	w.advMu.Lock()
 	defer w.advMu.Unlock()
 	w.mu.Lock()
-	var tags []string
-	md := map[string]string{}
+	var set capability.Set
 	if !w.draining && len(w.order) > 0 {
+		set.Metadata = map[string]string{}
 		for _, ss := range w.order {
-			tags = append(tags, SkillTagPrefix+ss.skill.Name)
+			set.Tags = append(set.Tags, SkillTagPrefix+ss.skill.Name)
 			if ss.hot && ss.running < ss.limit {
-				tags = append(tags, HotTagPrefix+ss.skill.Name)
+				set.Tags = append(set.Tags, HotTagPrefix+ss.skill.Name)
 			}
 		}
-		w.loadLocked().Put(md, LoadPrefix)
-		md[CatalogKey] = w.catalogHash
+		w.loadLocked().Put(set.Metadata, LoadPrefix)
+		set.Metadata[CatalogKey] = w.catalogHash
 	}
 	w.loadDirty = false
 	w.mu.Unlock()
-	ours := append(placement.Keys(LoadPrefix), CatalogKey)
-	return w.m.UpdateCapabilities(func(s capability.Set) capability.Set {
-		out := capability.Set{Metadata: maps.Clone(s.Metadata)}
-		if out.Metadata == nil {
-			out.Metadata = map[string]string{}
-		}
-		for _, t := range s.Tags {
-			if !strings.HasPrefix(t, SkillTagPrefix) && !strings.HasPrefix(t, HotTagPrefix) {
-				out.Tags = append(out.Tags, t)
-			}
-		}
-		out.Tags = append(out.Tags, tags...)
-		for _, k := range ours {
-			delete(out.Metadata, k)
-		}
-		maps.Copy(out.Metadata, md)
-		return out
-	})
+	return w.m.AnnounceLayerCapabilities(capabilityLayer, set)
 }
 
 // loadLoop re-advertises the load every LoadInterval if it changed.
