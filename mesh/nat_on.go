@@ -4,7 +4,6 @@ package mesh
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -23,16 +22,10 @@ type natState struct {
 // STUN servers configured) to it and starts it. Start calls it once the sockets are open.
 func (m *Mesh) startNAT() {
 	c := m.cfg.NAT
-	e := nat.New(natTransport{m}, nat.Config{
-		STUNServers:        c.STUNServers,
-		ReflexTimeout:      c.ReflexTimeout,
-		PunchTimeout:       c.PunchTimeout,
-		ProbeInterval:      c.ProbeInterval,
-		RetryAfter:         c.RetryAfter,
-		ReclassifyInterval: c.ReclassifyInterval,
-		Logger:             m.log,
-		PortMap:            c.PortMap, // port mapping hook (build tag portmap)
-	})
+	if c.Logger == nil {
+		c.Logger = m.log
+	}
+	e := nat.New(natTransport{m}, c)
 	if err := m.Handle(wire.ProtoNAT, func(from *Peer, body []byte) { e.HandleFrame(from.id, body) }); err != nil {
 		m.log.Error("NAT frames already handled; NAT traversal off", "err", err)
 		return
@@ -65,21 +58,12 @@ func (m *Mesh) engine() (*nat.Engine, error) {
 	return nil, ErrNotStarted
 }
 
-// natErr converts the engine's errors to NATError.
-func natErr(err error) error {
-	var ne *nat.Error
-	if errors.As(err, &ne) {
-		return &NATError{Kind: NATErrorKind(ne.Kind), Peer: ne.Peer, Reason: ne.Reason, Err: err}
-	}
-	return err
-}
-
 // NATType returns the node's NAT classification: NATUnknown until two
 // destinations (STUN servers or directly connected peers) reported the
 // node's reflexive address.
 func (m *Mesh) NATType() NATType {
 	if e, err := m.engine(); err == nil {
-		return NATType(e.Type())
+		return e.Type()
 	}
 	return NATUnknown
 }
@@ -103,8 +87,7 @@ func (m *Mesh) ReclassifyNAT(ctx context.Context) (NATType, error) {
 	if err != nil {
 		return NATUnknown, err
 	}
-	t, err := e.Reclassify(ctx)
-	return NATType(t), natErr(err)
+	return e.Reclassify(ctx)
 }
 
 // ProbeReflex asks p, a peer with a direct session, what address it sees
@@ -114,8 +97,7 @@ func (m *Mesh) ProbeReflex(ctx context.Context, p *Peer) (netip.AddrPort, error)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	a, err := e.ProbeReflex(ctx, p.id)
-	return a, natErr(err)
+	return e.ProbeReflex(ctx, p.id)
 }
 
 // ConnectDirect tries to make the session with p direct. coordinator, a
@@ -131,7 +113,7 @@ func (m *Mesh) ConnectDirect(ctx context.Context, p, coordinator *Peer) error {
 	if err != nil {
 		return err
 	}
-	return natErr(e.ConnectDirect(ctx, p.id, coordinator.id))
+	return e.ConnectDirect(ctx, p.id, coordinator.id)
 }
 
 // SetReflexOverride sets the address peers should use to reach this node,
@@ -144,7 +126,7 @@ func (m *Mesh) SetReflexOverride(addr netip.AddrPort) error {
 		return err
 	}
 	if err := e.SetReflexOverride(addr); err != nil {
-		return natErr(err)
+		return err
 	}
 	return m.reannounce() // the next announcement carries the override
 }
@@ -165,22 +147,7 @@ func (m *Mesh) TraversalStats() TraversalStats {
 	if e == nil {
 		return TraversalStats{Enabled: true}
 	}
-	s := e.Stats()
-	return TraversalStats{
-		Enabled:          true,
-		Type:             NATType(s.Type),
-		Reflex:           s.Reflex,
-		Override:         s.Override,
-		PortMap:          s.PortMap,
-		PunchesAttempted: s.PunchesAttempted,
-		PunchesSucceeded: s.PunchesSucceeded,
-		PunchesSkipped:   s.PunchesSkipped,
-		RelayFallbacks:   s.RelayFallbacks,
-		Introductions:    s.Introductions,
-		ReflexQueries:    s.ReflexQueries,
-		ReflexAnswers:    s.ReflexAnswers,
-		Classifications:  s.Classifications,
-	}
+	return e.Stats()
 }
 
 // natTransport is the mesh as the NAT engine sees it.
