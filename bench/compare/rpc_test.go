@@ -12,6 +12,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 	"github.com/netmesh/netmesh/rpc"
 )
 
@@ -163,7 +164,7 @@ func quicEcho(s *quic.Stream) {
 // meshUnary serves unary calls with package rpc between two connected
 // nodes.
 func meshUnary(tb testing.TB) unary {
-	cm, sm, _ := meshPair(tb)
+	cm, sm, _ := testnode.Pair(tb)
 	srv, err := rpc.NewServer(sm, rpc.ServerOptions{})
 	if err != nil {
 		tb.Fatal(err)
