@@ -146,9 +146,6 @@ type peerChange struct {
 	up bool
 }
 
-// peerChangeQueue bounds peer changes waiting for the timer loop.
-const peerChangeQueue = 1024
-
 // notifyEnginesLocked queues a peer change for the engines; the timer loop
 // delivers it outside m.mu, since engines call back into the mesh.
 func (m *Mesh) notifyEnginesLocked(id identity.NodeID, up bool) {

@@ -143,13 +143,13 @@ func (c *Config) timers() timers {
 		keepalive:   orDefault(c.KeepaliveInterval, noise.KeepaliveInterval),
 		retransmit:  orDefault(c.HandshakeRetransmit, noise.HandshakeRetransmit),
 		giveUp:      orDefault(c.HandshakeGiveUp, noise.HandshakeGiveUp),
-		roamSilence: orDefault(c.RoamSilence, time.Second),
-		forget:      orDefault(c.ForgetAfter, 10*time.Minute),
+		roamSilence: orDefault(c.RoamSilence, defaultRoamSilence),
+		forget:      orDefault(c.ForgetAfter, defaultForgetAfter),
 	}
-	t.dead = orDefault(c.DeadPeerTimeout, 3*t.keepalive)
+	t.dead = orDefault(c.DeadPeerTimeout, deadPeerKeepalives*t.keepalive)
 	// The timer loop runs often enough to honour the shortest knob.
 	t.tick = min(t.retransmit, t.keepalive, t.roamSilence) / 4
-	t.tick = max(t.tick, time.Millisecond)
-	t.tick = min(t.tick, 250*time.Millisecond)
+	t.tick = max(t.tick, minTick)
+	t.tick = min(t.tick, maxTick)
 	return t
 }

@@ -23,14 +23,6 @@ import (
 // load answers an initiation without a valid MAC2 with a cookie reply and
 // does nothing else, so spoofed sources cost it no DH work.
 
-// cookieSecretLifetime is how long a cookie secret is used; cookies older
-// than that stop validating, so a cookie cannot be farmed for long.
-const cookieSecretLifetime = 2 * time.Minute
-
-// underLoadHold keeps the node in cookie mode this long after the
-// handshake queue was last found busy, so load does not flap per packet.
-const underLoadHold = time.Second
-
 // macKeys holds a node's MAC and cookie keys.
 type macKeys struct {
 	mac1Own, mac1Anon     macKey   // verify MAC1 of messages sent to us
@@ -240,7 +232,7 @@ func (r *rateLimiter[K]) gc(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for src, b := range r.buckets {
-		if now.Sub(b.last) > time.Second {
+		if now.Sub(b.last) > bucketIdle {
 			delete(r.buckets, src)
 		}
 	}

@@ -15,9 +15,6 @@ type PeerEvent struct {
 	Up   bool
 }
 
-// watcherQueue bounds the events waiting for one watcher.
-const watcherQueue = 64
-
 type watcher struct {
 	ch chan PeerEvent
 }

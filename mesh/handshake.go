@@ -86,15 +86,6 @@ type hsJob struct {
 	src *endpoint
 }
 
-// maxResponderPending bounds XX handshakes waiting for their final
-// message. An XX initiation carries no identity and its source may be
-// spoofed, so from half full the node counts as under load (initiations
-// need a cookie, which spoofers cannot get, and each source IP is rate
-// limited), and a new initiation that finds the table full replaces the
-// oldest one there: a genuine handshake needs its entry for one round trip
-// only.
-const maxResponderPending = 4096
-
 // Connect establishes a session with the node at addr, or returns the peer
 // if one is already up there. It blocks until the handshake completes, ctx
 // ends or the handshake gives up.

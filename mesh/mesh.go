@@ -137,19 +137,19 @@ func New(cfg Config) (*Mesh, error) {
 		t:           cfg.timers(),
 		epoch:       time.Now(),
 		incarnation: rand.Uint64(),
-		hsq:         make(chan hsJob, orDefault(cfg.HandshakeQueue, 256)),
-		dgram:       make(chan *inPacket, orDefault(cfg.DatagramQueue, 1024)),
+		hsq:         make(chan hsJob, orDefault(cfg.HandshakeQueue, defaultHandshakeQueue)),
+		dgram:       make(chan *inPacket, orDefault(cfg.DatagramQueue, defaultDatagramQueue)),
 		engines:     make(map[wire.Proto]MessageHandler),
 		peerChanges: make(chan peerChange, peerChangeQueue),
-		limit:       newRateLimiter[netip.Addr](orDefault(cfg.HandshakeRate, 20)),
-		relayLimit:  newRateLimiter[identity.NodeID](orDefault(cfg.HandshakeRate, 20)),
+		limit:       newRateLimiter[netip.Addr](orDefault(cfg.HandshakeRate, defaultHandshakeRate)),
+		relayLimit:  newRateLimiter[identity.NodeID](orDefault(cfg.HandshakeRate, defaultHandshakeRate)),
 		peers:       make(map[identity.NodeID]*Peer),
 		sessions:    make(map[uint32]*session),
 		pending:     make(map[uint32]*handshake),
 		confirming:  make(map[*dial]struct{}),
 		routes:      make(map[identity.NodeID]route),
 		reverseVia:  make(map[identity.NodeID]int),
-		maxPeers:    orDefault(cfg.MaxPeers, 4096),
+		maxPeers:    orDefault(cfg.MaxPeers, defaultMaxPeers),
 		pings:       make(map[uint64]chan time.Duration),
 		watchers:    make(map[*watcher]struct{}),
 		ctx:         ctx,
@@ -188,7 +188,7 @@ func (m *Mesh) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	q := orDefault(m.cfg.SendQueue, 2048)
+	q := orDefault(m.cfg.SendQueue, defaultSendQueue)
 	for _, c := range conns {
 		s := &socket{conn: c, queue: make(chan *outPacket, q), v6: c.LocalAddr().Addr().Is6()}
 		m.socks = append(m.socks, s)
@@ -377,9 +377,6 @@ func (m *Mesh) sockFor(a netip.AddrPort) *socket {
 	return nil
 }
 
-// readBatch is the number of datagrams one ReadBatch call may return.
-const readBatch = 64
-
 func (m *Mesh) readLoop(s *socket) {
 	defer m.wg.Done()
 	r := &reader{m: m, sock: s}
@@ -407,9 +404,6 @@ func (m *Mesh) readLoop(s *socket) {
 		}
 	}
 }
-
-// writeBatch is the most packets the writer hands the socket at once.
-const writeBatch = 64
 
 func (m *Mesh) writeLoop(s *socket) {
 	defer m.wg.Done()

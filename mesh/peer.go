@@ -249,16 +249,6 @@ type session struct {
 	dial  *dial
 }
 
-// maxRetired is how many replaced sessions a peer keeps for receiving.
-// After a rekey the peer goes on sealing on the session we just replaced
-// until it has switched too. When two handshakes cross (both sides start
-// one at once and complete both), each side retires one session more: the
-// one of the two that is not kept (see keepsOwnLocked), which a side was
-// sending on until it took the other. With the default timers a session is
-// RejectAfter old before two more rekeys replace it, so the limit only
-// matters when handshakes come faster than that.
-const maxRetired = 2
-
 // installLocked makes s the peer's current session and reports whether the
 // peer just came up. The session s replaces is retired, not forgotten: its
 // index keeps working for what the peer sealed on it, however late that

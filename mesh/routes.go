@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"time"
 
 	"github.com/netmesh/netmesh/identity"
 )
@@ -37,27 +36,6 @@ const (
 func (k routeKind) String() string {
 	return [...]string{"static", "announced", "reverse"}[k]
 }
-
-// reverseRouteLifetime is how long a route learned from passing traffic
-// lasts without being refreshed: long enough for request/response
-// exchanges, short enough that a vanished path is forgotten.
-const reverseRouteLifetime = 2 * time.Minute
-
-// Reverse routes are bounded, because a relay cannot check the source of
-// the packets it forwards: any neighbour can name made-up sources. A
-// destination learns them only from packets it authenticated (see
-// receiveData), but a relay learns them from whatever it forwards. A
-// reverse route that would exceed either bound is not learned (counted
-// in Stats.RoutesRefused); the packet is still delivered or forwarded.
-const (
-	// maxReverseRoutesPerPeer bounds the reverse routes through one
-	// neighbour: a neighbour that lies fills its own share only.
-	maxReverseRoutesPerPeer = 1024
-	// maxReverseRoutes bounds all reverse routes, so the route table and
-	// the timer loop's walk over it stay small (16384 routes are about
-	// 1.5 MiB).
-	maxReverseRoutes = 16384
-)
 
 // route is one way to reach a node.
 type route struct {
@@ -273,10 +251,6 @@ func (m *Mesh) expireRoutesLocked(now int64) {
 		}
 	}
 }
-
-// relayRetry is how often the node retries connecting to a configured
-// relay that is down.
-const relayRetry = 5 * time.Second
 
 // keepRelays connects to every configured relay that is down. The timer
 // loop calls it every relayRetry.

@@ -104,11 +104,6 @@ func sealFrame(s *session, pkt *outPacket, off int, proto wire.Proto, head, data
 	return wire.DataHeaderSize + len(ct), nil
 }
 
-// routedHeadroom is where the inner packet of a routed frame starts in a
-// pooled packet: room for the hop session's data header, the frame header
-// and the route header in front of it.
-const routedHeadroom = wire.DataHeaderSize + wire.FrameHeaderSize + wire.RouteHeaderSize
-
 // forward sends the packet at pkt.buf[routedHeadroom:][:n] to relay as a
 // routed frame with header rh, sealed on the relay's session. It takes
 // ownership of pkt. Only a directly reachable peer can be a relay.
