@@ -105,7 +105,7 @@ func TestBadInputIsDroppedAndCounted(t *testing.T) {
 	{
 		p := getOut(64)
 		hdr := wire.PutDataHeader(p.buf[:], wire.DataHeader{Receiver: s.remote, Counter: s.sendCounter.Add(1) - 1})
-		wire.PutFrameHeader(p.buf[16:], wire.ProtoDatagram, 0)
+		wire.PutFrameHeader(p.buf[16:], protoDatagram.id)
 		copy(p.buf[18:], "replay me")
 		ct := s.send.Seal(p.buf[16:16], &p.nonce, binary.LittleEndian.Uint64(hdr[8:]), p.buf[16:27], hdr)
 		captured = append([]byte(nil), p.buf[:16+len(ct)]...)

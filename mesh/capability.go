@@ -7,11 +7,10 @@ import (
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/identity"
-	"github.com/netmesh/netmesh/mesh/wire"
 )
 
 // Capabilities: every node runs a capability.Engine. Its messages travel on
-// the capability subprotocol's reliable streams (an announcement can exceed
+// the capability protocol's reliable streams (an announcement can exceed
 // one datagram); every accepted announcement also teaches the routing
 // table how to reach its origin (routes.go).
 
@@ -32,7 +31,9 @@ func (m *Mesh) newCapabilities(cfg capability.Config) error {
 		return err
 	}
 	m.caps = e
-	m.handleMessages(wire.ProtoCapability, func(p *Peer, msg []byte) { e.HandleMessage(p.id, msg) })
+	if err := m.handleMessages(protoCapability, func(p *Peer, msg []byte) { e.HandleMessage(p.id, msg) }); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -54,7 +55,7 @@ func (t capTransport) Send(to identity.NodeID, msg []byte) error {
 	if p == nil {
 		return ErrUnknownPeer
 	}
-	return t.m.sendMessage(p, wire.ProtoCapability, msg)
+	return t.m.sendMessage(p, protoCapability, msg)
 }
 
 // AnnounceCapabilities sets what this node announces and gossips it to

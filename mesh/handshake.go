@@ -582,7 +582,7 @@ func (m *Mesh) handleFinal(h wire.Handshake, j hsJob) {
 		s := m.sessions[h.Receiver]
 		m.mu.Unlock()
 		if s != nil && !s.initiator && s.remote == h.Sender {
-			m.sendFrameOn(s, wire.ProtoKeepalive, nil, nil)
+			m.sendFrameOn(s, protoKeepalive.id, nil, nil)
 			return
 		}
 		m.stats.drop(DropUnknownIndex)
@@ -611,7 +611,7 @@ func (m *Mesh) handleFinal(h wire.Handshake, j hsJob) {
 	s.confirmed.Store(true)
 	m.establishLocked(p, s)
 	m.mu.Unlock()
-	m.sendFrameOn(s, wire.ProtoKeepalive, nil, nil)
+	m.sendFrameOn(s, protoKeepalive.id, nil, nil)
 }
 
 // admitLocked reports whether a handshake from id may complete: a known

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -60,22 +61,20 @@ func TestConcurrentXXConnects(t *testing.T) {
 	}
 }
 
-// Guards against muxes on demand: a frame on a subprotocol that nobody
+// Guards against muxes on demand: a frame on a protocol that nobody
 // takes streams on is dropped and counted without building a stream.Mux
 // (a goroutine and its buffers, kept for the session: one empty frame per
 // protocol once cost ~192 goroutines and ~8 MiB per peer).
 func TestNoMuxForUnheardProtocols(t *testing.T) {
 	a, b, pb := pair(t)
 	before := drops(b, DropNoHandler)
-	for proto := wire.ProtoUserMin; ; proto++ {
+	const n = 200
+	for i := range n {
+		proto := Protocol{name: fmt.Sprint("unheard/", i), id: wire.Proto(minNamedProto + i)}
 		for a.SendFrame(pb, proto, nil) != nil {
 			time.Sleep(time.Millisecond)
 		}
-		if proto == 255 {
-			break
-		}
 	}
-	n := uint64(256 - int(wire.ProtoUserMin))
 	deadline := time.Now().Add(3 * time.Second)
 	for drops(b, DropNoHandler)-before < n && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Millisecond)
@@ -84,8 +83,8 @@ func TestNoMuxForUnheardProtocols(t *testing.T) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	for proto := range pa.muxes {
-		if proto >= wire.ProtoUserMin {
-			t.Fatalf("b built a Mux for subprotocol %d, which nobody listens on (%d muxes in all)", proto, len(pa.muxes))
+		if proto >= minNamedProto {
+			t.Fatalf("b built a Mux for protocol %d, which nobody listens on (%d muxes in all)", proto, len(pa.muxes))
 		}
 	}
 }
@@ -214,7 +213,7 @@ func TestRelayedInitiationsRateLimited(t *testing.T) {
 		body := make([]byte, wire.RouteHeaderSize+len(pkt))
 		wire.PutRouteHeader(body, wire.RouteHeader{Src: a.ID(), Dst: b.ID()})
 		copy(body[wire.RouteHeaderSize:], pkt)
-		for a.SendFrame(pb, wire.ProtoRoute, body) != nil {
+		for a.SendFrame(pb, protoRoute, body) != nil {
 			time.Sleep(time.Millisecond)
 		}
 	}

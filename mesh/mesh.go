@@ -55,9 +55,9 @@ type Mesh struct {
 	macs     macKeys
 	hsq      chan hsJob // to the handshake worker
 	dgram    chan *inPacket
-	// listeners take the streams peers open, by subprotocol;
-	// userStreams is ProtoStream's, read by AcceptStream.
-	listeners   [256]atomic.Pointer[StreamListener]
+	// protos is the dispatch table: who takes each protocol's frames.
+	protos registry
+	// userStreams takes the application's streams, for AcceptStream.
 	userStreams *StreamListener
 	limit       *rateLimiter[netip.Addr]
 	// relayLimit is limit for initiations relayed by a peer, by its id.
@@ -68,10 +68,8 @@ type Mesh struct {
 	// cookie (see handshake.go).
 	underLoadUntil atomic.Int64
 
-	handlers [256]atomic.Pointer[Handler]
-	engines  map[wire.Proto]MessageHandler // set in New, read-only after
-	caps     *capability.Engine
-	chans    *channel.Engine
+	caps  *capability.Engine
+	chans *channel.Engine
 	// subnetTag is the capability tag of the subnet pinned in
 	// Config.Channels, or "".
 	subnetTag string
@@ -139,7 +137,6 @@ func New(cfg Config) (*Mesh, error) {
 		incarnation: rand.Uint64(),
 		hsq:         make(chan hsJob, orDefault(cfg.HandshakeQueue, defaultHandshakeQueue)),
 		dgram:       make(chan *inPacket, orDefault(cfg.DatagramQueue, defaultDatagramQueue)),
-		engines:     make(map[wire.Proto]MessageHandler),
 		peerChanges: make(chan peerChange, peerChangeQueue),
 		limit:       newRateLimiter[netip.Addr](orDefault(cfg.HandshakeRate, defaultHandshakeRate)),
 		relayLimit:  newRateLimiter[identity.NodeID](orDefault(cfg.HandshakeRate, defaultHandshakeRate)),
@@ -156,8 +153,11 @@ func New(cfg Config) (*Mesh, error) {
 		cancel:      cancel,
 	}
 	m.macs.init(id.PublicKey())
-	m.userStreams = m.newListener(wire.ProtoStream)
-	m.listeners[wire.ProtoStream].Store(m.userStreams)
+	m.userStreams = m.newListener(protoStream)
+	if _, err := m.listen(m.userStreams); err != nil {
+		cancel()
+		return nil, err
+	}
 	if err := m.newCapabilities(cfg.Capabilities); err != nil {
 		cancel()
 		return nil, err

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 
 	"github.com/netmesh/netmesh/identity"
-	"github.com/netmesh/netmesh/mesh/wire"
 	"github.com/netmesh/netmesh/nat"
 )
 
@@ -26,7 +25,7 @@ func (m *Mesh) startNAT() {
 		c.Logger = m.log
 	}
 	e := nat.New(natTransport{m}, c)
-	if err := m.Handle(wire.ProtoNAT, func(from *Peer, body []byte) { e.HandleFrame(from.id, body) }); err != nil {
+	if err := m.Handle(protoNAT, func(from *Peer, body []byte) { e.HandleFrame(from.id, body) }); err != nil {
 		m.log.Error("NAT frames already handled; NAT traversal off", "err", err)
 		return
 	}
@@ -160,7 +159,7 @@ func (t natTransport) Send(id identity.NodeID, msg []byte) error {
 	if p == nil {
 		return ErrUnknownPeer
 	}
-	return t.m.SendFrame(p, wire.ProtoNAT, msg)
+	return t.m.SendFrame(p, protoNAT, msg)
 }
 
 func (t natTransport) Path(id identity.NodeID) (netip.AddrPort, bool) {

@@ -33,7 +33,7 @@ type Peer struct {
 
 	cur   atomic.Pointer[session]  // mirrors current for lock-free sends
 	ep    atomic.Pointer[endpoint] // where packets to the peer go
-	muxes map[wire.Proto]*protoMux // streams by subprotocol; guarded by m.mu
+	muxes map[wire.Proto]*protoMux // streams by protocol; guarded by m.mu
 
 	// fallback is the relayed path a direct one replaced: used again if
 	// the direct path goes silent.

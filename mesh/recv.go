@@ -1,22 +1,25 @@
 package mesh
 
 import (
+	"errors"
+
 	"github.com/netmesh/netmesh/mesh/wire"
 	"github.com/netmesh/netmesh/noise"
 )
 
-// Handler receives the frames of one subprotocol. It runs on the socket's
+// Handler receives the frames of one protocol. It runs on the socket's
 // reader goroutine: it must not block, and body is valid only during the
 // call (copy what you keep).
 type Handler func(from *Peer, body []byte)
 
-// Handle registers h for subprotocol id, which must be at least
-// wire.ProtoUserMin unless the caller is a netmesh engine.
-func (m *Mesh) Handle(id wire.Proto, h Handler) error {
-	if !m.handlers[id].CompareAndSwap(nil, &h) {
-		return ErrProtoInUse
+// Handle registers h for the raw frames of proto (see SendFrame). It
+// fails with ErrProtoInUse if proto's number already has a handler or a
+// stream listener on this node.
+func (m *Mesh) Handle(proto Protocol, h Handler) error {
+	if h == nil {
+		return errors.New("mesh: Handle with a nil handler")
 	}
-	return nil
+	return m.protos.add(&registration{proto: proto, frames: h})
 }
 
 // reader holds one socket reader's state: its nonce buffer lets Open run
@@ -105,7 +108,7 @@ func (r *reader) receiveData(b []byte, src *endpoint) {
 	if !s.confirmed.Load() {
 		m.confirm(s)
 	}
-	proto, _, body, err := wire.ParseFrame(pt)
+	proto, body, err := wire.ParseFrame(pt)
 	if err != nil {
 		m.stats.drop(DropShort)
 		return
@@ -113,12 +116,13 @@ func (r *reader) receiveData(b []byte, src *endpoint) {
 	r.dispatch(p, proto, body)
 }
 
-// dispatch hands a decrypted frame to its subprotocol.
+// dispatch hands a decrypted frame to its protocol: the session's own
+// here, any other through the registry.
 func (r *reader) dispatch(p *Peer, proto wire.Proto, body []byte) {
 	m := r.m
 	switch proto {
-	case wire.ProtoKeepalive:
-	case wire.ProtoDatagram:
+	case protoKeepalive.id:
+	case protoDatagram.id:
 		if len(body) > MaxDatagramSize {
 			m.stats.drop(DropOversized)
 			return
@@ -132,35 +136,45 @@ func (r *reader) dispatch(p *Peer, proto wire.Proto, body []byte) {
 			putIn(in)
 			m.stats.drop(DropQueueFull)
 		}
-	case wire.ProtoPing:
+	case protoPing.id:
 		if len(body) == wire.PingSize {
-			m.sendFrame(p, wire.ProtoPong, body, nil)
+			m.sendFrame(p, protoPong.id, body, nil)
 		}
-	case wire.ProtoPong:
+	case protoPong.id:
 		if len(body) == wire.PingSize {
 			m.pong(p, body)
 		}
-	case wire.ProtoRoute:
+	case protoRoute.id:
 		r.receiveRouted(p, body)
-	case wire.ProtoStream:
-		m.muxFor(p, proto).mux.HandleFrame(body)
 	default:
-		// A raw Handler first; else streams (engines', listeners', or
-		// ones this node opened); else a stream nobody takes is refused
-		// without building a Mux for it.
-		if h := m.handlers[proto].Load(); h != nil {
-			(*h)(p, body)
-			return
-		}
-		if pm := m.streamMux(p, proto); pm != nil {
-			pm.mux.HandleFrame(body)
-			return
-		}
-		if streamProto(proto) {
-			m.refuseStream(p, proto, body)
-		}
-		m.stats.drop(DropNoHandler)
+		m.deliver(p, proto, body)
 	}
+}
+
+// deliver hands a frame to its registered protocol: a raw frame to its
+// Handler, a stream frame to the peer's Mux for the protocol (made on
+// first use). A frame of a protocol this node neither registered nor
+// opened streams on is dropped; if it opens a stream, the stream is
+// refused, without building a Mux for it.
+func (m *Mesh) deliver(p *Peer, proto wire.Proto, body []byte) {
+	reg := m.protos.lookup(proto)
+	switch {
+	case reg != nil && reg.frames != nil:
+		reg.frames(p, body)
+		return
+	case reg != nil:
+		m.muxFor(p, proto).mux.HandleFrame(body)
+		return
+	}
+	m.mu.RLock()
+	pm := p.muxes[proto]
+	m.mu.RUnlock()
+	if pm != nil {
+		pm.mux.HandleFrame(body) // streams this node opened
+		return
+	}
+	m.refuseStream(p, proto, body)
+	m.stats.drop(DropNoHandler)
 }
 
 // receiveRouted handles a routed packet that neighbour from handed us:

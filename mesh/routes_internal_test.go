@@ -77,7 +77,7 @@ func sendForged(t *testing.T, a *Mesh, pb *Peer, dst identity.NodeID, n int) map
 		srcs[src] = true
 		wire.PutRouteHeader(body, wire.RouteHeader{Hops: 1, Src: src, Dst: dst})
 		body[wire.RouteHeaderSize] = 0xFF
-		for a.SendFrame(pb, wire.ProtoRoute, body) != nil {
+		for a.SendFrame(pb, protoRoute, body) != nil {
 			time.Sleep(time.Millisecond)
 		}
 		if i%256 == 255 {

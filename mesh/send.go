@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,17 +23,20 @@ func (m *Mesh) SendDatagram(ctx context.Context, p *Peer, payload []byte) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return m.sendFrame(p, wire.ProtoDatagram, payload, nil)
+	return m.sendFrame(p, protoDatagram.id, payload, nil)
 }
 
-// SendFrame sends body to p as one frame of subprotocol proto, for the
-// layers above mesh. The frame is unreliable like a datagram. body must fit
-// MaxDatagramSize.
-func (m *Mesh) SendFrame(p *Peer, proto wire.Proto, body []byte) error {
+// SendFrame sends body to p as one raw frame of protocol proto, which the
+// peer hands to the Handler it registered for proto (see Handle). The
+// frame is unreliable like a datagram. body must fit MaxDatagramSize.
+func (m *Mesh) SendFrame(p *Peer, proto Protocol, body []byte) error {
+	if !proto.valid() {
+		return errors.New("mesh: the zero Protocol; make one with NewProtocol")
+	}
 	if len(body) > MaxDatagramSize {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), MaxDatagramSize)
 	}
-	return m.sendFrame(p, proto, body, nil)
+	return m.sendFrame(p, proto.id, body, nil)
 }
 
 // sendFrame seals one frame, head followed by data, on the peer's current
@@ -96,7 +100,7 @@ func sealFrame(s *session, pkt *outPacket, off int, proto wire.Proto, head, data
 		return 0, ErrTooLarge
 	}
 	hdr := wire.PutDataHeader(b, wire.DataHeader{Receiver: s.remote, Counter: counter})
-	wire.PutFrameHeader(b[wire.DataHeaderSize:], proto, 0)
+	wire.PutFrameHeader(b[wire.DataHeaderSize:], proto)
 	n := wire.DataHeaderSize + wire.FrameHeaderSize
 	n += copy(b[n:], head)
 	n += copy(b[n:], data)
@@ -122,7 +126,7 @@ func (m *Mesh) forward(pkt *outPacket, n int, relay *Peer, rh wire.RouteHeader) 
 		return ErrNoRoute
 	}
 	hdr := wire.PutDataHeader(pkt.buf[:], wire.DataHeader{Receiver: rs.remote, Counter: counter})
-	wire.PutFrameHeader(pkt.buf[wire.DataHeaderSize:], wire.ProtoRoute, 0)
+	wire.PutFrameHeader(pkt.buf[wire.DataHeaderSize:], protoRoute.id)
 	ct := rs.send.Seal(pkt.buf[wire.DataHeaderSize:wire.DataHeaderSize], &pkt.nonce, counter, pkt.buf[wire.DataHeaderSize:wire.DataHeaderSize+wire.FrameHeaderSize+len(body)], hdr)
 	total := wire.DataHeaderSize + len(ct)
 	pkt.n = total
@@ -148,7 +152,7 @@ func (m *Mesh) probeDirect(p *Peer, path *endpoint) error {
 	pkt := getOut(wire.DataOverhead + wire.FrameHeaderSize + wire.PingSize)
 	var body [wire.PingSize]byte
 	binary.LittleEndian.PutUint64(body[:], uint64(m.now()))
-	n, err := sealFrame(s, pkt, 0, wire.ProtoPing, body[:], nil)
+	n, err := sealFrame(s, pkt, 0, protoPing.id, body[:], nil)
 	if err != nil {
 		putOut(pkt)
 		return err
@@ -164,7 +168,7 @@ func (m *Mesh) ping(p *Peer) (uint64, error) {
 	var body [wire.PingSize]byte
 	stamp := uint64(m.pingStamp())
 	binary.LittleEndian.PutUint64(body[:], stamp)
-	return stamp, m.sendFrame(p, wire.ProtoPing, body[:], nil)
+	return stamp, m.sendFrame(p, protoPing.id, body[:], nil)
 }
 
 // pingStamp returns the current mono time, made unique so that concurrent

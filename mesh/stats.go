@@ -28,7 +28,7 @@ const (
 	DropCookieRequired                    // under load without a valid MAC2 (a cookie was sent)
 	DropQueueFull                         // a bounded receive queue was full
 	DropExpired                           // session past its reject-after limits
-	DropNoHandler                         // frame for an unregistered subprotocol
+	DropNoHandler                         // frame for an unregistered protocol
 	DropBadRoute                          // routed packet whose source or path is not what it claims
 	DropRelayDisabled                     // routed packet for another node while relaying is off
 	DropHopLimit                          // routed packet that already crossed MaxHops relays

@@ -3,7 +3,6 @@ package mesh
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 
 	"github.com/netmesh/netmesh/mesh/stream"
@@ -13,7 +12,7 @@ import (
 
 // Streams ride a peer's session whatever its path, so a path switch or a
 // rekey never touches stream state. Each peer gets one stream.Mux per
-// subprotocol that uses streams, made on first use from either side:
+// protocol that uses streams, made on first use from either side:
 //
 //   - ProtoStream carries the user's streams (OpenStream, AcceptStream);
 //   - each engine (capability gossip, channels) gets a Mux of its own
@@ -59,7 +58,7 @@ type acceptedStream struct {
 // handler's to keep.
 type MessageHandler func(from *Peer, msg []byte)
 
-// protoMux is one subprotocol's streams with one peer.
+// protoMux is one protocol's streams with one peer.
 type protoMux struct {
 	mux *stream.Mux
 	out *Stream // engines: the stream this node sends its messages on
@@ -67,7 +66,7 @@ type protoMux struct {
 
 // OpenStream opens a stream to p. The peer receives it from AcceptStream.
 func (m *Mesh) OpenStream(ctx context.Context, p *Peer, cfg StreamConfig) (*Stream, error) {
-	return m.OpenStreamOn(ctx, p, wire.ProtoStream, cfg)
+	return m.OpenStreamOn(ctx, p, protoStream, cfg)
 }
 
 // AcceptStream returns the next stream any peer opened to this node with
@@ -77,37 +76,38 @@ func (m *Mesh) AcceptStream(ctx context.Context) (*Stream, *Peer, error) {
 	return m.userStreams.Accept(ctx)
 }
 
-// OpenStreamOn opens a stream to p on subprotocol proto: the peer receives
-// it from the StreamListener of that protocol, not from AcceptStream.
-// Layers above mesh (package rpc, say) use their own protocol so their
-// streams never mix with the application's.
-func (m *Mesh) OpenStreamOn(ctx context.Context, p *Peer, proto wire.Proto, cfg StreamConfig) (*Stream, error) {
+// OpenStreamOn opens a stream to p on protocol proto: the peer receives
+// it from the StreamListener of that protocol, not from AcceptStream, and
+// refuses it if it has none. Layers above mesh (package rpc, say) use
+// their own protocol so their streams never mix with the application's.
+func (m *Mesh) OpenStreamOn(ctx context.Context, p *Peer, proto Protocol, cfg StreamConfig) (*Stream, error) {
+	if !proto.valid() {
+		return nil, errors.New("mesh: the zero Protocol; make one with NewProtocol")
+	}
 	if m.closed.Load() {
 		return nil, ErrClosed
 	}
 	if !p.IsUp() {
 		return nil, ErrNoSession
 	}
-	if proto != wire.ProtoStream && m.listeners[proto].Load() == nil && !streamProto(proto) {
-		return nil, fmt.Errorf("mesh: subprotocol %d carries no streams", proto)
-	}
-	return m.muxFor(p, proto).mux.Open(ctx, cfg)
+	return m.muxFor(p, proto.id).mux.Open(ctx, cfg)
 }
 
-// StreamListener hands out the streams peers open on one subprotocol:
+// StreamListener hands out the streams peers open on one protocol:
 // through Accept, or to a handler (see HandleStreams).
 type StreamListener struct {
 	m     *Mesh
-	proto wire.Proto
+	proto Protocol
+	reg   *registration       // its entry in the registry, set by listen
 	ch    chan acceptedStream // nil with a handler
 	h     func(*Stream, *Peer)
 }
 
-// ListenStreams returns the listener for streams on subprotocol proto,
-// which must be wire.ProtoRPC or at least wire.ProtoUserMin and not
-// already listened on. Streams peers open on proto before a listener
-// exists are refused.
-func (m *Mesh) ListenStreams(proto wire.Proto) (*StreamListener, error) {
+// ListenStreams returns the listener for streams on protocol proto. It
+// fails with ErrProtoInUse if proto's number already has a listener or a
+// frame handler on this node. Streams peers open on proto before a
+// listener exists are refused.
+func (m *Mesh) ListenStreams(proto Protocol) (*StreamListener, error) {
 	return m.listen(m.newListener(proto))
 }
 
@@ -117,7 +117,7 @@ func (m *Mesh) ListenStreams(proto wire.Proto) (*StreamListener, error) {
 // between. Accept on the returned listener fails; Close stops new calls
 // of h. The mesh does not wait for running handlers when it closes: their
 // streams fail with ErrMuxClosed, and a handler should then return.
-func (m *Mesh) HandleStreams(proto wire.Proto, h func(*Stream, *Peer)) (*StreamListener, error) {
+func (m *Mesh) HandleStreams(proto Protocol, h func(*Stream, *Peer)) (*StreamListener, error) {
 	if h == nil {
 		return nil, errors.New("mesh: HandleStreams with a nil handler")
 	}
@@ -127,7 +127,7 @@ func (m *Mesh) HandleStreams(proto wire.Proto, h func(*Stream, *Peer)) (*StreamL
 // newListener returns a listener whose queue holds
 // Config.Streams.AcceptBacklog streams opened by any peer and not yet
 // accepted; beyond it, new streams are refused.
-func (m *Mesh) newListener(proto wire.Proto) *StreamListener {
+func (m *Mesh) newListener(proto Protocol) *StreamListener {
 	n := m.cfg.Streams.AcceptBacklog
 	if n <= 0 {
 		n = stream.DefaultAcceptBacklog
@@ -136,25 +136,18 @@ func (m *Mesh) newListener(proto wire.Proto) *StreamListener {
 }
 
 func (m *Mesh) listen(l *StreamListener) (*StreamListener, error) {
-	if !streamProto(l.proto) {
-		return nil, fmt.Errorf("mesh: subprotocol %d is reserved", l.proto)
-	}
-	if !m.listeners[l.proto].CompareAndSwap(nil, l) {
-		return nil, ErrProtoInUse
+	l.reg = &registration{proto: l.proto, streams: l}
+	if err := m.protos.add(l.reg); err != nil {
+		return nil, err
 	}
 	return l, nil
-}
-
-// streamProto reports whether proto may carry listened-for streams.
-func streamProto(proto wire.Proto) bool {
-	return proto == wire.ProtoRPC || proto >= wire.ProtoUserMin
 }
 
 // Close stops listening: streams peers open on the protocol from now on
 // are refused, and streams waiting for Accept are reset. The protocol can
 // then be listened on again. Handlers already running go on.
 func (l *StreamListener) Close() error {
-	if !l.m.listeners[l.proto].CompareAndSwap(l, nil) {
+	if !l.m.protos.remove(l.reg) {
 		return nil
 	}
 	for {
@@ -194,7 +187,7 @@ func (p *Peer) StreamStats() []StreamStats {
 // size they cut fragments to.
 func (p *Peer) streamStats() ([]StreamStats, int) {
 	p.m.mu.RLock()
-	pm := p.muxes[wire.ProtoStream]
+	pm := p.muxes[protoStream.id]
 	p.m.mu.RUnlock()
 	if pm == nil {
 		return nil, 0
@@ -204,8 +197,8 @@ func (p *Peer) streamStats() ([]StreamStats, int) {
 }
 
 // handleMessages registers the engine that receives proto's messages.
-func (m *Mesh) handleMessages(proto wire.Proto, h MessageHandler) {
-	m.engines[proto] = h
+func (m *Mesh) handleMessages(proto Protocol, h MessageHandler) error {
+	return m.protos.add(&registration{proto: proto, messages: h})
 }
 
 // sendMessage sends one engine message to p on proto's stream. It never
@@ -213,11 +206,11 @@ func (m *Mesh) handleMessages(proto wire.Proto, h MessageHandler) {
 // either side, e.g. the peer refusing an oversized message) is replaced
 // by a new one, so one bad message does not cut the engine off from the
 // peer until the session ends.
-func (m *Mesh) sendMessage(p *Peer, proto wire.Proto, msg []byte) error {
+func (m *Mesh) sendMessage(p *Peer, proto Protocol, msg []byte) error {
 	if !p.IsUp() {
 		return ErrNoSession
 	}
-	pm := m.muxFor(p, proto)
+	pm := m.muxFor(p, proto.id)
 	m.mu.Lock()
 	if pm.out == nil || pm.out.Err() != nil {
 		s, err := pm.mux.Open(m.ctx, StreamConfig{})
@@ -230,21 +223,6 @@ func (m *Mesh) sendMessage(p *Peer, proto wire.Proto, msg []byte) error {
 	out := pm.out
 	m.mu.Unlock()
 	return out.Send(m.ctx, msg)
-}
-
-// streamMux returns p's Mux for proto if this node has streams on proto:
-// an engine's or a listener's protocol (the Mux is made on first use), or
-// one it opened streams on. Otherwise it returns nil: a frame on any other
-// protocol must not make the node build a Mux, with its goroutine and
-// buffers, that it keeps for the session.
-func (m *Mesh) streamMux(p *Peer, proto wire.Proto) *protoMux {
-	if m.engines[proto] != nil || m.listeners[proto].Load() != nil {
-		return m.muxFor(p, proto)
-	}
-	m.mu.RLock()
-	pm := p.muxes[proto]
-	m.mu.RUnlock()
-	return pm
 }
 
 // refuseStream answers a peer's stream on a protocol nobody takes streams
@@ -292,22 +270,23 @@ func (m *Mesh) muxFor(p *Peer, proto wire.Proto) *protoMux {
 // it runs on a socket reader, which m.wg counts, so m.wg.Add is safe):
 // an engine stream goes to a reader that hands each message to the
 // engine, others to the protocol's StreamListener (AcceptStream's for
-// ProtoStream). It returns false to refuse the stream.
+// the application's streams). It returns false to refuse the stream.
 func (m *Mesh) acceptStream(p *Peer, proto wire.Proto, s *Stream) bool {
 	if m.closed.Load() {
 		return false
 	}
-	if m.engines[proto] != nil {
-		m.wg.Add(1)
-		go m.readMessages(p, proto, s)
-		return true
-	}
-	l := m.listeners[proto].Load()
+	reg := m.protos.lookup(proto)
 	switch {
-	case l == nil:
+	case reg == nil || reg.frames != nil:
 		m.stats.drop(DropNoHandler)
 		return false
-	case l.h != nil:
+	case reg.messages != nil:
+		m.wg.Add(1)
+		go m.readMessages(p, reg.messages, s)
+		return true
+	}
+	l := reg.streams
+	if l.h != nil {
 		go l.h(s, p)
 		return true
 	}
@@ -321,18 +300,15 @@ func (m *Mesh) acceptStream(p *Peer, proto wire.Proto, s *Stream) bool {
 }
 
 // readMessages hands every message of an engine stream to its engine.
-func (m *Mesh) readMessages(p *Peer, proto wire.Proto, s *Stream) {
+func (m *Mesh) readMessages(p *Peer, h MessageHandler, s *Stream) {
 	defer m.wg.Done()
-	h := m.engines[proto]
 	for {
 		msg, err := s.Recv(m.ctx)
 		if err != nil {
 			s.Reset(stream.CodeRefused)
 			return
 		}
-		if h != nil {
-			h(p, msg)
-		}
+		h(p, msg)
 	}
 }
 
