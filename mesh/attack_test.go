@@ -83,7 +83,7 @@ func rawSocket(t testing.TB) *net.UDPConn {
 	return c
 }
 
-func drops(m *Mesh, r DropReason) uint64 { return m.stats.drops[r].Load() }
+func drops(m *Mesh, r DropReason) uint64 { return m.tr.stats.drops[r].Load() }
 
 func waitDrop(t testing.TB, m *Mesh, r DropReason, before uint64) {
 	t.Helper()
@@ -210,7 +210,7 @@ func TestReplayedInitiationIsStale(t *testing.T) {
 	dst := net.UDPAddrFromAddrPort(b.Addr())
 	raw.WriteToUDP(pkt, dst)
 	deadline := time.Now().Add(3 * time.Second)
-	for b.stats.handshakesProcessed.Load() == 0 && time.Now().Before(deadline) {
+	for b.tr.stats.handshakesProcessed.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	raw.WriteToUDP(pkt, dst)
@@ -229,7 +229,7 @@ func TestHandshakeFlood(t *testing.T) {
 		socks[i] = rawSocket(t)
 	}
 	dst := net.UDPAddrFromAddrPort(b.Addr())
-	before := b.stats.handshakesProcessed.Load()
+	before := b.tr.stats.handshakesProcessed.Load()
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -253,8 +253,8 @@ func TestHandshakeFlood(t *testing.T) {
 		rcancel()
 	}
 	wg.Wait()
-	processed := b.stats.handshakesProcessed.Load() - before
-	cookies := b.stats.cookiesSent.Load()
+	processed := b.tr.stats.handshakesProcessed.Load() - before
+	cookies := b.tr.stats.cookiesSent.Load()
 	t.Logf("flood of %d initiations: %d processed with DH, %d cookie replies, %d/200 datagrams delivered, drops %v",
 		floodSize, processed, cookies, delivered, b.Stats().Drops)
 	if delivered < 190 {
@@ -272,13 +272,13 @@ func TestCookieRoundTrip(t *testing.T) {
 	// A real initiator under a node that is under load gets a cookie,
 	// resends with MAC2 and completes.
 	a, b := startNode(t), startNode(t)
-	b.underLoadUntil.Store(b.now() + int64(time.Hour))
+	b.tr.guard.underLoadUntil.Store(b.tr.now() + int64(time.Hour))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := a.Connect(ctx, b.Addr(), Pin{Key: b.id.PublicKey()}); err != nil {
 		t.Fatal(err)
 	}
-	if b.stats.cookiesSent.Load() == 0 {
+	if b.tr.stats.cookiesSent.Load() == 0 {
 		t.Fatal("no cookie was needed")
 	}
 	// XX too: the cookie is sealed under the anonymous key.
@@ -299,7 +299,7 @@ func TestSTUNDemux(t *testing.T) {
 	waitDrop(t, b, DropUnknownType, 0) // no NAT engine: dropped and counted
 	got := make(chan []byte, 1)
 	h := func(p []byte, from netip.AddrPort) { got <- append([]byte(nil), p...) }
-	b.stun.Store(&h)
+	b.tr.stun.Store(&h)
 	raw.WriteToUDP(msg, dst)
 	select {
 	case p := <-got:
@@ -319,11 +319,9 @@ func TestSlowWatcherDropsCounted(t *testing.T) {
 	defer cancel()
 	events := m.WatchPeers(ctx) // registered, never iterated
 	_ = events
-	m.mu.Lock()
 	for range watcherQueue + 10 {
-		m.notifyLocked(PeerEvent{Up: true})
+		m.notifyWatchers(PeerEvent{Up: true})
 	}
-	m.mu.Unlock()
 	if got := m.Stats().PeerEventsDropped; got != 10 {
 		t.Fatalf("PeerEventsDropped = %d, want 10", got)
 	}

@@ -18,7 +18,7 @@ import (
 func (m *Mesh) newCapabilities(cfg capability.Config) error {
 	user := cfg.OnRoute
 	cfg.OnRoute = func(origin, via identity.NodeID, hops int, expires time.Time) {
-		m.learnRoute(origin, route{via: via, hops: hops, kind: routeAnnounced, expires: m.now() + int64(time.Until(expires))})
+		m.tr.learnRoute(origin, route{via: via, hops: hops, kind: routeAnnounced, expires: m.tr.now() + int64(time.Until(expires))})
 		if user != nil {
 			user(origin, via, hops, expires)
 		}
@@ -140,28 +140,3 @@ func (m *Mesh) SubscribeNodes(buffer int) *capability.Subscription { return m.ca
 // Capabilities returns the node's capability engine, for Health, Stats and
 // the full index.
 func (m *Mesh) Capabilities() *capability.Engine { return m.caps }
-
-// peerChange is a peer coming up or going down, for the engines.
-type peerChange struct {
-	id identity.NodeID
-	up bool
-}
-
-// notifyEnginesLocked queues a peer change for the engines; the timer loop
-// delivers it outside m.mu, since engines call back into the mesh.
-func (m *Mesh) notifyEnginesLocked(id identity.NodeID, up bool) {
-	select {
-	case m.peerChanges <- peerChange{id, up}:
-	default:
-		m.stats.drop(DropQueueFull)
-	}
-}
-
-// deliverPeerChange tells the engines about one peer change.
-func (m *Mesh) deliverPeerChange(c peerChange) {
-	if c.up {
-		m.caps.PeerUp(c.id)
-	} else {
-		m.caps.PeerDown(c.id)
-	}
-}

@@ -6,11 +6,13 @@ import (
 	"crypto/rand"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh/wire"
 )
 
@@ -23,22 +25,39 @@ import (
 // load answers an initiation without a valid MAC2 with a cookie reply and
 // does nothing else, so spoofed sources cost it no DH work.
 
-// macKeys holds a node's MAC and cookie keys.
-type macKeys struct {
+// floodGuard is a node's handshake flood defence: its MAC and cookie
+// keys, the per-source rate limits and the under-load state.
+type floodGuard struct {
 	mac1Own, mac1Anon     macKey   // verify MAC1 of messages sent to us
 	cookieOwn, cookieAnon [32]byte // seal cookie replies
 
 	mu       sync.Mutex
 	secret   macKey // keyed by a random secret: cookies
 	secretAt time.Time
+
+	// limit is the per-source limit on initiations under load;
+	// relayLimit is the same for initiations a peer relays, by its id.
+	limit      *rateLimiter[netip.Addr]
+	relayLimit *rateLimiter[identity.NodeID]
+	// underLoadUntil is the mono time until which initiations need a
+	// cookie.
+	underLoadUntil atomic.Int64
 }
 
-func (k *macKeys) init(pub ed25519.PublicKey) {
-	k.mac1Own = pooledMACKey(mac1Key(pub))
-	k.mac1Anon = pooledMACKey(mac1Key(nil))
-	k.cookieOwn = cookieKey(pub)
-	k.cookieAnon = cookieKey(nil)
+func (g *floodGuard) init(pub ed25519.PublicKey, rate int) {
+	g.mac1Own = pooledMACKey(mac1Key(pub))
+	g.mac1Anon = pooledMACKey(mac1Key(nil))
+	g.cookieOwn = cookieKey(pub)
+	g.cookieAnon = cookieKey(nil)
+	g.limit = newRateLimiter[netip.Addr](rate)
+	g.relayLimit = newRateLimiter[identity.NodeID](rate)
 }
+
+// loaded puts the node under load until underLoadHold after now.
+func (g *floodGuard) loaded(now int64) { g.underLoadUntil.Store(now + int64(underLoadHold)) }
+
+// underLoad reports whether the node is under load at now.
+func (g *floodGuard) underLoad(now int64) bool { return now < g.underLoadUntil.Load() }
 
 // A blake3.Hasher is about 10 KiB (an 8 KiB input buffer), and a keyed
 // one keeps its key for life: made per MAC, hashers were most of the
@@ -144,7 +163,7 @@ func validMAC1(pkt []byte, key *macKey) bool {
 
 // cookieFor returns the cookie for a source address under the current
 // secret.
-func (k *macKeys) cookieFor(src netip.AddrPort) [wire.CookieSize]byte {
+func (k *floodGuard) cookieFor(src netip.AddrPort) [wire.CookieSize]byte {
 	k.mu.Lock()
 	if k.secret.pool == nil || time.Since(k.secretAt) > cookieSecretLifetime {
 		var secret [32]byte
@@ -162,7 +181,7 @@ func (k *macKeys) cookieFor(src netip.AddrPort) [wire.CookieSize]byte {
 }
 
 // validMAC2 checks MAC2 of pkt against the cookie of src.
-func (k *macKeys) validMAC2(pkt []byte, src netip.AddrPort) bool {
+func (k *floodGuard) validMAC2(pkt []byte, src netip.AddrPort) bool {
 	c := k.cookieFor(src)
 	m := cookieMACKey(&c).sum(wire.MAC2Input(pkt))
 	return hmac.Equal(m[:], pkt[len(pkt)-wire.MACSize:])
@@ -170,7 +189,7 @@ func (k *macKeys) validMAC2(pkt []byte, src netip.AddrPort) bool {
 
 // cookieReply builds the reply to handshake packet pkt from src. The
 // cookie is sealed under sealKey with the packet's MAC1 as associated data.
-func (k *macKeys) cookieReply(pkt []byte, sender uint32, src netip.AddrPort, sealKey *[32]byte) []byte {
+func (k *floodGuard) cookieReply(pkt []byte, sender uint32, src netip.AddrPort, sealKey *[32]byte) []byte {
 	c := k.cookieFor(src)
 	aead, _ := chacha20poly1305.NewX(sealKey[:])
 	nonce := make([]byte, wire.CookieNonceSize)

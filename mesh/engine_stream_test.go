@@ -51,7 +51,7 @@ func TestEngineStreamReplacedAfterReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("one")
-	a.muxFor(pb, testEngine.id).out.Reset(stream.CodeRefused)
+	a.muxFor(pb, testEngine.id).out.Load().Reset(stream.CodeRefused)
 	if err := a.sendMessage(pb, testEngine, []byte("two")); err != nil {
 		t.Fatalf("send after the engine stream was reset: %v", err)
 	}

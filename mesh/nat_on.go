@@ -33,7 +33,7 @@ func (m *Mesh) startNAT() {
 		// Without servers every STUN message is unsolicited: leave them to
 		// the reader, which drops and counts them.
 		stun := func(b []byte, from netip.AddrPort) { e.HandleSTUN(b, from) }
-		m.stun.Store(&stun)
+		m.tr.stun.Store(&stun)
 	}
 	m.nat.e.Store(e)
 	e.Start()
@@ -48,7 +48,7 @@ func (m *Mesh) stopNAT() {
 
 // engine returns the NAT engine, or an error before Start.
 func (m *Mesh) engine() (*nat.Engine, error) {
-	if m.closed.Load() {
+	if m.tr.closed.Load() {
 		return nil, ErrClosed
 	}
 	if e := m.nat.e.Load(); e != nil {
@@ -152,7 +152,7 @@ func (m *Mesh) TraversalStats() TraversalStats {
 // natTransport is the mesh as the NAT engine sees it.
 type natTransport struct{ m *Mesh }
 
-func (t natTransport) SendRaw(addr netip.AddrPort, b []byte) error { return t.m.sendRaw(addr, b) }
+func (t natTransport) SendRaw(addr netip.AddrPort, b []byte) error { return t.m.tr.sendRaw(addr, b) }
 
 func (t natTransport) Send(id identity.NodeID, msg []byte) error {
 	p := t.m.Peer(id)
@@ -188,11 +188,11 @@ func (t natTransport) Probe(id identity.NodeID, addr netip.AddrPort) error {
 	if p == nil {
 		return ErrUnknownPeer
 	}
-	s := t.m.sockFor(addr)
+	s := t.m.tr.sockFor(addr)
 	if s == nil {
 		return ErrNoAddress
 	}
-	return t.m.probeDirect(p, &endpoint{addr: addr, sock: s})
+	return t.m.tr.probeDirect(p, &endpoint{addr: addr, sock: s})
 }
 
 func (t natTransport) LocalAddrs() []netip.AddrPort {

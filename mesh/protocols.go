@@ -3,6 +3,7 @@ package mesh
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 	"sync"
@@ -101,6 +102,44 @@ func (p Protocol) String() string { return fmt.Sprintf("%s (%d)", p.name, p.id) 
 
 // valid reports whether p was made by NewProtocol or is the mesh's own.
 func (p Protocol) valid() bool { return p.name != "" }
+
+// Handler receives the raw frames of one protocol (see Handle). It runs
+// on the socket's reader goroutine: it must not block, and body is valid
+// only during the call (copy what you keep).
+type Handler func(from *Peer, body []byte)
+
+// Handle registers h for the raw frames of proto (see SendFrame). It
+// fails with ErrProtoInUse if proto's number already has a handler or a
+// stream listener on this node.
+func (m *Mesh) Handle(proto Protocol, h Handler) error {
+	if h == nil {
+		return errors.New("mesh: Handle with a nil handler")
+	}
+	return m.protos.add(&registration{proto: proto, frames: h})
+}
+
+// deliver hands a frame of a protocol above the session to whoever
+// registered it: a raw frame to its Handler, a stream frame to the peer's
+// Mux for the protocol (made on first use). A frame of a protocol this
+// node neither registered nor opened streams on is dropped; if it opens a
+// stream, the stream is refused, without building a Mux for it.
+func (m *Mesh) deliver(p *Peer, proto wire.Proto, body []byte) {
+	reg := m.protos.lookup(proto)
+	switch {
+	case reg != nil && reg.frames != nil:
+		reg.frames(p, body)
+		return
+	case reg != nil:
+		m.muxFor(p, proto).mux.HandleFrame(body)
+		return
+	}
+	if pm := p.streams.get(proto); pm != nil {
+		pm.mux.HandleFrame(body) // streams this node opened
+		return
+	}
+	m.refuseStream(p, proto, body)
+	m.tr.stats.drop(DropNoHandler)
+}
 
 // registration is what takes one protocol's frames on this node: exactly
 // one of its fields is set.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 
 	"github.com/netmesh/netmesh/mesh/stream"
 	"github.com/netmesh/netmesh/mesh/udp"
@@ -14,14 +16,15 @@ import (
 // rekey never touches stream state. Each peer gets one stream.Mux per
 // protocol that uses streams, made on first use from either side:
 //
-//   - ProtoStream carries the user's streams (OpenStream, AcceptStream);
+//   - netmesh/stream carries the user's streams (OpenStream, AcceptStream);
 //   - each engine (capability gossip, channels) gets a Mux of its own
-//     protocol id, on which every node opens one reliable stream per peer
-//     and sends its engine messages, which may exceed a datagram.
+//     protocol, on which every node opens one reliable stream per peer and
+//     sends its engine messages, which may exceed a datagram (engines.go);
+//   - each protocol a layer above listens or opens streams on gets one.
 //
 // A Mux runs a timer goroutine, so a peer's frames make one only on a
-// protocol with a listener or an engine, or one this node opened streams
-// on (see streamMux); a stream opened on any other protocol is refused
+// protocol registered for streams, or one this node opened streams on
+// (see deliver); a stream opened on any other protocol is refused
 // without one (refuseStream). Streams a peer opens are handed over on the
 // socket reader's goroutine as their first frame arrives (see
 // streamLink.AcceptStream): to a listener's queue or handler, or, for an
@@ -53,15 +56,40 @@ type acceptedStream struct {
 	p *Peer
 }
 
-// MessageHandler receives one engine message from a peer. It runs on the
-// goroutine reading that peer's stream and may block briefly; msg is the
-// handler's to keep.
-type MessageHandler func(from *Peer, msg []byte)
-
 // protoMux is one protocol's streams with one peer.
 type protoMux struct {
-	mux *stream.Mux
-	out *Stream // engines: the stream this node sends its messages on
+	proto wire.Proto
+	mux   *stream.Mux
+	// out is, for an engine, the stream this node sends its messages on.
+	out atomic.Pointer[Stream]
+}
+
+// peerStreams are one peer's stream multiplexers, one per protocol. The
+// data path finds a Mux without a lock, in a slice that is replaced,
+// never changed; mu serialises making and closing them.
+type peerStreams struct {
+	mu  sync.Mutex
+	set atomic.Pointer[[]*protoMux]
+}
+
+// get returns the Mux for proto, or nil.
+func (ps *peerStreams) get(proto wire.Proto) *protoMux {
+	if set := ps.set.Load(); set != nil {
+		for _, pm := range *set {
+			if pm.proto == proto {
+				return pm
+			}
+		}
+	}
+	return nil
+}
+
+// all returns every Mux.
+func (ps *peerStreams) all() []*protoMux {
+	if set := ps.set.Load(); set != nil {
+		return *set
+	}
+	return nil
 }
 
 // OpenStream opens a stream to p. The peer receives it from AcceptStream.
@@ -84,7 +112,7 @@ func (m *Mesh) OpenStreamOn(ctx context.Context, p *Peer, proto Protocol, cfg St
 	if !proto.valid() {
 		return nil, errors.New("mesh: the zero Protocol; make one with NewProtocol")
 	}
-	if m.closed.Load() {
+	if m.tr.closed.Load() {
 		return nil, ErrClosed
 	}
 	if !p.IsUp() {
@@ -172,7 +200,7 @@ func (l *StreamListener) Accept(ctx context.Context) (*Stream, *Peer, error) {
 		return a.s, a.p, nil
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
-	case <-l.m.ctx.Done():
+	case <-l.m.tr.ctx.Done():
 		return nil, nil, ErrClosed
 	}
 }
@@ -186,43 +214,12 @@ func (p *Peer) StreamStats() []StreamStats {
 // streamStats returns the stats of every open stream with p and the frame
 // size they cut fragments to.
 func (p *Peer) streamStats() ([]StreamStats, int) {
-	p.m.mu.RLock()
-	pm := p.muxes[protoStream.id]
-	p.m.mu.RUnlock()
+	pm := p.streams.get(protoStream.id)
 	if pm == nil {
 		return nil, 0
 	}
 	st := pm.mux.Stats()
 	return st.Streams, st.PathMTU
-}
-
-// handleMessages registers the engine that receives proto's messages.
-func (m *Mesh) handleMessages(proto Protocol, h MessageHandler) error {
-	return m.protos.add(&registration{proto: proto, messages: h})
-}
-
-// sendMessage sends one engine message to p on proto's stream. It never
-// blocks: a full window is ErrBackpressure. A stream that was reset (by
-// either side, e.g. the peer refusing an oversized message) is replaced
-// by a new one, so one bad message does not cut the engine off from the
-// peer until the session ends.
-func (m *Mesh) sendMessage(p *Peer, proto Protocol, msg []byte) error {
-	if !p.IsUp() {
-		return ErrNoSession
-	}
-	pm := m.muxFor(p, proto.id)
-	m.mu.Lock()
-	if pm.out == nil || pm.out.Err() != nil {
-		s, err := pm.mux.Open(m.ctx, StreamConfig{})
-		if err != nil {
-			m.mu.Unlock()
-			return err
-		}
-		pm.out = s
-	}
-	out := pm.out
-	m.mu.Unlock()
-	return out.Send(m.ctx, msg)
 }
 
 // refuseStream answers a peer's stream on a protocol nobody takes streams
@@ -234,51 +231,68 @@ func (m *Mesh) sendMessage(p *Peer, proto Protocol, msg []byte) error {
 func (m *Mesh) refuseStream(p *Peer, proto wire.Proto, body []byte) {
 	var reset [16]byte
 	if n := stream.Refusal(reset[:], body); n > 0 {
-		m.sendFrame(p, proto, reset[:n], nil)
+		m.tr.sendFrame(p, proto, reset[:n], nil)
 	}
 }
 
-// muxFor returns p's Mux for proto, creating it and its accept loop.
+// muxFor returns p's Mux for proto, making it.
 func (m *Mesh) muxFor(p *Peer, proto wire.Proto) *protoMux {
-	m.mu.RLock()
-	pm := p.muxes[proto]
-	m.mu.RUnlock()
-	if pm != nil {
+	ps := &p.streams
+	if pm := ps.get(proto); pm != nil {
 		return pm
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if pm := p.muxes[proto]; pm != nil {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if pm := ps.get(proto); pm != nil {
 		return pm
 	}
 	var link stream.Link = streamLink{m, p, proto}
-	if m.probeMTU {
+	if m.tr.probeMTU {
 		link = probeLink{streamLink{m, p, proto}}
 	}
-	pm = &protoMux{mux: stream.NewMux(link, m.cfg.Streams)}
-	if p.muxes == nil {
-		p.muxes = make(map[wire.Proto]*protoMux)
-	}
-	p.muxes[proto] = pm
-	if m.closed.Load() {
+	pm := &protoMux{proto: proto, mux: stream.NewMux(link, m.cfg.Streams)}
+	next := append(append([]*protoMux(nil), ps.all()...), pm)
+	ps.set.Store(&next)
+	if m.tr.closed.Load() {
 		pm.mux.Close()
 	}
 	return pm
 }
 
+// closeStreams ends every stream with p: its session is gone, or belonged
+// to the peer's previous run.
+func (m *Mesh) closeStreams(p *Peer) {
+	ps := &p.streams
+	ps.mu.Lock()
+	set := ps.all()
+	ps.set.Store(nil)
+	ps.mu.Unlock()
+	for _, pm := range set {
+		pm.mux.Close()
+	}
+}
+
+// pathChanged restarts path MTU discovery on every Mux of p: its path
+// changed.
+func (m *Mesh) pathChanged(p *Peer) {
+	for _, pm := range p.streams.all() {
+		pm.mux.ResetPathMTU()
+	}
+}
+
 // acceptStream takes a stream p opened on proto (see stream.AcceptLink;
-// it runs on a socket reader, which m.wg counts, so m.wg.Add is safe):
-// an engine stream goes to a reader that hands each message to the
-// engine, others to the protocol's StreamListener (AcceptStream's for
+// it runs on a socket reader, before Close waits for m.wg, so m.wg.Add is
+// safe): an engine stream goes to a reader that hands each message to
+// the engine, others to the protocol's StreamListener (AcceptStream's for
 // the application's streams). It returns false to refuse the stream.
 func (m *Mesh) acceptStream(p *Peer, proto wire.Proto, s *Stream) bool {
-	if m.closed.Load() {
+	if m.tr.closed.Load() {
 		return false
 	}
 	reg := m.protos.lookup(proto)
 	switch {
 	case reg == nil || reg.frames != nil:
-		m.stats.drop(DropNoHandler)
+		m.tr.stats.drop(DropNoHandler)
 		return false
 	case reg.messages != nil:
 		m.wg.Add(1)
@@ -294,29 +308,8 @@ func (m *Mesh) acceptStream(p *Peer, proto wire.Proto, s *Stream) bool {
 	case l.ch <- acceptedStream{s, p}:
 		return true
 	default:
-		m.stats.drop(DropStreamBacklog)
+		m.tr.stats.drop(DropStreamBacklog)
 		return false
-	}
-}
-
-// readMessages hands every message of an engine stream to its engine.
-func (m *Mesh) readMessages(p *Peer, h MessageHandler, s *Stream) {
-	defer m.wg.Done()
-	for {
-		msg, err := s.Recv(m.ctx)
-		if err != nil {
-			s.Reset(stream.CodeRefused)
-			return
-		}
-		h(p, msg)
-	}
-}
-
-// closeStreamsLocked ends every stream with p: its session is gone.
-func (p *Peer) closeStreamsLocked() {
-	for proto, pm := range p.muxes {
-		pm.mux.Close()
-		delete(p.muxes, proto)
 	}
 }
 
@@ -328,7 +321,7 @@ type streamLink struct {
 }
 
 func (l streamLink) SendFrame(head, data []byte) error {
-	return l.m.sendFrame(l.p, l.proto, head, data)
+	return l.m.tr.sendFrame(l.p, l.proto, head, data)
 }
 
 func (l streamLink) AcceptStream(s *Stream) bool { return l.m.acceptStream(l.p, l.proto, s) }
@@ -379,12 +372,4 @@ func maxUDPPayload(conn udp.Conn, addr netip.AddrPort) int {
 		return mtu - 40 - 8
 	}
 	return mtu - 20 - 8
-}
-
-// resetPathMTULocked restarts path MTU discovery on every Mux of p: its
-// path changed. The caller holds m.mu.
-func (p *Peer) resetPathMTULocked() {
-	for _, pm := range p.muxes {
-		pm.mux.ResetPathMTU()
-	}
 }
