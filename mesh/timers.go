@@ -29,9 +29,8 @@ func (t *transport) timerLoop() {
 
 func (t *transport) tick() {
 	now := t.now()
-	wall := time.Now()
-	t.guard.limit.gc(wall)
-	t.guard.relayLimit.gc(wall)
+	t.guard.limit.gc(now)
+	t.guard.relayLimit.gc(now)
 	t.routes.expire(now)
 	var pings []*Peer
 	t.hs.mu.Lock()
@@ -118,8 +117,13 @@ func (t *transport) driveDialLocked(d *dial, now int64) {
 	}
 	if now-d.started > int64(t.t.giveUp) {
 		t.finishDialLocked(d, nil, ErrHandshakeTimeout)
+		// The peer is down if nothing authenticated came from it while
+		// the dial tried: judged from the last packet received, not from
+		// how long ago that was when the timer loop got to run, so a
+		// busy machine that delays keepalives (or this loop) does not
+		// take down a peer that is still talking.
 		p := t.peers.get(d.pin.ID)
-		if p != nil && (p.current == nil || now-p.lastRecv.Load() > int64(t.t.dead)) {
+		if p != nil && (p.current == nil || p.lastRecv.Load() < d.started) {
 			t.downLocked(p, "handshake gave up")
 		}
 		return
