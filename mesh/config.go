@@ -87,6 +87,15 @@ type Config struct {
 	// limited. 0 means 4096.
 	MaxPeers int
 
+	// IKOnly makes the node answer only initiators that already know its
+	// key (Noise IK): an XX initiation, which anyone who knows only the
+	// address can send, is dropped unanswered (counted as xx_refused), so
+	// a scanner learns nothing from the node, not even that one is there.
+	// Peers must then connect with the node's key (Pin.Key, or
+	// ConnectNode with the key). The node's own XX dials still work. See
+	// docs/SECURITY.md.
+	IKOnly bool
+
 	// Timers: zero means the default from package noise. Tests shrink them.
 
 	// RekeyAfter starts a new handshake when a session is this old.

@@ -67,10 +67,13 @@ const (
 	// waiting for ReadDatagram): about 1.2 MB of pooled buffers.
 	defaultDatagramQueue = 1024
 	// defaultHandshakeQueue is Config.HandshakeQueue's default (handshake
-	// messages waiting for the worker). At a few hundred microseconds of
+	// messages waiting for the workers). At a few hundred microseconds of
 	// DH work each it is about 100 ms of backlog; beyond an eighth of it
 	// the node is under load.
 	defaultHandshakeQueue = 256
+	// maxHandshakePacket is the largest handshake message: the buffer a
+	// queued one is copied into.
+	maxHandshakePacket = wire.HandshakeOverhead + wire.MaxNoiseMessage
 	// watcherQueue bounds the events waiting for one WatchPeers reader.
 	watcherQueue = 64
 	// peerChangeQueue bounds peer ups and downs waiting for the engines:
@@ -130,6 +133,18 @@ const (
 	// last initiation: past it the bucket would be full again (the burst
 	// equals one second of rate), so forgetting it changes nothing.
 	bucketIdle = time.Second
+	// maxBuckets bounds each rate limiter's buckets: sources seen in the
+	// last second or so. 65536 buckets are about 4 MiB; a flood from more
+	// sources than that (spoofed, since each needs an address) leaves new
+	// sources without a token until the idle ones are forgotten.
+	maxBuckets = 1 << 16
+	// initMemorySize bounds the newest IK initiation times remembered
+	// for forgotten peers whose session once came up (about 50 bytes
+	// each), so that an initiation recorded before a peer was forgotten
+	// stays stale after; initMemoryStrangers bounds those of peers that
+	// never came up, apart, so strangers cannot push real peers out.
+	initMemorySize      = 4096
+	initMemoryStrangers = 1024
 	// cookieSecretLifetime is how long a cookie secret is used; cookies
 	// older than that stop validating, so a cookie cannot be farmed for
 	// long.

@@ -3,10 +3,12 @@ package mesh
 import (
 	"context"
 	"crypto/ed25519"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -21,9 +23,12 @@ import (
 // recovery. Each attempt of a dial is a fresh Noise handshake (new
 // ephemeral key and timestamp) under a fresh receiver index, sent every
 // HandshakeRetransmit (with jitter) until one completes or HandshakeGiveUp
-// passes. The timer loop drives retransmits; the handshake workers do the
-// Diffie-Hellman work; the socket reader only checks MACs, cookies and rate
-// limits, so a flood of handshakes never stalls established sessions.
+// passes. The timer loop drives retransmits. Every handshake message
+// leaves the socket reader at once for a queue (under load, after taking
+// a token of its source's bucket); the handshake workers check its MACs,
+// answer it with a cookie under load, and do the Diffie-Hellman work. So
+// a flood of handshake messages costs the reader, which also decrypts the
+// established sessions' data, a copy and a queue slot each at most.
 //
 // Only a dial's latest attempt can complete it: the responder keeps one
 // pending session per peer, which a newer initiation replaces. An attempt a
@@ -66,13 +71,72 @@ type handshakes struct {
 	// for one peer); the timer loop drives them.
 	confirming map[*dial]struct{}
 
-	queue chan hsJob // to the workers; never closed
+	// recent remembers the initiation times of peers the node forgot.
+	recent initMemory
+
+	queue chan *hsJob // to the workers; never closed
 }
 
 func (h *handshakes) init(queue int) {
 	h.pending = make(map[uint32]*handshake)
 	h.confirming = make(map[*dial]struct{})
-	h.queue = make(chan hsJob, queue)
+	h.recent.init()
+	h.queue = make(chan *hsJob, queue)
+}
+
+// initMemory remembers the newest IK initiation time of peers the node
+// forgot, oldest out first: a peer's entry used to hold the time, so
+// once it was forgotten (ForgetAfter) an initiation recorded earlier was
+// accepted again. Peers that once came up and peers that never did are
+// remembered apart, so that strangers' initiations cannot push a real
+// peer's time out.
+type initMemory struct {
+	proven, strangers fifoTimes
+}
+
+func (im *initMemory) init() {
+	im.proven.init(initMemorySize)
+	im.strangers.init(initMemoryStrangers)
+}
+
+// get returns the initiation time remembered for id, or 0.
+func (im *initMemory) get(id identity.NodeID) uint64 {
+	return max(im.proven.times[id], im.strangers.times[id])
+}
+
+// put remembers ts for id, a peer that came up (proven) or not.
+func (im *initMemory) put(id identity.NodeID, ts uint64, proven bool) {
+	if proven {
+		im.proven.put(id, ts)
+	} else {
+		im.strangers.put(id, ts)
+	}
+}
+
+// fifoTimes maps NodeIDs to times, holding at most len(ring), oldest
+// out first.
+type fifoTimes struct {
+	times map[identity.NodeID]uint64
+	ring  []identity.NodeID // in order of arrival
+	next  int
+}
+
+func (f *fifoTimes) init(size int) {
+	f.times = make(map[identity.NodeID]uint64, size)
+	f.ring = make([]identity.NodeID, size)
+}
+
+func (f *fifoTimes) put(id identity.NodeID, ts uint64) {
+	if old, ok := f.times[id]; ok {
+		f.times[id] = max(old, ts)
+		return
+	}
+	if len(f.times) == len(f.ring) {
+		delete(f.times, f.ring[f.next])
+	}
+	f.ring[f.next] = id
+	f.next = (f.next + 1) % len(f.ring)
+	f.times[id] = ts
 }
 
 // dial is the initiator's side of a handshake.
@@ -108,11 +172,17 @@ type handshake struct {
 	claimed bool
 }
 
-// hsJob is a handshake message waiting for a worker.
+// hsJob is a handshake message or cookie reply waiting for a worker,
+// copied out of the socket's buffer into a pooled one.
 type hsJob struct {
-	pkt []byte
-	src *endpoint
+	buf [maxHandshakePacket]byte
+	n   int
+	src endpoint
 }
+
+var jobPool = sync.Pool{New: func() any { return new(hsJob) }}
+
+func (j *hsJob) pkt() []byte { return j.buf[:j.n] }
 
 // connect establishes a session with the node at addr (see Mesh.Connect).
 func (t *transport) connect(ctx context.Context, addr netip.AddrPort, pin Pin) (*Peer, error) {
@@ -262,61 +332,56 @@ func (t *transport) newIndexLocked() uint32 {
 	}
 }
 
-// receiveHandshake runs on a socket reader: it does the cheap checks and
-// queues the message for a worker.
-func (t *transport) receiveHandshake(b []byte, src endpoint) {
-	h, err := wire.ParseHandshake(b)
-	if err != nil {
-		t.dropWire(err)
+// receiveHandshake runs on a socket reader: it queues a handshake
+// message or cookie reply for the workers and does nothing else that
+// costs, so a flood of them leaves the reader free for data. Under load,
+// an initiation first takes a token of its source's bucket, so that one
+// source cannot fill the queue that everyone's handshakes wait in.
+func (t *transport) receiveHandshake(b []byte, src *endpoint) {
+	typ := wire.Type(b[0])
+	if len(b) > maxHandshakePacket {
+		t.stats.drop(DropOversized)
 		return
 	}
-	if h.Type.IsInitiation() {
-		g := &t.guard
-		key := &g.mac1Anon
-		if h.Type == wire.TypeInitIK {
-			key = &g.mac1Own
+	if typ == wire.TypeInitXX && t.cfg.IKOnly {
+		t.stats.drop(DropXXRefused)
+		return
+	}
+	now := t.now()
+	if typ.IsInitiation() && t.guard.underLoad(now) {
+		var ok bool
+		if src.relay != nil {
+			ok = t.guard.relayLimit.allow(src.relay.id, now)
+		} else {
+			ok = t.guard.limit.allow(sourceKey(src.addr.Addr()), now)
 		}
-		if !validMAC1(b, key) {
-			t.stats.drop(DropBadMAC)
+		if !ok {
+			t.stats.drop(DropRateLimited)
 			return
 		}
-		// Relayed handshakes arrive over an authenticated session with the
-		// relay; cookies prove source addresses, so they apply to direct
-		// ones only, and under load a relay may pass on HandshakeRate
-		// initiations per second.
-		switch {
-		case !t.underLoad():
-		case src.relay != nil:
-			if !g.relayLimit.allow(src.relay.id, time.Now()) {
-				t.stats.drop(DropRateLimited)
-				return
-			}
-		default:
-			if !g.validMAC2(b, src.addr) {
-				seal := &g.cookieAnon
-				if h.Type == wire.TypeInitIK {
-					seal = &g.cookieOwn
-				}
-				if t.sendTo(&src, g.cookieReply(b, h.Sender, src.addr, seal)) == nil {
-					t.stats.cookiesSent.Add(1)
-				}
-				t.stats.drop(DropCookieRequired)
-				return
-			}
-			if !g.limit.allow(src.addr.Addr(), time.Now()) {
-				t.stats.drop(DropRateLimited)
-				return
-			}
-		}
 	}
-	job := hsJob{pkt: append([]byte(nil), b...), src: &src}
+	j := jobPool.Get().(*hsJob)
+	j.n = copy(j.buf[:], b)
+	j.src = *src
 	select {
-	case t.hs.queue <- job:
+	case t.hs.queue <- j:
 	default:
+		putJob(j)
 		t.stats.drop(DropQueueFull)
 	}
+	t.checkQueue(now)
+}
+
+func putJob(j *hsJob) {
+	j.src = endpoint{}
+	jobPool.Put(j)
+}
+
+// checkQueue puts the node under load while the handshake queue is more
+// than an eighth full: the workers fall behind.
+func (t *transport) checkQueue(now int64) {
 	if len(t.hs.queue) >= cap(t.hs.queue)/8 {
-		t.guard.loaded(t.now())
+		t.guard.loaded(now)
 	}
 }
 
@@ -398,39 +463,94 @@ func (t *transport) receiveCookie(b []byte) {
 	t.sendTo(h.path, h.pkt)
 }
 
-// handshakeWorkers returns how many handshake workers a node runs.
-func handshakeWorkers() int { return 1 }
+// handshakeWorkers returns how many handshake workers a node runs: one
+// per two CPUs, so that handshakes, however many arrive, never take more
+// than half the machine from the established sessions.
+func handshakeWorkers() int { return max(1, runtime.GOMAXPROCS(0)/2) }
+
+// hsWorker is one handshake worker's state: its nonce source for cookie
+// replies.
+type hsWorker struct {
+	t   *transport
+	rnd *rand.ChaCha8
+}
 
 func (t *transport) handshakeWorker() {
 	defer t.wg.Done()
+	var seed [32]byte
+	crand.Read(seed[:])
+	w := &hsWorker{t: t, rnd: rand.NewChaCha8(seed)}
 	for {
 		select {
 		case j := <-t.hs.queue:
-			t.processHandshake(j)
+			t.checkQueue(t.now())
+			w.process(j)
+			putJob(j)
 		case <-t.ctx.Done():
 			return
 		}
 	}
 }
 
-func (t *transport) processHandshake(j hsJob) {
-	h, err := wire.ParseHandshake(j.pkt)
+// process handles one queued message. An initiation is checked here, in
+// order of cost: MAC1 (one keyed hash), then under load MAC2, and one
+// without a valid MAC2 is answered with a cookie reply, which costs a
+// keyed hash and a seal of 16 bytes and allocates nothing.
+func (w *hsWorker) process(j *hsJob) {
+	t := w.t
+	pkt := j.pkt()
+	if wire.Type(pkt[0]) == wire.TypeCookie {
+		t.receiveCookie(pkt)
+		return
+	}
+	h, err := wire.ParseHandshake(pkt)
 	if err != nil {
 		t.dropWire(err)
 		return
 	}
 	switch h.Type {
 	case wire.TypeInitIK, wire.TypeInitXX:
-		t.respond(h, j)
+		g := &t.guard
+		key := &g.mac1Anon
+		if h.Type == wire.TypeInitIK {
+			key = &g.mac1Own
+		}
+		if !validMAC1(pkt, key) {
+			t.stats.drop(DropBadMAC)
+			return
+		}
+		// Relayed handshakes arrive over an authenticated session with
+		// the relay; cookies prove source addresses, so they apply to
+		// direct ones only.
+		if now := t.now(); j.src.relay == nil && g.underLoad(now) {
+			cookie := g.cookieFor(j.src.addr, now)
+			if !validMAC2(pkt, &cookie) {
+				w.sendCookie(pkt, h, &j.src, &cookie)
+				t.stats.drop(DropCookieRequired)
+				return
+			}
+		}
+		t.respond(h, pkt, j.src)
 	case wire.TypeResponse:
-		t.handleResponse(h, j)
+		t.handleResponse(h, pkt, j.src)
 	case wire.TypeFinal:
-		t.handleFinal(h, j)
+		t.handleFinal(h, pkt, j.src)
 	}
 }
 
-// respond answers an initiation.
-func (t *transport) respond(h wire.Handshake, j hsJob) {
+// sendCookie answers initiation pkt from src with a cookie reply.
+func (w *hsWorker) sendCookie(pkt []byte, h wire.Handshake, src *endpoint, cookie *[wire.CookieSize]byte) {
+	t := w.t
+	out := getOut(wire.CookieReplySize)
+	t.guard.putCookieReply(out.buf, pkt, h.Type, h.Sender, cookie, w.rnd)
+	out.n, out.addr = wire.CookieReplySize, src.addr
+	if t.enqueue(src.sock, out) == nil {
+		t.stats.cookiesSent.Add(1)
+	}
+}
+
+// respond answers an initiation from src.
+func (t *transport) respond(h wire.Handshake, pkt []byte, src endpoint) {
 	pattern := noise.PatternXX
 	if h.Type == wire.TypeInitIK {
 		pattern = noise.PatternIK
@@ -447,25 +567,28 @@ func (t *transport) respond(h wire.Handshake, j hsJob) {
 	mac1 := &t.guard.mac1Anon
 	var peer noise.Peer
 	if pattern == noise.PatternIK {
-		// Drop a replayed initiation before doing the response's DH work.
+		// Drop a replayed initiation before doing the response's DH work
+		// or making a peer for it: its time must be newer than any this
+		// node accepted from the key, even before it forgot the peer.
 		peer = hs.Peer()
+		ts := uint64(peer.InitiationTime.UnixNano())
 		t.hs.mu.Lock()
+		last := t.hs.recent.get(peer.ID)
+		if p := t.peers.get(peer.ID); p != nil {
+			last = p.lastInit
+		}
+		if ts <= last {
+			t.hs.mu.Unlock()
+			t.stats.drop(DropStaleInitiation)
+			return
+		}
 		if !t.admitLocked(peer.ID) {
 			t.hs.mu.Unlock()
 			t.stats.drop(DropPeerLimit)
 			return
 		}
-		p := t.peerLocked(peer.ID, peer.Key)
-		ts := uint64(peer.InitiationTime.UnixNano())
-		stale := ts <= p.lastInit
-		if !stale {
-			p.lastInit = ts
-		}
+		t.peerLocked(peer.ID, peer.Key).lastInit = ts
 		t.hs.mu.Unlock()
-		if stale {
-			t.stats.drop(DropStaleInitiation)
-			return
-		}
 		mac1 = &macKey{key: mac1Key(peer.Key)}
 	}
 	msg, err := hs.WriteMessage(nil)
@@ -480,7 +603,7 @@ func (t *transport) respond(h wire.Handshake, j hsJob) {
 		if len(t.hs.pending) >= maxResponderPending {
 			t.evictPendingLocked()
 		}
-		t.hs.pending[local] = &handshake{local: local, remote: h.Sender, noise: hs, path: j.src, created: t.now()}
+		t.hs.pending[local] = &handshake{local: local, remote: h.Sender, noise: hs, path: &src, created: t.now()}
 	} else {
 		keys, err := hs.Keys()
 		if err != nil {
@@ -489,7 +612,7 @@ func (t *transport) respond(h wire.Handshake, j hsJob) {
 			return
 		}
 		p := t.peerLocked(peer.ID, peer.Key)
-		s := t.newSession(p, local, h.Sender, keys, false, j.src)
+		s := t.newSession(p, local, h.Sender, keys, false, &src)
 		if p.next != nil {
 			t.index.remove(p.next)
 		}
@@ -497,13 +620,13 @@ func (t *transport) respond(h wire.Handshake, j hsJob) {
 		t.index.add(s)
 	}
 	t.hs.mu.Unlock()
-	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
-	setMAC1(pkt, mac1)
-	t.sendTo(j.src, pkt)
+	out := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
+	setMAC1(out, mac1)
+	t.sendTo(&src, out)
 }
 
 // handleResponse completes (IK) or advances (XX) one of our dials.
-func (t *transport) handleResponse(h wire.Handshake, j hsJob) {
+func (t *transport) handleResponse(h wire.Handshake, pkt []byte, src endpoint) {
 	t.hs.mu.Lock()
 	hs := t.hs.pending[h.Receiver]
 	if hs == nil || hs.dial == nil {
@@ -517,7 +640,7 @@ func (t *transport) handleResponse(h wire.Handshake, j hsJob) {
 	if hs.noise.Pattern() == noise.PatternIK {
 		key = &t.guard.mac1Own
 	}
-	if !validMAC1(j.pkt, key) {
+	if !validMAC1(pkt, key) {
 		t.stats.drop(DropBadMAC)
 		return
 	}
@@ -576,7 +699,7 @@ func (t *transport) handleResponse(h wire.Handshake, j hsJob) {
 		return
 	}
 	p := t.peerLocked(keys.Peer.ID, keys.Peer.Key)
-	path := j.src
+	path := &src
 	if hs.path.same(path) {
 		path = hs.path // keeps the reason the dial chose it
 	}
@@ -598,12 +721,12 @@ func (t *transport) handleResponse(h wire.Handshake, j hsJob) {
 	t.index.add(s)
 	d.nextAt = t.now() + int64(t.t.retransmit)
 	t.hs.mu.Unlock()
-	t.sendTo(j.src, final)
+	t.sendTo(&src, final)
 }
 
 // handleFinal completes an XX handshake on the responder.
-func (t *transport) handleFinal(h wire.Handshake, j hsJob) {
-	if !validMAC1(j.pkt, &t.guard.mac1Own) {
+func (t *transport) handleFinal(h wire.Handshake, pkt []byte, src endpoint) {
+	if !validMAC1(pkt, &t.guard.mac1Own) {
 		t.stats.drop(DropBadMAC)
 		return
 	}
@@ -640,7 +763,7 @@ func (t *transport) handleFinal(h wire.Handshake, j hsJob) {
 		return
 	}
 	p := t.peerLocked(keys.Peer.ID, keys.Peer.Key)
-	s := t.newSession(p, hs.local, hs.remote, keys, false, j.src)
+	s := t.newSession(p, hs.local, hs.remote, keys, false, &src)
 	s.confirmed.Store(true)
 	t.establishLocked(p, s)
 	t.hs.mu.Unlock()

@@ -38,6 +38,7 @@ import (
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/mesh/udp"
 	"github.com/netmesh/netmesh/noise"
 )
 
@@ -214,6 +215,11 @@ func (m *Mesh) Stats() Stats {
 	if len(m.tr.socks) > 0 {
 		if c, ok := m.tr.socks[0].conn.(interface{ Mode() string }); ok {
 			st.IOMode = c.Mode()
+		}
+	}
+	for _, s := range m.tr.socks {
+		if c, ok := s.conn.(interface{ Stats() udp.Stats }); ok {
+			st.SocketDrops += c.Stats().Dropped
 		}
 	}
 	for r := range numDropReasons {

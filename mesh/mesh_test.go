@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,7 +16,12 @@ import (
 	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if mesh.FloodChild() {
+		os.Exit(0) // it was a flooder for the flood benchmarks
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // newNode starts a node with fast timers (testnode.FastTimers), closed
 // when the test ends.

@@ -30,10 +30,8 @@ func (r *reader) receive(b []byte, src *endpoint) {
 	switch typ := wire.Type(b[0]); {
 	case typ == wire.TypeData:
 		r.receiveData(b, src)
-	case typ.IsHandshake():
-		t.receiveHandshake(b, *src)
-	case typ == wire.TypeCookie:
-		t.receiveCookie(b)
+	case typ.IsHandshake() || typ == wire.TypeCookie:
+		t.receiveHandshake(b, src)
 	case wire.IsSTUN(b) && src.relay == nil:
 		if h := t.stun.Load(); h != nil {
 			(*h)(b, src.addr)

@@ -201,10 +201,14 @@ func (t *transport) downLocked(p *Peer, why string) {
 }
 
 // forgetLocked drops a peer that has had no session for ForgetAfter: a
-// *Peer held for it stays down for good.
+// *Peer held for it stays down for good. The newest initiation time it
+// accepted from the peer outlives it (initMemory).
 func (t *transport) forgetLocked(p *Peer) {
 	t.up.closeStreams(p)
 	t.peers.remove(p)
+	if p.lastInit > 0 {
+		t.hs.recent.put(p.id, p.lastInit, p.handshakes.Load() > 0)
+	}
 }
 
 // admitLocked reports whether a handshake from id may complete: a known
@@ -237,7 +241,7 @@ func (t *transport) admitLocked(id identity.NodeID) bool {
 func (t *transport) peerLocked(id identity.NodeID, key ed25519.PublicKey) *Peer {
 	p := t.peers.get(id)
 	if p == nil {
-		p = &Peer{t: t, id: id, key: key, created: t.now()}
+		p = &Peer{t: t, id: id, key: key, created: t.now(), lastInit: t.hs.recent.get(id)}
 		t.peers.add(p)
 	}
 	return p

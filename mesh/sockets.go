@@ -37,11 +37,11 @@ func openConns(cfg *Config, log *slog.Logger) ([]udp.Conn, error) {
 		if err != nil {
 			return nil, fmt.Errorf("mesh: listen address %q: %w", addr, err)
 		}
-		c4, err := udp.Listen("udp4", p)
+		c4, err := listen("udp4", p)
 		if err != nil {
 			return nil, fmt.Errorf("mesh: %w", err)
 		}
-		c6, err := udp.Listen("udp6", netip.AddrPortFrom(netip.IPv6Unspecified(), p.Port()))
+		c6, err := listen("udp6", netip.AddrPortFrom(netip.IPv6Unspecified(), p.Port()))
 		if err != nil {
 			// A host without IPv6 still gets an IPv4 node.
 			log.Warn("no IPv6 socket", "err", err)
@@ -57,11 +57,20 @@ func openConns(cfg *Config, log *slog.Logger) ([]udp.Conn, error) {
 	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
 		network = "udp6"
 	}
-	c, err := udp.Listen(network, ap)
+	c, err := listen(network, ap)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
 	return []udp.Conn{c}, nil
+}
+
+// listen opens one of the node's sockets. The kernel drops every
+// datagram that is neither a netmesh packet (first byte 0xE1 to 0xE6)
+// nor a STUN message before the socket sees it, so such junk costs the
+// node no read.
+func listen(network string, addr netip.AddrPort) (udp.Conn, error) {
+	lc := udp.ListenConfig{Accept: &udp.ByteRange{Min: byte(wire.TypeInitIK), Max: byte(wire.TypeData)}}
+	return lc.Listen(network, addr)
 }
 
 // sockFor returns the socket for a destination's address family.
