@@ -205,12 +205,16 @@ func TestRelayedInitiationsRateLimited(t *testing.T) {
 	a, b, pb := pair(t)
 	b.tr.guard.underLoadUntil.Store(b.tr.now() + int64(time.Hour))
 	const n = 100
-	before := b.tr.stats.handshakesProcessed.Load()
-	for i := range n {
+	bodies := make([][]byte, n) // made first: under the race detector each takes a while
+	for i := range bodies {
 		pkt := ikInitiation(t, b.id.PublicKey(), uint32(1000+i))
 		body := make([]byte, wire.RouteHeaderSize+len(pkt))
 		wire.PutRouteHeader(body, wire.RouteHeader{Src: a.ID(), Dst: b.ID()})
 		copy(body[wire.RouteHeaderSize:], pkt)
+		bodies[i] = body
+	}
+	before := b.tr.stats.handshakesProcessed.Load()
+	for _, body := range bodies {
 		for a.SendFrame(pb, protoRoute, body) != nil {
 			time.Sleep(time.Millisecond)
 		}
