@@ -1,23 +1,29 @@
 package mesh
 
 import (
+	"context"
+	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh/stream"
+	"github.com/netmesh/netmesh/mesh/wire"
 )
 
 // Engines. The capability and channel engines exchange messages, which
 // may exceed a datagram, on a protocol of their own each: every node
 // opens one reliable stream per peer on it and sends its messages there
-// (sendMessage); the streams a peer opens are read by a goroutine that
-// hands each message to the engine (readMessages). The engine loop tells
-// the engines about peers coming and going and drives their timers.
+// (sendMessage). The stream a peer opens is read without a goroutine of
+// its own (engineIn): the socket reader kicks it after each of the peer's
+// frames on the protocol, and a goroutine drains the whole messages then
+// ready and ends. The engine loop tells the engines about peers coming
+// and going and drives their timers.
 
 // MessageHandler receives one engine message from a peer. It runs on the
-// goroutine reading that peer's stream and may block briefly; msg is the
-// handler's to keep.
+// goroutine draining that peer's stream and may block briefly; msg is
+// lent for the call only (the engines do not keep it).
 type MessageHandler func(from *Peer, msg []byte)
 
 // handleMessages registers the engine that receives proto's messages.
@@ -51,16 +57,91 @@ func (m *Mesh) sendMessage(p *Peer, proto Protocol, msg []byte) error {
 	return out.Send(m.tr.ctx, msg)
 }
 
-// readMessages hands every message of an engine stream to its engine.
-func (m *Mesh) readMessages(p *Peer, h MessageHandler, s *Stream) {
-	defer m.wg.Done()
+// engineIn is the stream a peer opened to send one engine's messages. No
+// goroutine waits on it: kick starts one, if none runs, to hand the whole
+// messages that are ready to the engine, and it ends as soon as none is
+// left. An idle or silent peer therefore costs no goroutine, and neither
+// does a peer that opens engine streams by the thousand: each new one
+// replaces the one before (the peer's engine sends on one at a time),
+// which is reset.
+type engineIn struct {
+	s     *Stream
+	p     *Peer
+	h     MessageHandler
+	state atomic.Int32 // drainIdle, drainRunning or drainAgain
+}
+
+// The states of an engineIn's drain.
+const (
+	drainIdle    = iota // no goroutine
+	drainRunning        // a goroutine drains
+	drainAgain          // a goroutine drains, and must look once more before it ends
+)
+
+// acceptEngineStream makes s, which p opened on proto, p's stream for the
+// engine h. It runs under the Mux's lock (see acceptStream): the stream
+// it replaces is reset later, by afterEngineFrame.
+func (m *Mesh) acceptEngineStream(p *Peer, proto wire.Proto, h MessageHandler, s *Stream) {
+	pm := p.streams.get(proto)
+	if pm == nil {
+		return // the peer's streams were closed meanwhile
+	}
+	if old := pm.in.Swap(&engineIn{s: s, p: p, h: h}); old != nil {
+		pm.replaced.Store(old)
+	}
+}
+
+// afterEngineFrame follows every frame of p's engine protocol, on the
+// socket reader: it resets the stream a new one replaced and kicks the
+// current one.
+func (m *Mesh) afterEngineFrame(pm *protoMux) {
+	if old := pm.replaced.Swap(nil); old != nil {
+		old.s.Reset(stream.CodeRefused)
+	}
+	if in := pm.in.Load(); in != nil {
+		m.kick(in)
+	}
+}
+
+// kick makes sure a goroutine drains in after the frame just handled.
+func (m *Mesh) kick(in *engineIn) {
 	for {
-		msg, err := s.Recv(m.tr.ctx)
-		if err != nil {
-			s.Reset(stream.CodeRefused)
+		switch st := in.state.Load(); st {
+		case drainIdle:
+			if in.state.CompareAndSwap(drainIdle, drainRunning) {
+				m.wg.Add(1) // on a socket reader, before Close waits for m.wg
+				go m.drain(in)
+				return
+			}
+		case drainRunning:
+			if in.state.CompareAndSwap(drainRunning, drainAgain) {
+				return
+			}
+		default:
 			return
 		}
-		h(p, msg)
+	}
+}
+
+// drain hands every whole message of in that is ready to its engine,
+// lending the stream's buffers, and ends when none is left (or the
+// stream ended, which resets it).
+func (m *Mesh) drain(in *engineIn) {
+	defer m.wg.Done()
+	for {
+		for msg, err := range in.s.Messages(m.noWait) {
+			if err != nil {
+				if !errors.Is(err, context.Canceled) {
+					in.s.Reset(stream.CodeRefused) // it ended: nothing more comes
+				}
+				break
+			}
+			in.h(in.p, msg)
+		}
+		if m.tr.closed.Load() || in.state.CompareAndSwap(drainRunning, drainIdle) {
+			return
+		}
+		in.state.Store(drainRunning) // it was drainAgain: look once more
 	}
 }
 

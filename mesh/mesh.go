@@ -18,8 +18,9 @@
 //     capability gossip, channels, and any protocol listened or opened on),
 //     the stream multiplexer's timer goroutine, from the first stream
 //     frame until the peer's session ends;
-//   - per stream a peer opens on an engine's protocol, a reader that hands
-//     its messages to the engine, until the stream ends;
+//   - per peer and engine, while whole messages from the peer are ready,
+//     a goroutine that hands them to the engine; it ends when none is
+//     left, so an idle peer costs none;
 //   - per stream a peer opens on a HandleStreams protocol, the handler;
 //   - while a configured relay is down, a dial every 5 s.
 //
@@ -76,8 +77,11 @@ type Mesh struct {
 	nat natState //lint:ignore U1000 used only with the nat build tag
 
 	// wg counts the goroutines the mesh itself starts: the engine loop
-	// and engine stream readers.
+	// and the drains of engine streams.
 	wg sync.WaitGroup
+	// noWait is a context that has ended: a read with it takes only what
+	// is ready.
+	noWait context.Context
 }
 
 // New creates a mesh from cfg. It opens no socket; Start does.
@@ -99,6 +103,9 @@ func New(cfg Config) (*Mesh, error) {
 		log:         log.With("node", id.NodeID().Short()),
 		peerChanges: make(chan peerChange, peerChangeQueue),
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m.noWait = ctx
 	m.tr = newTransport(&m.cfg, id, m.log, m)
 	m.watchers.init()
 	m.userStreams = m.newListener(protoStream)

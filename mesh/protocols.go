@@ -129,6 +129,11 @@ func (m *Mesh) deliver(p *Peer, proto wire.Proto, body []byte) {
 	case reg != nil && reg.frames != nil:
 		reg.frames(p, body)
 		return
+	case reg != nil && reg.messages != nil:
+		pm := m.muxFor(p, proto)
+		pm.mux.HandleFrame(body)
+		m.afterEngineFrame(pm)
+		return
 	case reg != nil:
 		m.muxFor(p, proto).mux.HandleFrame(body)
 		return

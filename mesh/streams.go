@@ -60,8 +60,12 @@ type acceptedStream struct {
 type protoMux struct {
 	proto wire.Proto
 	mux   *stream.Mux
-	// out is, for an engine, the stream this node sends its messages on.
-	out atomic.Pointer[Stream]
+	// For an engine: out is the stream this node sends its messages on,
+	// in the one the peer sends on (engines.go), and replaced the one in
+	// replaced, to be reset once the Mux's lock is free.
+	out      atomic.Pointer[Stream]
+	in       atomic.Pointer[engineIn]
+	replaced atomic.Pointer[engineIn]
 }
 
 // peerStreams are one peer's stream multiplexers, one per protocol. The
@@ -281,10 +285,10 @@ func (m *Mesh) pathChanged(p *Peer) {
 }
 
 // acceptStream takes a stream p opened on proto (see stream.AcceptLink;
-// it runs on a socket reader, before Close waits for m.wg, so m.wg.Add is
-// safe): an engine stream goes to a reader that hands each message to
-// the engine, others to the protocol's StreamListener (AcceptStream's for
-// the application's streams). It returns false to refuse the stream.
+// it runs on a socket reader with the Mux's lock held): an engine stream
+// becomes the peer's stream for the engine (engines.go), others go to the
+// protocol's StreamListener (AcceptStream's for the application's
+// streams). It returns false to refuse the stream.
 func (m *Mesh) acceptStream(p *Peer, proto wire.Proto, s *Stream) bool {
 	if m.tr.closed.Load() {
 		return false
@@ -295,8 +299,7 @@ func (m *Mesh) acceptStream(p *Peer, proto wire.Proto, s *Stream) bool {
 		m.tr.stats.drop(DropNoHandler)
 		return false
 	case reg.messages != nil:
-		m.wg.Add(1)
-		go m.readMessages(p, reg.messages, s)
+		m.acceptEngineStream(p, proto, reg.messages, s)
 		return true
 	}
 	l := reg.streams
