@@ -41,6 +41,8 @@ type unary struct {
 //   - quic: the way gRPC uses a connection: each call opens a new quic-go
 //     stream, writes the request, closes its side and reads the reply to
 //     EOF; the server handles each stream in its own goroutine.
+//   - nats: a request on a subject through an embedded nats-server, one
+//     broker hop each way (nats_test.go);
 //   - netmesh: rpc.Client.Call on a service registered with rpc.Server.
 //
 // Each run first makes unaryWarmup calls untimed. No call completing for
@@ -49,6 +51,7 @@ func BenchmarkUnary(b *testing.B) {
 	for _, callers := range []int{1, 64} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
 			b.Run("impl=quic", func(b *testing.B) { runUnary(b, callers, quicUnary(b)) })
+			b.Run("impl=nats", func(b *testing.B) { runUnary(b, callers, natsUnary(b)) })
 			b.Run("impl=netmesh", func(b *testing.B) { runUnary(b, callers, meshUnary(b)) })
 		})
 	}
