@@ -70,14 +70,14 @@ type Config struct {
 	// DatagramQueue bounds received datagrams waiting for ReadDatagram.
 	// 0 means 1024. When full, new datagrams are dropped and counted.
 	DatagramQueue int
-	// HandshakeQueue bounds handshake messages waiting for the worker.
-	// 0 means 256. Beyond an eighth of it the node is under load and
-	// demands cookies; when full, handshake messages are dropped.
+	// HandshakeQueue bounds handshake messages waiting for the handshake
+	// workers. 0 means 256. Beyond an eighth of it the node is under load
+	// and demands cookies; when full, handshake messages are dropped.
 	HandshakeQueue int
 	// HandshakeRate is the number of handshake initiations per second one
-	// source IP may make, with a burst of the same size, while the node is
-	// under load; the same holds for initiations one peer relays. 0 means
-	// 20.
+	// source (an IPv4 address, or an IPv6 /64) may make, with a burst of
+	// the same size, while the node is under load; the same holds for
+	// initiations one peer relays. 0 means 20.
 	HandshakeRate int
 
 	// MaxPeers bounds the peers the node keeps state for. Handshakes from
