@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -52,5 +53,18 @@ func TestRegistryRefusesCollisions(t *testing.T) {
 	}
 	if got := r.lookup(a.id); got == nil || got.proto != a {
 		t.Fatalf("lookup(%d) = %v", a.id, got)
+	}
+	// Nor does a node open streams on a name whose number it registered
+	// for another: the peer's answers would reach the other's handler.
+	m, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Handle(a, func(*Peer, []byte) {}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.OpenStreamOn(context.Background(), nil, b, StreamConfig{}); !errors.Is(err, ErrProtoInUse) {
+		t.Fatalf("streams on %v beside a handler for %v: %v", b, a, err)
 	}
 }

@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -115,6 +116,9 @@ func (m *Mesh) AcceptStream(ctx context.Context) (*Stream, *Peer, error) {
 func (m *Mesh) OpenStreamOn(ctx context.Context, p *Peer, proto Protocol, cfg StreamConfig) (*Stream, error) {
 	if !proto.valid() {
 		return nil, errors.New("mesh: the zero Protocol; make one with NewProtocol")
+	}
+	if reg := m.protos.lookup(proto.id); reg != nil && reg.proto.name != proto.name {
+		return nil, fmt.Errorf("%w: %v has the number of %v; rename one", ErrProtoInUse, proto, reg.proto)
 	}
 	if m.tr.closed.Load() {
 		return nil, ErrClosed
