@@ -61,7 +61,12 @@ func pair(t testing.TB) (a, b *Mesh, pb *Peer) {
 // pub from a fresh identity.
 func ikInitiation(t testing.TB, pub ed25519.PublicKey, sender uint32) []byte {
 	id, _ := identity.Generate()
-	hs, err := noise.NewInitiator(noise.Config{Identity: id, PeerKey: pub}, time.Now())
+	return ikInitiationAt(t, id, pub, sender, time.Now())
+}
+
+// ikInitiationAt is an IK initiation from id with timestamp at.
+func ikInitiationAt(t testing.TB, id *identity.Identity, pub ed25519.PublicKey, sender uint32, at time.Time) []byte {
+	hs, err := noise.NewInitiator(noise.Config{Identity: id, PeerKey: pub}, at)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,18 +217,60 @@ func forgedIK(t testing.TB, to ed25519.PublicKey) []byte {
 	return pkt
 }
 
-func TestReplayedInitiationIsStale(t *testing.T) {
+// TestReplayedInitiation: a captured IK initiation sent again makes
+// nothing new. A copy of the initiation behind the responder's pending
+// session gets the same response again (the initiator resends its
+// initiation when the answer is slow; see handshake.go), and the pending
+// session stays; an older initiation of the same node is refused as
+// stale.
+func TestReplayedInitiation(t *testing.T) {
 	b := startNode(t)
 	raw := rawSocket(t)
-	pkt := ikInitiation(t, b.id.PublicKey(), 9)
 	dst := net.UDPAddrFromAddrPort(b.Addr())
-	raw.WriteToUDP(pkt, dst)
-	deadline := time.Now().Add(3 * time.Second)
-	for b.tr.stats.handshakesProcessed.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	id, _ := identity.Generate()
+	now := time.Now()
+	older := ikInitiationAt(t, id, b.id.PublicKey(), 8, now.Add(-time.Second))
+	pkt := ikInitiationAt(t, id, b.id.PublicKey(), 9, now)
+	answer := func() []byte {
+		t.Helper()
+		if _, err := raw.WriteToUDP(pkt, dst); err != nil {
+			t.Fatal(err)
+		}
+		raw.SetReadDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 2048)
+		n, _, err := raw.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		return buf[:n]
 	}
-	raw.WriteToUDP(pkt, dst)
-	waitDrop(t, b, DropStaleInitiation, 0)
+	pending := func() *session {
+		b.tr.hs.mu.Lock()
+		defer b.tr.hs.mu.Unlock()
+		if p := b.tr.peers.get(id.NodeID()); p != nil {
+			return p.next
+		}
+		return nil
+	}
+	first := answer()
+	next := pending()
+	if next == nil {
+		t.Fatal("no pending session after the initiation")
+	}
+	if again := answer(); !bytes.Equal(again, first) {
+		t.Errorf("the copy got another answer:\n%x\n%x", again, first)
+	}
+	if pending() != next {
+		t.Error("the copy replaced the pending session")
+	}
+	before := drops(b, DropStaleInitiation)
+	if _, err := raw.WriteToUDP(older, dst); err != nil {
+		t.Fatal(err)
+	}
+	waitDrop(t, b, DropStaleInitiation, before)
+	if pending() != next {
+		t.Error("the older initiation replaced the pending session")
+	}
 }
 
 func TestHandshakeFlood(t *testing.T) {

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	crand "crypto/rand"
@@ -20,23 +21,30 @@ import (
 // Handshakes.
 //
 // The initiator's side is a dial: one per Connect call, rekey or dead-peer
-// recovery. Each attempt of a dial is a fresh Noise handshake (new
-// ephemeral key and timestamp) under a fresh receiver index, sent every
-// HandshakeRetransmit (with jitter) until one completes or HandshakeGiveUp
-// passes. The timer loop drives retransmits. Every handshake message
+// recovery. A dial is one Noise handshake (one ephemeral key, timestamp
+// and receiver index) whose initiation is resent unchanged every
+// HandshakeRetransmit (with backoff and jitter) until an answer arrives or
+// HandshakeGiveUp passes. Resending the same message, as TCP resends a
+// SYN, means any answer completes the dial, however late: were each resend
+// a new handshake, a round trip longer than the retransmit interval (a
+// starved CPU, a slow link) would always bring the answer to a replaced
+// one, and the dial could never complete. The responder answers a repeat
+// of the IK initiation behind its pending session with the response it
+// already sent (an XX repeat gets a new pending handshake, and the
+// initiator takes whichever answer comes first). The timer loop drives
+// retransmits. Every handshake message
 // leaves the socket reader at once for a queue (under load, after taking
 // a token of its source's bucket); the handshake workers check its MACs,
 // answer it with a cookie under load, and do the Diffie-Hellman work. So
 // a flood of handshake messages costs the reader, which also decrypts the
 // established sessions' data, a copy and a queue slot each at most.
 //
-// Only a dial's latest attempt can complete it: the responder keeps one
-// pending session per peer, which a newer initiation replaces. An attempt a
-// retransmission replaced, or whose dial ended (another session came up,
-// or it failed), stays in hs.pending until HandshakeGiveUp after it was
-// sent, so that a late answer to it is recognised and ignored rather than
-// counted as unknown_index. When both nodes start a handshake at once,
-// both complete and both nodes keep the same one (keepsOwnLocked).
+// A dial's handshake stays in hs.pending until HandshakeGiveUp after it
+// was sent, also once answered or once the dial ended (another session
+// came up, or it failed), so that a late or second answer to it is
+// recognised and ignored rather than counted as unknown_index. When both
+// nodes start a handshake at once, both complete and both nodes keep the
+// same one (keepsOwnLocked).
 //
 //	IK: initiator --init-ik--> responder: session pending ("next")
 //	    initiator <-response-- responder
@@ -144,9 +152,9 @@ type dial struct {
 	path    *endpoint
 	pin     Pin
 	started int64
-	nextAt  int64 // mono ns of the next retransmit
-	tries   int
-	hs      *handshake // current attempt
+	nextAt  int64      // mono ns of the next retransmit
+	tries   int        // initiations sent, the first included
+	hs      *handshake // the dial's handshake, until its answer arrives
 	session *session   // XX: sent final, waiting for the responder's confirmation
 	// owner is the peer whose dial this is (Peer.dial), if any.
 	owner *Peer
@@ -165,7 +173,7 @@ type handshake struct {
 	dial    *dial // nil for the responder
 	path    *endpoint
 	created int64
-	pkt     []byte // initiator: the last message sent, for cookie resends
+	pkt     []byte // initiator: the initiation, for retransmits and cookie resends
 	mac1    [wire.MACSize]byte
 	// claimed: a worker is reading the answer to it (the Noise state
 	// takes one message at a time).
@@ -260,12 +268,11 @@ func (t *transport) newDialLocked(path *endpoint, pin Pin) *dial {
 	return d
 }
 
-// attemptLocked starts a new handshake attempt of d and sends its
-// initiation.
+// attemptLocked starts d's handshake and sends its initiation.
 func (t *transport) attemptLocked(d *dial) {
 	now := t.now()
-	d.tries++
-	d.nextAt = now + int64(noise.RetransmitDelay(t.t.retransmit, d.tries-1, nil))
+	d.tries = 1
+	d.nextAt = now + int64(noise.RetransmitDelay(t.t.retransmit, 0, nil))
 	hs, err := noise.NewInitiator(noise.Config{Identity: t.id, PeerKey: d.pin.Key, PeerID: d.pin.ID, Incarnation: t.incarnation}, time.Now())
 	if err != nil {
 		t.finishDialLocked(d, nil, err)
@@ -289,8 +296,8 @@ func (t *transport) attemptLocked(d *dial) {
 	t.sendTo(d.path, h.pkt)
 }
 
-// live reports whether h is the attempt that can still complete its dial.
-// The caller holds hs.mu.
+// live reports whether h is the handshake that can still complete its
+// dial: not answered yet, and the dial not ended. The caller holds hs.mu.
 func (h *handshake) live() bool { return h.dial.hs == h && !h.dial.closed }
 
 // finishDialLocked completes d with a result, waking Connect. An XX
@@ -574,11 +581,22 @@ func (t *transport) respond(h wire.Handshake, pkt []byte, src endpoint) {
 		ts := uint64(peer.InitiationTime.UnixNano())
 		t.hs.mu.Lock()
 		last := t.hs.recent.get(peer.ID)
-		if p := t.peers.get(peer.ID); p != nil {
+		p := t.peers.get(peer.ID)
+		if p != nil {
 			last = p.lastInit
 		}
 		if ts <= last {
+			var again []byte
+			if n := p.nextFor(h.Sender, h.Noise); n != nil {
+				again = n.response
+			}
 			t.hs.mu.Unlock()
+			if again != nil {
+				// The initiator resent the initiation behind our pending
+				// session: our answer was lost or is late. Answer the same.
+				t.sendTo(&src, again)
+				return
+			}
 			t.stats.drop(DropStaleInitiation)
 			return
 		}
@@ -618,6 +636,12 @@ func (t *transport) respond(h wire.Handshake, pkt []byte, src endpoint) {
 		}
 		p.next = s
 		t.index.add(s)
+		s.initiation = bytes.Clone(h.Noise)
+		s.response = wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
+		setMAC1(s.response, mac1)
+		t.hs.mu.Unlock()
+		t.sendTo(&src, s.response)
+		return
 	}
 	t.hs.mu.Unlock()
 	out := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
@@ -645,11 +669,8 @@ func (t *transport) handleResponse(h wire.Handshake, pkt []byte, src endpoint) {
 		return
 	}
 	if !live {
-		// A late answer to an attempt that a retransmission replaced (the
-		// responder has replaced the session it made for it, or will when
-		// the newer initiation arrives) or whose dial ended, or a copy of
-		// an answer a worker is already reading: using it would leave
-		// the two sides on different sessions.
+		// A second answer (to a resent initiation), a late one for a dial
+		// that ended, or a copy of an answer a worker is already reading.
 		return
 	}
 	t.hs.mu.Lock()
@@ -687,10 +708,11 @@ func (t *transport) handleResponse(h wire.Handshake, pkt []byte, src endpoint) {
 	d := hs.dial
 	t.hs.mu.Lock()
 	if t.hs.pending[hs.local] != hs || !hs.live() {
-		t.hs.mu.Unlock() // superseded by a newer attempt, or abandoned
+		t.hs.mu.Unlock() // abandoned meanwhile
 		return
 	}
-	delete(t.hs.pending, hs.local)
+	// hs stays in hs.pending until the timer loop forgets it, so that a
+	// second answer (to a resent initiation) is recognised, not counted.
 	d.hs = nil
 	if !d.pin.ID.IsZero() && d.pin.ID != keys.Peer.ID {
 		t.stats.drop(DropPinMismatch)

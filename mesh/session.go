@@ -52,6 +52,27 @@ type session struct {
 	// confirmation completes. Guarded by hs.mu.
 	final []byte
 	dial  *dial
+
+	// initiation and response are an IK responder's pending session's
+	// handshake: the initiator's Noise message and the packet that
+	// answered it, sent again when the initiation is resent (see
+	// handshake.go). Guarded by hs.mu; dropped when the session is
+	// installed.
+	initiation []byte
+	response   []byte
+}
+
+// nextFor returns p's pending session if it was made for the IK
+// initiation msg from sender index sender; p may be nil. The caller holds
+// hs.mu.
+func (p *Peer) nextFor(sender uint32, msg []byte) *session {
+	if p == nil {
+		return nil
+	}
+	if n := p.next; n != nil && n.remote == sender && n.response != nil && bytes.Equal(n.initiation, msg) {
+		return n
+	}
+	return nil
 }
 
 func (t *transport) newSession(p *Peer, local, remote uint32, k *noise.Keys, initiator bool, path *endpoint) *session {
@@ -78,6 +99,7 @@ func (t *transport) installLocked(p *Peer, s *session) (cameUp bool) {
 		t.retireLocked(p, c)
 	}
 	p.current = s
+	s.initiation, s.response = nil, nil
 	p.cur.Store(s)
 	t.index.add(s)
 	cameUp = !p.up

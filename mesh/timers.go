@@ -2,6 +2,8 @@ package mesh
 
 import (
 	"time"
+
+	"github.com/netmesh/netmesh/noise"
 )
 
 // timerLoop is the transport's one clock: it retransmits handshakes,
@@ -136,7 +138,11 @@ func (t *transport) driveDialLocked(d *dial, now int64) {
 		t.sendTo(d.path, s.final)
 		return
 	}
-	t.attemptLocked(d)
+	if h := d.hs; h != nil {
+		d.nextAt = now + int64(noise.RetransmitDelay(t.t.retransmit, d.tries, nil))
+		d.tries++
+		t.sendTo(d.path, h.pkt)
+	}
 }
 
 // redialLocked starts an IK handshake with a peer we know, to its current
