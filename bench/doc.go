@@ -1,8 +1,8 @@
 // Package bench holds netmesh's end-to-end benchmarks: two or more
 // [github.com/netmesh/netmesh/mesh] nodes talking over real UDP sockets on
 // 127.0.0.1. It has no code of its own besides this comment; the benchmarks
-// live in its _test.go files. mesh_test.go holds the transport's (and the
-// helpers startNode and connectedPair the others share):
+// live in its _test.go files, and start their nodes with package
+// mesh/meshtest/testnode. mesh_test.go holds the transport's:
 //
 //   - BenchmarkDatagramThroughput: one sender pushing datagrams as fast as
 //     back-pressure allows, one receiver reading them. Reports packets/s and

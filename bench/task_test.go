@@ -15,6 +15,7 @@ import (
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/daemon/task"
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 	"github.com/netmesh/netmesh/rpc"
 )
 
@@ -26,7 +27,9 @@ type taskNode struct {
 
 func startTaskNode(tb testing.TB) *taskNode {
 	tb.Helper()
-	m := startNode(tb, mesh.Config{Capabilities: capability.Config{MinAnnounceInterval: 100 * time.Millisecond, TTL: 30 * time.Second}})
+	m := testnode.Start(tb, func(c *mesh.Config) {
+		c.Capabilities = capability.Config{MinAnnounceInterval: 100 * time.Millisecond, TTL: 30 * time.Second}
+	})
 	srv, err := rpc.NewServer(m, rpc.ServerOptions{})
 	if err != nil {
 		tb.Fatal(err)

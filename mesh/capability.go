@@ -5,11 +5,10 @@ import (
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/identity"
-	"github.com/netmesh/netmesh/mesh/wire"
 )
 
 // Capabilities: every node runs a capability.Engine. Its messages travel on
-// the capability subprotocol's reliable streams (an announcement can exceed
+// the capability protocol's reliable streams (an announcement can exceed
 // one datagram); every accepted announcement also teaches the routing
 // table how to reach its origin (routes.go).
 
@@ -17,7 +16,7 @@ import (
 func (m *Mesh) newCapabilities(cfg capability.Config) error {
 	user := cfg.OnRoute
 	cfg.OnRoute = func(origin, via identity.NodeID, hops int, expires time.Time) {
-		m.learnRoute(origin, route{via: via, hops: hops, kind: routeAnnounced, expires: m.now() + int64(time.Until(expires))})
+		m.tr.learnRoute(origin, route{via: via, hops: hops, kind: routeAnnounced, expires: m.tr.now() + int64(time.Until(expires))})
 		if user != nil {
 			user(origin, via, hops, expires)
 		}
@@ -30,7 +29,9 @@ func (m *Mesh) newCapabilities(cfg capability.Config) error {
 		return err
 	}
 	m.caps = e
-	m.handleMessages(wire.ProtoCapability, func(p *Peer, msg []byte) { e.HandleMessage(p.id, msg) })
+	if err := m.handleMessages(protoCapability, func(p *Peer, msg []byte) { e.HandleMessage(p.id, msg) }); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -52,7 +53,7 @@ func (t capTransport) Send(to identity.NodeID, msg []byte) error {
 	if p == nil {
 		return ErrUnknownPeer
 	}
-	return t.m.sendMessage(p, wire.ProtoCapability, msg)
+	return t.m.sendMessage(p, protoCapability, msg)
 }
 
 // AnnounceCapabilities sets the application's part of what this node
@@ -165,31 +166,3 @@ func (m *Mesh) WithdrawCapabilities() { m.caps.Withdraw() }
 // Capabilities returns the node's capability engine, for Health, Stats and
 // the full index.
 func (m *Mesh) Capabilities() *capability.Engine { return m.caps }
-
-// peerChange is a peer coming up or going down, for the engines.
-type peerChange struct {
-	id identity.NodeID
-	up bool
-}
-
-// peerChangeQueue bounds peer changes waiting for the timer loop.
-const peerChangeQueue = 1024
-
-// notifyEnginesLocked queues a peer change for the engines; the timer loop
-// delivers it outside m.mu, since engines call back into the mesh.
-func (m *Mesh) notifyEnginesLocked(id identity.NodeID, up bool) {
-	select {
-	case m.peerChanges <- peerChange{id, up}:
-	default:
-		m.stats.drop(DropQueueFull)
-	}
-}
-
-// deliverPeerChange tells the engines about one peer change.
-func (m *Mesh) deliverPeerChange(c peerChange) {
-	if c.up {
-		m.caps.PeerUp(c.id)
-	} else {
-		m.caps.PeerDown(c.id)
-	}
-}

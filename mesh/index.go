@@ -2,39 +2,40 @@ package mesh
 
 import "sync"
 
-// indexTable maps this node's receiver indexes to their sessions. It has
-// a lock of its own, held for one map operation at a time, so that the
-// data path finds a packet's session without the node's lock, which the
-// timer loop and the handshake code hold for longer (wireguard-go keeps
-// its index table apart for the same reason). Entries are added and
-// removed under m.mu as well, so code holding m.mu sees a stable table.
-type indexTable struct {
+// sessionIndex finds a session by the receiver index a data packet
+// carries. It has a lock of its own so that the data path, which
+// read-locks it once per packet, never waits on handshakes or timers
+// (which write-lock it only to add or forget a session).
+type sessionIndex struct {
 	mu sync.RWMutex
 	m  map[uint32]*session
 }
 
-func newIndexTable() *indexTable {
-	return &indexTable{m: make(map[uint32]*session)}
-}
+func (x *sessionIndex) init() { x.m = make(map[uint32]*session) }
 
 // get returns the session with receiver index i, or nil.
-func (t *indexTable) get(i uint32) *session {
-	t.mu.RLock()
-	s := t.m[i]
-	t.mu.RUnlock()
+func (x *sessionIndex) get(i uint32) *session {
+	x.mu.RLock()
+	s := x.m[i]
+	x.mu.RUnlock()
 	return s
 }
 
-// put adds s under its receiver index.
-func (t *indexTable) put(s *session) {
-	t.mu.Lock()
-	t.m[s.local] = s
-	t.mu.Unlock()
+// has reports whether receiver index i is taken.
+func (x *sessionIndex) has(i uint32) bool { return x.get(i) != nil }
+
+// add files s under its receiver index.
+func (x *sessionIndex) add(s *session) {
+	x.mu.Lock()
+	x.m[s.local] = s
+	x.mu.Unlock()
 }
 
-// del forgets receiver index i.
-func (t *indexTable) del(i uint32) {
-	t.mu.Lock()
-	delete(t.m, i)
-	t.mu.Unlock()
+// remove forgets s, if it is still filed.
+func (x *sessionIndex) remove(s *session) {
+	x.mu.Lock()
+	if x.m[s.local] == s {
+		delete(x.m, s.local)
+	}
+	x.mu.Unlock()
 }

@@ -1,6 +1,17 @@
 package rpc
 
-import "time"
+import (
+	"time"
+
+	"github.com/netmesh/netmesh/mesh"
+)
+
+// ProtocolName names the mesh protocol rpc calls travel on (see
+// mesh.NewProtocol); its streams never mix with the application's.
+const ProtocolName = "netmesh/rpc"
+
+// protocol is the mesh protocol named ProtocolName.
+var protocol = mesh.MustProtocol(ProtocolName)
 
 // Defaults for the zero values of ServerOptions and ClientOptions.
 const (

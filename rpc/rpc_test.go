@@ -14,7 +14,6 @@ import (
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
-	"github.com/netmesh/netmesh/mesh/wire"
 	"github.com/netmesh/netmesh/rpc"
 )
 
@@ -187,7 +186,7 @@ func TestBadInput(t *testing.T) {
 		{byte(rpc.FrameRequest), 0, 0, 0, 0, 0, 0, 0, 0, 0, 40, 'a'},                  // service past the end
 		{byte(rpc.FrameRequest), 0, 0, 0, 0, 0, 1, 0, 0, 0, 4, 'e', 'c', 'h', 'o', 1}, // credit in a unary call
 	} {
-		st, err := s.cm.OpenStreamOn(ctx, s.peer, wire.ProtoRPC, mesh.StreamConfig{})
+		st, err := s.cm.OpenStreamOn(ctx, s.peer, mesh.MustProtocol(rpc.ProtocolName), mesh.StreamConfig{})
 		if err != nil {
 			t.Fatal(err)
 		}
