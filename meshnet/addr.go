@@ -1,0 +1,27 @@
+package meshnet
+
+import (
+	"net"
+
+	"github.com/netmesh/netmesh/identity"
+)
+
+// Addr is the net.Addr of a node: its NodeID, on the network "netmesh".
+type Addr struct {
+	Node identity.NodeID
+}
+
+// Network returns "netmesh".
+func (Addr) Network() string { return Network }
+
+// String returns the NodeID in its text form.
+func (a Addr) String() string { return a.Node.String() }
+
+// ParseAddress returns the NodeID of a dial address: a NodeID, or
+// "<node-id>:<port>" as net/http and gRPC pass it (the port is ignored).
+func ParseAddress(address string) (identity.NodeID, error) {
+	if host, _, err := net.SplitHostPort(address); err == nil {
+		address = host
+	}
+	return identity.ParseNodeID(address)
+}
