@@ -1,6 +1,7 @@
 package meshnet
 
 import (
+	"fmt"
 	"net"
 
 	"github.com/netmesh/netmesh/identity"
@@ -16,6 +17,23 @@ func (Addr) Network() string { return Network }
 
 // String returns the NodeID in its text form.
 func (a Addr) String() string { return a.Node.String() }
+
+// nodeOf returns the NodeID a net.Addr names: an Addr, or any address
+// whose String is a NodeID (a Dialer's address has its port cut first).
+func nodeOf(addr net.Addr) (identity.NodeID, error) {
+	switch a := addr.(type) {
+	case Addr:
+		return a.Node, nil
+	case *Addr:
+		if a != nil {
+			return a.Node, nil
+		}
+	case nil:
+	default:
+		return identity.ParseNodeID(a.String())
+	}
+	return identity.NodeID{}, fmt.Errorf("meshnet: no address")
+}
 
 // ParseAddress returns the NodeID of a dial address: a NodeID, or
 // "<node-id>:<port>" as net/http and gRPC pass it (the port is ignored).

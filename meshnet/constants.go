@@ -23,6 +23,12 @@ const (
 	// MaxMessageSize, and a buffer grown for one such message is dropped
 	// once read rather than held for the life of the Conn.
 	maxKeptReadBuffer = maxWriteMessage
+	// datagramRetryMin and datagramRetryMax bound the back-off of a
+	// WriteTo whose datagram met a full send queue. The socket queue has
+	// no notification; it drains in well under a millisecond at loopback
+	// rates, and 10 ms keeps a blocked writer responsive on slow links.
+	datagramRetryMin = 100 * time.Microsecond
+	datagramRetryMax = 10 * time.Millisecond
 )
 
 // lingerTimeout bounds how long a closed Conn's stream may take to

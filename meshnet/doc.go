@@ -1,7 +1,8 @@
 // Package meshnet adapts netmesh to the standard library's network
 // interfaces, so code written for package net runs over the mesh: a
-// reliable stream is a net.Conn and a stream listener is a net.Listener.
-// net/http, gRPC, crypto/tls and io.Copy work on them unchanged.
+// reliable stream is a net.Conn, a stream listener is a net.Listener, and
+// the mesh's datagrams are a net.PacketConn. net/http, gRPC, crypto/tls
+// and io.Copy work on them unchanged.
 //
 //	l, _ := meshnet.Listen(server, proto)
 //	go http.Serve(l, handler)
@@ -38,6 +39,14 @@
 // after Close resets the stream with ResetCodeClosed, as TCP answers it
 // with a RST, and so does a peer that neither closes nor writes within
 // the linger time (30 s).
+//
+// # Datagrams
+//
+// A PacketConn sends and receives the mesh's datagrams (Mesh.SendDatagram
+// and Mesh.ReadDatagram): unreliable, at most mesh.MaxDatagramSize bytes,
+// from and to any node. The mesh has one queue of received datagrams, so
+// two PacketConns on one mesh share it and each datagram goes to one of
+// them.
 //
 // # Protocols
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/mesh/wire"
@@ -95,4 +96,41 @@ func ExampleDial() {
 	echo, _ := io.ReadAll(c)
 	fmt.Print(string(echo))
 	// Output: hello over the mesh
+}
+
+// Datagrams between two nodes as a net.PacketConn.
+func ExampleListenPacket() {
+	ctx := context.Background()
+	a, b := startExampleNode(ctx), startExampleNode(ctx)
+	defer a.Close()
+	defer b.Close()
+	if _, err := a.Connect(ctx, b.Addr(), mesh.Pin{Key: b.Identity().PublicKey()}); err != nil {
+		panic(err)
+	}
+	pa, pb := meshnet.ListenPacket(a), meshnet.ListenPacket(b)
+	defer pa.Close()
+	defer pb.Close()
+
+	// Datagrams can be lost: send until one arrives.
+	sent := make(chan struct{})
+	defer close(sent)
+	go func() {
+		for {
+			if _, err := pa.WriteTo([]byte("ping"), meshnet.Addr{Node: b.ID()}); err != nil {
+				return
+			}
+			select {
+			case <-sent:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	buf := make([]byte, mesh.MaxDatagramSize)
+	n, from, err := pb.ReadFrom(buf)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%s from a: %t\n", buf[:n], from.String() == a.ID().String())
+	// Output: ping from a: true
 }
