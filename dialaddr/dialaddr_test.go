@@ -2,21 +2,17 @@ package dialaddr_test
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"io"
-	"net"
 	"net/netip"
 	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"golang.org/x/net/dns/dnsmessage"
-
 	"github.com/netmesh/netmesh/dialaddr"
 	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/internal/dnstest"
 )
 
 const keyHex = "9fef98de5da4178916330a2aa1c638cb0ee4ca464760c3a4c7495146d3315ffd"
@@ -138,7 +134,7 @@ func TestResolveFollowsDNS(t *testing.T) {
 	var current atomic.Pointer[netip.Addr]
 	set := func(s string) { ip := netip.MustParseAddr(s); current.Store(&ip) }
 	set("192.0.2.1")
-	r := fakeResolver(t, func(name string) (netip.Addr, bool) {
+	r := dnstest.Resolver(t, func(name string) (netip.Addr, bool) {
 		return *current.Load(), name == "node.example.com."
 	})
 	a, err := dialaddr.Parse("node.example.com:7946")
@@ -165,58 +161,6 @@ func TestResolveFollowsDNS(t *testing.T) {
 	}
 	if _, err := (dialaddr.Addr{ID: identity.NodeID{1}}).Resolve(ctx, r); err == nil {
 		t.Fatal("Resolve without an address succeeded")
-	}
-}
-
-// fakeResolver returns a resolver that asks answer for every A query,
-// over an in-memory DNS-over-TCP conn, and answers NXDOMAIN when answer
-// says no.
-func fakeResolver(t *testing.T, answer func(name string) (netip.Addr, bool)) *net.Resolver {
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		client, server := net.Pipe()
-		go serveDNS(t, server, answer)
-		return client, nil
-	}}
-}
-
-// serveDNS answers length-prefixed DNS queries on c until it closes.
-func serveDNS(t *testing.T, c net.Conn, answer func(string) (netip.Addr, bool)) {
-	defer c.Close()
-	for {
-		var n [2]byte
-		if _, err := io.ReadFull(c, n[:]); err != nil {
-			return
-		}
-		q := make([]byte, binary.BigEndian.Uint16(n[:]))
-		if _, err := io.ReadFull(c, q); err != nil {
-			return
-		}
-		var msg dnsmessage.Message
-		if err := msg.Unpack(q); err != nil || len(msg.Questions) != 1 {
-			t.Errorf("fake DNS: bad query: %v", err)
-			return
-		}
-		question := msg.Questions[0]
-		msg.Header.Response, msg.Header.Authoritative = true, true
-		ip, ok := answer(question.Name.String())
-		switch {
-		case !ok:
-			msg.Header.RCode = dnsmessage.RCodeNameError
-		case question.Type == dnsmessage.TypeA:
-			msg.Answers = []dnsmessage.Resource{{
-				Header: dnsmessage.ResourceHeader{Name: question.Name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET, TTL: 1},
-				Body:   &dnsmessage.AResource{A: ip.As4()},
-			}}
-		}
-		out, err := msg.Pack()
-		if err != nil {
-			t.Errorf("fake DNS: %v", err)
-			return
-		}
-		binary.BigEndian.PutUint16(n[:], uint16(len(out)))
-		if _, err := c.Write(append(n[:], out...)); err != nil {
-			return
-		}
 	}
 }
 
