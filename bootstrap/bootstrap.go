@@ -13,12 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/netmesh/netmesh/dialaddr"
+	"github.com/netmesh/netmesh/internal/backoff"
 	"github.com/netmesh/netmesh/mesh"
 )
 
@@ -131,9 +131,9 @@ func (k *keeper) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			d := jitter(wait)
+			d := backoff.Jitter(wait)
 			log.Warn("bootstrap peer unreachable", "err", err, "retry_in", d.Round(time.Millisecond))
-			if !sleep(ctx, d) {
+			if !backoff.Sleep(ctx, d) {
 				return
 			}
 			wait = min(2*wait, k.opts.BackoffMax)
@@ -192,22 +192,5 @@ func (k *keeper) watchUntilDown(ctx context.Context, p *mesh.Peer) {
 		case <-k.wake:
 		case <-t.C:
 		}
-	}
-}
-
-// jitter returns d ±25%.
-func jitter(d time.Duration) time.Duration {
-	return d*3/4 + rand.N(d/2+1)
-}
-
-// sleep waits for d and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
