@@ -390,3 +390,33 @@ func waitEnded(t *testing.T, conns ...net.Conn) {
 		}
 	}
 }
+
+// TestDialerRefusesHugeMessages checks that the dialing side does not
+// buffer a message larger than a Conn ever writes: the stream is reset.
+func TestDialerRefusesHugeMessages(t *testing.T) {
+	a, b := directPair(t)
+	l, err := b.ListenStreams(testProto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	c, err := meshnet.Dial(ctx, a, b.ID(), testProto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, _, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendBlocking(ctx, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Read(make([]byte, 10))
+	var re *stream.ResetError
+	if !errors.As(err, &re) || re.Code != stream.CodeTooLarge {
+		t.Fatalf("read of a 1 MiB message: %v, want a reset with CodeTooLarge", err)
+	}
+}

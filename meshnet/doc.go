@@ -28,7 +28,9 @@
 // return whole for the next Read. The dialing side sends one empty
 // message first, so the listener's Accept returns at once even for
 // protocols where the server speaks first; Read skips empty messages.
-// A stream on the protocol that is not reliable is refused.
+// A stream on the protocol that is not reliable is refused. The dialing
+// side resets a stream whose peer sends a message larger than 64 KiB; the
+// accepting side takes what the mesh's Config.Streams.Accept allows.
 //
 // CloseWrite ends the sending side after the data written (the peer
 // reads io.EOF) and leaves the receiving side open. Close ends both:

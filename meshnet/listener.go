@@ -77,7 +77,10 @@ func Dial(ctx context.Context, m *mesh.Mesh, id identity.NodeID, proto wire.Prot
 	if err != nil {
 		return nil, opErr(err)
 	}
-	s, err := m.OpenStreamOn(ctx, p, proto, mesh.StreamConfig{})
+	// Conns write messages of at most maxWriteMessage: a peer that sends
+	// larger ones only makes this side buffer more, so they reset the
+	// stream.
+	s, err := m.OpenStreamOn(ctx, p, proto, mesh.StreamConfig{MaxMessageSize: maxWriteMessage})
 	if err != nil {
 		return nil, opErr(err)
 	}
