@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"golang.org/x/net/nettest"
 
 	"github.com/netmesh/netmesh/mesh"
@@ -114,10 +115,11 @@ func TestConnHalfClose(t *testing.T) {
 }
 
 // TestConnCloseFinishesStream checks that a closed pair leaves no stream
-// state behind on either node.
+// state and no goroutine behind on either node.
 func TestConnCloseFinishesStream(t *testing.T) {
 	a, b := directPair(t)
 	ac, bc := dialAccept(t, a, b, listen(t, b))
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	if _, err := ac.Write([]byte("hello")); err != nil {
 		t.Fatal(err)
 	}
