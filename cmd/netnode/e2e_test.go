@@ -353,10 +353,7 @@ listen = "127.0.0.1:0"
 relay = false
 rpc_builtin = false
 capabilities = ["cpu"]
-
-[[relays]]
-addr = %q
-id = %q
+relays = ["%s,id=%s"] # a dial string; B below is a table
 
 [[peers]]
 id = %q
@@ -500,10 +497,11 @@ func TestBadConfig(t *testing.T) {
 		{"bad listen", `listen = "127.0.0.1"`, nil, "listen"},
 		{"bad listen port", `listen = ":70000"`, nil, "bad port"},
 		{"bad listen flag", "", []string{"--listen", "localhost:1"}, "not an IP address"},
-		{"bad peer address", "[[peers]]\naddr = \"example.com:7946\"", nil, "peers[0]: addr"},
-		{"bad peer key", "[[peers]]\naddr = \"127.0.0.1:7946\"\nkey = \"abcd\"", nil, "peers[0]: key"},
-		{"bad peer id", "[[peers]]\nid = \"nope\"", nil, "peers[0]: id"},
-		{"relay without address", "[[relays]]\nid = \"" + strings.Repeat("a", 26) + "\"", nil, "relays[0]: addr is required"},
+		{"bad peer address", "[[peers]]\naddr = \"127.0.0.1:0\"", nil, "peers[0]: dialaddr: bad dial string \"127.0.0.1:0\""},
+		{"bad peer key", "[[peers]]\naddr = \"127.0.0.1:7946\"\nkey = \"abcd\"", nil, "peers[0]: dialaddr: bad dial string \"127.0.0.1:7946,key=abcd\""},
+		{"bad peer id", "[[peers]]\nid = \"nope\"", nil, "peers[0]: dialaddr: bad dial string \"id=nope\""},
+		{"bad peer dial string", "peers = [\"127.0.0.1:7946,colour=blue\"]", nil, "peers[0]: dialaddr: bad dial string"},
+		{"relay without address", "[[relays]]\nkey = \"" + strings.Repeat("ab", 32) + "\"", nil, "relays[0]: key=" + strings.Repeat("ab", 32) + ": a relay needs an address"},
 		{"bad peer flag", "", []string{"--peer", "127.0.0.1:1,colour=blue"}, "--peer"},
 		{"bad metrics", `metrics = "9100"`, nil, "metrics"},
 		{"bad log format", `log_format = "xml"`, nil, "log_format"},

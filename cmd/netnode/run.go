@@ -13,10 +13,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/netmesh/netmesh/bootstrap"
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/meshmdns"
 	"github.com/netmesh/netmesh/rpc"
 )
 
@@ -151,8 +153,8 @@ file's list. See docs/OPERATIONS.md for every key.`,
 	f.StringVarP(&configPath, "config", "c", "", "TOML config file")
 	f.StringVarP(&flags.KeyFile, "key", "k", "", "identity key file (key_file), made by netnode keygen")
 	f.StringVar(&flags.Listen, "listen", defaultListen, "UDP address to listen on (listen)")
-	f.StringArrayVar(&rf.peers, "peer", nil, "bootstrap peer ADDR[,key=HEX][,id=NODEID], repeatable (peers)")
-	f.StringArrayVar(&rf.relays, "relay-node", nil, "relay to use, ADDR[,key=HEX][,id=NODEID], repeatable (relays)")
+	f.StringArrayVar(&rf.peers, "peer", nil, "bootstrap peer HOST:PORT[,key=HEX][,id=NODEID], repeatable (peers)")
+	f.StringArrayVar(&rf.relays, "relay-node", nil, "relay to use, HOST:PORT[,key=HEX][,id=NODEID], repeatable (relays)")
 	f.BoolVar(&rf.relay, "relay", true, "forward packets between other nodes (relay)")
 	f.StringVar(&flags.LogFormat, "log-format", "text", "log format: text or json (log_format)")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "log level: debug, info, warn or error (log_level)")
@@ -286,9 +288,9 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { ctl.serve(ctx) })
-	wg.Go(func() { keepPeers(ctx, m, rc.peers, log) })
+	wg.Go(func() { bootstrap.Keep(ctx, m, rc.peers, bootstrap.Options{Logger: log}) })
 	if rc.mdns {
-		wg.Go(func() { runMDNS(ctx, m, log) })
+		wg.Go(func() { meshmdns.Run(ctx, m, meshmdns.Options{Logger: log}) })
 	}
 	if rc.punch {
 		wg.Go(func() { punchRelayed(ctx, m, log) })
