@@ -348,16 +348,18 @@ func (rt *Runtime) handleDeliver(ctx context.Context, from identity.NodeID, req 
 // announce their load.
 var runtimeFilter = capability.AtLeast(LoadPrefix+".limit", 0)
 
-// locate finds the node hosting id: this one, the node a tombstone here
-// names, or one of the nodes running a runtime (asked locateFanout at a
-// time, at most maxLocate). A node that only knows where the daemon went
-// is believed if no node says it has it.
+// locate finds the node hosting id: this one; or the end of the chain of
+// tombstones that starts here; or one of the nodes running a runtime
+// (asked locateFanout at a time, at most maxLocate), following where the
+// ones that only know where it went point.
 func (rt *Runtime) locate(ctx context.Context, id ID) (identity.NodeID, error) {
 	if rt.hosted(id) != nil {
 		return rt.self, nil
 	}
 	if t, ok := rt.tombFor(id); ok {
-		return t.to, nil
+		if node, ok := rt.follow(ctx, id, t.to); ok {
+			return node, nil
+		}
 	}
 	var nodes []identity.NodeID
 	for _, n := range rt.m.FindNodes(runtimeFilter) {
@@ -371,32 +373,18 @@ func (rt *Runtime) locate(ctx context.Context, id ID) (identity.NodeID, error) {
 	for len(nodes) > 0 {
 		wave := nodes[:min(len(nodes), locateFanout)]
 		nodes = nodes[len(wave):]
-		type answer struct {
-			node identity.NodeID
-			r    deliverReply
-		}
-		answers := make(chan answer, len(wave))
+		answers := make(chan deliverReply, len(wave))
 		for _, n := range wave {
-			go func() {
-				resp, err := rt.call(ctx, n, appendRequest(nil, opLocate, id))
-				var r deliverReply
-				if err == nil {
-					r, err = parseDeliverReply(resp)
-				}
-				if err != nil {
-					r.Status = statusNotFound
-				}
-				answers <- answer{n, r}
-			}()
+			go func() { answers <- rt.askLocate(ctx, n, id) }()
 		}
 		var found identity.NodeID
 		for range wave {
 			a := <-answers
 			switch {
-			case a.r.Status == statusOK && found.IsZero():
-				found = a.node
-			case a.r.Status == statusMoved && a.r.Node != rt.self:
-				hint = a.r.Node
+			case a.Status == statusOK && found.IsZero():
+				found = a.Node
+			case a.Status == statusMoved && a.Node != rt.self:
+				hint = a.Node
 			}
 		}
 		if !found.IsZero() {
@@ -405,12 +393,52 @@ func (rt *Runtime) locate(ctx context.Context, id ID) (identity.NodeID, error) {
 		}
 	}
 	if !hint.IsZero() {
-		return hint, nil
+		if node, ok := rt.follow(ctx, id, hint); ok {
+			return node, nil
+		}
 	}
 	if ctx.Err() != nil {
 		return identity.NodeID{}, ctxError(ctx).with(id, identity.NodeID{})
 	}
 	return identity.NodeID{}, &Error{Code: CodeNotFound, Daemon: id, Message: "no runtime in the mesh has it"}
+}
+
+// askLocate asks node about id; the answer's Node is node itself when it
+// has it.
+func (rt *Runtime) askLocate(ctx context.Context, node identity.NodeID, id ID) deliverReply {
+	resp, err := rt.call(ctx, node, appendRequest(nil, opLocate, id))
+	var r deliverReply
+	if err == nil {
+		r, err = parseDeliverReply(resp)
+	}
+	if err != nil {
+		return deliverReply{Status: statusNotFound}
+	}
+	if r.Status == statusOK {
+		r.Node = node
+	}
+	return r
+}
+
+// follow asks node, and the nodes it says id moved to, until one has it,
+// at most maxRouteAttempts hops.
+func (rt *Runtime) follow(ctx context.Context, id ID, node identity.NodeID) (identity.NodeID, bool) {
+	for range maxRouteAttempts {
+		if node == rt.self {
+			return node, rt.hosted(id) != nil
+		}
+		r := rt.askLocate(ctx, node, id)
+		switch r.Status {
+		case statusOK:
+			rt.routes.learn(id, node)
+			return node, true
+		case statusMoved:
+			node = r.Node
+		default:
+			return identity.NodeID{}, false
+		}
+	}
+	return identity.NodeID{}, false
 }
 
 // handleLocate answers opLocate.

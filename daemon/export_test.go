@@ -2,9 +2,13 @@ package daemon
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/netmesh/netmesh/identity"
 )
+
+// Side is the side of a migration a hook runs on.
+type Side = side
 
 // Side of a failure injected with SetHook.
 const (
@@ -12,14 +16,24 @@ const (
 	SideTarget = sideTarget
 )
 
-// ErrLostReply, returned by a target's hook at PhaseCutover, has the
-// target commit and then fail the call, as if its reply had been lost.
-var ErrLostReply = errLostReply
-
 // SetHook has rt call f at the start of each migration phase on either
 // side; an error f returns fails the phase there. Set it before any
 // migration starts.
-func SetHook(rt *Runtime, f func(s side, p Phase) error) { rt.hook = f }
+func SetHook(rt *Runtime, f func(s Side, p Phase) error) {
+	if f == nil {
+		rt.hook.Store(nil)
+		return
+	}
+	rt.hook.Store(&f)
+}
+
+// LoseCutoverReply has rt, as a migration's source, take the outcome of
+// its next cutover call as unknown, as if the reply had been lost.
+func LoseCutoverReply(rt *Runtime) {
+	var once atomic.Bool
+	f := func() bool { return once.CompareAndSwap(false, true) }
+	rt.loseReply.Store(&f)
+}
 
 // PrepareSealedFor opens a transfer of the daemon of key on target with
 // the key sealed for node sealedFor (an attacker's, or a confused

@@ -65,10 +65,10 @@ const (
 
 // hookErr returns the failure a test injects at phase, or nil.
 func (rt *Runtime) hookErr(s side, p Phase) error {
-	if rt.hook == nil {
-		return nil
+	if h := rt.hook.Load(); h != nil {
+		return (*h)(s, p)
 	}
-	return rt.hook(s, p)
+	return nil
 }
 
 // Migrate moves daemon id to node target while events keep flowing to
@@ -275,6 +275,9 @@ func (mg *migration) run(ctx context.Context) (committed bool, err error) {
 	mg.rep.Replayed += len(tail)
 	mg.rep.CutoverSeq = final
 	_, err = rt.call(ctx, mg.target, appendEntries(nil, opCutover, mg.xfer, tail, final))
+	if lose := rt.loseReply.Load(); lose != nil && (*lose)() {
+		err = &Error{Code: CodeUnreachable, Message: "the cutover's reply was lost (test)"}
+	}
 	if err == nil {
 		return true, nil
 	}

@@ -118,7 +118,8 @@ type Runtime struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	hook func(s side, p Phase) error // tests inject failures
+	hook      atomic.Pointer[func(s side, p Phase) error] // tests inject failures
+	loseReply atomic.Pointer[func() bool]                 // tests lose the reply to a cutover
 }
 
 // tombRef is a tombstone in the order they were made.

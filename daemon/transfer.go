@@ -64,10 +64,6 @@ type incoming struct {
 
 func (x *incoming) touch() { x.last.Store(time.Now().UnixNano()) }
 
-// errLostReply is what a test hook returns to have the target commit a
-// cutover and then fail the call, as if its reply had been lost.
-var errLostReply = errors.New("daemon: reply lost (test)")
-
 // handlePrepare opens an inbound transfer: it checks the kind, the
 // requirements, the size, the key and the room, before it holds
 // anything.
@@ -348,9 +344,8 @@ func (rt *Runtime) handleReplay(from identity.NodeID, op byte, body []byte) ([]b
 	if op == opCutover {
 		phase = PhaseCutover
 	}
-	hookErr := rt.hookErr(sideTarget, phase)
-	if hookErr != nil && !errors.Is(hookErr, errLostReply) {
-		return nil, hookErr
+	if err := rt.hookErr(sideTarget, phase); err != nil {
+		return nil, err
 	}
 	in := x.inst
 	if len(es) > 0 && es[0].Seq != in.seq.Load()+1 {
@@ -373,9 +368,6 @@ func (rt *Runtime) handleReplay(from identity.NodeID, op byte, body []byte) ([]b
 		return nil, e
 	}
 	x.state = xCommitted
-	if hookErr != nil {
-		return nil, hookErr
-	}
 	return nil, nil
 }
 
