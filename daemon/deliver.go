@@ -363,33 +363,33 @@ func (rt *Runtime) locate(ctx context.Context, id ID) (identity.NodeID, error) {
 	}
 	var nodes []identity.NodeID
 	for _, n := range rt.m.FindNodes(runtimeFilter) {
-		if n.ID != rt.self {
+		if p := rt.m.Peer(n.ID); n.ID != rt.self && (p == nil || p.IsUp()) {
 			nodes = append(nodes, n.ID)
 		}
 	}
 	rand.Shuffle(len(nodes), func(i, j int) { nodes[i], nodes[j] = nodes[j], nodes[i] })
 	nodes = nodes[:min(len(nodes), maxLocate)]
+	askCtx, cancel := context.WithCancel(ctx) // ends the questions still out
+	defer cancel()
 	var hint identity.NodeID
 	for len(nodes) > 0 {
 		wave := nodes[:min(len(nodes), locateFanout)]
 		nodes = nodes[len(wave):]
+		// The first node that has it answers; the others' answers go to
+		// the buffered channel and are dropped.
 		answers := make(chan deliverReply, len(wave))
 		for _, n := range wave {
-			go func() { answers <- rt.askLocate(ctx, n, id) }()
+			go func() { answers <- rt.askLocate(askCtx, n, id) }()
 		}
-		var found identity.NodeID
 		for range wave {
 			a := <-answers
 			switch {
-			case a.Status == statusOK && found.IsZero():
-				found = a.Node
+			case a.Status == statusOK:
+				rt.routes.learn(id, a.Node)
+				return a.Node, nil
 			case a.Status == statusMoved && a.Node != rt.self:
 				hint = a.Node
 			}
-		}
-		if !found.IsZero() {
-			rt.routes.learn(id, found)
-			return found, nil
 		}
 	}
 	if !hint.IsZero() {

@@ -56,3 +56,26 @@ func Waiting(rt *Runtime, id ID) int {
 	defer r.mu.Unlock()
 	return len(r.queue)
 }
+
+// CallHost sends req to node's HostService as rt's node would: an
+// attacker's message.
+func CallHost(ctx context.Context, rt *Runtime, node identity.NodeID, req []byte) error {
+	_, err := rt.call(ctx, node, req)
+	return err
+}
+
+// ForgedForward is a forward of one event for transfer xfer.
+func ForgedForward(xfer ID) []byte {
+	return appendEntries(nil, opForward, xfer, []entry{{Origin: identity.NodeID{1}, Inc: 1, Ctr: 1, Data: []byte("forged")}}, 0)
+}
+
+// ForgedStandby is a shipment of event seq for the standby of id.
+func ForgedStandby(id ID, seq uint64) []byte {
+	return appendEntries(nil, opStandby, id, []entry{{Seq: seq, Origin: identity.NodeID{1}, Inc: 1, Ctr: 1, Data: []byte("forged")}}, 0)
+}
+
+// ForgedSpawn opens a spawn of kind owned by owner with an image of size
+// bytes to come.
+func ForgedSpawn(kind string, owner identity.NodeID, size uint64) []byte {
+	return appendPrepare(nil, &prepareReq{Xfer: newXferID(), Mode: modeSpawn, Kind: kind, Owner: owner, Size: size})
+}

@@ -38,9 +38,10 @@ type ReplicaGroup struct {
 	kind  string
 	where capability.Filter
 
-	mu       sync.Mutex // guards the members' node and health, respawns
+	mu       sync.Mutex // guards the members' node and health, respawns, next
 	members  []*replica
 	respawns int
+	next     int // where pick starts looking: ties go round the members
 }
 
 // replica is one member of a replica group.
@@ -173,12 +174,14 @@ func (g *ReplicaGroup) Deliver(ctx context.Context, event []byte) (Receipt, erro
 }
 
 // pick returns the healthy replica not in tried with the fewest events
-// in flight, or nil.
+// in flight (ties in turn), or nil.
 func (g *ReplicaGroup) pick(tried map[*replica]bool) *replica {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var best *replica
-	for _, m := range g.members {
+	g.next++
+	for i := range g.members {
+		m := g.members[(g.next+i)%len(g.members)]
 		if !m.healthy || tried[m] || !g.rt.nodeUp(m.node) {
 			continue
 		}
