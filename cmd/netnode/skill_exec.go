@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -106,16 +105,25 @@ func (es execSkill) run(ctx context.Context, t *task.Task) (task.Result, error) 
 	evw.Close()
 	status := task.DefaultStatus
 	var evErr error
-	var wg sync.WaitGroup
-	wg.Go(func() {
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
 		status, evErr = readEvents(evr, t)
 		if evErr != nil {
 			cmd.Cancel() // a broken contract ends the task
 		}
-	})
+	}()
 	waitErr := cmd.Wait()
-	evr.Close() // a grandchild may hold the pipe open
-	wg.Wait()
+	// The events written before the exit are still in the pipe, and the
+	// reader may be waiting for room to emit them: let it read them all.
+	// A grandchild that holds the pipe open must not hold the task, so
+	// the pipe is closed after execKillDelay.
+	select {
+	case <-readDone:
+	case <-time.After(execKillDelay):
+		evr.Close()
+		<-readDone
+	}
 
 	switch {
 	case errors.Is(context.Cause(ctx), errExecTimeout):
