@@ -89,7 +89,7 @@ const (
 	maxOutputs = 64
 	// chunkSize is the size of one transfer chunk: a quarter of the rpc
 	// server's default request limit.
-	chunkSize = 256 << 10
+	chunkSize = 64 << 10
 	// maxSenders bounds the senders a daemon remembers for deduplication
 	// (the highest counter applied of each); the least recently seen is
 	// forgotten first.

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netmesh/netmesh/capability"
@@ -26,6 +27,9 @@ import (
 // twice.
 //
 // A full inbox refuses the event with BACKPRESSURE: it was not applied.
+// When the callers of every event of a batch have given up, the batch is
+// abandoned: its events may or may not be applied, and are not sent
+// again.
 // So does this node when InboxSize events for the daemon wait here for
 // the batch in flight.
 // If ctx ends before the event left this node, it was not applied and
@@ -41,7 +45,7 @@ func (rt *Runtime) Deliver(ctx context.Context, id ID, event []byte) (Receipt, e
 		return Receipt{}, ErrClosed
 	}
 	r := rt.routes.get(id)
-	o := &outgoing{data: slices.Clone(event), done: make(chan struct{})}
+	o := &outgoing{ctx: ctx, data: slices.Clone(event), done: make(chan struct{})}
 	r.mu.Lock()
 	if n := len(r.queue); n >= rt.cfg.InboxSize {
 		r.mu.Unlock()
@@ -99,6 +103,7 @@ type route struct {
 
 // outgoing is one event on its way.
 type outgoing struct {
+	ctx     context.Context // the caller's: when every caller of a batch gave up, it is abandoned
 	ctr     uint64
 	data    []byte
 	done    chan struct{}
@@ -202,6 +207,18 @@ func (r *route) send(batch []*outgoing) {
 	rt := r.rt
 	ctx, cancel := context.WithTimeout(rt.ctx, rt.cfg.CallTimeout)
 	defer cancel()
+	// Once every caller gave up, the batch is abandoned: a call to a
+	// node that died holds the route no longer than its callers wait.
+	var waiting atomic.Int32
+	waiting.Store(int32(len(batch)))
+	for _, o := range batch {
+		stop := context.AfterFunc(o.ctx, func() {
+			if waiting.Add(-1) == 0 {
+				cancel()
+			}
+		})
+		defer stop()
+	}
 	req := &deliverReq{Daemon: r.id, Inc: rt.inc, Ctrs: make([]uint64, len(batch)), Data: make([][]byte, len(batch))}
 	for i, o := range batch {
 		req.Ctrs[i], req.Data[i] = o.ctr, o.data
@@ -363,7 +380,7 @@ func (rt *Runtime) locate(ctx context.Context, id ID) (identity.NodeID, error) {
 	}
 	var nodes []identity.NodeID
 	for _, n := range rt.m.FindNodes(runtimeFilter) {
-		if p := rt.m.Peer(n.ID); n.ID != rt.self && (p == nil || p.IsUp()) {
+		if n.ID != rt.self {
 			nodes = append(nodes, n.ID)
 		}
 	}
@@ -465,7 +482,7 @@ func (rt *Runtime) handleLocate(id ID) []byte {
 func (rt *Runtime) onHost(ctx context.Context, id ID, f func(node identity.NodeID) error) error {
 	node := rt.routes.cached(id)
 	for attempt := 0; ; attempt++ {
-		if node.IsZero() {
+		if node.IsZero() || node == rt.self && rt.hosted(id) == nil { // a stale route
 			var err error
 			if node, err = rt.locate(ctx, id); err != nil {
 				return err

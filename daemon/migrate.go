@@ -199,12 +199,11 @@ func (mg *migration) run(ctx context.Context) (committed bool, err error) {
 	if err := mg.enter(PhaseSnapshot); err != nil {
 		return false, err
 	}
-	var image []byte
+	var table, state []byte
 	var e *Error
 	if !in.do(func() {
-		var state []byte
 		if state, mg.rep.SnapshotSeq, e = in.takeState(); e == nil {
-			image = appendImage(nil, in.senders, state)
+			table = appendImage(nil, in.senders, nil)
 			in.log = &replayLog{max: rt.cfg.MaxReplayLog}
 		}
 	}) {
@@ -213,6 +212,7 @@ func (mg *migration) run(ctx context.Context) (committed bool, err error) {
 	if e != nil {
 		return false, e
 	}
+	image := append(table, state...) // off the daemon's goroutine: it applies meanwhile
 	mg.rep.StateBytes = len(image)
 
 	if err := mg.enter(PhaseTransfer); err != nil {

@@ -249,13 +249,12 @@ func (rt *Runtime) syncLocal(ctx context.Context, in *instance, nodes []identity
 		in.syncing = false
 		in.mu.Unlock()
 	}()
-	var image []byte
+	var table, state []byte
 	var seq uint64
 	var e *Error
 	if !in.do(func() {
-		var state []byte
 		if state, seq, e = in.takeState(); e == nil {
-			image = appendImage(nil, in.senders, state)
+			table = appendImage(nil, in.senders, nil)
 			in.log = &replayLog{max: rt.cfg.MaxReplayLog}
 		}
 	}) {
@@ -264,6 +263,7 @@ func (rt *Runtime) syncLocal(ctx context.Context, in *instance, nodes []identity
 	if e != nil {
 		return nil, e
 	}
+	image := append(table, state...) // off the daemon's goroutine: it applies meanwhile
 	took := make([]bool, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
