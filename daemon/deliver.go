@@ -56,11 +56,8 @@ func (rt *Runtime) Deliver(ctx context.Context, id ID, event []byte) (Receipt, e
 	start := !r.busy
 	r.busy = true
 	r.mu.Unlock()
-	if start && !rt.spawn(r.flush) {
-		r.mu.Lock()
-		r.busy = false
-		r.mu.Unlock()
-		return Receipt{}, ErrClosed
+	if start {
+		r.lead(o)
 	}
 	select {
 	case <-o.done:
@@ -176,6 +173,40 @@ func (rr *router) learn(id ID, node identity.NodeID) {
 	r.mu.Lock()
 	r.node = node
 	r.mu.Unlock()
+}
+
+// lead starts sending the route's queue, which o just made busy. When o
+// is alone in it (one sender, the common case) the caller's goroutine
+// sends it: one call, no hand-off. What else waits, then or meanwhile,
+// a flush goroutine sends.
+func (r *route) lead(o *outgoing) {
+	r.mu.Lock()
+	alone := len(r.queue) == 1 && r.queue[0] == o
+	if alone {
+		r.queue[0] = nil
+		r.queue = r.queue[:0]
+	}
+	r.mu.Unlock()
+	if alone {
+		r.send([]*outgoing{o})
+	}
+	r.mu.Lock()
+	if len(r.queue) == 0 {
+		r.busy = false
+		r.used = time.Now()
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	if !r.rt.spawn(r.flush) {
+		r.mu.Lock()
+		rest := r.queue
+		r.queue, r.busy = nil, false
+		r.mu.Unlock()
+		for _, x := range rest {
+			x.finish(Receipt{}, ErrClosed)
+		}
+	}
 }
 
 // flush sends the route's queue, one batch at a time, until it is empty.
@@ -315,9 +346,9 @@ func (rt *Runtime) deliverTo(ctx context.Context, node identity.NodeID, req *del
 	if node == rt.self {
 		return rt.handleDeliver(ctx, rt.self, req)
 	}
-	resp, err := rt.call(ctx, node, appendDeliver(nil, req))
+	resp, err := rt.cli.Call(ctx, node, HostService, appendDeliver(nil, req)) // ctx ends within CallTimeout
 	if err != nil {
-		return deliverReply{}, err
+		return deliverReply{}, callError(err, node)
 	}
 	reply, err := parseDeliverReply(resp)
 	if err == nil && reply.Status == statusOK && len(reply.Receipts) != len(req.Data) {

@@ -103,8 +103,9 @@ type Runtime struct {
 	kinds   atomic.Pointer[map[string]*Kind]
 	advMu   sync.Mutex // serialises announcements, so the last one wins
 
-	// mu guards the tables below. Methods named ...Locked need it.
-	mu        sync.Mutex
+	// mu guards the tables below. Methods named ...Locked need it
+	// written; the delivery path only reads them.
+	mu        sync.RWMutex
 	daemons   map[ID]*instance
 	tombs     map[ID]tombstone
 	tombOrder []tombRef        // oldest first; an entry whose tombstone was replaced is skipped
@@ -113,6 +114,7 @@ type Runtime struct {
 	groups    map[*groupBase]struct{}
 	closed    bool
 	loadDirty bool
+	closing   atomic.Bool // closed, readable without mu
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -271,17 +273,13 @@ func (rt *Runtime) loadLocked() placement.Load {
 
 // hosted returns the instance of id hosted here, or nil.
 func (rt *Runtime) hosted(id ID) *instance {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
 	return rt.daemons[id]
 }
 
 // isClosed reports whether Close was called.
-func (rt *Runtime) isClosed() bool {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	return rt.closed
-}
+func (rt *Runtime) isClosed() bool { return rt.closing.Load() }
 
 // markDirtyLocked notes that the load changed.
 func (rt *Runtime) markDirtyLocked() { rt.loadDirty = true }
@@ -306,8 +304,8 @@ func (rt *Runtime) tombLocked(id ID, to identity.NodeID, xfer ID) {
 
 // tombFor returns where id went, if it left this node recently.
 func (rt *Runtime) tombFor(id ID) (tombstone, bool) {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
 	t, ok := rt.tombs[id]
 	return t, ok && time.Since(t.at) < tombstoneAge
 }
@@ -387,6 +385,7 @@ func (rt *Runtime) Close() error {
 		return nil
 	}
 	rt.closed = true
+	rt.closing.Store(true)
 	ins := slices.Collect(maps.Values(rt.daemons))
 	for _, in := range ins {
 		in.mu.Lock()
