@@ -137,6 +137,10 @@ const (
 	statusRetry = 20 * time.Millisecond
 	// maxStandbys bounds the standbys of one active daemon.
 	maxStandbys = 8
+	// shipTimeout bounds one shipment of events to a standby: the active
+	// waits for it before it answers the events' senders, so a standby
+	// slower than this leaves the set rather than stall the daemon.
+	shipTimeout = 2 * time.Second
 	// maxForks bounds the members of a fork group, maxReplicas those of
 	// a replica group.
 	maxForks    = 64

@@ -341,7 +341,7 @@ func (sh *standbyShip) ship(in *instance, es []entry) {
 	var wg sync.WaitGroup
 	for i, n := range sh.nodes {
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(sh.rt.ctx, sh.rt.cfg.CallTimeout)
+			ctx, cancel := context.WithTimeout(sh.rt.ctx, min(sh.rt.cfg.CallTimeout, shipTimeout))
 			defer cancel()
 			if _, err := sh.rt.call(ctx, n, req); err != nil {
 				sh.rt.log.Warn("daemon: a standby missed events and leaves the set", "daemon", in.id, "node", n, "err", err)
