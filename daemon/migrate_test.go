@@ -78,6 +78,24 @@ func (s *stream) halt() map[string]uint64 {
 	return s.acked
 }
 
+// haltAndCheck stops the stream and checks the daemon's log, from a
+// snapshot rt takes, against what was acknowledged (see checkLog). It
+// returns the log, or nil if the test failed already.
+func (s *stream) haltAndCheck(rt *daemon.Runtime) []record {
+	s.t.Helper()
+	acked := s.halt()
+	if s.t.Failed() {
+		return nil
+	}
+	snap, err := rt.Snapshot(ctxT(s.t), s.id)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	recs := records(s.t, snap)
+	checkLog(s.t, recs, acked)
+	return recs
+}
+
 // TestMigrateUnderASteadyStream moves a daemon around three nodes, six
 // times, while nine senders on the three nodes deliver to it without
 // pause: no sender sees an error, and the daemon's log has every
@@ -116,19 +134,13 @@ func TestMigrateUnderASteadyStream(t *testing.T) {
 			t.Fatalf("after move %d: %+v %v", i, info, err)
 		}
 	}
-	acked := s.halt()
-	if t.Failed() {
+	recs := s.haltAndCheck(owner.rt)
+	if recs == nil {
 		return
 	}
-	snap, err := owner.rt.Snapshot(ctxT(t), loc.Daemon)
-	if err != nil {
-		t.Fatal(err)
+	if recs[0].Seq != 1 || len(recs) != len(s.acked) {
+		t.Fatalf("%d records from %d, %d acknowledged", len(recs), recs[0].Seq, len(s.acked))
 	}
-	recs := records(t, snap)
-	if recs[0].Seq != 1 || len(recs) != len(acked) || snap.Seq != uint64(len(recs)) {
-		t.Fatalf("%d records from %d, snapshot at %d, %d acknowledged", len(recs), recs[0].Seq, snap.Seq, len(acked))
-	}
-	checkLog(t, recs, acked)
 	if len(s.nodes) != 3 {
 		t.Fatalf("events applied on %d nodes, want 3", len(s.nodes))
 	}
@@ -231,15 +243,7 @@ func TestMigrateFailureAtEveryPhase(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.flowing(20)
-	acked := s.halt()
-	if t.Failed() {
-		return
-	}
-	snap, err := src.rt.Snapshot(ctxT(t), loc.Daemon)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkLog(t, records(t, snap), acked)
+	s.haltAndCheck(src.rt)
 }
 
 // TestMigrateRefusals: a target without the kind's factory, or without
@@ -321,15 +325,9 @@ func TestMigrateCutoverReplyLost(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	s.flowing(30)
-	acked := s.halt()
-	if t.Failed() {
+	if s.haltAndCheck(src.rt) == nil {
 		return
 	}
-	snap, err := src.rt.Snapshot(ctxT(t), loc.Daemon)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkLog(t, records(t, snap), acked)
 	if info, err := src.rt.Stats(ctxT(t), loc.Daemon); err != nil || info.Node != dst.id() || info.State != "running" {
 		t.Fatalf("info %+v %v", info, err)
 	}

@@ -85,7 +85,7 @@ func (rt *Runtime) dispatch(ctx context.Context, from identity.NodeID, op byte, 
 	case opHeld:
 		return rt.handleHeld(from, body)
 	case opPromote:
-		return rt.handlePromote(ctx, from, body)
+		return rt.handlePromote(from, body)
 	case opSync:
 		return rt.handleSync(ctx, from, body)
 	}

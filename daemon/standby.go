@@ -434,8 +434,9 @@ func (rt *Runtime) handleStandbyLog(from identity.NodeID, body []byte) ([]byte, 
 	return appendUvarint(nil, c.held()), nil
 }
 
-// handleHeld answers the sequence number a standby holds, to its owner.
-func (rt *Runtime) handleHeld(from identity.NodeID, body []byte) ([]byte, error) {
+// ownedStandby returns the standby a request that names its daemon alone
+// (held, promote) is about, if from is its owner or this node.
+func (rt *Runtime) ownedStandby(from identity.NodeID, body []byte) (*standbyCopy, error) {
 	id, err := parseID(body)
 	if err != nil {
 		return nil, &Error{Code: CodeInvalid, Err: err}
@@ -446,6 +447,15 @@ func (rt *Runtime) handleHeld(from identity.NodeID, body []byte) ([]byte, error)
 		return nil, &Error{Code: CodeNotFound, Daemon: id, Node: rt.self, Message: "no standby of the daemon"}
 	case from != c.owner && from != rt.self:
 		return nil, &Error{Code: CodeNotOwner, Daemon: id, Node: rt.self}
+	}
+	return c, nil
+}
+
+// handleHeld answers the sequence number a standby holds, to its owner.
+func (rt *Runtime) handleHeld(from identity.NodeID, body []byte) ([]byte, error) {
+	c, err := rt.ownedStandby(from, body)
+	if err != nil {
+		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -454,17 +464,10 @@ func (rt *Runtime) handleHeld(from identity.NodeID, body []byte) ([]byte, error)
 
 // handlePromote makes a standby the active: it restores the snapshot,
 // replays the events held, and serves.
-func (rt *Runtime) handlePromote(ctx context.Context, from identity.NodeID, body []byte) ([]byte, error) {
-	id, err := parseID(body)
+func (rt *Runtime) handlePromote(from identity.NodeID, body []byte) ([]byte, error) {
+	c, err := rt.ownedStandby(from, body)
 	if err != nil {
-		return nil, &Error{Code: CodeInvalid, Err: err}
-	}
-	c := rt.standby(id)
-	switch {
-	case c == nil:
-		return nil, &Error{Code: CodeNotFound, Daemon: id, Node: rt.self, Message: "no standby of the daemon"}
-	case from != c.owner && from != rt.self:
-		return nil, &Error{Code: CodeNotOwner, Daemon: id, Node: rt.self}
+		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -476,8 +479,8 @@ func (rt *Runtime) handlePromote(ctx context.Context, from identity.NodeID, body
 		in.applyOne(x, true)
 	}
 	rt.mu.Lock()
-	if rt.standbys[id] == c {
-		delete(rt.standbys, id)
+	if rt.standbys[c.id] == c {
+		delete(rt.standbys, c.id)
 	}
 	e = rt.hostLocked(in)
 	rt.mu.Unlock()

@@ -173,6 +173,20 @@ func (rt *Runtime) transfer(xfer ID, from identity.NodeID) (*incoming, *Error) {
 	return x, nil
 }
 
+// transferIn returns the inbound transfer a request that names it alone
+// (restore, complete) is about, if from opened it.
+func (rt *Runtime) transferIn(from identity.NodeID, body []byte) (*incoming, error) {
+	xfer, err := parseID(body)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalid, Err: err}
+	}
+	x, e := rt.transfer(xfer, from)
+	if e != nil {
+		return nil, e
+	}
+	return x, nil
+}
+
 // forget removes an inbound transfer.
 func (rt *Runtime) forget(x *incoming) {
 	rt.mu.Lock()
@@ -214,13 +228,9 @@ func (rt *Runtime) handleChunk(from identity.NodeID, body []byte) ([]byte, error
 // handleRestore makes the daemon from the transfer's image: a spawn then
 // serves, a standby is held, a migration waits for its replay.
 func (rt *Runtime) handleRestore(from identity.NodeID, body []byte) ([]byte, error) {
-	xfer, err := parseID(body)
+	x, err := rt.transferIn(from, body)
 	if err != nil {
-		return nil, &Error{Code: CodeInvalid, Err: err}
-	}
-	x, e := rt.transfer(xfer, from)
-	if e != nil {
-		return nil, e
+		return nil, err
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -388,13 +398,9 @@ func (x *incoming) confirmLocked() {
 
 // handleComplete confirms a committed transfer and forgets it.
 func (rt *Runtime) handleComplete(from identity.NodeID, body []byte) ([]byte, error) {
-	xfer, err := parseID(body)
+	x, err := rt.transferIn(from, body)
 	if err != nil {
-		return nil, &Error{Code: CodeInvalid, Err: err}
-	}
-	x, e := rt.transfer(xfer, from)
-	if e != nil {
-		return nil, e
+		return nil, err
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
