@@ -250,7 +250,7 @@ func (mg *migration) run(ctx context.Context) (committed bool, err error) {
 			break
 		}
 		mg.rep.Replayed += len(es)
-		if _, err := rt.call(ctx, mg.target, appendEntries(nil, opReplay, mg.xfer, es, 0)); err != nil {
+		if err := mg.replay(ctx, es); err != nil {
 			return false, mg.abortOn(err)
 		}
 	}
@@ -274,7 +274,17 @@ func (mg *migration) run(ctx context.Context) (committed bool, err error) {
 	}
 	mg.rep.Replayed += len(tail)
 	mg.rep.CutoverSeq = final
-	_, err = rt.call(ctx, mg.target, appendEntries(nil, opCutover, mg.xfer, tail, final))
+	// The daemon applies nothing now: what one call cannot carry goes
+	// as replays first, then the rest with the cutover.
+	last, size := 0, 0
+	for last < len(tail) && last < replayBatch && (last == 0 || size+len(tail[len(tail)-1-last].Data) <= maxBatchBytes) {
+		size += len(tail[len(tail)-1-last].Data)
+		last++
+	}
+	if err := mg.replay(ctx, tail[:len(tail)-last]); err != nil {
+		return false, mg.abortOn(err)
+	}
+	_, err = rt.call(ctx, mg.target, appendEntries(nil, opCutover, mg.xfer, tail[len(tail)-last:], final))
 	if lose := rt.loseReply.Load(); lose != nil && (*lose)() {
 		err = &Error{Code: CodeUnreachable, Message: "the cutover's reply was lost (test)"}
 	}
@@ -287,6 +297,18 @@ func (mg *migration) run(ctx context.Context) (committed bool, err error) {
 	// The outcome is unknown: ask the target until it says (its answer
 	// is final: a transfer not committed is dropped as it answers).
 	return mg.resolve(ctx, err)
+}
+
+// replay sends logged events to the target, as many calls as they need.
+func (mg *migration) replay(ctx context.Context, es []entry) error {
+	for len(es) > 0 {
+		n := batchLen(es, replayBatch)
+		if _, err := mg.rt.call(ctx, mg.target, appendEntries(nil, opReplay, mg.xfer, es[:n], 0)); err != nil {
+			return err
+		}
+		es = es[n:]
+	}
+	return nil
 }
 
 // answered reports whether err is the target's own answer (a refusal),
@@ -383,14 +405,17 @@ func (mg *migration) complete(ctx context.Context) {
 	rt.markDirtyLocked()
 	rt.mu.Unlock()
 	rt.routes.learn(in.id, mg.target)
+	es := make([]entry, len(held))
+	for i, p := range held {
+		es[i] = p.e
+	}
 	for len(held) > 0 {
-		n := min(len(held), maxBatchEvents)
-		batch := held[:n]
-		held = held[n:]
-		rs := mg.forward(ctx, batch)
-		for i, p := range batch {
+		n := batchLen(es, maxBatchEvents)
+		rs := mg.forward(ctx, es[:n])
+		for i, p := range held[:n] {
 			p.w.set(p.i, rs[i])
 		}
+		held, es = held[n:], es[n:]
 		mg.rep.Handed += n
 	}
 	mg.rep.Frozen = time.Since(mg.frozen)
@@ -404,21 +429,17 @@ func (mg *migration) complete(ctx context.Context) {
 // forward hands a batch of events that waited through the cutover to the
 // target, resending while it fails for want of an answer (the daemon
 // skips what it applied), and returns their receipts.
-func (mg *migration) forward(ctx context.Context, batch []*pending) []wireReceipt {
-	es := make([]entry, len(batch))
-	for i, p := range batch {
-		es[i] = p.e
-	}
+func (mg *migration) forward(ctx context.Context, es []entry) []wireReceipt {
 	req := appendEntries(nil, opForward, mg.xfer, es, 0)
 	var last error
 	for {
 		resp, err := mg.rt.call(ctx, mg.target, req)
 		if err == nil {
 			rs, err := parseReceipts(resp)
-			if err == nil && len(rs) == len(batch) {
+			if err == nil && len(rs) == len(es) {
 				return rs
 			}
-			last = &Error{Code: CodeInvalid, Node: mg.target, Message: fmt.Sprintf("forward answered %d receipts for %d events: %v", len(rs), len(batch), err)}
+			last = &Error{Code: CodeInvalid, Node: mg.target, Message: fmt.Sprintf("forward answered %d receipts for %d events: %v", len(rs), len(es), err)}
 			break
 		}
 		last = err
@@ -431,7 +452,7 @@ func (mg *migration) forward(ctx context.Context, batch []*pending) []wireReceip
 		}
 	}
 	e := asError(last)
-	rs := make([]wireReceipt, len(batch))
+	rs := make([]wireReceipt, len(es))
 	for i := range rs {
 		rs[i] = wireReceipt{Code: e.Code, Message: "the daemon moved and the handover failed: " + e.Error()}
 	}

@@ -238,6 +238,21 @@ func TestMigrateFailureAtEveryPhase(t *testing.T) {
 	if e.Phase != daemon.PhaseRestore {
 		t.Fatalf("cancelled in %v", e.Phase)
 	}
+	// A target too slow for the caller's deadline.
+	release := make(chan struct{})
+	daemon.SetHook(dst.rt, func(side daemon.Side, p daemon.Phase) error {
+		if p == daemon.PhaseRestore {
+			<-release
+		}
+		return nil
+	})
+	ctx, cancel = context.WithTimeout(ctxT(t), time.Second)
+	_, err = src.rt.Migrate(ctx, loc.Daemon, dst.id())
+	cancel()
+	close(release)
+	daemon.SetHook(dst.rt, nil)
+	code(t, err, daemon.CodeTimeout)
+	eventually(t, 10*time.Second, "the target to drop the slow transfer", func() bool { return dst.rt.Load().Running == 0 })
 	// Now it moves.
 	if _, err := src.rt.Migrate(ctxT(t), loc.Daemon, dst.id()); err != nil {
 		t.Fatal(err)
@@ -347,4 +362,57 @@ func TestSealedKeyRefusedByANodeNotTheTarget(t *testing.T) {
 	if err := daemon.PrepareSealedFor(ctxT(t), ns[0].rt, ns[2].id(), ns[2].id(), "seqlog", key); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestMigrateLongTail has 2,000 events of 1 KiB applied between the
+// replay and the cutover: more than one call carries, so the frozen
+// daemon's tail goes as replays before the cutover. Nothing is lost.
+func TestMigrateLongTail(t *testing.T) {
+	ns := newMesh(t, 2, daemon.Config{}, nil)
+	src, dst := ns[0], ns[1]
+	loc, err := src.rt.Spawn(ctxT(t), "seqlog", daemon.SpawnOptions{Node: src.id()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	acked := map[string]uint64{}
+	daemon.SetHook(src.rt, func(s daemon.Side, p daemon.Phase) error {
+		if s != daemon.SideSource || p != daemon.PhaseCutover {
+			return nil
+		}
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for i := range 250 {
+					d := fmt.Sprintf("%d/%d/%s", g, i, make([]byte, 1000))
+					r, err := dst.rt.Deliver(ctxT(t), loc.Daemon, []byte(d))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					acked[d] = r.Seq
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		return nil
+	})
+	rep, err := src.rt.Migrate(ctxT(t), loc.Daemon, dst.id())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Replayed < 2000 || rep.CutoverSeq != 2000 {
+		t.Fatalf("report %+v", rep)
+	}
+	snap, err := src.rt.Snapshot(ctxT(t), loc.Daemon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := records(t, snap)
+	if len(recs) != 2000 {
+		t.Fatalf("%d records", len(recs))
+	}
+	checkLog(t, recs, acked)
 }

@@ -34,7 +34,8 @@ type Config struct {
 	InboxSize int
 	// MaxEventSize, MaxOutputSize and MaxStateSize bound, in bytes, one
 	// event, the outputs of one event, and a snapshot. 0 means the
-	// Default of each.
+	// Default of each. MaxEventSize is at most 512 KiB, so that an event
+	// always fits one call of the rpc server's default request limit.
 	MaxEventSize, MaxOutputSize, MaxStateSize int
 	// MaxReplayLog bounds the events logged during a migration, and
 	// buffered by a standby between syncs. 0 means DefaultMaxReplayLog.
@@ -59,6 +60,7 @@ func (c *Config) setDefaults() {
 	orDefault(&c.MaxPerOwner, DefaultMaxPerOwner)
 	orDefault(&c.InboxSize, DefaultInboxSize)
 	orDefault(&c.MaxEventSize, DefaultMaxEventSize)
+	c.MaxEventSize = min(c.MaxEventSize, maxBatchBytes)
 	orDefault(&c.MaxOutputSize, DefaultMaxOutputSize)
 	orDefault(&c.MaxStateSize, DefaultMaxStateSize)
 	orDefault(&c.MaxReplayLog, DefaultMaxReplayLog)

@@ -290,11 +290,7 @@ func (rt *Runtime) syncLocal(ctx context.Context, in *instance, nodes []identity
 			e = &Error{Code: CodeLimitExceeded, Daemon: in.id, Message: fmt.Sprintf("more than %d events during the sync", rt.cfg.MaxReplayLog)}
 		}
 		sh := &standbyShip{rt: rt, nodes: ok}
-		for len(es) > 0 && len(sh.nodes) > 0 {
-			n := min(len(es), replayBatch)
-			sh.ship(in, es[:n])
-			es = es[n:]
-		}
+		sh.ship(in, es)
 		ok = sh.nodes
 		in.ship = nil
 		if len(ok) > 0 {
@@ -333,9 +329,18 @@ func (sh *standbyShip) send(in *instance, batch []*pending, rs []wireReceipt) {
 	}
 }
 
-// ship sends es to every standby at once; a standby that fails leaves
-// the set (its buffer has a gap now: it needs a sync).
+// ship sends es to every standby, as many calls as they need.
 func (sh *standbyShip) ship(in *instance, es []entry) {
+	for len(es) > 0 && len(sh.nodes) > 0 {
+		n := batchLen(es, replayBatch)
+		sh.shipBatch(in, es[:n])
+		es = es[n:]
+	}
+}
+
+// shipBatch sends one batch to every standby at once; a standby that
+// fails leaves the set (its buffer has a gap now: it needs a sync).
+func (sh *standbyShip) shipBatch(in *instance, es []entry) {
 	req := appendEntries(nil, opStandby, in.id, es, 0)
 	failed := make([]bool, len(sh.nodes))
 	var wg sync.WaitGroup

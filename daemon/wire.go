@@ -75,6 +75,17 @@ type entry struct {
 	Data   []byte
 }
 
+// batchLen returns how many of es go in one message: at most maxN, and
+// at most maxBatchBytes of data unless the first alone is larger.
+func batchLen(es []entry, maxN int) int {
+	n, size := 0, 0
+	for n < len(es) && n < maxN && (n == 0 || size+len(es[n].Data) <= maxBatchBytes) {
+		size += len(es[n].Data)
+		n++
+	}
+	return n
+}
+
 // deliverReq is a batch of events from one sender for one daemon.
 type deliverReq struct {
 	Daemon ID
