@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -105,25 +106,16 @@ func (es execSkill) run(ctx context.Context, t *task.Task) (task.Result, error) 
 	evw.Close()
 	status := task.DefaultStatus
 	var evErr error
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		status, evErr = readEvents(evr, t)
 		if evErr != nil {
 			cmd.Cancel() // a broken contract ends the task
 		}
-	}()
+	})
 	waitErr := cmd.Wait()
-	// The events written before the exit are still in the pipe, and the
-	// reader may be waiting for room to emit them: let it read them all.
-	// A grandchild that holds the pipe open must not hold the task, so
-	// the pipe is closed after execKillDelay.
-	select {
-	case <-readDone:
-	case <-time.After(execKillDelay):
-		evr.Close()
-		<-readDone
-	}
+	evr.Close() // a grandchild may hold the pipe open
+	wg.Wait()
 
 	switch {
 	case errors.Is(context.Cause(ctx), errExecTimeout):
