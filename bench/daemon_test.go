@@ -69,12 +69,22 @@ func (d *blob) Restore(state []byte) error {
 // benchmark's failover starts then.
 func startDaemonNode(tb testing.TB) *daemonNode {
 	tb.Helper()
-	m := startNode(tb, mesh.Config{
+	m, err := mesh.New(mesh.Config{
+		ListenAddr:          "127.0.0.1:0",
 		KeepaliveInterval:   200 * time.Millisecond,
 		HandshakeRetransmit: 50 * time.Millisecond,
 		HandshakeGiveUp:     2 * time.Second,
 		Capabilities:        capability.Config{MinAnnounceInterval: 100 * time.Millisecond, TTL: 30 * time.Second},
 	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		m.Close()
+		tb.Fatal(err)
+	}
 	srv, err := rpc.NewServer(m, rpc.ServerOptions{})
 	if err != nil {
 		tb.Fatal(err)
