@@ -1,12 +1,13 @@
 // Package meshprom exports a netmesh node's counters as Prometheus
 // metrics: New returns a prometheus.Collector for a *mesh.Mesh (sessions,
 // peers, drops, handshakes, relaying, capability discovery, channels, and
-// NAT traversal in builds with the nat tag), and NewRPC one for package
-// rpc's server and client. netnode serves the same metrics;
+// NAT traversal in builds with the nat tag), NewRPC one for package rpc's
+// server and client, and NewTasks one for package daemon/task's worker and
+// submitter. netnode serves the same metrics;
 // docs/OPERATIONS.md lists every one, with its type and labels.
 //
 //	reg := prometheus.NewRegistry()
-//	reg.MustRegister(meshprom.New(m, meshprom.Options{}), meshprom.NewRPC(srv, client))
+//	reg.MustRegister(meshprom.New(m, meshprom.Options{}), meshprom.NewRPC(srv, client), meshprom.NewTasks(worker, submitter))
 //	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 //
 // The collectors read fresh snapshots (Mesh.Stats and the engines' Stats)
@@ -15,5 +16,7 @@
 // so that rate() works from the first scrape.
 //
 // Package mesh does not import this package: a program that does not
-// import meshprom does not link Prometheus.
+// import meshprom does not link Prometheus. A program that does links the
+// task layer too (for NewTasks), with its record store and JSON Schema
+// validator.
 package meshprom

@@ -3,6 +3,7 @@ package meshprom_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/netmesh/netmesh/channel"
+	"github.com/netmesh/netmesh/daemon/task"
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/meshprom"
 	"github.com/netmesh/netmesh/rpc"
@@ -25,12 +27,15 @@ import (
 const setupTimeout = 20 * time.Second
 
 // rig is two connected nodes; a publishes the channel "jobs", serves the
-// rpc service "echo" and calls b, which serves nothing, once; b calls a
-// once.
+// rpc service "echo" and calls b, which does not serve it, once; b calls
+// a once. Both run a task worker with no skills; a's submitter submits a
+// task to b, which refuses it.
 type rig struct {
-	a, b   *mesh.Mesh
-	server *rpc.Server
-	client *rpc.Client
+	a, b      *mesh.Mesh
+	server    *rpc.Server
+	client    *rpc.Client
+	worker    *task.Worker
+	submitter *task.Submitter
 }
 
 func newRig(t *testing.T) *rig {
@@ -60,16 +65,51 @@ func newRig(t *testing.T) *rig {
 	}
 	r.client = rpc.NewClient(r.a, rpc.ClientOptions{})
 	if _, err := r.client.Call(ctx, r.b.ID(), "echo", nil); err == nil {
-		t.Fatal("b serves no rpc, yet a's call succeeded")
+		t.Fatal("b serves no echo, yet a's call succeeded")
+	}
+	r.worker = startWorker(t, r.a, r.server)
+	bServer, err := rpc.NewServer(r.b, rpc.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bServer.Close() })
+	startWorker(t, r.b, bServer)
+	if r.submitter, err = task.NewSubmitter(r.a, task.SubmitterConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.submitter.Close() })
+	_, err = r.submitter.Submit(ctx, task.Request{Skill: "nosuch", Node: r.b.ID()})
+	if te := (*task.Error)(nil); !errors.As(err, &te) || te.Code != task.CodeUnknownSkill {
+		t.Fatalf("a task for a skill b lacks: %v, want UNKNOWN_SKILL", err)
 	}
 	return r
+}
+
+// startWorker starts a task worker with no skills on m, shut down when
+// the test ends.
+func startWorker(t *testing.T, m *mesh.Mesh, srv *rpc.Server) *task.Worker {
+	t.Helper()
+	w, err := task.NewWorker(m, srv, task.WorkerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		w.Shutdown(ctx)
+	})
+	return w
 }
 
 // registry returns a pedantic registry with a's collectors.
 func (r *rig) registry(t *testing.T) *prometheus.Registry {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(meshprom.New(r.a, meshprom.Options{Channels: []string{"jobs"}}), meshprom.NewRPC(r.server, r.client))
+	reg.MustRegister(
+		meshprom.New(r.a, meshprom.Options{Channels: []string{"jobs"}}),
+		meshprom.NewRPC(r.server, r.client),
+		meshprom.NewTasks(r.worker, r.submitter),
+	)
 	return reg
 }
 
@@ -108,7 +148,13 @@ netmesh_rpc_client_failures_total 1
 # HELP netmesh_rpc_client_outstanding RPC calls this node has in flight.
 # TYPE netmesh_rpc_client_outstanding gauge
 netmesh_rpc_client_outstanding 0
-`, peer)
+# HELP netmesh_task_worker_max_running Tasks this worker runs at most at once (MaxRunning).
+# TYPE netmesh_task_worker_max_running gauge
+netmesh_task_worker_max_running %[2]d
+# HELP netmesh_task_submitter_refusals_total Refusals workers answered this submitter's submits with, by code.
+# TYPE netmesh_task_submitter_refusals_total counter
+%[3]s
+`, peer, task.DefaultMaxRunning, refusals("UNKNOWN_SKILL"))
 	names := regexp.MustCompile(`(?m)^# TYPE (\S+)`).FindAllStringSubmatch(want, -1)
 	var metrics []string
 	for _, m := range names {
@@ -121,6 +167,23 @@ netmesh_rpc_client_outstanding 0
 	if n := testutil.CollectAndCount(meshprom.New(r.a, meshprom.Options{}), "netmesh_drops_total"); n < int(mesh.DropStreamBacklog)+1 {
 		t.Fatalf("%d drop reasons exported, want every one (%d)", n, mesh.DropStreamBacklog+1)
 	}
+}
+
+// refusals is the exposition of netmesh_task_submitter_refusals_total
+// with one refusal of code and none of the others.
+func refusals(code string) string {
+	codes := []string{"other", "CONTRACT_VIOLATION", "DEPENDENCY_MISSING", "RESOURCE_EXHAUSTED", "LIMIT_EXCEEDED",
+		"TIMEOUT", "LATE_RESULT", "CANCELLED", "LOST", "HANDLER_ERROR", "UNKNOWN_SKILL", "NO_WORKER", "PROVENANCE", "NOT_FOUND"}
+	slices.Sort(codes) // the exposition's order
+	var b strings.Builder
+	for _, c := range codes {
+		n := 0
+		if c == code {
+			n = 1
+		}
+		fmt.Fprintf(&b, "netmesh_task_submitter_refusals_total{code=%q} %d\n", c, n)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // TestMetricsMatchDocs checks that the collectors export exactly the
