@@ -20,6 +20,7 @@ import (
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
+	"github.com/netmesh/netmesh/daemon"
 	"github.com/netmesh/netmesh/dialaddr"
 	"github.com/netmesh/netmesh/mesh"
 )
@@ -56,6 +57,9 @@ type fileConfig struct {
 	// Tasks: the worker, the submitter and the skills run by executables.
 	Tasks  *tasksSpec  `toml:"tasks"`
 	Skills []skillSpec `toml:"skills"`
+
+	// Daemons: the daemon runtime.
+	Daemons *daemonsSpec `toml:"daemons"`
 }
 
 // subnetRuleSpec is one rule of subnet_policy: nodes that announce Tag
@@ -149,6 +153,8 @@ type runConfig struct {
 	rpcBuiltin bool // serve the built-in rpc services
 
 	tasks taskSettings
+
+	daemons daemon.Config
 }
 
 // namedChannel is a channel the node registers at start.
@@ -241,6 +247,9 @@ func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
 		return nil, err
 	}
 	if err := fc.validateTasks(rc); err != nil {
+		return nil, err
+	}
+	if err := fc.validateDaemons(rc); err != nil {
 		return nil, err
 	}
 	logger, err := newLogger(logOut, fc.LogFormat, fc.LogLevel)
