@@ -88,6 +88,9 @@ func (m *Mesh) WatchNodes(ctx context.Context, f capability.Filter) iter.Seq2[No
 		for {
 			w.takeReady()
 			for len(w.queue) > 0 {
+				if ctx.Err() != nil || m.tr.ctx.Err() != nil {
+					return // however many changes are left
+				}
 				if change, n, ok := w.next(); ok {
 					if !yield(change, n) {
 						return

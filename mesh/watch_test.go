@@ -241,3 +241,26 @@ func TestWatchNodesEndsWithMesh(t *testing.T) {
 		t.Fatal("the watch did not end when the mesh closed")
 	}
 }
+
+// A consumer that cancels the watch's context gets no further change,
+// however many are pending: the iteration ends with its context.
+func TestWatchNodesEndsWithContextWhileChangesPend(t *testing.T) {
+	w := newNode(t)
+	b := newNode(t)
+	announce(t, w, "gpu")
+	announce(t, b, "gpu")
+	connect(t, b, w, mesh.Pin{})
+	gpu := capability.HasTag("gpu")
+	eventually(t, watchTimeout, "w to learn b's gpu", func() bool { return len(w.FindNodes(gpu)) == 2 })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var got []mesh.NodeChange
+	for c := range w.WatchNodes(ctx, gpu) {
+		got = append(got, c)
+		cancel() // the second node's NodeAdded is pending
+	}
+	if len(got) != 1 {
+		t.Fatalf("after its context ended the watch yielded %v, want only the first change", got)
+	}
+}
