@@ -2,12 +2,14 @@
 // metrics: New returns a prometheus.Collector for a *mesh.Mesh (sessions,
 // peers, drops, handshakes, relaying, capability discovery, channels, and
 // NAT traversal in builds with the nat tag), NewRPC one for package rpc's
-// server and client, and NewTasks one for package daemon/task's worker and
-// submitter. netnode serves the same metrics;
+// server and client, NewTasks one for package daemon/task's worker and
+// submitter, and NewDaemons one for a package daemon runtime. netnode
+// serves the same metrics;
 // docs/OPERATIONS.md lists every one, with its type and labels.
 //
 //	reg := prometheus.NewRegistry()
-//	reg.MustRegister(meshprom.New(m, meshprom.Options{}), meshprom.NewRPC(srv, client), meshprom.NewTasks(worker, submitter))
+//	reg.MustRegister(meshprom.New(m, meshprom.Options{}), meshprom.NewRPC(srv, client),
+//		meshprom.NewTasks(worker, submitter), meshprom.NewDaemons(rt))
 //	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 //
 // The collectors read fresh snapshots (Mesh.Stats and the engines' Stats)
@@ -17,6 +19,6 @@
 //
 // Package mesh does not import this package: a program that does not
 // import meshprom does not link Prometheus. A program that does links the
-// task layer too (for NewTasks), with its record store and JSON Schema
-// validator.
+// task and daemon layers too (for NewTasks and NewDaemons), with the
+// task layer's record store and JSON Schema validator.
 package meshprom

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/netmesh/netmesh/channel"
+	"github.com/netmesh/netmesh/daemon"
+	counterdaemon "github.com/netmesh/netmesh/daemon/counter"
 	"github.com/netmesh/netmesh/daemon/task"
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/meshprom"
@@ -29,13 +31,15 @@ const setupTimeout = 20 * time.Second
 // rig is two connected nodes; a publishes the channel "jobs", serves the
 // rpc service "echo" and calls b, which does not serve it, once; b calls
 // a once. Both run a task worker with no skills; a's submitter submits a
-// task to b, which refuses it.
+// task to b, which refuses it. a runs a daemon runtime that hosts
+// nothing yet.
 type rig struct {
 	a, b      *mesh.Mesh
 	server    *rpc.Server
 	client    *rpc.Client
 	worker    *task.Worker
 	submitter *task.Submitter
+	daemons   *daemon.Runtime
 }
 
 func newRig(t *testing.T) *rig {
@@ -82,6 +86,13 @@ func newRig(t *testing.T) *rig {
 	if te := (*task.Error)(nil); !errors.As(err, &te) || te.Code != task.CodeUnknownSkill {
 		t.Fatalf("a task for a skill b lacks: %v, want UNKNOWN_SKILL", err)
 	}
+	if r.daemons, err = daemon.NewRuntime(r.a, r.server, daemon.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.daemons.Close() })
+	if err := r.daemons.Register(counterdaemon.Kind()); err != nil {
+		t.Fatal(err)
+	}
 	return r
 }
 
@@ -109,6 +120,7 @@ func (r *rig) registry(t *testing.T) *prometheus.Registry {
 		meshprom.New(r.a, meshprom.Options{Channels: []string{"jobs"}}),
 		meshprom.NewRPC(r.server, r.client),
 		meshprom.NewTasks(r.worker, r.submitter),
+		meshprom.NewDaemons(r.daemons),
 	)
 	return reg
 }
@@ -160,7 +172,37 @@ netmesh_task_worker_max_running %[2]d
 	for _, m := range names {
 		metrics = append(metrics, m[1])
 	}
-	if err := testutil.GatherAndCompare(r.registry(t), strings.NewReader(want), metrics...); err != nil {
+	reg := r.registry(t)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), metrics...); err != nil {
+		t.Fatal(err)
+	}
+	// A daemon spawned here: hosted and counted; every phase a migration
+	// can fail in is there, zeros included.
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if _, err := r.daemons.Spawn(ctx, counterdaemon.Name, daemon.SpawnOptions{Node: r.a.ID()}); err != nil {
+		t.Fatal(err)
+	}
+	want = fmt.Sprintf(`
+# HELP netmesh_daemon_hosted Daemons this node hosts, whatever they are doing.
+# TYPE netmesh_daemon_hosted gauge
+netmesh_daemon_hosted 1
+# HELP netmesh_daemon_max Daemons this node hosts at most (MaxDaemons).
+# TYPE netmesh_daemon_max gauge
+netmesh_daemon_max %d
+# HELP netmesh_daemon_spawned_total Daemons started here by a spawn: placed, from a snapshot, or a fork's child.
+# TYPE netmesh_daemon_spawned_total counter
+netmesh_daemon_spawned_total 1
+# HELP netmesh_daemon_migration_failures_total Migrations from this node that did not commit (the daemon stayed), by the phase they failed in.
+# TYPE netmesh_daemon_migration_failures_total counter
+netmesh_daemon_migration_failures_total{phase="cutover"} 0
+netmesh_daemon_migration_failures_total{phase="replay"} 0
+netmesh_daemon_migration_failures_total{phase="restore"} 0
+netmesh_daemon_migration_failures_total{phase="snapshot"} 0
+netmesh_daemon_migration_failures_total{phase="transfer"} 0
+`, daemon.DefaultMaxDaemons)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "netmesh_daemon_hosted", "netmesh_daemon_max",
+		"netmesh_daemon_spawned_total", "netmesh_daemon_migration_failures_total"); err != nil {
 		t.Fatal(err)
 	}
 	// Every drop reason is there from the start, zeros included.
@@ -263,7 +305,7 @@ func TestPrometheusStaysOut(t *testing.T) {
 	if err != nil {
 		t.Skip("no go command to list dependencies with")
 	}
-	pkgs := []string{"mesh", "rpc", "capability", "channel", "identity", "meshnet", "dialaddr"}
+	pkgs := []string{"mesh", "rpc", "capability", "channel", "identity", "meshnet", "dialaddr", "bootstrap", "meshmdns", "daemon", "daemon/task"}
 	for _, tags := range []string{"", "nat,portmap"} {
 		args := []string{"list", "-deps", "-tags", tags}
 		for _, p := range pkgs {

@@ -11,7 +11,7 @@ import (
 )
 
 // metricsHandler serves the Prometheus metrics of the node: its mesh,
-// capability, channel, rpc, task and NAT traversal counters (package
+// capability, channel, rpc, task, daemon and NAT traversal counters (package
 // meshprom), plus the Go runtime and process collectors.
 // docs/OPERATIONS.md lists every metric.
 func metricsHandler(n *node) http.Handler {
@@ -24,6 +24,9 @@ func metricsHandler(n *node) http.Handler {
 	)
 	if n.tasks != nil {
 		reg.MustRegister(meshprom.NewTasks(n.tasks.w, n.tasks.s))
+	}
+	if n.daemons != nil {
+		reg.MustRegister(meshprom.NewDaemons(n.daemons))
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
