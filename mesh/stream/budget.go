@@ -13,24 +13,29 @@ package stream
 //   - Reassembly: a message's length is reserved all or nothing when its
 //     prefix arrives. A reservation that fits (or finds the Mux holding
 //     nothing) may always complete: its window keeps opening even at the
-//     budget, so messages that each hold part of the budget never block
-//     one another. One that does not fit waits, first come first served,
-//     with its stream's window frozen, until readers free the memory;
-//     then the Mux admits it and sends the stream a window update.
+//     budget, and its out-of-order fragments within the window are kept,
+//     so messages that each hold part of the budget never block one
+//     another (reservations alone can fill the budget exactly; dropping
+//     their out-of-order fragments turned every loss into a timeout). One
+//     that does not fit waits, first come first served, with its stream's
+//     window frozen, until readers free the memory; then the Mux admits
+//     it and sends the stream a window update.
 //   - At the budget, other windows stop opening (and reopen with a window
 //     update when memory frees); streams whose unread messages are tiny
 //     parse no further ones from their fragments (see mayParseLocked);
-//     out-of-order fragments, unreliable fragments and unreliable
-//     messages are dropped (counted in BudgetDrops; reliable ones are
-//     resent). New streams are still accepted, with the initial window
-//     their sender may use before its first ACK.
+//     out-of-order fragments of streams without an admitted reservation,
+//     unreliable fragments and unreliable messages are dropped (counted
+//     in BudgetDrops; reliable ones are resent). New streams are still
+//     accepted, with the initial window their sender may use before its
+//     first ACK.
 //
 // A node's memory for one peer's streams is thus about RecvBudget, plus
-// the windows already granted when the budget filled (each at most a
-// share), plus up to MaxStreams initial windows (32 fragments' chunks:
-// 48 KiB, 288 KiB of jumbo fragments) and one unread message each. Only a
-// reader that stops reading while its peer waits for memory can stall
-// (as with any connection-level flow control); read streams concurrently.
+// the windows granted before the budget filled or to admitted
+// reservations (each at most a share), plus up to MaxStreams initial
+// windows (32 fragments' chunks: 48 KiB, 288 KiB of jumbo fragments) and
+// one unread message each. Only a reader that stops reading while its
+// peer waits for memory can stall (as with any connection-level flow
+// control); read streams concurrently.
 
 // holdLocked adds delta bytes to what s holds of the budget. A stream
 // the Mux forgot holds nothing: what it delivered and the application has
@@ -75,12 +80,23 @@ func (m *Mux) holdLocked(delta int) {
 	}
 }
 
-// sendUpdatesLocked sends the window updates holdLocked queued. Every
-// operation that may free memory calls it before releasing the lock.
+// sendUpdatesLocked sends the window updates queued by holdLocked and
+// onReadLocked. Every operation that may free memory or open a window
+// calls it before releasing the lock. A window update is what a stalled
+// sender waits for, so one the Link refuses with back-pressure is kept
+// and retried after LinkRetry with the Mux's other frames, not dropped
+// like an ordinary ACK (whose loss the next fragment repairs).
 func (m *Mux) sendUpdatesLocked() {
-	for _, s := range m.updates { // sending never queues more
-		if !s.removed && s.resetErr == nil {
-			s.sendAckLocked()
+	for i, s := range m.updates { // sending never queues more
+		if s.removed || s.resetErr != nil {
+			continue
+		}
+		if err := m.sendLocked(s.putAckLocked(m.tx)); isBackpressure(err) {
+			n := copy(m.updates, m.updates[i:])
+			clear(m.updates[n:])
+			m.updates = m.updates[:n]
+			m.linkBlockedLocked(m.now())
+			return
 		}
 	}
 	clear(m.updates)

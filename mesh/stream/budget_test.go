@@ -129,3 +129,155 @@ func TestRecvBudgetLargeMessages(t *testing.T) {
 		t.Fatalf("held %d bytes at a message's delivery; budget %d", peak, cfg.RecvBudget)
 	}
 }
+
+// pump passes frames between two Muxes joined by captureLinks until done
+// reports true (checked whenever no frame is on its way; delayed ACKs
+// come from the timer goroutines), and fails the test after 10 s.
+func pump(t *testing.T, a *Mux, al *captureLink, b *Mux, bl *captureLink, done func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ab, ba := al.takeBodies(), bl.takeBodies()
+		for _, f := range ab {
+			b.HandleFrame(f)
+		}
+		for _, f := range ba {
+			a.HandleFrame(f)
+		}
+		if len(ab)+len(ba) > 0 {
+			continue
+		}
+		if done() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("pump: the condition never came true")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// takeBodies returns the frame bodies l recorded and forgets them.
+func (l *captureLink) takeBodies() [][]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.frames
+	l.frames = nil
+	return b
+}
+
+// TestReservedMessageKeepsOutOfOrderFragments guards the promise that a
+// message whose reservation fits always completes. Reservations alone
+// can fill the budget exactly (64 messages of 1 MiB in a 64 MiB budget),
+// and at the budget out-of-order fragments used to be dropped for every
+// stream, the reserved ones included: after each loss the sender had to
+// wait for a retransmission timeout per fragment, which with many
+// streams piled up into persistent congestion, and the messages that
+// could free the budget crawled. A reserved message's fragments within
+// its window are now kept and selectively acknowledged.
+func TestReservedMessageKeepsOutOfOrderFragments(t *testing.T) {
+	ctx := context.Background()
+	cfg := MuxConfig{MinRTO: 10 * time.Second} // no timer fires during the test
+	sl := &captureLink{}
+	snd := NewMux(sl, cfg)
+	defer snd.Close()
+	s, _ := snd.Open(ctx, Config{})
+	msg := message(3, 64<<10)
+	if err := s.Send(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	data := sl.takeBodies()
+	if len(data) < 10 {
+		t.Fatalf("%d fragments sent, want the initial window", len(data))
+	}
+
+	cfg.RecvBudget = len(msg) // the message's reservation fills the budget
+	rl := &captureLink{}
+	rcv := NewMux(rl, cfg)
+	defer rcv.Close()
+	for i, f := range data[:10] {
+		if i != 1 { // fragment 1 is lost
+			rcv.HandleFrame(f)
+		}
+	}
+	if st := rcv.Stats(); st.RecvHeld < st.RecvBudget || st.BudgetDrops != 0 {
+		t.Fatalf("held %d of %d, %d fragments dropped for the budget; want the budget full and none dropped",
+			st.RecvHeld, st.RecvBudget, st.BudgetDrops)
+	}
+	_, acks := rl.take(frameAck, s.key)
+	if len(acks) == 0 {
+		t.Fatal("no ACK for the out-of-order fragments")
+	}
+	last := acks[len(acks)-1]
+	if last.Seq != 1 || last.NRanges != 1 || last.Ranges[0] != (ackRange{1, 9}) {
+		t.Fatalf("last ACK: cum %d ranges %v, want cum 1 and fragments 2 to 9", last.Seq, last.Ranges[:last.NRanges])
+	}
+
+	rcv.HandleFrame(data[1])
+	for _, f := range data[10:] {
+		rcv.HandleFrame(f)
+	}
+	r, err := rcv.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pump(t, snd, sl, rcv, rl, func() bool { return r.Stats().RxMessages == 1 })
+	got, err := r.Recv(ctx)
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("Recv: %d bytes, %v", len(got), err)
+	}
+}
+
+// TestWindowUpdateRetriedAfterBackpressure guards a stalled sender's
+// wake-up: the ACK that reopens a closed window is the only thing the
+// sender waits for, and one the Link refused because its socket queue
+// was full used to be dropped, leaving the sender to its zero-window
+// probe, whose back-off grows to a minute. It is now resent after
+// LinkRetry.
+func TestWindowUpdateRetriedAfterBackpressure(t *testing.T) {
+	ctx := context.Background()
+	cfg := MuxConfig{MinRTO: 10 * time.Second} // only LinkRetry fires
+	cfg.Accept.RecvWindow = initialWindowFragments * chunkSize
+	sl := &captureLink{}
+	snd := NewMux(sl, cfg)
+	defer snd.Close()
+	s, _ := snd.Open(ctx, Config{})
+	for i := range 4 {
+		if err := s.Send(ctx, message(uint64(i), 16<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rl := &captureLink{}
+	rcv := NewMux(rl, cfg)
+	defer rcv.Close()
+	var limit uint64
+	pump(t, snd, sl, rcv, rl, func() bool { // the unread messages close the window
+		snd.mu.Lock()
+		defer snd.mu.Unlock()
+		limit = s.peerLimit
+		return s.sent >= s.peerLimit && s.sent < s.nxt && s.inflight == 0
+	})
+	r, err := rcv.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rl.refuseNext(1) // the socket queue is full when the window opens
+	if _, err := r.Recv(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, acks := rl.take(frameAck, s.key)
+		if len(acks) > 0 && acks[len(acks)-1].Seq+uint64(acks[len(acks)-1].Window) > limit {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the refused window update was never sent again")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st := rcv.Stats(); st.LinkBackpressure != 1 {
+		t.Fatalf("LinkBackpressure %d, want 1", st.LinkBackpressure)
+	}
+}

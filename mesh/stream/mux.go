@@ -483,14 +483,16 @@ func (m *Mux) readyLocked(s *Stream) {
 // the congestion window and the Link allow, one fragment per stream in
 // turn, so streams with data share the window fairly.
 func (m *Mux) flushLocked(now int64) {
-	if len(m.updates) > 0 {
-		m.sendUpdatesLocked()
-	}
 	if m.linkBlocked != 0 {
 		if now < m.linkBlocked {
 			return
 		}
 		m.linkBlocked = 0
+	}
+	if len(m.updates) > 0 {
+		if m.sendUpdatesLocked(); m.linkBlocked != 0 {
+			return
+		}
 	}
 	if m.ready.len() > 0 {
 		m.maybeProbeLocked(now)
@@ -507,9 +509,7 @@ func (m *Mux) flushLocked(now int64) {
 			return // an ACK or timeout calls flush again
 		}
 		if err := s.sendOneLocked(now); err != nil {
-			m.stats.linkBackpressure++
-			m.linkBlocked = now + int64(m.cfg.LinkRetry)
-			m.armMuxLocked(m.linkBlocked)
+			m.linkBlockedLocked(now)
 			return
 		}
 		m.ready.pop()
@@ -518,6 +518,14 @@ func (m *Mux) flushLocked(now int64) {
 			m.readyLocked(s)
 		}
 	}
+}
+
+// linkBlockedLocked records that the Link refused a frame with
+// back-pressure: sending resumes after LinkRetry.
+func (m *Mux) linkBlockedLocked(now int64) {
+	m.stats.linkBackpressure++
+	m.linkBlocked = now + int64(m.cfg.LinkRetry)
+	m.armMuxLocked(m.linkBlocked)
 }
 
 // armLocked makes sure the timer goroutine wakes for s by deadline.

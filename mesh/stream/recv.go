@@ -61,8 +61,11 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 		}
 		s.rcvNext++
 	default:
-		if i > 0 && s.m.overBudgetLocked() && (i >= s.ooo.len() || *s.ooo.at(i) == nil) {
-			s.m.stats.budgetDrops++ // out of order at the budget: the sender resends it
+		if i > 0 && !s.resOK && s.m.overBudgetLocked() && (i >= s.ooo.len() || *s.ooo.at(i) == nil) {
+			// Out of order at the budget: the sender resends it. A message
+			// whose reservation was admitted keeps its fragments (see
+			// budget.go), or every loss would cost it a timeout.
+			s.m.stats.budgetDrops++
 			return
 		}
 		if !s.storeLocked(i, f) {
@@ -277,8 +280,9 @@ func (s *Stream) putAckLocked(b []byte) int {
 }
 
 // onReadLocked runs after the reader took a message: if that opened the
-// window by a quarter (or opened a closed one), tell the sender now
-// instead of waiting for its zero-window probe.
+// window by a quarter (or opened a closed one), queue a window update
+// (see sendUpdatesLocked) instead of waiting for the sender's zero-window
+// probe.
 func (s *Stream) onReadLocked() {
 	if s.unreliable || s.resetErr != nil || s.removed {
 		return
@@ -291,7 +295,9 @@ func (s *Stream) onReadLocked() {
 	step := uint64(max(1, s.cfg.RecvWindow/s.rxChunk/4))
 	near := s.rcvNext+uint64(s.ooo.len())+initialWindowFragments/2 >= old
 	if (near && s.rcvLimit >= old+step) || (old <= s.rcvNext && s.rcvLimit > old) {
-		s.sendAckLocked()
+		if n := len(s.m.updates); n == 0 || s.m.updates[n-1] != s {
+			s.m.updates = append(s.m.updates, s) // the caller sends it
+		}
 	}
 }
 
@@ -584,7 +590,7 @@ func (s *Stream) maybeFinishLocked() {
 func (s *Stream) releaseLocked() {
 	for s.frags.len() > 0 {
 		f := s.frags.pop()
-		if f.state == fragInflight {
+		if f.inCC {
 			s.m.cc.inFlight -= dataHeaderSize + f.n
 		}
 		if f.c != nil {

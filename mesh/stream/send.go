@@ -165,6 +165,7 @@ func (s *Stream) sendOneLocked(now int64) error {
 	f.txNum = s.txCount
 	s.txCount++
 	s.inflight++
+	f.inCC = true
 	m.cc.onSent(h + f.n)
 	if s.rtoDeadline == 0 {
 		s.rtoDeadline = now + int64(s.rtoLocked())
@@ -236,7 +237,10 @@ func (s *Stream) handleAckLocked(f *frame, now int64) {
 		fr := s.frag(seq)
 		switch fr.state {
 		case fragInflight:
-			m.cc.onAcked(dataHeaderSize+fr.n, fr.sentAt)
+			if fr.inCC {
+				fr.inCC = false
+				m.cc.onAcked(dataHeaderSize+fr.n, fr.sentAt)
+			}
 			s.inflight--
 		case fragLost:
 		default:
@@ -294,6 +298,7 @@ func (s *Stream) handleAckLocked(f *frame, now int64) {
 			m.armLocked(s, s.rtoDeadline)
 		}
 	}
+	s.releaseProbesLocked()
 	s.armPersistLocked(now)
 	if freed {
 		notify(s.writable)
@@ -316,16 +321,37 @@ func (s *Stream) armPersistLocked(now int64) {
 	}
 }
 
+// releaseProbesLocked takes the zero-window probes the peer answered out
+// of the congestion controller's bytes in flight: an ACK whose window
+// still ends at or before a probe says the receiver dropped it (or will).
+// The probe stays in flight for the stream, to be resent when its timer
+// fires, but no longer holds the window that all streams share: it used
+// to, until its own backed-off timeout, and the probes of streams
+// waiting for receive budget filled the window, starving the streams
+// that could complete and free the budget. Only probes lie beyond
+// peerLimit (it never shrinks), so the loop is short.
+func (s *Stream) releaseProbesLocked() {
+	for seq := max(s.una, s.peerLimit); seq < s.sent; seq++ {
+		if f := s.frag(seq); f.state == fragInflight && f.inCC {
+			f.inCC = false
+			s.m.cc.inFlight -= dataHeaderSize + f.n
+		}
+	}
+}
+
 // markLostLocked declares fragment seq lost, to be retransmitted first.
 // A lost zero-window probe is no congestion signal: the receiver most
 // likely dropped it because its window was still closed.
 func (s *Stream) markLostLocked(seq uint64, f *sendFrag, now int64) {
 	f.state = fragLost
 	s.inflight--
-	if f.probe {
-		s.m.cc.inFlight -= dataHeaderSize + f.n
-	} else {
-		s.m.cc.onLost(dataHeaderSize+f.n, f.sentAt, now)
+	if f.inCC {
+		f.inCC = false
+		if f.probe {
+			s.m.cc.inFlight -= dataHeaderSize + f.n
+		} else {
+			s.m.cc.onLost(dataHeaderSize+f.n, f.sentAt, now)
+		}
 	}
 	s.lost.push(seq)
 }

@@ -106,6 +106,7 @@ type sendFrag struct {
 	state  uint8
 	retx   bool // retransmitted at least once (Karn: no RTT sample)
 	probe  bool // last sent beyond the peer's window: a zero-window probe
+	inCC   bool // in flight and counted in the congestion controller's bytes in flight
 	fin    bool
 	sentAt int64
 	txNum  uint64
