@@ -145,6 +145,14 @@ const (
 	// DefaultRecvBudget is MuxConfig.RecvBudget when zero: 64 MiB per peer
 	// holds 16 full default receive windows, or four 16 MiB messages.
 	DefaultRecvBudget = 64 << 20
+	// DefaultIdleTimeout is MuxConfig.IdleTimeout when zero: a stream the
+	// peer opened on which nothing arrived and the application sent
+	// nothing for 30 s, while it waits on the peer, is reset with
+	// CodeIdle. 30 s is the idle timeout QUIC stacks commonly use for a
+	// whole connection (quic-go's default); it is what stands between a
+	// peer that opens streams and goes silent and the goroutines and
+	// buffers the streams hold.
+	DefaultIdleTimeout = 30 * time.Second
 	// DefaultMinRTO is MuxConfig.MinRTO when zero. RFC 6298 asks for 1 s,
 	// which punishes every tail loss on a LAN; Linux uses 200 ms. 100 ms
 	// keeps spurious timeouts rare on relayed WAN paths (their RTT

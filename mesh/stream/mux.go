@@ -102,7 +102,7 @@ type Mux struct {
 }
 
 type muxCounters struct {
-	accepted, refused, malformed, stale, linkBackpressure, budgetDrops uint64
+	accepted, refused, malformed, stale, linkBackpressure, budgetDrops, idleResets uint64
 }
 
 // NewMux returns a Mux for one peer's link and starts its timer
@@ -234,10 +234,12 @@ func (m *Mux) HandleFrame(body []byte) {
 			m.handleDataLocked(f, now)
 		case frameAck:
 			if s := m.lookupLocked(f.Stream); s != nil {
+				s.lastActive = now
 				s.handleAckLocked(f, now)
 			}
 		case frameReset:
 			if s := m.findLocked(f.Stream); s != nil {
+				s.lastActive = now
 				s.handleResetLocked(f, now)
 			} else {
 				m.handleUnknownResetLocked(f)
@@ -385,6 +387,7 @@ func (m *Mux) handleDataLocked(f *frame, now int64) {
 		}
 	}
 	m.last = s
+	s.lastActive = now
 	if (f.Flags&flagUnreliable != 0) != s.unreliable {
 		s.resetLocked(CodeProtocol, false, now)
 		return
@@ -433,6 +436,7 @@ func (m *Mux) peerStreamLocked(f *frame, key uint32) (*Stream, bool) {
 		return nil, true
 	}
 	m.streams[key] = s
+	m.armIdleLocked(s)
 	m.peerOpen++
 	m.stats.accepted++
 	if m.accept == nil {
@@ -526,6 +530,17 @@ func (m *Mux) linkBlockedLocked(now int64) {
 	m.stats.linkBackpressure++
 	m.linkBlocked = now + int64(m.cfg.LinkRetry)
 	m.armMuxLocked(m.linkBlocked)
+}
+
+// armIdleLocked starts the idle timer of s, a stream the peer opened: s
+// joins the timer heap for good (see Stream.onTimerLocked), so activity
+// costs only a time stamp and the heap moves the stream at most once per
+// IdleTimeout.
+func (m *Mux) armIdleLocked(s *Stream) {
+	s.lastActive = m.now()
+	if m.cfg.IdleTimeout > 0 {
+		m.armLocked(s, s.lastActive+int64(m.cfg.IdleTimeout))
+	}
 }
 
 // armLocked makes sure the timer goroutine wakes for s by deadline.

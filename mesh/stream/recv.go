@@ -462,7 +462,20 @@ func (s *Stream) deliverUnreliableLocked(id uint64, mb *msgBuf) {
 }
 
 // onTimerLocked runs s's due deadlines and returns its next one, or 0.
+// A live stream the peer opened always has one, its idle deadline
+// (unless IdleTimeout is disabled): reached with nothing received or
+// sent since while the stream waits on the peer, it resets the stream
+// with CodeIdle; otherwise the stream is filed again under the new one.
 func (s *Stream) onTimerLocked(now int64) int64 {
+	idle := int64(s.m.cfg.IdleTimeout)
+	if s.key&1 == 0 || s.resetErr != nil {
+		idle = 0 // streams we opened are the application's to bound
+	}
+	if idle > 0 && s.lastActive+idle <= now && s.waitsOnPeerLocked() {
+		s.m.stats.idleResets++
+		s.resetLocked(CodeIdle, false, now)
+		idle = 0
+	}
 	if s.ackDue != 0 && s.ackDue <= now {
 		s.sendAckLocked()
 	}
@@ -487,6 +500,12 @@ func (s *Stream) onTimerLocked(now int64) int64 {
 		}
 	}
 	var next int64
+	if idle > 0 {
+		next = s.lastActive + idle
+		if next <= now { // idle but waiting on the application: look again later
+			next = now + idle
+		}
+	}
 	for _, d := range [...]int64{s.ackDue, s.rtoDeadline} {
 		if d != 0 && (next == 0 || d < next) {
 			next = d
@@ -501,6 +520,18 @@ func (s *Stream) onTimerLocked(now int64) int64 {
 		}
 	}
 	return next
+}
+
+// waitsOnPeerLocked reports whether s waits for the peer: to end its
+// side of the stream, or to acknowledge what was sent. A stream the peer
+// ended and acknowledged waits only on the local application, which is
+// left to bound it (an rpc handler taking longer than IdleTimeout to
+// answer a request, say).
+func (s *Stream) waitsOnPeerLocked() bool {
+	if s.unreliable {
+		return !s.peerFin || s.rstPending
+	}
+	return !s.peerFin || s.rcvNext <= s.peerFinSeq || s.una < s.nxt
 }
 
 // resetLocked ends the stream abruptly: it drops all buffers and tells the

@@ -114,6 +114,9 @@ type MuxStats struct {
 	// dropped because the budget was full.
 	RecvHeld, RecvBudget int
 	BudgetDrops          uint64
+	// IdleResets counts streams reset with CodeIdle (see
+	// MuxConfig.IdleTimeout).
+	IdleResets uint64
 	// PathMTU is the frame body size new fragments are cut to: the Link's
 	// MaxFrameSize, or larger once a probe confirmed it. PathMTUProbes
 	// counts probes sent; PathMTUBlackHoles counts falls back to the base.
@@ -142,6 +145,7 @@ func (m *Mux) Stats() MuxStats {
 		RecvHeld:             m.held,
 		RecvBudget:           m.cfg.RecvBudget,
 		BudgetDrops:          m.stats.budgetDrops,
+		IdleResets:           m.stats.idleResets,
 		PathMTU:              m.pmtu.cur,
 		PathMTUProbes:        m.pmtu.probes,
 		PathMTUBlackHoles:    m.pmtu.blackHole,

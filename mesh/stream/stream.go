@@ -93,6 +93,7 @@ type Stream struct {
 	inReady     bool
 	heapPos     int   // position in Mux.timers, 1-based; 0 when not in it
 	wakeAt      int64 // the deadline Mux.timers files the stream under
+	lastActive  int64 // when a frame for the stream arrived or the application sent on it last
 
 	st streamCounters
 }
@@ -201,6 +202,7 @@ func (s *Stream) send(ctx context.Context, msg []byte, last bool) error {
 	}
 	now := m.now()
 	if s.unreliable {
+		s.lastActive = now
 		err := s.sendUnreliableLocked(msg)
 		if err == nil && last {
 			s.closeLocked(now)
@@ -212,6 +214,7 @@ func (s *Stream) send(ctx context.Context, msg []byte, last bool) error {
 		s.st.backpressure++
 		return ErrBackpressure
 	}
+	s.lastActive = now
 	s.appendMsgLocked(msg)
 	if last {
 		s.closeLocked(now)
@@ -387,6 +390,7 @@ func (s *Stream) CloseContext(ctx context.Context) error {
 // stream (the caller flushes) or ends an unreliable one.
 func (s *Stream) closeLocked(now int64) {
 	s.closedLocal = true
+	s.lastActive = now
 	if !s.unreliable {
 		s.appendFinLocked()
 		return
