@@ -3,6 +3,7 @@ package stream
 import (
 	"bytes"
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -279,5 +280,73 @@ func TestWindowUpdateRetriedAfterBackpressure(t *testing.T) {
 	}
 	if st := rcv.Stats(); st.LinkBackpressure != 1 {
 		t.Fatalf("LinkBackpressure %d, want 1", st.LinkBackpressure)
+	}
+}
+
+// TestSendBudgetBoundsSendBuffers guards the sender's memory against a
+// peer that never acknowledges: each stream's send window used to be the
+// only bound, 4 MiB times as many streams as the application opens (or
+// answers, for streams the peer opens). The Mux's send budget now bounds
+// them together; a Send it refuses is woken when the budget frees, and a
+// message alone in an empty Mux always goes through.
+func TestSendBudgetBoundsSendBuffers(t *testing.T) {
+	ctx := context.Background()
+	const budget = 256 << 10
+	l := &captureLink{} // a peer that never acknowledges
+	m := NewMux(l, MuxConfig{SendBudget: budget, MinRTO: 10 * time.Second})
+	defer m.Close()
+	big := make([]byte, 512<<10)
+	first, _ := m.Open(ctx, Config{})
+	if err := first.Send(ctx, big); err != nil {
+		t.Fatalf("a message larger than the budget, alone in the Mux: %v", err)
+	}
+	if err := first.Send(ctx, []byte("x")); !errors.Is(err, ErrBackpressure) {
+		t.Fatalf("Send beyond the budget: %v, want ErrBackpressure", err)
+	}
+	for first.Stats().BytesInFlight != 0 { // the peer takes it all
+
+		m.mu.Lock()
+		sent := first.sent
+		m.mu.Unlock()
+		m.HandleFrame(ackBody(first.key, sent, 1<<20))
+	}
+
+	var streams []*Stream
+	accepted := 0
+	for range 8 {
+		s, _ := m.Open(ctx, Config{})
+		streams = append(streams, s)
+		for range 16 { // 1 MiB per stream, 8 MiB in all
+			if s.Send(ctx, make([]byte, 64<<10)) == nil {
+				accepted++
+			}
+		}
+	}
+	st := m.Stats()
+	if st.SendHeld > budget || st.SendHeld < budget/2 {
+		t.Fatalf("the streams hold %d bytes to send; budget %d", st.SendHeld, budget)
+	}
+	if st.SendBudgetFull == 0 {
+		t.Fatal("no Send refused for the budget")
+	}
+	t.Logf("%d messages of 64 KiB accepted, %d bytes held", accepted, st.SendHeld)
+
+	blocked := make(chan error, 1)
+	go func() { blocked <- streams[7].SendBlocking(ctx, make([]byte, 64<<10)) }()
+	for m.Stats().SendBudgetFull == st.SendBudgetFull { // until it waits
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-blocked:
+		t.Fatalf("SendBlocking returned %v with the budget full", err)
+	default:
+	}
+	s := streams[0]
+	m.mu.Lock()
+	sent := s.sent
+	m.mu.Unlock()
+	m.HandleFrame(ackBody(s.key, sent, 0)) // the peer acknowledges some data
+	if err := <-blocked; err != nil {
+		t.Fatalf("SendBlocking after the budget freed: %v", err)
 	}
 }

@@ -90,6 +90,13 @@ type MuxConfig struct {
 	// budget, windows stop opening (see docs/STREAMS.md).
 	// 0 means DefaultRecvBudget.
 	RecvBudget int
+	// SendBudget bounds the bytes all reliable streams of the Mux hold
+	// for sending (messages sent and not yet acknowledged, counted like
+	// Config.SendWindow): Send returns ErrBackpressure when a message
+	// would take the Mux beyond it, unless the Mux holds nothing, so one
+	// message of MaxMessageSize always goes through; SendBlocking waits
+	// for its turn. 0 means DefaultSendBudget.
+	SendBudget int
 	// IdleTimeout resets a stream the peer opened with CodeIdle when, for
 	// this long, nothing arrived for it (a frame of any kind) and the
 	// application sent nothing on it (Send, Close) while it waits on the
@@ -134,6 +141,7 @@ func (c MuxConfig) withDefaults() MuxConfig {
 	c.AcceptBacklog = orDefault(c.AcceptBacklog, DefaultAcceptBacklog)
 	c.MaxStreams = orDefault(c.MaxStreams, DefaultMaxStreams)
 	c.RecvBudget = orDefault(c.RecvBudget, DefaultRecvBudget)
+	c.SendBudget = orDefault(c.SendBudget, DefaultSendBudget)
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
 	}

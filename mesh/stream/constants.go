@@ -145,6 +145,12 @@ const (
 	// DefaultRecvBudget is MuxConfig.RecvBudget when zero: 64 MiB per peer
 	// holds 16 full default receive windows, or four 16 MiB messages.
 	DefaultRecvBudget = 64 << 20
+	// DefaultSendBudget is MuxConfig.SendBudget when zero: 64 MiB per
+	// peer, for the same reason as DefaultRecvBudget. Without it a peer
+	// that opens MaxStreams streams, has each of them answered and never
+	// acknowledges the answers made the node hold 4096 send windows of
+	// 4 MiB, 16 GiB.
+	DefaultSendBudget = 64 << 20
 	// DefaultIdleTimeout is MuxConfig.IdleTimeout when zero: a stream the
 	// peer opened on which nothing arrived and the application sent
 	// nothing for 30 s, while it waits on the peer, is reset with

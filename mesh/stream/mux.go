@@ -78,15 +78,17 @@ type Mux struct {
 	tombs       tombs // how recently forgotten streams ended
 	peerOpen    int   // live peer-initiated streams
 
-	ready   deque[*Stream] // round-robin order of streams with data to send
-	owed    []owedAck      // ACKs forgotten streams still owe (see owed.go)
-	held    int            // bytes held for received data (see budget.go)
-	frozen  []*Stream      // streams whose window waits for the budget
-	waiting []*Stream      // streams whose reservation waits, oldest first
-	updates []*Stream      // streams owed a window update (see holdLocked)
-	owedDue int64          // when the first owed ACK falls due; 0 with none
-	timers  timerHeap      // streams with an armed deadline, earliest first
-	due     []*Stream      // scratch for onTimersLocked
+	ready    deque[*Stream] // round-robin order of streams with data to send
+	owed     []owedAck      // ACKs forgotten streams still owe (see owed.go)
+	held     int            // bytes held for received data (see budget.go)
+	sendHeld int            // bytes held for sending: the streams' send buffers (see SendBudget)
+	blocked  []*Stream      // SendBlocking streams refused for the send budget, first come first served
+	frozen   []*Stream      // streams whose window waits for the budget
+	waiting  []*Stream      // streams whose reservation waits, oldest first
+	updates  []*Stream      // streams owed a window update (see holdLocked)
+	owedDue  int64          // when the first owed ACK falls due; 0 with none
+	timers   timerHeap      // streams with an armed deadline, earliest first
+	due      []*Stream      // scratch for onTimersLocked
 	// nextWake is the deadline the timer goroutine sleeps toward (ns since
 	// epoch), 0 when it sleeps without one.
 	nextWake    int64
@@ -102,7 +104,8 @@ type Mux struct {
 }
 
 type muxCounters struct {
-	accepted, refused, malformed, stale, linkBackpressure, budgetDrops, idleResets uint64
+	accepted, refused, malformed, stale, linkBackpressure, budgetDrops uint64
+	idleResets, sendBudgetFull                                         uint64
 }
 
 // NewMux returns a Mux for one peer's link and starts its timer

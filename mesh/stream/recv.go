@@ -630,6 +630,7 @@ func (s *Stream) releaseLocked() {
 	}
 	s.una = s.nxt
 	s.sent = s.nxt
+	s.m.freeSendLocked(s.buffered)
 	s.inflight, s.buffered, s.bufferedMsgs = 0, 0, 0
 	s.rtoDeadline = 0
 	for s.lost.len() > 0 {

@@ -3,6 +3,7 @@ package stream
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -36,17 +37,73 @@ func (s *Stream) chargeLocked(n int) int {
 	return (rest + fc - 1) / fc * chunkCap(fc)
 }
 
-// fitsLocked reports whether an n-byte message fits the send window. An
-// empty window takes any message, so a message larger than the window
-// still goes through, alone.
-func (s *Stream) fitsLocked(n int) bool {
+// fitsLocked reports whether an n-byte message fits the send window and
+// the Mux's send budget. An empty window takes any message that fits the
+// budget, and an empty Mux any message, so a message larger than the
+// window or the budget still goes through, alone. A stream refused for
+// the budget joins the queue of those woken when it frees if wait is set.
+func (s *Stream) fitsLocked(n int, wait bool) bool {
+	m := s.m
+	charge := s.chargeLocked(n + uvarintLen(n))
+	if m.sendHeld > 0 && m.sendHeld+charge > m.cfg.SendBudget {
+		m.stats.sendBudgetFull++
+		if wait {
+			if s.budgetNeed == 0 {
+				m.blocked = append(m.blocked, s)
+			}
+			s.budgetNeed = charge
+		}
+		return false
+	}
 	if s.buffered == 0 {
 		return true
 	}
 	if s.cfg.SendWindowMessages > 0 && s.bufferedMsgs >= s.cfg.SendWindowMessages {
 		return false
 	}
-	return s.buffered+s.chargeLocked(n+uvarintLen(n)) <= s.cfg.SendWindow
+	return s.buffered+charge <= s.cfg.SendWindow
+}
+
+// leaveBudgetQueue takes s out of the queue of streams waiting for send
+// budget: its SendBlocking returned.
+func (s *Stream) leaveBudgetQueue() {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.budgetNeed == 0 {
+		return
+	}
+	s.budgetNeed = 0
+	if i := slices.Index(m.blocked, s); i >= 0 {
+		m.blocked = slices.Delete(m.blocked, i, i+1)
+	}
+}
+
+// freeSendLocked returns n bytes of send buffers to the Mux's send
+// budget and wakes, first come first served, the streams refused for it
+// whose messages now fit (the first one at least, once the Mux holds
+// nothing): waking them all on every ACK would only make most of them
+// fail again.
+func (m *Mux) freeSendLocked(n int) {
+	m.sendHeld -= n
+	if n == 0 || len(m.blocked) == 0 {
+		return
+	}
+	room, k := m.cfg.SendBudget-m.sendHeld, 0
+	for _, s := range m.blocked {
+		if s.budgetNeed > room && !(k == 0 && m.sendHeld == 0) {
+			break
+		}
+		room -= s.budgetNeed
+		s.budgetNeed = 0
+		notify(s.writable) // a stream reset meanwhile fails its Send at once
+		k++
+	}
+	if k > 0 {
+		rest := copy(m.blocked, m.blocked[k:])
+		clear(m.blocked[rest:])
+		m.blocked = m.blocked[:rest]
+	}
 }
 
 func uvarintLen(n int) int {
@@ -83,6 +140,7 @@ func (s *Stream) appendLocked(p []byte, rest int) {
 			s.frags.push(sendFrag{c: c, charge: cap(c.b)})
 			s.nxt++
 			s.buffered += cap(c.b)
+			s.m.sendHeld += cap(c.b)
 			continue
 		}
 		f := s.frags.at(s.frags.len() - 1)
@@ -269,20 +327,22 @@ func (s *Stream) handleAckLocked(f *frame, now int64) {
 			m.rtt.sample(time.Duration(now - best.sentAt))
 		}
 	}
-	freed := false
+	popped, freed := false, 0
 	for s.frags.len() > 0 && s.frags.at(0).state == fragAcked {
 		fr := s.frags.pop()
 		if fr.c != nil {
 			putChunk(fr.c)
 		}
+		freed += fr.charge
 		s.buffered -= fr.charge
 		s.bufferedMsgs -= fr.ends
 		if fr.fin {
 			s.finAcked = true
 		}
 		s.una++
-		freed = true
+		popped = true
 	}
+	m.freeSendLocked(freed)
 	if s.largestAckedTx > prevLargest {
 		for seq := s.una; seq < high && seq < s.sent; seq++ {
 			if fr := s.frag(seq); fr.state == fragInflight && fr.txNum+packetThreshold < s.largestAckedTx {
@@ -300,7 +360,7 @@ func (s *Stream) handleAckLocked(f *frame, now int64) {
 	}
 	s.releaseProbesLocked()
 	s.armPersistLocked(now)
-	if freed {
+	if popped {
 		notify(s.writable)
 		if s.finAcked {
 			s.maybeFinishLocked()

@@ -114,6 +114,11 @@ type MuxStats struct {
 	// dropped because the budget was full.
 	RecvHeld, RecvBudget int
 	BudgetDrops          uint64
+	// SendHeld is what the reliable streams hold for sending (messages
+	// not yet acknowledged), bytes, of SendBudget; SendBudgetFull counts
+	// Sends refused with ErrBackpressure because the budget was full.
+	SendHeld, SendBudget int
+	SendBudgetFull       uint64
 	// IdleResets counts streams reset with CodeIdle (see
 	// MuxConfig.IdleTimeout).
 	IdleResets uint64
@@ -145,6 +150,9 @@ func (m *Mux) Stats() MuxStats {
 		RecvHeld:             m.held,
 		RecvBudget:           m.cfg.RecvBudget,
 		BudgetDrops:          m.stats.budgetDrops,
+		SendHeld:             m.sendHeld,
+		SendBudget:           m.cfg.SendBudget,
+		SendBudgetFull:       m.stats.sendBudgetFull,
 		IdleResets:           m.stats.idleResets,
 		PathMTU:              m.pmtu.cur,
 		PathMTUProbes:        m.pmtu.probes,

@@ -94,6 +94,7 @@ type Stream struct {
 	heapPos     int   // position in Mux.timers, 1-based; 0 when not in it
 	wakeAt      int64 // the deadline Mux.timers files the stream under
 	lastActive  int64 // when a frame for the stream arrived or the application sent on it last
+	budgetNeed  int   // in Mux.blocked, waiting for this many bytes of send budget; 0 when not
 
 	st streamCounters
 }
@@ -173,7 +174,7 @@ func (s *Stream) Reliability() Reliability { return s.cfg.Reliability }
 // Close; a *ResetError after a reset. ctx is checked once; Send never
 // waits (see SendBlocking and SendWithRetry).
 func (s *Stream) Send(ctx context.Context, msg []byte) error {
-	return s.send(ctx, msg, false)
+	return s.send(ctx, msg, false, false)
 }
 
 // SendAndClose sends msg as the stream's last message: Send and Close in
@@ -184,10 +185,13 @@ func (s *Stream) Send(ctx context.Context, msg []byte) error {
 // the stream is still open. Use CloseContext or Done to wait for the
 // peer's acknowledgement.
 func (s *Stream) SendAndClose(ctx context.Context, msg []byte) error {
-	return s.send(ctx, msg, true)
+	return s.send(ctx, msg, true, false)
 }
 
-func (s *Stream) send(ctx context.Context, msg []byte, last bool) error {
+// send is Send, or SendAndClose when last is set. When wait is set
+// (SendBlocking) a message refused for the Mux's send budget queues s to
+// be woken when it fits.
+func (s *Stream) send(ctx context.Context, msg []byte, last, wait bool) error {
 	if len(msg) > s.cfg.MaxMessageSize {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(msg), s.cfg.MaxMessageSize)
 	}
@@ -210,7 +214,7 @@ func (s *Stream) send(ctx context.Context, msg []byte, last bool) error {
 		}
 		return err
 	}
-	if !s.fitsLocked(len(msg)) {
+	if !s.fitsLocked(len(msg), wait) {
 		s.st.backpressure++
 		return ErrBackpressure
 	}
@@ -502,8 +506,9 @@ func (s *Stream) notifyAll() {
 // acknowledgement path, never polls. Errors other than ErrBackpressure
 // return at once.
 func (s *Stream) SendBlocking(ctx context.Context, msg []byte) error {
+	defer s.leaveBudgetQueue()
 	for {
-		err := s.Send(ctx, msg)
+		err := s.send(ctx, msg, false, true)
 		if !errors.Is(err, ErrBackpressure) {
 			return err
 		}
