@@ -3,6 +3,7 @@ package stream
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"testing"
@@ -348,5 +349,114 @@ func TestSendBudgetBoundsSendBuffers(t *testing.T) {
 	m.HandleFrame(ackBody(s.key, sent, 0)) // the peer acknowledges some data
 	if err := <-blocked; err != nil {
 		t.Fatalf("SendBlocking after the budget freed: %v", err)
+	}
+}
+
+// allocatedRecvLocked is what m's streams really hold for received data:
+// every buffer, by its capacity, except the message of an admitted
+// reservation, which the reservation counts by its length.
+func (m *Mux) allocatedRecvLocked() int {
+	n := 0
+	for _, s := range m.streams {
+		for i := range s.ooo.len() {
+			if c := *s.ooo.at(i); c != nil {
+				n += cap(c.b)
+			}
+		}
+		for i := range s.held.len() {
+			n += cap((*s.held.at(i)).b)
+		}
+		for i := range s.ready.len() {
+			n += cap((*s.ready.at(i)).b)
+		}
+		if s.cur != nil {
+			if s.resOK {
+				n += len(s.cur.b)
+			} else {
+				n += cap(s.cur.b)
+			}
+		}
+		for i := range s.partials {
+			n += s.partials[i].bytes
+		}
+	}
+	return n
+}
+
+// TestWaitingReservationsHoldOnlyCountedMemory guards the receive budget
+// against messages that wait for it: a stream whose reservation did not
+// fit used to go on assembling the message from the fragments its window
+// still took (32 jumbo fragments of the initial window, or a window
+// granted before), in a buffer the budget did not count: 512 KiB per
+// stream, 2 GiB for MaxStreams streams. The fragments now wait, counted,
+// until the reservation is admitted.
+func TestWaitingReservationsHoldOnlyCountedMemory(t *testing.T) {
+	const budget, streams = 1 << 20, 32
+	m := NewMux(discardLink{}, MuxConfig{RecvBudget: budget, MinRTO: 10 * time.Second})
+	defer m.Close()
+	fragment := func(key uint32, seq uint64, pre int) []byte {
+		data := make([]byte, jumboChunkSize)
+		binary.PutUvarint(data, uint64(pre))
+		return appendFrame(nil, &frame{Type: frameData, Stream: key, Seq: seq, Data: data})
+	}
+	m.HandleFrame(fragment(3, 0, budget)) // admitted: the budget is full
+	for i := range streams {
+		key := uint32(5 + 2*i)
+		for seq := range uint64(initialWindowFragments) {
+			m.HandleFrame(fragment(key, seq, DefaultMaxMessageSize))
+		}
+	}
+	m.mu.Lock()
+	alloc, held := m.allocatedRecvLocked(), m.held
+	m.mu.Unlock()
+	if alloc > held {
+		t.Fatalf("the streams hold %d bytes, the budget counts %d", alloc, held)
+	}
+	// RecvBudget, plus the initial windows, which the protocol grants
+	// before any ACK.
+	if limit := budget + (streams+1)*initialWindowFragments*jumboChunkSize; held > limit {
+		t.Fatalf("held %d bytes, limit %d", held, limit)
+	}
+	t.Logf("%d streams waiting for budget hold %d bytes, all counted", streams, alloc)
+}
+
+// TestAdvertisedWindowsStayWithinBudget guards the receive budget against
+// windows granted one stream at a time: each stream's window was capped
+// by its share of the budget among the streams open when it was granted,
+// and never shrinks, so a peer that opened streams one by one, each
+// getting a window while the budget was empty, was promised the sum of
+// the shares, RecvBudget times a harmonic number (three times the budget
+// here, beyond the initial windows; about 7 times with the defaults), and
+// could then fill it all.
+// The windows the Mux advertises beyond the initial ones now never add
+// up, with what it holds, to more than the budget.
+func TestAdvertisedWindowsStayWithinBudget(t *testing.T) {
+	const budget, streams = 4 << 20, 256
+	cfg := MuxConfig{RecvBudget: budget, MinRTO: 10 * time.Second}
+	cfg.Accept.RecvWindow = 1 << 20
+	m := NewMux(discardLink{}, cfg)
+	defer m.Close()
+	ctx := context.Background()
+	for i := range streams {
+		key := uint32(3 + 2*i)
+		m.HandleFrame(appendFrame(nil, &frame{Type: frameData, Stream: key, Data: []byte{1, 'x'}}))
+		r, err := m.Accept(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Recv(ctx); err != nil { // read: the budget is empty again
+			t.Fatal(err)
+		}
+	}
+	m.mu.Lock()
+	promised := 0
+	for _, s := range m.streams {
+		if base := max(s.rcvNext, initialWindowFragments); s.rcvLimit > base {
+			promised += int(s.rcvLimit-base) * s.rxChunk
+		}
+	}
+	m.mu.Unlock()
+	if promised > budget {
+		t.Fatalf("%d streams were promised %d bytes of window beyond the initial ones; budget %d", streams, promised, budget)
 	}
 }

@@ -81,6 +81,8 @@ type Mux struct {
 	ready    deque[*Stream] // round-robin order of streams with data to send
 	owed     []owedAck      // ACKs forgotten streams still owe (see owed.go)
 	held     int            // bytes held for received data (see budget.go)
+	parked   int            // of held, the chunks of messages whose reservations wait
+	promised int            // bytes of receive window promised beyond the initial windows (see budget.go)
 	sendHeld int            // bytes held for sending: the streams' send buffers (see SendBudget)
 	blocked  []*Stream      // SendBlocking streams refused for the send budget, first come first served
 	frozen   []*Stream      // streams whose window waits for the budget
@@ -459,8 +461,14 @@ func (m *Mux) removeLocked(s *Stream) {
 	if s.removed {
 		return
 	}
+	waiting := s.waitingLocked()
+	if waiting {
+		m.parked -= s.chunkBytes
+	}
 	m.holdLocked(-s.rxHeldLocked())
 	s.removed = true
+	s.resOK = s.resOK || waiting // a stream the Mux forgot counts nothing: its message may go on
+	s.repromiseLocked()
 	s.endLocked()
 	delete(m.streams, s.key)
 	m.timers.remove(s)

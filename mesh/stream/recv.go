@@ -38,6 +38,7 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 		n = int(f.Total)
 	}
 	s.rxChunk = max(s.rxChunk, chunkCap(n))
+	s.rxPayload = max(s.rxPayload, n)
 	delivered := s.ready.len()
 	i := int(seq - s.rcvNext)
 	if i < s.ooo.len() && *s.ooo.at(i) != nil && (*s.ooo.at(i)).complete() {
@@ -56,8 +57,7 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 			c := getChunk(len(f.Data) - k)
 			c.n = copy(c.b, f.Data[k:])
 			s.held.push(c)
-			s.chunkBytes += cap(c.b)
-			s.holdLocked(cap(c.b))
+			s.chunksLocked(cap(c.b))
 		}
 		s.rcvNext++
 	default:
@@ -79,6 +79,7 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 			return
 		}
 	}
+	s.repromiseLocked()
 	s.ackElicit++
 	if s.ackElicit >= ackEveryFragments || s.ooo.len() > 0 {
 		s.sendAckLocked()
@@ -116,8 +117,7 @@ func (s *Stream) storeLocked(i int, f *frame) bool {
 		c = getChunk(n)
 		c.n, c.have = n, 0
 		*slot = c
-		s.chunkBytes += cap(c.b)
-		s.holdLocked(cap(c.b))
+		s.chunksLocked(cap(c.b))
 	}
 	copy(c.b[off:], f.Data)
 	end := off + len(f.Data)
@@ -159,8 +159,7 @@ func (s *Stream) parseLocked(now int64) bool {
 		}
 		s.held.pop()
 		s.heldOff = 0
-		s.chunkBytes -= cap(c.b)
-		s.holdLocked(-cap(c.b))
+		s.chunksLocked(-cap(c.b))
 		putChunk(c)
 	}
 	return true
@@ -170,12 +169,20 @@ func (s *Stream) parseLocked(now int64) bool {
 // a uvarint length, then that many bytes, repeated. The reassembly buffer
 // starts at reassemblyInitial bytes and doubles as data arrives, so a
 // length prefix alone never makes the receiver allocate MaxMessageSize.
-// It stops before a message mayParseLocked does not allow and returns
-// how many bytes it consumed, and false when the stream was reset for a
-// message over MaxMessageSize.
+// It stops before a message mayParseLocked does not allow, and after the
+// length of a message whose budget reservation waits (the bytes stay in
+// their chunks, which the budget counts, until the Mux admits it), and
+// returns how many bytes it consumed, and false when the stream was reset
+// for a message over MaxMessageSize.
 func (s *Stream) consumeLocked(data []byte, now int64) (int, bool) {
 	total := len(data)
 	for len(data) > 0 {
+		if s.cur == nil && s.res > 0 { // the length is known
+			if !s.resOK {
+				break // the reservation waits, and the bytes in their chunks
+			}
+			s.cur = getMsg(min(s.curLen, reassemblyInitial))
+		}
 		if s.cur == nil {
 			if s.preShift == 0 && !s.mayParseLocked() {
 				break
@@ -198,8 +205,10 @@ func (s *Stream) consumeLocked(data []byte, now int64) (int, bool) {
 				return 0, false
 			}
 			s.curLen, s.curN = int(n), 0
-			s.cur = getMsg(min(s.curLen, reassemblyInitial))
-			s.reserveLocked(s.curLen)
+			if s.reserveLocked(s.curLen); s.curLen > 0 {
+				continue // the buffer comes with the first byte, once admitted
+			}
+			s.cur = getMsg(0)
 		} else {
 			if s.curN == len(s.cur.b) { // full but incomplete: double it
 				nb := getMsg(min(s.curLen, 2*len(s.cur.b)))
@@ -232,15 +241,24 @@ func (s *Stream) deliverLocked(mb *msgBuf) {
 // RecvWindow bytes (at most the stream's share of the Mux's budget) of
 // buffers for out-of-order fragments, fragments not parsed yet and unread
 // messages (the message being reassembled is exempt), counted as whole
-// chunks per fragment, of the largest size the sender used so far. The
-// limit never moves back.
+// chunks per fragment, of the largest size the sender used so far. What
+// the window grows by beyond the initial one comes out of the budget not
+// yet held or promised to other streams (see budget.go). The limit never
+// moves back.
 func (s *Stream) updateLimitLocked() {
 	free := min(s.cfg.RecvWindow, s.windowCapLocked()) - s.chunkBytes - s.readyBytes
 	lim := s.rcvNext
 	if free > 0 {
 		lim += uint64(free / s.rxChunk)
 	}
+	if lim > s.rcvLimit {
+		if most := s.mostLimitLocked(); lim > most {
+			lim = most
+			s.freezeLocked()
+		}
+	}
 	s.rcvLimit = max(s.rcvLimit, lim)
+	s.repromiseLocked()
 }
 
 // sendAckLocked sends an ACK now: the cumulative sequence, up to
@@ -648,8 +666,9 @@ func (s *Stream) releaseLocked() {
 	for s.ready.len() > 0 {
 		putMsg(s.ready.pop())
 	}
-	s.holdLocked(-(s.chunkBytes + s.readyBytes))
-	s.chunkBytes, s.readyBytes = 0, 0
+	s.chunksLocked(-s.chunkBytes)
+	s.holdLocked(-s.readyBytes)
+	s.readyBytes = 0
 	s.releaseResLocked()
 	if s.cur != nil {
 		putMsg(s.cur)
@@ -659,4 +678,5 @@ func (s *Stream) releaseLocked() {
 		s.freePartialLocked(&s.partials[i])
 	}
 	s.ackDue = 0
+	s.repromiseLocked()
 }

@@ -58,6 +58,8 @@ type Stream struct {
 	held       deque[*chunk]  // in-order fragments not parsed yet, while the reader is behind (see mayParseLocked)
 	heldOff    int            // bytes of held's first chunk parsed already
 	rxChunk    int            // chunk capacity of the largest fragment received (at least chunkSize): the window's unit
+	rxPayload  int            // the largest fragment payload received
+	promised   int            // bytes of window promised beyond what arrived (see budget.go)
 	chunkBytes int            // capacity of ooo and held chunks
 	rcvLimit   uint64         // highest limit advertised (or assumed) so far
 	advLimit   uint64         // limit in the last ACK sent
@@ -299,6 +301,9 @@ func (s *Stream) next(ctx context.Context) (*msgBuf, error) {
 			m.mu.Unlock()
 			return nil, s.resetErr
 		}
+		if s.ready.len() == 0 && s.held.len() > 0 && s.removed {
+			s.parseLocked(m.now()) // what a finished stream's waiting message needs, it takes now
+		}
 		if s.ready.len() > 0 {
 			mb := s.ready.pop()
 			s.readyBytes -= cap(mb.b)
@@ -316,7 +321,7 @@ func (s *Stream) next(ctx context.Context) (*msgBuf, error) {
 			m.mu.Unlock()
 			return mb, nil
 		}
-		if s.peerFin && (s.unreliable || s.rcvNext > s.peerFinSeq) {
+		if s.peerFin && (s.unreliable || s.rcvNext > s.peerFinSeq && s.held.len() == 0) {
 			m.mu.Unlock()
 			return nil, io.EOF
 		}
