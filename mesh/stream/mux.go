@@ -96,11 +96,16 @@ type Mux struct {
 	nextWake    int64
 	linkBlocked int64 // when non-zero, the Link refused a frame; retry at this time
 
-	rtt  rttEstimator
-	cc   newReno
-	pmtu pmtuState
-	tx   []byte // frame scratch buffer, MaxFrameSize bytes
-	rxf  frame  // decode scratch
+	rtt rttEstimator
+	cc  newReno
+	// ackedSentMax is when the latest fragment acknowledged so far was
+	// sent; pcStart and pcEnd span the fragments declared lost since, for
+	// persistent congestion (see persistentLossLocked); pcStart is 0 when
+	// none are.
+	ackedSentMax, pcStart, pcEnd int64
+	pmtu                         pmtuState
+	tx                           []byte // frame scratch buffer, MaxFrameSize bytes
+	rxf                          frame  // decode scratch
 
 	stats muxCounters
 }
@@ -131,7 +136,7 @@ func NewMux(link Link, cfg MuxConfig) *Mux {
 		skipped:     make(map[uint32]struct{}),
 		nextLocal:   2,
 		highestPeer: 1,
-		rtt:         newRTTEstimator(cfg.InitialRTT, cfg.MinRTO, cfg.MaxRTO),
+		rtt:         newRTTEstimator(cfg.InitialRTT, cfg.MinRTO, cfg.MaxRTO, cfg.MaxAckDelay),
 		cc:          newNewReno(mss),
 		pmtu:        newPMTU(link),
 	}

@@ -81,9 +81,16 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 	}
 	s.repromiseLocked()
 	s.ackElicit++
-	if s.ackElicit >= ackEveryFragments || s.ooo.len() > 0 {
+	switch {
+	case s.ooo.len() > 0: // a loss or reordering: acknowledge at once, and the next ones too
+		s.quickAcks = quickAckFragments
 		s.sendAckLocked()
-	} else {
+	case s.quickAcks > 0:
+		s.quickAcks--
+		s.sendAckLocked()
+	case s.ackElicit >= ackEveryFragments:
+		s.sendAckLocked()
+	default:
 		delay := s.m.cfg.MaxAckDelay
 		if fin {
 			delay = min(delay, s.m.cfg.finAckDelay)
@@ -497,6 +504,11 @@ func (s *Stream) onTimerLocked(now int64) int64 {
 	if s.ackDue != 0 && s.ackDue <= now {
 		s.sendAckLocked()
 	}
+	if s.lossDue != 0 && s.lossDue <= now {
+		if s.detectLossLocked(s.sent, now); s.lost.len() > 0 {
+			s.m.readyLocked(s)
+		}
+	}
 	if s.rtoDeadline != 0 && s.rtoDeadline <= now {
 		s.onRTOLocked(now)
 	}
@@ -524,7 +536,7 @@ func (s *Stream) onTimerLocked(now int64) int64 {
 			next = now + idle
 		}
 	}
-	for _, d := range [...]int64{s.ackDue, s.rtoDeadline} {
+	for _, d := range [...]int64{s.ackDue, s.rtoDeadline, s.lossDue} {
 		if d != 0 && (next == 0 || d < next) {
 			next = d
 		}
@@ -649,8 +661,8 @@ func (s *Stream) releaseLocked() {
 	s.una = s.nxt
 	s.sent = s.nxt
 	s.m.freeSendLocked(s.buffered)
-	s.inflight, s.buffered, s.bufferedMsgs = 0, 0, 0
-	s.rtoDeadline = 0
+	s.inflight, s.probesOut, s.buffered, s.bufferedMsgs = 0, 0, 0, 0
+	s.rtoDeadline, s.lossDue = 0, 0
 	for s.lost.len() > 0 {
 		s.lost.pop()
 	}

@@ -45,9 +45,10 @@ type Stream struct {
 	txCount        uint64 // transmissions so far: the packet numbers of loss detection
 	largestAckedTx uint64 // 1 + the largest transmission number acknowledged; 0 for none
 	rtoDeadline    int64
-	rtoBackoff     int  // consecutive timeouts: the RTO back-off
-	lossRTOs       int  // consecutive timeouts that declared data lost, not window probes
-	probe          bool // send one fragment beyond the peer's window (zero-window probe)
+	lossDue        int64 // the loss timer: a fragment comes of age for the time threshold
+	rtoBackoff     int   // consecutive timeouts: the RTO back-off
+	probesOut      int   // zero-window probes in flight
+	probe          bool  // send one fragment beyond the peer's window (zero-window probe)
 	finQueued      bool
 	finSeq         uint64
 	finAcked       bool
@@ -76,6 +77,7 @@ type Stream struct {
 	peerFin    bool           // reliable: FIN received at peerFinSeq; unreliable: graceful end received
 	peerFinSeq uint64         //
 	ackElicit  int            // data fragments since the last ACK
+	quickAcks  int            // fragments still to acknowledge one by one after one arrived out of order
 	ackDue     int64          // delayed ACK deadline; 0 when none
 	partials   []partial      // unreliable: maxUnreliablePartials reassembly slots; nil when reliable
 	lastMsgID  uint64         // unreliable: last delivered message id; 0 for none
