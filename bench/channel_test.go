@@ -7,6 +7,7 @@ import (
 
 	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 )
 
 // BenchmarkChannelFanOut100: one publisher, 100 subscriber nodes on
@@ -14,8 +15,7 @@ import (
 // receives; deliveries/s counts messages read by subscribers.
 func BenchmarkChannelFanOut100(b *testing.B) {
 	const subscribers = 100
-	pub := startNode(b, mesh.Config{})
-	b.Cleanup(func() { pub.Close() })
+	pub := testnode.Start(b)
 	if err := pub.RegisterChannel("bench", channel.Config{PendingLimit: channel.MaxPendingLimit}); err != nil {
 		b.Fatal(err)
 	}
@@ -23,8 +23,7 @@ func BenchmarkChannelFanOut100(b *testing.B) {
 	defer cancel()
 	subs := make([]*channel.Subscription, subscribers)
 	for i := range subs {
-		n := startNode(b, mesh.Config{})
-		b.Cleanup(func() { n.Close() })
+		n := testnode.Start(b)
 		if _, err := n.Connect(ctx, pub.Addr(), mesh.Pin{Key: pub.Identity().PublicKey()}); err != nil {
 			b.Fatal(err)
 		}

@@ -1,8 +1,8 @@
 // Package bench holds netmesh's end-to-end benchmarks: two or more
 // [github.com/netmesh/netmesh/mesh] nodes talking over real UDP sockets on
 // 127.0.0.1. It has no code of its own besides this comment; the benchmarks
-// live in its _test.go files. mesh_test.go holds the transport's (and the
-// helpers startNode and connectedPair the others share):
+// live in its _test.go files, and start their nodes with package
+// mesh/meshtest/testnode. mesh_test.go holds the transport's:
 //
 //   - BenchmarkDatagramThroughput: one sender pushing datagrams as fast as
 //     back-pressure allows, one receiver reading them. Reports packets/s and
@@ -12,7 +12,13 @@
 //   - BenchmarkRoundTrip64: 64-byte request/response over datagrams on an
 //     established session. Reports p50 and p99 round-trip latency.
 //
-// The other files add benchmarks for streams, relayed paths and channels.
+// The other files add benchmarks for streams, relayed paths, channels and
+// tasks (task_test.go: BenchmarkTasks, submit to result with one submitter
+// and two workers next to an rpc unary call, and BenchmarkTaskQueueMemory,
+// the memory of 100,000 queued tasks) and daemons (daemon_test.go:
+// BenchmarkDaemonEvents next to an rpc unary call, BenchmarkDaemonMigration,
+// a 1 MiB daemon moved while 10,000 events/s flow to it, and
+// BenchmarkStandbyFailover).
 //
 // Run them with
 //

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 )
 
 // datagramSize is the payload of BenchmarkDatagramThroughput. Issue 2 asks
@@ -23,53 +24,6 @@ const datagramSize = min(1200, mesh.MaxDatagramSize)
 // setupTimeout bounds the start-up and handshakes that precede a
 // measurement.
 const setupTimeout = 10 * time.Second
-
-// startNode starts a mesh with a fresh identity on a random port of
-// 127.0.0.1 (one IPv4 socket).
-func startNode(tb testing.TB, cfg mesh.Config) *mesh.Mesh {
-	tb.Helper()
-	if cfg.ListenAddr == "" {
-		cfg.ListenAddr = "127.0.0.1:0"
-	}
-	m, err := mesh.New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	if err := m.Start(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	return m
-}
-
-// connectedPair starts two nodes, connects a to b with Noise IK and waits
-// until b has confirmed the session too, so traffic flows both ways at
-// once. It returns a's Peer for b; both nodes close at the end of the run.
-func connectedPair(tb testing.TB) (a, b *mesh.Mesh, ab *mesh.Peer) {
-	tb.Helper()
-	a = startNode(tb, mesh.Config{})
-	b = startNode(tb, mesh.Config{})
-	tb.Cleanup(func() {
-		a.Close()
-		b.Close()
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	ab, err := a.Connect(ctx, b.Addr(), mesh.Pin{Key: b.Identity().PublicKey()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		if p := b.Peer(a.ID()); p != nil && p.IsUp() {
-			return a, b, ab
-		}
-		if ctx.Err() != nil {
-			tb.Fatal("responder never confirmed the session")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 // backoff waits after the n-th consecutive ErrBackpressure: it yields the
 // processor for the first few and then sleeps briefly, so a full send queue
@@ -112,7 +66,7 @@ func waitReceived(got *atomic.Int64, want int64, idle, max time.Duration) {
 // qdrop-% the part of it the receiver's datagram queue dropped, and
 // backpressure/op how often a send was refused.
 func BenchmarkDatagramThroughput(b *testing.B) {
-	tx, rx, peer := connectedPair(b)
+	tx, rx, peer := testnode.Pair(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	payload := make([]byte, datagramSize)
@@ -196,8 +150,8 @@ func BenchmarkHandshakeIK(b *testing.B) {
 	for done := 0; done < b.N; {
 		k := min(handshakeChunk, b.N-done)
 		for range k {
-			ini = append(ini, startNode(b, mesh.Config{}))
-			res = append(res, startNode(b, mesh.Config{}))
+			ini = append(ini, testnode.Start(b))
+			res = append(res, testnode.Start(b))
 		}
 		b.StartTimer()
 		for i := range k {
@@ -233,7 +187,7 @@ const rttMessageSize = 64
 // counted; a round trip that takes over a second (a lost datagram) fails
 // the benchmark rather than hanging it.
 func BenchmarkRoundTrip64(b *testing.B) {
-	client, server, peer := connectedPair(b)
+	client, server, peer := testnode.Pair(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	echoDone := make(chan struct{})

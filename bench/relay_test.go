@@ -8,6 +8,7 @@ import (
 
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/mesh/meshtest"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 )
 
 // relayedPair starts a — r — b on loopback where a and b cannot reach
@@ -17,10 +18,9 @@ func relayedPair(b *testing.B) (a, peer *mesh.Mesh, ab *mesh.Peer) {
 	b.Helper()
 	ca := meshtest.Listen(b, meshtest.Options{Seed: 1})
 	cb := meshtest.Listen(b, meshtest.Options{Seed: 2})
-	r := startNode(b, mesh.Config{})
-	peer = startNode(b, mesh.Config{Conn: cb})
-	a = startNode(b, mesh.Config{Conn: ca, Relays: []mesh.Relay{{Addr: r.Addr()}}})
-	b.Cleanup(func() { a.Close(); peer.Close(); r.Close() })
+	r := testnode.Start(b)
+	peer = testnode.Start(b, func(c *mesh.Config) { c.Conn = cb })
+	a = testnode.Start(b, func(c *mesh.Config) { c.Conn, c.Relays = ca, []mesh.Relay{{Addr: r.Addr()}} })
 	ca.Block(peer.Addr())
 	cb.Block(a.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
@@ -56,7 +56,7 @@ func BenchmarkPath(b *testing.B) {
 		name  string
 		setup func(*testing.B) (*mesh.Mesh, *mesh.Mesh, *mesh.Peer)
 	}{
-		{"direct", func(b *testing.B) (*mesh.Mesh, *mesh.Mesh, *mesh.Peer) { return connectedPair(b) }},
+		{"direct", func(b *testing.B) (*mesh.Mesh, *mesh.Mesh, *mesh.Peer) { return testnode.Pair(b) }},
 		{"relayed", relayedPair},
 	}
 	for _, p := range paths {

@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 )
 
 // BenchmarkStreamThroughput: one reliable stream between two meshes on
 // loopback, 1 MiB messages sent with SendBlocking; b.N messages; MB/s is
 // what the receiver read.
 func BenchmarkStreamThroughput(b *testing.B) {
-	a, peer, ab := connectedPair(b)
+	a, peer, ab := testnode.Pair(b)
 	streamBulk(b, a, peer, ab)
 }
 
@@ -72,7 +73,7 @@ func streamBulk(b *testing.B, a, peer *mesh.Mesh, ab *mesh.Peer) {
 // BenchmarkStreamRTT64: 64-byte request and response on one open reliable
 // stream, one at a time; reports p50 and p99 round trips.
 func BenchmarkStreamRTT64(b *testing.B) {
-	a, peer, ab := connectedPair(b)
+	a, peer, ab := testnode.Pair(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s, err := a.OpenStream(ctx, ab, mesh.StreamConfig{})

@@ -17,7 +17,7 @@ import (
 //	1    1     format version (formatV2)
 //	2    1     hop count            -- not signed, bumped by forwarders
 //	3    4     remaining seconds    -- not signed, set by every sender, <= TTL
-//	7    1     flags (bit 0: degraded; other bits zero)
+//	7    1     flags (bit 0: degraded; bit 1: withdrawn; other bits zero)
 //	8    16    origin NodeID
 //	24   32    origin ed25519 public key
 //	56   8     version
@@ -45,20 +45,26 @@ const (
 	headerLen    = offSetLen + 2
 	signatureLen = ed25519.SignatureSize
 
-	flagDegraded = 1 << 0
+	flagDegraded  = 1 << 0
+	flagWithdrawn = 1 << 1
+	knownFlags    = flagDegraded | flagWithdrawn
 
 	signDomain = "netmesh capability announcement v1\x00"
 )
 
-// Announcement is one origin's signed statement of its capability set. The
-// origin signs everything but Hops, which forwarders bump, and Remaining,
-// which every sender sets from its own copy.
+// Announcement is one origin's signed statement of its capability set, or
+// its withdrawal. The origin signs everything but Hops, which forwarders
+// bump, and Remaining, which every sender sets from its own copy.
 type Announcement struct {
-	Origin    identity.NodeID
-	Key       ed25519.PublicKey // the origin's ed25519 key; Origin must be NodeIDFromKey(Key)
-	Version   uint64            // strictly increasing per origin
-	TTL       time.Duration     // whole seconds, MinTTL..MaxTTL
-	Degraded  bool              // the origin reports itself degraded
+	Origin   identity.NodeID
+	Key      ed25519.PublicKey // the origin's ed25519 key; Origin must be NodeIDFromKey(Key)
+	Version  uint64            // strictly increasing per origin
+	TTL      time.Duration     // whole seconds, MinTTL..MaxTTL
+	Degraded bool              // the origin reports itself degraded
+	// Withdrawn: the origin leaves, and withdraws every announcement
+	// older than this one. A withdrawal has an empty Set and is not
+	// Degraded.
+	Withdrawn bool
 	Set       Set
 	Signature []byte // signatureLen bytes; nil or all zero means unsigned
 	Hops      uint8  // links travelled; 1 when received from the origin
@@ -106,12 +112,18 @@ func (a *Announcement) MarshalBinary() ([]byte, error) {
 	if a.Signature != nil && len(a.Signature) != signatureLen {
 		return nil, fmt.Errorf("%w: signature is %d bytes", ErrMalformed, len(a.Signature))
 	}
+	if a.Withdrawn && (a.Degraded || len(a.Set.Tags) > 0 || len(a.Set.Metadata) > 0) {
+		return nil, fmt.Errorf("%w: a withdrawal with a set or the degraded flag", ErrMalformed)
+	}
 	setLen := a.Set.encodedLen()
 	b := make([]byte, headerLen, headerLen+setLen+signatureLen)
 	b[0], b[1], b[offHops] = msgAnnouncement, formatV2, a.Hops
 	putRemaining(b, a.Remaining)
 	if a.Degraded {
-		b[offFlags] = flagDegraded
+		b[offFlags] |= flagDegraded
+	}
+	if a.Withdrawn {
+		b[offFlags] |= flagWithdrawn
 	}
 	copy(b[offOrigin:], a.Origin[:])
 	copy(b[offKey:], a.Key)
@@ -126,7 +138,7 @@ func (a *Announcement) MarshalBinary() ([]byte, error) {
 
 // DecodeAnnouncement decodes b. It checks the structure only (lengths, the
 // canonical set encoding, the set limits, TTL range, a remaining lifetime
-// of at most the TTL, flags); it does not
+// of at most the TTL, flags, a withdrawal's empty set); it does not
 // verify the signature or the hop limit, which the engine does. The result
 // does not alias b. Errors wrap ErrMalformed or ErrOversized; arbitrary
 // input never panics.
@@ -140,8 +152,9 @@ func DecodeAnnouncement(b []byte) (*Announcement, error) {
 	if b[0] != msgAnnouncement || b[1] != formatV2 {
 		return nil, fmt.Errorf("%w: type %#x format %d", ErrMalformed, b[0], b[1])
 	}
-	if b[offFlags]&^flagDegraded != 0 {
-		return nil, fmt.Errorf("%w: unknown flags %#x", ErrMalformed, b[offFlags])
+	flags := b[offFlags]
+	if flags&^knownFlags != 0 || flags == knownFlags {
+		return nil, fmt.Errorf("%w: flags %#x", ErrMalformed, flags)
 	}
 	setLen := int(binary.BigEndian.Uint16(b[offSetLen:]))
 	if setLen > MaxSetSize {
@@ -164,11 +177,16 @@ func DecodeAnnouncement(b []byte) (*Announcement, error) {
 	if err != nil {
 		return nil, err
 	}
+	withdrawn := flags&flagWithdrawn != 0
+	if withdrawn && (set.Tags != nil || set.Metadata != nil) {
+		return nil, fmt.Errorf("%w: a withdrawal with a set", ErrMalformed)
+	}
 	a := &Announcement{
 		Key:       bytes.Clone(b[offKey:offVersion]),
 		Version:   binary.BigEndian.Uint64(b[offVersion:]),
 		TTL:       ttl,
-		Degraded:  b[offFlags]&flagDegraded != 0,
+		Degraded:  flags&flagDegraded != 0,
+		Withdrawn: withdrawn,
 		Set:       set,
 		Hops:      b[offHops],
 		Remaining: time.Duration(remaining) * time.Second,
@@ -196,32 +214,12 @@ func signedMessage(b []byte) []byte {
 	return append(m, body[offFlags:]...)
 }
 
-// sameSigned reports whether two encoded announcements are equal except for
-// their unsigned fields (hop counts and remaining lifetimes).
-func sameSigned(a, b []byte) bool {
-	return len(a) == len(b) && len(a) > offFlags &&
-		bytes.Equal(a[:offHops], b[:offHops]) && bytes.Equal(a[offFlags:], b[offFlags:])
-}
-
 // remainingAt is the lifetime left at now of an announcement that expires
 // at expires, as sent: rounded down to whole seconds, so that a relay never
 // hands on more than it has, and capped at ttl.
 func remainingAt(expires, now time.Time, ttl time.Duration) time.Duration {
 	r := expires.Sub(now).Truncate(time.Second)
 	return max(0, min(r, ttl))
-}
-
-// withRemaining returns wire, an encoded announcement, with its remaining
-// lifetime field set to r: wire itself when it already says r, else a copy
-// (a message handed to Transport.Send is never modified).
-func withRemaining(wire []byte, r time.Duration) []byte {
-	s := uint32(r / time.Second)
-	if binary.BigEndian.Uint32(wire[offRemaining:]) == s {
-		return wire
-	}
-	c := bytes.Clone(wire)
-	putRemaining(c, r)
-	return c
 }
 
 // putRemaining sets the remaining lifetime field of the encoded

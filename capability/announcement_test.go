@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/maphash"
 	"reflect"
 	"slices"
 	"testing"
@@ -27,7 +28,20 @@ func testID(tb testing.TB, n int) *identity.Identity {
 // signedWire returns a signed announcement of set by id, as the origin sends it.
 func signedWire(tb testing.TB, id *identity.Identity, version uint64, set Set) []byte {
 	tb.Helper()
-	a := Announcement{Version: version, TTL: DefaultTTL, Set: set, Hops: 1, Remaining: DefaultTTL}
+	return originWire(tb, id, Announcement{Version: version, Set: set})
+}
+
+// withdrawalWire returns a signed withdrawal by id, as the origin sends it.
+func withdrawalWire(tb testing.TB, id *identity.Identity, version uint64) []byte {
+	tb.Helper()
+	return originWire(tb, id, Announcement{Version: version, Withdrawn: true})
+}
+
+// originWire signs a and encodes it as its origin id sends it: hop count 1,
+// the default TTL, all of it left.
+func originWire(tb testing.TB, id *identity.Identity, a Announcement) []byte {
+	tb.Helper()
+	a.TTL, a.Hops, a.Remaining = DefaultTTL, 1, DefaultTTL
 	if err := a.Sign(id); err != nil {
 		tb.Fatal(err)
 	}
@@ -69,7 +83,9 @@ func TestAnnouncementRoundTrip(t *testing.T) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, &want)
 		}
 		// The hop count and the remaining lifetime are outside the
-		// signature.
+		// signature and the digest that tells copies from tampered ones.
+		e := &Engine{seed: maphash.MakeSeed()}
+		sameSigned := func(b, c []byte) bool { return e.digest(b) == e.digest(c) }
 		b[offHops] = 9
 		if !verifyEncoded(got.Key, b) {
 			t.Fatal("changing the hop count broke the signature")
@@ -99,6 +115,31 @@ func TestAnnouncementRoundTrip(t *testing.T) {
 	}
 }
 
+func TestWithdrawalEncoding(t *testing.T) {
+	id := testID(t, 1)
+	b := withdrawalWire(t, id, 9)
+	if len(b) != headerLen+2+signatureLen || b[offFlags] != flagWithdrawn {
+		t.Fatalf("withdrawal encodes as %d bytes with flags %#x", len(b), b[offFlags])
+	}
+	got, err := DecodeAnnouncement(b)
+	if err != nil || !got.Withdrawn || !verifyEncoded(id.PublicKey(), b) {
+		t.Fatalf("decode: %+v, %v", got, err)
+	}
+	for _, bad := range []Announcement{
+		{Version: 9, TTL: DefaultTTL, Withdrawn: true, Degraded: true, Hops: 1, Remaining: DefaultTTL},
+		{Version: 9, TTL: DefaultTTL, Withdrawn: true, Set: Set{Tags: []string{"gpu"}}, Hops: 1, Remaining: DefaultTTL},
+	} {
+		bad.Key = id.PublicKey()
+		if _, err := bad.MarshalBinary(); !errors.Is(err, ErrMalformed) {
+			t.Errorf("MarshalBinary(%+v) = %v, want ErrMalformed", bad, err)
+		}
+	}
+	b[offFlags] |= flagDegraded
+	if _, err := DecodeAnnouncement(b); !errors.Is(err, ErrMalformed) {
+		t.Errorf("withdrawn and degraded: %v, want ErrMalformed", err)
+	}
+}
+
 func TestDecodeAnnouncementErrors(t *testing.T) {
 	good := signedWire(t, testID(t, 1), 7, Set{Tags: []string{"bb", "cc"}, Metadata: map[string]string{"k": "v"}})
 	mutate := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
@@ -114,7 +155,8 @@ func TestDecodeAnnouncementErrors(t *testing.T) {
 		{"trailing", append(bytes.Clone(good), 0), ErrMalformed},
 		{"type", mutate(func(b []byte) []byte { b[0] = 2; return b }), ErrMalformed},
 		{"format", mutate(func(b []byte) []byte { b[1] = 3; return b }), ErrMalformed},
-		{"flags", mutate(func(b []byte) []byte { b[offFlags] = 2; return b }), ErrMalformed},
+		{"flags", mutate(func(b []byte) []byte { b[offFlags] = 4; return b }), ErrMalformed},
+		{"withdrawal with a set", mutate(func(b []byte) []byte { b[offFlags] = flagWithdrawn; return b }), ErrMalformed},
 		{"ttl zero", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offTTL:], 0); return b }), ErrMalformed},
 		{"ttl huge", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offTTL:], 1<<31); return b }), ErrMalformed},
 		{"remaining over ttl", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offRemaining:], 91); return b }), ErrMalformed},

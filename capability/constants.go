@@ -22,6 +22,11 @@ const (
 	// MaxMetadataValueLen is the longest metadata value in bytes: enough for
 	// a GPU model name or a URL, not for a document.
 	MaxMetadataValueLen = 256
+	// MinNameLen and MaxNameLen bound a node's name (Config.Name): short
+	// names collide, and a name must fit a terminal column.
+	MinNameLen = 3
+	// MaxNameLen is the longest node name.
+	MaxNameLen = 64
 	// MaxSetSize is the largest encoded set in bytes. With the fixed fields
 	// an announcement stays under 4.2 KiB, so a 10,000-node index holds at
 	// most ~42 MB of sets.
@@ -56,8 +61,28 @@ const (
 	// multiply that cost.
 	DefaultMinAnnounceInterval = 10 * time.Second
 	// DefaultMaxNodes bounds the origins an engine remembers (live entries
-	// plus the pins and versions of offline ones).
-	DefaultMaxNodes = 100_000
+	// plus the pins and versions of offline ones): a mesh of 10,000 nodes
+	// with as many departed ones remembered. It bounds the index's memory:
+	// about 3 KiB per typical live node, 23 KiB at most (a 4 KiB set of
+	// 128 keys no other node uses; docs/CAPABILITIES.md), so 60 MiB
+	// typical and 450 MiB at worst.
+	DefaultMaxNodes = 20_000
+	// DefaultMaxOriginsPerPeer bounds the origins one neighbour can have
+	// introduced: what a peer making up identities can make this node
+	// store, 6 MiB of typical announcements and 46 MiB at worst. A node
+	// that learns a mesh of more nodes than this through one neighbour
+	// must raise it.
+	DefaultMaxOriginsPerPeer = 2048
+	// DefaultOriginBurst new origins from one neighbour are accepted at
+	// once: a mesh of a thousand nodes is learned from the first
+	// neighbour's sync without delay.
+	DefaultOriginBurst = 1024
+	// DefaultOriginRate new origins per second from one neighbour are
+	// accepted beyond the burst: what a flood can push through a node to
+	// the nodes behind it. Refused origins come again with their next
+	// refresh (every TTL/3), so a node joining a mesh of 2,048 nodes
+	// through one neighbour learns all of them within about a minute.
+	DefaultOriginRate = 32
 	// DefaultTelemetryInterval is how often telemetry is sampled when
 	// enabled. Changes are announced subject to MinAnnounceInterval.
 	DefaultTelemetryInterval = 30 * time.Second
@@ -71,9 +96,10 @@ const (
 const (
 	// refreshDivisor: the origin re-announces every TTL/refreshDivisor.
 	refreshDivisor = 3
-	// degradedDivisor: a receiver marks a node Degraded when its newest
-	// announcement is older than TTL/degradedDivisor, that is when the
-	// refresh expected at TTL/3 has not arrived with TTL/6 of slack.
+	// degradedDivisor: by default (Config.DegradedAfter zero) a receiver
+	// marks a node Degraded when its newest announcement is older than
+	// TTL/degradedDivisor, that is when the refresh expected at TTL/3 has
+	// not arrived with TTL/6 of slack.
 	degradedDivisor = 2
 )
 

@@ -6,9 +6,8 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -44,15 +43,53 @@ type Config struct {
 	// one broadcast at the end of the interval. Zero means
 	// DefaultMinAnnounceInterval.
 	MinAnnounceInterval time.Duration
+	// Name is this node's name, 3 to 64 letters, digits, '-' and '_',
+	// announced under metadata key NameKey so others can find it by name
+	// (Index.LookupName). A name is a label, not an identity: other nodes
+	// may claim the same one. Empty means no name.
+	Name string
 	// AllowUnsigned accepts announcements with an all-zero signature. They
 	// can claim any origin whose public key is known, so enable this only in
 	// closed test networks. False (the default) rejects them: signed
 	// announcements are required.
 	AllowUnsigned bool
 	// MaxNodes bounds the origins remembered, live or offline. When full,
-	// the oldest offline origin is forgotten; if none is offline a new
-	// origin is rejected with ErrIndexFull. Zero means DefaultMaxNodes.
+	// a new origin displaces an offline one (see MaxOriginsPerPeer for
+	// which) or is rejected with ErrIndexFull. Zero means DefaultMaxNodes.
 	MaxNodes int
+	// MaxOriginsPerPeer bounds the origins one neighbour can have
+	// introduced (the remembered origins first learned from it, live or
+	// offline). At the limit a new origin from it displaces the oldest of
+	// its own offline ones or is rejected with ErrPeerOriginLimit; when
+	// MaxNodes is reached it displaces an offline origin of its own
+	// neighbour, else of the neighbour that introduced the most origins if
+	// that is more than its own did. A mesh larger than this where a node
+	// may learn most origins through one neighbour must raise it. Zero
+	// means DefaultMaxOriginsPerPeer.
+	MaxOriginsPerPeer int
+	// OriginRate and OriginBurst are each neighbour's budget for
+	// introducing new origins: a token bucket of OriginBurst tokens
+	// refilled at OriginRate per second; a new origin beyond it is
+	// rejected with ErrOriginRate (and arrives again with its next
+	// refresh). Zero means DefaultOriginRate and DefaultOriginBurst.
+	OriginRate  float64
+	OriginBurst int
+	// DegradedAfter is the age of a node's newest announcement (since its
+	// origin sent it) at which this node shows it Degraded: it missed a
+	// refresh. Zero means half the announcement's TTL (45 s with
+	// DefaultTTL, when a refresh expected every 30 s is 15 s late).
+	// Values above the TTL act as the TTL.
+	DegradedAfter time.Duration
+	// OfflineAfter is the age of a node's newest announcement at which
+	// this node drops it from the index (NodeOffline). Zero means the
+	// announcement's TTL (90 s with DefaultTTL): it cannot live longer
+	// than its origin said. An announcement already this old when it
+	// arrives is rejected as expired and not forwarded.
+	OfflineAfter time.Duration
+	// HeartbeatEvents makes subscriptions also receive NodeHeartbeat: a
+	// node refreshed its announcement without changing it. Every node
+	// does so every TTL/3, so it is off by default.
+	HeartbeatEvents bool
 	// OnRoute, if set, is called for every accepted announcement and for a
 	// copy of the current version that arrived over fewer hops: origin is
 	// reachable via neighbour via at hops links until expires. It runs on
@@ -85,61 +122,48 @@ type Engine struct {
 	ix  *Index
 	st  counters
 
+	// seed keys the digests that tell a copy of a version from a tampered
+	// one.
+	seed maphash.Seed
+
+	// partMu serialises changes to this node's own set (Announce,
+	// AnnounceLayer, Update), so a read-modify-write by Update is atomic;
+	// it is taken before mu.
+	partMu sync.Mutex
+
 	// mu guards the fields below. Methods named ...Locked require it. Lock
-	// order: mu, then ix.mu.
-	mu      sync.Mutex
-	records map[identity.NodeID]*record
-	// tombstones lists the origins that went offline, oldest first, for
-	// evictLocked. An entry is stale once its origin came back (or went
-	// offline again later): see tombstone. Tick compacts the slice when
-	// it holds more than twice as many entries as there are records, so
-	// it stays within 2·MaxNodes however often origins come and go.
-	tombstones []tombstone
-	tombSeq    uint64 // numbers tombstones
-	local      localState
-	subs       map[*Subscription]struct{}
+	// order: partMu, mu, then ix.mu.
+	mu       sync.Mutex
+	records  map[identity.NodeID]*record
+	sponsors map[identity.NodeID]*sponsor // see budget.go
+	tombSeq  uint64                       // numbers tombstones
+	local    localState
+	subs     map[*Subscription]struct{}
 }
 
 // record is what the engine remembers about one origin, live or not: the
 // pinned key and the newest version survive the announcement's expiry so
-// that neither can be undone by a replay.
+// that neither can be undone by a replay. The announcement itself is not
+// kept: its set is in the index, and the engine encodes it again (the
+// encoding is canonical, so the signature still holds) when it hands it to
+// a peer that comes up.
 type record struct {
 	key      ed25519.PublicKey // pinned on first sight (TOFU)
 	version  uint64
-	wire     []byte // the announcement with the hop count already bumped, as last sent (never modified: replaced)
-	hops     int    // fewest hops seen for version
+	digest   uint64             // of version's signed bytes: a copy with other bytes is tampered
+	sig      [signatureLen]byte // version's signature
+	hops     int                // fewest hops seen for version
+	sentHops uint8              // hop count of the copy that brought version; handed on as one more
 	via      identity.NodeID
 	ttl      time.Duration
 	degraded bool
-	expires  time.Time // receipt + the remaining lifetime the sender reported (at most ttl)
-	live     bool      // in the index
-	tomb     uint64    // while offline: the seq of its current tombstone
-}
-
-// tombstone marks that origin id went offline. It is current only while
-// the record is offline and its tomb is seq.
-type tombstone struct {
-	id  identity.NodeID
-	seq uint64
-}
-
-// currentLocked reports whether t still stands for an offline record.
-func (e *Engine) currentLocked(t tombstone) bool {
-	rec := e.records[t.id]
-	return rec != nil && !rec.live && rec.tomb == t.seq
-}
-
-// localState is this node's own announcement.
-type localState struct {
-	announced     bool // Announce has been called
-	set           Set  // as given to Announce
-	telemetry     map[string]string
-	degraded      bool
-	version       uint64
-	pending       bool // version not broadcast yet (rate limited)
-	lastBroadcast time.Time
-	wire          []byte // the last broadcast
-	nextTelemetry time.Time
+	expires  time.Time       // receipt + the remaining lifetime the sender reported (at most ttl)
+	sent     time.Time       // when the origin sent version, as far as the remaining lifetime tells
+	gone     time.Time       // when it goes offline here: sent + OfflineAfter, at most expires
+	live     bool            // in the index
+	left     bool            // version is a withdrawal
+	tomb     uint64          // while offline: the seq of its current tombstone
+	sponsor  identity.NodeID // the neighbour whose message created the record
 }
 
 // New returns an engine for identity id that talks through tr.
@@ -150,20 +174,20 @@ func New(id *identity.Identity, tr Transport, cfg Config) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.TTL == 0 {
-		cfg.TTL = DefaultTTL
-	}
-	if cfg.MinAnnounceInterval == 0 {
-		cfg.MinAnnounceInterval = DefaultMinAnnounceInterval
-	}
-	if cfg.MaxNodes == 0 {
-		cfg.MaxNodes = DefaultMaxNodes
-	}
-	if cfg.TelemetryInterval == 0 {
-		cfg.TelemetryInterval = DefaultTelemetryInterval
-	}
+	orDefault(&cfg.TTL, DefaultTTL)
+	orDefault(&cfg.MinAnnounceInterval, DefaultMinAnnounceInterval)
+	orDefault(&cfg.MaxNodes, DefaultMaxNodes)
+	orDefault(&cfg.MaxOriginsPerPeer, DefaultMaxOriginsPerPeer)
+	orDefault(&cfg.OriginRate, DefaultOriginRate)
+	orDefault(&cfg.OriginBurst, DefaultOriginBurst)
+	orDefault(&cfg.TelemetryInterval, DefaultTelemetryInterval)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Name != "" {
+		if err := ValidateName(cfg.Name); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
 	}
 	switch {
 	case cfg.TTL < MinTTL || cfg.TTL > MaxTTL || cfg.TTL%time.Second != 0:
@@ -172,16 +196,30 @@ func New(id *identity.Identity, tr Transport, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("%w: MinAnnounceInterval %v must be positive and at most TTL/%d", ErrInvalidConfig, cfg.MinAnnounceInterval, refreshDivisor)
 	case cfg.MaxNodes < 0 || cfg.TelemetryInterval < 0:
 		return nil, fmt.Errorf("%w: negative MaxNodes or TelemetryInterval", ErrInvalidConfig)
+	case cfg.MaxOriginsPerPeer < 0 || cfg.OriginBurst < 0 || !(cfg.OriginRate > 0):
+		return nil, fmt.Errorf("%w: negative MaxOriginsPerPeer, OriginRate or OriginBurst", ErrInvalidConfig)
+	case cfg.DegradedAfter < 0 || cfg.OfflineAfter < 0 || cfg.OfflineAfter > 0 && cfg.DegradedAfter >= cfg.OfflineAfter:
+		return nil, fmt.Errorf("%w: DegradedAfter %v and OfflineAfter %v must be positive, DegradedAfter the shorter", ErrInvalidConfig, cfg.DegradedAfter, cfg.OfflineAfter)
 	}
 	return &Engine{
-		id:      id,
-		tr:      tr,
-		cfg:     cfg,
-		log:     cfg.Logger,
-		ix:      newIndex(),
-		records: make(map[identity.NodeID]*record),
-		subs:    make(map[*Subscription]struct{}),
+		id:       id,
+		tr:       tr,
+		cfg:      cfg,
+		log:      cfg.Logger,
+		ix:       newIndex(),
+		seed:     maphash.MakeSeed(),
+		records:  make(map[identity.NodeID]*record),
+		sponsors: make(map[identity.NodeID]*sponsor),
+		subs:     make(map[*Subscription]struct{}),
 	}, nil
+}
+
+// orDefault sets *v to def if it is the zero value.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
 
 // Index returns the engine's index, for queries.
@@ -239,104 +277,6 @@ func (e *Engine) send(to identity.NodeID, msg []byte) {
 	e.st.bytesSent.Add(uint64(len(msg)))
 }
 
-// Announce sets this node's capability set. The local index shows it at
-// once; it is broadcast to every peer now, or at the end of the current
-// MinAnnounceInterval if a broadcast went out less than that ago (bursts
-// coalesce into one broadcast of the newest set). It fails with a
-// *ValidationError if s, merged with telemetry, is invalid.
-func (e *Engine) Announce(s Set) error {
-	if err := s.Validate(); err != nil {
-		return err
-	}
-	s = Set{Tags: slices.Sorted(slices.Values(s.Tags)), Metadata: maps.Clone(s.Metadata)}
-	var o outbox
-	e.mu.Lock()
-	err := e.setLocalLocked(&o, s, e.local.telemetry, e.local.degraded)
-	e.mu.Unlock()
-	e.flush(&o)
-	return err
-}
-
-// SetDegraded marks this node degraded (or not) in its announcements, for a
-// node that works but should not be preferred (draining, overheating). It
-// takes effect like Announce, and only after the first Announce.
-func (e *Engine) SetDegraded(degraded bool) {
-	var o outbox
-	e.mu.Lock()
-	if e.local.announced && e.local.degraded != degraded {
-		// The set was valid when announced and telemetry is unchanged,
-		// so this cannot fail.
-		_ = e.setLocalLocked(&o, e.local.set, e.local.telemetry, degraded)
-	}
-	e.local.degraded = degraded
-	e.mu.Unlock()
-	e.flush(&o)
-}
-
-// setLocalLocked makes a new local version from the user set and the
-// telemetry metadata, indexes it and broadcasts it unless rate limited.
-func (e *Engine) setLocalLocked(o *outbox, s Set, telemetry map[string]string, degraded bool) error {
-	eff := s
-	if len(telemetry) > 0 {
-		eff.Metadata = maps.Clone(s.Metadata)
-		if eff.Metadata == nil {
-			eff.Metadata = make(map[string]string, len(telemetry))
-		}
-		maps.Copy(eff.Metadata, telemetry)
-		if err := eff.Validate(); err != nil {
-			return fmt.Errorf("set with telemetry: %w", err)
-		}
-	}
-	now := e.cfg.Now()
-	l := &e.local
-	l.announced, l.set, l.telemetry, l.degraded = true, s, telemetry, degraded
-	l.version = nextVersion(l.version, now)
-	l.pending = true
-	status := StatusOnline
-	if degraded {
-		status = StatusDegraded
-	}
-	e.indexLocked(&Node{
-		ID: e.id.NodeID(), Key: e.id.PublicKey(), Version: l.version, Set: eff,
-		Status: status, Self: true, Updated: now, Expires: now.Add(e.cfg.TTL),
-	})
-	if l.lastBroadcast.IsZero() || now.Sub(l.lastBroadcast) >= e.cfg.MinAnnounceInterval {
-		e.broadcastLocked(o, now)
-	}
-	return nil
-}
-
-// nextVersion returns a version above prev, from the clock when it can, so
-// that a restarted node (which forgot prev) still announces versions above
-// the ones its peers remember.
-func nextVersion(prev uint64, now time.Time) uint64 {
-	if t := now.UnixNano(); t > 0 && uint64(t) > prev {
-		return uint64(t)
-	}
-	return prev + 1
-}
-
-// signLocalLocked signs the newest local version and returns its wire form.
-func (e *Engine) signLocalLocked() []byte {
-	self := e.ix.get(e.id.NodeID())
-	// The origin vouches for itself afresh whenever it sends: full lifetime.
-	a := Announcement{Version: self.Version, TTL: e.cfg.TTL, Degraded: e.local.degraded, Set: self.Set, Hops: 1, Remaining: e.cfg.TTL}
-	if err := a.Sign(e.id); err != nil {
-		panic("capability: encoding a validated local set: " + err.Error()) // unreachable: the set was validated
-	}
-	wire, _ := a.MarshalBinary()
-	return wire
-}
-
-// broadcastLocked signs the pending local version and queues it to every
-// peer.
-func (e *Engine) broadcastLocked(o *outbox, now time.Time) {
-	wire := e.signLocalLocked()
-	e.local.wire, e.local.pending, e.local.lastBroadcast = wire, false, now
-	e.st.broadcasts.Add(1)
-	o.msgs = append(o.msgs, outMsg{msg: wire})
-}
-
 // indexLocked puts n in the index and emits the events it implies.
 func (e *Engine) indexLocked(n *Node) {
 	e.ix.mu.Lock()
@@ -349,12 +289,42 @@ func (e *Engine) indexLocked(n *Node) {
 	switch {
 	case old == nil:
 		e.emitLocked(Event{Kind: NodeRegistered, Node: *n, Previous: StatusOffline})
-	case old.Version != n.Version:
+		return
+	case old.Version == n.Version:
+	case !old.Set.Equal(n.Set):
 		e.emitLocked(Event{Kind: NodeUpdated, Node: *n, Previous: old.Status})
+	case e.cfg.HeartbeatEvents:
+		e.emitLocked(Event{Kind: NodeHeartbeat, Node: *n, Previous: old.Status})
 	}
-	if old != nil && old.Status != n.Status {
-		e.emitLocked(Event{Kind: NodeStatusChanged, Node: *n, Previous: old.Status})
+	switch {
+	case old.Status == StatusOnline && n.Status == StatusDegraded:
+		e.emitLocked(Event{Kind: NodeDegraded, Node: *n, Previous: old.Status})
+	case old.Status == StatusDegraded && n.Status == StatusOnline:
+		e.emitLocked(Event{Kind: NodeRecovered, Node: *n, Previous: old.Status})
 	}
+}
+
+// dropLocked takes live record rec of origin id out of the index, keeps
+// its pin and version, and emits kind (NodeOffline or NodeLeft).
+func (e *Engine) dropLocked(id identity.NodeID, rec *record, kind EventKind) {
+	e.buryLocked(id, rec)
+	e.unindexLocked(id, kind)
+}
+
+// unindexLocked takes node id out of the index and emits kind.
+func (e *Engine) unindexLocked(id identity.NodeID, kind EventKind) {
+	e.ix.mu.Lock()
+	s, ok := e.ix.slotOf[id]
+	if !ok {
+		e.ix.mu.Unlock()
+		return
+	}
+	n := e.ix.nodes[s]
+	e.ix.removeLocked(id)
+	e.ix.mu.Unlock()
+	gone := *n
+	gone.Status = StatusOffline
+	e.emitLocked(Event{Kind: kind, Node: gone, Previous: n.Status})
 }
 
 // HandleMessage processes one capability message received from peer from
@@ -362,10 +332,10 @@ func (e *Engine) indexLocked(n *Node) {
 // it after HandleMessage returns. It returns nil for accepted messages and
 // harmless duplicates, and an error wrapping one of ErrMalformed,
 // ErrOversized, ErrHopLimit, ErrExpired, ErrBadSignature, ErrTampered,
-// ErrRebinding, ErrOldVersion, ErrUnsigned or ErrIndexFull for rejected
-// ones (each is counted in Stats). The signature check, the costly part,
-// runs without engine locks, so several goroutines may call HandleMessage
-// at once.
+// ErrRebinding, ErrOldVersion, ErrUnsigned, ErrOriginRate,
+// ErrPeerOriginLimit or ErrIndexFull for rejected ones (each is counted in
+// Stats). The signature check, the costly part, runs without engine locks,
+// so several goroutines may call HandleMessage at once.
 func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 	e.st.received.Add(1)
 	a, err := DecodeAnnouncement(msg)
@@ -380,18 +350,32 @@ func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 		return nil
 	case identity.NodeIDFromKey(a.Key) != a.Origin:
 		err = fmt.Errorf("%w: key does not hash to origin %s", ErrRebinding, a.Origin.Short())
-	case a.Remaining <= 0:
+	case a.Remaining <= 0 || a.TTL-a.Remaining >= e.offlineAfter(a.TTL):
 		// Rejected before any state changes, so a relay that zeroes the
 		// field cannot stop a good copy from another neighbour.
-		err = fmt.Errorf("%w: version %d of %s", ErrExpired, a.Version, a.Origin.Short())
+		err = fmt.Errorf("%w: version %d of %s, %v left of %v", ErrExpired, a.Version, a.Origin.Short(), a.Remaining, a.TTL)
 	}
 	if err != nil {
 		return e.reject(from, err)
 	}
 
+	digest := e.digest(msg)
 	var o outbox
 	e.mu.Lock()
-	dup, err := e.checkLocked(&o, from, a, msg)
+	dup, err := e.checkLocked(&o, from, a, digest)
+	if err == nil && !dup && e.records[a.Origin] == nil {
+		if a.Withdrawn {
+			// Nothing to withdraw here, and nothing to remember: the
+			// withdrawal of an origin never seen is not charged to
+			// anyone, and not forwarded.
+			e.mu.Unlock()
+			e.st.withdrawalsUnknown.Add(1)
+			return nil
+		}
+		// A new origin costs its sponsor a token before the signature
+		// check, so a flood of them costs no more checks than the budget.
+		err = e.chargeLocked(from, e.cfg.Now())
+	}
 	e.mu.Unlock()
 	if err == nil && !dup {
 		switch {
@@ -402,8 +386,8 @@ func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 		default:
 			e.mu.Lock()
 			// Check again: another goroutine may have applied it meanwhile.
-			if dup, err = e.checkLocked(&o, from, a, msg); err == nil && !dup {
-				err = e.applyLocked(&o, from, a, msg)
+			if dup, err = e.checkLocked(&o, from, a, digest); err == nil && !dup {
+				err = e.applyLocked(&o, from, a, msg, digest)
 			}
 			e.mu.Unlock()
 		}
@@ -415,11 +399,23 @@ func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 	return nil
 }
 
+// digest hashes the signed bytes of an encoded announcement (all but the
+// hop count and the remaining lifetime). It is keyed with a secret seed, so
+// a peer cannot make a tampered copy that collides with a held one (and if
+// one did, the copy would only be dropped as a duplicate).
+func (e *Engine) digest(msg []byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(e.seed)
+	h.Write(msg[:offHops])
+	h.Write(msg[offFlags:])
+	return h.Sum64()
+}
+
 // checkLocked compares a with what is known of its origin: dup is true for
 // a copy of the version held (and then a better route is queued to o). A
 // duplicate never extends the expiry: only the first copy of a version
 // sets it, so a relay cannot keep a node alive by resending it.
-func (e *Engine) checkLocked(o *outbox, from identity.NodeID, a *Announcement, msg []byte) (dup bool, err error) {
+func (e *Engine) checkLocked(o *outbox, from identity.NodeID, a *Announcement, digest uint64) (dup bool, err error) {
 	rec := e.records[a.Origin]
 	switch {
 	case rec == nil:
@@ -430,7 +426,7 @@ func (e *Engine) checkLocked(o *outbox, from identity.NodeID, a *Announcement, m
 		return false, fmt.Errorf("%w: %d < %d", ErrOldVersion, a.Version, rec.version)
 	case a.Version > rec.version:
 		return false, nil
-	case !sameSigned(rec.wire, msg):
+	case digest != rec.digest:
 		return false, fmt.Errorf("%w: version %d of %s differs from the copy held", ErrTampered, a.Version, a.Origin.Short())
 	}
 	e.st.duplicates.Add(1)
@@ -443,80 +439,80 @@ func (e *Engine) checkLocked(o *outbox, from identity.NodeID, a *Announcement, m
 
 // applyLocked indexes a newer verified announcement and queues its
 // forwarding and its route.
-func (e *Engine) applyLocked(o *outbox, from identity.NodeID, a *Announcement, msg []byte) error {
+func (e *Engine) applyLocked(o *outbox, from identity.NodeID, a *Announcement, msg []byte, digest uint64) error {
+	now := e.cfg.Now()
 	rec := e.records[a.Origin]
 	if rec == nil {
-		if len(e.records) >= e.cfg.MaxNodes && !e.evictLocked() {
-			return fmt.Errorf("%w: %d origins", ErrIndexFull, len(e.records))
+		if a.Withdrawn { // the origin was forgotten since the first check
+			e.st.withdrawalsUnknown.Add(1)
+			return nil
 		}
-		rec = &record{key: a.Key}
+		sp := e.sponsorLocked(from, now)
+		if err := e.makeRoomLocked(sp); err != nil {
+			return err
+		}
+		rec = &record{key: a.Key, sponsor: from}
 		e.records[a.Origin] = rec
+		sp.origins++
 	}
-	now := e.cfg.Now()
 	// The announcement lives as long as the sender said it had left (never
 	// longer than the signed TTL; decoding checks that too), not a fresh
 	// TTL from its late arrival here.
 	expires := now.Add(min(a.Remaining, a.TTL))
-	// Forwarded with what is left at now, the same clock reading: no second
-	// is lost per hop to rounding.
-	wire := bytes.Clone(msg)
-	wire[offHops] = a.Hops + 1
-	putRemaining(wire, remainingAt(expires, now, a.TTL))
-	rec.version, rec.wire, rec.hops, rec.via = a.Version, wire, int(a.Hops), from
-	rec.ttl, rec.degraded, rec.expires, rec.live = a.TTL, a.Degraded, expires, true
-	e.indexLocked(&Node{
-		ID: a.Origin, Key: a.Key, Version: a.Version, Set: a.Set,
-		Status: rec.status(now), Hops: int(a.Hops), Via: from, Updated: now, Expires: rec.expires,
-	})
+	rec.version, rec.digest, rec.hops, rec.sentHops, rec.via = a.Version, digest, int(a.Hops), a.Hops, from
+	copy(rec.sig[:], msg[len(msg)-signatureLen:])
+	rec.ttl, rec.degraded, rec.expires, rec.left = a.TTL, a.Degraded, expires, a.Withdrawn
+	rec.sent = expires.Add(-a.TTL)
+	rec.gone = rec.sent.Add(e.offlineAfter(a.TTL)) // at most expires: offlineAfter caps at the TTL
+	switch {
+	case a.Withdrawn && rec.live:
+		e.dropLocked(a.Origin, rec, NodeLeft)
+		e.st.withdrawals.Add(1)
+	case a.Withdrawn: // it had gone offline here already
+		e.st.withdrawals.Add(1)
+	default:
+		rec.live = true
+		e.indexLocked(&Node{
+			ID: a.Origin, Key: rec.key, Version: a.Version, Set: a.Set,
+			Status: e.statusLocked(rec, now), Hops: int(a.Hops), Via: from, Updated: now, Expires: rec.gone,
+		})
+		o.routes = append(o.routes, route{a.Origin, from, int(a.Hops), rec.expires})
+	}
 	e.st.accepted.Add(1)
 	if a.Hops < MaxHops {
+		// Forwarded with what is left at now, the same clock reading: no
+		// second is lost per hop to rounding.
+		wire := bytes.Clone(msg)
+		wire[offHops] = a.Hops + 1
+		putRemaining(wire, remainingAt(expires, now, a.TTL))
 		o.msgs = append(o.msgs, outMsg{msg: wire, skip: [2]identity.NodeID{from, a.Origin}})
 		e.st.forwarded.Add(1)
 	}
-	o.routes = append(o.routes, route{a.Origin, from, int(a.Hops), rec.expires})
 	return nil
 }
 
-// evictLocked forgets the oldest offline origin.
-func (e *Engine) evictLocked() bool {
-	for len(e.tombstones) > 0 {
-		t := e.tombstones[0]
-		e.tombstones = e.tombstones[1:]
-		if e.currentLocked(t) {
-			delete(e.records, t.id)
-			return true
-		}
-	}
-	return false
-}
-
-// buryLocked marks rec, origin id's record, offline, and drops the stale
-// tombstones when they outnumber the records two to one (which makes the
-// compaction's cost O(1) per tombstone).
-func (e *Engine) buryLocked(id identity.NodeID, rec *record) {
-	rec.live = false
-	e.tombSeq++
-	rec.tomb = e.tombSeq
-	e.tombstones = append(e.tombstones, tombstone{id, rec.tomb})
-	if len(e.tombstones) <= 2*len(e.records) {
-		return
-	}
-	kept := e.tombstones[:0]
-	for _, t := range e.tombstones {
-		if e.currentLocked(t) {
-			kept = append(kept, t)
-		}
-	}
-	clear(e.tombstones[len(kept):])
-	e.tombstones = kept
-}
-
-// status is the liveness of a live record at now.
-func (r *record) status(now time.Time) Status {
-	if r.degraded || r.expires.Sub(now) <= r.ttl-r.ttl/degradedDivisor {
+// statusLocked is the liveness of live record r at now.
+func (e *Engine) statusLocked(r *record, now time.Time) Status {
+	if r.degraded || !now.Before(r.sent.Add(e.degradedAfter(r.ttl))) {
 		return StatusDegraded
 	}
 	return StatusOnline
+}
+
+// degradedAfter and offlineAfter are the ages at which a node whose
+// announcement has TTL ttl shows Degraded and goes Offline here.
+func (e *Engine) degradedAfter(ttl time.Duration) time.Duration {
+	if e.cfg.DegradedAfter > 0 {
+		return min(e.cfg.DegradedAfter, ttl)
+	}
+	return ttl / degradedDivisor
+}
+
+func (e *Engine) offlineAfter(ttl time.Duration) time.Duration {
+	if e.cfg.OfflineAfter > 0 {
+		return min(e.cfg.OfflineAfter, ttl)
+	}
+	return ttl
 }
 
 func (e *Engine) reject(from identity.NodeID, err error) error {
@@ -538,6 +534,10 @@ func (e *Engine) reject(from identity.NodeID, err error) error {
 		c = &e.st.unsigned
 	case errors.Is(err, ErrIndexFull):
 		c = &e.st.indexFull
+	case errors.Is(err, ErrPeerOriginLimit):
+		c = &e.st.peerOrigins
+	case errors.Is(err, ErrOriginRate):
+		c = &e.st.originRate
 	case errors.Is(err, ErrExpired):
 		c = &e.st.expired
 	}
@@ -555,6 +555,7 @@ func (e *Engine) reject(from identity.NodeID, err error) error {
 // this node does (or up to a second earlier), not a full TTL later.
 func (e *Engine) PeerUp(id identity.NodeID) {
 	var o outbox
+	var held []Announcement
 	e.mu.Lock()
 	now := e.cfg.Now()
 	switch {
@@ -568,16 +569,26 @@ func (e *Engine) PeerUp(id identity.NodeID) {
 		o.msgs = append(o.msgs, outMsg{msg: e.local.wire, to: id})
 	}
 	for origin, rec := range e.records {
-		// The stored copy's hop count is already bumped: sendable up to
-		// MaxHops. Less than a second left would go out as expired: skip.
+		// Less than a second left would go out as expired: skip.
 		r := remainingAt(rec.expires, now, rec.ttl)
-		if rec.live && r > 0 && rec.wire[offHops] <= MaxHops && rec.via != id && origin != id {
-			// Copy on write: joiners within the same second share one copy.
-			rec.wire = withRemaining(rec.wire, r)
-			o.msgs = append(o.msgs, outMsg{msg: rec.wire, to: id})
+		if rec.live && r > 0 && rec.sentHops < MaxHops && rec.via != id && origin != id {
+			held = append(held, Announcement{
+				Origin: origin, Key: rec.key, Version: rec.version, TTL: rec.ttl, Degraded: rec.degraded,
+				Set: e.ix.get(origin).Set, Signature: bytes.Clone(rec.sig[:]), Hops: rec.sentHops + 1, Remaining: r,
+			})
 		}
 	}
 	e.mu.Unlock()
+	// Encoded without the lock: the encoding of a decoded announcement is
+	// the bytes it was decoded from, so the origin's signature holds.
+	for i := range held {
+		wire, err := held[i].MarshalBinary()
+		if err != nil { // unreachable: the set was validated when decoded
+			e.log.Debug("capability: re-encoding a held announcement", "origin", held[i].Origin.Short(), "err", err)
+			continue
+		}
+		o.msgs = append(o.msgs, outMsg{msg: wire, to: id})
+	}
 	e.flush(&o)
 }
 
@@ -608,7 +619,7 @@ func (e *Engine) Tick() {
 	l := &e.local
 	switch {
 	case telemetry != nil && l.announced:
-		if err := e.setLocalLocked(&o, l.set, telemetry, l.degraded); err != nil {
+		if err := e.setLocalLocked(&o, telemetry, l.degraded); err != nil {
 			e.st.telemetryErrors.Add(1)
 			e.log.Debug("capability: telemetry not announced", "err", err)
 		}
@@ -618,7 +629,7 @@ func (e *Engine) Tick() {
 	case l.pending && now.Sub(l.lastBroadcast) >= e.cfg.MinAnnounceInterval:
 		e.broadcastLocked(&o, now)
 	case !l.pending && now.Sub(l.lastBroadcast) >= e.cfg.TTL/refreshDivisor:
-		if err := e.setLocalLocked(&o, l.set, l.telemetry, l.degraded); err != nil {
+		if err := e.setLocalLocked(&o, l.telemetry, l.degraded); err != nil {
 			panic("capability: refreshing a validated set: " + err.Error()) // unreachable
 		}
 	}
@@ -626,23 +637,18 @@ func (e *Engine) Tick() {
 		if !rec.live {
 			continue
 		}
-		n := e.ix.get(id)
-		if !now.Before(rec.expires) {
-			e.buryLocked(id, rec)
-			e.ix.mu.Lock()
-			e.ix.removeLocked(id)
-			e.ix.mu.Unlock()
-			gone := *n
-			gone.Status = StatusOffline
-			e.emitLocked(Event{Kind: NodeGone, Node: gone, Previous: n.Status})
+		if !now.Before(rec.gone) {
+			e.dropLocked(id, rec, NodeOffline)
 			continue
 		}
-		if st := rec.status(now); st != n.Status {
+		n := e.ix.get(id)
+		if st := e.statusLocked(rec, now); st != n.Status {
 			m := *n
 			m.Status = st
 			e.indexLocked(&m)
 		}
 	}
+	e.pruneSponsorsLocked(now)
 	e.mu.Unlock()
 	e.flush(&o)
 }
@@ -680,12 +686,21 @@ type Health struct {
 	Online   int
 	Degraded int
 	Offline  int // remembered origins whose announcements expired
+	Left     int // remembered origins that withdrew their announcements
+	// DuplicateNames counts the names more than one live node claims
+	// (Index.DuplicateNames lists them).
+	DuplicateNames int
 }
 
 // Health returns a summary of the nodes known.
 func (e *Engine) Health() Health {
 	var h Health
 	e.ix.mu.RLock()
+	for _, slots := range e.ix.byName {
+		if len(slots) > 1 {
+			h.DuplicateNames++
+		}
+	}
 	for _, s := range e.ix.slotOf {
 		switch e.ix.nodes[s].Status {
 		case StatusOnline:
@@ -698,7 +713,10 @@ func (e *Engine) Health() Health {
 	e.ix.mu.RUnlock()
 	e.mu.Lock()
 	for _, rec := range e.records {
-		if !rec.live {
+		switch {
+		case rec.left:
+			h.Left++
+		case !rec.live:
 			h.Offline++
 		}
 	}

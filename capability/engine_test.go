@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -159,6 +160,10 @@ func TestNewConfig(t *testing.T) {
 		{TTL: 30 * time.Second, MinAnnounceInterval: 11 * time.Second},
 		{MinAnnounceInterval: -1},
 		{MaxNodes: -1},
+		{MaxOriginsPerPeer: -1},
+		{OriginBurst: -1},
+		{OriginRate: -1},
+		{OriginRate: math.NaN()},
 	} {
 		if _, err := New(id, tr, cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("New(%+v) = %v, want ErrInvalidConfig", cfg, err)
@@ -289,7 +294,7 @@ func TestLeaveGoesOffline(t *testing.T) {
 			kinds = append(kinds, ev.Kind.String()+":"+ev.Node.Status.String())
 		}
 	}
-	if got := fmt.Sprint(kinds); got != "[status-changed:degraded gone:offline]" {
+	if got := fmt.Sprint(kinds); got != "[degraded:degraded offline:offline]" {
 		t.Errorf("events about the leaver: %s", got)
 	}
 }
@@ -407,7 +412,7 @@ func TestDegradedAndEvents(t *testing.T) {
 		ev := <-sub.C
 		got = append(got, ev.Kind.String()+":"+ev.Node.Status.String())
 	}
-	want := "[registered:degraded updated:online status-changed:online]"
+	want := "[registered:degraded recovered:online]"
 	if fmt.Sprint(got) != want {
 		t.Errorf("events %v, want %s", got, want)
 	}
@@ -569,7 +574,7 @@ func TestTombstonesStayBounded(t *testing.T) {
 		expire()
 	}
 	e.mu.Lock()
-	n, r := len(e.tombstones), len(e.records)
+	n, r := len(e.sponsors[from].tombstones), len(e.records)
 	e.mu.Unlock()
 	if n > 2*r {
 		t.Fatalf("%d tombstones for %d records after %d offline/online cycles", n, r, cycles)

@@ -39,8 +39,17 @@ var (
 	// for it (remaining lifetime 0): it must not be indexed or forwarded.
 	ErrExpired = errors.New("capability: expired announcement")
 	// ErrIndexFull rejects an announcement from a new origin when the
-	// engine already remembers Config.MaxNodes live origins.
+	// engine already remembers Config.MaxNodes origins and none it may
+	// displace is offline.
 	ErrIndexFull = errors.New("capability: index full")
+	// ErrPeerOriginLimit rejects an announcement from a new origin when the
+	// neighbour it came from introduced Config.MaxOriginsPerPeer of the
+	// origins remembered and none of them is offline.
+	ErrPeerOriginLimit = errors.New("capability: neighbour introduced too many origins")
+	// ErrOriginRate rejects an announcement from a new origin when the
+	// neighbour it came from has used up its budget for new origins
+	// (Config.OriginRate, Config.OriginBurst).
+	ErrOriginRate = errors.New("capability: neighbour introduces new origins too fast")
 )
 
 // ValidationError says which part of a Set is invalid. It wraps

@@ -8,18 +8,32 @@ import (
 // EventKind says what happened to a node.
 type EventKind uint8
 
-// Event kinds.
+// Event kinds: the life of a node in the index. A node enters with
+// NodeRegistered, changes with NodeUpdated (and, if asked for,
+// NodeHeartbeat), moves between Online and Degraded with NodeDegraded and
+// NodeRecovered, and leaves with NodeOffline (its announcement ran out) or
+// NodeLeft (it withdrew it).
 const (
 	// NodeRegistered: a node entered the index (first seen, or back after
-	// going offline).
+	// going offline or leaving).
 	NodeRegistered EventKind = iota + 1
-	// NodeUpdated: a node announced a new version.
+	// NodeUpdated: a node announced a new version with a different set.
 	NodeUpdated
-	// NodeStatusChanged: a node's Status changed (Online ↔ Degraded); going
-	// Offline is NodeGone.
-	NodeStatusChanged
-	// NodeGone: a node's announcement expired; it left the index.
-	NodeGone
+	// NodeHeartbeat: a node refreshed its announcement with the same set
+	// (every TTL/3 per node, so only sent when Config.HeartbeatEvents is
+	// set).
+	NodeHeartbeat
+	// NodeDegraded: a node went from Online to Degraded: it missed a
+	// refresh, or says it is degraded.
+	NodeDegraded
+	// NodeRecovered: a node went from Degraded back to Online.
+	NodeRecovered
+	// NodeOffline: a node's announcement ran out (see Config.OfflineAfter);
+	// it left the index.
+	NodeOffline
+	// NodeLeft: a node withdrew its announcement (Engine.Withdraw); it left
+	// the index at once.
+	NodeLeft
 )
 
 // String returns the kind's name.
@@ -29,16 +43,23 @@ func (k EventKind) String() string {
 		return "registered"
 	case NodeUpdated:
 		return "updated"
-	case NodeStatusChanged:
-		return "status-changed"
-	case NodeGone:
-		return "gone"
+	case NodeHeartbeat:
+		return "heartbeat"
+	case NodeDegraded:
+		return "degraded"
+	case NodeRecovered:
+		return "recovered"
+	case NodeOffline:
+		return "offline"
+	case NodeLeft:
+		return "left"
 	}
 	return "EventKind(" + strconv.Itoa(int(k)) + ")"
 }
 
 // Event is a change in the index. Node is the node after the change (Status
-// StatusOffline for NodeGone); Previous is its status before.
+// StatusOffline for NodeOffline and NodeLeft); Previous is its status
+// before.
 type Event struct {
 	Kind     EventKind
 	Node     Node
@@ -121,8 +142,14 @@ type Stats struct {
 	RejectedRebinding    uint64
 	RejectedOldVersion   uint64
 	RejectedUnsigned     uint64
-	RejectedIndexFull    uint64
-	RejectedExpired      uint64 // sent with no lifetime left
+	RejectedIndexFull    uint64 // new origins with no room at MaxNodes
+	RejectedPeerOrigins  uint64 // new origins from a neighbour at MaxOriginsPerPeer
+	RejectedOriginRate   uint64 // new origins from a neighbour beyond its OriginRate
+	RejectedExpired      uint64 // sent with no lifetime left, or older than OfflineAfter
+	Evicted              uint64 // offline origins forgotten to make room for new ones
+
+	Withdrawals        uint64 // withdrawals accepted (counted in Accepted too)
+	WithdrawalsUnknown uint64 // withdrawals of origins never seen: ignored
 
 	EventsDropped   uint64 // events lost to full subscriber channels
 	TelemetryErrors uint64 // failed samples, or telemetry that did not fit the set
@@ -134,6 +161,8 @@ type counters struct {
 	messagesSent, bytesSent, sendErrors                    atomic.Uint64
 	malformed, oversized, hopLimit, badSignature, tampered atomic.Uint64
 	rebinding, oldVersion, unsigned, indexFull, expired    atomic.Uint64
+	peerOrigins, originRate, evicted                       atomic.Uint64
+	withdrawals, withdrawalsUnknown                        atomic.Uint64
 	eventsDropped, telemetryErrors                         atomic.Uint64
 }
 
@@ -148,7 +177,9 @@ func (e *Engine) Stats() Stats {
 		RejectedHopLimit: c.hopLimit.Load(), RejectedBadSignature: c.badSignature.Load(),
 		RejectedTampered: c.tampered.Load(), RejectedRebinding: c.rebinding.Load(),
 		RejectedOldVersion: c.oldVersion.Load(), RejectedUnsigned: c.unsigned.Load(),
-		RejectedIndexFull: c.indexFull.Load(), RejectedExpired: c.expired.Load(),
+		RejectedIndexFull: c.indexFull.Load(), RejectedPeerOrigins: c.peerOrigins.Load(),
+		RejectedOriginRate: c.originRate.Load(), RejectedExpired: c.expired.Load(), Evicted: c.evicted.Load(),
+		Withdrawals: c.withdrawals.Load(), WithdrawalsUnknown: c.withdrawalsUnknown.Load(),
 		EventsDropped: c.eventsDropped.Load(), TelemetryErrors: c.telemetryErrors.Load(),
 	}
 }

@@ -47,3 +47,36 @@ func Example() {
 	}
 	// Output: true [cuda gpu skill:summarize] 1 online
 }
+
+// Example_leave names a node, lets a layer announce its own part beside
+// the application's, and withdraws the announcement when the node leaves:
+// the other node hears "left" at once instead of waiting for the TTL.
+func Example_leave() {
+	workerID, _ := identity.Generate()
+	watcherID, _ := identity.Generate()
+	toWatcher := &pipe{self: workerID.NodeID(), id: watcherID.NodeID()}
+	toWorker := &pipe{self: watcherID.NodeID(), id: workerID.NodeID()}
+	worker, _ := capability.New(workerID, toWatcher, capability.Config{Name: "worker-7"})
+	watcher, _ := capability.New(watcherID, toWorker, capability.Config{})
+	toWatcher.peer, toWorker.peer = watcher, worker
+	events := watcher.Subscribe(0)
+	defer events.Close()
+
+	_ = worker.AnnounceLayer("rpc", capability.Set{Tags: []string{"rpc:summarize"}})
+	_ = worker.Announce(capability.Set{Tags: []string{"cpu"}}) // keeps the rpc layer's tag
+	self, _ := worker.Index().Lookup(workerID.NodeID())
+	fmt.Println(self.Name(), self.Set.Tags)
+	for _, n := range watcher.Index().LookupName("WORKER-7") {
+		fmt.Println(n.ID == workerID.NodeID())
+	}
+	worker.Withdraw()
+	for len(events.C) > 0 {
+		ev := <-events.C
+		fmt.Println(ev.Kind, ev.Node.Name())
+	}
+	// Output:
+	// worker-7 [cpu rpc:summarize]
+	// true
+	// registered worker-7
+	// left worker-7
+}

@@ -99,7 +99,7 @@ func TestIndexUpdateAndRemove(t *testing.T) {
 	if got := ix.FindNodes(AtMost("gpu_mem_gb", 10)); len(got) != 1 || got[0].ID != a.ID {
 		t.Errorf("AtMost after update = %v", got)
 	}
-	if _, ok := ix.tags["cuda"]; ok {
+	if _, ok := ix.tags.m["cuda"]; ok {
 		t.Error("posting list of a tag nobody has was kept")
 	}
 	if ix.Len() != 5 {

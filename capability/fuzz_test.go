@@ -26,8 +26,10 @@ func FuzzDecodeAnnouncement(f *testing.F) {
 	id := testID(f, 1)
 	f.Add(signedWire(f, id, 1, Set{}))
 	f.Add(signedWire(f, id, 1<<40, Set{Tags: []string{"gpu", "scope:tenant:acme"}, Metadata: map[string]string{"gpu_mem_gb": "24", "name": "A100 «80»"}}))
+	f.Add(signedWire(f, id, 2, Set{Metadata: map[string]string{NameKey: "gpu-box-3"}}))
 	f.Add(remainingWire(f, id, 2, 17*time.Second)) // relayed late
 	f.Add(remainingWire(f, id, 3, 0))              // expired
+	f.Add(withdrawalWire(f, id, 4))
 	f.Add([]byte{msgAnnouncement, formatV2, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := DecodeAnnouncement(b)
@@ -79,15 +81,20 @@ func FuzzParseFilter(f *testing.F) {
 // header checks) and the broken ones must fail for their own reason.
 func TestDecodeAnnouncementCorpus(t *testing.T) {
 	want := map[string]error{
-		"empty-set":          nil,
-		"typical":            nil,
-		"unsigned":           nil,
-		"degraded-max-hops":  nil, // decodes; its signature is wrong
-		"expired":            nil, // decodes; the engine rejects it
-		"late-relay":         nil,
-		"truncated":          ErrMalformed,
-		"remaining-over-ttl": ErrMalformed,
-		"format-v1":          ErrMalformed, // the layout without a remaining lifetime
+		"empty-set":           nil,
+		"typical":             nil,
+		"unsigned":            nil,
+		"degraded-max-hops":   nil, // decodes; its signature is wrong
+		"expired":             nil, // decodes; the engine rejects it
+		"late-relay":          nil,
+		"truncated":           ErrMalformed,
+		"remaining-over-ttl":  ErrMalformed,
+		"format-v1":           ErrMalformed, // the layout without a remaining lifetime
+		"withdrawal":          nil,
+		"withdrawal-with-set": ErrMalformed, // a withdrawal has an empty set
+		"withdrawal-degraded": ErrMalformed, // and no degraded flag
+		"named":               nil,
+		"named-invalid":       ErrMalformed, // node:name must be a valid name
 	}
 	dir := filepath.Join("testdata", "fuzz", "FuzzDecodeAnnouncement")
 	files, err := os.ReadDir(dir)

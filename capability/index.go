@@ -60,11 +60,13 @@ type Node struct {
 // including this node's own. It is safe for concurrent use; queries do not
 // wait for announcement processing beyond a short index update.
 //
-// Internally nodes live in slots; per tag a bitset of slots, per numeric
-// metadata key a column of values, so a filter is evaluated as bitset
-// operations over candidate slots rather than as map lookups over every
-// node. Writers hold the engine's mu and then Index.mu; readers hold only
-// Index.mu (read).
+// Internally nodes live in slots; per tag the slots that carry it, per
+// numeric metadata key the slots and their values (a posting: a list while
+// few slots carry it, a bitset and a column once that is smaller), so a
+// filter is evaluated as bitset operations over candidate slots rather
+// than as map lookups over every node, and memory stays linear in what
+// the nodes announce. Writers hold the engine's mu and then Index.mu;
+// readers hold only Index.mu (read).
 type Index struct {
 	mu     sync.RWMutex
 	nodes  []*Node // by slot; nil when free
@@ -72,8 +74,9 @@ type Index struct {
 	slotOf map[identity.NodeID]int
 	free   []int
 	live   bitset
-	tags   map[string]*posting
-	nums   map[string]*numColumn
+	tags   postings
+	nums   postings            // numeric metadata keys
+	byName map[string][]uint32 // folded name (see LookupName) to the slots claiming it
 }
 
 type slotScope struct {
@@ -81,24 +84,12 @@ type slotScope struct {
 	val  string
 }
 
-// posting is the slots carrying one tag.
-type posting struct {
-	bits bitset
-	n    int
-}
-
-// numColumn is one numeric metadata key: which slots have it, and the value.
-type numColumn struct {
-	has  bitset
-	vals []float64
-	n    int
-}
-
 func newIndex() *Index {
 	return &Index{
 		slotOf: make(map[identity.NodeID]int),
-		tags:   make(map[string]*posting),
-		nums:   make(map[string]*numColumn),
+		tags:   postings{numeric: false},
+		nums:   postings{numeric: true},
+		byName: make(map[string][]uint32),
 	}
 }
 
@@ -132,33 +123,17 @@ func (ix *Index) putLocked(n *Node) {
 	ix.slotOf[n.ID] = s
 	ix.nodes[s] = n
 	ix.live = ix.live.set(s)
+	ix.nameLocked(n.Name(), uint32(s))
 	kind, val := n.Set.Scope()
 	ix.scopes[s] = slotScope{kind, val}
+	span := len(ix.nodes)
 	for _, t := range n.Set.Tags {
-		p := ix.tags[t]
-		if p == nil {
-			p = &posting{}
-			ix.tags[t] = p
-		}
-		p.bits = p.bits.set(s)
-		p.n++
+		ix.tags.add(t, s, 0, span)
 	}
 	for k, v := range n.Set.Metadata {
-		f, ok := parseNumber(v)
-		if !ok {
-			continue
+		if f, ok := parseNumber(v); ok {
+			ix.nums.add(k, s, f, span)
 		}
-		c := ix.nums[k]
-		if c == nil {
-			c = &numColumn{}
-			ix.nums[k] = c
-		}
-		c.has = c.has.set(s)
-		for len(c.vals) <= s {
-			c.vals = append(c.vals, 0)
-		}
-		c.vals[s] = f
-		c.n++
 	}
 }
 
@@ -193,23 +168,15 @@ func (ix *Index) removeLocked(id identity.NodeID) {
 	ix.free = append(ix.free, s)
 }
 
-// unindexLocked removes n's tags and numbers from slot s.
+// unindexLocked removes n's name, tags and numbers from slot s.
 func (ix *Index) unindexLocked(s int, n *Node) {
+	ix.unnameLocked(n.Name(), uint32(s))
 	for _, t := range n.Set.Tags {
-		p := ix.tags[t]
-		p.bits.clear(s)
-		if p.n--; p.n == 0 {
-			delete(ix.tags, t)
-		}
+		ix.tags.remove(t, s)
 	}
 	for k, v := range n.Set.Metadata {
-		if _, ok := parseNumber(v); !ok {
-			continue
-		}
-		c := ix.nums[k]
-		c.has.clear(s)
-		if c.n--; c.n == 0 {
-			delete(ix.nums, k)
+		if _, ok := parseNumber(v); ok {
+			ix.nums.remove(k, s)
 		}
 	}
 }
@@ -244,26 +211,22 @@ func (ix *Index) eval(n *fnode, u bitset) bitset {
 	}
 	switch n.op {
 	case opTag:
-		p := ix.tags[n.key]
-		if p == nil {
+		p, ok := ix.tags.m[n.key]
+		if !ok {
 			return nil
 		}
-		return u.and(p.bits)
+		return p.and(u)
 	case opEq:
 		return u.filter(func(s int) bool {
 			v, ok := ix.nodes[s].Set.Metadata[n.key]
 			return ok && v == n.val
 		})
 	case opAtLeast, opAtMost:
-		c := ix.nums[n.key]
-		if c == nil {
+		p, ok := ix.nums.m[n.key]
+		if !ok {
 			return nil
 		}
-		m := u.and(c.has)
-		if n.op == opAtLeast {
-			return m.filterInPlace(func(s int) bool { return c.vals[s] >= n.num })
-		}
-		return m.filterInPlace(func(s int) bool { return c.vals[s] <= n.num })
+		return p.where(u, n.op == opAtLeast, n.num)
 	case opAnd:
 		// Tags first: they are one word-wise AND and usually narrow most.
 		cur := u
@@ -293,82 +256,4 @@ func (ix *Index) eval(n *fnode, u bitset) bitset {
 		})
 	}
 	return nil
-}
-
-// bitset is a set of slots. A nil bitset is empty; words beyond the end are
-// zero.
-type bitset []uint64
-
-func (b bitset) set(i int) bitset {
-	for len(b) <= i/64 {
-		b = append(b, 0)
-	}
-	b[i/64] |= 1 << (i % 64)
-	return b
-}
-
-func (b bitset) clear(i int) {
-	if i/64 < len(b) {
-		b[i/64] &^= 1 << (i % 64)
-	}
-}
-
-func (b bitset) empty() bool {
-	for _, w := range b {
-		if w != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func (b bitset) and(c bitset) bitset {
-	r := make(bitset, min(len(b), len(c)))
-	for i := range r {
-		r[i] = b[i] & c[i]
-	}
-	return r
-}
-
-func (b bitset) andNot(c bitset) bitset {
-	r := make(bitset, len(b))
-	for i := range r {
-		r[i] = b[i]
-		if i < len(c) {
-			r[i] &^= c[i]
-		}
-	}
-	return r
-}
-
-func (b bitset) or(c bitset) bitset {
-	if len(b) < len(c) {
-		b, c = c, b
-	}
-	r := make(bitset, len(b))
-	copy(r, b)
-	for i, w := range c {
-		r[i] |= w
-	}
-	return r
-}
-
-// filter returns the members of b for which keep is true.
-func (b bitset) filter(keep func(int) bool) bitset {
-	r := make(bitset, len(b))
-	copy(r, b)
-	return r.filterInPlace(keep)
-}
-
-// filterInPlace clears the members of b for which keep is false.
-func (b bitset) filterInPlace(keep func(int) bool) bitset {
-	for w, word := range b {
-		for m := word; m != 0; m &= m - 1 {
-			i := bits.TrailingZeros64(m)
-			if !keep(w*64 + i) {
-				b[w] &^= 1 << i
-			}
-		}
-	}
-	return b
 }

@@ -3,6 +3,7 @@ package capability
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -77,6 +78,16 @@ func (s Set) Number(k string) (float64, bool) {
 	return parseNumber(v)
 }
 
+// Equal reports whether s and t say the same: the same tags, in any order,
+// and the same metadata (nil and empty are the same).
+func (s Set) Equal(t Set) bool {
+	if len(s.Tags) != len(t.Tags) || !maps.Equal(s.Metadata, t.Metadata) {
+		return false
+	}
+	return slices.Equal(s.Tags, t.Tags) || // the canonical, sorted order
+		slices.Equal(slices.Sorted(slices.Values(s.Tags)), slices.Sorted(slices.Values(t.Tags)))
+}
+
 // Scope returns the set's effective scope: the strictest of its scope tags,
 // and the tenant id or region name it names ("" for global and subnet-local).
 func (s Set) Scope() (ScopeKind, string) {
@@ -102,8 +113,8 @@ func (s Set) Scope() (ScopeKind, string) {
 }
 
 // Validate reports the first limit the set breaks as a *ValidationError, or
-// nil. Duplicate tags, unknown "scope:" tags and more than one tenant or
-// region scope are errors.
+// nil. Duplicate tags, unknown "scope:" tags, more than one tenant or
+// region scope, and a NameKey value that is not a valid name are errors.
 func (s Set) Validate() error {
 	if len(s.Tags) > MaxTags {
 		return &ValidationError{Field: "set", Reason: fmt.Sprintf("%d tags, at most %d allowed", len(s.Tags), MaxTags)}
@@ -146,6 +157,11 @@ func (s Set) Validate() error {
 		}
 		if err := validateValue(k, v); err != nil {
 			return err
+		}
+	}
+	if name, ok := s.Metadata[NameKey]; ok {
+		if why := nameFault(name); why != "" {
+			return &ValidationError{Field: "metadata value", Value: NameKey, Reason: "not a node name: " + why}
 		}
 	}
 	if n := s.encodedLen(); n > MaxSetSize {

@@ -87,3 +87,23 @@ func TestSetScope(t *testing.T) {
 		}
 	}
 }
+
+func TestSetEqual(t *testing.T) {
+	a := Set{Tags: []string{"gpu", "cpu"}, Metadata: map[string]string{"k": "v"}}
+	for _, tt := range []struct {
+		b    Set
+		want bool
+	}{
+		{Set{Tags: []string{"cpu", "gpu"}, Metadata: map[string]string{"k": "v"}}, true},
+		{Set{Tags: []string{"cpu", "tpu"}, Metadata: map[string]string{"k": "v"}}, false},
+		{Set{Tags: []string{"cpu", "gpu"}, Metadata: map[string]string{"k": "w"}}, false},
+		{Set{Tags: []string{"cpu", "gpu"}}, false},
+	} {
+		if got := a.Equal(tt.b); got != tt.want || tt.b.Equal(a) != tt.want {
+			t.Errorf("%v.Equal(%v) = %v, want %v", a, tt.b, got, tt.want)
+		}
+	}
+	if !(Set{}).Equal(Set{Metadata: map[string]string{}}) {
+		t.Error("an empty set differs from one with an empty map")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/netmesh/netmesh/identity"
 )
@@ -165,6 +166,17 @@ func (s *simNet) deliver() int {
 		s.nodes[p.to].e.HandleMessage(p.from, p.msg)
 	}
 	return len(q)
+}
+
+// queuedBytes is the memory the messages in flight take.
+func (s *simNet) queuedBytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := int64(cap(s.queue)) * int64(unsafe.Sizeof(simPacket{}))
+	for _, p := range s.queue {
+		n += int64(cap(p.msg))
+	}
+	return n
 }
 
 // settle delivers rounds until no message is in flight and returns the

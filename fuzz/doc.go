@@ -7,13 +7,16 @@
 // targets also drive unexported state (a decoded announcement goes on
 // through the capability engine's checks) or decode unexported frames:
 //
-//	identity      FuzzParseNodeID, FuzzDecodeToken
+//	identity      FuzzParseNodeID, FuzzDecodeToken, FuzzParsePEM (key files)
+//	dialaddr      FuzzParse                  (dial strings from configs and flags)
 //	noise         FuzzReadMessage            (handshake messages into flynn/noise)
 //	mesh/stream   FuzzDecodeFrame            (stream frames)
 //	mesh/stream   FuzzMux                    (frame sequences into a Mux: no panic, exact budget accounting)
 //	capability    FuzzDecodeAnnouncement, FuzzParseFilter
 //	channel       FuzzDecode                 (subscribe/ack/publish messages)
 //	nat           FuzzMessage                (build tag nat: punch and reflex frames)
+//	daemon/task   FuzzWire                   (task submits, deliveries, replies)
+//	daemon        FuzzWire                   (daemon deliveries, transfers, replies, images)
 //
 // .ci/fuzz runs every target in the module for a few seconds; run one
 // longer with, for example:

@@ -84,10 +84,11 @@ func FuzzCookieReply(f *testing.F) {
 // FuzzFrame: the inner frame header is authenticated, but a malicious peer
 // chooses its bytes freely. Parsing must not panic and must round-trip.
 func FuzzFrame(f *testing.F) {
-	f.Add([]byte{byte(wire.ProtoDatagram), 0, 'h', 'i'})
+	f.Add([]byte{1, 0, 'h', 'i'})  // a datagram
+	f.Add([]byte{0xAC, 0x96, 'r'}) // a named protocol's number
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, fl, body, err := wire.ParseFrame(b)
+		p, body, err := wire.ParseFrame(b)
 		if err != nil {
 			if len(b) >= wire.FrameHeaderSize {
 				t.Fatalf("rejected %d bytes: %v", len(b), err)
@@ -95,7 +96,7 @@ func FuzzFrame(f *testing.F) {
 			return
 		}
 		out := make([]byte, wire.FrameHeaderSize, wire.FrameHeaderSize+len(body))
-		wire.PutFrameHeader(out, p, fl)
+		wire.PutFrameHeader(out, p)
 		if out = append(out, body...); !bytes.Equal(out, b) {
 			t.Fatalf("round trip: %x -> %x", b, out)
 		}

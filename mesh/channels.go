@@ -7,11 +7,10 @@ import (
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
-	"github.com/netmesh/netmesh/mesh/wire"
 )
 
 // Channels: every node runs a channel.Engine. Subscribe requests, acks and
-// publishes travel on the channel subprotocol's reliable streams, which
+// publishes travel on the channel protocol's reliable streams, which
 // keep each subscriber's messages in order and carry publishes larger than
 // a datagram.
 
@@ -31,7 +30,9 @@ func (m *Mesh) newChannels(opt channel.Options) error {
 			return err
 		}
 	}
-	m.handleMessages(wire.ProtoChannel, func(p *Peer, msg []byte) { e.HandleMessage(p.id, msg) })
+	if err := m.handleMessages(protoChannel, func(p *Peer, msg []byte) { e.HandleMessage(p.id, msg) }); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -43,7 +44,7 @@ func (t chanTransport) Send(to identity.NodeID, msg []byte) error {
 	if p == nil {
 		return ErrUnknownPeer
 	}
-	return t.m.sendMessage(p, wire.ProtoChannel, msg)
+	return t.m.sendMessage(p, protoChannel, msg)
 }
 
 func (t chanTransport) PeerInfo(id identity.NodeID) (capability.Node, ed25519.PublicKey, bool) {

@@ -220,7 +220,18 @@ func TestChannelFanOutInOrder(t *testing.T) {
 	if mesh.RaceEnabled || testing.Short() {
 		msgs = 300
 	}
-	pub := newNode(t)
+	// 101 nodes in one process: at the test's usual 50 ms retransmit each
+	// node's timer loop would wake 80 times a second, which alone starves
+	// a busy machine, and dead-peer timeouts under a second would then
+	// take starved peers for dead. This test is about order, not
+	// liveness: timers a tenth of the defaults.
+	timers := func(c *mesh.Config) {
+		c.HandshakeRetransmit = 100 * time.Millisecond
+		c.HandshakeGiveUp = 10 * time.Second
+		c.KeepaliveInterval = time.Second
+		c.RoamSilence = time.Second
+	}
+	pub := newNode(t, timers)
 	if err := pub.RegisterChannel("ticks", channel.Config{PendingLimit: 65536}); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +239,7 @@ func TestChannelFanOutInOrder(t *testing.T) {
 	defer cancel()
 	var subs []*channel.Subscription
 	for range nodes {
-		n := newNode(t, func(c *mesh.Config) { c.KeepaliveInterval = time.Second })
+		n := newNode(t, timers)
 		connect(t, n, pub, mesh.Pin{})
 		s, err := n.SubscribeChannel(ctx, pub.ID(), "ticks", nil)
 		if err != nil {

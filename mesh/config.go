@@ -70,14 +70,14 @@ type Config struct {
 	// DatagramQueue bounds received datagrams waiting for ReadDatagram.
 	// 0 means 1024. When full, new datagrams are dropped and counted.
 	DatagramQueue int
-	// HandshakeQueue bounds handshake messages waiting for the worker.
-	// 0 means 256. Beyond an eighth of it the node is under load and
-	// demands cookies; when full, handshake messages are dropped.
+	// HandshakeQueue bounds handshake messages waiting for the handshake
+	// workers. 0 means 256. Beyond an eighth of it the node is under load
+	// and demands cookies; when full, handshake messages are dropped.
 	HandshakeQueue int
 	// HandshakeRate is the number of handshake initiations per second one
-	// source IP may make, with a burst of the same size, while the node is
-	// under load; the same holds for initiations one peer relays. 0 means
-	// 20.
+	// source (an IPv4 address, or an IPv6 /64) may make, with a burst of
+	// the same size, while the node is under load; the same holds for
+	// initiations one peer relays. 0 means 20.
 	HandshakeRate int
 
 	// MaxPeers bounds the peers the node keeps state for. Handshakes from
@@ -86,6 +86,15 @@ type Config struct {
 	// can be forgotten to make room; the node's own Connect calls are not
 	// limited. 0 means 4096.
 	MaxPeers int
+
+	// IKOnly makes the node answer only initiators that already know its
+	// key (Noise IK): an XX initiation, which anyone who knows only the
+	// address can send, is dropped unanswered (counted as xx_refused), so
+	// a scanner learns nothing from the node, not even that one is there.
+	// Peers must then connect with the node's key (Pin.Key, or
+	// ConnectNode with the key). The node's own XX dials still work. See
+	// docs/SECURITY.md.
+	IKOnly bool
 
 	// Timers: zero means the default from package noise. Tests shrink them.
 
@@ -143,13 +152,13 @@ func (c *Config) timers() timers {
 		keepalive:   orDefault(c.KeepaliveInterval, noise.KeepaliveInterval),
 		retransmit:  orDefault(c.HandshakeRetransmit, noise.HandshakeRetransmit),
 		giveUp:      orDefault(c.HandshakeGiveUp, noise.HandshakeGiveUp),
-		roamSilence: orDefault(c.RoamSilence, time.Second),
-		forget:      orDefault(c.ForgetAfter, 10*time.Minute),
+		roamSilence: orDefault(c.RoamSilence, defaultRoamSilence),
+		forget:      orDefault(c.ForgetAfter, defaultForgetAfter),
 	}
-	t.dead = orDefault(c.DeadPeerTimeout, 3*t.keepalive)
+	t.dead = orDefault(c.DeadPeerTimeout, deadPeerKeepalives*t.keepalive)
 	// The timer loop runs often enough to honour the shortest knob.
 	t.tick = min(t.retransmit, t.keepalive, t.roamSilence) / 4
-	t.tick = max(t.tick, time.Millisecond)
-	t.tick = min(t.tick, 250*time.Millisecond)
+	t.tick = max(t.tick, minTick)
+	t.tick = min(t.tick, maxTick)
 	return t
 }

@@ -50,8 +50,8 @@ func TestMAC1CheckAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
-	var k macKeys
-	k.init(make(ed25519.PublicKey, ed25519.PublicKeySize))
+	var k floodGuard
+	k.init(make(ed25519.PublicKey, ed25519.PublicKeySize), 1)
 	pkt := make([]byte, 200)
 	setMAC1(pkt, &k.mac1Own)
 	if !validMAC1(pkt, &k.mac1Own) {

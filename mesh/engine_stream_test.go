@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/mesh/stream"
-	"github.com/netmesh/netmesh/mesh/wire"
 )
+
+// testEngine is the protocol of an engine the tests register.
+var testEngine = MustProtocol("netmesh-test/engine")
 
 // An engine's outgoing stream that was reset is replaced: the engine
 // keeps reaching the peer over the same session. (Before, every later
@@ -20,7 +22,9 @@ func TestEngineStreamReplacedAfterReset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.handleMessages(wire.ProtoCapability, func(_ *Peer, msg []byte) { got <- string(msg) })
+	if err := b.handleMessages(testEngine, func(_ *Peer, msg []byte) { got <- string(msg) }); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -43,12 +47,12 @@ func TestEngineStreamReplacedAfterReset(t *testing.T) {
 		}
 	}
 
-	if err := a.sendMessage(pb, wire.ProtoCapability, []byte("one")); err != nil {
+	if err := a.sendMessage(pb, testEngine, []byte("one")); err != nil {
 		t.Fatal(err)
 	}
 	expect("one")
-	a.muxFor(pb, wire.ProtoCapability).out.Reset(stream.CodeRefused)
-	if err := a.sendMessage(pb, wire.ProtoCapability, []byte("two")); err != nil {
+	a.muxFor(pb, testEngine.id).out.Load().Reset(stream.CodeRefused)
+	if err := a.sendMessage(pb, testEngine, []byte("two")); err != nil {
 		t.Fatalf("send after the engine stream was reset: %v", err)
 	}
 	expect("two")

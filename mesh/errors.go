@@ -30,8 +30,9 @@ var (
 	ErrPeerMismatch = errors.New("mesh: peer identity does not match the pinned key or id")
 	// ErrUnknownPeer means no peer with that NodeID is known.
 	ErrUnknownPeer = errors.New("mesh: unknown peer")
-	// ErrProtoInUse means a subprotocol id already has a handler.
-	ErrProtoInUse = errors.New("mesh: subprotocol already registered")
+	// ErrProtoInUse means a protocol's number already has a handler or
+	// listener on this node.
+	ErrProtoInUse = errors.New("mesh: protocol already registered")
 	// ErrNoRoute means no direct session or route leads to the node.
 	ErrNoRoute = errors.New("mesh: no route to node")
 	// ErrNoAddress means the address family of the destination has no

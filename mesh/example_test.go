@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/mesh"
-	"github.com/netmesh/netmesh/mesh/wire"
 )
 
 // Two nodes on loopback: a connects to b knowing b's key (Noise IK, one
@@ -38,7 +37,7 @@ func ExampleMesh_Connect() {
 	// Output: hello from a: true
 }
 
-// A request/response service on a subprotocol of the application's own:
+// A request/response service on a protocol of the application's own:
 // b runs a handler per stream; a opens a stream, sends a request with the
 // end of its side, and reads the reply.
 func ExampleMesh_HandleStreams() {
@@ -51,7 +50,7 @@ func ExampleMesh_HandleStreams() {
 	defer a.Close()
 	defer b.Close()
 
-	const upper = wire.ProtoUserMin // the application's protocol id
+	upper := mesh.MustProtocol("example/upper") // the application's protocol
 	b.HandleStreams(upper, func(s *mesh.Stream, from *mesh.Peer) {
 		req, err := s.Recv(ctx)
 		if err != nil {

@@ -5,12 +5,12 @@ package mesh
 // ends. Tests use it to make two nodes' rekeys cross. It returns nil if a
 // handshake with p is already under way.
 func (m *Mesh) RekeyNow(p *Peer) <-chan struct{} {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.tr.hs.mu.Lock()
+	defer m.tr.hs.mu.Unlock()
 	if p.dial != nil || p.ep.Load() == nil {
 		return nil
 	}
-	m.redialLocked(p)
+	m.tr.redialLocked(p)
 	if p.dial == nil {
 		return nil // it failed at once
 	}

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/netmesh/netmesh/identity"
@@ -18,20 +21,30 @@ import (
 // Handshakes.
 //
 // The initiator's side is a dial: one per Connect call, rekey or dead-peer
-// recovery. Each attempt of a dial is a fresh Noise handshake (new
-// ephemeral key and timestamp) under a fresh receiver index, sent every
-// HandshakeRetransmit (with jitter) until one completes or HandshakeGiveUp
-// passes. The timer loop drives retransmits; the handshake worker does the
-// Diffie-Hellman work; the socket reader only checks MACs, cookies and rate
-// limits, so a flood of handshakes never stalls established sessions.
+// recovery. A dial is one Noise handshake (one ephemeral key, timestamp
+// and receiver index) whose initiation is resent unchanged every
+// HandshakeRetransmit (with backoff and jitter) until an answer arrives or
+// HandshakeGiveUp passes. Resending the same message, as TCP resends a
+// SYN, means any answer completes the dial, however late: were each resend
+// a new handshake, a round trip longer than the retransmit interval (a
+// starved CPU, a slow link) would always bring the answer to a replaced
+// one, and the dial could never complete. The responder answers a repeat
+// of the IK initiation behind its pending session with the response it
+// already sent (an XX repeat gets a new pending handshake, and the
+// initiator takes whichever answer comes first). The timer loop drives
+// retransmits. Every handshake message
+// leaves the socket reader at once for a queue (under load, after taking
+// a token of its source's bucket); the handshake workers check its MACs,
+// answer it with a cookie under load, and do the Diffie-Hellman work. So
+// a flood of handshake messages costs the reader, which also decrypts the
+// established sessions' data, a copy and a queue slot each at most.
 //
-// Only a dial's latest attempt can complete it: the responder keeps one
-// pending session per peer, which a newer initiation replaces. An attempt a
-// retransmission replaced, or whose dial ended (another session came up,
-// or it failed), stays in m.pending until HandshakeGiveUp after it was
-// sent, so that a late answer to it is recognised and ignored rather than
-// counted as unknown_index. When both nodes start a handshake at once,
-// both complete and both nodes keep the same one (keepsOwnLocked).
+// A dial's handshake stays in hs.pending until HandshakeGiveUp after it
+// was sent, also once answered or once the dial ended (another session
+// came up, or it failed), so that a late or second answer to it is
+// recognised and ignored rather than counted as unknown_index. When both
+// nodes start a handshake at once, both complete and both nodes keep the
+// same one (keepsOwnLocked).
 //
 //	IK: initiator --init-ik--> responder: session pending ("next")
 //	    initiator <-response-- responder
@@ -52,15 +65,99 @@ type Pin struct {
 	ID  identity.NodeID
 }
 
+// handshakes is the session lifecycle's state and its lock (see
+// transport): dials, the handshakes waiting for an answer, and the queue
+// to the handshake workers.
+type handshakes struct {
+	// mu guards the fields below, the state of every dial and handshake,
+	// and every Peer's session slots, dial, up and lastInit. Methods
+	// named ...Locked expect the caller to hold it.
+	mu      sync.Mutex
+	pending map[uint32]*handshake // by our receiver index
+	// confirming are the XX dials that sent their final message and
+	// wait for the responder to confirm the session (several may wait
+	// for one peer); the timer loop drives them.
+	confirming map[*dial]struct{}
+
+	// recent remembers the initiation times of peers the node forgot.
+	recent initMemory
+
+	queue chan *hsJob // to the workers; never closed
+}
+
+func (h *handshakes) init(queue int) {
+	h.pending = make(map[uint32]*handshake)
+	h.confirming = make(map[*dial]struct{})
+	h.recent.init()
+	h.queue = make(chan *hsJob, queue)
+}
+
+// initMemory remembers the newest IK initiation time of peers the node
+// forgot, oldest out first: a peer's entry used to hold the time, so
+// once it was forgotten (ForgetAfter) an initiation recorded earlier was
+// accepted again. Peers that once came up and peers that never did are
+// remembered apart, so that strangers' initiations cannot push a real
+// peer's time out.
+type initMemory struct {
+	proven, strangers fifoTimes
+}
+
+func (im *initMemory) init() {
+	im.proven.init(initMemorySize)
+	im.strangers.init(initMemoryStrangers)
+}
+
+// get returns the initiation time remembered for id, or 0.
+func (im *initMemory) get(id identity.NodeID) uint64 {
+	return max(im.proven.times[id], im.strangers.times[id])
+}
+
+// put remembers ts for id, a peer that came up (proven) or not.
+func (im *initMemory) put(id identity.NodeID, ts uint64, proven bool) {
+	if proven {
+		im.proven.put(id, ts)
+	} else {
+		im.strangers.put(id, ts)
+	}
+}
+
+// fifoTimes maps NodeIDs to times, holding at most len(ring), oldest
+// out first.
+type fifoTimes struct {
+	times map[identity.NodeID]uint64
+	ring  []identity.NodeID // in order of arrival
+	next  int
+}
+
+func (f *fifoTimes) init(size int) {
+	f.times = make(map[identity.NodeID]uint64, size)
+	f.ring = make([]identity.NodeID, size)
+}
+
+func (f *fifoTimes) put(id identity.NodeID, ts uint64) {
+	if old, ok := f.times[id]; ok {
+		f.times[id] = max(old, ts)
+		return
+	}
+	if len(f.times) == len(f.ring) {
+		delete(f.times, f.ring[f.next])
+	}
+	f.ring[f.next] = id
+	f.next = (f.next + 1) % len(f.ring)
+	f.times[id] = ts
+}
+
 // dial is the initiator's side of a handshake.
 type dial struct {
 	path    *endpoint
 	pin     Pin
 	started int64
-	nextAt  int64 // mono ns of the next retransmit
-	tries   int
-	hs      *handshake // current attempt
+	nextAt  int64      // mono ns of the next retransmit
+	tries   int        // initiations sent, the first included
+	hs      *handshake // the dial's handshake, until its answer arrives
 	session *session   // XX: sent final, waiting for the responder's confirmation
+	// owner is the peer whose dial this is (Peer.dial), if any.
+	owner *Peer
 
 	done   chan struct{}
 	peer   *Peer
@@ -76,35 +173,27 @@ type handshake struct {
 	dial    *dial // nil for the responder
 	path    *endpoint
 	created int64
-	pkt     []byte // initiator: the last message sent, for cookie resends
+	pkt     []byte // initiator: the initiation, for retransmits and cookie resends
 	mac1    [wire.MACSize]byte
+	// claimed: a worker is reading the answer to it (the Noise state
+	// takes one message at a time).
+	claimed bool
 }
 
-// hsJob is a handshake message waiting for the worker.
+// hsJob is a handshake message or cookie reply waiting for a worker,
+// copied out of the socket's buffer into a pooled one.
 type hsJob struct {
-	pkt []byte
-	src *endpoint
+	buf [maxHandshakePacket]byte
+	n   int
+	src endpoint
 }
 
-// maxResponderPending bounds XX handshakes waiting for their final
-// message. An XX initiation carries no identity and its source may be
-// spoofed, so from half full the node counts as under load (initiations
-// need a cookie, which spoofers cannot get, and each source IP is rate
-// limited), and a new initiation that finds the table full replaces the
-// oldest one there: a genuine handshake needs its entry for one round trip
-// only.
-const maxResponderPending = 4096
+var jobPool = sync.Pool{New: func() any { return new(hsJob) }}
 
-// Connect establishes a session with the node at addr, or returns the peer
-// if one is already up there. It blocks until the handshake completes, ctx
-// ends or the handshake gives up.
-func (m *Mesh) Connect(ctx context.Context, addr netip.AddrPort, pin Pin) (*Peer, error) {
-	if !m.started.Load() {
-		return nil, ErrNotStarted
-	}
-	if m.closed.Load() {
-		return nil, ErrClosed
-	}
+func (j *hsJob) pkt() []byte { return j.buf[:j.n] }
+
+// connect establishes a session with the node at addr (see Mesh.Connect).
+func (t *transport) connect(ctx context.Context, addr netip.AddrPort, pin Pin) (*Peer, error) {
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	if !addr.IsValid() || addr.Port() == 0 {
 		return nil, fmt.Errorf("mesh: connect: invalid address %v", addr)
@@ -119,608 +208,586 @@ func (m *Mesh) Connect(ctx context.Context, addr netip.AddrPort, pin Pin) (*Peer
 		}
 		pin.ID = id
 	}
-	sock := m.sockFor(addr)
+	sock := t.sockFor(addr)
 	if sock == nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoAddress, addr)
 	}
 	path := &endpoint{addr: addr, sock: sock}
-	m.mu.Lock()
-	if p := m.findPeerLocked(addr, pin.ID); p != nil && p.current != nil {
-		m.mu.Unlock()
+	t.hs.mu.Lock()
+	if p := t.findPeer(addr, pin.ID); p != nil && p.current != nil {
+		t.hs.mu.Unlock()
 		if ep := p.ep.Load(); ep != nil && ep.relay != nil {
-			m.probeDirect(p, path)
+			t.probeDirect(p, path)
 		}
 		return p, nil
 	}
 	if pin.Key == nil && !pin.ID.IsZero() {
-		if p := m.peers[pin.ID]; p != nil {
+		if p := t.peers.get(pin.ID); p != nil {
 			pin.Key = p.key // seen before: IK saves a round trip
 		}
 	}
-	d := m.newDialLocked(path, pin)
-	m.mu.Unlock()
-	return m.waitDial(ctx, d)
+	d := t.newDialLocked(path, pin)
+	t.hs.mu.Unlock()
+	return t.waitDial(ctx, d)
 }
 
 // waitDial waits for d to finish or ctx to end, which abandons it.
-func (m *Mesh) waitDial(ctx context.Context, d *dial) (*Peer, error) {
+func (t *transport) waitDial(ctx context.Context, d *dial) (*Peer, error) {
 	select {
 	case <-d.done:
 		return d.peer, d.err
 	case <-ctx.Done():
-		m.mu.Lock()
-		m.finishDialLocked(d, nil, ctx.Err())
-		m.mu.Unlock()
+		t.hs.mu.Lock()
+		t.finishDialLocked(d, nil, ctx.Err())
+		t.hs.mu.Unlock()
 		return nil, ctx.Err()
 	}
 }
 
-// findPeerLocked returns the peer with id, or without an id the peer whose
+// findPeer returns the peer with id, or without an id the peer whose
 // endpoint is addr.
-func (m *Mesh) findPeerLocked(addr netip.AddrPort, id identity.NodeID) *Peer {
+func (t *transport) findPeer(addr netip.AddrPort, id identity.NodeID) *Peer {
 	if !id.IsZero() {
-		return m.peers[id]
+		return t.peers.get(id)
 	}
-	for _, p := range m.peers {
-		if p.Endpoint() == addr {
-			return p
+	var found *Peer
+	t.peers.each(func(p *Peer) {
+		if found == nil && p.Endpoint() == addr {
+			found = p
 		}
-	}
-	return nil
+	})
+	return found
 }
 
-func (m *Mesh) newDialLocked(path *endpoint, pin Pin) *dial {
-	d := &dial{path: path, pin: pin, started: m.now(), done: make(chan struct{})}
-	if p := m.peers[pin.ID]; p != nil && p.dial == nil && !pin.ID.IsZero() {
-		p.dial = d
+func (t *transport) newDialLocked(path *endpoint, pin Pin) *dial {
+	d := &dial{path: path, pin: pin, started: t.now(), done: make(chan struct{})}
+	if p := t.peers.get(pin.ID); p != nil && p.dial == nil && !pin.ID.IsZero() {
+		p.dial, d.owner = d, p
 	}
-	m.attemptLocked(d)
+	t.attemptLocked(d)
 	return d
 }
 
-// attemptLocked starts a new handshake attempt of d and sends its
-// initiation.
-func (m *Mesh) attemptLocked(d *dial) {
-	now := m.now()
-	d.tries++
-	d.nextAt = now + int64(noise.RetransmitDelay(m.t.retransmit, d.tries-1, nil))
-	hs, err := noise.NewInitiator(noise.Config{Identity: m.id, PeerKey: d.pin.Key, PeerID: d.pin.ID, Incarnation: m.incarnation}, time.Now())
+// attemptLocked starts d's handshake and sends its initiation.
+func (t *transport) attemptLocked(d *dial) {
+	now := t.now()
+	d.tries = 1
+	d.nextAt = now + int64(noise.RetransmitDelay(t.t.retransmit, 0, nil))
+	hs, err := noise.NewInitiator(noise.Config{Identity: t.id, PeerKey: d.pin.Key, PeerID: d.pin.ID, Incarnation: t.incarnation}, time.Now())
 	if err != nil {
-		m.finishDialLocked(d, nil, err)
+		t.finishDialLocked(d, nil, err)
 		return
 	}
 	msg, err := hs.WriteMessage(nil)
 	if err != nil {
-		m.finishDialLocked(d, nil, err)
+		t.finishDialLocked(d, nil, err)
 		return
 	}
-	typ, key := wire.TypeInitXX, &m.macs.mac1Anon
+	typ, key := wire.TypeInitXX, &t.guard.mac1Anon
 	if d.pin.Key != nil {
 		typ, key = wire.TypeInitIK, &macKey{key: mac1Key(d.pin.Key)}
 	}
-	h := &handshake{local: m.newIndexLocked(), noise: hs, dial: d, path: d.path, created: now}
+	h := &handshake{local: t.newIndexLocked(), noise: hs, dial: d, path: d.path, created: now}
 	h.pkt = wire.AppendHandshake(nil, wire.Handshake{Type: typ, Sender: h.local, Noise: msg})
 	h.mac1 = setMAC1(h.pkt, key)
 	d.hs = h
-	m.pending[h.local] = h
-	m.stats.handshakesInitiated.Add(1)
-	m.sendTo(d.path, h.pkt)
+	t.hs.pending[h.local] = h
+	t.stats.handshakesInitiated.Add(1)
+	t.sendTo(d.path, h.pkt)
 }
 
-// live reports whether h is the attempt that can still complete its dial.
-// The caller holds m.mu.
+// live reports whether h is the handshake that can still complete its
+// dial: not answered yet, and the dial not ended. The caller holds hs.mu.
 func (h *handshake) live() bool { return h.dial.hs == h && !h.dial.closed }
 
 // finishDialLocked completes d with a result, waking Connect. An XX
 // session of d that another session beat is retired rather than
 // forgotten: the responder may have made it current and seal on it.
-func (m *Mesh) finishDialLocked(d *dial, p *Peer, err error) {
+func (t *transport) finishDialLocked(d *dial, p *Peer, err error) {
 	if d.closed {
 		return
 	}
 	d.closed = true
 	d.peer, d.err = p, err
-	delete(m.confirming, d)
+	delete(t.hs.confirming, d)
 	switch s := d.session; {
 	case s == nil || p != nil && p.current == s:
 	case p != nil:
-		p.retireLocked(s)
+		t.retireLocked(p, s)
 	default:
-		delete(m.sessions, s.local)
+		t.index.remove(s)
 	}
-	for _, q := range m.peers {
-		if q.dial == d {
-			q.dial = nil
-		}
+	if o := d.owner; o != nil && o.dial == d {
+		o.dial = nil
 	}
 	close(d.done)
 }
 
 // newIndexLocked returns a random receiver index in use by nothing else.
-func (m *Mesh) newIndexLocked() uint32 {
+// Every index is handed out here, under hs.mu, so none is handed out
+// twice.
+func (t *transport) newIndexLocked() uint32 {
 	for {
 		i := rand.Uint32()
-		if i == 0 {
+		if i == 0 || t.index.has(i) {
 			continue
 		}
-		if _, ok := m.sessions[i]; ok {
-			continue
-		}
-		if _, ok := m.pending[i]; ok {
+		if _, ok := t.hs.pending[i]; ok {
 			continue
 		}
 		return i
 	}
 }
 
-// receiveHandshake runs on a socket reader: it does the cheap checks and
-// queues the message for the worker.
-func (m *Mesh) receiveHandshake(b []byte, src endpoint) {
-	h, err := wire.ParseHandshake(b)
-	if err != nil {
-		m.dropWire(err)
+// receiveHandshake runs on a socket reader: it queues a handshake
+// message or cookie reply for the workers and does nothing else that
+// costs, so a flood of them leaves the reader free for data. Under load,
+// an initiation first takes a token of its source's bucket, so that one
+// source cannot fill the queue that everyone's handshakes wait in.
+func (t *transport) receiveHandshake(b []byte, src *endpoint) {
+	typ := wire.Type(b[0])
+	if len(b) > maxHandshakePacket {
+		t.stats.drop(DropOversized)
 		return
 	}
-	if h.Type.IsInitiation() {
-		key := &m.macs.mac1Anon
-		if h.Type == wire.TypeInitIK {
-			key = &m.macs.mac1Own
+	if typ == wire.TypeInitXX && t.cfg.IKOnly {
+		t.stats.drop(DropXXRefused)
+		return
+	}
+	now := t.now()
+	if typ.IsInitiation() && t.guard.underLoad(now) {
+		var ok bool
+		if src.relay != nil {
+			ok = t.guard.relayLimit.allow(src.relay.id, now)
+		} else {
+			ok = t.guard.limit.allow(sourceKey(src.addr.Addr()), now)
 		}
-		if !validMAC1(b, key) {
-			m.stats.drop(DropBadMAC)
+		if !ok {
+			t.stats.drop(DropRateLimited)
 			return
 		}
-		// Relayed handshakes arrive over an authenticated session with the
-		// relay; cookies prove source addresses, so they apply to direct
-		// ones only, and under load a relay may pass on HandshakeRate
-		// initiations per second.
-		switch {
-		case !m.underLoad():
-		case src.relay != nil:
-			if !m.relayLimit.allow(src.relay.id, time.Now()) {
-				m.stats.drop(DropRateLimited)
-				return
-			}
-		default:
-			if !m.macs.validMAC2(b, src.addr) {
-				seal := &m.macs.cookieAnon
-				if h.Type == wire.TypeInitIK {
-					seal = &m.macs.cookieOwn
-				}
-				if m.sendTo(&src, m.macs.cookieReply(b, h.Sender, src.addr, seal)) == nil {
-					m.stats.cookiesSent.Add(1)
-				}
-				m.stats.drop(DropCookieRequired)
-				return
-			}
-			if !m.limit.allow(src.addr.Addr(), time.Now()) {
-				m.stats.drop(DropRateLimited)
-				return
-			}
-		}
 	}
-	job := hsJob{pkt: append([]byte(nil), b...), src: &src}
+	j := jobPool.Get().(*hsJob)
+	j.n = copy(j.buf[:], b)
+	j.src = *src
 	select {
-	case m.hsq <- job:
+	case t.hs.queue <- j:
 	default:
-		m.stats.drop(DropQueueFull)
+		putJob(j)
+		t.stats.drop(DropQueueFull)
 	}
-	if len(m.hsq) >= cap(m.hsq)/8 {
-		m.underLoadUntil.Store(m.now() + int64(underLoadHold))
+	t.checkQueue(now)
+}
+
+func putJob(j *hsJob) {
+	j.src = endpoint{}
+	jobPool.Put(j)
+}
+
+// checkQueue puts the node under load while the handshake queue is more
+// than an eighth full: the workers fall behind.
+func (t *transport) checkQueue(now int64) {
+	if len(t.hs.queue) >= cap(t.hs.queue)/8 {
+		t.guard.loaded(now)
 	}
 }
 
-func (m *Mesh) underLoad() bool { return m.now() < m.underLoadUntil.Load() }
+// underLoad reports whether initiations need a cookie now.
+func (t *transport) underLoad() bool { return t.guard.underLoad(t.now()) }
 
 // checkPendingLocked puts the node under load while the pending table is
 // half full (see maxResponderPending).
-func (m *Mesh) checkPendingLocked() {
-	if len(m.pending) >= maxResponderPending/2 {
-		m.underLoadUntil.Store(m.now() + int64(underLoadHold))
+func (t *transport) checkPendingLocked() {
+	if len(t.hs.pending) >= maxResponderPending/2 {
+		t.guard.loaded(t.now())
 	}
 }
 
 // evictPendingLocked forgets the oldest responder's XX handshake. It scans
 // the table, but runs only when the table is full, which takes the node
 // under load first.
-func (m *Mesh) evictPendingLocked() {
+func (t *transport) evictPendingLocked() {
 	var oldest *handshake
-	for _, h := range m.pending {
+	for _, h := range t.hs.pending {
 		if h.dial == nil && (oldest == nil || h.created < oldest.created) {
 			oldest = h
 		}
 	}
 	if oldest != nil {
-		delete(m.pending, oldest.local)
+		delete(t.hs.pending, oldest.local)
 	}
 }
 
 // dropWire counts a wire decoding error.
-func (m *Mesh) dropWire(err error) {
+func (t *transport) dropWire(err error) {
 	switch {
 	case errors.Is(err, wire.ErrSize):
-		m.stats.drop(DropOversized)
+		t.stats.drop(DropOversized)
 	case errors.Is(err, wire.ErrType):
-		m.stats.drop(DropUnknownType)
+		t.stats.drop(DropUnknownType)
 	default:
-		m.stats.drop(DropShort)
+		t.stats.drop(DropShort)
 	}
 }
 
 // dropNoise counts a failed Noise step by its cause.
-func (m *Mesh) dropNoise(err error) {
+func (t *transport) dropNoise(err error) {
 	switch {
 	case errors.Is(err, noise.ErrKeyMismatch):
-		m.stats.drop(DropPinMismatch)
+		t.stats.drop(DropPinMismatch)
 	case errors.Is(err, noise.ErrBadSignature):
-		m.stats.drop(DropBadIdentity)
+		t.stats.drop(DropBadIdentity)
 	default:
-		m.stats.drop(DropBadHandshake)
+		t.stats.drop(DropBadHandshake)
 	}
 }
 
 // receiveCookie handles a cookie reply to one of our initiations: it stores
 // nothing and resends the same initiation with MAC2 set.
-func (m *Mesh) receiveCookie(b []byte) {
+func (t *transport) receiveCookie(b []byte) {
 	c, err := wire.ParseCookieReply(b)
 	if err != nil {
-		m.dropWire(err)
+		t.dropWire(err)
 		return
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	h := m.pending[c.Receiver]
+	t.hs.mu.Lock()
+	defer t.hs.mu.Unlock()
+	h := t.hs.pending[c.Receiver]
 	if h == nil || h.dial == nil {
-		m.stats.drop(DropUnknownIndex)
+		t.stats.drop(DropUnknownIndex)
 		return
 	}
 	seal := cookieKey(h.dial.pin.Key)
 	cookie, ok := openCookie(c, &seal, h.mac1[:])
 	if !ok {
-		m.stats.drop(DropBadMAC)
+		t.stats.drop(DropBadMAC)
 		return
 	}
 	if !h.live() {
 		return // for an attempt that was replaced or whose dial ended
 	}
 	setMAC2(h.pkt, &cookie)
-	m.sendTo(h.path, h.pkt)
+	t.sendTo(h.path, h.pkt)
 }
 
-func (m *Mesh) handshakeWorker() {
-	defer m.wg.Done()
+// handshakeWorkers returns how many handshake workers a node runs: one
+// per two CPUs, so that handshakes, however many arrive, never take more
+// than half the machine from the established sessions.
+func handshakeWorkers() int { return max(1, runtime.GOMAXPROCS(0)/2) }
+
+// hsWorker is one handshake worker's state: its nonce source for cookie
+// replies.
+type hsWorker struct {
+	t   *transport
+	rnd *rand.ChaCha8
+}
+
+func (t *transport) handshakeWorker() {
+	defer t.wg.Done()
+	var seed [32]byte
+	crand.Read(seed[:])
+	w := &hsWorker{t: t, rnd: rand.NewChaCha8(seed)}
 	for {
 		select {
-		case j := <-m.hsq:
-			m.processHandshake(j)
-		case <-m.ctx.Done():
+		case j := <-t.hs.queue:
+			t.checkQueue(t.now())
+			w.process(j)
+			putJob(j)
+		case <-t.ctx.Done():
 			return
 		}
 	}
 }
 
-func (m *Mesh) processHandshake(j hsJob) {
-	h, err := wire.ParseHandshake(j.pkt)
+// process handles one queued message. An initiation is checked here, in
+// order of cost: MAC1 (one keyed hash), then under load MAC2, and one
+// without a valid MAC2 is answered with a cookie reply, which costs a
+// keyed hash and a seal of 16 bytes and allocates nothing.
+func (w *hsWorker) process(j *hsJob) {
+	t := w.t
+	pkt := j.pkt()
+	if wire.Type(pkt[0]) == wire.TypeCookie {
+		t.receiveCookie(pkt)
+		return
+	}
+	h, err := wire.ParseHandshake(pkt)
 	if err != nil {
-		m.dropWire(err)
+		t.dropWire(err)
 		return
 	}
 	switch h.Type {
 	case wire.TypeInitIK, wire.TypeInitXX:
-		m.respond(h, j)
+		g := &t.guard
+		key := &g.mac1Anon
+		if h.Type == wire.TypeInitIK {
+			key = &g.mac1Own
+		}
+		if !validMAC1(pkt, key) {
+			t.stats.drop(DropBadMAC)
+			return
+		}
+		// Relayed handshakes arrive over an authenticated session with
+		// the relay; cookies prove source addresses, so they apply to
+		// direct ones only.
+		if now := t.now(); j.src.relay == nil && g.underLoad(now) {
+			cookie := g.cookieFor(j.src.addr, now)
+			if !validMAC2(pkt, &cookie) {
+				w.sendCookie(pkt, h, &j.src, &cookie)
+				t.stats.drop(DropCookieRequired)
+				return
+			}
+		}
+		t.respond(h, pkt, j.src)
 	case wire.TypeResponse:
-		m.handleResponse(h, j)
+		t.handleResponse(h, pkt, j.src)
 	case wire.TypeFinal:
-		m.handleFinal(h, j)
+		t.handleFinal(h, pkt, j.src)
 	}
 }
 
-// respond answers an initiation.
-func (m *Mesh) respond(h wire.Handshake, j hsJob) {
+// sendCookie answers initiation pkt from src with a cookie reply.
+func (w *hsWorker) sendCookie(pkt []byte, h wire.Handshake, src *endpoint, cookie *[wire.CookieSize]byte) {
+	t := w.t
+	out := getOut(wire.CookieReplySize)
+	t.guard.putCookieReply(out.buf, pkt, h.Type, h.Sender, cookie, w.rnd)
+	out.n, out.addr = wire.CookieReplySize, src.addr
+	if t.enqueue(src.sock, out) == nil {
+		t.stats.cookiesSent.Add(1)
+	}
+}
+
+// respond answers an initiation from src.
+func (t *transport) respond(h wire.Handshake, pkt []byte, src endpoint) {
 	pattern := noise.PatternXX
 	if h.Type == wire.TypeInitIK {
 		pattern = noise.PatternIK
 	}
-	hs, err := noise.NewResponder(m.id, pattern, m.incarnation)
+	hs, err := noise.NewResponder(t.id, pattern, t.incarnation)
 	if err != nil {
 		return
 	}
-	m.stats.handshakesProcessed.Add(1)
+	t.stats.handshakesProcessed.Add(1)
 	if err := hs.ReadMessage(h.Noise); err != nil {
-		m.dropNoise(err)
+		t.dropNoise(err)
 		return
 	}
-	mac1 := &m.macs.mac1Anon
+	mac1 := &t.guard.mac1Anon
 	var peer noise.Peer
 	if pattern == noise.PatternIK {
-		// Drop a replayed initiation before doing the response's DH work.
+		// Drop a replayed initiation before doing the response's DH work
+		// or making a peer for it: its time must be newer than any this
+		// node accepted from the key, even before it forgot the peer.
 		peer = hs.Peer()
-		m.mu.Lock()
-		if !m.admitLocked(peer.ID) {
-			m.mu.Unlock()
-			m.stats.drop(DropPeerLimit)
-			return
-		}
-		p := m.peerLocked(peer.ID, peer.Key)
 		ts := uint64(peer.InitiationTime.UnixNano())
-		stale := ts <= p.lastInit
-		if !stale {
-			p.lastInit = ts
+		t.hs.mu.Lock()
+		last := t.hs.recent.get(peer.ID)
+		p := t.peers.get(peer.ID)
+		if p != nil {
+			last = p.lastInit
 		}
-		m.mu.Unlock()
-		if stale {
-			m.stats.drop(DropStaleInitiation)
+		if ts <= last {
+			var again []byte
+			if n := p.nextFor(h.Sender, h.Noise); n != nil {
+				again = n.response
+			}
+			t.hs.mu.Unlock()
+			if again != nil {
+				// The initiator resent the initiation behind our pending
+				// session: our answer was lost or is late. Answer the same.
+				t.sendTo(&src, again)
+				return
+			}
+			t.stats.drop(DropStaleInitiation)
 			return
 		}
+		if !t.admitLocked(peer.ID) {
+			t.hs.mu.Unlock()
+			t.stats.drop(DropPeerLimit)
+			return
+		}
+		t.peerLocked(peer.ID, peer.Key).lastInit = ts
+		t.hs.mu.Unlock()
 		mac1 = &macKey{key: mac1Key(peer.Key)}
 	}
 	msg, err := hs.WriteMessage(nil)
 	if err != nil {
-		m.dropNoise(err)
+		t.dropNoise(err)
 		return
 	}
-	m.mu.Lock()
-	local := m.newIndexLocked()
+	t.hs.mu.Lock()
+	local := t.newIndexLocked()
 	if pattern == noise.PatternXX {
-		m.checkPendingLocked()
-		if len(m.pending) >= maxResponderPending {
-			m.evictPendingLocked()
+		t.checkPendingLocked()
+		if len(t.hs.pending) >= maxResponderPending {
+			t.evictPendingLocked()
 		}
-		m.pending[local] = &handshake{local: local, remote: h.Sender, noise: hs, path: j.src, created: m.now()}
+		t.hs.pending[local] = &handshake{local: local, remote: h.Sender, noise: hs, path: &src, created: t.now()}
 	} else {
 		keys, err := hs.Keys()
 		if err != nil {
-			m.mu.Unlock()
-			m.dropNoise(err)
+			t.hs.mu.Unlock()
+			t.dropNoise(err)
 			return
 		}
-		p := m.peerLocked(peer.ID, peer.Key)
-		s := m.newSession(p, local, h.Sender, keys, false, j.src)
+		p := t.peerLocked(peer.ID, peer.Key)
+		s := t.newSession(p, local, h.Sender, keys, false, &src)
 		if p.next != nil {
-			delete(m.sessions, p.next.local)
+			t.index.remove(p.next)
 		}
 		p.next = s
-		m.sessions[local] = s
+		t.index.add(s)
+		s.initiation = bytes.Clone(h.Noise)
+		s.response = wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
+		setMAC1(s.response, mac1)
+		t.hs.mu.Unlock()
+		t.sendTo(&src, s.response)
+		return
 	}
-	m.mu.Unlock()
-	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
-	setMAC1(pkt, mac1)
-	m.sendTo(j.src, pkt)
+	t.hs.mu.Unlock()
+	out := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
+	setMAC1(out, mac1)
+	t.sendTo(&src, out)
 }
 
 // handleResponse completes (IK) or advances (XX) one of our dials.
-func (m *Mesh) handleResponse(h wire.Handshake, j hsJob) {
-	m.mu.Lock()
-	hs := m.pending[h.Receiver]
-	live := hs != nil && hs.dial != nil && hs.live()
-	m.mu.Unlock()
+func (t *transport) handleResponse(h wire.Handshake, pkt []byte, src endpoint) {
+	t.hs.mu.Lock()
+	hs := t.hs.pending[h.Receiver]
 	if hs == nil || hs.dial == nil {
-		m.stats.drop(DropUnknownIndex)
+		t.hs.mu.Unlock()
+		t.stats.drop(DropUnknownIndex)
 		return
 	}
-	key := &m.macs.mac1Anon
+	live := hs.live() && !hs.claimed
+	t.hs.mu.Unlock()
+	key := &t.guard.mac1Anon
 	if hs.noise.Pattern() == noise.PatternIK {
-		key = &m.macs.mac1Own
+		key = &t.guard.mac1Own
 	}
-	if !validMAC1(j.pkt, key) {
-		m.stats.drop(DropBadMAC)
+	if !validMAC1(pkt, key) {
+		t.stats.drop(DropBadMAC)
 		return
 	}
 	if !live {
-		// A late answer to an attempt that a retransmission replaced (the
-		// responder has replaced the session it made for it, or will when
-		// the newer initiation arrives) or whose dial ended: using it
-		// would leave the two sides on different sessions.
+		// A second answer (to a resent initiation), a late one for a dial
+		// that ended, or a copy of an answer a worker is already reading.
 		return
 	}
-	m.stats.handshakesProcessed.Add(1)
+	t.hs.mu.Lock()
+	if hs.claimed {
+		t.hs.mu.Unlock()
+		return
+	}
+	hs.claimed = true // the attempt takes this answer or none
+	t.hs.mu.Unlock()
+	t.stats.handshakesProcessed.Add(1)
 	if err := hs.noise.ReadMessage(h.Noise); err != nil {
-		m.dropNoise(err)
+		t.dropNoise(err)
+		t.hs.mu.Lock()
+		hs.claimed = false // a message of the wrong size leaves the state usable
 		if errors.Is(err, noise.ErrKeyMismatch) {
-			m.mu.Lock()
-			m.finishDialLocked(hs.dial, nil, fmt.Errorf("%w: %v", ErrPeerMismatch, err))
-			m.mu.Unlock()
+			t.finishDialLocked(hs.dial, nil, fmt.Errorf("%w: %v", ErrPeerMismatch, err))
 		}
+		t.hs.mu.Unlock()
 		return
 	}
 	var final []byte
 	if hs.noise.Pattern() == noise.PatternXX {
 		msg, err := hs.noise.WriteMessage(nil)
 		if err != nil {
-			m.dropNoise(err)
+			t.dropNoise(err)
 			return
 		}
 		final = wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeFinal, Sender: hs.local, Receiver: h.Sender, Noise: msg})
 	}
 	keys, err := hs.noise.Keys()
 	if err != nil {
-		m.dropNoise(err)
+		t.dropNoise(err)
 		return
 	}
 	d := hs.dial
-	m.mu.Lock()
-	if m.pending[hs.local] != hs || !hs.live() {
-		m.mu.Unlock() // superseded by a newer attempt, or abandoned
+	t.hs.mu.Lock()
+	if t.hs.pending[hs.local] != hs || !hs.live() {
+		t.hs.mu.Unlock() // abandoned meanwhile
 		return
 	}
-	delete(m.pending, hs.local)
+	// hs stays in hs.pending until the timer loop forgets it, so that a
+	// second answer (to a resent initiation) is recognised, not counted.
 	d.hs = nil
 	if !d.pin.ID.IsZero() && d.pin.ID != keys.Peer.ID {
-		m.stats.drop(DropPinMismatch)
-		m.finishDialLocked(d, nil, fmt.Errorf("%w: %s answered, want %s", ErrPeerMismatch, keys.Peer.ID, d.pin.ID))
-		m.mu.Unlock()
+		t.stats.drop(DropPinMismatch)
+		t.finishDialLocked(d, nil, fmt.Errorf("%w: %s answered, want %s", ErrPeerMismatch, keys.Peer.ID, d.pin.ID))
+		t.hs.mu.Unlock()
 		return
 	}
-	p := m.peerLocked(keys.Peer.ID, keys.Peer.Key)
-	path := j.src
+	p := t.peerLocked(keys.Peer.ID, keys.Peer.Key)
+	path := &src
 	if hs.path.same(path) {
 		path = hs.path // keeps the reason the dial chose it
 	}
-	s := m.newSession(p, hs.local, h.Sender, keys, true, path)
+	s := t.newSession(p, hs.local, h.Sender, keys, true, path)
 	if final == nil {
-		m.establishLocked(p, s)
-		m.finishDialLocked(d, p, nil)
-		m.mu.Unlock()
-		m.ping(p) // confirms the responder's session and measures RTT
+		t.establishLocked(p, s)
+		t.finishDialLocked(d, p, nil)
+		t.hs.mu.Unlock()
+		t.ping(p) // confirms the responder's session and measures RTT
 		return
 	}
 	setMAC1(final, &macKey{key: mac1Key(keys.Peer.Key)})
 	s.final, s.dial = final, d
 	d.session = s
-	m.confirming[d] = struct{}{}
+	t.hs.confirming[d] = struct{}{}
 	if p.dial == nil {
-		p.dial = d
+		p.dial, d.owner = d, p
 	}
-	m.sessions[s.local] = s
-	d.nextAt = m.now() + int64(m.t.retransmit)
-	m.mu.Unlock()
-	m.sendTo(j.src, final)
+	t.index.add(s)
+	d.nextAt = t.now() + int64(t.t.retransmit)
+	t.hs.mu.Unlock()
+	t.sendTo(&src, final)
 }
 
 // handleFinal completes an XX handshake on the responder.
-func (m *Mesh) handleFinal(h wire.Handshake, j hsJob) {
-	if !validMAC1(j.pkt, &m.macs.mac1Own) {
-		m.stats.drop(DropBadMAC)
+func (t *transport) handleFinal(h wire.Handshake, pkt []byte, src endpoint) {
+	if !validMAC1(pkt, &t.guard.mac1Own) {
+		t.stats.drop(DropBadMAC)
 		return
 	}
-	m.mu.Lock()
-	hs := m.pending[h.Receiver]
+	t.hs.mu.Lock()
+	hs := t.hs.pending[h.Receiver]
 	if hs == nil || hs.dial != nil || hs.remote != h.Sender {
+		t.hs.mu.Unlock()
 		// A resent final for a session we already have: the keepalive
 		// that confirmed it was lost, so confirm again.
-		s := m.sessions[h.Receiver]
-		m.mu.Unlock()
+		s := t.index.get(h.Receiver)
 		if s != nil && !s.initiator && s.remote == h.Sender {
-			m.sendFrameOn(s, wire.ProtoKeepalive, nil, nil)
+			t.sendFrameOn(s, protoKeepalive.id, nil, nil)
 			return
 		}
-		m.stats.drop(DropUnknownIndex)
+		t.stats.drop(DropUnknownIndex)
 		return
 	}
-	delete(m.pending, hs.local)
-	m.mu.Unlock()
-	m.stats.handshakesProcessed.Add(1)
+	delete(t.hs.pending, hs.local)
+	t.hs.mu.Unlock()
+	t.stats.handshakesProcessed.Add(1)
 	if err := hs.noise.ReadMessage(h.Noise); err != nil {
-		m.dropNoise(err)
+		t.dropNoise(err)
 		return
 	}
 	keys, err := hs.noise.Keys()
 	if err != nil {
-		m.dropNoise(err)
+		t.dropNoise(err)
 		return
 	}
-	m.mu.Lock()
-	if !m.admitLocked(keys.Peer.ID) {
-		m.mu.Unlock()
-		m.stats.drop(DropPeerLimit)
+	t.hs.mu.Lock()
+	if !t.admitLocked(keys.Peer.ID) {
+		t.hs.mu.Unlock()
+		t.stats.drop(DropPeerLimit)
 		return
 	}
-	p := m.peerLocked(keys.Peer.ID, keys.Peer.Key)
-	s := m.newSession(p, hs.local, hs.remote, keys, false, j.src)
+	p := t.peerLocked(keys.Peer.ID, keys.Peer.Key)
+	s := t.newSession(p, hs.local, hs.remote, keys, false, &src)
 	s.confirmed.Store(true)
-	m.establishLocked(p, s)
-	m.mu.Unlock()
-	m.sendFrameOn(s, wire.ProtoKeepalive, nil, nil)
-}
-
-// admitLocked reports whether a handshake from id may complete: a known
-// peer always may; a new one while the node has fewer than MaxPeers, or
-// when it can make room by forgetting the oldest peer that never came up.
-// An IK initiation makes a peer before anything proves it (one packet,
-// from any address), so such peers must never crowd out confirmed ones;
-// and the oldest goes first, so that a flood of them replaces its own
-// entries and leaves a genuine initiator the longest time to confirm.
-func (m *Mesh) admitLocked(id identity.NodeID) bool {
-	if m.peers[id] != nil || len(m.peers) < m.maxPeers {
-		return true
-	}
-	var oldest *Peer
-	for _, p := range m.peers {
-		if p.handshakes.Load() == 0 && p.current == nil && p.dial == nil &&
-			(oldest == nil || p.created < oldest.created) {
-			oldest = p
-		}
-	}
-	if oldest == nil {
-		return false
-	}
-	oldest.dropSessionsLocked() // its pending session, if any
-	delete(m.peers, oldest.id)
-	return true
-}
-
-// peerLocked returns the peer with id, creating it.
-func (m *Mesh) peerLocked(id identity.NodeID, key ed25519.PublicKey) *Peer {
-	p := m.peers[id]
-	if p == nil {
-		p = &Peer{m: m, id: id, key: key, created: m.now()}
-		m.peers[id] = p
-	}
-	return p
-}
-
-func (m *Mesh) newSession(p *Peer, local, remote uint32, k *noise.Keys, initiator bool, path *endpoint) *session {
-	return &session{
-		peer: p, local: local, remote: remote, send: k.Send, recv: k.Recv,
-		initiator: initiator, created: m.now(), path: path, incarnation: k.Peer.Incarnation,
-	}
-}
-
-// keepsOwnLocked reports whether s, a session the peer started and has now
-// confirmed, crossed one this node started and installed after answering
-// the peer's initiation (both nodes started a handshake at once, and each
-// completed its own and the other's), and this node keeps its own. Each
-// node then has both sessions and would send on the one it installed
-// last: the two would use different sessions, and the next switch on
-// either side would forget the one the other still sends on. So both
-// keep the session that the node with the lower NodeID started. Both see
-// the crossing the same way: a node answers the other's initiation while
-// its own is unanswered, because each initiation left before the answer
-// to the other one. The session not kept is retired on both sides and
-// still decrypts what was sealed on it.
-func (m *Mesh) keepsOwnLocked(p *Peer, s *session) bool {
-	c := p.current
-	if c == nil || !c.initiator || c.created <= s.created {
-		return false
-	}
-	own := m.id.NodeID()
-	return bytes.Compare(own[:], p.id[:]) < 0
-}
-
-// establishLocked makes s the peer's current session, points the peer at
-// the address the handshake came from, and satisfies any dial waiting for
-// the peer.
-func (m *Mesh) establishLocked(p *Peer, s *session) {
-	if c := p.current; c != nil && c.incarnation != s.incarnation {
-		m.restartedLocked(p)
-	}
-	cameUp := p.installLocked(s)
-	p.setPathLocked(s.path)
-	p.lastRecv.Store(m.now())
-	p.handshakes.Add(1)
-	m.stats.handshakesCompleted.Add(1)
-	if d := p.dial; d != nil {
-		m.finishDialLocked(d, p, nil) // its attempt's answer is ignored now
-	}
-	if cameUp {
-		m.log.Info("peer up", "peer", p.id.Short(), "path", s.path)
-		m.notifyLocked(PeerEvent{Peer: p.id, Up: true})
-		m.notifyEnginesLocked(p.id, true)
-	}
-}
-
-// restartedLocked forgets what belonged to the peer's previous run, whose
-// incarnation a new session has just replaced: its streams (the
-// restarted node has none of them, and would take the ids it reuses for
-// stale ones), so they end with ErrMuxClosed. Watchers and engines see
-// the peer go down and, when the session is installed, come up again,
-// as after any other loss of the peer.
-func (m *Mesh) restartedLocked(p *Peer) {
-	m.log.Info("peer restarted; its streams end", "peer", p.id.Short())
-	p.closeStreamsLocked()
-	if p.up {
-		p.up = false
-		m.notifyLocked(PeerEvent{Peer: p.id, Up: false})
-		m.notifyEnginesLocked(p.id, false)
-	}
+	t.establishLocked(p, s)
+	t.hs.mu.Unlock()
+	t.sendFrameOn(s, protoKeepalive.id, nil, nil)
 }

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -51,41 +52,37 @@ func TestConcurrentXXConnects(t *testing.T) {
 			t.Fatalf("round %d: b to a: %v", round, err)
 		}
 		dcancel()
-		a.mu.RLock()
-		n := len(a.confirming)
-		a.mu.RUnlock()
+		a.tr.hs.mu.Lock()
+		n := len(a.tr.hs.confirming)
+		a.tr.hs.mu.Unlock()
 		if n != 0 {
 			t.Fatalf("round %d: %d dials still wait for confirmation", round, n)
 		}
 	}
 }
 
-// Guards against muxes on demand: a frame on a subprotocol that nobody
+// Guards against muxes on demand: a frame on a protocol that nobody
 // takes streams on is dropped and counted without building a stream.Mux
 // (a goroutine and its buffers, kept for the session: one empty frame per
 // protocol once cost ~192 goroutines and ~8 MiB per peer).
 func TestNoMuxForUnheardProtocols(t *testing.T) {
 	a, b, pb := pair(t)
 	before := drops(b, DropNoHandler)
-	for proto := wire.ProtoUserMin; ; proto++ {
+	const n = 200
+	for i := range n {
+		proto := Protocol{name: fmt.Sprint("unheard/", i), id: wire.Proto(minNamedProto + i)}
 		for a.SendFrame(pb, proto, nil) != nil {
 			time.Sleep(time.Millisecond)
 		}
-		if proto == 255 {
-			break
-		}
 	}
-	n := uint64(256 - int(wire.ProtoUserMin))
 	deadline := time.Now().Add(3 * time.Second)
 	for drops(b, DropNoHandler)-before < n && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	pa := b.Peer(a.ID())
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	for proto := range pa.muxes {
-		if proto >= wire.ProtoUserMin {
-			t.Fatalf("b built a Mux for subprotocol %d, which nobody listens on (%d muxes in all)", proto, len(pa.muxes))
+	for _, pm := range pa.streams.all() {
+		if pm.proto >= minNamedProto {
+			t.Fatalf("b built a Mux for protocol %d, which nobody listens on (%d muxes in all)", pm.proto, len(pa.streams.all()))
 		}
 	}
 }
@@ -109,7 +106,7 @@ func TestUnconfirmedPeersGiveWay(t *testing.T) {
 		raw.WriteToUDP(ikInitiation(t, b.id.PublicKey(), uint32(100+i)), dst)
 	}
 	deadline := time.Now().Add(3 * time.Second)
-	for b.stats.handshakesProcessed.Load() < 2*max+1 && time.Now().Before(deadline) {
+	for b.tr.stats.handshakesProcessed.Load() < 2*max+1 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	a := startNode(t)
@@ -171,17 +168,17 @@ func TestUnconfirmedPeersOldestGivesWay(t *testing.T) {
 func TestXXPendingTableFull(t *testing.T) {
 	b := startNode(t, func(c *Config) { c.HandshakeGiveUp = 10 * time.Second })
 	// The state a slow stream of spoofed initiations leaves behind.
-	b.mu.Lock()
+	b.tr.hs.mu.Lock()
 	for range maxResponderPending {
-		i := b.newIndexLocked()
-		b.pending[i] = &handshake{local: i, remote: i, created: b.now()}
+		i := b.tr.newIndexLocked()
+		b.tr.hs.pending[i] = &handshake{local: i, remote: i, created: b.tr.now()}
 	}
-	b.mu.Unlock()
+	b.tr.hs.mu.Unlock()
 	deadline := time.Now().Add(3 * time.Second)
-	for !b.underLoad() && time.Now().Before(deadline) {
+	for !b.tr.underLoad() && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if !b.underLoad() {
+	if !b.tr.underLoad() {
 		t.Fatal("a full pending table does not put the node under load")
 	}
 	a := startNode(t)
@@ -190,13 +187,13 @@ func TestXXPendingTableFull(t *testing.T) {
 	if _, err := a.Connect(ctx, b.Addr(), Pin{}); err != nil {
 		t.Fatalf("genuine XX handshake refused (queue_full drops %d): %v", drops(b, DropQueueFull), err)
 	}
-	b.mu.RLock()
-	n := len(b.pending)
-	b.mu.RUnlock()
+	b.tr.hs.mu.Lock()
+	n := len(b.tr.hs.pending)
+	b.tr.hs.mu.Unlock()
 	if n > maxResponderPending {
 		t.Fatalf("pending table holds %d entries, bound %d", n, maxResponderPending)
 	}
-	if b.stats.cookiesSent.Load() == 0 {
+	if b.tr.stats.cookiesSent.Load() == 0 {
 		t.Fatal("no cookie was demanded")
 	}
 }
@@ -206,24 +203,28 @@ func TestXXPendingTableFull(t *testing.T) {
 // before any Diffie-Hellman work (they once skipped every check).
 func TestRelayedInitiationsRateLimited(t *testing.T) {
 	a, b, pb := pair(t)
-	b.underLoadUntil.Store(b.now() + int64(time.Hour))
+	b.tr.guard.underLoadUntil.Store(b.tr.now() + int64(time.Hour))
 	const n = 100
-	before := b.stats.handshakesProcessed.Load()
-	for i := range n {
+	bodies := make([][]byte, n) // made first: under the race detector each takes a while
+	for i := range bodies {
 		pkt := ikInitiation(t, b.id.PublicKey(), uint32(1000+i))
 		body := make([]byte, wire.RouteHeaderSize+len(pkt))
 		wire.PutRouteHeader(body, wire.RouteHeader{Src: a.ID(), Dst: b.ID()})
 		copy(body[wire.RouteHeaderSize:], pkt)
-		for a.SendFrame(pb, wire.ProtoRoute, body) != nil {
+		bodies[i] = body
+	}
+	before := b.tr.stats.handshakesProcessed.Load()
+	for _, body := range bodies {
+		for a.SendFrame(pb, protoRoute, body) != nil {
 			time.Sleep(time.Millisecond)
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for b.stats.handshakesProcessed.Load()-before+drops(b, DropRateLimited) < n && time.Now().Before(deadline) {
+	for b.tr.stats.handshakesProcessed.Load()-before+drops(b, DropRateLimited) < n && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	limited := drops(b, DropRateLimited)
 	if limited < n/2 {
-		t.Fatalf("%d of %d relayed initiations rate limited (%d processed)", limited, n, b.stats.handshakesProcessed.Load()-before)
+		t.Fatalf("%d of %d relayed initiations rate limited (%d processed)", limited, n, b.tr.stats.handshakesProcessed.Load()-before)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -14,44 +13,25 @@ import (
 
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// debugLog gives every test node a logger on stderr when MESHLOG is set:
-// MESHLOG=1 go test -run TestX ./mesh/
-func debugLog(c *mesh.Config) {
-	if os.Getenv("MESHLOG") != "" {
-		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+func TestMain(m *testing.M) {
+	if mesh.FloodChild() {
+		os.Exit(0) // it was a flooder for the flood benchmarks
 	}
+	goleak.VerifyTestMain(m)
 }
 
-// fastTimers shrinks the protocol timers so tests finish quickly.
-func fastTimers(c *mesh.Config) {
-	c.HandshakeRetransmit = 50 * time.Millisecond
-	c.HandshakeGiveUp = 2 * time.Second
-	c.KeepaliveInterval = 200 * time.Millisecond
-	c.RoamSilence = 100 * time.Millisecond
-}
-
-// newNode starts a mesh on 127.0.0.1 and closes it when the test ends.
+// newNode starts a node with fast timers (testnode.FastTimers), closed
+// when the test ends. The dead-peer timeout stays at seconds: a test
+// machine whose cores are busy can leave a live peer silent for longer
+// than 3 keepalives, and a test that is not about liveness must not see
+// it die. Tests about dead peers set DeadPeerTimeout themselves.
 func newNode(t testing.TB, mod ...func(*mesh.Config)) *mesh.Mesh {
 	t.Helper()
-	cfg := mesh.Config{ListenAddr: "127.0.0.1:0"}
-	fastTimers(&cfg)
-	debugLog(&cfg)
-	for _, f := range mod {
-		f(&cfg)
-	}
-	m, err := mesh.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
+	slowDead := func(c *mesh.Config) { c.DeadPeerTimeout = 3 * time.Second }
+	return testnode.Start(t, append([]func(*mesh.Config){testnode.FastTimers, slowDead}, mod...)...)
 }
 
 func ctxT(t testing.TB) context.Context {

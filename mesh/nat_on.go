@@ -4,13 +4,11 @@ package mesh
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"sync/atomic"
 
 	"github.com/netmesh/netmesh/identity"
-	"github.com/netmesh/netmesh/mesh/wire"
 	"github.com/netmesh/netmesh/nat"
 )
 
@@ -23,17 +21,11 @@ type natState struct {
 // STUN servers configured) to it and starts it. Start calls it once the sockets are open.
 func (m *Mesh) startNAT() {
 	c := m.cfg.NAT
-	e := nat.New(natTransport{m}, nat.Config{
-		STUNServers:        c.STUNServers,
-		ReflexTimeout:      c.ReflexTimeout,
-		PunchTimeout:       c.PunchTimeout,
-		ProbeInterval:      c.ProbeInterval,
-		RetryAfter:         c.RetryAfter,
-		ReclassifyInterval: c.ReclassifyInterval,
-		Logger:             m.log,
-		PortMap:            c.PortMap, // port mapping hook (build tag portmap)
-	})
-	if err := m.Handle(wire.ProtoNAT, func(from *Peer, body []byte) { e.HandleFrame(from.id, body) }); err != nil {
+	if c.Logger == nil {
+		c.Logger = m.log
+	}
+	e := nat.New(natTransport{m}, c)
+	if err := m.Handle(protoNAT, func(from *Peer, body []byte) { e.HandleFrame(from.id, body) }); err != nil {
 		m.log.Error("NAT frames already handled; NAT traversal off", "err", err)
 		return
 	}
@@ -41,7 +33,7 @@ func (m *Mesh) startNAT() {
 		// Without servers every STUN message is unsolicited: leave them to
 		// the reader, which drops and counts them.
 		stun := func(b []byte, from netip.AddrPort) { e.HandleSTUN(b, from) }
-		m.stun.Store(&stun)
+		m.tr.stun.Store(&stun)
 	}
 	m.nat.e.Store(e)
 	e.Start()
@@ -56,7 +48,7 @@ func (m *Mesh) stopNAT() {
 
 // engine returns the NAT engine, or an error before Start.
 func (m *Mesh) engine() (*nat.Engine, error) {
-	if m.closed.Load() {
+	if m.tr.closed.Load() {
 		return nil, ErrClosed
 	}
 	if e := m.nat.e.Load(); e != nil {
@@ -65,21 +57,12 @@ func (m *Mesh) engine() (*nat.Engine, error) {
 	return nil, ErrNotStarted
 }
 
-// natErr converts the engine's errors to NATError.
-func natErr(err error) error {
-	var ne *nat.Error
-	if errors.As(err, &ne) {
-		return &NATError{Kind: NATErrorKind(ne.Kind), Peer: ne.Peer, Reason: ne.Reason, Err: err}
-	}
-	return err
-}
-
 // NATType returns the node's NAT classification: NATUnknown until two
 // destinations (STUN servers or directly connected peers) reported the
 // node's reflexive address.
 func (m *Mesh) NATType() NATType {
 	if e, err := m.engine(); err == nil {
-		return NATType(e.Type())
+		return e.Type()
 	}
 	return NATUnknown
 }
@@ -103,8 +86,7 @@ func (m *Mesh) ReclassifyNAT(ctx context.Context) (NATType, error) {
 	if err != nil {
 		return NATUnknown, err
 	}
-	t, err := e.Reclassify(ctx)
-	return NATType(t), natErr(err)
+	return e.Reclassify(ctx)
 }
 
 // ProbeReflex asks p, a peer with a direct session, what address it sees
@@ -114,8 +96,7 @@ func (m *Mesh) ProbeReflex(ctx context.Context, p *Peer) (netip.AddrPort, error)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	a, err := e.ProbeReflex(ctx, p.id)
-	return a, natErr(err)
+	return e.ProbeReflex(ctx, p.id)
 }
 
 // ConnectDirect tries to make the session with p direct. coordinator, a
@@ -131,7 +112,7 @@ func (m *Mesh) ConnectDirect(ctx context.Context, p, coordinator *Peer) error {
 	if err != nil {
 		return err
 	}
-	return natErr(e.ConnectDirect(ctx, p.id, coordinator.id))
+	return e.ConnectDirect(ctx, p.id, coordinator.id)
 }
 
 // SetReflexOverride sets the address peers should use to reach this node,
@@ -144,7 +125,7 @@ func (m *Mesh) SetReflexOverride(addr netip.AddrPort) error {
 		return err
 	}
 	if err := e.SetReflexOverride(addr); err != nil {
-		return natErr(err)
+		return err
 	}
 	return m.reannounce() // the next announcement carries the override
 }
@@ -165,35 +146,20 @@ func (m *Mesh) TraversalStats() TraversalStats {
 	if e == nil {
 		return TraversalStats{Enabled: true}
 	}
-	s := e.Stats()
-	return TraversalStats{
-		Enabled:          true,
-		Type:             NATType(s.Type),
-		Reflex:           s.Reflex,
-		Override:         s.Override,
-		PortMap:          s.PortMap,
-		PunchesAttempted: s.PunchesAttempted,
-		PunchesSucceeded: s.PunchesSucceeded,
-		PunchesSkipped:   s.PunchesSkipped,
-		RelayFallbacks:   s.RelayFallbacks,
-		Introductions:    s.Introductions,
-		ReflexQueries:    s.ReflexQueries,
-		ReflexAnswers:    s.ReflexAnswers,
-		Classifications:  s.Classifications,
-	}
+	return e.Stats()
 }
 
 // natTransport is the mesh as the NAT engine sees it.
 type natTransport struct{ m *Mesh }
 
-func (t natTransport) SendRaw(addr netip.AddrPort, b []byte) error { return t.m.sendRaw(addr, b) }
+func (t natTransport) SendRaw(addr netip.AddrPort, b []byte) error { return t.m.tr.sendRaw(addr, b) }
 
 func (t natTransport) Send(id identity.NodeID, msg []byte) error {
 	p := t.m.Peer(id)
 	if p == nil {
 		return ErrUnknownPeer
 	}
-	return t.m.SendFrame(p, wire.ProtoNAT, msg)
+	return t.m.SendFrame(p, protoNAT, msg)
 }
 
 func (t natTransport) Path(id identity.NodeID) (netip.AddrPort, bool) {
@@ -222,11 +188,11 @@ func (t natTransport) Probe(id identity.NodeID, addr netip.AddrPort) error {
 	if p == nil {
 		return ErrUnknownPeer
 	}
-	s := t.m.sockFor(addr)
+	s := t.m.tr.sockFor(addr)
 	if s == nil {
 		return ErrNoAddress
 	}
-	return t.m.probeDirect(p, &endpoint{addr: addr, sock: s})
+	return t.m.tr.probeDirect(p, &endpoint{addr: addr, sock: s})
 }
 
 func (t natTransport) LocalAddrs() []netip.AddrPort {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/mesh"
-	"github.com/netmesh/netmesh/nat/natlab"
+	"github.com/netmesh/netmesh/mesh/meshtest/natlab"
 )
 
 // simKind is one column of the pair matrix: no NAT or a NAT behaviour.

@@ -4,22 +4,21 @@ import (
 	"crypto/ed25519"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/netmesh/netmesh/identity"
-	"github.com/netmesh/netmesh/mesh/wire"
-	"github.com/netmesh/netmesh/noise"
 )
 
 // Peer is a remote node this node has (or had) a session with. A Peer
 // value stays valid for the life of the mesh; its session comes and goes.
 type Peer struct {
-	m   *Mesh
+	t   *transport
 	id  identity.NodeID
 	key ed25519.PublicKey
 
-	// Guarded by m.mu.
+	// Guarded by t.hs.mu (see session.go).
 	current *session // sends use this one
 	// retired are the sessions current replaced, newest first: they
 	// still decrypt what the peer sealed on them until they are
@@ -31,9 +30,8 @@ type Peer struct {
 	up       bool
 	created  int64 // mono ns; without a session, the peer is forgotten ForgetAfter after this or lastRecv, whichever is later
 
-	cur   atomic.Pointer[session]  // mirrors current for lock-free sends
-	ep    atomic.Pointer[endpoint] // where packets to the peer go
-	muxes map[wire.Proto]*protoMux // streams by subprotocol; guarded by m.mu
+	cur atomic.Pointer[session]  // mirrors current for lock-free sends
+	ep  atomic.Pointer[endpoint] // where packets to the peer go
 
 	// fallback is the relayed path a direct one replaced: used again if
 	// the direct path goes silent.
@@ -48,6 +46,10 @@ type Peer struct {
 	txPackets  atomic.Uint64
 	rxPackets  atomic.Uint64
 	handshakes atomic.Uint64
+
+	// streams are the peer's stream multiplexers, one per protocol
+	// (streams.go), under a lock of their own.
+	streams peerStreams
 }
 
 // endpoint is a path to a peer: a direct address on one of our sockets,
@@ -113,7 +115,7 @@ func (p *Peer) RTT() time.Duration { return time.Duration(p.rtt.Load()) }
 
 // Stats returns a snapshot of the peer's counters.
 func (p *Peer) Stats() PeerStats {
-	m := p.m
+	t := p.t
 	st := PeerStats{
 		ID:         p.id,
 		Endpoint:   p.Endpoint(),
@@ -125,12 +127,12 @@ func (p *Peer) Stats() PeerStats {
 		RTT:        p.RTT(),
 	}
 	st.Streams, st.StreamMTU = p.streamStats()
-	if t := p.lastRecv.Load(); t != 0 {
-		st.LastSeen = m.epoch.Add(time.Duration(t))
+	if last := p.lastRecv.Load(); last != 0 {
+		st.LastSeen = t.epoch.Add(time.Duration(last))
 	}
 	if s := p.cur.Load(); s != nil {
 		st.Up = true
-		st.SessionAge = time.Duration(m.now() - s.created)
+		st.SessionAge = time.Duration(t.now() - s.created)
 		if ep := p.ep.Load(); ep != nil && ep.relay != nil {
 			st.Path, st.Via, st.PathReason = "relayed", ep.relay.id, ep.why
 			if st.PathReason == "" {
@@ -146,15 +148,14 @@ func (p *Peer) Stats() PeerStats {
 	return st
 }
 
-// setPathLocked points the peer at path, after a handshake over it. The
-// caller holds m.mu.
-func (p *Peer) setPathLocked(path *endpoint) {
+// setPath points the peer at path, after a handshake over it.
+func (p *Peer) setPath(path *endpoint) {
 	if ep := p.ep.Load(); ep != nil && ep.same(path) {
 		return
 	}
 	p.ep.Store(path)
-	p.epLastRecv.Store(p.m.now())
-	p.resetPathMTULocked()
+	p.epLastRecv.Store(p.t.now())
+	p.t.up.pathChanged(p)
 }
 
 // received accounts an authenticated packet of n bytes that arrived over
@@ -175,7 +176,7 @@ func (p *Peer) received(n int, src *endpoint, now int64) {
 		return
 	}
 	upgrade := ep != nil && ep.relay != nil && src.relay == nil
-	if ep != nil && !upgrade && now-p.epLastRecv.Load() <= int64(p.m.t.roamSilence) {
+	if ep != nil && !upgrade && now-p.epLastRecv.Load() <= int64(p.t.t.roamSilence) {
 		return
 	}
 	moved := *src
@@ -186,32 +187,29 @@ func (p *Peer) received(n int, src *endpoint, now int64) {
 	if upgrade {
 		p.fallback.Store(ep)
 	}
-	p.m.mu.RLock()
-	p.resetPathMTULocked()
-	p.m.mu.RUnlock()
 }
 
 // switchPath makes path the peer's path.
 func (p *Peer) switchPath(path *endpoint, now int64) {
-	p.m.log.Info("peer path changed", "peer", p.id.Short(), "from", p.ep.Load(), "to", path)
+	p.t.log.Info("peer path changed", "peer", p.id.Short(), "from", p.ep.Load(), "to", path)
 	p.ep.Store(path)
 	p.epLastRecv.Store(now)
+	p.t.up.pathChanged(p)
 }
 
-// checkPathLocked falls back to the relayed path when the direct path that
+// checkPath falls back to the relayed path when the direct path that
 // replaced it has gone silent for half the dead-peer timeout. The timer
 // loop calls it.
-func (p *Peer) checkPathLocked(now int64) {
+func (p *Peer) checkPath(now int64) {
 	fb := p.fallback.Load()
 	ep := p.ep.Load()
-	if fb == nil || ep == nil || ep.relay != nil || now-p.lastRecv.Load() <= int64(p.m.t.dead/2) {
+	if fb == nil || ep == nil || ep.relay != nil || now-p.lastRecv.Load() <= int64(p.t.t.dead/2) {
 		return
 	}
 	back := *fb
 	back.why = "the direct path stopped answering"
 	p.switchPath(&back, now)
 	p.fallback.Store(nil)
-	p.resetPathMTULocked()
 }
 
 // updateRTT folds a sample into the smoothed RTT (RFC 6298: 7/8 old + 1/8 new).
@@ -224,84 +222,67 @@ func (p *Peer) updateRTT(sample time.Duration) {
 	p.rtt.Store(old - old/8 + int64(sample)/8)
 }
 
-// session is one set of transport keys with a peer.
-type session struct {
-	peer      *Peer
-	local     uint32 // our receiver index: the peer puts it in its packets
-	remote    uint32 // the peer's receiver index: we put it in ours
-	send      *noise.Cipher
-	recv      *noise.Cipher
-	initiator bool
-	created   int64     // mono ns
-	path      *endpoint // where the handshake came from or went to
-	// incarnation is the peer's, as its handshake told.
-	incarnation uint64
-
-	sendCounter atomic.Uint64
-	confirmed   atomic.Bool // an authenticated packet arrived on it
-
-	replay noise.ReplayWindow // has its own lock
-
-	// final is the XX initiator's third handshake message, resent until
-	// the responder confirms the session; dial is the dial that the
-	// confirmation completes.
-	final []byte
-	dial  *dial
+// peerTable holds the peers the node knows, by NodeID, with a lock of
+// its own: looking a peer up never waits on handshakes.
+type peerTable struct {
+	mu  sync.RWMutex
+	m   map[identity.NodeID]*Peer
+	max int // Config.MaxPeers
 }
 
-// maxRetired is how many replaced sessions a peer keeps for receiving.
-// After a rekey the peer goes on sealing on the session we just replaced
-// until it has switched too. When two handshakes cross (both sides start
-// one at once and complete both), each side retires one session more: the
-// one of the two that is not kept (see keepsOwnLocked), which a side was
-// sending on until it took the other. With the default timers a session is
-// RejectAfter old before two more rekeys replace it, so the limit only
-// matters when handshakes come faster than that.
-const maxRetired = 2
-
-// installLocked makes s the peer's current session and reports whether the
-// peer just came up. The session s replaces is retired, not forgotten: its
-// index keeps working for what the peer sealed on it, however late that
-// arrives (the peer keeps sealing on it until it has switched too, which a
-// responder does when the initiator's first packet on s arrives, and
-// packets sealed before may still be queued or in flight for longer than
-// any timer could promise). Only the oldest of maxRetired retired sessions
-// is forgotten here; otherwise the timer loop drops a retired session at
-// RejectAfter, when the receive path refuses it anyway.
-func (p *Peer) installLocked(s *session) (cameUp bool) {
-	m := p.m
-	if p.next == s {
-		p.next = nil
-	}
-	if c := p.current; c != nil && c != s {
-		p.retireLocked(c)
-	}
-	p.current = s
-	p.cur.Store(s)
-	m.sessions[s.local] = s
-	cameUp = !p.up
-	p.up = true
-	return cameUp
+func (pt *peerTable) init(max int) {
+	pt.m = make(map[identity.NodeID]*Peer)
+	pt.max = max
 }
 
-// retireLocked adds s to the peer's retired sessions, which forgets the
-// oldest one when there are maxRetired already.
-func (p *Peer) retireLocked(s *session) {
-	if old := p.retired[maxRetired-1]; old != nil {
-		delete(p.m.sessions, old.local)
-	}
-	copy(p.retired[1:], p.retired[:maxRetired-1])
-	p.retired[0] = s
+// get returns the peer with id, or nil.
+func (pt *peerTable) get(id identity.NodeID) *Peer {
+	pt.mu.RLock()
+	p := pt.m[id]
+	pt.mu.RUnlock()
+	return p
 }
 
-// dropSessionsLocked forgets every session of the peer.
-func (p *Peer) dropSessionsLocked() {
-	for _, s := range append([]*session{p.current, p.next}, p.retired[:]...) {
-		if s != nil {
-			delete(p.m.sessions, s.local)
-		}
+// all returns every peer.
+func (pt *peerTable) all() []*Peer {
+	pt.mu.RLock()
+	defer pt.mu.RUnlock()
+	out := make([]*Peer, 0, len(pt.m))
+	for _, p := range pt.m {
+		out = append(out, p)
 	}
-	p.current, p.next, p.retired = nil, nil, [maxRetired]*session{}
-	p.cur.Store(nil)
-	p.up = false
+	return out
+}
+
+// each calls f for every peer, with the table read-locked: f must not
+// take a lock that is ever held while a peer is added.
+func (pt *peerTable) each(f func(*Peer)) {
+	pt.mu.RLock()
+	defer pt.mu.RUnlock()
+	for _, p := range pt.m {
+		f(p)
+	}
+}
+
+// len returns the number of peers.
+func (pt *peerTable) len() int {
+	pt.mu.RLock()
+	defer pt.mu.RUnlock()
+	return len(pt.m)
+}
+
+// add files p, which must not be filed yet.
+func (pt *peerTable) add(p *Peer) {
+	pt.mu.Lock()
+	pt.m[p.id] = p
+	pt.mu.Unlock()
+}
+
+// remove forgets p, if it is still filed.
+func (pt *peerTable) remove(p *Peer) {
+	pt.mu.Lock()
+	if pt.m[p.id] == p {
+		delete(pt.m, p.id)
+	}
+	pt.mu.Unlock()
 }

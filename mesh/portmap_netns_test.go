@@ -54,7 +54,11 @@ func startPortMapChild(t *testing.T, ns *netlab.NS, mode string, env ...string) 
 	c.cmd = exec.Command("ip", "netns", "exec", ns.Name, os.Args[0],
 		"-test.run=^TestPortMapMeshChild$", "-test.v", "-test.count=1")
 	c.cmd.Env = append(append(os.Environ(), portMapChildEnv+"="+mode), env...)
-	c.cmd.Stderr = os.Stderr
+	c.cmd.Stderr = writerFunc(func(p []byte) (int, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.out.Write(p)
+	})
 	var err error
 	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -80,6 +84,11 @@ func startPortMapChild(t *testing.T, ns *netlab.NS, mode string, env ...string) 
 		c.done <- c.cmd.Wait()
 	}()
 	t.Cleanup(func() {
+		if t.Failed() {
+			c.mu.Lock()
+			t.Logf("the child printed:\n%s", c.out.String())
+			c.mu.Unlock()
+		}
 		c.stdin.Close()
 		select {
 		case <-c.done:
@@ -89,6 +98,11 @@ func startPortMapChild(t *testing.T, ns *netlab.NS, mode string, env ...string) 
 	})
 	return c
 }
+
+// writerFunc is an io.Writer made of a function.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // next returns the child's next PORTMAP line.
 func (c *portMapChild) next(t *testing.T, within time.Duration) string {
@@ -217,7 +231,9 @@ func TestPortMapMeshChild(t *testing.T) {
 		if s := os.Getenv("NETMESH_PORTMAP_STUN"); s != "" {
 			c.NAT.STUNServers = strings.Split(s, ",")
 		}
-		c.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(logs, os.Stderr), &slog.HandlerOptions{Level: slog.LevelInfo}))
+		// The logs go to the parent with the rest of the child's output,
+		// which it shows only when a test fails.
+		c.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(logs, os.Stdout), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	})
 	switch mode {
 	case "map":

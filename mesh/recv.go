@@ -5,24 +5,10 @@ import (
 	"github.com/netmesh/netmesh/noise"
 )
 
-// Handler receives the frames of one subprotocol. It runs on the socket's
-// reader goroutine: it must not block, and body is valid only during the
-// call (copy what you keep).
-type Handler func(from *Peer, body []byte)
-
-// Handle registers h for subprotocol id, which must be at least
-// wire.ProtoUserMin unless the caller is a netmesh engine.
-func (m *Mesh) Handle(id wire.Proto, h Handler) error {
-	if !m.handlers[id].CompareAndSwap(nil, &h) {
-		return ErrProtoInUse
-	}
-	return nil
-}
-
 // reader holds one socket reader's state: its nonce buffer lets Open run
 // without allocating.
 type reader struct {
-	m     *Mesh
+	t     *transport
 	sock  *socket
 	nonce noise.Nonce
 }
@@ -32,155 +18,139 @@ type reader struct {
 // first; no crypto runs for a packet that cannot belong to a session or
 // handshake.
 func (r *reader) receive(b []byte, src *endpoint) {
-	m := r.m
+	t := r.t
 	if len(b) == 0 {
-		m.stats.drop(DropShort)
+		t.stats.drop(DropShort)
 		return
 	}
 	if len(b) > wire.MaxPacketSize {
-		m.stats.drop(DropOversized)
+		t.stats.drop(DropOversized)
 		return
 	}
-	switch t := wire.Type(b[0]); {
-	case t == wire.TypeData:
+	switch typ := wire.Type(b[0]); {
+	case typ == wire.TypeData:
 		r.receiveData(b, src)
-	case t.IsHandshake():
-		m.receiveHandshake(b, *src)
-	case t == wire.TypeCookie:
-		m.receiveCookie(b)
+	case typ.IsHandshake() || typ == wire.TypeCookie:
+		t.receiveHandshake(b, src)
 	case wire.IsSTUN(b) && src.relay == nil:
-		if h := m.stun.Load(); h != nil {
+		if h := t.stun.Load(); h != nil {
 			(*h)(b, src.addr)
 			return
 		}
-		m.stats.drop(DropUnknownType)
+		t.stats.drop(DropUnknownType)
 	default:
-		m.stats.drop(DropUnknownType)
+		t.stats.drop(DropUnknownType)
 	}
 }
 
+// receiveData opens a data packet on the session its receiver index
+// names and hands its frame on. It takes no lock but the session index's
+// read lock.
 func (r *reader) receiveData(b []byte, src *endpoint) {
-	m := r.m
+	t := r.t
 	h, err := wire.ParseDataHeader(b)
 	if err != nil {
-		m.stats.drop(DropShort)
+		t.stats.drop(DropShort)
 		return
 	}
-	m.mu.RLock()
-	s := m.sessions[h.Receiver]
-	m.mu.RUnlock()
+	s := t.index.get(h.Receiver)
 	if s == nil {
-		m.stats.drop(DropUnknownIndex)
+		t.stats.drop(DropUnknownIndex)
 		return
 	}
-	now := m.now()
-	if now-s.created > int64(m.t.rejectAfter) {
-		m.stats.drop(DropExpired)
+	now := t.now()
+	if now-s.created > int64(t.t.rejectAfter) {
+		t.stats.drop(DropExpired)
 		return
 	}
 	if !s.replay.Check(h.Counter) {
-		m.stats.drop(DropReplay)
+		t.stats.drop(DropReplay)
 		return
 	}
 	hdr, ct := b[:wire.DataHeaderSize], b[wire.DataHeaderSize:]
 	pt, err := s.recv.Open(ct[:0], &r.nonce, h.Counter, ct, hdr)
 	if err != nil {
-		m.stats.drop(DropBadTag)
+		t.stats.drop(DropBadTag)
 		return
 	}
 	if !s.replay.Accept(h.Counter) {
-		m.stats.drop(DropReplay)
+		t.stats.drop(DropReplay)
 		return
 	}
 	p := s.peer
 	if src.relay != nil && src.node != p.id {
 		// A relay delivered another node's session packet as if from p.
-		m.stats.drop(DropBadRoute)
+		t.stats.drop(DropBadRoute)
 		return
 	}
 	p.received(len(b), src, now)
 	if src.relay != nil {
-		m.learnReverseRoute(p.id, src.relay) // p sealed it: the route is real
+		t.learnReverseRoute(p.id, src.relay) // p sealed it: the route is real
 	}
 	if !s.confirmed.Load() {
-		m.confirm(s)
+		t.confirm(s)
 	}
-	proto, _, body, err := wire.ParseFrame(pt)
+	proto, body, err := wire.ParseFrame(pt)
 	if err != nil {
-		m.stats.drop(DropShort)
+		t.stats.drop(DropShort)
 		return
 	}
 	r.dispatch(p, proto, body)
 }
 
-// dispatch hands a decrypted frame to its subprotocol.
+// dispatch hands a decrypted frame to its protocol: the session's own
+// here, any other to the layers above (upper.deliver).
 func (r *reader) dispatch(p *Peer, proto wire.Proto, body []byte) {
-	m := r.m
+	t := r.t
 	switch proto {
-	case wire.ProtoKeepalive:
-	case wire.ProtoDatagram:
+	case protoKeepalive.id:
+	case protoDatagram.id:
 		if len(body) > MaxDatagramSize {
-			m.stats.drop(DropOversized)
+			t.stats.drop(DropOversized)
 			return
 		}
 		in := getIn()
 		in.n = copy(in.buf[:], body)
 		in.from = p.id
 		select {
-		case m.dgram <- in:
+		case t.dgram <- in:
 		default:
 			putIn(in)
-			m.stats.drop(DropQueueFull)
+			t.stats.drop(DropQueueFull)
 		}
-	case wire.ProtoPing:
+	case protoPing.id:
 		if len(body) == wire.PingSize {
-			m.sendFrame(p, wire.ProtoPong, body, nil)
+			t.sendFrame(p, protoPong.id, body, nil)
 		}
-	case wire.ProtoPong:
+	case protoPong.id:
 		if len(body) == wire.PingSize {
-			m.pong(p, body)
+			t.pong(p, body)
 		}
-	case wire.ProtoRoute:
+	case protoRoute.id:
 		r.receiveRouted(p, body)
-	case wire.ProtoStream:
-		m.muxFor(p, proto).mux.HandleFrame(body)
 	default:
-		// A raw Handler first; else streams (engines', listeners', or
-		// ones this node opened); else a stream nobody takes is refused
-		// without building a Mux for it.
-		if h := m.handlers[proto].Load(); h != nil {
-			(*h)(p, body)
-			return
-		}
-		if pm := m.streamMux(p, proto); pm != nil {
-			pm.mux.HandleFrame(body)
-			return
-		}
-		if streamProto(proto) {
-			m.refuseStream(p, proto, body)
-		}
-		m.stats.drop(DropNoHandler)
+		t.up.deliver(p, proto, body)
 	}
 }
 
 // receiveRouted handles a routed packet that neighbour from handed us:
 // ours to open, or to forward one hop closer to its destination.
 func (r *reader) receiveRouted(from *Peer, body []byte) {
-	m := r.m
+	t := r.t
 	rh, inner, err := wire.ParseRoute(body)
 	if err != nil {
-		m.stats.drop(DropShort)
+		t.stats.drop(DropShort)
 		return
 	}
 	if rh.Hops == 0 && rh.Src != from.id {
 		// The first hop must be the sender itself: no one can put
 		// packets on the mesh in another node's name.
-		m.stats.drop(DropBadRoute)
+		t.stats.drop(DropBadRoute)
 		return
 	}
-	if rh.Dst == m.id.NodeID() {
-		if from.ep.Load() != nil && from.ep.Load().relay != nil {
-			m.stats.drop(DropBadRoute) // no relaying through relayed sessions
+	if rh.Dst == t.id.NodeID() {
+		if ep := from.ep.Load(); ep != nil && ep.relay != nil {
+			t.stats.drop(DropBadRoute) // no relaying through relayed sessions
 			return
 		}
 		// No reverse route yet: rh.Src is unproven until a session
@@ -189,48 +159,24 @@ func (r *reader) receiveRouted(from *Peer, body []byte) {
 		r.receive(inner, &src)
 		return
 	}
-	if m.cfg.DisableRelay {
-		m.stats.drop(DropRelayDisabled)
+	if t.cfg.DisableRelay {
+		t.stats.drop(DropRelayDisabled)
 		return
 	}
 	if rh.Hops >= wire.MaxHops {
-		m.stats.drop(DropHopLimit)
+		t.stats.drop(DropHopLimit)
 		return
 	}
-	next := m.nextHop(rh.Dst, from)
+	next := t.nextHop(rh.Dst, from)
 	if next == nil {
-		m.stats.drop(DropNoRoute)
+		t.stats.drop(DropNoRoute)
 		return
 	}
-	m.learnReverseRoute(rh.Src, from)
+	t.learnReverseRoute(rh.Src, from)
 	pkt := getOut(routedHeadroom + len(inner) + wire.TagSize)
 	n := copy(pkt.buf[routedHeadroom:], inner)
 	rh.Hops++
-	if m.forward(pkt, n, next, rh) == nil {
-		m.stats.relayed.Add(1)
-	}
-}
-
-// confirm marks s as proven by the peer: the responder's pending session
-// becomes current (unless it lost a crossing, see keepsOwnLocked), and the
-// XX dial waiting for s's confirmation completes.
-func (m *Mesh) confirm(s *session) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s.confirmed.Load() {
-		return
-	}
-	s.confirmed.Store(true)
-	p := s.peer
-	if p.next == s && m.keepsOwnLocked(p, s) {
-		p.next = nil
-		p.retireLocked(s) // the peer seals on it until it has taken ours
-		return
-	}
-	if p.current != s && (p.next == s || s.dial != nil && !s.dial.closed) {
-		m.establishLocked(p, s)
-	}
-	if s.dial != nil {
-		m.finishDialLocked(s.dial, p, nil) // if it was not p.dial
+	if t.forward(pkt, n, next, rh) == nil {
+		t.stats.relayed.Add(1)
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"time"
+	"sync"
 
 	"github.com/netmesh/netmesh/identity"
 )
@@ -38,27 +38,6 @@ func (k routeKind) String() string {
 	return [...]string{"static", "announced", "reverse"}[k]
 }
 
-// reverseRouteLifetime is how long a route learned from passing traffic
-// lasts without being refreshed: long enough for request/response
-// exchanges, short enough that a vanished path is forgotten.
-const reverseRouteLifetime = 2 * time.Minute
-
-// Reverse routes are bounded, because a relay cannot check the source of
-// the packets it forwards: any neighbour can name made-up sources. A
-// destination learns them only from packets it authenticated (see
-// receiveData), but a relay learns them from whatever it forwards. A
-// reverse route that would exceed either bound is not learned (counted
-// in Stats.RoutesRefused); the packet is still delivered or forwarded.
-const (
-	// maxReverseRoutesPerPeer bounds the reverse routes through one
-	// neighbour: a neighbour that lies fills its own share only.
-	maxReverseRoutesPerPeer = 1024
-	// maxReverseRoutes bounds all reverse routes, so the route table and
-	// the timer loop's walk over it stay small (16384 routes are about
-	// 1.5 MiB).
-	maxReverseRoutes = 16384
-)
-
 // route is one way to reach a node.
 type route struct {
 	via     identity.NodeID
@@ -84,73 +63,123 @@ func (r route) better(o route, now int64) bool {
 // tie reports whether r and o are equally good but for the neighbour.
 func (r route) tie(o route) bool { return r.kind == o.kind && r.hops == o.hops && r.via != o.via }
 
-// fasterLocked reports whether neighbour a has a lower measured RTT than b.
-func (m *Mesh) fasterLocked(a, b identity.NodeID) bool {
-	pa, pb := m.peers[a], m.peers[b]
+// routeTable is the node's routes, with a lock of its own: forwarding a
+// packet read-locks it, learning a route write-locks it, and neither
+// waits on handshakes.
+type routeTable struct {
+	mu     sync.RWMutex
+	routes map[identity.NodeID]route
+	// reverse counts the reverse routes in routes, reverseVia those
+	// through each neighbour (see maxReverseRoutes).
+	reverse    int
+	reverseVia map[identity.NodeID]int
+}
+
+func (rt *routeTable) init() {
+	rt.routes = make(map[identity.NodeID]route)
+	rt.reverseVia = make(map[identity.NodeID]int)
+}
+
+// get returns the route to dst, if any.
+func (rt *routeTable) get(dst identity.NodeID) (route, bool) {
+	rt.mu.RLock()
+	r, ok := rt.routes[dst]
+	rt.mu.RUnlock()
+	return r, ok
+}
+
+// learn records r as the route to dst if it beats the current one.
+// faster reports whether neighbour a has a lower measured RTT than b. It
+// reports whether a reverse route was refused for want of room.
+func (rt *routeTable) learn(dst identity.NodeID, r route, now int64, faster func(a, b identity.NodeID) bool) (refused bool) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	old, ok := rt.routes[dst]
+	if ok && !r.better(old, now) && !(r.tie(old) && faster(r.via, old.via)) {
+		return false
+	}
+	if r.kind == routeReverse && !rt.reverseRoomLocked(old, ok, r.via) {
+		return true
+	}
+	rt.setLocked(dst, r)
+	return false
+}
+
+// set makes r the route to dst, whatever was there.
+func (rt *routeTable) set(dst identity.NodeID, r route) {
+	rt.mu.Lock()
+	rt.setLocked(dst, r)
+	rt.mu.Unlock()
+}
+
+// reverseRoomLocked reports whether a reverse route through via may
+// replace old (ok: there is one) within maxReverseRoutesPerPeer and
+// maxReverseRoutes. Refreshing a reverse route through via always may.
+func (rt *routeTable) reverseRoomLocked(old route, ok bool, via identity.NodeID) bool {
+	wasReverse := ok && old.kind == routeReverse
+	if wasReverse && old.via == via {
+		return true
+	}
+	return rt.reverseVia[via] < maxReverseRoutesPerPeer && (wasReverse || rt.reverse < maxReverseRoutes)
+}
+
+// setLocked makes r the route to dst, keeping count of reverse routes.
+func (rt *routeTable) setLocked(dst identity.NodeID, r route) {
+	rt.deleteLocked(dst)
+	if r.kind == routeReverse {
+		rt.reverse++
+		rt.reverseVia[r.via]++
+	}
+	rt.routes[dst] = r
+}
+
+// deleteLocked forgets the route to dst, keeping count of reverse routes.
+func (rt *routeTable) deleteLocked(dst identity.NodeID) {
+	old, ok := rt.routes[dst]
+	if !ok {
+		return
+	}
+	delete(rt.routes, dst)
+	if old.kind != routeReverse {
+		return
+	}
+	rt.reverse--
+	if rt.reverseVia[old.via]--; rt.reverseVia[old.via] == 0 {
+		delete(rt.reverseVia, old.via)
+	}
+}
+
+// expire forgets learned routes past their lifetime. The timer loop
+// calls it.
+func (rt *routeTable) expire(now int64) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for dst, r := range rt.routes {
+		if r.expires != 0 && r.expires < now {
+			rt.deleteLocked(dst)
+		}
+	}
+}
+
+// faster reports whether neighbour a has a lower measured RTT than b.
+func (t *transport) faster(a, b identity.NodeID) bool {
+	pa, pb := t.peers.get(a), t.peers.get(b)
 	return pa != nil && pa.RTT() > 0 && (pb == nil || pb.RTT() == 0 || pa.RTT() < pb.RTT())
 }
 
 // AddRoute makes via, a directly connected peer, the next hop towards dst.
 // Static routes are preferred over learned ones and never expire.
 func (m *Mesh) AddRoute(dst, via identity.NodeID) {
-	m.mu.Lock()
-	m.setRouteLocked(dst, route{via: via, hops: 1, kind: routeStatic})
-	m.mu.Unlock()
+	m.tr.routes.set(dst, route{via: via, hops: 1, kind: routeStatic})
 }
 
 // learnRoute records a learned route if it beats the current one.
-func (m *Mesh) learnRoute(dst identity.NodeID, r route) {
-	if dst == m.id.NodeID() || dst == r.via {
+func (t *transport) learnRoute(dst identity.NodeID, r route) {
+	if dst == t.id.NodeID() || dst == r.via {
 		return
 	}
-	now := m.now()
-	m.mu.Lock()
-	if old, ok := m.routes[dst]; !ok || r.better(old, now) || r.tie(old) && m.fasterLocked(r.via, old.via) {
-		if r.kind != routeReverse || m.reverseRoomLocked(old, ok, r.via) {
-			m.setRouteLocked(dst, r)
-		} else {
-			m.stats.routesRefused.Add(1)
-		}
-	}
-	m.mu.Unlock()
-}
-
-// reverseRoomLocked reports whether a reverse route through via may
-// replace old (ok: there is one) within maxReverseRoutesPerPeer and
-// maxReverseRoutes. Refreshing a reverse route through via always may.
-func (m *Mesh) reverseRoomLocked(old route, ok bool, via identity.NodeID) bool {
-	wasReverse := ok && old.kind == routeReverse
-	if wasReverse && old.via == via {
-		return true
-	}
-	return m.reverseVia[via] < maxReverseRoutesPerPeer && (wasReverse || m.reverseRoutes < maxReverseRoutes)
-}
-
-// setRouteLocked makes r the route to dst, keeping count of reverse
-// routes.
-func (m *Mesh) setRouteLocked(dst identity.NodeID, r route) {
-	m.deleteRouteLocked(dst)
-	if r.kind == routeReverse {
-		m.reverseRoutes++
-		m.reverseVia[r.via]++
-	}
-	m.routes[dst] = r
-}
-
-// deleteRouteLocked forgets the route to dst, keeping count of reverse
-// routes.
-func (m *Mesh) deleteRouteLocked(dst identity.NodeID) {
-	old, ok := m.routes[dst]
-	if !ok {
-		return
-	}
-	delete(m.routes, dst)
-	if old.kind != routeReverse {
-		return
-	}
-	m.reverseRoutes--
-	if m.reverseVia[old.via]--; m.reverseVia[old.via] == 0 {
-		delete(m.reverseVia, old.via)
+	if t.routes.learn(dst, r, t.now(), t.faster) {
+		t.stats.routesRefused.Add(1)
 	}
 }
 
@@ -158,31 +187,23 @@ func (m *Mesh) deleteRouteLocked(dst identity.NodeID) {
 // neighbour from. src is authenticated only when this node opened the
 // packet; a relay takes the routed header's word for it, which the
 // bounds on reverse routes contain.
-func (m *Mesh) learnReverseRoute(src identity.NodeID, from *Peer) {
+func (t *transport) learnReverseRoute(src identity.NodeID, from *Peer) {
 	if src == from.id {
 		return
 	}
-	m.mu.RLock()
-	old, ok := m.routes[src]
-	m.mu.RUnlock()
-	now := m.now()
+	old, ok := t.routes.get(src)
+	now := t.now()
 	// Refreshing an existing reverse route through the same neighbour
 	// costs only a read lock on most packets.
 	if ok && old.kind == routeReverse && old.via == from.id && old.expires-now > int64(reverseRouteLifetime)/2 {
 		return
 	}
-	m.learnRoute(src, route{via: from.id, hops: 1, kind: routeReverse, expires: now + int64(reverseRouteLifetime)})
+	t.learnRoute(src, route{via: from.id, hops: 1, kind: routeReverse, expires: now + int64(reverseRouteLifetime)})
 }
 
 // nextHop returns the directly reachable peer that packets for dst should
 // go to, never from (split horizon); nil if there is none.
-func (m *Mesh) nextHop(dst identity.NodeID, from *Peer) *Peer {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.nextHopLocked(dst, from)
-}
-
-func (m *Mesh) nextHopLocked(dst identity.NodeID, from *Peer) *Peer {
+func (t *transport) nextHop(dst identity.NodeID, from *Peer) *Peer {
 	direct := func(p *Peer) bool {
 		if p == nil || p == from || p.cur.Load() == nil {
 			return false
@@ -190,49 +211,32 @@ func (m *Mesh) nextHopLocked(dst identity.NodeID, from *Peer) *Peer {
 		ep := p.ep.Load()
 		return ep != nil && ep.relay == nil
 	}
-	if p := m.peers[dst]; direct(p) {
+	if p := t.peers.get(dst); direct(p) {
 		return p
 	}
-	if r, ok := m.routes[dst]; ok && (r.expires == 0 || r.expires > m.now()) {
-		if p := m.peers[r.via]; direct(p) {
+	if r, ok := t.routes.get(dst); ok && (r.expires == 0 || r.expires > t.now()) {
+		if p := t.peers.get(r.via); direct(p) {
 			return p
 		}
 	}
 	return nil
 }
 
-// ConnectNode establishes an end-to-end session with the node id, or
-// returns the peer if one is up. With no direct address for it, the
-// handshake runs over a routed path: a route from AddRoute or from
-// announcements, else one of Config.Relays. Giving key makes the handshake
-// one round trip (IK); nil runs XX pinned to id.
-func (m *Mesh) ConnectNode(ctx context.Context, id identity.NodeID, key ed25519.PublicKey) (*Peer, error) {
-	if !m.started.Load() {
-		return nil, ErrNotStarted
-	}
-	if m.closed.Load() {
-		return nil, ErrClosed
-	}
+// connectNode establishes an end-to-end session with the node id (see
+// Mesh.ConnectNode); key may be nil.
+func (t *transport) connectNode(ctx context.Context, id identity.NodeID, key ed25519.PublicKey) (*Peer, error) {
 	pin := Pin{Key: key, ID: id}
-	if key != nil && identity.NodeIDFromKey(key) != id {
-		return nil, fmt.Errorf("%w: key has id %s, want %s", ErrPeerMismatch, identity.NodeIDFromKey(key), id)
-	}
-	m.mu.Lock()
-	p := m.peers[id]
+	t.hs.mu.Lock()
+	p := t.peers.get(id)
 	if p != nil && p.current != nil {
-		m.mu.Unlock()
+		t.hs.mu.Unlock()
 		return p, nil
 	}
 	if pin.Key == nil && p != nil {
 		pin.Key = p.key
 	}
-	if pin.Key == nil {
-		if n, ok := m.caps.Index().Lookup(id); ok {
-			pin.Key = n.Key // announced and signed: IK saves a round trip
-		}
-	}
 	var path *endpoint
-	switch via := m.nextHopLocked(id, nil); {
+	switch via := t.nextHop(id, nil); {
 	case p != nil && p.ep.Load() != nil:
 		path = p.ep.Load() // the last path that worked
 	case via != nil && via.id == id:
@@ -240,23 +244,47 @@ func (m *Mesh) ConnectNode(ctx context.Context, id identity.NodeID, key ed25519.
 	case via != nil:
 		path = &endpoint{relay: via, node: id, why: "no direct address known; routed via " + via.id.Short()}
 	default:
-		if r := m.upRelayLocked(); r != nil {
+		if r := t.upRelay(); r != nil {
 			path = &endpoint{relay: r, node: id, why: "no direct address known; relayed by " + r.id.Short()}
 		}
 	}
 	if path == nil {
-		m.mu.Unlock()
+		t.hs.mu.Unlock()
 		return nil, fmt.Errorf("%w: %s", ErrNoRoute, id)
 	}
-	d := m.newDialLocked(path, pin)
-	m.mu.Unlock()
-	return m.waitDial(ctx, d)
+	d := t.newDialLocked(path, pin)
+	t.hs.mu.Unlock()
+	return t.waitDial(ctx, d)
 }
 
-// upRelayLocked returns a configured relay with a direct session.
-func (m *Mesh) upRelayLocked() *Peer {
-	for _, r := range m.cfg.Relays {
-		if p := m.findPeerLocked(r.Addr, r.Pin.ID); p != nil && p.cur.Load() != nil {
+// ConnectNode establishes an end-to-end session with the node id, or
+// returns the peer if one is up. With no direct address for it, the
+// handshake runs over a routed path: a route from AddRoute or from
+// announcements, else one of Config.Relays. Giving key makes the handshake
+// one round trip (IK); nil runs XX pinned to id, unless the node is known
+// (a peer, or announced and signed), which gives its key.
+func (m *Mesh) ConnectNode(ctx context.Context, id identity.NodeID, key ed25519.PublicKey) (*Peer, error) {
+	if !m.tr.started.Load() {
+		return nil, ErrNotStarted
+	}
+	if m.tr.closed.Load() {
+		return nil, ErrClosed
+	}
+	if key != nil && identity.NodeIDFromKey(key) != id {
+		return nil, fmt.Errorf("%w: key has id %s, want %s", ErrPeerMismatch, identity.NodeIDFromKey(key), id)
+	}
+	if key == nil && m.tr.peers.get(id) == nil {
+		if n, ok := m.caps.Index().Lookup(id); ok {
+			key = n.Key // announced and signed: IK saves a round trip
+		}
+	}
+	return m.tr.connectNode(ctx, id, key)
+}
+
+// upRelay returns a configured relay with a direct session.
+func (t *transport) upRelay() *Peer {
+	for _, r := range t.cfg.Relays {
+		if p := t.findPeer(r.Addr, r.Pin.ID); p != nil && p.cur.Load() != nil {
 			if ep := p.ep.Load(); ep != nil && ep.relay == nil {
 				return p
 			}
@@ -265,37 +293,21 @@ func (m *Mesh) upRelayLocked() *Peer {
 	return nil
 }
 
-// expireRoutesLocked forgets learned routes past their lifetime.
-func (m *Mesh) expireRoutesLocked(now int64) {
-	for dst, r := range m.routes {
-		if r.expires != 0 && r.expires < now {
-			m.deleteRouteLocked(dst)
-		}
-	}
-}
-
-// relayRetry is how often the node retries connecting to a configured
-// relay that is down.
-const relayRetry = 5 * time.Second
-
 // keepRelays connects to every configured relay that is down. The timer
 // loop calls it every relayRetry.
-func (m *Mesh) keepRelays() {
-	for _, r := range m.cfg.Relays {
-		m.mu.RLock()
-		p := m.findPeerLocked(r.Addr, r.Pin.ID)
-		up := p != nil && p.cur.Load() != nil
-		m.mu.RUnlock()
-		if up {
+func (t *transport) keepRelays() {
+	for _, r := range t.cfg.Relays {
+		p := t.findPeer(r.Addr, r.Pin.ID)
+		if p != nil && p.cur.Load() != nil {
 			continue
 		}
-		m.wg.Add(1)
+		t.wg.Add(1)
 		go func() {
-			defer m.wg.Done()
-			ctx, cancel := context.WithTimeout(m.ctx, m.t.giveUp)
+			defer t.wg.Done()
+			ctx, cancel := context.WithTimeout(t.ctx, t.t.giveUp)
 			defer cancel()
-			if _, err := m.Connect(ctx, r.Addr, r.Pin); err != nil {
-				m.log.Warn("relay unreachable", "addr", r.Addr, "err", err)
+			if _, err := t.connect(ctx, r.Addr, r.Pin); err != nil {
+				t.log.Warn("relay unreachable", "addr", r.Addr, "err", err)
 			}
 		}()
 	}

@@ -16,33 +16,32 @@ func TestRouteSelection(t *testing.T) {
 	m := startNode(t)
 	dst := identity.NodeID{9}
 	fast, slow := identity.NodeID{1}, identity.NodeID{2}
-	m.mu.Lock()
+	m.tr.hs.mu.Lock()
 	for id, rtt := range map[identity.NodeID]time.Duration{fast: time.Millisecond, slow: 20 * time.Millisecond} {
-		p := m.peerLocked(id, nil)
+		p := m.tr.peerLocked(id, nil)
 		p.rtt.Store(int64(rtt))
 	}
-	m.mu.Unlock()
+	m.tr.hs.mu.Unlock()
 	via := func() identity.NodeID {
-		m.mu.RLock()
-		defer m.mu.RUnlock()
-		return m.routes[dst].via
+		r, _ := m.tr.routes.get(dst)
+		return r.via
 	}
-	soon := m.now() + int64(time.Hour)
+	soon := m.tr.now() + int64(time.Hour)
 
-	m.learnRoute(dst, route{via: slow, hops: 3, kind: routeAnnounced, expires: soon})
-	m.learnRoute(dst, route{via: fast, hops: 4, kind: routeAnnounced, expires: soon})
+	m.tr.learnRoute(dst, route{via: slow, hops: 3, kind: routeAnnounced, expires: soon})
+	m.tr.learnRoute(dst, route{via: fast, hops: 4, kind: routeAnnounced, expires: soon})
 	if via() != slow {
 		t.Fatal("a longer route replaced a shorter one")
 	}
-	m.learnRoute(dst, route{via: fast, hops: 3, kind: routeAnnounced, expires: soon})
+	m.tr.learnRoute(dst, route{via: fast, hops: 3, kind: routeAnnounced, expires: soon})
 	if via() != fast {
 		t.Fatal("equal hops did not go to the neighbour with the lower RTT")
 	}
-	m.learnRoute(dst, route{via: slow, hops: 3, kind: routeAnnounced, expires: soon})
+	m.tr.learnRoute(dst, route{via: slow, hops: 3, kind: routeAnnounced, expires: soon})
 	if via() != fast {
 		t.Fatal("a slower neighbour took an equal route")
 	}
-	m.learnRoute(dst, route{via: slow, hops: 1, kind: routeReverse, expires: soon})
+	m.tr.learnRoute(dst, route{via: slow, hops: 1, kind: routeReverse, expires: soon})
 	if via() != fast {
 		t.Fatal("a reverse route replaced an announced one")
 	}
@@ -52,13 +51,11 @@ func TestRouteSelection(t *testing.T) {
 	}
 
 	other := identity.NodeID{8}
-	m.learnRoute(other, route{via: fast, hops: 2, kind: routeAnnounced, expires: m.now() + int64(50*time.Millisecond)})
+	m.tr.learnRoute(other, route{via: fast, hops: 2, kind: routeAnnounced, expires: m.tr.now() + int64(50*time.Millisecond)})
 	time.Sleep(60 * time.Millisecond)
-	m.mu.Lock()
-	m.expireRoutesLocked(m.now())
-	_, kept := m.routes[other]
-	_, static := m.routes[dst]
-	m.mu.Unlock()
+	m.tr.routes.expire(m.tr.now())
+	_, kept := m.tr.routes.get(other)
+	_, static := m.tr.routes.get(dst)
 	if kept || !static {
 		t.Fatalf("after expiry: expired route kept=%v, static route kept=%v", kept, static)
 	}
@@ -77,7 +74,7 @@ func sendForged(t *testing.T, a *Mesh, pb *Peer, dst identity.NodeID, n int) map
 		srcs[src] = true
 		wire.PutRouteHeader(body, wire.RouteHeader{Hops: 1, Src: src, Dst: dst})
 		body[wire.RouteHeaderSize] = 0xFF
-		for a.SendFrame(pb, wire.ProtoRoute, body) != nil {
+		for a.SendFrame(pb, protoRoute, body) != nil {
 			time.Sleep(time.Millisecond)
 		}
 		if i%256 == 255 {
@@ -100,16 +97,17 @@ func TestForgedSourcesLearnNoRoute(t *testing.T) {
 	for drops(b, DropUnknownType)-before < n && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Millisecond) // the inner packets are junk
 	}
-	b.mu.RLock()
-	defer b.mu.RUnlock()
+	rt := &b.tr.routes
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
 	learned := 0
-	for dst := range b.routes {
+	for dst := range rt.routes {
 		if srcs[dst] {
 			learned++
 		}
 	}
-	if learned > 0 || b.reverseRoutes > 0 {
-		t.Fatalf("%d routes (%d reverse) learned from %d packets with forged sources", learned, b.reverseRoutes, n)
+	if learned > 0 || rt.reverse > 0 {
+		t.Fatalf("%d routes (%d reverse) learned from %d packets with forged sources", learned, rt.reverse, n)
 	}
 }
 
@@ -128,12 +126,12 @@ func TestRelayReverseRoutesBounded(t *testing.T) {
 	const n = maxReverseRoutesPerPeer + 200
 	sendForged(t, a, pb, c.ID(), n)
 	deadline := time.Now().Add(5 * time.Second)
-	for b.stats.relayed.Load()+b.stats.routesRefused.Load() < n && time.Now().Before(deadline) {
+	for b.tr.stats.relayed.Load()+b.tr.stats.routesRefused.Load() < n && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Millisecond)
 	}
-	b.mu.RLock()
-	via, total := b.reverseVia[a.ID()], b.reverseRoutes
-	b.mu.RUnlock()
+	b.tr.routes.mu.RLock()
+	via, total := b.tr.routes.reverseVia[a.ID()], b.tr.routes.reverse
+	b.tr.routes.mu.RUnlock()
 	st := b.Stats()
 	t.Logf("b: %d reverse routes via a, %d in all, %d refused, %d relayed", via, total, st.RoutesRefused, st.Relayed)
 	if via > maxReverseRoutesPerPeer || total > maxReverseRoutesPerPeer {

@@ -3,7 +3,10 @@ package mesh
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netmesh/netmesh/mesh/wire"
@@ -22,36 +25,39 @@ func (m *Mesh) SendDatagram(ctx context.Context, p *Peer, payload []byte) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return m.sendFrame(p, wire.ProtoDatagram, payload, nil)
+	return m.tr.sendFrame(p, protoDatagram.id, payload, nil)
 }
 
-// SendFrame sends body to p as one frame of subprotocol proto, for the
-// layers above mesh. The frame is unreliable like a datagram. body must fit
-// MaxDatagramSize.
-func (m *Mesh) SendFrame(p *Peer, proto wire.Proto, body []byte) error {
+// SendFrame sends body to p as one raw frame of protocol proto, which the
+// peer hands to the Handler it registered for proto (see Handle). The
+// frame is unreliable like a datagram. body must fit MaxDatagramSize.
+func (m *Mesh) SendFrame(p *Peer, proto Protocol, body []byte) error {
+	if !proto.valid() {
+		return errors.New("mesh: the zero Protocol; make one with NewProtocol")
+	}
 	if len(body) > MaxDatagramSize {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), MaxDatagramSize)
 	}
-	return m.sendFrame(p, proto, body, nil)
+	return m.tr.sendFrame(p, proto.id, body, nil)
 }
 
 // sendFrame seals one frame, head followed by data, on the peer's current
 // session and queues it.
-func (m *Mesh) sendFrame(p *Peer, proto wire.Proto, head, data []byte) error {
-	if m.closed.Load() {
+func (t *transport) sendFrame(p *Peer, proto wire.Proto, head, data []byte) error {
+	if t.closed.Load() {
 		return ErrClosed
 	}
 	s := p.cur.Load()
 	if s == nil {
 		return ErrNoSession
 	}
-	return m.sendFrameOn(s, proto, head, data)
+	return t.sendFrameOn(s, proto, head, data)
 }
 
 // sendFrameOn seals one frame, head followed by data, on session s, in
 // place in a pooled packet, and queues it for the peer's path: straight to
 // its address, or wrapped for the relay. It allocates nothing.
-func (m *Mesh) sendFrameOn(s *session, proto wire.Proto, head, data []byte) error {
+func (t *transport) sendFrameOn(s *session, proto wire.Proto, head, data []byte) error {
 	p := s.peer
 	ep := p.ep.Load()
 	if ep == nil {
@@ -68,17 +74,17 @@ func (m *Mesh) sendFrameOn(s *session, proto wire.Proto, head, data []byte) erro
 		return err
 	}
 	if ep.relay != nil {
-		err = m.forward(pkt, n, ep.relay, wire.RouteHeader{Src: m.id.NodeID(), Dst: p.id})
+		err = t.forward(pkt, n, ep.relay, wire.RouteHeader{Src: t.id.NodeID(), Dst: p.id})
 	} else {
 		pkt.n = n
 		pkt.addr = ep.addr
 		// pkt belongs to the writer once queued: do not touch it after.
-		err = m.enqueue(ep.sock, pkt)
+		err = t.enqueue(ep.sock, pkt)
 	}
 	if err != nil {
 		return err
 	}
-	p.lastSent.Store(m.now())
+	p.lastSent.Store(t.now())
 	p.txPackets.Add(1)
 	p.txBytes.Add(uint64(n))
 	return nil
@@ -96,7 +102,7 @@ func sealFrame(s *session, pkt *outPacket, off int, proto wire.Proto, head, data
 		return 0, ErrTooLarge
 	}
 	hdr := wire.PutDataHeader(b, wire.DataHeader{Receiver: s.remote, Counter: counter})
-	wire.PutFrameHeader(b[wire.DataHeaderSize:], proto, 0)
+	wire.PutFrameHeader(b[wire.DataHeaderSize:], proto)
 	n := wire.DataHeaderSize + wire.FrameHeaderSize
 	n += copy(b[n:], head)
 	n += copy(b[n:], data)
@@ -104,15 +110,10 @@ func sealFrame(s *session, pkt *outPacket, off int, proto wire.Proto, head, data
 	return wire.DataHeaderSize + len(ct), nil
 }
 
-// routedHeadroom is where the inner packet of a routed frame starts in a
-// pooled packet: room for the hop session's data header, the frame header
-// and the route header in front of it.
-const routedHeadroom = wire.DataHeaderSize + wire.FrameHeaderSize + wire.RouteHeaderSize
-
 // forward sends the packet at pkt.buf[routedHeadroom:][:n] to relay as a
 // routed frame with header rh, sealed on the relay's session. It takes
 // ownership of pkt. Only a directly reachable peer can be a relay.
-func (m *Mesh) forward(pkt *outPacket, n int, relay *Peer, rh wire.RouteHeader) error {
+func (t *transport) forward(pkt *outPacket, n int, relay *Peer, rh wire.RouteHeader) error {
 	rs := relay.cur.Load()
 	rep := relay.ep.Load()
 	if rs == nil || rep == nil || rep.relay != nil {
@@ -127,15 +128,15 @@ func (m *Mesh) forward(pkt *outPacket, n int, relay *Peer, rh wire.RouteHeader) 
 		return ErrNoRoute
 	}
 	hdr := wire.PutDataHeader(pkt.buf[:], wire.DataHeader{Receiver: rs.remote, Counter: counter})
-	wire.PutFrameHeader(pkt.buf[wire.DataHeaderSize:], wire.ProtoRoute, 0)
+	wire.PutFrameHeader(pkt.buf[wire.DataHeaderSize:], protoRoute.id)
 	ct := rs.send.Seal(pkt.buf[wire.DataHeaderSize:wire.DataHeaderSize], &pkt.nonce, counter, pkt.buf[wire.DataHeaderSize:wire.DataHeaderSize+wire.FrameHeaderSize+len(body)], hdr)
 	total := wire.DataHeaderSize + len(ct)
 	pkt.n = total
 	pkt.addr = rep.addr
-	if err := m.enqueue(rep.sock, pkt); err != nil {
+	if err := t.enqueue(rep.sock, pkt); err != nil {
 		return err
 	}
-	relay.lastSent.Store(m.now())
+	relay.lastSent.Store(t.now())
 	relay.txPackets.Add(1)
 	relay.txBytes.Add(uint64(total))
 	return nil
@@ -145,42 +146,51 @@ func (m *Mesh) forward(pkt *outPacket, n int, relay *Peer, rh wire.RouteHeader) 
 // peer is there, its answer is an authenticated direct packet, and the
 // path moves to it (see Peer.received); the relayed path is kept as the
 // fallback.
-func (m *Mesh) probeDirect(p *Peer, path *endpoint) error {
+func (t *transport) probeDirect(p *Peer, path *endpoint) error {
 	s := p.cur.Load()
 	if s == nil {
 		return ErrNoSession
 	}
 	pkt := getOut(wire.DataOverhead + wire.FrameHeaderSize + wire.PingSize)
 	var body [wire.PingSize]byte
-	binary.LittleEndian.PutUint64(body[:], uint64(m.now()))
-	n, err := sealFrame(s, pkt, 0, wire.ProtoPing, body[:], nil)
+	binary.LittleEndian.PutUint64(body[:], uint64(t.now()))
+	n, err := sealFrame(s, pkt, 0, protoPing.id, body[:], nil)
 	if err != nil {
 		putOut(pkt)
 		return err
 	}
 	pkt.n = n
 	pkt.addr = path.addr
-	return m.enqueue(path.sock, pkt)
+	return t.enqueue(path.sock, pkt)
 }
+
+// pinger matches pongs to the Ping calls waiting for them.
+type pinger struct {
+	lastStamp atomic.Int64 // see pingStamp
+	mu        sync.Mutex
+	waiting   map[uint64]chan time.Duration // Ping calls waiting, by stamp
+}
+
+func (pg *pinger) init() { pg.waiting = make(map[uint64]chan time.Duration) }
 
 // ping sends an RTT probe stamped with the current mono time; the pong
 // updates the peer's smoothed RTT. It returns the stamp.
-func (m *Mesh) ping(p *Peer) (uint64, error) {
+func (t *transport) ping(p *Peer) (uint64, error) {
 	var body [wire.PingSize]byte
-	stamp := uint64(m.pingStamp())
+	stamp := uint64(t.pingStamp())
 	binary.LittleEndian.PutUint64(body[:], stamp)
-	return stamp, m.sendFrame(p, wire.ProtoPing, body[:], nil)
+	return stamp, t.sendFrame(p, protoPing.id, body[:], nil)
 }
 
 // pingStamp returns the current mono time, made unique so that concurrent
 // Ping calls can tell their pongs apart.
-func (m *Mesh) pingStamp() int64 {
+func (t *transport) pingStamp() int64 {
 	for {
-		last, now := m.lastStamp.Load(), m.now()
+		last, now := t.pings.lastStamp.Load(), t.now()
 		if now <= last {
 			now = last + 1
 		}
-		if m.lastStamp.CompareAndSwap(last, now) {
+		if t.pings.lastStamp.CompareAndSwap(last, now) {
 			return now
 		}
 	}
@@ -188,47 +198,48 @@ func (m *Mesh) pingStamp() int64 {
 
 // Ping measures one round trip to p over its session.
 func (m *Mesh) Ping(ctx context.Context, p *Peer) (time.Duration, error) {
+	t := m.tr
 	ch := make(chan time.Duration, 1)
-	m.pingMu.Lock()
-	stamp, err := m.ping(p)
+	t.pings.mu.Lock()
+	stamp, err := t.ping(p)
 	if err == nil {
-		m.pings[stamp] = ch
+		t.pings.waiting[stamp] = ch
 	}
-	m.pingMu.Unlock()
+	t.pings.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
 	defer func() {
-		m.pingMu.Lock()
-		delete(m.pings, stamp)
-		m.pingMu.Unlock()
+		t.pings.mu.Lock()
+		delete(t.pings.waiting, stamp)
+		t.pings.mu.Unlock()
 	}()
 	select {
 	case rtt := <-ch:
 		return rtt, nil
 	case <-ctx.Done():
 		return 0, ctx.Err()
-	case <-m.ctx.Done():
+	case <-t.ctx.Done():
 		return 0, ErrClosed
 	}
 }
 
 // pong completes the round trip a pong body answers.
-func (m *Mesh) pong(p *Peer, body []byte) {
+func (t *transport) pong(p *Peer, body []byte) {
 	sent := int64(binary.LittleEndian.Uint64(body))
-	rtt := time.Duration(m.now() - sent)
+	rtt := time.Duration(t.now() - sent)
 	if sent <= 0 || rtt <= 0 {
 		return
 	}
 	p.updateRTT(rtt)
-	m.pingMu.Lock()
-	if ch := m.pings[uint64(sent)]; ch != nil {
+	t.pings.mu.Lock()
+	if ch := t.pings.waiting[uint64(sent)]; ch != nil {
 		select {
 		case ch <- rtt:
 		default:
 		}
 	}
-	m.pingMu.Unlock()
+	t.pings.mu.Unlock()
 }
 
 // ReadDatagram blocks until a datagram arrives or ctx ends, copies it into
@@ -237,16 +248,14 @@ func (m *Mesh) pong(p *Peer, body []byte) {
 func (m *Mesh) ReadDatagram(ctx context.Context, buf []byte) (int, *Peer, error) {
 	var in *inPacket
 	select {
-	case in = <-m.dgram:
+	case in = <-m.tr.dgram:
 	case <-ctx.Done():
 		return 0, nil, ctx.Err()
-	case <-m.ctx.Done():
+	case <-m.tr.ctx.Done():
 		return 0, nil, ErrClosed
 	}
 	n := copy(buf, in.buf[:in.n])
-	m.mu.RLock()
-	p := m.peers[in.from]
-	m.mu.RUnlock()
+	p := m.tr.peers.get(in.from)
 	putIn(in)
 	return n, p, nil
 }

@@ -393,3 +393,37 @@ func TestForgetDownPeers(t *testing.T) {
 	a.Close()
 	eventually(t, 5*time.Second, "b to forget the vanished peer", func() bool { return b.Peer(a.ID()) == nil })
 }
+
+// TestHandshakeSlowerThanRetransmit: a handshake whose round trip is
+// several times the retransmit interval (a starved CPU, a slow link)
+// completes. Each resend repeats the same initiation, and the responder
+// answers a repeated IK initiation with the response it already sent, so
+// the first answer to arrive completes the dial. When every resend was a
+// new handshake, each answer came for one a resend had replaced, and the
+// dial never completed.
+func TestHandshakeSlowerThanRetransmit(t *testing.T) {
+	for _, ik := range []bool{true, false} {
+		t.Run(map[bool]string{true: "IK", false: "XX"}[ik], func(t *testing.T) {
+			node := func() *mesh.Mesh {
+				fc := meshtest.Listen(t, meshtest.Options{Seed: 3})
+				fc.SetFaults(meshtest.Faults{Delay: 150 * time.Millisecond})
+				return newNode(t, func(c *mesh.Config) {
+					c.Conn = fc
+					c.HandshakeRetransmit = 20 * time.Millisecond // resends every 20-80 ms
+					c.HandshakeGiveUp = 5 * time.Second
+				})
+			}
+			a, b := node(), node()
+			pin := mesh.Pin{}
+			if ik {
+				pin.Key = b.Identity().PublicKey()
+			}
+			p := connect(t, a, b, pin)
+			exchange(t, a, p, b, []byte("slow but sure"))
+			st := a.Stats()
+			if st.HandshakesCompleted != 1 || st.Drops["unknown_index"] != 0 {
+				t.Errorf("handshakes completed %d (want 1), drops %v", st.HandshakesCompleted, st.Drops)
+			}
+		})
+	}
+}

@@ -28,13 +28,14 @@ const (
 	DropCookieRequired                    // under load without a valid MAC2 (a cookie was sent)
 	DropQueueFull                         // a bounded receive queue was full
 	DropExpired                           // session past its reject-after limits
-	DropNoHandler                         // frame for an unregistered subprotocol
+	DropNoHandler                         // frame for an unregistered protocol
 	DropBadRoute                          // routed packet whose source or path is not what it claims
 	DropRelayDisabled                     // routed packet for another node while relaying is off
 	DropHopLimit                          // routed packet that already crossed MaxHops relays
 	DropNoRoute                           // routed packet for a node this relay cannot reach
 	DropPeerLimit                         // handshake from a new node while at MaxPeers
 	DropStreamBacklog                     // a peer's new stream found its listener's backlog full (refused)
+	DropXXRefused                         // XX initiation to a node with Config.IKOnly
 	numDropReasons
 )
 
@@ -43,7 +44,7 @@ var dropNames = [numDropReasons]string{
 	"bad_mac", "bad_handshake", "bad_identity", "pin_mismatch", "stale_initiation",
 	"rate_limited", "cookie_required", "queue_full", "expired", "no_handler",
 	"bad_route", "relay_disabled", "hop_limit", "no_route", "peer_limit",
-	"stream_backlog",
+	"stream_backlog", "xx_refused",
 }
 
 // String returns the reason's snake_case name, as used in Stats.Drops.
@@ -64,6 +65,11 @@ type Stats struct {
 	// Drops counts discarded incoming packets by DropReason name. Reasons
 	// that never happened are absent.
 	Drops map[string]uint64
+	// SocketDrops counts datagrams the kernel dropped before the node
+	// read them: neither netmesh packets nor STUN messages (the sockets'
+	// filter refuses them), or arrived with a receive buffer full. Linux
+	// only.
+	SocketDrops uint64
 	// SendBackpressure counts sends refused because a queue was full.
 	SendBackpressure uint64
 	// HandshakesInitiated counts handshake initiations this node sent.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 
 	"github.com/netmesh/netmesh/mesh/stream"
 	"github.com/netmesh/netmesh/mesh/udp"
@@ -13,16 +15,17 @@ import (
 
 // Streams ride a peer's session whatever its path, so a path switch or a
 // rekey never touches stream state. Each peer gets one stream.Mux per
-// subprotocol that uses streams, made on first use from either side:
+// protocol that uses streams, made on first use from either side:
 //
-//   - ProtoStream carries the user's streams (OpenStream, AcceptStream);
+//   - netmesh/stream carries the user's streams (OpenStream, AcceptStream);
 //   - each engine (capability gossip, channels) gets a Mux of its own
-//     protocol id, on which every node opens one reliable stream per peer
-//     and sends its engine messages, which may exceed a datagram.
+//     protocol, on which every node opens one reliable stream per peer and
+//     sends its engine messages, which may exceed a datagram (engines.go);
+//   - each protocol a layer above listens or opens streams on gets one.
 //
 // A Mux runs a timer goroutine, so a peer's frames make one only on a
-// protocol with a listener or an engine, or one this node opened streams
-// on (see streamMux); a stream opened on any other protocol is refused
+// protocol registered for streams, or one this node opened streams on
+// (see deliver); a stream opened on any other protocol is refused
 // without one (refuseStream). Streams a peer opens are handed over on the
 // socket reader's goroutine as their first frame arrives (see
 // streamLink.AcceptStream): to a listener's queue or handler, or, for an
@@ -54,20 +57,49 @@ type acceptedStream struct {
 	p *Peer
 }
 
-// MessageHandler receives one engine message from a peer. It runs on the
-// goroutine reading that peer's stream and may block briefly; msg is the
-// handler's to keep.
-type MessageHandler func(from *Peer, msg []byte)
-
-// protoMux is one subprotocol's streams with one peer.
+// protoMux is one protocol's streams with one peer.
 type protoMux struct {
-	mux *stream.Mux
-	out *Stream // engines: the stream this node sends its messages on
+	proto wire.Proto
+	mux   *stream.Mux
+	// For an engine: out is the stream this node sends its messages on,
+	// in the one the peer sends on (engines.go), and replaced the one in
+	// replaced, to be reset once the Mux's lock is free.
+	out      atomic.Pointer[Stream]
+	in       atomic.Pointer[engineIn]
+	replaced atomic.Pointer[engineIn]
+}
+
+// peerStreams are one peer's stream multiplexers, one per protocol. The
+// data path finds a Mux without a lock, in a slice that is replaced,
+// never changed; mu serialises making and closing them.
+type peerStreams struct {
+	mu  sync.Mutex
+	set atomic.Pointer[[]*protoMux]
+}
+
+// get returns the Mux for proto, or nil.
+func (ps *peerStreams) get(proto wire.Proto) *protoMux {
+	if set := ps.set.Load(); set != nil {
+		for _, pm := range *set {
+			if pm.proto == proto {
+				return pm
+			}
+		}
+	}
+	return nil
+}
+
+// all returns every Mux.
+func (ps *peerStreams) all() []*protoMux {
+	if set := ps.set.Load(); set != nil {
+		return *set
+	}
+	return nil
 }
 
 // OpenStream opens a stream to p. The peer receives it from AcceptStream.
 func (m *Mesh) OpenStream(ctx context.Context, p *Peer, cfg StreamConfig) (*Stream, error) {
-	return m.OpenStreamOn(ctx, p, wire.ProtoStream, cfg)
+	return m.OpenStreamOn(ctx, p, protoStream, cfg)
 }
 
 // AcceptStream returns the next stream any peer opened to this node with
@@ -77,37 +109,41 @@ func (m *Mesh) AcceptStream(ctx context.Context) (*Stream, *Peer, error) {
 	return m.userStreams.Accept(ctx)
 }
 
-// OpenStreamOn opens a stream to p on subprotocol proto: the peer receives
-// it from the StreamListener of that protocol, not from AcceptStream.
-// Layers above mesh (package rpc, say) use their own protocol so their
-// streams never mix with the application's.
-func (m *Mesh) OpenStreamOn(ctx context.Context, p *Peer, proto wire.Proto, cfg StreamConfig) (*Stream, error) {
-	if m.closed.Load() {
+// OpenStreamOn opens a stream to p on protocol proto: the peer receives
+// it from the StreamListener of that protocol, not from AcceptStream, and
+// refuses it if it has none. Layers above mesh (package rpc, say) use
+// their own protocol so their streams never mix with the application's.
+func (m *Mesh) OpenStreamOn(ctx context.Context, p *Peer, proto Protocol, cfg StreamConfig) (*Stream, error) {
+	if !proto.valid() {
+		return nil, errors.New("mesh: the zero Protocol; make one with NewProtocol")
+	}
+	if reg := m.protos.lookup(proto.id); reg != nil && reg.proto.name != proto.name {
+		return nil, fmt.Errorf("%w: %v has the number of %v; rename one", ErrProtoInUse, proto, reg.proto)
+	}
+	if m.tr.closed.Load() {
 		return nil, ErrClosed
 	}
 	if !p.IsUp() {
 		return nil, ErrNoSession
 	}
-	if proto != wire.ProtoStream && m.listeners[proto].Load() == nil && !streamProto(proto) {
-		return nil, fmt.Errorf("mesh: subprotocol %d carries no streams", proto)
-	}
-	return m.muxFor(p, proto).mux.Open(ctx, cfg)
+	return m.muxFor(p, proto.id).mux.Open(ctx, cfg)
 }
 
-// StreamListener hands out the streams peers open on one subprotocol:
+// StreamListener hands out the streams peers open on one protocol:
 // through Accept, or to a handler (see HandleStreams).
 type StreamListener struct {
 	m     *Mesh
-	proto wire.Proto
+	proto Protocol
+	reg   *registration       // its entry in the registry, set by listen
 	ch    chan acceptedStream // nil with a handler
 	h     func(*Stream, *Peer)
 }
 
-// ListenStreams returns the listener for streams on subprotocol proto,
-// which must be wire.ProtoRPC or at least wire.ProtoUserMin and not
-// already listened on. Streams peers open on proto before a listener
-// exists are refused.
-func (m *Mesh) ListenStreams(proto wire.Proto) (*StreamListener, error) {
+// ListenStreams returns the listener for streams on protocol proto. It
+// fails with ErrProtoInUse if proto's number already has a listener or a
+// frame handler on this node. Streams peers open on proto before a
+// listener exists are refused.
+func (m *Mesh) ListenStreams(proto Protocol) (*StreamListener, error) {
 	return m.listen(m.newListener(proto))
 }
 
@@ -117,7 +153,7 @@ func (m *Mesh) ListenStreams(proto wire.Proto) (*StreamListener, error) {
 // between. Accept on the returned listener fails; Close stops new calls
 // of h. The mesh does not wait for running handlers when it closes: their
 // streams fail with ErrMuxClosed, and a handler should then return.
-func (m *Mesh) HandleStreams(proto wire.Proto, h func(*Stream, *Peer)) (*StreamListener, error) {
+func (m *Mesh) HandleStreams(proto Protocol, h func(*Stream, *Peer)) (*StreamListener, error) {
 	if h == nil {
 		return nil, errors.New("mesh: HandleStreams with a nil handler")
 	}
@@ -127,7 +163,7 @@ func (m *Mesh) HandleStreams(proto wire.Proto, h func(*Stream, *Peer)) (*StreamL
 // newListener returns a listener whose queue holds
 // Config.Streams.AcceptBacklog streams opened by any peer and not yet
 // accepted; beyond it, new streams are refused.
-func (m *Mesh) newListener(proto wire.Proto) *StreamListener {
+func (m *Mesh) newListener(proto Protocol) *StreamListener {
 	n := m.cfg.Streams.AcceptBacklog
 	if n <= 0 {
 		n = stream.DefaultAcceptBacklog
@@ -136,25 +172,18 @@ func (m *Mesh) newListener(proto wire.Proto) *StreamListener {
 }
 
 func (m *Mesh) listen(l *StreamListener) (*StreamListener, error) {
-	if !streamProto(l.proto) {
-		return nil, fmt.Errorf("mesh: subprotocol %d is reserved", l.proto)
-	}
-	if !m.listeners[l.proto].CompareAndSwap(nil, l) {
-		return nil, ErrProtoInUse
+	l.reg = &registration{proto: l.proto, streams: l}
+	if err := m.protos.add(l.reg); err != nil {
+		return nil, err
 	}
 	return l, nil
-}
-
-// streamProto reports whether proto may carry listened-for streams.
-func streamProto(proto wire.Proto) bool {
-	return proto == wire.ProtoRPC || proto >= wire.ProtoUserMin
 }
 
 // Close stops listening: streams peers open on the protocol from now on
 // are refused, and streams waiting for Accept are reset. The protocol can
 // then be listened on again. Handlers already running go on.
 func (l *StreamListener) Close() error {
-	if !l.m.listeners[l.proto].CompareAndSwap(l, nil) {
+	if !l.m.protos.remove(l.reg) {
 		return nil
 	}
 	for {
@@ -179,7 +208,7 @@ func (l *StreamListener) Accept(ctx context.Context) (*Stream, *Peer, error) {
 		return a.s, a.p, nil
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
-	case <-l.m.ctx.Done():
+	case <-l.m.tr.ctx.Done():
 		return nil, nil, ErrClosed
 	}
 }
@@ -193,58 +222,12 @@ func (p *Peer) StreamStats() []StreamStats {
 // streamStats returns the stats of every open stream with p and the frame
 // size they cut fragments to.
 func (p *Peer) streamStats() ([]StreamStats, int) {
-	p.m.mu.RLock()
-	pm := p.muxes[wire.ProtoStream]
-	p.m.mu.RUnlock()
+	pm := p.streams.get(protoStream.id)
 	if pm == nil {
 		return nil, 0
 	}
 	st := pm.mux.Stats()
 	return st.Streams, st.PathMTU
-}
-
-// handleMessages registers the engine that receives proto's messages.
-func (m *Mesh) handleMessages(proto wire.Proto, h MessageHandler) {
-	m.engines[proto] = h
-}
-
-// sendMessage sends one engine message to p on proto's stream. It never
-// blocks: a full window is ErrBackpressure. A stream that was reset (by
-// either side, e.g. the peer refusing an oversized message) is replaced
-// by a new one, so one bad message does not cut the engine off from the
-// peer until the session ends.
-func (m *Mesh) sendMessage(p *Peer, proto wire.Proto, msg []byte) error {
-	if !p.IsUp() {
-		return ErrNoSession
-	}
-	pm := m.muxFor(p, proto)
-	m.mu.Lock()
-	if pm.out == nil || pm.out.Err() != nil {
-		s, err := pm.mux.Open(m.ctx, StreamConfig{})
-		if err != nil {
-			m.mu.Unlock()
-			return err
-		}
-		pm.out = s
-	}
-	out := pm.out
-	m.mu.Unlock()
-	return out.Send(m.ctx, msg)
-}
-
-// streamMux returns p's Mux for proto if this node has streams on proto:
-// an engine's or a listener's protocol (the Mux is made on first use), or
-// one it opened streams on. Otherwise it returns nil: a frame on any other
-// protocol must not make the node build a Mux, with its goroutine and
-// buffers, that it keeps for the session.
-func (m *Mesh) streamMux(p *Peer, proto wire.Proto) *protoMux {
-	if m.engines[proto] != nil || m.listeners[proto].Load() != nil {
-		return m.muxFor(p, proto)
-	}
-	m.mu.RLock()
-	pm := p.muxes[proto]
-	m.mu.RUnlock()
-	return pm
 }
 
 // refuseStream answers a peer's stream on a protocol nobody takes streams
@@ -256,58 +239,75 @@ func (m *Mesh) streamMux(p *Peer, proto wire.Proto) *protoMux {
 func (m *Mesh) refuseStream(p *Peer, proto wire.Proto, body []byte) {
 	var reset [16]byte
 	if n := stream.Refusal(reset[:], body); n > 0 {
-		m.sendFrame(p, proto, reset[:n], nil)
+		m.tr.sendFrame(p, proto, reset[:n], nil)
 	}
 }
 
-// muxFor returns p's Mux for proto, creating it and its accept loop.
+// muxFor returns p's Mux for proto, making it.
 func (m *Mesh) muxFor(p *Peer, proto wire.Proto) *protoMux {
-	m.mu.RLock()
-	pm := p.muxes[proto]
-	m.mu.RUnlock()
-	if pm != nil {
+	ps := &p.streams
+	if pm := ps.get(proto); pm != nil {
 		return pm
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if pm := p.muxes[proto]; pm != nil {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if pm := ps.get(proto); pm != nil {
 		return pm
 	}
 	var link stream.Link = streamLink{m, p, proto}
-	if m.probeMTU {
+	if m.tr.probeMTU {
 		link = probeLink{streamLink{m, p, proto}}
 	}
-	pm = &protoMux{mux: stream.NewMux(link, m.cfg.Streams)}
-	if p.muxes == nil {
-		p.muxes = make(map[wire.Proto]*protoMux)
-	}
-	p.muxes[proto] = pm
-	if m.closed.Load() {
+	pm := &protoMux{proto: proto, mux: stream.NewMux(link, m.cfg.Streams)}
+	next := append(append([]*protoMux(nil), ps.all()...), pm)
+	ps.set.Store(&next)
+	if m.tr.closed.Load() {
 		pm.mux.Close()
 	}
 	return pm
 }
 
+// closeStreams ends every stream with p: its session is gone, or belonged
+// to the peer's previous run.
+func (m *Mesh) closeStreams(p *Peer) {
+	ps := &p.streams
+	ps.mu.Lock()
+	set := ps.all()
+	ps.set.Store(nil)
+	ps.mu.Unlock()
+	for _, pm := range set {
+		pm.mux.Close()
+	}
+}
+
+// pathChanged restarts path MTU discovery on every Mux of p: its path
+// changed.
+func (m *Mesh) pathChanged(p *Peer) {
+	for _, pm := range p.streams.all() {
+		pm.mux.ResetPathMTU()
+	}
+}
+
 // acceptStream takes a stream p opened on proto (see stream.AcceptLink;
-// it runs on a socket reader, which m.wg counts, so m.wg.Add is safe):
-// an engine stream goes to a reader that hands each message to the
-// engine, others to the protocol's StreamListener (AcceptStream's for
-// ProtoStream). It returns false to refuse the stream.
+// it runs on a socket reader with the Mux's lock held): an engine stream
+// becomes the peer's stream for the engine (engines.go), others go to the
+// protocol's StreamListener (AcceptStream's for the application's
+// streams). It returns false to refuse the stream.
 func (m *Mesh) acceptStream(p *Peer, proto wire.Proto, s *Stream) bool {
-	if m.closed.Load() {
+	if m.tr.closed.Load() {
 		return false
 	}
-	if m.engines[proto] != nil {
-		m.wg.Add(1)
-		go m.readMessages(p, proto, s)
+	reg := m.protos.lookup(proto)
+	switch {
+	case reg == nil || reg.frames != nil:
+		m.tr.stats.drop(DropNoHandler)
+		return false
+	case reg.messages != nil:
+		m.acceptEngineStream(p, proto, reg.messages, s)
 		return true
 	}
-	l := m.listeners[proto].Load()
-	switch {
-	case l == nil:
-		m.stats.drop(DropNoHandler)
-		return false
-	case l.h != nil:
+	l := reg.streams
+	if l.h != nil {
 		go l.h(s, p)
 		return true
 	}
@@ -315,32 +315,8 @@ func (m *Mesh) acceptStream(p *Peer, proto wire.Proto, s *Stream) bool {
 	case l.ch <- acceptedStream{s, p}:
 		return true
 	default:
-		m.stats.drop(DropStreamBacklog)
+		m.tr.stats.drop(DropStreamBacklog)
 		return false
-	}
-}
-
-// readMessages hands every message of an engine stream to its engine.
-func (m *Mesh) readMessages(p *Peer, proto wire.Proto, s *Stream) {
-	defer m.wg.Done()
-	h := m.engines[proto]
-	for {
-		msg, err := s.Recv(m.ctx)
-		if err != nil {
-			s.Reset(stream.CodeRefused)
-			return
-		}
-		if h != nil {
-			h(p, msg)
-		}
-	}
-}
-
-// closeStreamsLocked ends every stream with p: its session is gone.
-func (p *Peer) closeStreamsLocked() {
-	for proto, pm := range p.muxes {
-		pm.mux.Close()
-		delete(p.muxes, proto)
 	}
 }
 
@@ -352,7 +328,7 @@ type streamLink struct {
 }
 
 func (l streamLink) SendFrame(head, data []byte) error {
-	return l.m.sendFrame(l.p, l.proto, head, data)
+	return l.m.tr.sendFrame(l.p, l.proto, head, data)
 }
 
 func (l streamLink) AcceptStream(s *Stream) bool { return l.m.acceptStream(l.p, l.proto, s) }
@@ -403,12 +379,4 @@ func maxUDPPayload(conn udp.Conn, addr netip.AddrPort) int {
 		return mtu - 40 - 8
 	}
 	return mtu - 20 - 8
-}
-
-// resetPathMTULocked restarts path MTU discovery on every Mux of p: its
-// path changed. The caller holds m.mu.
-func (p *Peer) resetPathMTULocked() {
-	for _, pm := range p.muxes {
-		pm.mux.ResetPathMTU()
-	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/mesh/meshtest"
 	"github.com/netmesh/netmesh/mesh/stream"
-	"github.com/netmesh/netmesh/mesh/wire"
 )
 
 // message returns a deterministic message of n bytes whose first 8 bytes
@@ -172,9 +171,9 @@ func TestStreamToDownPeer(t *testing.T) {
 func TestStreamListeners(t *testing.T) {
 	a, b := newNode(t), newNode(t)
 	pb := connect(t, a, b, mesh.Pin{})
-	const proto = wire.ProtoUserMin + 1
-	if _, err := b.ListenStreams(wire.ProtoCapability); err == nil {
-		t.Fatal("listened on a reserved subprotocol")
+	proto := mesh.MustProtocol("netmesh-test/listeners")
+	if _, err := b.ListenStreams(mesh.Protocol{}); err == nil {
+		t.Fatal("listened on the zero Protocol")
 	}
 	l, err := b.ListenStreams(proto)
 	if err != nil {
@@ -202,7 +201,7 @@ func TestStreamListeners(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	if _, _, err := b.AcceptStream(short); err == nil {
-		t.Fatal("AcceptStream returned a stream of another subprotocol")
+		t.Fatal("AcceptStream returned a stream of another protocol")
 	}
 	// A closed listener frees its protocol for another.
 	if err := l.Close(); err != nil {
@@ -214,23 +213,27 @@ func TestStreamListeners(t *testing.T) {
 	}
 	defer l2.Close()
 	// A stream on a protocol nobody listens on is refused.
-	s2, err := a.OpenStreamOn(ctx, pb, proto+1, mesh.StreamConfig{})
+	s2, err := a.OpenStreamOn(ctx, pb, mesh.MustProtocol("netmesh-test/nobody"), mesh.StreamConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s2.Send(ctx, []byte("nobody home"))
 	if _, err := s2.Recv(ctx); err == nil {
-		t.Fatal("a stream to an unheard subprotocol was not refused")
+		t.Fatal("a stream to an unheard protocol was not refused")
 	}
 }
 
 func TestHandleStreams(t *testing.T) {
 	a, b := newNode(t), newNode(t)
 	pb := connect(t, a, b, mesh.Pin{})
-	const proto = wire.ProtoUserMin + 2
-	if _, err := b.HandleStreams(wire.ProtoChannel, func(*mesh.Stream, *mesh.Peer) {}); err == nil {
-		t.Fatal("handled a reserved subprotocol")
+	proto := mesh.MustProtocol("netmesh-test/handle-streams")
+	if err := b.Handle(proto, func(*mesh.Peer, []byte) {}); err != nil {
+		t.Fatal(err)
 	}
+	if _, err := b.HandleStreams(proto, func(*mesh.Stream, *mesh.Peer) {}); !errors.Is(err, mesh.ErrProtoInUse) {
+		t.Fatalf("stream handler beside a frame handler: %v, want ErrProtoInUse", err)
+	}
+	proto = mesh.MustProtocol("netmesh-test/handle-streams-2")
 	got := make(chan string, 4)
 	l, err := b.HandleStreams(proto, func(s *mesh.Stream, from *mesh.Peer) {
 		msg, err := s.Recv(context.Background())

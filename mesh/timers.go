@@ -3,99 +3,98 @@ package mesh
 import (
 	"time"
 
-	"github.com/netmesh/netmesh/capability"
+	"github.com/netmesh/netmesh/noise"
 )
 
-// timerLoop is the node's one clock: it retransmits handshakes, rekeys,
-// sends keepalives, notices dead peers and expires old state. It scans
-// every peer each tick, which stays cheap into the thousands of peers
-// because each check is a few atomic loads.
-func (m *Mesh) timerLoop() {
-	defer m.wg.Done()
-	t := time.NewTicker(m.t.tick)
-	defer t.Stop()
+// timerLoop is the transport's one clock: it retransmits handshakes,
+// rekeys, sends keepalives, notices dead peers and expires old state. It
+// scans every peer each tick, which stays cheap into the thousands of
+// peers because each check is a few atomic loads; it holds hs.mu for the
+// scan, which no sender and no receiver of data waits on.
+func (t *transport) timerLoop() {
+	defer t.wg.Done()
+	tick := time.NewTicker(t.t.tick)
+	defer tick.Stop()
 	relays := time.NewTicker(relayRetry)
 	defer relays.Stop()
-	engines := time.NewTicker(capability.TickInterval)
-	defer engines.Stop()
 	for {
 		select {
-		case <-t.C:
-			m.tick()
+		case <-tick.C:
+			t.tick()
 		case <-relays.C:
-			m.keepRelays()
-		case <-engines.C:
-			m.caps.Tick()
-			m.chans.Tick()
-		case c := <-m.peerChanges:
-			m.deliverPeerChange(c)
-		case <-m.ctx.Done():
+			t.keepRelays()
+		case <-t.ctx.Done():
 			return
 		}
 	}
 }
 
-func (m *Mesh) tick() {
-	now := m.now()
-	m.limit.gc(time.Now())
-	m.relayLimit.gc(time.Now())
+func (t *transport) tick() {
+	now := t.now()
+	t.guard.limit.gc(now)
+	t.guard.relayLimit.gc(now)
+	t.routes.expire(now)
 	var pings []*Peer
-	m.mu.Lock()
-	m.expireRoutesLocked(now)
-	m.checkPendingLocked()
-	for _, h := range m.pending {
+	t.hs.mu.Lock()
+	t.checkPendingLocked()
+	for _, h := range t.hs.pending {
 		switch {
 		case h.dial != nil && h.live():
-			m.driveDialLocked(h.dial, now)
-		case now-h.created > int64(m.t.giveUp):
+			t.driveDialLocked(h.dial, now)
+		case now-h.created > int64(t.t.giveUp):
 			// A responder's XX handshake whose final never came, or an
 			// attempt of ours that was replaced or whose dial ended.
-			delete(m.pending, h.local)
+			delete(t.hs.pending, h.local)
 		}
 	}
-	for d := range m.confirming {
-		m.driveDialLocked(d, now) // resends its final, or gives up
+	for d := range t.hs.confirming {
+		t.driveDialLocked(d, now) // resends its final, or gives up
 	}
-	for _, p := range m.peers {
-		for i, r := range p.retired {
-			if r != nil && now-r.created > int64(m.t.rejectAfter) {
-				delete(m.sessions, r.local) // it decrypts nothing any more
-				p.retired[i] = nil
-			}
-		}
-		if p.next != nil && now-p.next.created > int64(m.t.giveUp) {
-			delete(m.sessions, p.next.local)
-			p.next = nil
-		}
-		s := p.current
-		if s == nil {
-			if p.next == nil && p.dial == nil && now-max(p.lastRecv.Load(), p.created) > int64(m.t.forget) {
-				p.closeStreamsLocked()
-				delete(m.peers, p.id)
-			}
-			continue
-		}
-		p.checkPathLocked(now)
-		age := now - s.created
-		switch {
-		case age > int64(m.t.rejectAfter):
-			m.downLocked(p, "session expired")
-			m.redialLocked(p)
-			continue
-		case p.dial == nil && age > int64(m.rekeyAge(s)):
-			m.redialLocked(p)
-		case p.dial == nil && now-p.lastRecv.Load() > int64(m.t.dead):
-			m.log.Info("peer silent; new handshake", "peer", p.id.Short())
-			m.redialLocked(p)
-		}
-		if now-p.lastSent.Load() > int64(m.t.keepalive) {
+	for _, p := range t.peers.all() {
+		if t.tickPeerLocked(p, now) {
 			pings = append(pings, p)
 		}
 	}
-	m.mu.Unlock()
+	t.hs.mu.Unlock()
 	for _, p := range pings {
-		m.ping(p)
+		t.ping(p)
 	}
+}
+
+// tickPeerLocked does what is due for one peer and reports whether it
+// needs a keepalive.
+func (t *transport) tickPeerLocked(p *Peer, now int64) (keepalive bool) {
+	for i, r := range p.retired {
+		if r != nil && now-r.created > int64(t.t.rejectAfter) {
+			t.index.remove(r) // it decrypts nothing any more
+			p.retired[i] = nil
+		}
+	}
+	if p.next != nil && now-p.next.created > int64(t.t.giveUp) {
+		t.index.remove(p.next)
+		p.next = nil
+	}
+	s := p.current
+	if s == nil {
+		if p.next == nil && p.dial == nil && now-max(p.lastRecv.Load(), p.created) > int64(t.t.forget) {
+			t.forgetLocked(p)
+		}
+		return false
+	}
+	p.checkPath(now)
+	age := now - s.created
+	switch {
+	case age > int64(t.t.rejectAfter):
+		t.downLocked(p, "session expired")
+		t.redialLocked(p)
+		return false
+	case p.dial == nil && age > int64(t.rekeyAge(s)):
+		t.redialLocked(p)
+	case p.dial == nil && now-p.lastRecv.Load() > int64(t.t.dead):
+		t.log.Info("peer silent; new handshake", "peer", p.id.Short())
+		t.redialLocked(p)
+	}
+	return now-p.lastSent.Load() > int64(t.t.keepalive)
 }
 
 // rekeyAge is when a session should be replaced. The side that started it
@@ -105,24 +104,29 @@ func (m *Mesh) tick() {
 // rekey needs a retransmission), but no longer than leaves its own dial
 // HandshakeGiveUp before the session expires, and at least 3 retransmit
 // intervals past RekeyAfter.
-func (m *Mesh) rekeyAge(s *session) time.Duration {
-	t := &m.t
+func (t *transport) rekeyAge(s *session) time.Duration {
+	tm := &t.t
 	if s.initiator {
-		return t.rekeyAfter
+		return tm.rekeyAfter
 	}
-	return max(t.rekeyAfter+3*t.retransmit, min(t.rekeyAfter+t.giveUp, t.rejectAfter-t.giveUp))
+	return max(tm.rekeyAfter+3*tm.retransmit, min(tm.rekeyAfter+tm.giveUp, tm.rejectAfter-tm.giveUp))
 }
 
 // driveDialLocked retransmits or abandons a dial.
-func (m *Mesh) driveDialLocked(d *dial, now int64) {
+func (t *transport) driveDialLocked(d *dial, now int64) {
 	if d.closed {
 		return
 	}
-	if now-d.started > int64(m.t.giveUp) {
-		m.finishDialLocked(d, nil, ErrHandshakeTimeout)
-		p := m.peers[d.pin.ID]
-		if p != nil && (p.current == nil || now-p.lastRecv.Load() > int64(m.t.dead)) {
-			m.downLocked(p, "handshake gave up")
+	if now-d.started > int64(t.t.giveUp) {
+		t.finishDialLocked(d, nil, ErrHandshakeTimeout)
+		// The peer is down if nothing authenticated came from it while
+		// the dial tried: judged from the last packet received, not from
+		// how long ago that was when the timer loop got to run, so a
+		// busy machine that delays keepalives (or this loop) does not
+		// take down a peer that is still talking.
+		p := t.peers.get(d.pin.ID)
+		if p != nil && (p.current == nil || p.lastRecv.Load() < d.started) {
+			t.downLocked(p, "handshake gave up")
 		}
 		return
 	}
@@ -130,32 +134,24 @@ func (m *Mesh) driveDialLocked(d *dial, now int64) {
 		return
 	}
 	if s := d.session; s != nil {
-		d.nextAt = now + int64(m.t.retransmit)
-		m.sendTo(d.path, s.final)
+		d.nextAt = now + int64(t.t.retransmit)
+		t.sendTo(d.path, s.final)
 		return
 	}
-	m.attemptLocked(d)
+	if h := d.hs; h != nil {
+		d.nextAt = now + int64(noise.RetransmitDelay(t.t.retransmit, d.tries, nil))
+		d.tries++
+		t.sendTo(d.path, h.pkt)
+	}
 }
 
 // redialLocked starts an IK handshake with a peer we know, to its current
 // endpoint; the dial becomes p.dial (see newDialLocked) unless it failed
 // at once.
-func (m *Mesh) redialLocked(p *Peer) {
+func (t *transport) redialLocked(p *Peer) {
 	ep := p.ep.Load()
 	if ep == nil || p.dial != nil {
 		return
 	}
-	m.newDialLocked(ep, Pin{Key: p.key, ID: p.id})
-}
-
-// downLocked drops the peer's sessions and reports it down.
-func (m *Mesh) downLocked(p *Peer, why string) {
-	wasUp := p.up
-	p.dropSessionsLocked()
-	p.closeStreamsLocked()
-	if wasUp {
-		m.log.Info("peer down", "peer", p.id.Short(), "reason", why)
-		m.notifyLocked(PeerEvent{Peer: p.id, Up: false})
-		m.notifyEnginesLocked(p.id, false)
-	}
+	t.newDialLocked(ep, Pin{Key: p.key, ID: p.id})
 }

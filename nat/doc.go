@@ -1,5 +1,3 @@
-//go:build nat
-
 // Package nat is netmesh's NAT traversal engine: it learns the node's
 // reflexive address (the address a NAT maps its socket to), classifies the
 // NAT, and upgrades relayed sessions to direct ones by coordinated hole
@@ -7,8 +5,9 @@
 //
 // # Build tags
 //
-// The package is compiled only with build tags, so a node that does not
-// want NAT traversal carries none of its code or dependencies:
+// The engine is compiled only with build tags, so a node that does not
+// want NAT traversal carries none of its code or dependencies (the types
+// it shares with package mesh, in api.go, build always):
 //
 //   - nat: reflex discovery, classification and hole punching (this
 //     engine, with github.com/pion/stun/v3).

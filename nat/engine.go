@@ -44,35 +44,6 @@ type Transport interface {
 	SetPathReason(peer identity.NodeID, why string)
 }
 
-// Config configures an Engine. The zero value is valid: no STUN servers
-// (peers report the reflex), the Default timings, no logs.
-type Config struct {
-	// STUNServers are STUN servers as "host:port", resolved at each
-	// classification.
-	STUNServers []string
-	// ReflexTimeout bounds one reflex query. Zero means
-	// DefaultReflexTimeout.
-	ReflexTimeout time.Duration
-	// PunchTimeout is how long a punch probes. Zero means
-	// DefaultPunchTimeout.
-	PunchTimeout time.Duration
-	// ProbeInterval spaces probe rounds. Zero means DefaultProbeInterval.
-	ProbeInterval time.Duration
-	// RetryAfter is the first retry delay after a failed punch or a
-	// fallback to the relay. Zero means DefaultRetryAfter; negative
-	// disables retries.
-	RetryAfter time.Duration
-	// ReclassifyInterval is how often the NAT is classified again. Zero
-	// means DefaultReclassifyInterval.
-	ReclassifyInterval time.Duration
-	// Logger receives the engine's logs; nil discards them.
-	Logger *slog.Logger
-	// PortMap asks the router for a mapping of the node's port (NAT-PMP,
-	// then UPnP-IGD) and makes the mapped address the reflex override. It
-	// needs the portmap build tag; without it Start only logs that.
-	PortMap bool
-}
-
 func (c Config) withDefaults() Config {
 	def := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {
@@ -88,37 +59,6 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return c
-}
-
-// Stats is a snapshot of the engine's state and counters.
-type Stats struct {
-	// Type is the current classification.
-	Type Type
-	// PortMap describes the port mapping (build tag portmap): the protocol
-	// and external address, or why there is none; empty when port mapping
-	// is off.
-	PortMap string
-	// Reflex is the measured reflexive address; invalid until measured.
-	Reflex netip.AddrPort
-	// Override is the reflex override; invalid when unset.
-	Override netip.AddrPort
-	// PunchesAttempted counts punches this node probed for, either side.
-	PunchesAttempted uint64
-	// PunchesSucceeded counts punches that ended with a direct path.
-	PunchesSucceeded uint64
-	// PunchesSkipped counts introductions the pair matrix declined.
-	PunchesSkipped uint64
-	// RelayFallbacks counts times a peer stayed on or went back to the
-	// relay: failed or skipped punches, and direct paths that went silent.
-	RelayFallbacks uint64
-	// Introductions counts introductions this node made as coordinator.
-	Introductions uint64
-	// ReflexQueries counts STUN and peer reflex requests sent, and
-	// ReflexAnswers the answers received.
-	ReflexQueries uint64
-	ReflexAnswers uint64
-	// Classifications counts completed classifications.
-	Classifications uint64
 }
 
 // counters are the engine's atomic counters.
@@ -337,7 +277,7 @@ func (e *Engine) ClearReflexOverride() {
 // Stats returns a snapshot of the engine's state and counters.
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
-	st := Stats{Type: e.typ, Reflex: e.reflex, Override: e.override}
+	st := Stats{Enabled: true, Type: e.typ, Reflex: e.reflex, Override: e.override}
 	pm := e.pm
 	e.mu.Unlock()
 	if pm != nil {

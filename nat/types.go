@@ -7,37 +7,6 @@ import (
 	"slices"
 )
 
-// Type is a NAT classification, from the mapping behaviour reflex
-// discovery observed.
-type Type uint8
-
-// NAT types. The numeric values travel in NAT frames: do not renumber.
-const (
-	// Unknown: fewer than two destinations reported a reflex.
-	Unknown Type = iota
-	// Open: a reflex equals a local address; there is no NAT.
-	Open
-	// Cone: every destination sees the same mapping (endpoint-independent
-	// mapping). Filtering may still be by address or by address and port.
-	Cone
-	// Symmetric: the mapping changes with the destination.
-	Symmetric
-	numTypes
-)
-
-// String returns "unknown", "open", "cone" or "symmetric".
-func (t Type) String() string {
-	switch t {
-	case Open:
-		return "open"
-	case Cone:
-		return "cone"
-	case Symmetric:
-		return "symmetric"
-	}
-	return "unknown"
-}
-
 // Decide is the pair-type matrix: it reports whether two nodes with NAT
 // types self and other should try to punch, and if not, why. Only a
 // symmetric NAT on both sides is skipped: each side's probes leave from a

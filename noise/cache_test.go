@@ -77,6 +77,8 @@ func (r *refHandshake) write(t *testing.T) []byte {
 		}
 	} else if r.pattern == PatternIK {
 		payload = binary.BigEndian.AppendUint64(nil, 0) // the response's incarnation
+	} else {
+		payload = make([]byte, xxPadding) // XX message 1's padding
 	}
 	msg, cs1, cs2, err := r.hs.WriteMessage(nil, payload)
 	if err != nil {

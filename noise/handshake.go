@@ -242,6 +242,8 @@ func (h *Handshake) WriteMessage(out []byte) ([]byte, error) {
 	switch size, carriesID := h.message(i); {
 	case carriesID:
 		payload = h.identityPayload()
+	case h.pattern == PatternXX && i == 0:
+		payload = make([]byte, xxPadding)
 	case size > keySize: // the IK response: the incarnation alone
 		payload = binary.BigEndian.AppendUint64(nil, h.incarnation)
 	}

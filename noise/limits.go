@@ -86,8 +86,13 @@ const (
 	// IKResponseSize is IK message 2: ephemeral key and the encrypted
 	// incarnation.
 	IKResponseSize = keySize + (incarnationSize + TagSize)
-	// XXInitiationSize is XX message 1: the ephemeral key in clear.
-	XXInitiationSize = keySize
+	// XXInitiationSize is XX message 1: the ephemeral key in clear,
+	// padded with zeros (carried as the message's payload, so the padding
+	// is part of the handshake transcript) to the size of the response it
+	// asks for. A responder then never sends more bytes to an address it
+	// has not verified than it received from there: a spoofed XX
+	// initiation cannot amplify a flood toward its victim.
+	XXInitiationSize = XXResponseSize
 	// XXResponseSize is XX message 2: ephemeral key, encrypted static key and
 	// encrypted identity payload and incarnation.
 	XXResponseSize = keySize + (keySize + TagSize) + (identityPayloadSize + incarnationSize + TagSize)
@@ -97,6 +102,9 @@ const (
 	// MaxHandshakeSize is the largest handshake message.
 	MaxHandshakeSize = IKInitiationSize
 
+	// xxPadding is the zero padding after the ephemeral key in XX
+	// message 1 (see XXInitiationSize).
+	xxPadding = XXInitiationSize - keySize
 	// keySize is the size of an X25519 or ed25519 public key.
 	keySize = 32
 	// identityPayloadSize is ed25519 public key || signature.

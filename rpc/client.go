@@ -17,7 +17,6 @@ import (
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/mesh/stream"
-	"github.com/netmesh/netmesh/mesh/wire"
 )
 
 // ClientOptions configures a Client. The zero value of every field is a
@@ -412,7 +411,7 @@ func (c *Client) start(ctx context.Context, node identity.NodeID, service string
 			return nil, cl.finish(cl.fail(KindTimeout, context.DeadlineExceeded, nil))
 		}
 	}
-	st, err := c.m.OpenStreamOn(ctx, p, wire.ProtoRPC, mesh.StreamConfig{MaxMessageSize: c.opts.MaxMessageSize})
+	st, err := c.m.OpenStreamOn(ctx, p, protocol, mesh.StreamConfig{MaxMessageSize: c.opts.MaxMessageSize})
 	if err != nil {
 		kind := KindTransport
 		if errors.Is(err, mesh.ErrNoSession) {

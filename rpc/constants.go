@@ -1,6 +1,17 @@
 package rpc
 
-import "time"
+import (
+	"time"
+
+	"github.com/netmesh/netmesh/mesh"
+)
+
+// ProtocolName names the mesh protocol rpc calls travel on (see
+// mesh.NewProtocol); its streams never mix with the application's.
+const ProtocolName = "netmesh/rpc"
+
+// protocol is the mesh protocol named ProtocolName.
+var protocol = mesh.MustProtocol(ProtocolName)
 
 // Defaults for the zero values of ServerOptions and ClientOptions.
 const (
@@ -97,3 +108,8 @@ const (
 	// the final frame (see stallTimeout).
 	resetAbandoned uint32 = 0x5250_0005
 )
+
+// capabilityLayer is the layer of the node's capability set that holds
+// the server's "rpc:<service>" tags, apart from the application's own
+// part, so an application announcing its set does not drop them.
+const capabilityLayer = "rpc"

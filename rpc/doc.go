@@ -4,14 +4,14 @@
 // capabilities, load spreading across a queue group, retries and circuit
 // breakers.
 //
-// A Server owns a mesh's stream listener for wire.ProtoRPC (one per Mesh)
-// and dispatches calls to handlers by service name; each service is
-// advertised as the capability tag "rpc:<service>". A Client calls a node
-// by NodeID (Call, Stream) or any node advertising a service (CallService,
-// Pick). HandleTyped, CallTyped and friends add a Codec (JSON by default)
-// on top of the raw byte forms.
+// A Server owns a mesh's stream listener for the protocol ProtocolName
+// (one per Mesh) and dispatches calls to handlers by service name; each
+// service is advertised as the capability tag "rpc:<service>". A Client
+// calls a node by NodeID (Call, Stream) or any node advertising a service
+// (CallService, Pick). HandleTyped, CallTyped and friends add a Codec
+// (JSON by default) on top of the raw byte forms.
 //
-// Every call is one stream of package mesh/stream on wire.ProtoRPC: the
+// Every call is one stream of package mesh/stream on that protocol: the
 // request is its first message (opening a stream costs nothing more), the
 // server answers on it, and a stream reset carries cancellation. Every
 // call error is an *Error with a Kind; servers answer with a Status, whose

@@ -2,45 +2,27 @@ package rpc_test
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 	"github.com/netmesh/netmesh/rpc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// newNode starts a mesh on 127.0.0.1 with fast timers (a dead peer is
-// noticed in 600 ms) and fast capability gossip, closed when the test ends.
+// newNode starts a node with fast timers (a dead peer is noticed in
+// 600 ms) and fast capability gossip, closed when the test ends.
 func newNode(t testing.TB, mod ...func(*mesh.Config)) *mesh.Mesh {
 	t.Helper()
-	cfg := mesh.Config{ListenAddr: "127.0.0.1:0"}
-	cfg.HandshakeRetransmit = 50 * time.Millisecond
-	cfg.HandshakeGiveUp = 2 * time.Second
-	cfg.KeepaliveInterval = 200 * time.Millisecond
-	cfg.RoamSilence = 100 * time.Millisecond
-	cfg.Capabilities.TTL = 3 * time.Second
-	cfg.Capabilities.MinAnnounceInterval = 100 * time.Millisecond
-	for _, f := range mod {
-		f(&cfg)
+	gossip := func(c *mesh.Config) {
+		c.Capabilities.TTL = 3 * time.Second
+		c.Capabilities.MinAnnounceInterval = 100 * time.Millisecond
 	}
-	if os.Getenv("MESHLOG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	m, err := mesh.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
+	return testnode.Start(t, append([]func(*mesh.Config){testnode.FastTimers, gossip}, mod...)...)
 }
 
 func ctxT(t testing.TB) context.Context {

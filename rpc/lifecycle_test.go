@@ -10,7 +10,6 @@ import (
 
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/mesh/meshtest"
-	"github.com/netmesh/netmesh/mesh/wire"
 	"github.com/netmesh/netmesh/rpc"
 )
 
@@ -136,7 +135,7 @@ func TestStalledRequestTimesOut(t *testing.T) {
 	srv := newServer(t, sm, rpc.ServerOptions{RequestTimeout: 100 * time.Millisecond})
 	peer := connect(t, cm, sm)
 	ctx := ctxT(t)
-	st, err := cm.OpenStreamOn(ctx, peer, wire.ProtoRPC, mesh.StreamConfig{})
+	st, err := cm.OpenStreamOn(ctx, peer, mesh.MustProtocol(rpc.ProtocolName), mesh.StreamConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

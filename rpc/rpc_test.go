@@ -14,7 +14,6 @@ import (
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
-	"github.com/netmesh/netmesh/mesh/wire"
 	"github.com/netmesh/netmesh/rpc"
 )
 
@@ -43,7 +42,7 @@ func TestUnaryRoundTrip(t *testing.T) {
 		}
 	}
 	// The service is advertised, merged with the node's own set.
-	if err := s.sm.AnnounceCapabilities(capability.Set{Tags: append([]string{"gpu"}, s.srv.Tags()...)}); err != nil {
+	if err := s.sm.AnnounceCapabilities(capability.Set{Tags: []string{"gpu"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.srv.Handle("echo2", echo); err != nil {
@@ -187,7 +186,7 @@ func TestBadInput(t *testing.T) {
 		{byte(rpc.FrameRequest), 0, 0, 0, 0, 0, 0, 0, 0, 0, 40, 'a'},                  // service past the end
 		{byte(rpc.FrameRequest), 0, 0, 0, 0, 0, 1, 0, 0, 0, 4, 'e', 'c', 'h', 'o', 1}, // credit in a unary call
 	} {
-		st, err := s.cm.OpenStreamOn(ctx, s.peer, wire.ProtoRPC, mesh.StreamConfig{})
+		st, err := s.cm.OpenStreamOn(ctx, s.peer, mesh.MustProtocol(rpc.ProtocolName), mesh.StreamConfig{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,7 +18,6 @@ import (
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/mesh/stream"
-	"github.com/netmesh/netmesh/mesh/wire"
 )
 
 // Handler answers a unary call: it gets the request body and returns the
@@ -84,7 +83,7 @@ type ServerStats struct {
 }
 
 // Server serves rpc calls on one mesh: it owns the mesh's stream listener
-// for wire.ProtoRPC (so there is at most one Server per Mesh), dispatches
+// for the rpc protocol (so there is at most one Server per Mesh), dispatches
 // each call to the handler of its service, and advertises the services as
 // capability tags "rpc:<service>". Its methods are safe for concurrent use.
 //
@@ -117,7 +116,7 @@ type entry struct {
 }
 
 // NewServer starts serving rpc calls on m. It takes m's listener for
-// wire.ProtoRPC, so a second NewServer on the same mesh fails with an
+// the rpc protocol, so a second NewServer on the same mesh fails with an
 // error wrapping mesh.ErrProtoInUse. m need not be started yet.
 func NewServer(m *mesh.Mesh, opts ServerOptions) (*Server, error) {
 	if opts.MaxRequestSize <= 0 {
@@ -142,7 +141,7 @@ func NewServer(m *mesh.Mesh, opts ServerOptions) (*Server, error) {
 		sem:      make(chan struct{}, opts.MaxConcurrent),
 		handlers: make(map[string]entry),
 	}
-	l, err := m.HandleStreams(wire.ProtoRPC, s.accept)
+	l, err := m.HandleStreams(protocol, s.accept)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("rpc: %w", err)
@@ -188,9 +187,9 @@ func (s *Server) add(service string, e entry) error {
 }
 
 // Tags returns the capability tags the server advertises, "rpc:<service>"
-// for each service, sorted. An application that replaces its whole set
-// with mesh.AnnounceCapabilities must include them (or use
-// mesh.UpdateCapabilities, which keeps what it does not touch).
+// for each service, sorted. They are announced as the node's "rpc" layer,
+// which the application's own announcements (mesh.AnnounceCapabilities)
+// leave alone.
 func (s *Server) Tags() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -209,21 +208,11 @@ func (s *Server) tagsLocked() []string {
 	return tags
 }
 
-// advertiseLocked announces the node's capability set with the "rpc:"
-// tags replaced by the server's, in one step with mesh.UpdateCapabilities
-// so it cannot race the application's own announcements.
+// advertiseLocked announces the server's tags as the node's "rpc" layer
+// (see mesh.AnnounceLayerCapabilities): the application's announcements
+// cannot drop them.
 func (s *Server) advertiseLocked() error {
-	tags := s.tagsLocked()
-	return s.m.UpdateCapabilities(func(cur capability.Set) capability.Set {
-		next := capability.Set{Metadata: cur.Metadata}
-		for _, t := range cur.Tags {
-			if !strings.HasPrefix(t, TagPrefix) {
-				next.Tags = append(next.Tags, t)
-			}
-		}
-		next.Tags = append(next.Tags, tags...)
-		return next
-	})
+	return s.m.AnnounceLayerCapabilities(capabilityLayer, capability.Set{Tags: s.tagsLocked()})
 }
 
 // Stats returns a snapshot of the server's counters.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 	"github.com/netmesh/netmesh/mesh/udp"
 )
 
@@ -212,7 +213,7 @@ func newGSOLink(tb testing.TB) link {
 }
 
 func newMeshLink(tb testing.TB) link {
-	tx, rx, peer := meshPair(tb)
+	tx, rx, peer := testnode.Pair(tb)
 	ctx, cancel := context.WithCancel(context.Background())
 	out := make([]byte, payloadSize)
 	in := make([]byte, mesh.MaxDatagramSize)

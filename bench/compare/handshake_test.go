@@ -12,6 +12,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 )
 
 // handshakeChunk is how many handshakes each client runs between untimed
@@ -134,8 +135,8 @@ func meshHandshakes(b *testing.B, conc int) {
 	runHandshakes(b, conc,
 		func(k int) {
 			for range k {
-				ini = append(ini, startNode(b))
-				res = append(res, startNode(b))
+				ini = append(ini, testnode.Start(b))
+				res = append(res, testnode.Start(b))
 			}
 		},
 		func(i int) error {

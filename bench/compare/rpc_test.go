@@ -12,6 +12,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 	"github.com/netmesh/netmesh/rpc"
 )
 
@@ -40,6 +41,8 @@ type unary struct {
 //   - quic: the way gRPC uses a connection: each call opens a new quic-go
 //     stream, writes the request, closes its side and reads the reply to
 //     EOF; the server handles each stream in its own goroutine.
+//   - nats: a request on a subject through an embedded nats-server, one
+//     broker hop each way (nats_test.go);
 //   - netmesh: rpc.Client.Call on a service registered with rpc.Server.
 //
 // Each run first makes unaryWarmup calls untimed. No call completing for
@@ -48,6 +51,7 @@ func BenchmarkUnary(b *testing.B) {
 	for _, callers := range []int{1, 64} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
 			b.Run("impl=quic", func(b *testing.B) { runUnary(b, callers, quicUnary(b)) })
+			b.Run("impl=nats", func(b *testing.B) { runUnary(b, callers, natsUnary(b)) })
 			b.Run("impl=netmesh", func(b *testing.B) { runUnary(b, callers, meshUnary(b)) })
 		})
 	}
@@ -163,7 +167,7 @@ func quicEcho(s *quic.Stream) {
 // meshUnary serves unary calls with package rpc between two connected
 // nodes.
 func meshUnary(tb testing.TB) unary {
-	cm, sm, _ := meshPair(tb)
+	cm, sm, _ := testnode.Pair(tb)
 	srv, err := rpc.NewServer(sm, rpc.ServerOptions{})
 	if err != nil {
 		tb.Fatal(err)

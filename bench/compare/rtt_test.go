@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 )
 
 // BenchmarkRTT64 measures a 64-byte request and a 64-byte response on an
@@ -73,7 +74,7 @@ func reportPercentiles(b *testing.B, samples []time.Duration) {
 func quicRTT(b *testing.B) { streamRoundTrips(b, quicPipes(b)) }
 
 func meshRTT(b *testing.B) {
-	client, server, peer := meshPair(b)
+	client, server, peer := testnode.Pair(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	echoDone := make(chan struct{})

@@ -47,48 +47,6 @@ const setupTimeout = 10 * time.Second
 
 var loopback = netip.MustParseAddrPort("127.0.0.1:0")
 
-// startNode starts a mesh with a fresh identity on a random port of
-// 127.0.0.1.
-func startNode(tb testing.TB) *mesh.Mesh {
-	tb.Helper()
-	m, err := mesh.New(mesh.Config{ListenAddr: "127.0.0.1:0"})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	if err := m.Start(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	return m
-}
-
-// meshPair starts two nodes, connects a to b with Noise IK and waits until
-// b has confirmed the session. Both close at the end of the run.
-func meshPair(tb testing.TB) (a, b *mesh.Mesh, ab *mesh.Peer) {
-	tb.Helper()
-	a, b = startNode(tb), startNode(tb)
-	tb.Cleanup(func() {
-		a.Close()
-		b.Close()
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	ab, err := a.Connect(ctx, b.Addr(), mesh.Pin{Key: b.Identity().PublicKey()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		if p := b.Peer(a.ID()); p != nil && p.IsUp() {
-			return a, b, ab
-		}
-		if ctx.Err() != nil {
-			tb.Fatal("responder never confirmed the session")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // benchCert is a self-signed ECDSA P-256 certificate for "localhost",
 // made once per test binary.
 var benchCert = sync.OnceValues(func() (tls.Certificate, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 )
 
 // bulkChunk is the size of one message (netmesh) or write and read
@@ -177,7 +178,7 @@ func quicPipe(s *quic.Stream) pipe {
 // meshPipes opens a reliable mesh stream between two fresh nodes.
 func meshPipes(tb testing.TB) pipePair {
 	tb.Helper()
-	a, peer, ab := meshPair(tb)
+	a, peer, ab := testnode.Pair(tb)
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
 	setup, setupDone := context.WithTimeout(ctx, setupTimeout)

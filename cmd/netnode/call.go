@@ -102,25 +102,44 @@ var buildVersion = sync.OnceValue(func() string {
 })
 
 // serveBuiltin starts the node's rpc server with the built-in services,
-// which it advertises as rpc: tags.
+// which it advertises as rpc: tags. The server has the rpc defaults, for
+// the task layer that shares it (a batch of tasks is up to 512 KiB); the
+// built-in services keep their own, smaller limits (builtinGuard).
 func (n *node) serveBuiltin(log *slog.Logger) (*rpc.Server, error) {
-	srv, err := rpc.NewServer(n.m, rpc.ServerOptions{
-		MaxRequestSize: builtinMaxRequest,
-		MaxConcurrent:  builtinMaxConcurrent,
-		Logger:         log,
-	})
+	srv, err := rpc.NewServer(n.m, rpc.ServerOptions{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("rpc: %w", err)
 	}
+	guard := builtinGuard(make(chan struct{}, builtinMaxConcurrent))
 	err = errors.Join(
-		srv.Handle(serviceInfo, func(context.Context, []byte) ([]byte, error) { return json.Marshal(n.info()) }),
-		srv.Handle(serviceEcho, func(_ context.Context, req []byte) ([]byte, error) { return req, nil }),
+		srv.Handle(serviceInfo, guard(func(context.Context, []byte) ([]byte, error) { return json.Marshal(n.info()) })),
+		srv.Handle(serviceEcho, guard(func(_ context.Context, req []byte) ([]byte, error) { return req, nil })),
 	)
 	if err != nil {
 		srv.Close()
 		return nil, fmt.Errorf("rpc: %w", err)
 	}
 	return srv, nil
+}
+
+// builtinGuard returns a wrapper that holds the built-in services to
+// builtinMaxRequest bytes a request and builtinMaxConcurrent handlers at
+// once (sem's capacity), answered like the rpc server's own limits.
+func builtinGuard(sem chan struct{}) func(rpc.Handler) rpc.Handler {
+	return func(h rpc.Handler) rpc.Handler {
+		return func(ctx context.Context, req []byte) ([]byte, error) {
+			if len(req) > builtinMaxRequest {
+				return nil, rpc.Errorf(rpc.StatusTooLarge, "request of %d bytes exceeds %d", len(req), builtinMaxRequest)
+			}
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			default:
+				return nil, rpc.Errorf(rpc.StatusUnavailable, "the built-in services are at their concurrency limit")
+			}
+			return h(ctx, req)
+		}
+	}
 }
 
 // info answers netnode.info.
@@ -138,12 +157,15 @@ func (n *node) info() nodeInfo {
 	return ni
 }
 
-// rpcServices returns the services this node serves, sorted.
+// rpcServices returns the built-in services this node serves, sorted
+// (the task layer's services share the server, and are not listed).
 func (n *node) rpcServices() []string {
 	services := []string{}
 	if n.srv != nil {
 		for _, tag := range n.srv.Tags() {
-			services = append(services, strings.TrimPrefix(tag, rpc.TagPrefix))
+			if s := strings.TrimPrefix(tag, rpc.TagPrefix); s == serviceInfo || s == serviceEcho {
+				services = append(services, s)
+			}
 		}
 	}
 	return services
@@ -199,7 +221,7 @@ func (n *node) call(ctx context.Context, raw json.RawMessage, _ func(any) error)
 		}
 		var rst *stream.ResetError
 		if errors.As(err, &rst) && rst.Remote && rst.Code == stream.CodeRefused {
-			res.Message += " (the node refused the call: it serves no rpc, as with rpc_builtin = false, or it is overloaded)"
+			res.Message += " (the node refused the call: it serves no rpc, or it is overloaded)"
 		}
 	case err != nil:
 		return nil, err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/netmesh/netmesh/bootstrap"
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
@@ -131,7 +132,7 @@ func (n *node) subscribe(ctx context.Context, raw json.RawMessage, more func(any
 		return nil, err
 	}
 	if p := n.m.Peer(id); p == nil || !p.IsUp() {
-		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		cctx, cancel := context.WithTimeout(ctx, bootstrap.DefaultConnectTimeout)
 		_, err := n.m.ConnectNode(cctx, id, key)
 		cancel()
 		if err != nil {

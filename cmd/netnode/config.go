@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
@@ -13,12 +14,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
-	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/daemon"
+	"github.com/netmesh/netmesh/dialaddr"
 	"github.com/netmesh/netmesh/mesh"
 )
 
@@ -50,6 +53,13 @@ type fileConfig struct {
 
 	// RPC.
 	RPCBuiltin *bool `toml:"rpc_builtin"`
+
+	// Tasks: the worker, the submitter and the skills run by executables.
+	Tasks  *tasksSpec  `toml:"tasks"`
+	Skills []skillSpec `toml:"skills"`
+
+	// Daemons: the daemon runtime.
+	Daemons *daemonsSpec `toml:"daemons"`
 }
 
 // subnetRuleSpec is one rule of subnet_policy: nodes that announce Tag
@@ -84,19 +94,47 @@ type natSpec struct {
 }
 
 // peerSpec names another node: its address and, optionally, the key or
-// NodeID it must have. In the file it is a table {addr, key, id}; on the
-// command line it is "ADDR[,key=HEX][,id=NODEID]" (see parsePeerFlag).
+// NodeID it must have. In the file it is a dial string (package dialaddr:
+// "HOST:PORT[,key=HEX][,id=NODEID]") or a table {addr, key, id}; on the
+// command line it is a dial string.
 type peerSpec struct {
 	Addr string `toml:"addr"`
 	Key  string `toml:"key"`
 	ID   string `toml:"id"`
+	dial string // the dial string, when the file gave one
+}
+
+// UnmarshalText takes a peer written as a dial string.
+func (ps *peerSpec) UnmarshalText(b []byte) error {
+	ps.dial = string(b)
+	return nil
+}
+
+// dialAddr validates ps. An address is required unless an id or key names
+// the node (it is then reached through a relay).
+func (ps peerSpec) dialAddr() (dialaddr.Addr, error) {
+	s := ps.dial
+	if s == "" {
+		var parts []string
+		if ps.Addr != "" {
+			parts = append(parts, ps.Addr)
+		}
+		if ps.Key != "" {
+			parts = append(parts, "key="+ps.Key)
+		}
+		if ps.ID != "" {
+			parts = append(parts, "id="+ps.ID)
+		}
+		s = strings.Join(parts, ",")
+	}
+	return dialaddr.Parse(s)
 }
 
 // runConfig is the validated configuration `netnode run` starts from.
 type runConfig struct {
 	keyFile string
 	listen  string
-	peers   []bootPeer
+	peers   []dialaddr.Addr
 	relays  []mesh.Relay
 	relay   bool
 	logger  *slog.Logger
@@ -113,6 +151,10 @@ type runConfig struct {
 	nat       mesh.NATConfig
 
 	rpcBuiltin bool // serve the built-in rpc services
+
+	tasks taskSettings
+
+	daemons daemon.Config
 }
 
 // namedChannel is a channel the node registers at start.
@@ -129,21 +171,6 @@ func (rc *runConfig) channelNames() []string {
 		names = append(names, c.name)
 	}
 	return names
-}
-
-// bootPeer is a bootstrap peer: the node keeps a session with it up.
-// With no address it is reached by its NodeID through a relay.
-type bootPeer struct {
-	addr netip.AddrPort // zero: connect by id through a relay
-	pin  mesh.Pin
-}
-
-// String names the peer for logs.
-func (b bootPeer) String() string {
-	if b.addr.IsValid() {
-		return b.addr.String()
-	}
-	return b.pin.ID.String()
 }
 
 // loadConfigFile reads and strictly decodes a TOML config file. Its errors
@@ -203,23 +230,26 @@ func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
 		rc.control = defaultControlPath()
 	}
 	for i, ps := range fc.Peers {
-		bp, err := ps.bootPeer()
+		da, err := ps.dialAddr()
 		if err != nil {
 			return nil, fmt.Errorf("peers[%d]: %w", i, err)
 		}
-		rc.peers = append(rc.peers, bp)
+		rc.peers = append(rc.peers, da)
 	}
 	for i, ps := range fc.Relays {
-		if ps.Addr == "" {
-			return nil, fmt.Errorf("relays[%d]: addr is required for a relay", i)
-		}
-		bp, err := ps.bootPeer()
+		r, err := ps.relay()
 		if err != nil {
 			return nil, fmt.Errorf("relays[%d]: %w", i, err)
 		}
-		rc.relays = append(rc.relays, mesh.Relay{Addr: bp.addr, Pin: bp.pin})
+		rc.relays = append(rc.relays, r)
 	}
 	if err := fc.validateFeatures(rc); err != nil {
+		return nil, err
+	}
+	if err := fc.validateTasks(rc); err != nil {
+		return nil, err
+	}
+	if err := fc.validateDaemons(rc); err != nil {
 		return nil, err
 	}
 	logger, err := newLogger(logOut, fc.LogFormat, fc.LogLevel)
@@ -408,61 +438,34 @@ func checkHostPort(s string) error {
 	return nil
 }
 
-// bootPeer validates ps. An address is required unless an id or key names
-// the node (it is then reached through a relay).
-func (ps peerSpec) bootPeer() (bootPeer, error) {
-	var bp bootPeer
-	if ps.Addr != "" {
-		ap, err := netip.ParseAddrPort(ps.Addr)
-		if err != nil || ap.Port() == 0 {
-			return bp, fmt.Errorf("addr %q: want ip:port with a non-zero port", ps.Addr)
-		}
-		bp.addr = ap
+// relay validates ps as a relay, which needs an address. A DNS name is
+// resolved once, here: the mesh keeps its relays by address.
+func (ps peerSpec) relay() (mesh.Relay, error) {
+	da, err := ps.dialAddr()
+	if err != nil {
+		return mesh.Relay{}, err
 	}
-	if ps.Key != "" {
-		key, err := parsePublicKey(ps.Key)
-		if err != nil {
-			return bp, err
-		}
-		bp.pin.Key = key
+	if da.Host == "" {
+		return mesh.Relay{}, fmt.Errorf("%s: a relay needs an address", da)
 	}
-	if ps.ID != "" {
-		id, err := identity.ParseNodeID(ps.ID)
-		if err != nil {
-			return bp, fmt.Errorf("id %q: not a NodeID", ps.ID)
-		}
-		if bp.pin.Key != nil && identity.NodeIDFromKey(bp.pin.Key) != id {
-			return bp, fmt.Errorf("id %s does not match key (its NodeID is %s)", id, identity.NodeIDFromKey(bp.pin.Key))
-		}
-		bp.pin.ID = id
+	ctx, cancel := context.WithTimeout(context.Background(), relayResolveTimeout)
+	defer cancel()
+	addrs, err := da.Resolve(ctx, nil)
+	if err != nil {
+		return mesh.Relay{}, fmt.Errorf("%s: %w", da, err)
 	}
-	if bp.pin.Key != nil && bp.pin.ID.IsZero() {
-		bp.pin.ID = identity.NodeIDFromKey(bp.pin.Key)
-	}
-	if !bp.addr.IsValid() && bp.pin.ID.IsZero() {
-		return bp, errors.New("needs addr, or id/key to reach it through a relay")
-	}
-	return bp, nil
+	return mesh.Relay{Addr: addrs[0], Pin: mesh.Pin{Key: da.Key, ID: da.NodeID()}}, nil
 }
 
-// parsePeerFlag parses the command-line form of a peer:
-// "ADDR[,key=HEX][,id=NODEID]", or "id=NODEID" / "key=HEX" alone.
+// relayResolveTimeout bounds the DNS lookup of a relay's name at start.
+const relayResolveTimeout = 10 * time.Second
+
+// parsePeerFlag parses the command-line form of a peer, a dial string.
 func parsePeerFlag(s string) (peerSpec, error) {
-	var ps peerSpec
-	for i, part := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(part, "=")
-		switch {
-		case !ok && i == 0:
-			ps.Addr = part
-		case ok && k == "key":
-			ps.Key = v
-		case ok && k == "id":
-			ps.ID = v
-		default:
-			return ps, fmt.Errorf("%q: want ADDR[,key=HEX][,id=NODEID]", s)
-		}
+	if _, err := dialaddr.Parse(s); err != nil {
+		return peerSpec{}, err
 	}
-	return ps, nil
+	return peerSpec{dial: s}, nil
 }
 
 // newLogger builds the node's slog logger from log_format and log_level.
@@ -489,14 +492,4 @@ func newLogger(out io.Writer, format, level string) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log_format %q: want text or json", format)
 	}
-}
-
-// defaultControlPath is the control socket a node listens on and the
-// other commands dial when --control is not given:
-// $XDG_RUNTIME_DIR/netnode.sock, else /tmp/netnode-<uid>.sock.
-func defaultControlPath() string {
-	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
-		return dir + "/netnode.sock"
-	}
-	return fmt.Sprintf("/tmp/netnode-%d.sock", os.Getuid())
 }

@@ -16,21 +16,24 @@ import (
 )
 
 func TestParsePeerFlag(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    peerSpec
-		wantErr bool
-	}{
-		{in: "127.0.0.1:7946", want: peerSpec{Addr: "127.0.0.1:7946"}},
-		{in: "[::1]:7946,key=ab,id=cd", want: peerSpec{Addr: "[::1]:7946", Key: "ab", ID: "cd"}},
-		{in: "id=cd", want: peerSpec{ID: "cd"}},
-		{in: "127.0.0.1:1,colour=blue", wantErr: true},
-		{in: "127.0.0.1:1,127.0.0.2:1", wantErr: true},
+	id, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		got, err := parsePeerFlag(tt.in)
-		if (err != nil) != tt.wantErr || (!tt.wantErr && got != tt.want) {
-			t.Errorf("parsePeerFlag(%q) = %+v, %v", tt.in, got, err)
+	key := hex.EncodeToString(id.PublicKey())
+	for _, ok := range []string{"127.0.0.1:7946", "[::1]:7946,key=" + key, "id=" + id.NodeID().String(), "relay.example.com:7946"} {
+		ps, err := parsePeerFlag(ok)
+		if err != nil {
+			t.Errorf("parsePeerFlag(%q): %v", ok, err)
+			continue
+		}
+		if _, err := ps.dialAddr(); err != nil {
+			t.Errorf("parsePeerFlag(%q).dialAddr(): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"127.0.0.1:1,colour=blue", "127.0.0.1:1,127.0.0.2:1", "id=cd", ""} {
+		if _, err := parsePeerFlag(bad); err == nil {
+			t.Errorf("parsePeerFlag(%q) accepted it", bad)
 		}
 	}
 }
@@ -58,13 +61,21 @@ func TestPeerSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := hex.EncodeToString(id.PublicKey())
-	bp, err := peerSpec{Addr: "127.0.0.1:1", Key: key}.bootPeer()
-	if err != nil || bp.pin.ID != id.NodeID() || !bp.pin.Key.Equal(id.PublicKey()) {
-		t.Errorf("key pin: %+v, %v", bp, err)
+	da, err := peerSpec{Addr: "127.0.0.1:1", Key: key}.dialAddr()
+	if err != nil || da.NodeID() != id.NodeID() || !da.Key.Equal(id.PublicKey()) {
+		t.Errorf("key pin: %+v, %v", da, err)
 	}
-	bp, err = peerSpec{ID: id.NodeID().String()}.bootPeer()
-	if err != nil || bp.addr.IsValid() || bp.pin.ID != id.NodeID() || bp.String() != id.NodeID().String() {
-		t.Errorf("id only: %+v, %v", bp, err)
+	da, err = peerSpec{ID: id.NodeID().String()}.dialAddr()
+	if err != nil || da.Host != "" || da.NodeID() != id.NodeID() || da.String() != "id="+id.NodeID().String() {
+		t.Errorf("id only: %+v, %v", da, err)
+	}
+	// A dial string in the file is the same peer as the table.
+	var fromText peerSpec
+	if err := fromText.UnmarshalText([]byte("127.0.0.1:1,key=" + key)); err != nil {
+		t.Fatal(err)
+	}
+	if da, err := fromText.dialAddr(); err != nil || da.NodeID() != id.NodeID() {
+		t.Errorf("dial string: %+v, %v", da, err)
 	}
 	for _, bad := range []peerSpec{
 		{},
@@ -72,9 +83,15 @@ func TestPeerSpec(t *testing.T) {
 		{Addr: "127.0.0.1:1", Key: key[2:]},
 		{Addr: "127.0.0.1:1", Key: key, ID: other.NodeID().String()},
 	} {
-		if _, err := bad.bootPeer(); err == nil {
+		if _, err := bad.dialAddr(); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}
+	}
+	if _, err := (peerSpec{ID: id.NodeID().String()}).relay(); err == nil {
+		t.Error("a relay without an address was accepted")
+	}
+	if r, err := (peerSpec{Addr: "127.0.0.1:7946", Key: key}).relay(); err != nil || r.Addr.String() != "127.0.0.1:7946" || r.Pin.ID != id.NodeID() {
+		t.Errorf("relay: %+v, %v", r, err)
 	}
 }
 
@@ -93,17 +110,6 @@ func TestValidateDefaults(t *testing.T) {
 	}
 	if _, err := (fileConfig{}).validate(io.Discard); err == nil || !strings.Contains(err.Error(), "key_file") {
 		t.Errorf("no key file: %v", err)
-	}
-}
-
-func TestDefaultControlPath(t *testing.T) {
-	t.Setenv("XDG_RUNTIME_DIR", "/run/user/7")
-	if got := defaultControlPath(); got != "/run/user/7/netnode.sock" {
-		t.Errorf("with XDG_RUNTIME_DIR: %s", got)
-	}
-	t.Setenv("XDG_RUNTIME_DIR", "")
-	if got := defaultControlPath(); !strings.HasPrefix(got, "/tmp/netnode-") {
-		t.Errorf("without XDG_RUNTIME_DIR: %s", got)
 	}
 }
 

@@ -30,8 +30,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // request is one line a client sends.
@@ -108,13 +106,16 @@ func listenControl(path string, log *slog.Logger, methods map[string]method) (*c
 			return nil, fmt.Errorf("control socket %s: removing the stale socket: %w", path, err)
 		}
 	}
+	if err := prepareControlDir(path); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	// Connecting needs write permission on the socket file. Until the
-	// chmod, the umask decides; the SO_PEERCRED check below covers that
-	// moment.
+	// chmod, the umask decides; the peer credential check below covers
+	// that moment.
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
@@ -151,25 +152,6 @@ func (s *controlServer) close() error {
 		err = nil
 	}
 	return err
-}
-
-// peerUID returns the uid of the process at the other end of c.
-func peerUID(c *net.UnixConn) (int, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if credErr != nil {
-		return 0, credErr
-	}
-	return int(cred.Uid), nil
 }
 
 // serveConn answers the requests of one client, in order.
@@ -218,10 +200,17 @@ func (s *controlServer) serveConn(ctx context.Context, c *net.UnixConn) {
 					return false
 				}
 			}
-			if err := sc.Err(); err != nil && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				select {
-				case lines <- line{err: errorf(codeBadRequest, "reading request: %v", err)}:
-				case <-ctx.Done():
+			if err := sc.Err(); err != nil {
+				// A line too long is the client's mistake, which it is
+				// told. Any other error (a reset: the client closed with
+				// answers unread) is a hang-up, which cancels the request
+				// in flight: telling the main loop first would wait for
+				// that very request.
+				if errors.Is(err, bufio.ErrTooLong) && ctx.Err() == nil {
+					select {
+					case lines <- line{err: errorf(codeBadRequest, "reading request: %v", err)}:
+					case <-ctx.Done():
+					}
 				}
 				return false
 			}
@@ -244,30 +233,6 @@ func (s *controlServer) serveConn(ctx context.Context, c *net.UnixConn) {
 			return // the client is gone
 		}
 	}
-}
-
-// waitHangUp returns when the client has closed its end of c, not only
-// shut down its writing side, or when c is closed here.
-func waitHangUp(c *net.UnixConn) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return
-	}
-	// A read wait wakes at every event on the socket; a peer that closes
-	// leaves POLLHUP set, one that shut down writing only POLLRDHUP.
-	raw.Read(func(fd uintptr) bool {
-		for {
-			fds := []unix.PollFd{{Fd: int32(fd)}}
-			n, err := unix.Poll(fds, 0)
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err != nil:
-				return true
-			}
-			return n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
-		}
-	})
 }
 
 // answer runs one request and writes its response lines. It returns an

@@ -45,7 +45,8 @@ type demoNode struct {
 // knows only beta. Delta announces a GPU; alpha discovers it through
 // gossip and reaches it by NodeID through beta, which relays without being
 // able to read the traffic. Alpha publishes on a channel beta and gamma
-// subscribe to, and calls an RPC service delta serves.
+// subscribe to, calls an RPC service delta serves, sends delta a task,
+// and spawns a daemon on delta that it moves to beta while events flow.
 func runDemo(ctx context.Context, out io.Writer) error {
 	names := []string{"alpha", "beta", "gamma", "delta"}
 	nodes := make([]*demoNode, len(names))
@@ -148,7 +149,18 @@ func runDemo(ctx context.Context, out io.Writer) error {
 	if err := demoChannel(ctx, out, alpha, []*demoNode{beta, gamma}); err != nil {
 		return err
 	}
-	if err := demoRPC(ctx, out, alpha, delta); err != nil {
+	srvDelta, err := rpc.NewServer(delta.m, rpc.ServerOptions{})
+	if err != nil {
+		return err
+	}
+	defer srvDelta.Close()
+	if err := demoRPC(ctx, out, alpha, delta, srvDelta); err != nil {
+		return err
+	}
+	if err := demoTasks(ctx, out, alpha, delta, srvDelta); err != nil {
+		return err
+	}
+	if err := demoDaemons(ctx, out, nodes, map[*demoNode]*rpc.Server{delta: srvDelta}, alpha, beta, []*demoNode{alpha, gamma}); err != nil {
 		return err
 	}
 
@@ -245,16 +257,11 @@ func demoChannel(ctx context.Context, out io.Writer, pub *demoNode, subs []*demo
 	return nil
 }
 
-// demoRPC: server serves a service; caller finds it by capability and
-// calls it (through the relay, in the demo).
-func demoRPC(ctx context.Context, out io.Writer, caller, server *demoNode) error {
+// demoRPC: server serves a service on srv; caller finds it by capability
+// and calls it (through the relay, in the demo).
+func demoRPC(ctx context.Context, out io.Writer, caller, server *demoNode, srv *rpc.Server) error {
 	fmt.Fprintln(out, "\nrpc (services advertised as capabilities, found by the caller)")
-	srv, err := rpc.NewServer(server.m, rpc.ServerOptions{})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	err = srv.Handle("wordcount", func(_ context.Context, req []byte) ([]byte, error) {
+	err := srv.Handle("wordcount", func(_ context.Context, req []byte) ([]byte, error) {
 		return fmt.Appendf(nil, "%d words", len(strings.Fields(string(req)))), nil
 	})
 	if err != nil {

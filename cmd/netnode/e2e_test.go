@@ -11,9 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,6 +31,9 @@ func TestMain(m *testing.M) {
 func testMain(m *testing.M) int {
 	if path := os.Getenv(fakeControlEnv); path != "" {
 		return fakeControl(path)
+	}
+	if os.Getenv(fakeSkillEnv) != "" {
+		return fakeSkill()
 	}
 	dir, err := os.MkdirTemp("", "netnode-bin-")
 	if err != nil {
@@ -352,10 +353,7 @@ listen = "127.0.0.1:0"
 relay = false
 rpc_builtin = false
 capabilities = ["cpu"]
-
-[[relays]]
-addr = %q
-id = %q
+relays = ["%s,id=%s"] # a dial string; B below is a table
 
 [[peers]]
 id = %q
@@ -499,10 +497,11 @@ func TestBadConfig(t *testing.T) {
 		{"bad listen", `listen = "127.0.0.1"`, nil, "listen"},
 		{"bad listen port", `listen = ":70000"`, nil, "bad port"},
 		{"bad listen flag", "", []string{"--listen", "localhost:1"}, "not an IP address"},
-		{"bad peer address", "[[peers]]\naddr = \"example.com:7946\"", nil, "peers[0]: addr"},
-		{"bad peer key", "[[peers]]\naddr = \"127.0.0.1:7946\"\nkey = \"abcd\"", nil, "peers[0]: key"},
-		{"bad peer id", "[[peers]]\nid = \"nope\"", nil, "peers[0]: id"},
-		{"relay without address", "[[relays]]\nid = \"" + strings.Repeat("a", 26) + "\"", nil, "relays[0]: addr is required"},
+		{"bad peer address", "[[peers]]\naddr = \"127.0.0.1:0\"", nil, "peers[0]: dialaddr: bad dial string \"127.0.0.1:0\""},
+		{"bad peer key", "[[peers]]\naddr = \"127.0.0.1:7946\"\nkey = \"abcd\"", nil, "peers[0]: dialaddr: bad dial string \"127.0.0.1:7946,key=abcd\""},
+		{"bad peer id", "[[peers]]\nid = \"nope\"", nil, "peers[0]: dialaddr: bad dial string \"id=nope\""},
+		{"bad peer dial string", "peers = [\"127.0.0.1:7946,colour=blue\"]", nil, "peers[0]: dialaddr: bad dial string"},
+		{"relay without address", "[[relays]]\nkey = \"" + strings.Repeat("ab", 32) + "\"", nil, "relays[0]: key=" + strings.Repeat("ab", 32) + ": a relay needs an address"},
 		{"bad peer flag", "", []string{"--peer", "127.0.0.1:1,colour=blue"}, "--peer"},
 		{"bad metrics", `metrics = "9100"`, nil, "metrics"},
 		{"bad log format", `log_format = "xml"`, nil, "log_format"},
@@ -549,24 +548,6 @@ func TestBadConfig(t *testing.T) {
 		r := netnodeCmd(t, setup, "run", "--key", locked, "--control", sock)
 		oneLineError(t, r, 2, "permission denied")
 	})
-}
-
-// asNobody returns a command setup that runs it as the user nobody, and
-// nobody's uid, or skips the test if that is not possible.
-func asNobody(t *testing.T) (func(*exec.Cmd), int) {
-	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root to run a command as another user")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skip("no user nobody:", err)
-	}
-	uid, _ := strconv.Atoi(nobody.Uid)
-	gid, _ := strconv.Atoi(nobody.Gid)
-	return func(cmd *exec.Cmd) {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	}, uid
 }
 
 // TestControlSocket checks the socket's mode, that other users are
@@ -690,9 +671,7 @@ func TestControlSocketOfAnotherUser(t *testing.T) {
 	}
 
 	// A user other than nobody and root (uid 1, daemon on most systems).
-	asOther := func(cmd *exec.Cmd) {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1, Gid: 1}}
-	}
+	asOther := runAs(1, 1)
 	r := netnodeCmd(t, asOther, "status", "--json", "--control", sock)
 	oneLineError(t, r, 1, fmt.Sprintf("served by uid %d", nobodyUID))
 	if strings.Contains(r.stdout, "forged") {
@@ -712,7 +691,9 @@ func TestDemo(t *testing.T) {
 	if err := runDemo(ctx, &out); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"intact (SHA-256)", "delivered end to end encrypted", "2 of 2 subscribers delivered", "demo finished"} {
+	for _, want := range []string{"intact (SHA-256)", "delivered end to end encrypted", "2 of 2 subscribers delivered",
+		"queued on delta", "event #4 progress 100", `succeeded success {"thumbnail": "cat.png@64px"}`,
+		"moves the daemon to beta", "cutover", "lost 0, duplicated 0", "demo finished"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

@@ -17,9 +17,12 @@ import (
 	"github.com/netmesh/netmesh/internal/netlab"
 )
 
-// withoutRPC drops the rpc: tags a node's rpc server adds to its set.
-func withoutRPC(tags []string) []string {
-	return slices.DeleteFunc(slices.Clone(tags), func(t string) bool { return strings.HasPrefix(t, "rpc:") })
+// withoutLayerTags drops the tags the node's layers add to its set: the
+// rpc server's rpc: tags and the daemon runtime's daemon: tags.
+func withoutLayerTags(tags []string) []string {
+	return slices.DeleteFunc(slices.Clone(tags), func(t string) bool {
+		return strings.HasPrefix(t, "rpc:") || strings.HasPrefix(t, "daemon:")
+	})
 }
 
 // checkDiscovery drives find, nodes, status and nat on the end-to-end
@@ -34,7 +37,7 @@ func checkDiscovery(t *testing.T, a, b, c *proc, ka, kb, kc keyInfo) {
 	})
 	nb := found.Nodes[0]
 	if nb.NodeID != kb.NodeID || nb.PublicKey != kb.PublicKey || nb.Self || nb.Status != "online" ||
-		!slices.Equal(withoutRPC(nb.Tags), []string{"gpu", "rack:1"}) || nb.Metadata["gpu_mem_gb"] != "48" ||
+		!slices.Equal(withoutLayerTags(nb.Tags), []string{"gpu", "rack:1"}) || nb.Metadata["gpu_mem_gb"] != "48" ||
 		nb.Subnet != "3.1.0.0" || nb.Hops < 1 || nb.Via == "" {
 		t.Errorf("C's find of B: %+v", nb)
 	}
@@ -407,8 +410,10 @@ func checkCalls(t *testing.T, a, b, c *proc, ka, kb, kc, stranger keyInfo, metri
 		res.RPCStatus != 1 || res.RPCStatusName != "unknown service" || res.NodeID != kb.NodeID {
 		t.Errorf("call of an unknown service --json: exit %d, %q, %+v", r.code, r.stdout, res)
 	}
+	// C serves no built-in service (its rpc server carries only the task
+	// layer).
 	oneLineError(t, netnode(t, "call", kc.NodeID, serviceInfo, "--control", a.control), 1,
-		"call netnode.info on "+kc.NodeID+": transport: stream: reset by peer with code 0xffff0001 (the node refused the call: it serves no rpc")
+		"call netnode.info on "+kc.NodeID+": server error 1 (unknown service): no service netnode.info")
 	oneLineError(t, netnode(t, "call", anyNode, "no.such", "--control", a.control), 1, "no responders: no other node advertises rpc:no.such")
 	oneLineError(t, netnode(t, "call", stranger.NodeID, serviceInfo, "--control", a.control), 1, "unknown node")
 

@@ -35,6 +35,11 @@ type capNode struct {
 	Version   uint64            `json:"version"`
 	Updated   time.Time         `json:"updated"`
 	Expires   time.Time         `json:"expires"`
+	// Skills are the task skills the node offers (its skill: tags), Hot
+	// those ready now, and Load its task load; nil when it runs no skill.
+	Skills []string  `json:"skills"`
+	Hot    []string  `json:"hot_skills"`
+	Load   *taskLoad `json:"task_load"`
 }
 
 // findParams are the parameters of "find".
@@ -113,6 +118,7 @@ func (n *node) capNodes(found []*capability.Node) []capNode {
 		if sub := n.rc.policy.Subnet(c.Set); !sub.IsZero() {
 			cn.Subnet = sub.String()
 		}
+		cn.Skills, cn.Hot, cn.Load = taskView(c.Set)
 		out = append(out, cn)
 	}
 	slices.SortFunc(out, func(a, b capNode) int { return cmp.Compare(a.NodeID, b.NodeID) })
@@ -190,7 +196,7 @@ func printCapNodes(out io.Writer, nodes []capNode, withSubnet bool) {
 		}
 		return cmp.Or(s, "-") + "\t"
 	}
-	fmt.Fprintf(tw, "NODE ID\tSTATUS\tHOPS\tVIA\t%sTAGS\tMETADATA\n", subnetCol("SUBNET"))
+	fmt.Fprintf(tw, "NODE ID\tSTATUS\tHOPS\tVIA\t%sSKILLS\tLOAD\tTAGS\tMETADATA\n", subnetCol("SUBNET"))
 	for _, c := range nodes {
 		via := "-"
 		if c.Via != "" {
@@ -204,8 +210,8 @@ func printCapNodes(out io.Writer, nodes []capNode, withSubnet bool) {
 		for _, k := range slices.Sorted(maps.Keys(c.Metadata)) {
 			md = append(md, k+"="+c.Metadata[k])
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s%s\t%s\n", c.NodeID, c.Status, hops, via, subnetCol(c.Subnet),
-			cmp.Or(strings.Join(c.Tags, ","), "-"), cmp.Or(strings.Join(md, " "), "-"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s%s\t%s\t%s\t%s\n", c.NodeID, c.Status, hops, via, subnetCol(c.Subnet),
+			skillsColumn(c), c.Load, cmp.Or(strings.Join(c.Tags, ","), "-"), cmp.Or(strings.Join(md, " "), "-"))
 	}
 	tw.Flush()
 }

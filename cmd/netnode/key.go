@@ -10,26 +10,37 @@ import (
 )
 
 func newKeygen() *cobra.Command {
-	var path string
+	var path, format string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "keygen",
 		Short: "Write a new identity key file (mode 0600) and print its NodeID",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, ok := keyFormats[format]
+			if !ok {
+				return usageError{fmt.Errorf("--format %q: want netmesh or pkcs8", format)}
+			}
 			id, err := identity.Generate()
 			if err != nil {
 				return err
 			}
-			if err := id.Save(path); err != nil {
+			if err := id.SaveAs(path, f); err != nil {
 				return err
 			}
 			return printID(cmd, id, path, asJSON)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "key", "k", "node.key", "key file to create")
+	cmd.Flags().StringVar(&format, "format", "netmesh", "key file format: netmesh, or pkcs8 (PEM \"PRIVATE KEY\", as openssl writes)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// keyFormats maps keygen's --format values to key file formats.
+var keyFormats = map[string]identity.KeyFormat{
+	"netmesh": identity.KeyNetmesh,
+	"pkcs8":   identity.KeyPKCS8,
 }
 
 func newID() *cobra.Command {

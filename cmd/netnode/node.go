@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/netmesh/netmesh/channel"
+	"github.com/netmesh/netmesh/daemon"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/rpc"
@@ -111,13 +113,15 @@ type node struct {
 	m       *mesh.Mesh
 	rc      *runConfig
 	started time.Time
-	rpc     *rpc.Client // makes the calls of "call"
-	srv     *rpc.Server // serves the built-in services; nil with rpc_builtin = false
+	rpc     *rpc.Client     // makes the calls of "call"
+	srv     *rpc.Server     // serves the built-in services; nil with rpc_builtin = false
+	tasks   *taskNode       // the worker and submitter; nil until started
+	daemons *daemon.Runtime // the daemon runtime; nil until started
 }
 
 // methods returns the control methods the node serves.
 func (n *node) methods() map[string]method {
-	return map[string]method{
+	m := map[string]method{
 		"status":    func(context.Context, json.RawMessage, func(any) error) (any, error) { return n.status(), nil },
 		"peers":     func(context.Context, json.RawMessage, func(any) error) (any, error) { return n.peers(), nil },
 		"health":    n.health,
@@ -129,6 +133,13 @@ func (n *node) methods() map[string]method {
 		"nat":       n.nat,
 		"call":      n.call,
 	}
+	if n.tasks != nil {
+		maps.Copy(m, n.taskMethods())
+	}
+	if n.daemons != nil {
+		maps.Copy(m, n.daemonMethods())
+	}
+	return m
 }
 
 func (n *node) status() statusInfo {

@@ -13,10 +13,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/netmesh/netmesh/bootstrap"
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/meshmdns"
 	"github.com/netmesh/netmesh/rpc"
 )
 
@@ -151,8 +153,8 @@ file's list. See docs/OPERATIONS.md for every key.`,
 	f.StringVarP(&configPath, "config", "c", "", "TOML config file")
 	f.StringVarP(&flags.KeyFile, "key", "k", "", "identity key file (key_file), made by netnode keygen")
 	f.StringVar(&flags.Listen, "listen", defaultListen, "UDP address to listen on (listen)")
-	f.StringArrayVar(&rf.peers, "peer", nil, "bootstrap peer ADDR[,key=HEX][,id=NODEID], repeatable (peers)")
-	f.StringArrayVar(&rf.relays, "relay-node", nil, "relay to use, ADDR[,key=HEX][,id=NODEID], repeatable (relays)")
+	f.StringArrayVar(&rf.peers, "peer", nil, "bootstrap peer HOST:PORT[,key=HEX][,id=NODEID], repeatable (peers)")
+	f.StringArrayVar(&rf.relays, "relay-node", nil, "relay to use, HOST:PORT[,key=HEX][,id=NODEID], repeatable (relays)")
 	f.BoolVar(&rf.relay, "relay", true, "forward packets between other nodes (relay)")
 	f.StringVar(&flags.LogFormat, "log-format", "text", "log format: text or json (log_format)")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "log level: debug, info, warn or error (log_level)")
@@ -257,6 +259,14 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 		}
 		defer n.srv.Close()
 	}
+	if err := n.startTasks(); err != nil {
+		return err
+	}
+	defer n.tasks.close()
+	if err := n.startDaemons(); err != nil {
+		return err
+	}
+	defer n.daemons.Close()
 	for _, c := range rc.channels {
 		if err := m.RegisterChannel(c.name, c.cfg); err != nil {
 			return usageError{fmt.Errorf("channels: %s: %w", c.name, err)}
@@ -282,9 +292,9 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { ctl.serve(ctx) })
-	wg.Go(func() { keepPeers(ctx, m, rc.peers, log) })
+	wg.Go(func() { bootstrap.Keep(ctx, m, rc.peers, bootstrap.Options{Logger: log}) })
 	if rc.mdns {
-		wg.Go(func() { runMDNS(ctx, m, log) })
+		wg.Go(func() { meshmdns.Run(ctx, m, meshmdns.Options{Logger: log}) })
 	}
 	if rc.punch {
 		wg.Go(func() { punchRelayed(ctx, m, log) })
@@ -306,6 +316,14 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 		metrics.Shutdown(sctx)
 	}
 	wg.Wait()
+	// Drain the worker while the mesh still runs: its skills are
+	// withdrawn, running tasks finish (or are cancelled at the timeout),
+	// and their results are delivered.
+	if err := n.tasks.drain(rc.tasks.drainTimeout); err != nil {
+		log.Warn("tasks still running at shutdown were cancelled", "err", err)
+	}
+	n.daemons.Close() // its daemons stop with the node: move them first to keep them
+	n.tasks.close()
 	if n.srv != nil {
 		// Before the mesh: a handler still running is cancelled and its
 		// caller answered (unavailable), rather than left to time out.

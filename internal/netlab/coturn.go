@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/netmesh/netmesh/internal/testenv"
 )
 
 // Coturn is a coturn STUN server (Debian's turnserver, in STUN-only mode)
@@ -39,7 +41,7 @@ func (ns *NS) startCoturn(port int, ips ...string) *Coturn {
 	t := ns.lab.t
 	t.Helper()
 	if _, err := exec.LookPath("turnserver"); err != nil {
-		t.Skip("netlab: turnserver not installed (apt-get install coturn)")
+		testenv.Missing(t, groupCoturn, "netlab: turnserver not installed (apt-get install coturn)")
 	}
 	dir := t.TempDir()
 	out := &lockedBuffer{}

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/netmesh/netmesh/internal/testenv"
 )
 
 // MiniUPnPdConfig configures a miniupnpd started by StartMiniUPnPd.
@@ -79,7 +81,7 @@ func (ns *NS) StartMiniUPnPd(cfg MiniUPnPdConfig) *MiniUPnPd {
 	bin, err := exec.LookPath("miniupnpd")
 	if err != nil {
 		if _, err := os.Stat("/usr/sbin/miniupnpd"); err != nil {
-			t.Skip("netlab: miniupnpd not installed (apt-get install miniupnpd-nftables)")
+			testenv.Missing(t, groupMiniUPnPd, "netlab: miniupnpd not installed (apt-get install miniupnpd-nftables)")
 		}
 		bin = "/usr/sbin/miniupnpd"
 	}

@@ -6,7 +6,8 @@
 // Every lab is private to the test that made it: namespace names carry the
 // test process id and a counter, and Cleanup deletes them. A test that
 // cannot build a lab (not Linux, not root, no ip or nft) is skipped with a
-// message that says what is missing.
+// message that says what is missing, or fails under CI=true, where every
+// tool is installed.
 package netlab
 
 import (
@@ -19,8 +20,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/netmesh/netmesh/internal/testenv"
 	"github.com/netmesh/netmesh/mesh/udp"
 )
 
@@ -43,20 +43,20 @@ type NS struct {
 func New(t testing.TB) *Lab {
 	t.Helper()
 	if runtime.GOOS != "linux" {
-		t.Skip("netlab: network namespaces need Linux")
+		testenv.Missing(t, groupNamespaces, "netlab: network namespaces need Linux")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("netlab: network namespaces need root")
+		testenv.Missing(t, groupNamespaces, "netlab: network namespaces need root")
 	}
 	for _, tool := range []string{"ip", "nft"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("netlab: %s not installed (apt-get install iproute2 nftables)", tool)
+			testenv.Missing(t, groupNamespaces, "netlab: %s not installed (apt-get install iproute2 nftables)", tool)
 		}
 	}
 	l := &Lab{t: t, prefix: fmt.Sprintf("nm%d-%d", os.Getpid(), labCount.Add(1))}
 	probe := l.prefix + "-probe"
 	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
-		t.Skipf("netlab: cannot create a network namespace: %v: %s", err, out)
+		testenv.Missing(t, groupNamespaces, "netlab: cannot create a network namespace: %v: %s", err, out)
 	}
 	exec.Command("ip", "netns", "del", probe).Run()
 	return l
@@ -126,33 +126,6 @@ func (ns *NS) Route(gw string) {
 	ns.Run("ip", "route", "add", "default", "via", gw)
 }
 
-// Do runs f on an OS thread that is inside the namespace. Sockets opened
-// by f belong to the namespace for their whole life, whichever goroutine
-// uses them later.
-func (ns *NS) Do(f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(orig)
-	target, err := unix.Open("/var/run/netns/"+ns.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(target)
-	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("netlab: entering %s: %w", ns.Name, err)
-	}
-	defer func() {
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			panic("netlab: cannot return to the original namespace: " + err.Error())
-		}
-	}()
-	return f()
-}
-
 // ListenUDP opens a batched UDP socket at addr inside the namespace and
 // closes it when the test ends.
 func (ns *NS) ListenUDP(addr string) *udp.BatchConn {
@@ -175,6 +148,13 @@ func (ns *NS) ListenUDP(addr string) *udp.BatchConn {
 	ns.lab.t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// Skip groups: what a newcomer loses when a tool the lab needs is missing.
+const (
+	groupNamespaces = "kernel NAT and real packet loss (network namespaces)"
+	groupCoturn     = "STUN against a real server (coturn)"
+	groupMiniUPnPd  = "port mapping against a real router (miniupnpd)"
+)
 
 // PublicNet is the address range of the lab's public segment.
 const PublicNet = "198.51.100.0/24"

@@ -1,7 +1,9 @@
 // Package meshtest holds test helpers for code built on netmesh's transport:
 // a fault-injecting [FaultConn] around any [udp.Conn], an in-memory network
 // ([MemNet]) for deterministic tests, and [Listen] for a FaultConn on
-// 127.0.0.1 that a test closes automatically.
+// 127.0.0.1 that a test closes automatically. The other test rigs live in
+// its subpackages: natlab, a NAT simulator on a MemNet, and testnode, the
+// one helper that starts a mesh node on loopback.
 //
 // It depends only on mesh/udp, so the mesh package's own tests can use it.
 package meshtest

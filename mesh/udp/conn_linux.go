@@ -131,6 +131,11 @@ func (lc *ListenConfig) Listen(network string, laddr netip.AddrPort) (*BatchConn
 		if !lc.DisableGRO {
 			gro = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 		}
+		if lc.Accept != nil {
+			prog := acceptFilter(*lc.Accept)
+			_ = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
+				&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
+		}
 	})
 	if err != nil {
 		uc.Close()
@@ -153,6 +158,42 @@ func (lc *ListenConfig) Listen(network string, laddr netip.AddrPort) (*BatchConn
 		c.mtuFD = -1
 	}
 	return c, nil
+}
+
+// SO_MEMINFO's counters (include/uapi/linux/sock_diag.h): how many there
+// are, and the index of the socket's drops.
+const (
+	skMeminfoVars  = 9
+	skMeminfoDrops = 8
+)
+
+// stunMagicCookie is the fixed value at bytes 4..7 of every STUN message
+// (RFC 5389 section 6).
+const stunMagicCookie = 0x2112A442
+
+// acceptFilter is the classic BPF program of ListenConfig.Accept. A UDP
+// socket's filter sees the UDP header (8 bytes) before the payload; a
+// load past the end of the datagram drops it.
+func acceptFilter(r ByteRange) []unix.SockFilter {
+	const (
+		ldb  = unix.BPF_LD | unix.BPF_B | unix.BPF_ABS
+		ldw  = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
+		jge  = unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K
+		jgt  = unix.BPF_JMP | unix.BPF_JGT | unix.BPF_K
+		jeq  = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
+		ret  = unix.BPF_RET | unix.BPF_K
+		udph = 8 // the UDP header before the payload
+	)
+	return []unix.SockFilter{
+		{Code: ldb, K: udph},                          // 0: A = first byte
+		{Code: jge, K: uint32(r.Min), Jt: 0, Jf: 1},   // 1: below Min: STUN? (3)
+		{Code: jgt, K: uint32(r.Max), Jt: 3, Jf: 4},   // 2: above Max: drop (6), else accept (7)
+		{Code: jge, K: 4, Jt: 2, Jf: 0},               // 3: 4 or more is not STUN: drop (6)
+		{Code: ldw, K: udph + 4},                      // 4: A = bytes 4..7
+		{Code: jeq, K: stunMagicCookie, Jt: 1, Jf: 0}, // 5: the magic cookie: accept (7)
+		{Code: ret, K: 0},                             // 6: drop
+		{Code: ret, K: 0xFFFFFFFF},                    // 7: accept, whole
+	}
 }
 
 // setBuffer asks for size bytes with the privileged option, then the plain
@@ -230,11 +271,22 @@ func (c *BatchConn) Mode() string { return c.Features().String() }
 
 // Stats returns counters since Listen.
 func (c *BatchConn) Stats() Stats {
-	return Stats{
+	st := Stats{
 		ReadCalls:  c.readCalls.Load(),
 		WriteCalls: c.writeCalls.Load(),
 		Truncated:  c.truncated.Load(),
 	}
+	c.rc.Control(func(fd uintptr) {
+		// SO_MEMINFO: the socket's memory counters, SK_MEMINFO_DROPS last.
+		var mi [skMeminfoVars]uint32
+		n := uint32(len(mi) * 4)
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&mi[0])), uintptr(unsafe.Pointer(&n)), 0)
+		if errno == 0 && n >= (skMeminfoDrops+1)*4 {
+			st.Dropped = uint64(mi[skMeminfoDrops])
+		}
+	})
+	return st
 }
 
 // LocalAddr returns the address the socket is bound to.

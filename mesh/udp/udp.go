@@ -117,7 +117,14 @@ type Stats struct {
 	ReadCalls  uint64 // receive system calls that returned data
 	WriteCalls uint64 // send system calls that sent data
 	Truncated  uint64 // datagrams dropped for being larger than the receive buffer
+	// Dropped counts datagrams the kernel dropped for the socket before
+	// a read saw them: refused by ListenConfig.Accept, or arrived with
+	// the receive buffer full (Linux; 0 elsewhere).
+	Dropped uint64
 }
+
+// ByteRange is an inclusive range of first bytes (see ListenConfig.Accept).
+type ByteRange struct{ Min, Max byte }
 
 // ListenConfig holds options for Listen. The zero value picks the fastest
 // mode the kernel supports with default sizes.
@@ -141,6 +148,14 @@ type ListenConfig struct {
 	// the rmem_max/wmem_max limits are bypassed); failures are ignored.
 	// Zero means DefaultSocketBuffer; negative leaves the kernel default.
 	SocketBuffer int
+	// Accept, if set, makes the kernel drop every datagram whose first
+	// byte is outside the range, except STUN messages (first byte below
+	// 4, the magic cookie at bytes 4 to 7), before it reaches the socket:
+	// a flood of such junk then costs the receiving process nothing, not
+	// even a wake-up. Stats.Dropped counts what it refused. Linux only (a
+	// socket filter); elsewhere, and where attaching the filter fails,
+	// everything arrives and the reader must check.
+	Accept *ByteRange
 }
 
 // Errors.

@@ -227,6 +227,16 @@ func ParseCookieReply(b []byte) (CookieReply, error) {
 	}, nil
 }
 
+// PutCookieReplyHeader writes the header of a cookie reply to the
+// message whose sender index was receiver into b[:CookieReplySize], and
+// returns its nonce and sealed-cookie fields for the caller to fill.
+func PutCookieReplyHeader(b []byte, receiver uint32) (nonce, sealed []byte) {
+	b = b[:CookieReplySize]
+	b[0], b[1], b[2], b[3] = byte(TypeCookie), 0, 0, 0
+	binary.LittleEndian.PutUint32(b[4:], receiver)
+	return b[8 : 8+CookieNonceSize], b[8+CookieNonceSize:]
+}
+
 // AppendCookieReply appends c to b.
 func AppendCookieReply(b []byte, c CookieReply) []byte {
 	b = append(b, byte(TypeCookie), 0, 0, 0)

@@ -1,0 +1,236 @@
+package meshprom_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/netmesh/netmesh/channel"
+	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/meshprom"
+	"github.com/netmesh/netmesh/rpc"
+)
+
+// setupTimeout bounds the start-up, handshakes and calls of a test.
+const setupTimeout = 20 * time.Second
+
+// rig is two connected nodes; a publishes the channel "jobs", serves the
+// rpc service "echo" and calls b, which serves nothing, once; b calls a
+// once.
+type rig struct {
+	a, b   *mesh.Mesh
+	server *rpc.Server
+	client *rpc.Client
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	r := &rig{a: startNode(t), b: startNode(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	p, err := r.a.Connect(ctx, r.b.Addr(), mesh.Pin{Key: r.b.Identity().PublicKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.a.Ping(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.a.RegisterChannel("jobs", channel.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if r.server, err = rpc.NewServer(r.a, rpc.ServerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.server.Close() })
+	if err := r.server.Handle("echo", func(_ context.Context, req []byte) ([]byte, error) { return req, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rpc.NewClient(r.b, rpc.ClientOptions{}).Call(ctx, r.a.ID(), "echo", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	r.client = rpc.NewClient(r.a, rpc.ClientOptions{})
+	if _, err := r.client.Call(ctx, r.b.ID(), "echo", nil); err == nil {
+		t.Fatal("b serves no rpc, yet a's call succeeded")
+	}
+	return r
+}
+
+// registry returns a pedantic registry with a's collectors.
+func (r *rig) registry(t *testing.T) *prometheus.Registry {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(meshprom.New(r.a, meshprom.Options{Channels: []string{"jobs"}}), meshprom.NewRPC(r.server, r.client))
+	return reg
+}
+
+// TestValues checks metrics whose values the rig fixes.
+func TestValues(t *testing.T) {
+	r := newRig(t)
+	peer := r.b.ID().String()
+	want := fmt.Sprintf(`
+# HELP netmesh_peers_up Peers with an established session.
+# TYPE netmesh_peers_up gauge
+netmesh_peers_up 1
+# HELP netmesh_peer_up 1 if the peer has an established session, else 0.
+# TYPE netmesh_peer_up gauge
+netmesh_peer_up{peer=%[1]q} 1
+# HELP netmesh_peer_relayed 1 if packets to the peer go through a relay, else 0.
+# TYPE netmesh_peer_relayed gauge
+netmesh_peer_relayed{peer=%[1]q} 0
+# HELP netmesh_peer_handshakes_total Sessions established with the peer.
+# TYPE netmesh_peer_handshakes_total counter
+netmesh_peer_handshakes_total{peer=%[1]q} 1
+# HELP netmesh_handshakes_initiated_total Handshake initiations this node sent.
+# TYPE netmesh_handshakes_initiated_total counter
+netmesh_handshakes_initiated_total 1
+# HELP netmesh_channel_subscribers Subscribers of a channel this node publishes.
+# TYPE netmesh_channel_subscribers gauge
+netmesh_channel_subscribers{channel="jobs"} 0
+# HELP netmesh_rpc_server_calls_total RPC requests that reached a handler.
+# TYPE netmesh_rpc_server_calls_total counter
+netmesh_rpc_server_calls_total 1
+# HELP netmesh_rpc_client_calls_total RPC calls this node started.
+# TYPE netmesh_rpc_client_calls_total counter
+netmesh_rpc_client_calls_total 1
+# HELP netmesh_rpc_client_failures_total RPC calls this node started that ended with an error.
+# TYPE netmesh_rpc_client_failures_total counter
+netmesh_rpc_client_failures_total 1
+# HELP netmesh_rpc_client_outstanding RPC calls this node has in flight.
+# TYPE netmesh_rpc_client_outstanding gauge
+netmesh_rpc_client_outstanding 0
+`, peer)
+	names := regexp.MustCompile(`(?m)^# TYPE (\S+)`).FindAllStringSubmatch(want, -1)
+	var metrics []string
+	for _, m := range names {
+		metrics = append(metrics, m[1])
+	}
+	if err := testutil.GatherAndCompare(r.registry(t), strings.NewReader(want), metrics...); err != nil {
+		t.Fatal(err)
+	}
+	// Every drop reason is there from the start, zeros included.
+	if n := testutil.CollectAndCount(meshprom.New(r.a, meshprom.Options{}), "netmesh_drops_total"); n < int(mesh.DropStreamBacklog)+1 {
+		t.Fatalf("%d drop reasons exported, want every one (%d)", n, mesh.DropStreamBacklog+1)
+	}
+}
+
+// TestMetricsMatchDocs checks that the collectors export exactly the
+// metrics docs/OPERATIONS.md lists, with the documented type and labels,
+// and that a pedantic registry accepts them.
+func TestMetricsMatchDocs(t *testing.T) {
+	r := newRig(t)
+	families, err := r.registry(t).Gather()
+	if err != nil {
+		t.Fatalf("pedantic gather: %v", err)
+	}
+	got := map[string]string{}
+	for _, f := range families {
+		var labels []string
+		for _, l := range f.GetMetric()[0].GetLabel() {
+			labels = append(labels, l.GetName())
+		}
+		slices.Sort(labels)
+		got[f.GetName()] = strings.ToLower(f.GetType().String()) + " " + strings.Join(labels, ",")
+	}
+	nat := r.a.TraversalStats().Enabled
+	want := documentedMetrics(t)
+	for name, sig := range want {
+		if strings.HasPrefix(name, "netmesh_nat_") && !nat {
+			if _, ok := got[name]; ok {
+				t.Errorf("%s exported without NAT traversal compiled in", name)
+			}
+			continue
+		}
+		if got[name] != sig {
+			t.Errorf("%s: exported as %q, documented as %q", name, got[name], sig)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("%s is exported but not in docs/OPERATIONS.md", name)
+		}
+	}
+}
+
+// documentedMetrics reads the metric tables of docs/OPERATIONS.md: name
+// to "type label,label".
+func documentedMetrics(t *testing.T) map[string]string {
+	t.Helper()
+	f, err := os.Open("../docs/OPERATIONS.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	row := regexp.MustCompile("^\\| `(netmesh_[a-z_]+)` \\| (gauge|counter) \\| ([^|]*)\\|")
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		m := row.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		var labels []string
+		for l := range strings.SplitSeq(m[3], ",") {
+			if l = strings.Trim(strings.TrimSpace(l), "`"); l != "" {
+				labels = append(labels, l)
+			}
+		}
+		slices.Sort(labels)
+		out[m[1]] = m[2] + " " + strings.Join(labels, ",")
+	}
+	if len(out) < 50 {
+		t.Fatalf("found only %d metrics in docs/OPERATIONS.md; did its tables change shape?", len(out))
+	}
+	return out
+}
+
+// TestPrometheusStaysOut checks that the library's core packages do not
+// link Prometheus: only a program that imports meshprom does.
+func TestPrometheusStaysOut(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to list dependencies with")
+	}
+	pkgs := []string{"mesh", "rpc", "capability", "channel", "identity", "meshnet", "dialaddr"}
+	for _, tags := range []string{"", "nat,portmap"} {
+		args := []string{"list", "-deps", "-tags", tags}
+		for _, p := range pkgs {
+			args = append(args, "github.com/netmesh/netmesh/"+p)
+		}
+		out, err := exec.Command(gobin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		for dep := range strings.Lines(string(out)) {
+			if strings.Contains(dep, "prometheus") {
+				t.Errorf("with tags %q, %v depend on %s", tags, pkgs, strings.TrimSpace(dep))
+			}
+		}
+	}
+}
+
+// startNode starts a mesh on a random port of 127.0.0.1, closed when the
+// test ends.
+func startNode(t *testing.T) *mesh.Mesh {
+	t.Helper()
+	m, err := mesh.New(mesh.Config{ListenAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
