@@ -17,6 +17,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 	"github.com/netmesh/netmesh/mesh/udp"
 )
 
@@ -286,15 +287,12 @@ func quicPipesVia(tb testing.TB, via func(netip.AddrPort) netip.AddrPort) pipePa
 // that via starts; base keeps their frames at the base size.
 func meshPipesVia(tb testing.TB, via func(netip.AddrPort) netip.AddrPort, base bool) pipePair {
 	tb.Helper()
-	start := startNode
+	var a, b *mesh.Mesh
 	if base {
-		start = startBaseNode
+		a, b = startBaseNode(tb), startBaseNode(tb)
+	} else {
+		a, b = testnode.Start(tb), testnode.Start(tb)
 	}
-	a, b := start(tb), start(tb)
-	tb.Cleanup(func() {
-		a.Close()
-		b.Close()
-	})
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
 	setup, setupDone := context.WithTimeout(ctx, setupTimeout)
@@ -325,22 +323,16 @@ func meshPipesVia(tb testing.TB, via func(netip.AddrPort) netip.AddrPort, base b
 // size (mesh.MaxDatagramSize).
 type noDF struct{ udp.Conn }
 
-// startBaseNode is startNode on a socket the mesh does not probe on.
+// startBaseNode starts a node, as testnode.Start does, on a socket the
+// mesh does not probe on.
 func startBaseNode(tb testing.TB) *mesh.Mesh {
 	tb.Helper()
 	c, err := udp.Listen("udp4", loopback)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	m, err := mesh.New(mesh.Config{Conn: noDF{c}})
-	if err != nil {
-		c.Close()
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	if err := m.Start(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	return m
+	return testnode.Start(tb, func(cfg *mesh.Config) {
+		cfg.ListenAddr = ""
+		cfg.Conn = noDF{c}
+	})
 }
