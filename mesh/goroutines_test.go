@@ -148,7 +148,7 @@ func TestSilentStreamsEndAtIdleTimeout(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pb, err := a.Connect(ctx, b.Addr(), Pin{Key: b.id.PublicKey()})
 	if err != nil {
@@ -177,7 +177,12 @@ func TestSilentStreamsEndAtIdleTimeout(t *testing.T) {
 	if g := settleGoroutines(baseline+20, 20*time.Second); g > baseline+20 {
 		t.Fatalf("%d goroutines 20 s after the attacker went silent (IdleTimeout %v), baseline %d", g, idle, baseline)
 	}
-	if st := pa.streams.get(waiting.id).mux.Stats(); st.IdleResets != n {
-		t.Fatalf("IdleResets %d, want %d", st.IdleResets, n)
+	// The last few handlers may still be waiting: every stream goes.
+	resets := func() uint64 { return pa.streams.get(waiting.id).mux.Stats().IdleResets }
+	for resets() < n {
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d silent streams reset", resets(), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
