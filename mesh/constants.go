@@ -175,6 +175,10 @@ const (
 	// second, and at least 4 a second however long the timers.
 	minTick = time.Millisecond
 	maxTick = 250 * time.Millisecond
+	// timerPauseLog: a timer loop that ran this much later than due logs
+	// a warning; pauses that long mean the node gets too little CPU for
+	// its timers (see transport.tick).
+	timerPauseLog = time.Second
 	// reverseRouteLifetime is how long a route learned from passing
 	// traffic lasts without being refreshed: long enough for
 	// request/response exchanges, short enough that a vanished path is

@@ -152,10 +152,14 @@ type dial struct {
 	path    *endpoint
 	pin     Pin
 	started int64
-	nextAt  int64      // mono ns of the next retransmit
-	tries   int        // initiations sent, the first included
-	hs      *handshake // the dial's handshake, until its answer arrives
-	session *session   // XX: sent final, waiting for the responder's confirmation
+	// paused is how long the timer loop did not run while the dial
+	// was under way (see transport.tick): it does not count toward
+	// HandshakeGiveUp. pausedAt is the tick that last added to it.
+	paused, pausedAt int64
+	nextAt           int64      // mono ns of the next retransmit
+	tries            int        // initiations sent, the first included
+	hs               *handshake // the dial's handshake, until its answer arrives
+	session          *session   // XX: sent final, waiting for the responder's confirmation
 	// owner is the peer whose dial this is (Peer.dial), if any.
 	owner *Peer
 
@@ -163,6 +167,15 @@ type dial struct {
 	peer   *Peer
 	err    error
 	closed bool
+}
+
+// pause adds a pause of the timer loop, found by the tick at now, to the
+// dial's; a tick adds it once however many ways it reaches the dial.
+func (d *dial) pause(now, paused int64) {
+	if paused > 0 && d.pausedAt != now {
+		d.paused += paused
+		d.pausedAt = now
+	}
 }
 
 // handshake is one in-progress Noise handshake, either side.

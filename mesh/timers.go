@@ -29,8 +29,23 @@ func (t *transport) timerLoop() {
 	}
 }
 
+// tick does what is due. A tick that comes late, because the process
+// got no CPU (a loaded or suspended machine) or the loop waited for the
+// handshake lock, is a pause in which the node could neither send nor
+// read: the pause does not count toward giving a handshake up, and the
+// dead-peer check waits a tick so the socket readers can first take in
+// what peers sent meanwhile. Otherwise every peer whose handshake was
+// under way would go down the moment the machine came back.
 func (t *transport) tick() {
 	now := t.now()
+	paused := int64(0)
+	if t.lastTick != 0 {
+		paused = max(0, now-t.lastTick-2*int64(t.t.tick))
+	}
+	t.lastTick = now
+	if paused > int64(timerPauseLog) {
+		t.log.Warn("timer loop ran late; the node got no CPU", "paused", time.Duration(paused))
+	}
 	t.guard.limit.gc(now)
 	t.guard.relayLimit.gc(now)
 	t.routes.expire(now)
@@ -38,8 +53,10 @@ func (t *transport) tick() {
 	t.hs.mu.Lock()
 	t.checkPendingLocked()
 	for _, h := range t.hs.pending {
+		h.created += paused
 		switch {
 		case h.dial != nil && h.live():
+			h.dial.pause(now, paused)
 			t.driveDialLocked(h.dial, now)
 		case now-h.created > int64(t.t.giveUp):
 			// A responder's XX handshake whose final never came, or an
@@ -48,10 +65,11 @@ func (t *transport) tick() {
 		}
 	}
 	for d := range t.hs.confirming {
+		d.pause(now, paused)
 		t.driveDialLocked(d, now) // resends its final, or gives up
 	}
 	for _, p := range t.peers.all() {
-		if t.tickPeerLocked(p, now) {
+		if t.tickPeerLocked(p, now, paused > 0) {
 			pings = append(pings, p)
 		}
 	}
@@ -62,21 +80,22 @@ func (t *transport) tick() {
 }
 
 // tickPeerLocked does what is due for one peer and reports whether it
-// needs a keepalive.
-func (t *transport) tickPeerLocked(p *Peer, now int64) (keepalive bool) {
+// needs a keepalive. After a pause of the timer loop (see tick) it judges
+// no silence: what the peer sent meanwhile may still wait in the socket.
+func (t *transport) tickPeerLocked(p *Peer, now int64, paused bool) (keepalive bool) {
 	for i, r := range p.retired {
 		if r != nil && now-r.created > int64(t.t.rejectAfter) {
 			t.index.remove(r) // it decrypts nothing any more
 			p.retired[i] = nil
 		}
 	}
-	if p.next != nil && now-p.next.created > int64(t.t.giveUp) {
+	if p.next != nil && !paused && now-p.next.created > int64(t.t.giveUp) {
 		t.index.remove(p.next)
 		p.next = nil
 	}
 	s := p.current
 	if s == nil {
-		if p.next == nil && p.dial == nil && now-max(p.lastRecv.Load(), p.created) > int64(t.t.forget) {
+		if p.next == nil && p.dial == nil && !paused && now-max(p.lastRecv.Load(), p.created) > int64(t.t.forget) {
 			t.forgetLocked(p)
 		}
 		return false
@@ -90,7 +109,7 @@ func (t *transport) tickPeerLocked(p *Peer, now int64) (keepalive bool) {
 		return false
 	case p.dial == nil && age > int64(t.rekeyAge(s)):
 		t.redialLocked(p)
-	case p.dial == nil && now-p.lastRecv.Load() > int64(t.t.dead):
+	case p.dial == nil && !paused && now-p.lastRecv.Load() > int64(t.t.dead):
 		t.log.Info("peer silent; new handshake", "peer", p.id.Short())
 		t.redialLocked(p)
 	}
@@ -117,7 +136,7 @@ func (t *transport) driveDialLocked(d *dial, now int64) {
 	if d.closed {
 		return
 	}
-	if now-d.started > int64(t.t.giveUp) {
+	if now-d.started-d.paused > int64(t.t.giveUp) {
 		t.finishDialLocked(d, nil, ErrHandshakeTimeout)
 		// The peer is down if nothing authenticated came from it while
 		// the dial tried: judged from the last packet received, not from
