@@ -180,8 +180,14 @@ func (p *Peer) received(n int, src *endpoint, now int64) {
 		return
 	}
 	moved := *src
-	if moved.relay != nil {
+	switch {
+	case moved.relay == nil || ep == nil:
+		// Direct, or the session's first packet (an IK responder's,
+		// before it confirms): there was no path to explain.
+	case ep.relay == nil:
 		moved.why = "the direct path went silent"
+	default:
+		moved.why = "relay " + ep.relay.id.Short() + " went silent; no direct address known"
 	}
 	p.switchPath(&moved, now)
 	if upgrade {

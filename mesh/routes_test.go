@@ -76,6 +76,19 @@ func TestRelayedSession(t *testing.T) {
 	t.Logf("relayed %d packets; a->b path %s (%s)", r.Stats().Relayed, st.Path, st.PathReason)
 }
 
+// TestRelayedResponderPathReason: a node that answered a handshake
+// through a relay never had a direct path to the initiator, so its WHY
+// must not say that one went silent.
+func TestRelayedResponderPathReason(t *testing.T) {
+	a, r, b, _, _, _, pb := relayedPair(t)
+	exchange(t, a, pb, b, []byte("hello"))
+	st := b.Peer(a.ID()).Stats()
+	want := "the session came up through relay " + r.ID().Short() + "; no direct address known"
+	if st.Path != "relayed" || st.PathReason != want {
+		t.Fatalf("b sees a as path=%q reason=%q, want relayed, %q", st.Path, st.PathReason, want)
+	}
+}
+
 func TestRelayDisabled(t *testing.T) {
 	r, _ := faultNode(t, 1, func(c *mesh.Config) { c.DisableRelay = true })
 	b, fb := faultNode(t, 2)
