@@ -44,6 +44,10 @@ func (t Type) String() string {
 	return "unknown"
 }
 
+// LogValue makes a Type print as its name in structured logs, in JSON as
+// in text.
+func (t Type) LogValue() slog.Value { return slog.StringValue(t.String()) }
+
 // Config configures an Engine. The zero value is valid: no STUN servers
 // (peers report the reflex), the Default timings, no logs.
 type Config struct {
