@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -190,7 +191,18 @@ func loadConfigFile(path string) (fileConfig, error) {
 	case err != nil:
 		return fc, fmt.Errorf("config %s: %w", path, err)
 	}
+	fc.KeyFile = resolveRelative(path, fc.KeyFile)
 	return fc, nil
+}
+
+// resolveRelative returns file, a path the config file at config names,
+// resolved against the config file's directory when it is relative, so
+// that a config means the same files whatever the working directory.
+func resolveRelative(config, file string) string {
+	if file == "" || filepath.IsAbs(file) {
+		return file
+	}
+	return filepath.Join(filepath.Dir(config), file)
 }
 
 // validate checks fc and turns it into a runConfig. Every error names the

@@ -215,7 +215,9 @@ func loadKey(path string) (*identity.Identity, error) {
 	id, err := identity.Load(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("key file %s does not exist (create one with netnode keygen -k %s)", path, path)
+		// Not a hint to run keygen: that makes another identity, and a
+		// node that had one would come back as a stranger.
+		return nil, fmt.Errorf("key file %s does not exist: point key_file (or --key) at this node's key; a relative key_file is resolved against the config file's directory", path)
 	case errors.Is(err, fs.ErrPermission):
 		return nil, fmt.Errorf("key file %s: cannot read it: permission denied", path)
 	case err != nil:
