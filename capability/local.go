@@ -177,12 +177,18 @@ func (e *Engine) SetDegraded(degraded bool) {
 // announcement. The local index drops this node too, and the engine stops
 // refreshing it until the next Announce or AnnounceLayer, which announces
 // the parts again. The node calls it when it leaves gracefully, before
-// closing its sessions; it does nothing if this node has not announced
+// closing its sessions; it sends nothing if this node has not announced
 // since the last Withdraw.
-func (e *Engine) Withdraw() {
+//
+// It returns the signed withdrawal, in the wire form HandleMessage takes
+// (the one it made earlier if the node was withdrawn already), for a
+// node that hands it to its peers itself, as the mesh's goodbye does; nil
+// if this node never announced. The caller must not modify it.
+func (e *Engine) Withdraw() []byte {
 	var o outbox
 	e.mu.Lock()
-	if l := &e.local; l.announced {
+	l := &e.local
+	if l.announced {
 		now := e.cfg.Now()
 		l.version = nextVersion(l.version, now)
 		a := Announcement{Version: l.version, TTL: e.cfg.TTL, Withdrawn: true, Hops: 1, Remaining: e.cfg.TTL}
@@ -195,8 +201,10 @@ func (e *Engine) Withdraw() {
 		o.msgs = append(o.msgs, outMsg{msg: l.wire})
 		e.unindexLocked(e.id.NodeID(), NodeLeft)
 	}
+	withdrawal := l.wire
 	e.mu.Unlock()
 	e.flush(&o)
+	return withdrawal
 }
 
 // setLocalLocked makes a new local version from the parts and telemetry,

@@ -183,4 +183,11 @@ const (
 	// relayRetry is how often the node retries connecting to a configured
 	// relay that is down.
 	relayRetry = 5 * time.Second
+	// leaveWait bounds how long Leave waits for its goodbyes to be
+	// acknowledged: a few round trips of the longest path, with resends.
+	// A peer that answers none is left to its failure detector.
+	leaveWait = 2 * time.Second
+	// leaveRetransmit spaces the resends of an unacknowledged goodbye:
+	// the round trip of a long path, so a lost goodbye costs little.
+	leaveRetransmit = 100 * time.Millisecond
 )

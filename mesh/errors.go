@@ -35,6 +35,9 @@ var (
 	ErrProtoInUse = errors.New("mesh: protocol already registered")
 	// ErrNoRoute means no direct session or route leads to the node.
 	ErrNoRoute = errors.New("mesh: no route to node")
+	// ErrPeerLeft means the peer said goodbye (Mesh.Leave) while a dial
+	// to it was under way.
+	ErrPeerLeft = errors.New("mesh: the peer left")
 	// ErrNoAddress means the address family of the destination has no
 	// socket.
 	ErrNoAddress = errors.New("mesh: no socket for the destination's address family")

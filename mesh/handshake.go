@@ -354,6 +354,10 @@ func (t *transport) receiveHandshake(b []byte, src *endpoint) {
 		t.stats.drop(DropXXRefused)
 		return
 	}
+	if typ.IsInitiation() && t.leaving.Load() {
+		t.stats.drop(DropLeaving)
+		return
+	}
 	now := t.now()
 	if typ.IsInitiation() && t.guard.underLoad(now) {
 		var ok bool

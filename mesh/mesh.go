@@ -35,6 +35,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
@@ -73,6 +74,9 @@ type Mesh struct {
 	announced  capability.Set
 	// peerChanges carries peer ups and downs to the engines.
 	peerChanges chan peerChange
+	// leaveAcks receives the acknowledgements of Leave's goodbyes while
+	// Leave waits for them (leave.go).
+	leaveAcks atomic.Pointer[chan identity.NodeID]
 	// nat is the NAT traversal engine (nat_on.go; empty in nat_off.go).
 	nat natState //lint:ignore U1000 used only with the nat build tag
 
@@ -110,6 +114,9 @@ func New(cfg Config) (*Mesh, error) {
 	m.watchers.init()
 	m.userStreams = m.newListener(protoStream)
 	if _, err := m.listen(m.userStreams); err != nil {
+		return nil, err
+	}
+	if err := m.protos.add(&registration{proto: protoLeave, frames: m.handleLeave}); err != nil {
 		return nil, err
 	}
 	if err := m.newCapabilities(cfg.Capabilities); err != nil {
@@ -171,7 +178,7 @@ func (m *Mesh) Connect(ctx context.Context, addr netip.AddrPort, pin Pin) (*Peer
 	if !m.tr.started.Load() {
 		return nil, ErrNotStarted
 	}
-	if m.tr.closed.Load() {
+	if m.tr.closed.Load() || m.tr.leaving.Load() {
 		return nil, ErrClosed
 	}
 	return m.tr.connect(ctx, addr, pin)

@@ -41,6 +41,9 @@ type Peer struct {
 	lastSent   atomic.Int64 // mono ns of the last packet sent
 	epLastRecv atomic.Int64 // mono ns of the last authenticated packet from ep
 	rtt        atomic.Int64 // smoothed RTT in ns, 0 until measured
+	// downWhy says why the peer last went down (one of the down...
+	// reasons); nil while it never did.
+	downWhy    atomic.Pointer[string]
 	txBytes    atomic.Uint64
 	rxBytes    atomic.Uint64
 	txPackets  atomic.Uint64
@@ -51,6 +54,16 @@ type Peer struct {
 	// (streams.go), under a lock of their own.
 	streams peerStreams
 }
+
+// Why a peer went down, as PeerEvent.Reason and PeerStats.PathReason
+// tell it.
+const (
+	downLeft      = "the peer left"      // it said goodbye (Leave)
+	downRestarted = "the peer restarted" // a new session carried a new incarnation
+	downExpired   = "session expired"    // RejectAfter passed without a rekey
+	downGaveUp    = "handshake gave up"  // a dial gave up while the peer said nothing
+	downClosed    = "this node closed"   // Close
+)
 
 // endpoint is a path to a peer: a direct address on one of our sockets,
 // or through a relay, a directly connected peer that forwards to node.
@@ -144,6 +157,9 @@ func (p *Peer) Stats() PeerStats {
 	} else {
 		st.Path = "none"
 		st.PathReason = "no session"
+		if why := p.downWhy.Load(); why != nil {
+			st.PathReason += ": " + *why
+		}
 	}
 	return st
 }
@@ -217,6 +233,9 @@ func (p *Peer) checkPath(now int64) {
 	p.switchPath(&back, now)
 	p.fallback.Store(nil)
 }
+
+// setDown records why the peer went down.
+func (p *Peer) setDown(why string) { p.downWhy.Store(&why) }
 
 // updateRTT folds a sample into the smoothed RTT (RFC 6298: 7/8 old + 1/8 new).
 func (p *Peer) updateRTT(sample time.Duration) {

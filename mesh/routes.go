@@ -267,7 +267,7 @@ func (m *Mesh) ConnectNode(ctx context.Context, id identity.NodeID, key ed25519.
 	if !m.tr.started.Load() {
 		return nil, ErrNotStarted
 	}
-	if m.tr.closed.Load() {
+	if m.tr.closed.Load() || m.tr.leaving.Load() {
 		return nil, ErrClosed
 	}
 	if key != nil && identity.NodeIDFromKey(key) != id {
@@ -296,6 +296,9 @@ func (t *transport) upRelay() *Peer {
 // keepRelays connects to every configured relay that is down. The timer
 // loop calls it every relayRetry.
 func (t *transport) keepRelays() {
+	if t.leaving.Load() {
+		return
+	}
 	for _, r := range t.cfg.Relays {
 		p := t.findPeer(r.Addr, r.Pin.ID)
 		if p != nil && p.cur.Load() != nil {

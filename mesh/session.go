@@ -207,6 +207,7 @@ func (t *transport) restartedLocked(p *Peer) {
 	t.up.closeStreams(p)
 	if p.up {
 		p.up = false
+		p.setDown(downRestarted)
 		t.up.peerEvent(p, false)
 	}
 }
@@ -218,6 +219,7 @@ func (t *transport) downLocked(p *Peer, why string) {
 	t.up.closeStreams(p)
 	if wasUp {
 		t.log.Info("peer down", "peer", p.id.Short(), "reason", why)
+		p.setDown(why)
 		t.up.peerEvent(p, false)
 	}
 }

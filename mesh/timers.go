@@ -85,7 +85,7 @@ func (t *transport) tickPeerLocked(p *Peer, now int64) (keepalive bool) {
 	age := now - s.created
 	switch {
 	case age > int64(t.t.rejectAfter):
-		t.downLocked(p, "session expired")
+		t.downLocked(p, downExpired)
 		t.redialLocked(p)
 		return false
 	case p.dial == nil && age > int64(t.rekeyAge(s)):
@@ -126,7 +126,7 @@ func (t *transport) driveDialLocked(d *dial, now int64) {
 		// take down a peer that is still talking.
 		p := t.peers.get(d.pin.ID)
 		if p != nil && (p.current == nil || p.lastRecv.Load() < d.started) {
-			t.downLocked(p, "handshake gave up")
+			t.downLocked(p, downGaveUp)
 		}
 		return
 	}
@@ -150,7 +150,7 @@ func (t *transport) driveDialLocked(d *dial, now int64) {
 // at once.
 func (t *transport) redialLocked(p *Peer) {
 	ep := p.ep.Load()
-	if ep == nil || p.dial != nil {
+	if ep == nil || p.dial != nil || t.leaving.Load() {
 		return
 	}
 	t.newDialLocked(ep, Pin{Key: p.key, ID: p.id})

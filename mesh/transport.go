@@ -79,6 +79,9 @@ type transport struct {
 	wg      sync.WaitGroup // the goroutines below, and relay dials
 	started atomic.Bool
 	closed  atomic.Bool
+	// leaving: the node is saying goodbye (Mesh.Leave); it refuses
+	// handshakes and starts none.
+	leaving atomic.Bool
 }
 
 // upper is what the transport needs from the layers above it. Its hooks
@@ -168,6 +171,7 @@ func (t *transport) close() {
 		wasUp := p.up
 		t.dropSessionsLocked(p)
 		if wasUp {
+			p.setDown(downClosed)
 			t.up.peerEvent(p, false)
 		}
 	}

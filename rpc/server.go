@@ -495,8 +495,9 @@ func (s *Server) end(st *mesh.Stream, ct *callTimer, f *Frame) {
 	defer ct.t.Stop()
 	ctx := s.ending // ct's reset, or the server's stop, ends every wait below
 	msg := AppendFrame(nil, f)
-	err := st.SendAndClose(context.Background(), msg) // never waits
-	if errors.Is(err, stream.ErrBackpressure) {       // streamed chunks fill the window
+	// Queuing the frame never waits; only the waits below take ctx.
+	err := st.SendAndClose(context.Background(), msg)
+	if errors.Is(err, stream.ErrBackpressure) { // streamed chunks fill the window
 		if err = st.SendBlocking(ctx, msg); err == nil {
 			err = st.CloseContext(ctx)
 		}
