@@ -60,6 +60,7 @@ type indexHealth struct {
 	Online   int `json:"online"`
 	Degraded int `json:"degraded"`
 	Offline  int `json:"offline"`
+	Left     int `json:"left"` // withdrew their announcements (stopped gracefully)
 }
 
 // nodesResult is the result of "nodes".
@@ -85,7 +86,7 @@ func (n *node) nodes(context.Context, json.RawMessage, func(any) error) (any, er
 	h := n.m.Capabilities().Health()
 	return nodesResult{
 		NodeID: n.m.ID().String(),
-		Health: indexHealth{Known: h.Known, Online: h.Online, Degraded: h.Degraded, Offline: h.Offline},
+		Health: indexHealth{Known: h.Known, Online: h.Online, Degraded: h.Degraded, Offline: h.Offline, Left: h.Left},
 		Nodes:  n.capNodes(n.m.FindNodes(capability.Filter{})),
 	}, nil
 }
@@ -173,7 +174,7 @@ func newNodes() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			h := res.Health
-			fmt.Fprintf(out, "%d nodes known: %d online, %d degraded; %d gone offline\n\n", h.Known, h.Online, h.Degraded, h.Offline)
+			fmt.Fprintf(out, "%d nodes known: %d online, %d degraded; %d gone offline, %d left\n\n", h.Known, h.Online, h.Degraded, h.Offline, h.Left)
 			printCapNodes(out, res.Nodes, true)
 			return nil
 		},

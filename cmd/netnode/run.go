@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -22,8 +23,20 @@ import (
 	"github.com/netmesh/netmesh/rpc"
 )
 
-// shutdownTimeout bounds the graceful stop of the metrics server.
-const shutdownTimeout = 5 * time.Second
+// Bounds of the steps of a graceful stop (see node.stop).
+const (
+	// shutdownTimeout bounds the graceful stop of the metrics server.
+	shutdownTimeout = 5 * time.Second
+	// rpcDrainTimeout bounds the rpc calls left running once the task
+	// worker drained: the built-in services answer at once, and the
+	// worker ended its results streams, so what remains is an
+	// application's long call, which is cancelled and answered
+	// unavailable.
+	rpcDrainTimeout = 5 * time.Second
+	// leaveTimeout bounds the goodbyes to the peers (mesh.Leave waits at
+	// most 2 s itself).
+	leaveTimeout = 2 * time.Second
+)
 
 // runFlags are the flags of netnode run that set configuration keys.
 type runFlags struct {
@@ -314,26 +327,50 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 		metrics.Shutdown(sctx)
 	}
 	wg.Wait()
-	// Drain the worker while the mesh still runs: its skills are
-	// withdrawn, running tasks finish (or are cancelled at the timeout),
-	// and their results are delivered.
-	if err := n.tasks.drain(rc.tasks.drainTimeout); err != nil {
-		log.Warn("tasks still running at shutdown were cancelled", "err", err)
-	}
-	n.tasks.close()
-	if n.srv != nil {
-		// Before the mesh: a handler still running is cancelled and its
-		// caller answered (unavailable), rather than left to time out.
-		n.srv.Close()
-	}
+	n.stop(log)
 	if err := ctl.close(); err != nil {
 		log.Warn("closing the control socket", "err", err)
 	}
-	if err := m.Close(); err != nil {
-		log.Warn("closing the mesh", "err", err)
-	}
 	log.Info("stopped")
 	return nil
+}
+
+// stop takes the node out of the mesh gracefully, each step while the
+// sessions it needs are still up:
+//
+//  1. the task worker drains (tasks.drain_timeout): its skills are
+//     withdrawn, new tasks refused, queued ones handed back, running
+//     ones finish or are cancelled, and their results are delivered;
+//  2. the rpc server drains (rpcDrainTimeout): its services are
+//     withdrawn, new calls refused (unavailable, so callers fail over),
+//     running calls finish, and those still running are cancelled;
+//  3. the mesh leaves: the node's announcement is withdrawn and every
+//     peer told goodbye, so peers take it down and drop it from their
+//     index at once, and the mesh closes.
+//
+// Up to step 3 the node stays in every peer's index, without skills or
+// services, so nothing new is sent its way while what it owes is
+// delivered.
+func (n *node) stop(log *slog.Logger) {
+	if err := n.tasks.drain(n.rc.tasks.drainTimeout); err != nil {
+		log.Warn("tasks still running at shutdown were cancelled", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rpcDrainTimeout)
+	defer cancel()
+	for _, srv := range []*rpc.Server{n.srv, n.tasks.srv} {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			log.Warn("rpc calls still running at shutdown were cancelled", "err", err)
+		}
+	}
+	n.tasks.close()
+	lctx, lcancel := context.WithTimeout(context.Background(), leaveTimeout)
+	defer lcancel()
+	if err := n.m.Leave(lctx); err != nil {
+		log.Warn("leaving the mesh", "err", err)
+	}
 }
 
 // addControlFlag adds --control, the path of the control socket.
