@@ -229,6 +229,7 @@ func TestChannelFanOutInOrder(t *testing.T) {
 		c.HandshakeRetransmit = 100 * time.Millisecond
 		c.HandshakeGiveUp = 10 * time.Second
 		c.KeepaliveInterval = time.Second
+		c.ProbeTimeout = 10 * time.Second
 		c.RoamSilence = time.Second
 	}
 	pub := newNode(t, timers)

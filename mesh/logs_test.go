@@ -17,6 +17,7 @@ func TestLogsReadableAsJSON(t *testing.T) {
 	logged := func(c *mesh.Config) {
 		c.Logger = lc.Logger()
 		c.DeadPeerTimeout = 600 * time.Millisecond
+		c.ProbeTimeout = time.Second
 	}
 	r := newNode(t, logged)
 	b := newNode(t, logged)

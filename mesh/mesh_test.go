@@ -24,13 +24,17 @@ func TestMain(m *testing.M) {
 }
 
 // newNode starts a node with fast timers (testnode.FastTimers), closed
-// when the test ends. The dead-peer timeout stays at seconds: a test
-// machine whose cores are busy can leave a live peer silent for longer
-// than 3 keepalives, and a test that is not about liveness must not see
-// it die. Tests about dead peers set DeadPeerTimeout themselves.
+// when the test ends. The failure detector's timeouts stay at seconds:
+// a test machine whose cores are busy can leave a live peer (another
+// node of the same process) silent for longer than 3 keepalives, and a
+// test that is not about liveness must not see it die. Tests about dead
+// peers set DeadPeerTimeout and ProbeTimeout themselves.
 func newNode(t testing.TB, mod ...func(*mesh.Config)) *mesh.Mesh {
 	t.Helper()
-	slowDead := func(c *mesh.Config) { c.DeadPeerTimeout = 3 * time.Second }
+	slowDead := func(c *mesh.Config) {
+		c.DeadPeerTimeout = 3 * time.Second
+		c.ProbeTimeout = 5 * time.Second
+	}
 	return testnode.Start(t, append([]func(*mesh.Config){testnode.FastTimers, slowDead}, mod...)...)
 }
 

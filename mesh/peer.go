@@ -29,6 +29,11 @@ type Peer struct {
 	lastInit uint64   // newest initiation timestamp accepted from this peer
 	up       bool
 	created  int64 // mono ns; without a session, the peer is forgotten ForgetAfter after this or lastRecv, whichever is later
+	// Failure detection (timers.go): while probeSince is set the peer is
+	// suspected, probes counts the probes sent since then, and the next
+	// is due at probeAt (mono ns).
+	probeSince, probeAt int64
+	probes              int
 
 	cur atomic.Pointer[session]  // mirrors current for lock-free sends
 	ep  atomic.Pointer[endpoint] // where packets to the peer go

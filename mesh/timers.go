@@ -1,6 +1,8 @@
 package mesh
 
 import (
+	"bytes"
+	"fmt"
 	"time"
 
 	"github.com/netmesh/netmesh/noise"
@@ -31,6 +33,11 @@ func (t *transport) timerLoop() {
 
 func (t *transport) tick() {
 	now := t.now()
+	// A tick this late means the node itself was stalled (a starved
+	// machine): what its peers sent may still wait in the socket, so no
+	// silence measured across the stall counts (see livenessLocked).
+	stalled := t.lastTick != 0 && now-t.lastTick > int64(t.t.probe/4)
+	t.lastTick = now
 	t.guard.limit.gc(now)
 	t.guard.relayLimit.gc(now)
 	t.routes.expire(now)
@@ -51,7 +58,7 @@ func (t *transport) tick() {
 		t.driveDialLocked(d, now) // resends its final, or gives up
 	}
 	for _, p := range t.peers.all() {
-		if t.tickPeerLocked(p, now) {
+		if t.tickPeerLocked(p, now, stalled) {
 			pings = append(pings, p)
 		}
 	}
@@ -62,8 +69,8 @@ func (t *transport) tick() {
 }
 
 // tickPeerLocked does what is due for one peer and reports whether it
-// needs a keepalive.
-func (t *transport) tickPeerLocked(p *Peer, now int64) (keepalive bool) {
+// needs a ping: a keepalive or a probe.
+func (t *transport) tickPeerLocked(p *Peer, now int64, stalled bool) (ping bool) {
 	for i, r := range p.retired {
 		if r != nil && now-r.created > int64(t.t.rejectAfter) {
 			t.index.remove(r) // it decrypts nothing any more
@@ -90,11 +97,75 @@ func (t *transport) tickPeerLocked(p *Peer, now int64) (keepalive bool) {
 		return false
 	case p.dial == nil && age > int64(t.rekeyAge(s)):
 		t.redialLocked(p)
-	case p.dial == nil && now-p.lastRecv.Load() > int64(t.t.dead):
-		t.log.Info("peer silent; new handshake", "peer", p.id.Short())
-		t.redialLocked(p)
 	}
-	return now-p.lastSent.Load() > int64(t.t.keepalive)
+	return t.livenessLocked(p, now, stalled)
+}
+
+// livenessLocked is the failure detector: it reports whether p needs a
+// ping now, a probe or a keepalive, and takes p down when its probes
+// went unanswered.
+//
+// A peer is suspected when it has been silent for DeadPeerTimeout, or
+// when this node sent it something a keepalive interval after it last
+// heard from it (traffic went unanswered: an idle session's keepalive
+// ping that brought no pong, or a one-way flow). A suspected peer gets
+// a probe (a ping, which it answers at once) every ProbeTimeout/4, and
+// any authenticated packet from it ends the suspicion. It is down when
+// nothing arrived for a whole probe window (ProbeTimeout, at least four
+// round trips) in which at least four probes went out. The decision
+// rests on what arrived since the window began, never on how late the
+// timer got to run: a window across which this node was stalled starts
+// again, so a starved machine reads what its peers sent before it can
+// declare them dead.
+func (t *transport) livenessLocked(p *Peer, now int64, stalled bool) (ping bool) {
+	last, sent := p.lastRecv.Load(), p.lastSent.Load()
+	if p.probeSince != 0 && (last >= p.probeSince || stalled) {
+		p.probeSince, p.probes = 0, 0 // it spoke, or the silence may be ours
+	}
+	keepalive := now-sent > int64(t.keepaliveFor(p))
+	if p.probeSince == 0 {
+		if now-last <= int64(t.t.dead) && sent-last <= int64(t.t.keepalive) {
+			return keepalive
+		}
+		p.probeSince = now
+		// What was just sent is the first question: probe if it brings no
+		// answer within a probe interval.
+		p.probeAt = max(now, sent+int64(t.t.probeInterval))
+	}
+	window := max(t.t.probe, probeRTTs*p.RTT())
+	if p.probes >= minProbes && now-p.probeSince >= int64(window) {
+		why := fmt.Sprintf("no answer to %d probes in %v", p.probes, time.Duration(now-p.probeSince).Round(time.Millisecond))
+		p.probeSince, p.probes = 0, 0
+		t.downLocked(p, why)
+		t.redialLocked(p) // it may have restarted, or moved
+		return false
+	}
+	if now < p.probeAt {
+		return keepalive
+	}
+	p.probes++
+	// On schedule, a probe interval after the last was due, but never
+	// less than half an interval after this one.
+	iv := int64(max(t.t.probeInterval, window/minProbes))
+	p.probeAt = max(p.probeAt+iv, now+iv/2)
+	return true
+}
+
+// keepaliveFor is how long the session with p may go without a packet
+// from this node before it sends a keepalive ping. Of two idle nodes, the
+// one with the smaller NodeID pings every KeepaliveInterval and the other
+// only answers (its pongs are its keepalives): were both to ping when
+// their own interval ran out, they would often ping at once, and each
+// idle session would cost twice the packets. The other pings only after
+// twice the interval, a keepalive for its NAT mapping should its pongs
+// stop; it notices the silence of a peer that stopped pinging through
+// DeadPeerTimeout.
+func (t *transport) keepaliveFor(p *Peer) time.Duration {
+	own := t.id.NodeID()
+	if bytes.Compare(own[:], p.id[:]) < 0 {
+		return t.t.keepalive
+	}
+	return 2 * t.t.keepalive
 }
 
 // rekeyAge is when a session should be replaced. The side that started it

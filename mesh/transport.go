@@ -49,6 +49,8 @@ type transport struct {
 	id  *identity.Identity
 	log *slog.Logger
 	t   timers
+	// lastTick is when the timer loop last ran (mono ns; its own).
+	lastTick int64
 	// epoch is the base of the node's monotonic timestamps (now).
 	epoch time.Time
 	// incarnation tells this run of the node from its others: peers that
