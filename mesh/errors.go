@@ -1,10 +1,38 @@
 package mesh
 
 import (
+	"crypto/ed25519"
 	"errors"
+	"fmt"
+
+	"github.com/netmesh/netmesh/identity"
 
 	"github.com/netmesh/netmesh/mesh/stream"
 )
+
+// PinMismatchError reports that the node that answered is not the one
+// pinned: its handshake proved it is Node, with Key. It matches
+// ErrPeerMismatch (errors.Is).
+type PinMismatchError struct {
+	// Path is where the answer came from: an address, or "via <relay>".
+	Path string
+	Node identity.NodeID
+	Key  ed25519.PublicKey
+	// Pinned is what the caller pinned.
+	Pinned Pin
+}
+
+// Error says who answered, in the words of docs/OPERATIONS.md.
+func (e *PinMismatchError) Error() string {
+	what := "id " + e.Pinned.ID.String()
+	if e.Pinned.Key != nil {
+		what = "key"
+	}
+	return fmt.Sprintf("pin mismatch: %s is node %s with key %x, not the pinned %s", e.Path, e.Node, []byte(e.Key), what)
+}
+
+// Is makes the error match ErrPeerMismatch.
+func (e *PinMismatchError) Is(target error) bool { return target == ErrPeerMismatch }
 
 // Sentinel errors returned by Mesh and Peer methods.
 var (

@@ -201,6 +201,9 @@ func (t *transport) driveDialLocked(d *dial, now int64) {
 		}
 		return
 	}
+	if d.ask && d.hs != nil && d.path.relay == nil && now-d.started >= int64(t.t.retransmit) {
+		t.askLocked(d) // a retransmit interval without an answer: who is there?
+	}
 	if now < d.nextAt {
 		return
 	}
@@ -213,6 +216,9 @@ func (t *transport) driveDialLocked(d *dial, now int64) {
 		d.nextAt = now + int64(noise.RetransmitDelay(t.t.retransmit, d.tries, nil))
 		d.tries++
 		t.sendTo(d.path, h.pkt)
+		if w := d.who; w != nil {
+			t.sendTo(d.path, w.pkt)
+		}
 	}
 }
 
