@@ -193,6 +193,7 @@ func (t *transport) establishLocked(p *Peer, s *session) {
 	if cameUp {
 		t.log.Info("peer up", "peer", p.id.Short(), "path", s.path)
 		t.up.peerEvent(p, true)
+		t.routeWait.notify() // a relay, or a next hop
 	}
 }
 

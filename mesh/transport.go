@@ -68,7 +68,9 @@ type transport struct {
 	hs     handshakes
 	guard  floodGuard
 	routes routeTable
-	pings  pinger
+	// routeWait wakes ConnectNode calls waiting for a route.
+	routeWait signal
+	pings     pinger
 	// dgram holds received datagrams until ReadDatagram takes them.
 	dgram chan *inPacket
 	// stun receives STUN messages that arrive on the node's sockets (the
