@@ -22,7 +22,9 @@
 //     a goroutine that hands them to the engine; it ends when none is
 //     left, so an idle peer costs none;
 //   - per stream a peer opens on a HandleStreams protocol, the handler;
-//   - while a configured relay is down, a dial every 5 s.
+//   - while a configured relay is down, a dial every 5 s;
+//   - per channel publisher it lost a subscription to and has no session
+//     with, a dial, one at a time, for at most HandshakeGiveUp.
 //
 // Nothing is spawned per packet. Every queue between goroutines is
 // bounded: a full send queue returns ErrBackpressure, a full receive
@@ -74,6 +76,9 @@ type Mesh struct {
 	announced  capability.Set
 	// peerChanges carries peer ups and downs to the engines.
 	peerChanges chan peerChange
+	// reaching holds the NodeIDs the channel engine asked to reach while
+	// the dial runs (chanTransport.Reach).
+	reaching sync.Map
 	// leaveAcks receives the acknowledgements of Leave's goodbyes while
 	// Leave waits for them (leave.go).
 	leaveAcks atomic.Pointer[chan identity.NodeID]

@@ -62,10 +62,12 @@ type subscribeParams struct {
 	Count   int    `json:"count"`   // stop after this many messages; 0 never
 }
 
-// subEvent is one intermediate result of "subscribe": a message, or a
-// note that messages were dropped because the subscriber fell behind.
+// subEvent is one intermediate result of "subscribe": a message, a note
+// that messages were dropped because the subscriber fell behind, or that
+// the publisher was lost (its session went down: it restarted, or the
+// network failed) and admitted the subscription again.
 type subEvent struct {
-	Kind      string `json:"kind"` // "message" or "dropped"
+	Kind      string `json:"kind"` // "message", "dropped", "lost" or "resubscribed"
 	Publisher string `json:"publisher"`
 	Channel   string `json:"channel"`
 	Seq       uint64 `json:"seq"`            // 0 for "dropped"
@@ -156,6 +158,10 @@ func (n *node) subscribe(ctx context.Context, raw json.RawMessage, more func(any
 		switch {
 		case errors.Is(err, channel.ErrSlowConsumer):
 			ev.Kind = "dropped"
+		case errors.Is(err, channel.ErrPublisherLost):
+			ev.Kind = "lost"
+		case errors.Is(err, channel.ErrResubscribed):
+			ev.Kind = "resubscribed"
 		case errors.As(err, &rej):
 			return nil, errorf(codeRejected, "%v", err)
 		case err != nil:
@@ -295,8 +301,10 @@ interrupted or -n messages arrived. A message that is not UTF-8 prints as
 base64:... With --json, each message is an object (kind, publisher,
 channel, seq, payload in base64, text) and, with -n, a summary comes last.
 Messages dropped because this subscriber fell behind are reported on
-standard error. The exit code is 1 if the publisher refuses or ends the
-subscription.`,
+standard error, and so are the loss of the publisher (it restarted, or the
+network failed) and the subscription's return: the node subscribes again
+by itself, with backoff, whenever the publisher is back. The exit code is
+1 if the publisher refuses or ends the subscription.`,
 		Example: `  netnode sub 5dnyl452 jobs
   netnode sub 5dnyl452 secret --token "$(cat secret.token)" -n 1 --json`,
 		Args: cobra.ExactArgs(2),
@@ -323,8 +331,15 @@ subscription.`,
 				if err := json.Unmarshal(raw, &ev); err != nil {
 					return err
 				}
-				if ev.Kind == "dropped" {
+				switch ev.Kind {
+				case "dropped":
 					fmt.Fprintln(errOut, "netnode: warning: messages dropped: this subscriber fell behind")
+					return nil
+				case "lost":
+					fmt.Fprintf(errOut, "netnode: publisher %s lost; subscribing again when it is back\n", ev.Publisher)
+					return nil
+				case "resubscribed":
+					fmt.Fprintf(errOut, "netnode: subscribed again to %s; messages published meanwhile are lost\n", ev.Publisher)
 					return nil
 				}
 				line := ev.Text

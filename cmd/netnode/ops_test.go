@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -42,5 +44,34 @@ func TestSIGTERMLeaves(t *testing.T) {
 	mustJSON(t, &res, "nodes", "--json", "--control", a.control)
 	if len(res.Nodes) != 1 || res.Health.Left != 1 {
 		t.Fatalf("A's index after B left: %+v", res)
+	}
+}
+
+// TestSubSurvivesPublisherRestart: netnode sub goes on after its
+// publisher restarts, and says when it lost and regained it.
+func TestSubSurvivesPublisherRestart(t *testing.T) {
+	channels := "[[channels]]\nname = \"news\"\n"
+	a, b, ka, _ := twoNodes(t, channels, "")
+	sub := startSub(t, "sub", ka.NodeID, "news", "-n", "2", "--json", "--control", b.control)
+	publishUntilHeard(t, a, "news", "one")
+	addrA := a.status(t).ListenAddrs[0]
+	if err := a.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	a2 := startNode(t, filepath.Dir(a.control), "a", fmt.Sprintf("key_file = %q\nlisten = %q\n%s", ka.KeyFile, addrA, channels))
+	publishUntilHeard(t, a2, "news", "two")
+	r := sub.wait(t)
+	if r.code != 0 {
+		t.Fatalf("sub: exit %d: %s", r.code, r.stderr)
+	}
+	var kinds []string
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var ev subEvent
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Kind != "" {
+			kinds = append(kinds, ev.Kind+":"+ev.Text)
+		}
+	}
+	if got, want := strings.Join(kinds, " "), "message:one lost: resubscribed: message:two"; got != want {
+		t.Fatalf("sub printed %q, want %q\n%s", got, want, r.stdout)
 	}
 }
