@@ -38,6 +38,7 @@ type fileConfig struct {
 	LogLevel  string     `toml:"log_level"`
 	Control   string     `toml:"control"`
 	Metrics   string     `toml:"metrics"`
+	Name      string     `toml:"name"`
 
 	// Capability announcement and channels.
 	Capabilities []string          `toml:"capabilities"`
@@ -137,6 +138,7 @@ type runConfig struct {
 	logger  *slog.Logger
 	control string
 	metrics string
+	name    string // the node's name: a label others may find it by
 
 	caps      capability.Set // announced at start
 	telemetry bool
@@ -233,7 +235,7 @@ func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
 		}
 	}
 	if rc.control == "" {
-		rc.control = defaultControlPath()
+		rc.control = controlPath()
 	}
 	for i, ps := range fc.Peers {
 		da, err := ps.dialAddr()
@@ -279,6 +281,12 @@ func (fc fileConfig) validateFeatures(rc *runConfig) error {
 	}
 	rc.telemetry = fc.Telemetry
 	rc.mdns = fc.MDNS
+	if fc.Name != "" {
+		if err := capability.ValidateName(fc.Name); err != nil {
+			return fmt.Errorf("name %q: %w", fc.Name, err)
+		}
+		rc.name = fc.Name
+	}
 	if fc.Subnet != "" {
 		s, err := channel.ParseSubnetID(fc.Subnet)
 		if err != nil {

@@ -75,6 +75,9 @@ func (rf *runFlags) apply(fc *fileConfig, set func(name string) bool) error {
 	if set("metrics") {
 		fc.Metrics = flags.Metrics
 	}
+	if set("name") {
+		fc.Name = flags.Name
+	}
 	if set("capability") {
 		fc.Capabilities = rf.caps
 	}
@@ -141,8 +144,11 @@ file's list. See docs/OPERATIONS.md for every key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fc := fileConfig{}
+			configPath, err := findConfig(configPath)
+			if err != nil {
+				return usageError{err}
+			}
 			if configPath != "" {
-				var err error
 				if fc, err = loadConfigFile(configPath); err != nil {
 					return usageError{err}
 				}
@@ -163,7 +169,7 @@ file's list. See docs/OPERATIONS.md for every key.`,
 	}
 	flags := &rf.file
 	f := cmd.Flags()
-	f.StringVarP(&configPath, "config", "c", "", "TOML config file")
+	f.StringVarP(&configPath, "config", "c", "", "TOML config file (default $"+configEnv+", else $XDG_CONFIG_HOME/netnode/node.toml or /etc/netnode/node.toml if one exists)")
 	f.StringVarP(&flags.KeyFile, "key", "k", "", "identity key file (key_file), made by netnode keygen")
 	f.StringVar(&flags.Listen, "listen", defaultListen, "UDP address to listen on (listen)")
 	f.StringArrayVar(&rf.peers, "peer", nil, "bootstrap peer HOST:PORT[,key=HEX][,id=NODEID], repeatable (peers)")
@@ -173,6 +179,7 @@ file's list. See docs/OPERATIONS.md for every key.`,
 	f.StringVar(&flags.LogLevel, "log-level", "info", "log level: debug, info, warn or error (log_level)")
 	addControlFlag(cmd, &flags.Control)
 	f.StringVar(&flags.Metrics, "metrics", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9100 (metrics)")
+	f.StringVar(&flags.Name, "name", "", "this node's name, a label other nodes may name it by (name)")
 	f.StringArrayVar(&rf.caps, "capability", nil, "capability tag to announce, repeatable (capabilities)")
 	f.StringArrayVar(&rf.meta, "meta", nil, "metadata KEY=VALUE to announce, repeatable (metadata)")
 	f.BoolVar(&flags.Telemetry, "telemetry", false, "announce CPU, memory and GPU load (telemetry)")
@@ -256,6 +263,7 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 	if rc.telemetry {
 		cfg.Capabilities.Telemetry = capability.SystemSampler{}
 	}
+	cfg.Capabilities.Name = rc.name
 	m, err := mesh.New(cfg)
 	if err != nil {
 		return err
@@ -268,6 +276,7 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 		return usageError{fmt.Errorf("capabilities: %w", err)}
 	}
 	n := &node{m: m, rc: rc, started: time.Now(), rpc: rpc.NewClient(m, rpc.ClientOptions{})}
+	n.keeper = bootstrap.New(m, rc.peers, bootstrap.Options{Logger: log})
 	if rc.rpcBuiltin {
 		if n.srv, err = n.serveBuiltin(log); err != nil {
 			return err
@@ -303,7 +312,7 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { ctl.serve(ctx) })
-	wg.Go(func() { bootstrap.Keep(ctx, m, rc.peers, bootstrap.Options{Logger: log}) })
+	wg.Go(func() { n.keeper.Run(ctx) })
 	if rc.mdns {
 		wg.Go(func() { meshmdns.Run(ctx, m, meshmdns.Options{Logger: log}) })
 	}
@@ -375,5 +384,5 @@ func (n *node) stop(log *slog.Logger) {
 
 // addControlFlag adds --control, the path of the control socket.
 func addControlFlag(cmd *cobra.Command, path *string) {
-	cmd.Flags().StringVar(path, "control", defaultControlPath(), "control socket path (control)")
+	cmd.Flags().StringVar(path, "control", controlPath(), "control socket path (control; $"+controlEnv+")")
 }
