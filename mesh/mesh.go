@@ -70,10 +70,6 @@ type Mesh struct {
 	// subnetTag is the capability tag of the subnet pinned in
 	// Config.Channels, or "".
 	subnetTag string
-	// announceMu serialises announcements; announced is the user's last
-	// set, before withExtras.
-	announceMu sync.Mutex
-	announced  capability.Set
 	// peerChanges carries peer ups and downs to the engines.
 	peerChanges chan peerChange
 	// reaching holds the NodeIDs the channel engine asked to reach while

@@ -21,6 +21,7 @@ import (
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
+	"github.com/netmesh/netmesh/daemon"
 	"github.com/netmesh/netmesh/dialaddr"
 	"github.com/netmesh/netmesh/mesh"
 )
@@ -58,6 +59,9 @@ type fileConfig struct {
 	// Tasks: the worker, the submitter and the skills run by executables.
 	Tasks  *tasksSpec  `toml:"tasks"`
 	Skills []skillSpec `toml:"skills"`
+
+	// Daemons: the daemon runtime.
+	Daemons *daemonsSpec `toml:"daemons"`
 }
 
 // subnetRuleSpec is one rule of subnet_policy: nodes that announce Tag
@@ -152,6 +156,8 @@ type runConfig struct {
 	rpcBuiltin bool // serve the built-in rpc services
 
 	tasks taskSettings
+
+	daemons daemon.Config
 }
 
 // namedChannel is a channel the node registers at start.
@@ -255,6 +261,9 @@ func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
 		return nil, err
 	}
 	if err := fc.validateTasks(rc); err != nil {
+		return nil, err
+	}
+	if err := fc.validateDaemons(rc); err != nil {
 		return nil, err
 	}
 	logger, err := newLogger(logOut, fc.LogFormat, fc.LogLevel)

@@ -13,6 +13,8 @@
 //	netnode call any netnode.info       call an RPC service (on any node that has it)
 //	netnode task send --skill resize    send a task to a node that offers a skill
 //	netnode task result|watch|list ID   follow tasks by id
+//	netnode daemon spawn counter        start a stateful daemon placed by load
+//	netnode daemon deliver|migrate ID   send it events, move it live
 //	netnode token issue --to KEY ...    sign a channel permission token
 //	netnode nat                         NAT type, reflex, punch counters
 //	netnode demo                        run a small local mesh and show it working
@@ -82,7 +84,7 @@ func newRoot() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newKeygen(), newID(), newRun(), newStatus(), newPeers(), newHealth(), newPing(),
-		newFind(), newNodes(), newPub(), newSub(), newCall(), newTask(), newToken(), newNAT(), newDemo())
+		newFind(), newNodes(), newPub(), newSub(), newCall(), newTask(), newDaemon(), newToken(), newNAT(), newDemo())
 	wrapArgs(root)
 	return root
 }

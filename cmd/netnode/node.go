@@ -13,6 +13,7 @@ import (
 
 	"github.com/netmesh/netmesh/bootstrap"
 	"github.com/netmesh/netmesh/channel"
+	"github.com/netmesh/netmesh/daemon"
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/rpc"
 )
@@ -119,9 +120,10 @@ type node struct {
 	m       *mesh.Mesh
 	rc      *runConfig
 	started time.Time
-	rpc     *rpc.Client // makes the calls of "call"
-	srv     *rpc.Server // serves the built-in services; nil with rpc_builtin = false
-	tasks   *taskNode   // the worker and submitter; nil until started
+	rpc     *rpc.Client     // makes the calls of "call"
+	srv     *rpc.Server     // serves the built-in services; nil with rpc_builtin = false
+	tasks   *taskNode       // the worker and submitter; nil until started
+	daemons *daemon.Runtime // the daemon runtime; nil until started
 	// keeper keeps the sessions with the bootstrap peers; nil until
 	// the node runs.
 	keeper *bootstrap.Keeper
@@ -143,6 +145,9 @@ func (n *node) methods() map[string]method {
 	}
 	if n.tasks != nil {
 		maps.Copy(m, n.taskMethods())
+	}
+	if n.daemons != nil {
+		maps.Copy(m, n.daemonMethods())
 	}
 	return m
 }

@@ -287,6 +287,10 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 		return err
 	}
 	defer n.tasks.close()
+	if err := n.startDaemons(); err != nil {
+		return err
+	}
+	defer n.daemons.Close()
 	for _, c := range rc.channels {
 		if err := m.RegisterChannel(c.name, c.cfg); err != nil {
 			return usageError{fmt.Errorf("channels: %s: %w", c.name, err)}
@@ -350,20 +354,23 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 //  1. the task worker drains (tasks.drain_timeout): its skills are
 //     withdrawn, new tasks refused, queued ones handed back, running
 //     ones finish or are cancelled, and their results are delivered;
-//  2. the rpc server drains (rpcDrainTimeout): its services are
+//  2. the daemon runtime closes: its daemons stop with the node (move
+//     them first to keep them);
+//  3. the rpc server drains (rpcDrainTimeout): its services are
 //     withdrawn, new calls refused (unavailable, so callers fail over),
 //     running calls finish, and those still running are cancelled;
-//  3. the mesh leaves: the node's announcement is withdrawn and every
+//  4. the mesh leaves: the node's announcement is withdrawn and every
 //     peer told goodbye, so peers take it down and drop it from their
 //     index at once, and the mesh closes.
 //
-// Up to step 3 the node stays in every peer's index, without skills or
+// Up to step 4 the node stays in every peer's index, without skills or
 // services, so nothing new is sent its way while what it owes is
 // delivered.
 func (n *node) stop(log *slog.Logger) {
 	if err := n.tasks.drain(n.rc.tasks.drainTimeout); err != nil {
 		log.Warn("tasks still running at shutdown were cancelled", "err", err)
 	}
+	n.daemons.Close() // its daemons stop with the node: move them first to keep them
 	ctx, cancel := context.WithTimeout(context.Background(), rpcDrainTimeout)
 	defer cancel()
 	for _, srv := range []*rpc.Server{n.srv, n.tasks.srv} {
