@@ -93,7 +93,23 @@ func (e *Engine) AnnounceLayer(layer string, s Set) error {
 	}
 	e.partMu.Lock()
 	defer e.partMu.Unlock()
-	return e.setPart(layer, s)
+	return e.setPart(layer, s, false)
+}
+
+// RefreshLayer sets the part of this node's set that layer owns like
+// AnnounceLayer, but announces it only while the node announces: before
+// its first announcement and after Withdraw the part is only kept, and
+// goes out with the next Announce or AnnounceLayer. The check and the
+// change are one step, so a Withdraw that runs at the same time is never
+// undone. It is for what a layer learns on its own (the mesh's reflex
+// address), which must not make a silent or departing node announce.
+func (e *Engine) RefreshLayer(layer string, s Set) error {
+	if err := validateName("layer", layer, 1, MaxTagLen); err != nil {
+		return err
+	}
+	e.partMu.Lock()
+	defer e.partMu.Unlock()
+	return e.setPart(layer, s, true)
 }
 
 // Update changes the part of this node's set that layer owns ("" for the
@@ -109,7 +125,7 @@ func (e *Engine) Update(layer string, f func(Set) Set) error {
 	}
 	e.partMu.Lock()
 	defer e.partMu.Unlock()
-	return e.setPart(layer, f(e.Announced(layer)))
+	return e.setPart(layer, f(e.Announced(layer)), false)
 }
 
 // Announced returns a copy of the part of this node's set that layer owns
@@ -121,8 +137,10 @@ func (e *Engine) Announced(layer string) Set {
 	return Set{Tags: slices.Clone(p.Tags), Metadata: maps.Clone(p.Metadata)}
 }
 
-// setPart validates s and makes it owner's part. The caller holds partMu.
-func (e *Engine) setPart(owner string, s Set) error {
+// setPart validates s and makes it owner's part; with onlyWhileAnnounced
+// it announces only if the node announces (see RefreshLayer). The caller
+// holds partMu.
+func (e *Engine) setPart(owner string, s Set, onlyWhileAnnounced bool) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
@@ -141,6 +159,10 @@ func (e *Engine) setPart(owner string, s Set) error {
 		delete(l.parts, owner)
 	} else {
 		l.parts[owner] = s
+	}
+	if onlyWhileAnnounced && !l.announced {
+		e.mu.Unlock()
+		return nil
 	}
 	err := e.setLocalLocked(&o, l.telemetry, l.degraded)
 	if err != nil {

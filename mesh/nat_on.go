@@ -50,16 +50,15 @@ func (m *Mesh) startNAT() {
 // address changed on its own (STUN measured another, a port mapping came
 // or went): peers outside the NAT learn where to reach it without waiting
 // for the application to announce. A node that announces nothing (it
-// never announced, withdrew, or is leaving) stays silent; an operator's
-// SetReflexOverride announces in any case.
+// never announced, withdrew, or is leaving) only keeps the new part for
+// its next announcement; an operator's SetReflexOverride announces in any
+// case.
 func (m *Mesh) reflexChanged() {
-	if m.tr.leaving.Load() || m.tr.closed.Load() {
+	cur := m.selfCapabilities()
+	if cur.Equal(m.caps.Announced(meshLayer)) {
 		return
 	}
-	if _, ok := m.caps.Index().Lookup(m.ID()); !ok {
-		return
-	}
-	if err := m.refreshSelf(); err != nil {
+	if err := m.caps.RefreshLayer(meshLayer, cur); err != nil {
 		m.log.Warn("announcing the new reflex address failed", "err", err)
 	}
 }
@@ -153,7 +152,7 @@ func (m *Mesh) SetReflexOverride(addr netip.AddrPort) error {
 	if err := e.SetReflexOverride(addr); err != nil {
 		return err
 	}
-	return m.refreshSelf() // also for a node that announced nothing yet
+	return m.reannounce() // also for a node that announces nothing yet
 }
 
 // ClearReflexOverride removes the reflex override.
@@ -163,7 +162,7 @@ func (m *Mesh) ClearReflexOverride() error {
 		return err
 	}
 	e.ClearReflexOverride()
-	return m.refreshSelf()
+	return m.reannounce()
 }
 
 // TraversalStats returns a snapshot of NAT traversal.
