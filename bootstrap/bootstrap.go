@@ -4,8 +4,10 @@
 // are dial strings (package dialaddr); a DNS name is resolved again
 // before every attempt, so a peer whose address changes is followed.
 //
-// Keep runs one goroutine per peer and one that watches the mesh's peer
-// events; all end when Keep's context ends.
+// A Keeper (or Keep) runs one goroutine per peer and one that watches the
+// mesh's peer events; all end when its context ends. Keeper.Status says
+// how each peer fares: up, or why the last attempt failed and when the
+// next starts.
 package bootstrap
 
 import (
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/dialaddr"
+	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/internal/backoff"
 	"github.com/netmesh/netmesh/mesh"
 )
@@ -77,38 +80,83 @@ func (o *Options) setDefaults() {
 }
 
 // Keep keeps a session up with each of peers until ctx ends, then
-// returns. A peer with an address is connected to there (pinned to its
-// key or id if the dial string has one); a peer with only a pin is
-// reached by NodeID through routes and relays (mesh.ConnectNode).
+// returns: New(m, peers, opts).Run(ctx).
 func Keep(ctx context.Context, m *mesh.Mesh, peers []dialaddr.Addr, opts Options) {
-	if len(peers) == 0 {
+	New(m, peers, opts).Run(ctx)
+}
+
+// Keeper keeps a session up with each of a fixed set of peers, and says
+// how each fares (Status). A peer with an address is connected to there
+// (pinned to its key or id if the dial string has one); a peer with only
+// a pin is reached by NodeID through routes and relays
+// (mesh.ConnectNode).
+type Keeper struct {
+	m       *mesh.Mesh
+	opts    Options
+	keepers []*keeper
+}
+
+// New returns a keeper of peers on m; Run keeps them.
+func New(m *mesh.Mesh, peers []dialaddr.Addr, opts Options) *Keeper {
+	opts.setDefaults()
+	k := &Keeper{m: m, opts: opts}
+	for _, a := range peers {
+		k.keepers = append(k.keepers, &keeper{m: m, peer: a, wake: make(chan struct{}, 1), opts: &k.opts})
+	}
+	return k
+}
+
+// PeerStatus is how one kept peer fares.
+type PeerStatus struct {
+	// Peer is the peer as configured.
+	Peer dialaddr.Addr
+	// ID is the NodeID of the node the last session was with, else the
+	// pinned one; zero when neither is known.
+	ID identity.NodeID
+	// Up reports a session up now.
+	Up bool
+	// Err is why the last attempt failed, while the peer is not up; nil
+	// before the first attempt ended, and once up.
+	Err error
+	// Retry is when the next attempt starts, while one waits; zero
+	// otherwise.
+	Retry time.Time
+}
+
+// Status returns how each peer fares, in the order given to New.
+func (k *Keeper) Status() []PeerStatus {
+	out := make([]PeerStatus, len(k.keepers))
+	for i, kp := range k.keepers {
+		out[i] = kp.status()
+	}
+	return out
+}
+
+// Run keeps the sessions up until ctx ends, then returns. It runs one
+// goroutine per peer and one that watches the mesh's peer events.
+func (k *Keeper) Run(ctx context.Context) {
+	if len(k.keepers) == 0 {
 		return
 	}
-	opts.setDefaults()
 	// Each keeper checks its own peer when any peer goes down; a
 	// one-slot channel coalesces bursts of events.
-	wake := make([]chan struct{}, len(peers))
-	for i := range wake {
-		wake[i] = make(chan struct{}, 1)
-	}
-	events := m.WatchPeers(ctx) // before the first connect: no event is missed
+	events := k.m.WatchPeers(ctx) // before the first connect: no event is missed
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for ev := range events {
 			if ev.Up {
 				continue
 			}
-			for _, w := range wake {
+			for _, kp := range k.keepers {
 				select {
-				case w <- struct{}{}:
+				case kp.wake <- struct{}{}:
 				default:
 				}
 			}
 		}
 	})
-	for i, a := range peers {
-		k := &keeper{m: m, peer: a, wake: wake[i], opts: &opts}
-		wg.Go(func() { k.run(ctx) })
+	for _, kp := range k.keepers {
+		wg.Go(func() { kp.run(ctx) })
 	}
 	wg.Wait()
 }
@@ -117,8 +165,37 @@ func Keep(ctx context.Context, m *mesh.Mesh, peers []dialaddr.Addr, opts Options
 type keeper struct {
 	m    *mesh.Mesh
 	peer dialaddr.Addr
-	wake <-chan struct{}
+	wake chan struct{}
 	opts *Options
+
+	mu    sync.Mutex // guards the fields below
+	last  *mesh.Peer // the peer of the last session
+	err   error      // the last attempt's failure, until a success
+	retry time.Time  // the next attempt, while one waits
+}
+
+// status reports how the peer fares.
+func (kp *keeper) status() PeerStatus {
+	kp.mu.Lock()
+	defer kp.mu.Unlock()
+	st := PeerStatus{Peer: kp.peer, ID: kp.peer.NodeID(), Err: kp.err, Retry: kp.retry}
+	if kp.last != nil {
+		st.ID, st.Up = kp.last.ID(), kp.last.IsUp()
+	}
+	if st.Up {
+		st.Err, st.Retry = nil, time.Time{}
+	}
+	return st
+}
+
+// note records an attempt's outcome.
+func (kp *keeper) note(p *mesh.Peer, err error, retry time.Time) {
+	kp.mu.Lock()
+	defer kp.mu.Unlock()
+	if p != nil {
+		kp.last = p
+	}
+	kp.err, kp.retry = err, retry
 }
 
 // run keeps the session up until ctx ends.
@@ -132,6 +209,7 @@ func (k *keeper) run(ctx context.Context) {
 				return
 			}
 			d := backoff.Jitter(wait)
+			k.note(nil, err, time.Now().Add(d))
 			log.Warn("bootstrap peer unreachable", "err", err, "retry_in", d.Round(time.Millisecond))
 			if !backoff.Sleep(ctx, d) {
 				return
@@ -140,6 +218,7 @@ func (k *keeper) run(ctx context.Context) {
 			continue
 		}
 		wait = k.opts.BackoffMin
+		k.note(p, nil, time.Time{})
 		log.Info("bootstrap peer up", "id", p.ID())
 		k.watchUntilDown(ctx, p)
 		if ctx.Err() == nil {

@@ -65,6 +65,30 @@ func TestKeepReconnects(t *testing.T) {
 	waitFor(t, "the keeper to log the reconnect", func() bool { return strings.Contains(logs.String(), "bootstrap peer down, reconnecting") })
 }
 
+// TestKeeperStatus: a keeper says why a peer it cannot reach is down and
+// when it tries next, and that a peer it reached is up.
+func TestKeeperStatus(t *testing.T) {
+	idB, _ := identity.Generate()
+	addrB := freeAddr(t)
+	a := startNode(t, fast)
+	var logs syncBuffer
+	k := keep(t, a, []string{addrB.String() + ",key=" + hexKey(idB)}, fastKeeper(&logs))
+	waitFor(t, "a failed attempt in the status", func() bool {
+		st := k.Status()
+		return len(st) == 1 && st[0].Err != nil && !st[0].Retry.IsZero() && !st[0].Up
+	})
+	if st := k.Status()[0]; st.ID != idB.NodeID() || st.Peer.String() != addrB.String()+",key="+hexKey(idB) {
+		t.Fatalf("status %+v: want the pinned id and the dial string", st)
+	}
+	cfgB := fast
+	cfgB.Identity, cfgB.ListenAddr = idB, addrB.String()
+	startNode(t, cfgB)
+	waitFor(t, "the peer up in the status", func() bool {
+		st := k.Status()[0]
+		return st.Up && st.Err == nil && st.Retry.IsZero()
+	})
+}
+
 // TestKeepFollowsDNS names the peer by a DNS name and moves the name: the
 // keeper reaches the peer at the address the name has at each attempt.
 func TestKeepFollowsDNS(t *testing.T) {
@@ -124,7 +148,7 @@ func TestKeepByID(t *testing.T) {
 
 // keep runs bootstrap.Keep for the dial strings until the test ends, and
 // checks that it returns once its context ends.
-func keep(t *testing.T, m *mesh.Mesh, dial []string, opts bootstrap.Options) {
+func keep(t *testing.T, m *mesh.Mesh, dial []string, opts bootstrap.Options) *bootstrap.Keeper {
 	t.Helper()
 	var peers []dialaddr.Addr
 	for _, s := range dial {
@@ -136,8 +160,9 @@ func keep(t *testing.T, m *mesh.Mesh, dial []string, opts bootstrap.Options) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	k := bootstrap.New(m, peers, opts)
 	go func() {
-		bootstrap.Keep(ctx, m, peers, opts)
+		k.Run(ctx)
 		close(done)
 	}()
 	t.Cleanup(func() {
@@ -148,6 +173,7 @@ func keep(t *testing.T, m *mesh.Mesh, dial []string, opts bootstrap.Options) {
 			t.Error("Keep did not return after its context ended")
 		}
 	})
+	return k
 }
 
 // startNode starts a mesh (on a random port of 127.0.0.1 unless cfg says

@@ -1,6 +1,7 @@
 package capability
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"testing"
@@ -52,7 +53,7 @@ func TestEveryEventKind(t *testing.T) {
 	step("new set", announce("gpu", "cuda"), "updated:online")
 	step("a refresh missed", func() { s.clock.Advance(DefaultTTL/2 + time.Second); b.Tick() }, "degraded:degraded")
 	step("refresh after all", a.Tick, "heartbeat:online", "recovered:online")
-	step("withdrawal", a.Withdraw, "left:offline")
+	step("withdrawal", func() { a.Withdraw() }, "left:offline")
 	step("back", announce("gpu"), "registered:online")
 	step("silence", func() { s.clock.Advance(DefaultTTL / 2); b.Tick() }, "degraded:degraded")
 	step("gone", func() { s.clock.Advance(DefaultTTL / 2); b.Tick() }, "offline:offline")
@@ -160,7 +161,10 @@ func TestWithdrawal(t *testing.T) {
 		subs[i] = n.e.Subscribe(0)
 		defer subs[i].Close()
 	}
-	origin.e.Withdraw()
+	withdrawal := origin.e.Withdraw()
+	if withdrawal == nil {
+		t.Fatal("Withdraw returned no withdrawal")
+	}
 	s.settle()
 	for i, n := range s.order {
 		if _, ok := n.e.Index().Lookup(origin.id.NodeID()); ok {
@@ -182,8 +186,12 @@ func TestWithdrawal(t *testing.T) {
 	// Withdrawing again, or before any announcement, sends nothing.
 	sent := func() uint64 { return origin.e.Stats().MessagesSent + s.order[1].e.Stats().MessagesSent }
 	before := sent()
-	origin.e.Withdraw()
-	s.order[1].e.Withdraw()
+	if again := origin.e.Withdraw(); !bytes.Equal(again, withdrawal) {
+		t.Error("a second Withdraw returned another withdrawal")
+	}
+	if never := s.order[1].e.Withdraw(); never != nil {
+		t.Error("Withdraw before any announcement returned a withdrawal")
+	}
 	if sent() != before {
 		t.Error("a second Withdraw, or one before any announcement, sent something")
 	}

@@ -93,7 +93,23 @@ func (e *Engine) AnnounceLayer(layer string, s Set) error {
 	}
 	e.partMu.Lock()
 	defer e.partMu.Unlock()
-	return e.setPart(layer, s)
+	return e.setPart(layer, s, false)
+}
+
+// RefreshLayer sets the part of this node's set that layer owns like
+// AnnounceLayer, but announces it only while the node announces: before
+// its first announcement and after Withdraw the part is only kept, and
+// goes out with the next Announce or AnnounceLayer. The check and the
+// change are one step, so a Withdraw that runs at the same time is never
+// undone. It is for what a layer learns on its own (the mesh's reflex
+// address), which must not make a silent or departing node announce.
+func (e *Engine) RefreshLayer(layer string, s Set) error {
+	if err := validateName("layer", layer, 1, MaxTagLen); err != nil {
+		return err
+	}
+	e.partMu.Lock()
+	defer e.partMu.Unlock()
+	return e.setPart(layer, s, true)
 }
 
 // Update changes the part of this node's set that layer owns ("" for the
@@ -109,7 +125,7 @@ func (e *Engine) Update(layer string, f func(Set) Set) error {
 	}
 	e.partMu.Lock()
 	defer e.partMu.Unlock()
-	return e.setPart(layer, f(e.Announced(layer)))
+	return e.setPart(layer, f(e.Announced(layer)), false)
 }
 
 // Announced returns a copy of the part of this node's set that layer owns
@@ -121,8 +137,10 @@ func (e *Engine) Announced(layer string) Set {
 	return Set{Tags: slices.Clone(p.Tags), Metadata: maps.Clone(p.Metadata)}
 }
 
-// setPart validates s and makes it owner's part. The caller holds partMu.
-func (e *Engine) setPart(owner string, s Set) error {
+// setPart validates s and makes it owner's part; with onlyWhileAnnounced
+// it announces only if the node announces (see RefreshLayer). The caller
+// holds partMu.
+func (e *Engine) setPart(owner string, s Set, onlyWhileAnnounced bool) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
@@ -141,6 +159,10 @@ func (e *Engine) setPart(owner string, s Set) error {
 		delete(l.parts, owner)
 	} else {
 		l.parts[owner] = s
+	}
+	if onlyWhileAnnounced && !l.announced {
+		e.mu.Unlock()
+		return nil
 	}
 	err := e.setLocalLocked(&o, l.telemetry, l.degraded)
 	if err != nil {
@@ -177,12 +199,18 @@ func (e *Engine) SetDegraded(degraded bool) {
 // announcement. The local index drops this node too, and the engine stops
 // refreshing it until the next Announce or AnnounceLayer, which announces
 // the parts again. The node calls it when it leaves gracefully, before
-// closing its sessions; it does nothing if this node has not announced
+// closing its sessions; it sends nothing if this node has not announced
 // since the last Withdraw.
-func (e *Engine) Withdraw() {
+//
+// It returns the signed withdrawal, in the wire form HandleMessage takes
+// (the one it made earlier if the node was withdrawn already), for a
+// node that hands it to its peers itself, as the mesh's goodbye does; nil
+// if this node never announced. The caller must not modify it.
+func (e *Engine) Withdraw() []byte {
 	var o outbox
 	e.mu.Lock()
-	if l := &e.local; l.announced {
+	l := &e.local
+	if l.announced {
 		now := e.cfg.Now()
 		l.version = nextVersion(l.version, now)
 		a := Announcement{Version: l.version, TTL: e.cfg.TTL, Withdrawn: true, Hops: 1, Remaining: e.cfg.TTL}
@@ -195,8 +223,10 @@ func (e *Engine) Withdraw() {
 		o.msgs = append(o.msgs, outMsg{msg: l.wire})
 		e.unindexLocked(e.id.NodeID(), NodeLeft)
 	}
+	withdrawal := l.wire
 	e.mu.Unlock()
 	e.flush(&o)
+	return withdrawal
 }
 
 // setLocalLocked makes a new local version from the parts and telemetry,

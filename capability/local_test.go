@@ -85,3 +85,57 @@ func TestLayerPartsTogetherValidated(t *testing.T) {
 		t.Errorf("self shows %d tags, want the %d announced", len(n.Set.Tags), MaxTags)
 	}
 }
+
+// RefreshLayer announces a layer's part only while the node announces:
+// it makes a silent node announce nothing, and it does not undo a
+// Withdraw (the mesh's reflex, learned on its own, once put a departing
+// node back in its peers' indexes); the part it kept goes out with the
+// next announcement.
+func TestRefreshLayerOnlyWhileAnnounced(t *testing.T) {
+	s := newSimNet(t, 2, Config{})
+	s.link(0, 1)
+	e, self := s.order[0].e, s.order[0].id.NodeID()
+	reflex := func(a string) Set { return Set{Metadata: map[string]string{"reflex": a}} }
+	if err := e.RefreshLayer("mesh", reflex("203.0.113.1:7")); err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	if _, ok := e.Index().Lookup(self); ok || e.Stats().Broadcasts != 0 {
+		t.Fatalf("a node that never announced announced (broadcasts %d)", e.Stats().Broadcasts)
+	}
+	if err := e.Announce(Set{Tags: []string{"gpu"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := selfSet(t, s, 0, 1); got.Metadata["reflex"] != "203.0.113.1:7" || !got.HasTag("gpu") {
+		t.Fatalf("the first announcement lacks the kept part: %v", got)
+	}
+	if err := e.RefreshLayer("mesh", reflex("203.0.113.2:7")); err != nil {
+		t.Fatal(err)
+	}
+	if got := selfSet(t, s, 0, 1); got.Metadata["reflex"] != "203.0.113.2:7" {
+		t.Fatalf("while announcing, the refresh did not go out: %v", got)
+	}
+	e.Withdraw()
+	s.settle()
+	if err := e.RefreshLayer("mesh", reflex("203.0.113.3:7")); err != nil {
+		t.Fatal(err)
+	}
+	s.clock.Advance(e.cfg.MinAnnounceInterval)
+	e.Tick()
+	s.settle()
+	if _, ok := s.order[1].e.Index().Lookup(self); ok {
+		t.Fatal("a refresh after Withdraw put the node back in its peer's index")
+	}
+	if _, ok := e.Index().Lookup(self); ok {
+		t.Fatal("a refresh after Withdraw put the node back in its own index")
+	}
+	if err := e.Announce(Set{Tags: []string{"gpu"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := selfSet(t, s, 0, 1); got.Metadata["reflex"] != "203.0.113.3:7" {
+		t.Fatalf("announcing again lacks the part kept while withdrawn: %v", got)
+	}
+	if err := e.RefreshLayer("", Set{}); err == nil {
+		t.Fatal("RefreshLayer took the application's part")
+	}
+}

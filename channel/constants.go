@@ -78,6 +78,14 @@ const (
 	// DefaultMaxRevoked bounds the revoked token ids remembered; each is
 	// forgotten when the token it names would have expired anyway.
 	DefaultMaxRevoked = 1 << 16
+	// ResubscribeMin and ResubscribeMax bound the wait between attempts
+	// to subscribe again to a publisher that was lost (see
+	// Engine.PeerDown): 1 s doubling to 30 s. The first attempt goes out
+	// as soon as the publisher's session is back (Engine.PeerUp); the
+	// retries cover a request or answer lost on the way, and publishers
+	// that nothing else reconnects to (Reacher).
+	ResubscribeMin = time.Second
+	ResubscribeMax = 30 * time.Second
 	// TickInterval is how often the mesh should call Engine.Tick. Timing
 	// of sweeps and throttles is only as precise as the tick; one second
 	// is ample for 30 s periods.

@@ -36,6 +36,15 @@ type Transport interface {
 	PeerInfo(id identity.NodeID) (node capability.Node, key ed25519.PublicKey, ok bool)
 }
 
+// Reacher is implemented by a Transport that can set up a session with a
+// node by itself. The engine calls Reach for a publisher it lost, each
+// time it retries the subscription, so that a subscription comes back
+// even when nothing else reconnects to the publisher. Reach must not
+// block; PeerUp follows when the session is up.
+type Reacher interface {
+	Reach(id identity.NodeID)
+}
+
 // Engine runs channels for one node: as a publisher it keeps its registered
 // channels and their subscribers and fans out Publish; as a subscriber it
 // keeps its subscriptions and queues what arrives. It does no I/O of its
@@ -563,12 +572,14 @@ func (e *Engine) HandleMessage(from identity.NodeID, msg []byte) error {
 }
 
 // Tick runs the engine's timers; the node calls it every TickInterval.
-// Every SweepInterval it re-checks every subscriber of every channel
+// It subscribes again the lost subscriptions whose retry is due (see
+// PeerDown). Every SweepInterval it re-checks every subscriber of every channel
 // (token expiry and revocation, capabilities and subnet against the
 // peers' current announcements, issuer trust) and evicts those that fail;
 // it also forgets stale limiter entries and expired revocations.
 func (e *Engine) Tick() {
 	now := e.opt.Now()
+	e.retryLost(now)
 	e.mu.Lock()
 	if now.Before(e.nextSweep) {
 		e.mu.Unlock()

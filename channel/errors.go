@@ -49,6 +49,16 @@ var (
 	// pending queue overflowed and messages were dropped; it is not
 	// terminal: the next Recv returns the next queued message.
 	ErrSlowConsumer = errors.New("channel: slow consumer, messages dropped")
+	// ErrPublisherLost is returned once by Recv, in its place among the
+	// messages, when the session with the publisher went down (it
+	// restarted, or the network failed); it is not terminal: the engine
+	// subscribes again, with backoff, whenever the publisher is back.
+	ErrPublisherLost = errors.New("channel: publisher lost; subscribing again")
+	// ErrResubscribed is returned once by Recv when the publisher admitted
+	// the subscription again after ErrPublisherLost; messages published
+	// meanwhile are lost, and the sequence numbers may start over (a
+	// publisher that restarted counts from 1). It is not terminal.
+	ErrResubscribed = errors.New("channel: subscribed again; messages published meanwhile are lost")
 )
 
 // Reason says why a publisher refused or ended a subscription. The values

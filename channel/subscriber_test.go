@@ -201,3 +201,129 @@ func TestPublishManyEvictsOnCancel(t *testing.T) {
 		t.Fatalf("evicted %d", st.Evicted)
 	}
 }
+
+// TestResubscribeAfterPublisherRestart: a publisher that restarts forgets
+// its subscribers; the subscriber learns of it when the session goes down
+// (PeerDown), subscribes again when it is back (PeerUp), and goes on
+// receiving, with the loss and the return reported in order among the
+// messages. Attempts that fail are retried with backoff on Tick.
+func TestResubscribeAfterPublisherRestart(t *testing.T) {
+	n := newFakeNet(t)
+	pub := n.add(Options{})
+	sub := n.add(Options{})
+	if err := pub.e.Register("news", Config{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sub.e.Subscribe(context.Background(), pub.ID(), "news", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(p *fakeNode, msg string) {
+		t.Helper()
+		if _, err := p.e.Publish(context.Background(), "news", []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(pub, "one")
+
+	// The publisher restarts: a new engine with the same identity and no
+	// subscribers, unreachable for a while.
+	restarted, err := New(pub.id, pub, Options{Now: n.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restarted.Register("news", Config{}); err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	pub.e = restarted
+	n.mu.Unlock()
+	pub.setDown(true)
+	sub.e.PeerDown(pub.ID())
+	n.clock.Advance(ResubscribeMin)
+	sub.e.Tick() // fails: the publisher is unreachable
+	pub.setDown(false)
+	n.clock.Advance(ResubscribeMin / 2)
+	sub.e.Tick() // not due yet
+	if got := len(restarted.Subscribers("news")); got != 0 {
+		t.Fatalf("resubscribed before the backoff ran out: %d subscribers", got)
+	}
+	sub.e.PeerUp(pub.ID()) // the session is back: at once
+	if got := len(restarted.Subscribers("news")); got != 1 {
+		t.Fatalf("the restarted publisher has %d subscribers, want 1", got)
+	}
+	publish(pub, "two")
+
+	ctx := context.Background()
+	for _, want := range []any{"one", ErrPublisherLost, ErrResubscribed, "two"} {
+		m, err := s.Recv(ctx)
+		switch w := want.(type) {
+		case string:
+			if err != nil || string(m.Payload) != w {
+				t.Fatalf("got %q, %v; want %q", m.Payload, err, w)
+			}
+		case error:
+			if err != w {
+				t.Fatalf("got %q, %v; want %v", m.Payload, err, w)
+			}
+		}
+	}
+	if m := s.Stats(); m.Lost != 0 {
+		t.Fatalf("counted %d lost: the restarted publisher's sequence starts over", m.Lost)
+	}
+}
+
+// TestResubscribeRefusedEnds: a publisher that refuses the subscription
+// when it comes back ends it.
+func TestResubscribeRefusedEnds(t *testing.T) {
+	n := newFakeNet(t)
+	pub := n.add(Options{})
+	sub := n.add(Options{})
+	if err := pub.e.Register("news", Config{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sub.e.Subscribe(context.Background(), pub.ID(), "news", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.e.Unregister("news")
+	sub.e.PeerDown(pub.ID())
+	sub.e.PeerUp(pub.ID())
+	var got []error
+	for _, err := range s.Messages(context.Background()) {
+		got = append(got, err)
+	}
+	var rej *RejectError
+	if len(got) == 0 || !errors.As(got[len(got)-1], &rej) || !rej.Evicted {
+		t.Fatalf("events %v, want the subscription to end with an eviction", got)
+	}
+}
+
+// TestNoticesStayBounded: a publisher whose session flaps leaves at most
+// two notices in a row in a queue nobody reads.
+func TestNoticesStayBounded(t *testing.T) {
+	n := newFakeNet(t)
+	pub := n.add(Options{})
+	sub := n.add(Options{})
+	if err := pub.e.Register("news", Config{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sub.e.Subscribe(context.Background(), pub.ID(), "news", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 1000 {
+		sub.e.PeerDown(pub.ID())
+		sub.e.PeerUp(pub.ID())
+	}
+	sub.e.PeerDown(pub.ID())
+	s.mu.Lock()
+	queued := s.n
+	s.mu.Unlock()
+	if queued > 2 {
+		t.Fatalf("%d notices queued after 1000 flaps", queued)
+	}
+	if _, err := s.Recv(context.Background()); err != ErrPublisherLost {
+		t.Fatalf("first notice %v, want publisher lost", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"sync"
+	"time"
 
 	"github.com/netmesh/netmesh/identity"
 )
@@ -29,16 +30,32 @@ type Message struct {
 // the drop, so a slow consumer costs bounded memory and never slows the
 // publisher or the node.
 //
+// A subscription survives its publisher going away: when the session with
+// the publisher ends (the publisher restarted, the network failed), Recv
+// reports ErrPublisherLost and the engine subscribes again, as soon as
+// the publisher's session is back and then with backoff, presenting the
+// same token; once admitted again Recv reports ErrResubscribed.
+//
 // A subscription ends when Unsubscribe is called or when the publisher
-// ends it (unregistered channel, expired or revoked token, changed policy);
-// Recv then returns ErrUnsubscribed or a *RejectError with Evicted set,
-// after the queued messages.
+// ends it (unregistered channel, expired or revoked token, changed policy)
+// or refuses it when it subscribes again; Recv then returns
+// ErrUnsubscribed or a *RejectError with Evicted set, after the queued
+// messages.
 type Subscription struct {
 	e         *Engine
 	publisher identity.NodeID
 	name      string
-	reqID     uint64
-	answer    chan error // the ack (nil) or the rejection, once
+	token     []byte     // the token presented, encoded; sent again to resubscribe
+	reqID     uint64     // of the request waiting for an answer; guarded by e.mu
+	answer    chan error // the first request's ack (nil) or rejection, once
+
+	// Guarded by e.mu: the subscription was admitted (the first request
+	// answered), the publisher was lost since, and the next attempt to
+	// subscribe again is due at retryAt, backoff after the previous.
+	admitted bool
+	lost     bool
+	retryAt  time.Time
+	backoff  time.Duration
 
 	mu       sync.Mutex // guards the fields below
 	buf      []entry    // ring buffer of queued messages
@@ -57,6 +74,9 @@ type Subscription struct {
 type entry struct {
 	msg     Message
 	dropped uint64 // messages dropped just before this one
+	// notice, when set, is what this entry is instead of a message:
+	// ErrPublisherLost or ErrResubscribed.
+	notice error
 }
 
 // SubscriptionStats counts what a subscription received.
@@ -92,6 +112,7 @@ func (e *Engine) Subscribe(ctx context.Context, pub identity.NodeID, name string
 		e:         e,
 		publisher: pub,
 		name:      name,
+		token:     tb,
 		answer:    make(chan error, 1),
 		limit:     min(DefaultPendingLimit, e.opt.MaxPending),
 		maxBytes:  e.opt.MaxPendingBytes,
@@ -150,8 +171,9 @@ func (e *Engine) forgetLocked(s *Subscription) bool {
 	return true
 }
 
-// handleAnswer completes the Subscribe waiting for an ack or rejection.
-// Answers from anyone but the publisher asked, and late answers, are
+// handleAnswer completes the Subscribe waiting for an ack or rejection,
+// or a resubscription (see PeerUp): an ack resumes it, a rejection ends
+// it. Answers from anyone but the publisher asked, and late answers, are
 // ignored.
 func (e *Engine) handleAnswer(from identity.NodeID, m *message) {
 	e.mu.Lock()
@@ -161,17 +183,107 @@ func (e *Engine) handleAnswer(from identity.NodeID, m *message) {
 		return
 	}
 	delete(e.waiters, m.reqID)
+	again := s.admitted
 	var err error
 	if m.typ == msgAck {
+		s.admitted, s.lost, s.backoff = true, false, 0
 		s.mu.Lock()
 		s.limit = min(int(m.pending), e.opt.MaxPending)
+		if again {
+			s.lastSeq = 0 // a publisher that restarted counts from 1
+			s.noticeLocked(ErrResubscribed)
+		}
 		s.mu.Unlock()
 	} else {
 		e.forgetLocked(s)
-		err = &RejectError{Publisher: from, Channel: s.name, Reason: m.reason, Token: m.problem}
+		err = &RejectError{Publisher: from, Channel: s.name, Reason: m.reason, Token: m.problem, Evicted: again}
 	}
 	e.mu.Unlock()
-	s.answer <- err
+	switch {
+	case !again:
+		s.answer <- err
+	case err != nil:
+		s.end(err)
+	}
+}
+
+// PeerDown tells the engine that the session with peer id is gone. Each
+// subscription to a channel of id is lost (Recv reports
+// ErrPublisherLost) and subscribes again, with backoff, until the
+// publisher admits it again (ErrResubscribed) or refuses it (it ends).
+func (e *Engine) PeerDown(id identity.NodeID) {
+	now := e.opt.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.subs[id] {
+		if !s.admitted || s.lost {
+			continue // the first request's wait, or lost already
+		}
+		s.lost, s.backoff, s.retryAt = true, 0, now
+		delete(e.waiters, s.reqID)
+		s.mu.Lock()
+		s.noticeLocked(ErrPublisherLost)
+		s.mu.Unlock()
+	}
+}
+
+// PeerUp tells the engine that a session with peer id is established:
+// the subscriptions lost with it subscribe again at once.
+func (e *Engine) PeerUp(id identity.NodeID) {
+	e.mu.Lock()
+	var due []*Subscription
+	for _, s := range e.subs[id] {
+		if s.lost {
+			s.backoff = 0
+			due = append(due, e.resubscribeLocked(s, e.opt.Now()))
+		}
+	}
+	e.mu.Unlock()
+	e.sendResubscribes(due, false)
+}
+
+// retryLost subscribes again those lost subscriptions whose retry is due.
+// Tick calls it.
+func (e *Engine) retryLost(now time.Time) {
+	e.mu.Lock()
+	var due []*Subscription
+	for _, subs := range e.subs {
+		for _, s := range subs {
+			if s.lost && !now.Before(s.retryAt) {
+				due = append(due, e.resubscribeLocked(s, now))
+			}
+		}
+	}
+	e.mu.Unlock()
+	e.sendResubscribes(due, true)
+}
+
+// resubscribeLocked files a new request for the lost subscription s and
+// schedules the next attempt: after ResubscribeMin, doubling up to
+// ResubscribeMax.
+func (e *Engine) resubscribeLocked(s *Subscription, now time.Time) *Subscription {
+	delete(e.waiters, s.reqID)
+	e.nextReq++
+	s.reqID = e.nextReq
+	e.waiters[s.reqID] = s
+	s.backoff = min(max(2*s.backoff, ResubscribeMin), ResubscribeMax)
+	s.retryAt = now.Add(s.backoff)
+	return s
+}
+
+// sendResubscribes sends the requests resubscribeLocked filed; reach asks
+// a Transport that can to set up the session with a publisher that has
+// none.
+func (e *Engine) sendResubscribes(subs []*Subscription, reach bool) {
+	for _, s := range subs {
+		e.mu.RLock()
+		req := s.reqID
+		e.mu.RUnlock()
+		err := e.send(s.publisher, &message{typ: msgSubscribe, reqID: req, name: []byte(s.name), token: s.token})
+		if r, ok := e.tr.(Reacher); ok && err != nil && reach {
+			r.Reach(s.publisher)
+		}
+	}
 }
 
 // handlePublish queues a published message to its subscription. A message
@@ -201,7 +313,7 @@ func (e *Engine) handleEnd(from identity.NodeID, m *message) {
 	s := e.subs[from][string(m.name)]
 	waiting := false
 	if s != nil {
-		waiting = e.waiters[s.reqID] == s
+		waiting = e.waiters[s.reqID] == s && !s.admitted
 		e.forgetLocked(s)
 	}
 	e.mu.Unlock()
@@ -213,6 +325,53 @@ func (e *Engine) handleEnd(from identity.NodeID, m *message) {
 	if waiting {
 		s.answer <- err // the only answer: handleAnswer finds no waiter now
 	}
+}
+
+// noticeLocked queues notice for Recv, in its place among the messages.
+// A notice repeats nothing: the same notice as the last one queued is
+// dropped, and a notice that undoes the last one with nothing between
+// replaces it if the one before is the same, so that at most two notices
+// in a row wait, whatever a peer does to its sessions. s.mu is held.
+func (s *Subscription) noticeLocked(notice error) {
+	if s.err != nil {
+		return
+	}
+	at := func(i int) *entry { return &s.buf[(s.head+i)%len(s.buf)] }
+	if s.n > 0 {
+		if last := at(s.n - 1); last.notice == notice {
+			return
+		} else if last.notice != nil && s.n > 1 && at(s.n-2).notice == notice {
+			s.dropping += last.dropped
+			*last = entry{} // lost, back, lost: lost
+			s.n--
+			return
+		}
+	}
+	s.grow(maxNotices)
+	*at(s.n) = entry{notice: notice, dropped: s.dropping}
+	s.n++
+	s.dropping = 0
+	s.signal()
+}
+
+// maxNotices is how many notices may wait in a row (see noticeLocked).
+const maxNotices = 2
+
+// grow makes room for one more entry: the ring doubles, up to the
+// pending limit and extra more (room for notices).
+func (s *Subscription) grow(extra int) {
+	if s.n < len(s.buf) {
+		return
+	}
+	size := min(max(2*len(s.buf), 16), s.limit+extra)
+	if size <= s.n { // the publisher lowered the limit since
+		size = s.n + 1
+	}
+	nb := make([]entry, size)
+	for i := range s.n {
+		nb[i] = s.buf[(s.head+i)%len(s.buf)]
+	}
+	s.buf, s.head = nb, 0
 }
 
 // push queues a copy of payload; it reports false when the queue is full
@@ -233,15 +392,8 @@ func (s *Subscription) push(seq uint64, payload []byte) bool {
 		s.signal()
 		return false
 	}
-	if s.n == len(s.buf) {
-		// Grow by doubling up to the limit: memory follows the backlog,
-		// not the limit.
-		nb := make([]entry, min(max(2*len(s.buf), 16), s.limit))
-		for i := range s.n {
-			nb[i] = s.buf[(s.head+i)%len(s.buf)]
-		}
-		s.buf, s.head = nb, 0
-	}
+	// Memory follows the backlog, not the limit.
+	s.grow(0)
 	s.buf[(s.head+s.n)%len(s.buf)] = entry{
 		msg:     Message{Publisher: s.publisher, Channel: s.name, Seq: seq, Payload: append([]byte(nil), payload...)},
 		dropped: s.dropping,
@@ -274,9 +426,10 @@ func (s *Subscription) end(err error) {
 
 // Recv returns the next message, waiting for one until ctx is done. After
 // messages were dropped it returns an error wrapping ErrSlowConsumer once,
-// in their place; that error is not terminal. When the subscription has
-// ended and its queue is drained it returns ErrUnsubscribed or the
-// publisher's *RejectError.
+// in their place; when the publisher was lost, ErrPublisherLost, and when
+// it admitted the subscription again, ErrResubscribed; these errors are
+// not terminal. When the subscription has ended and its queue is drained
+// it returns ErrUnsubscribed or the publisher's *RejectError.
 func (s *Subscription) Recv(ctx context.Context) (Message, error) {
 	for {
 		s.mu.Lock()
@@ -288,7 +441,7 @@ func (s *Subscription) Recv(ctx context.Context) (Message, error) {
 				s.mu.Unlock()
 				return Message{}, fmt.Errorf("%w: %d", ErrSlowConsumer, d)
 			}
-			m := en.msg
+			m, notice := en.msg, en.notice
 			*en = entry{}
 			s.head = (s.head + 1) % len(s.buf)
 			s.n--
@@ -297,6 +450,9 @@ func (s *Subscription) Recv(ctx context.Context) (Message, error) {
 				s.signal() // another Recv may take what remains
 			}
 			s.mu.Unlock()
+			if notice != nil {
+				return Message{}, notice
+			}
 			return m, nil
 		}
 		if d := s.dropping; d > 0 {
@@ -320,15 +476,17 @@ func (s *Subscription) Recv(ctx context.Context) (Message, error) {
 
 // Messages iterates over the subscription's messages until ctx is done or
 // the subscription ends. It yields (message, nil) for each message, (zero,
-// error wrapping ErrSlowConsumer) where messages were dropped, and finally
-// (zero, ctx error or *RejectError) unless the subscription ended with
-// Unsubscribe. Breaking out of the loop does not unsubscribe.
+// error wrapping ErrSlowConsumer) where messages were dropped, (zero,
+// ErrPublisherLost) and (zero, ErrResubscribed) where the publisher was
+// lost and admitted the subscription again, and finally (zero, ctx error
+// or *RejectError) unless the subscription ended with Unsubscribe.
+// Breaking out of the loop does not unsubscribe.
 func (s *Subscription) Messages(ctx context.Context) iter.Seq2[Message, error] {
 	return func(yield func(Message, error) bool) {
 		for {
 			m, err := s.Recv(ctx)
 			switch {
-			case err == nil || errors.Is(err, ErrSlowConsumer):
+			case err == nil || errors.Is(err, ErrSlowConsumer) || err == ErrPublisherLost || err == ErrResubscribed:
 				if !yield(m, err) {
 					return
 				}

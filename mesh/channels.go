@@ -47,6 +47,30 @@ func (t chanTransport) Send(to identity.NodeID, msg []byte) error {
 	return t.m.sendMessage(p, protoChannel, msg)
 }
 
+// Reach dials the node id in the background unless a session with it is
+// up or such a dial runs: the engine asks it when it subscribes again to
+// a publisher it lost, from the engine loop (which Close waits for, so
+// the dial is counted before Close waits for it).
+func (t chanTransport) Reach(id identity.NodeID) {
+	m := t.m
+	if p := m.Peer(id); p != nil && p.IsUp() || m.tr.closed.Load() {
+		return
+	}
+	if _, busy := m.reaching.LoadOrStore(id, struct{}{}); busy {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer m.reaching.Delete(id)
+		ctx, cancel := context.WithTimeout(m.tr.ctx, m.tr.t.giveUp)
+		defer cancel()
+		if _, err := m.ConnectNode(ctx, id, nil); err != nil {
+			m.log.Debug("channel publisher unreachable", "publisher", id.Short(), "err", err)
+		}
+	}()
+}
+
 func (t chanTransport) PeerInfo(id identity.NodeID) (capability.Node, ed25519.PublicKey, bool) {
 	m := t.m
 	node, ok := m.caps.Index().Lookup(id)

@@ -229,6 +229,7 @@ func TestChannelFanOutInOrder(t *testing.T) {
 		c.HandshakeRetransmit = 100 * time.Millisecond
 		c.HandshakeGiveUp = 10 * time.Second
 		c.KeepaliveInterval = time.Second
+		c.ProbeTimeout = 10 * time.Second
 		c.RoamSilence = time.Second
 	}
 	pub := newNode(t, timers)
@@ -306,5 +307,51 @@ func TestChannelSlowConsumerBounded(t *testing.T) {
 	}
 	if _, err := s.Recv(ctx); err != nil && !errors.Is(err, channel.ErrSlowConsumer) {
 		t.Fatalf("Recv after drops: %v", err)
+	}
+}
+
+// TestSubscriptionSurvivesPublisherRestart: a publisher that restarts
+// (same key and address) forgets its subscribers; the subscriber notices
+// the silence, connects again, subscribes again and goes on receiving,
+// and its subscription says when it lost and regained the publisher.
+func TestSubscriptionSurvivesPublisherRestart(t *testing.T) {
+	idP, _ := identity.Generate()
+	pub := newNode(t, func(c *mesh.Config) { c.Identity = idP })
+	sub := newNode(t, func(c *mesh.Config) {
+		c.DeadPeerTimeout = 600 * time.Millisecond
+		c.ProbeTimeout = time.Second
+	})
+	connect(t, sub, pub, mesh.Pin{})
+	if err := pub.RegisterChannel("news", channel.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sub.SubscribeChannel(ctxT(t), pub.ID(), "news", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pub.Addr()
+	pub.Close()
+	pub2 := newNode(t, func(c *mesh.Config) { c.Identity = idP; c.ListenAddr = addr.String() })
+	if err := pub2.RegisterChannel("news", channel.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the subscriber to subscribe again", func() bool {
+		return len(pub2.Channels().Subscribers("news")) == 1
+	})
+	if _, err := pub2.Publish(ctxT(t), "news", []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for m, err := range s.Messages(ctxT(t)) {
+		if err != nil {
+			got = append(got, err.Error())
+			continue
+		}
+		got = append(got, string(m.Payload))
+		break
+	}
+	want := []string{channel.ErrPublisherLost.Error(), channel.ErrResubscribed.Error(), "after"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("subscription saw %q, want %q", got, want)
 	}
 }

@@ -96,21 +96,37 @@ type Config struct {
 	// docs/SECURITY.md.
 	IKOnly bool
 
-	// Timers: zero means the default from package noise. Tests shrink them.
+	// Timers: zero means the default from package noise, unless said
+	// otherwise. Tests shrink them.
 
 	// RekeyAfter starts a new handshake when a session is this old.
 	RekeyAfter time.Duration
 	// RejectAfter drops a session this old.
 	RejectAfter time.Duration
-	// KeepaliveInterval sends a ping when nothing was sent for this long.
+	// KeepaliveInterval sends a ping when nothing was sent for this long;
+	// the peer's answer tells the node it is alive, and the pings keep NAT
+	// mappings open. 0 means 2 s: about 34 bytes/s each way per idle peer
+	// (see docs/OPERATIONS.md, Failure detection).
 	KeepaliveInterval time.Duration
 	// HandshakeRetransmit is the base interval between handshake attempts.
 	HandshakeRetransmit time.Duration
 	// HandshakeGiveUp abandons a handshake that has not completed.
 	HandshakeGiveUp time.Duration
-	// DeadPeerTimeout re-handshakes when nothing authenticated arrived for
-	// this long; 0 means 3 keepalive intervals.
+	// DeadPeerTimeout is how long a peer may stay silent (nothing
+	// authenticated arrived) before the node probes it; a peer is probed
+	// sooner when something the node sent went unanswered for a keepalive
+	// interval. 0 means 1.25 keepalive intervals (2.5 s).
 	DeadPeerTimeout time.Duration
+	// ProbeTimeout is how long the probes of a silent peer may all go
+	// unanswered before the peer is down: its sessions end (streams with
+	// it fail), it is reported down, and the node dials it once more, in
+	// case it restarted. Probes are pings, four at least, a quarter of it
+	// apart; the window is at least four round trips, and restarts
+	// whenever this node itself was stalled (its timer ran late by a
+	// quarter of it), so a starved machine does not declare live peers
+	// dead. 0 means 1.5 s: a peer that dies is down within about 4 s with
+	// the defaults.
+	ProbeTimeout time.Duration
 	// ForgetAfter is how long a peer with no session is remembered; then
 	// it is dropped from Peers, and a *Peer held for it stays down for good
 	// (look the node up again). 0 means 10 minutes.
@@ -133,6 +149,7 @@ type Relay struct {
 type timers struct {
 	rekeyAfter, rejectAfter, keepalive    time.Duration
 	retransmit, giveUp, dead, roamSilence time.Duration
+	probe, probeInterval                  time.Duration
 	forget                                time.Duration
 	tick                                  time.Duration
 }
@@ -149,15 +166,18 @@ func (c *Config) timers() timers {
 	t := timers{
 		rekeyAfter:  orDefault(c.RekeyAfter, noise.RekeyAfterTime),
 		rejectAfter: orDefault(c.RejectAfter, noise.RejectAfterTime),
-		keepalive:   orDefault(c.KeepaliveInterval, noise.KeepaliveInterval),
+		keepalive:   orDefault(c.KeepaliveInterval, defaultKeepalive),
 		retransmit:  orDefault(c.HandshakeRetransmit, noise.HandshakeRetransmit),
 		giveUp:      orDefault(c.HandshakeGiveUp, noise.HandshakeGiveUp),
 		roamSilence: orDefault(c.RoamSilence, defaultRoamSilence),
 		forget:      orDefault(c.ForgetAfter, defaultForgetAfter),
 	}
-	t.dead = orDefault(c.DeadPeerTimeout, deadPeerKeepalives*t.keepalive)
-	// The timer loop runs often enough to honour the shortest knob.
-	t.tick = min(t.retransmit, t.keepalive, t.roamSilence) / 4
+	t.dead = orDefault(c.DeadPeerTimeout, t.keepalive*deadPeerKeepalives/4)
+	t.probe = orDefault(c.ProbeTimeout, defaultProbeTimeout)
+	t.probeInterval = t.probe / minProbes
+	// The timer loop runs often enough to honour the shortest knob, and
+	// to send each probe within half a probe interval of its time.
+	t.tick = min(t.retransmit/4, t.keepalive/4, t.roamSilence/4, t.probeInterval/2)
 	t.tick = max(t.tick, minTick)
 	t.tick = min(t.tick, maxTick)
 	return t

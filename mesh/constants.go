@@ -166,10 +166,31 @@ const (
 	// enough for a laptop's sleep or a restart to come back as the same
 	// Peer.
 	defaultForgetAfter = 10 * time.Minute
-	// deadPeerKeepalives × KeepaliveInterval is DeadPeerTimeout's default:
-	// a peer that let three keepalives pass without answering is
-	// re-handshaken.
-	deadPeerKeepalives = 3
+	// defaultKeepalive is Config.KeepaliveInterval's default. An idle
+	// session sends a ping this long after its last packet, and its
+	// answer is what tells each side the other is alive: a peer that dies
+	// is noticed a keepalive interval plus a probe timeout later at most,
+	// within 5 s. It costs one ping and one pong (70 bytes each on the
+	// wire over IPv4) every 2 s per idle peer, about 34 bytes/s each way,
+	// and keeps any NAT mapping open (they commonly expire after 30 s).
+	defaultKeepalive = 2 * time.Second
+	// deadPeerKeepalives/4 × KeepaliveInterval is DeadPeerTimeout's
+	// default (2.5 s): a peer that let a keepalive interval and a quarter
+	// pass without a word is probed. The quarter covers the timer tick
+	// and the network's jitter; a ping that is later still costs only a
+	// probe, which the peer answers.
+	deadPeerKeepalives = 5
+	// defaultProbeTimeout is Config.ProbeTimeout's default: four probes
+	// 375 ms apart, so a peer is declared down only after four round trips
+	// failed in a row (at 10% loss each way, 1 in 770 suspicions; a
+	// suspicion itself needs a keepalive interval of silence first).
+	defaultProbeTimeout = 1500 * time.Millisecond
+	// minProbes is how many probes a peer must leave unanswered before it
+	// is down; they are ProbeTimeout/minProbes apart.
+	minProbes = 4
+	// probeRTTs: the probe window lasts at least this many smoothed round
+	// trips, so a slow path is not mistaken for a dead one.
+	probeRTTs = 4
 	// minTick and maxTick bound the timer loop's period, which is a
 	// quarter of the shortest timer it drives: at most 1000 wake-ups a
 	// second, and at least 4 a second however long the timers.
@@ -187,4 +208,11 @@ const (
 	// relayRetry is how often the node retries connecting to a configured
 	// relay that is down.
 	relayRetry = 5 * time.Second
+	// leaveWait bounds how long Leave waits for its goodbyes to be
+	// acknowledged: a few round trips of the longest path, with resends.
+	// A peer that answers none is left to its failure detector.
+	leaveWait = 2 * time.Second
+	// leaveRetransmit spaces the resends of an unacknowledged goodbye:
+	// the round trip of a long path, so a lost goodbye costs little.
+	leaveRetransmit = 100 * time.Millisecond
 )

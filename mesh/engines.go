@@ -162,8 +162,10 @@ func (m *Mesh) engineLoop() {
 		case c := <-m.peerChanges:
 			if c.up {
 				m.caps.PeerUp(c.id)
+				m.chans.PeerUp(c.id)
 			} else {
 				m.caps.PeerDown(c.id)
+				m.chans.PeerDown(c.id)
 			}
 		case <-tick.C:
 			m.caps.Tick()

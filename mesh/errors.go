@@ -1,10 +1,38 @@
 package mesh
 
 import (
+	"crypto/ed25519"
 	"errors"
+	"fmt"
+
+	"github.com/netmesh/netmesh/identity"
 
 	"github.com/netmesh/netmesh/mesh/stream"
 )
+
+// PinMismatchError reports that the node that answered is not the one
+// pinned: its handshake proved it is Node, with Key. It matches
+// ErrPeerMismatch (errors.Is).
+type PinMismatchError struct {
+	// Path is where the answer came from: an address, or "via <relay>".
+	Path string
+	Node identity.NodeID
+	Key  ed25519.PublicKey
+	// Pinned is what the caller pinned.
+	Pinned Pin
+}
+
+// Error says who answered, in the words of docs/OPERATIONS.md.
+func (e *PinMismatchError) Error() string {
+	what := "id " + e.Pinned.ID.String()
+	if e.Pinned.Key != nil {
+		what = "key"
+	}
+	return fmt.Sprintf("pin mismatch: %s is node %s with key %x, not the pinned %s", e.Path, e.Node, []byte(e.Key), what)
+}
+
+// Is makes the error match ErrPeerMismatch.
+func (e *PinMismatchError) Is(target error) bool { return target == ErrPeerMismatch }
 
 // Sentinel errors returned by Mesh and Peer methods.
 var (
@@ -35,6 +63,9 @@ var (
 	ErrProtoInUse = errors.New("mesh: protocol already registered")
 	// ErrNoRoute means no direct session or route leads to the node.
 	ErrNoRoute = errors.New("mesh: no route to node")
+	// ErrPeerLeft means the peer said goodbye (Mesh.Leave) while a dial
+	// to it was under way.
+	ErrPeerLeft = errors.New("mesh: the peer left")
 	// ErrNoAddress means the address family of the destination has no
 	// socket.
 	ErrNoAddress = errors.New("mesh: no socket for the destination's address family")

@@ -9,11 +9,14 @@ import (
 )
 
 // PeerEvent reports a peer coming up (its first session is established)
-// or going down (its session expired, it went silent and did not answer a
-// new handshake, or the mesh closed).
+// or going down (it left, its session expired, it went silent, it
+// restarted, or the mesh closed).
 type PeerEvent struct {
 	Peer identity.NodeID
 	Up   bool
+	// Reason says why a peer went down, in a few words ("the peer left"
+	// when it said goodbye); empty when it came up.
+	Reason string
 }
 
 // watchers are the WatchPeers readers, under a lock of their own.
@@ -102,7 +105,11 @@ func (m *Mesh) WatchPeers(ctx context.Context) iter.Seq[PeerEvent] {
 // down. The transport calls it with hs.mu held; the engines hear of it on
 // the engine loop, outside any lock, since they call back into the mesh.
 func (m *Mesh) peerEvent(p *Peer, up bool) {
-	m.notifyWatchers(PeerEvent{Peer: p.id, Up: up})
+	ev := PeerEvent{Peer: p.id, Up: up}
+	if why := p.downWhy.Load(); !up && why != nil {
+		ev.Reason = *why
+	}
+	m.notifyWatchers(ev)
 	select {
 	case m.peerChanges <- peerChange{p.id, up}:
 	default:

@@ -20,3 +20,6 @@ func (m *Mesh) RekeyNow(p *Peer) <-chan struct{} {
 // RaceEnabled reports whether the race detector is on: allocation tests
 // skip under it, since sync.Pool drops items at random there.
 const RaceEnabled = raceEnabled
+
+// Leaving reports whether Leave has begun on m.
+func (m *Mesh) Leaving() bool { return m.tr.leaving.Load() }

@@ -159,7 +159,12 @@ type dial struct {
 	nextAt           int64      // mono ns of the next retransmit
 	tries            int        // initiations sent, the first included
 	hs               *handshake // the dial's handshake, until its answer arrives
-	session          *session   // XX: sent final, waiting for the responder's confirmation
+	// who is an XX handshake the dial sends besides its unanswered IK
+	// one, to ask the address who answers there (see askLocked); ask
+	// says the dial may.
+	who     *handshake
+	ask     bool
+	session *session // XX: sent final, waiting for the responder's confirmation
 	// owner is the peer whose dial this is (Peer.dial), if any.
 	owner *Peer
 
@@ -188,6 +193,9 @@ type handshake struct {
 	created int64
 	pkt     []byte // initiator: the initiation, for retransmits and cookie resends
 	mac1    [wire.MACSize]byte
+	// cookieKey is the key of the node an initiator's cookie replies come
+	// from (nil: whoever answers an XX initiation).
+	cookieKey ed25519.PublicKey
 	// claimed: a worker is reading the answer to it (the Noise state
 	// takes one message at a time).
 	claimed bool
@@ -240,6 +248,7 @@ func (t *transport) connect(ctx context.Context, addr netip.AddrPort, pin Pin) (
 		}
 	}
 	d := t.newDialLocked(path, pin)
+	d.ask = pin.Key != nil
 	t.hs.mu.Unlock()
 	return t.waitDial(ctx, d)
 }
@@ -286,32 +295,60 @@ func (t *transport) attemptLocked(d *dial) {
 	now := t.now()
 	d.tries = 1
 	d.nextAt = now + int64(noise.RetransmitDelay(t.t.retransmit, 0, nil))
-	hs, err := noise.NewInitiator(noise.Config{Identity: t.id, PeerKey: d.pin.Key, PeerID: d.pin.ID, Incarnation: t.incarnation}, time.Now())
+	h, err := t.initiateLocked(d, d.pin)
 	if err != nil {
 		t.finishDialLocked(d, nil, err)
 		return
 	}
-	msg, err := hs.WriteMessage(nil)
-	if err != nil {
-		t.finishDialLocked(d, nil, err)
-		return
-	}
-	typ, key := wire.TypeInitXX, &t.guard.mac1Anon
-	if d.pin.Key != nil {
-		typ, key = wire.TypeInitIK, &macKey{key: mac1Key(d.pin.Key)}
-	}
-	h := &handshake{local: t.newIndexLocked(), noise: hs, dial: d, path: d.path, created: now}
-	h.pkt = wire.AppendHandshake(nil, wire.Handshake{Type: typ, Sender: h.local, Noise: msg})
-	h.mac1 = setMAC1(h.pkt, key)
 	d.hs = h
-	t.hs.pending[h.local] = h
-	t.stats.handshakesInitiated.Add(1)
 	t.sendTo(d.path, h.pkt)
 }
 
-// live reports whether h is the handshake that can still complete its
+// initiateLocked makes a handshake for d that expects pin (IK with its
+// key, else XX) and files it with the pending ones.
+func (t *transport) initiateLocked(d *dial, pin Pin) (*handshake, error) {
+	hs, err := noise.NewInitiator(noise.Config{Identity: t.id, PeerKey: pin.Key, PeerID: pin.ID, Incarnation: t.incarnation}, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	msg, err := hs.WriteMessage(nil)
+	if err != nil {
+		return nil, err
+	}
+	typ, key := wire.TypeInitXX, &t.guard.mac1Anon
+	if pin.Key != nil {
+		typ, key = wire.TypeInitIK, &macKey{key: mac1Key(pin.Key)}
+	}
+	h := &handshake{local: t.newIndexLocked(), noise: hs, dial: d, path: d.path, created: t.now(), cookieKey: pin.Key}
+	h.pkt = wire.AppendHandshake(nil, wire.Handshake{Type: typ, Sender: h.local, Noise: msg})
+	h.mac1 = setMAC1(h.pkt, key)
+	t.hs.pending[h.local] = h
+	t.stats.handshakesInitiated.Add(1)
+	return h, nil
+}
+
+// askLocked asks the address of d, a dial pinned to a key that got no
+// answer for a retransmit interval, who is there: it sends an XX
+// initiation besides the IK one. An IK initiation to a key the node at
+// the address does not hold is dropped unanswered (its MAC cannot
+// verify), so without asking a wrong pin looks exactly like a dead host.
+// The XX answer carries the identity of whoever answers: the pinned node
+// (the dial then completes through it, as if the IK answer had been
+// lost), or another, and the dial fails at once with a
+// *PinMismatchError that names it.
+func (t *transport) askLocked(d *dial) {
+	d.ask = false
+	h, err := t.initiateLocked(d, Pin{})
+	if err != nil {
+		return // the IK attempt goes on
+	}
+	d.who = h
+	t.sendTo(d.path, h.pkt)
+}
+
+// live reports whether h is a handshake that can still complete its
 // dial: not answered yet, and the dial not ended. The caller holds hs.mu.
-func (h *handshake) live() bool { return h.dial.hs == h && !h.dial.closed }
+func (h *handshake) live() bool { return (h.dial.hs == h || h.dial.who == h) && !h.dial.closed }
 
 // finishDialLocked completes d with a result, waking Connect. An XX
 // session of d that another session beat is retired rather than
@@ -365,6 +402,10 @@ func (t *transport) receiveHandshake(b []byte, src *endpoint) {
 	}
 	if typ == wire.TypeInitXX && t.cfg.IKOnly {
 		t.stats.drop(DropXXRefused)
+		return
+	}
+	if typ.IsInitiation() && t.leaving.Load() {
+		t.stats.drop(DropLeaving)
 		return
 	}
 	now := t.now()
@@ -470,7 +511,7 @@ func (t *transport) receiveCookie(b []byte) {
 		t.stats.drop(DropUnknownIndex)
 		return
 	}
-	seal := cookieKey(h.dial.pin.Key)
+	seal := cookieKey(h.cookieKey)
 	cookie, ok := openCookie(c, &seal, h.mac1[:])
 	if !ok {
 		t.stats.drop(DropBadMAC)
@@ -726,10 +767,11 @@ func (t *transport) handleResponse(h wire.Handshake, pkt []byte, src endpoint) {
 	}
 	// hs stays in hs.pending until the timer loop forgets it, so that a
 	// second answer (to a resent initiation) is recognised, not counted.
-	d.hs = nil
+	// The dial's other attempt, if any, is abandoned.
+	d.hs, d.who = nil, nil
 	if !d.pin.ID.IsZero() && d.pin.ID != keys.Peer.ID {
 		t.stats.drop(DropPinMismatch)
-		t.finishDialLocked(d, nil, fmt.Errorf("%w: %s answered, want %s", ErrPeerMismatch, keys.Peer.ID, d.pin.ID))
+		t.finishDialLocked(d, nil, &PinMismatchError{Path: src.String(), Node: keys.Peer.ID, Key: keys.Peer.Key, Pinned: d.pin})
 		t.hs.mu.Unlock()
 		return
 	}

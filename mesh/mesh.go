@@ -22,7 +22,9 @@
 //     a goroutine that hands them to the engine; it ends when none is
 //     left, so an idle peer costs none;
 //   - per stream a peer opens on a HandleStreams protocol, the handler;
-//   - while a configured relay is down, a dial every 5 s.
+//   - while a configured relay is down, a dial every 5 s;
+//   - per channel publisher it lost a subscription to and has no session
+//     with, a dial, one at a time, for at most HandshakeGiveUp.
 //
 // Nothing is spawned per packet. Every queue between goroutines is
 // bounded: a full send queue returns ErrBackpressure, a full receive
@@ -35,6 +37,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
@@ -69,6 +72,12 @@ type Mesh struct {
 	subnetTag string
 	// peerChanges carries peer ups and downs to the engines.
 	peerChanges chan peerChange
+	// reaching holds the NodeIDs the channel engine asked to reach while
+	// the dial runs (chanTransport.Reach).
+	reaching sync.Map
+	// leaveAcks receives the acknowledgements of Leave's goodbyes while
+	// Leave waits for them (leave.go).
+	leaveAcks atomic.Pointer[chan identity.NodeID]
 	// nat is the NAT traversal engine (nat_on.go; empty in nat_off.go).
 	nat natState //lint:ignore U1000 used only with the nat build tag
 
@@ -106,6 +115,9 @@ func New(cfg Config) (*Mesh, error) {
 	m.watchers.init()
 	m.userStreams = m.newListener(protoStream)
 	if _, err := m.listen(m.userStreams); err != nil {
+		return nil, err
+	}
+	if err := m.protos.add(&registration{proto: protoLeave, frames: m.handleLeave}); err != nil {
 		return nil, err
 	}
 	if err := m.newCapabilities(cfg.Capabilities); err != nil {
@@ -167,7 +179,7 @@ func (m *Mesh) Connect(ctx context.Context, addr netip.AddrPort, pin Pin) (*Peer
 	if !m.tr.started.Load() {
 		return nil, ErrNotStarted
 	}
-	if m.tr.closed.Load() {
+	if m.tr.closed.Load() || m.tr.leaving.Load() {
 		return nil, ErrClosed
 	}
 	return m.tr.connect(ctx, addr, pin)

@@ -3,6 +3,7 @@ package mesh_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -24,13 +25,17 @@ func TestMain(m *testing.M) {
 }
 
 // newNode starts a node with fast timers (testnode.FastTimers), closed
-// when the test ends. The dead-peer timeout stays at seconds: a test
-// machine whose cores are busy can leave a live peer silent for longer
-// than 3 keepalives, and a test that is not about liveness must not see
-// it die. Tests about dead peers set DeadPeerTimeout themselves.
+// when the test ends. The failure detector's timeouts stay at seconds:
+// a test machine whose cores are busy can leave a live peer (another
+// node of the same process) silent for longer than 3 keepalives, and a
+// test that is not about liveness must not see it die. Tests about dead
+// peers set DeadPeerTimeout and ProbeTimeout themselves.
 func newNode(t testing.TB, mod ...func(*mesh.Config)) *mesh.Mesh {
 	t.Helper()
-	slowDead := func(c *mesh.Config) { c.DeadPeerTimeout = 3 * time.Second }
+	slowDead := func(c *mesh.Config) {
+		c.DeadPeerTimeout = 3 * time.Second
+		c.ProbeTimeout = 5 * time.Second
+	}
 	return testnode.Start(t, append([]func(*mesh.Config){testnode.FastTimers, slowDead}, mod...)...)
 }
 
@@ -180,5 +185,35 @@ func TestPing(t *testing.T) {
 	defer cancel()
 	if _, err := a.Ping(ctx, p); err == nil {
 		t.Fatal("ping to a closed node answered")
+	}
+}
+
+// TestWrongPinnedKeyIsReported: a pinned key the node at the address does
+// not hold gets no answer to its IK initiation (its MAC cannot verify
+// there), so after a retransmit interval the dialler asks the address
+// who it is, and fails with an error that names the node there, with the
+// default timers well before the handshake would time out.
+func TestWrongPinnedKeyIsReported(t *testing.T) {
+	a, b := testnode.Start(t), testnode.Start(t)
+	other, _ := identity.Generate()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a handshake times out after 15 s
+	defer cancel()
+	start := time.Now()
+	_, err := a.Connect(ctx, b.Addr(), mesh.Pin{Key: other.PublicKey()})
+	var pm *mesh.PinMismatchError
+	if !errors.As(err, &pm) || !errors.Is(err, mesh.ErrPeerMismatch) {
+		t.Fatalf("connect with a wrong key: %v, want a PinMismatchError", err)
+	}
+	want := fmt.Sprintf("pin mismatch: %s is node %s with key %x, not the pinned key", b.Addr(), b.ID(), []byte(b.Identity().PublicKey()))
+	if err.Error() != want {
+		t.Fatalf("error %q, want %q", err, want)
+	}
+	t.Logf("reported after %v", time.Since(start).Round(time.Millisecond))
+	if p := a.Peer(b.ID()); p != nil && p.IsUp() {
+		t.Fatal("a made a session with the node it did not pin")
+	}
+	// The right pin connects.
+	if _, err := a.Connect(ctxT(t), b.Addr(), mesh.Pin{Key: b.Identity().PublicKey()}); err != nil {
+		t.Fatalf("connect with the right key: %v", err)
 	}
 }

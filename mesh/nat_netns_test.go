@@ -4,10 +4,13 @@ package mesh_test
 
 import (
 	"errors"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/internal/netlab"
 	"github.com/netmesh/netmesh/mesh"
 )
@@ -166,4 +169,130 @@ func TestKernelNATConeAcceptingRouters(t *testing.T) {
 	exchange(t, w.a, ab, w.b, []byte("whatever the path"))
 	exchange(t, w.b, w.b.Peer(w.a.ID()), w.a, []byte("and back"))
 	t.Logf("cone<->cone, routers accepting strays: path %s (%s)", st.Path, st.PathReason)
+}
+
+// reflexKey is the metadata key under which a node announces its reflex.
+const reflexKey = "reflex"
+
+// TestKernelNATReflexReachesAnnouncement: a reflex that STUN measures
+// after the node's last explicit announcement reaches the other nodes'
+// index: the mesh announces its own part again when the reflex changes.
+func TestKernelNATReflexReachesAnnouncement(t *testing.T) {
+	lab := netlab.New(t)
+	pub := lab.Public()
+	pub.AddAddr("br0", "198.51.100.2/24")
+	stun := pub.StartCoturn("198.51.100.2", 3478)
+	router, host := lab.NATRouter(pub, 1, "")
+	// STUN is out of reach at first, so the node announces without a reflex.
+	router.Nft(`table inet blockstun {
+	chain forward {
+		type filter hook forward priority filter;
+		ip daddr 198.51.100.2 udp dport 3478 drop
+	}
+}`)
+	relay := newNode(t, fastCaps, func(c *mesh.Config) { c.Conn = pub.ListenUDP("198.51.100.1:7000") })
+	a := newNode(t, fastCaps, func(c *mesh.Config) {
+		c.Conn = host.ListenUDP("10.0.1.2:7001")
+		c.NAT.STUNServers = []string{stun.Addr}
+		c.NAT.ReflexTimeout = 500 * time.Millisecond
+	})
+	if err := a.AnnounceCapabilities(capability.Set{Tags: []string{"behind-nat"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Connect(ctxT(t), relay.ListenAddrs()[0], mesh.Pin{Key: relay.Identity().PublicKey()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the relay to index a", func() bool { _, ok := relay.Capabilities().Index().Lookup(a.ID()); return ok })
+	if n, _ := relay.Capabilities().Index().Lookup(a.ID()); n.Set.Metadata[reflexKey] != "" {
+		t.Fatalf("a knew its reflex (%s) with STUN blocked", n.Set.Metadata[reflexKey])
+	}
+	router.Nft("delete table inet blockstun")
+	if _, err := a.ReclassifyNAT(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	want := a.ReflexAddr().String()
+	if want != "198.51.100.11:7001" {
+		t.Fatalf("reflex %s, want the router's address with the port kept", want)
+	}
+	eventually(t, 10*time.Second, "the relay to learn a's reflex", func() bool {
+		n, ok := relay.Capabilities().Index().Lookup(a.ID())
+		return ok && n.Set.Metadata[reflexKey] == want
+	})
+	if n, _ := relay.Capabilities().Index().Lookup(a.ID()); !slices.Contains(n.Set.Tags, "behind-nat") {
+		t.Fatalf("the application's tags were lost: %v", n.Set.Tags)
+	}
+}
+
+// TestKernelNATPortMappingAfterFailedPunch: a punch between a
+// port-restricted cone and a symmetric NAT fails; when a port mapping
+// then makes the cone side reachable (here a forward on its router and
+// the mapped address as the override, which is what the port mapper
+// installs; the cone keeps the port, so the address is the one it had),
+// the pair punches again at once instead of after the 30 s backoff, and
+// goes direct: whichever side asked for the failed punch.
+func TestKernelNATPortMappingAfterFailedPunch(t *testing.T) {
+	for _, mappedAsked := range []bool{true, false} {
+		name := "the mapped node asked"
+		if !mappedAsked {
+			name = "the peer asked"
+		}
+		t.Run(name, func(t *testing.T) { testPortMappingAfterFailedPunch(t, mappedAsked) })
+	}
+}
+
+func testPortMappingAfterFailedPunch(t *testing.T, mappedAsked bool) {
+	lab := netlab.New(t)
+	pub := lab.Public()
+	pub.AddAddr("br0", "198.51.100.2/24")
+	stun := pub.StartCoturn("198.51.100.2", 3478)
+	r1, h1 := lab.NATRouter(pub, 1, "")
+	r2, h2 := lab.NATRouter(pub, 2, "fully-random")
+	for _, r := range []*netlab.NS{r1, r2} {
+		r.Nft(strayDropRules)
+	}
+	relay := newNode(t, func(c *mesh.Config) { c.Conn = pub.ListenUDP("198.51.100.1:7000") })
+	relays := []mesh.Relay{{Addr: relay.ListenAddrs()[0], Pin: mesh.Pin{Key: relay.Identity().PublicKey()}}}
+	host := func(ns *netlab.NS, addr string) *mesh.Mesh {
+		return newNode(t, func(c *mesh.Config) {
+			c.Conn = ns.ListenUDP(addr)
+			c.Relays = relays
+			c.NAT.STUNServers = []string{stun.Addr}
+		})
+	}
+	a, b := host(h1, "10.0.1.2:7001"), host(h2, "10.0.2.2:7002") // a is the one mapped
+	for _, n := range []*mesh.Mesh{a, b} {
+		eventually(t, 5*time.Second, "the relay session", func() bool { p := n.Peer(relay.ID()); return p != nil && p.IsUp() })
+		if _, err := n.ReclassifyNAT(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	asker, target := a, b
+	if !mappedAsked {
+		asker, target = b, a
+	}
+	p, err := asker.ConnectNode(ctxT(t), target.ID(), target.Identity().PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := asker.ConnectDirect(ctxT(t), p, asker.Peer(relay.ID())); err == nil {
+		t.Fatal("a punch between a port-restricted cone and a symmetric NAT worked")
+	}
+	// The mapping: a's router forwards its port 7001 to a, and a
+	// advertises it.
+	r1.Nft(`table ip portmap {
+	chain prerouting {
+		type nat hook prerouting priority dstnat;
+		iifname "wan" udp dport 7001 dnat to 10.0.1.2:7001
+	}
+}`)
+	if err := a.SetReflexOverride(netip.MustParseAddrPort("198.51.100.11:7001")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	eventually(t, 10*time.Second, "the pair to go direct (the retry would wait 30 s)", func() bool {
+		ab, ba := a.Peer(b.ID()), b.Peer(a.ID())
+		return ab != nil && ba != nil && ab.Stats().Path == "direct" && ba.Stats().Path == "direct"
+	})
+	t.Logf("direct %v after the mapping", time.Since(start).Round(time.Millisecond))
+	exchange(t, a, a.Peer(b.ID()), b, []byte("direct through the mapping"))
 }

@@ -24,6 +24,13 @@ func (m *Mesh) startNAT() {
 	if c.Logger == nil {
 		c.Logger = m.log
 	}
+	user := c.OnReflexChange
+	c.OnReflexChange = func(a netip.AddrPort) {
+		m.reflexChanged()
+		if user != nil {
+			user(a)
+		}
+	}
 	e := nat.New(natTransport{m}, c)
 	if err := m.Handle(protoNAT, func(from *Peer, body []byte) { e.HandleFrame(from.id, body) }); err != nil {
 		m.log.Error("NAT frames already handled; NAT traversal off", "err", err)
@@ -37,6 +44,23 @@ func (m *Mesh) startNAT() {
 	}
 	m.nat.e.Store(e)
 	e.Start()
+}
+
+// reflexChanged announces the mesh's part again when the node's reflex
+// address changed on its own (STUN measured another, a port mapping came
+// or went): peers outside the NAT learn where to reach it without waiting
+// for the application to announce. A node that announces nothing (it
+// never announced, withdrew, or is leaving) only keeps the new part for
+// its next announcement; an operator's SetReflexOverride announces in any
+// case.
+func (m *Mesh) reflexChanged() {
+	cur := m.selfCapabilities()
+	if cur.Equal(m.caps.Announced(meshLayer)) {
+		return
+	}
+	if err := m.caps.RefreshLayer(meshLayer, cur); err != nil {
+		m.log.Warn("announcing the new reflex address failed", "err", err)
+	}
 }
 
 // stopNAT stops the engine. Close calls it.
@@ -118,7 +142,8 @@ func (m *Mesh) ConnectDirect(ctx context.Context, p, coordinator *Peer) error {
 // SetReflexOverride sets the address peers should use to reach this node,
 // for operators with a known public address or port forward. It is the
 // first candidate in introductions, and the pair matrix treats the node as
-// open.
+// open. It is announced at once (metadata "reflex"), and the punches that
+// failed are tried again.
 func (m *Mesh) SetReflexOverride(addr netip.AddrPort) error {
 	e, err := m.engine()
 	if err != nil {
@@ -127,7 +152,7 @@ func (m *Mesh) SetReflexOverride(addr netip.AddrPort) error {
 	if err := e.SetReflexOverride(addr); err != nil {
 		return err
 	}
-	return m.reannounce() // the next announcement carries the override
+	return m.reannounce() // also for a node that announces nothing yet
 }
 
 // ClearReflexOverride removes the reflex override.

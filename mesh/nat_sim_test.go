@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest"
 	"github.com/netmesh/netmesh/mesh/meshtest/natlab"
 )
 
@@ -285,5 +286,36 @@ func TestNATSimRendezvousErrors(t *testing.T) {
 	// b sees a only through the relay: no reflex to report.
 	if _, err := a.ProbeReflex(ctxT(t), ab); !errors.As(err, &ne) || ne.Kind != mesh.NATErrPeerUnreachable {
 		t.Fatalf("ProbeReflex through a relay: %v", err)
+	}
+}
+
+// TestNATSimLogsReadableAsJSON classifies, meets and punches with JSON
+// logs, and checks every value reads as it does in text (the NAT type as
+// a word, not a number).
+func TestNATSimLogsReadableAsJSON(t *testing.T) {
+	lc := meshtest.NewLogCheck()
+	logged := func(c *mesh.Config) { c.Logger = lc.Logger() }
+	w := newSimWorld(t)
+	a, b := w.node(t, &natlab.FullCone, logged), w.node(t, &natlab.FullCone, logged)
+	ab, _, ar := w.relayedPeers(t, a, b)
+	for _, n := range []*mesh.Mesh{a, b} {
+		if _, err := n.ReclassifyNAT(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.ConnectDirect(ctxT(t), ab, ar); err != nil {
+		t.Fatal(err)
+	}
+	typed := 0
+	for _, rec := range lc.Check(t) {
+		if rec["msg"] == "NAT classified" {
+			if _, ok := rec["type"].(string); !ok {
+				t.Errorf("NAT classified logs type %v, want a word", rec["type"])
+			}
+			typed++
+		}
+	}
+	if typed == 0 {
+		t.Fatal("no classification was logged")
 	}
 }

@@ -29,6 +29,11 @@ type Peer struct {
 	lastInit uint64   // newest initiation timestamp accepted from this peer
 	up       bool
 	created  int64 // mono ns; without a session, the peer is forgotten ForgetAfter after this or lastRecv, whichever is later
+	// Failure detection (timers.go): while probeSince is set the peer is
+	// suspected, probes counts the probes sent since then, and the next
+	// is due at probeAt (mono ns).
+	probeSince, probeAt int64
+	probes              int
 
 	cur atomic.Pointer[session]  // mirrors current for lock-free sends
 	ep  atomic.Pointer[endpoint] // where packets to the peer go
@@ -41,6 +46,9 @@ type Peer struct {
 	lastSent   atomic.Int64 // mono ns of the last packet sent
 	epLastRecv atomic.Int64 // mono ns of the last authenticated packet from ep
 	rtt        atomic.Int64 // smoothed RTT in ns, 0 until measured
+	// downWhy says why the peer last went down (one of the down...
+	// reasons); nil while it never did.
+	downWhy    atomic.Pointer[string]
 	txBytes    atomic.Uint64
 	rxBytes    atomic.Uint64
 	txPackets  atomic.Uint64
@@ -51,6 +59,16 @@ type Peer struct {
 	// (streams.go), under a lock of their own.
 	streams peerStreams
 }
+
+// Why a peer went down, as PeerEvent.Reason and PeerStats.PathReason
+// tell it.
+const (
+	downLeft      = "the peer left"      // it said goodbye (Leave)
+	downRestarted = "the peer restarted" // a new session carried a new incarnation
+	downExpired   = "session expired"    // RejectAfter passed without a rekey
+	downGaveUp    = "handshake gave up"  // a dial gave up while the peer said nothing
+	downClosed    = "this node closed"   // Close
+)
 
 // endpoint is a path to a peer: a direct address on one of our sockets,
 // or through a relay, a directly connected peer that forwards to node.
@@ -144,6 +162,9 @@ func (p *Peer) Stats() PeerStats {
 	} else {
 		st.Path = "none"
 		st.PathReason = "no session"
+		if why := p.downWhy.Load(); why != nil {
+			st.PathReason += ": " + *why
+		}
 	}
 	return st
 }
@@ -180,8 +201,14 @@ func (p *Peer) received(n int, src *endpoint, now int64) {
 		return
 	}
 	moved := *src
-	if moved.relay != nil {
+	switch {
+	case moved.relay == nil || ep == nil:
+		// Direct, or the session's first packet (an IK responder's,
+		// before it confirms): there was no path to explain.
+	case ep.relay == nil:
 		moved.why = "the direct path went silent"
+	default:
+		moved.why = "relay " + ep.relay.id.Short() + " went silent; no direct address known"
 	}
 	p.switchPath(&moved, now)
 	if upgrade {
@@ -211,6 +238,9 @@ func (p *Peer) checkPath(now int64) {
 	p.switchPath(&back, now)
 	p.fallback.Store(nil)
 }
+
+// setDown records why the peer went down.
+func (p *Peer) setDown(why string) { p.downWhy.Store(&why) }
 
 // updateRTT folds a sample into the smoothed RTT (RFC 6298: 7/8 old + 1/8 new).
 func (p *Peer) updateRTT(sample time.Duration) {

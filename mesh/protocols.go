@@ -41,13 +41,14 @@ var (
 	protoStream     = Protocol{"netmesh/stream", 6}     // the application's streams (OpenStream)
 	protoChannel    = Protocol{"netmesh/channel", 7}    // pub/sub channels (engine messages)
 	protoNAT        = Protocol{"netmesh/nat", 8}        // NAT traversal frames
+	protoLeave      = Protocol{"netmesh/leave", 9}      // goodbye and its acknowledgement (leave.go)
 )
 
 // builtins are the mesh's own protocols, which NewProtocol does not hand
 // out.
 var builtins = []Protocol{
 	protoKeepalive, protoDatagram, protoPing, protoPong, protoRoute,
-	protoCapability, protoStream, protoChannel, protoNAT,
+	protoCapability, protoStream, protoChannel, protoNAT, protoLeave,
 }
 
 // Named protocol numbers lie in [minNamedProto, 65535]; the mesh keeps

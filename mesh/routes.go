@@ -180,7 +180,9 @@ func (t *transport) learnRoute(dst identity.NodeID, r route) {
 	}
 	if t.routes.learn(dst, r, t.now(), t.faster) {
 		t.stats.routesRefused.Add(1)
+		return
 	}
+	t.routeWait.notify()
 }
 
 // learnReverseRoute notes that src's traffic reached us through
@@ -223,14 +225,45 @@ func (t *transport) nextHop(dst identity.NodeID, from *Peer) *Peer {
 }
 
 // connectNode establishes an end-to-end session with the node id (see
-// Mesh.ConnectNode); key may be nil.
+// Mesh.ConnectNode); key may be nil. With no route yet, it waits for one
+// while a configured relay may still come up.
 func (t *transport) connectNode(ctx context.Context, id identity.NodeID, key ed25519.PublicKey) (*Peer, error) {
+	for {
+		// Routes appear when a peer comes up (a relay's session) or is
+		// announced; asked for before looking, the next one is not missed.
+		wake := t.routeWait.wait()
+		t.hs.mu.Lock()
+		p, path, pin := t.pathToLocked(id, key)
+		if p != nil && p.current != nil {
+			t.hs.mu.Unlock()
+			return p, nil
+		}
+		if path != nil {
+			d := t.newDialLocked(path, pin)
+			t.hs.mu.Unlock()
+			return t.waitDial(ctx, d)
+		}
+		t.hs.mu.Unlock()
+		if len(t.cfg.Relays) == 0 {
+			return nil, fmt.Errorf("%w: %s", ErrNoRoute, id)
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %s: no relay came up: %w", ErrNoRoute, id, ctx.Err())
+		case <-t.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+}
+
+// pathToLocked returns the peer with id if known, the path a dial to it
+// should take (nil: no route), and the pin it should carry.
+func (t *transport) pathToLocked(id identity.NodeID, key ed25519.PublicKey) (*Peer, *endpoint, Pin) {
 	pin := Pin{Key: key, ID: id}
-	t.hs.mu.Lock()
 	p := t.peers.get(id)
 	if p != nil && p.current != nil {
-		t.hs.mu.Unlock()
-		return p, nil
+		return p, nil, pin
 	}
 	if pin.Key == nil && p != nil {
 		pin.Key = p.key
@@ -248,26 +281,51 @@ func (t *transport) connectNode(ctx context.Context, id identity.NodeID, key ed2
 			path = &endpoint{relay: r, node: id, why: "no direct address known; relayed by " + r.id.Short()}
 		}
 	}
-	if path == nil {
-		t.hs.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s", ErrNoRoute, id)
+	return p, path, pin
+}
+
+// signal wakes whoever waits for it, once per wait: the waiters of
+// routeWait learn that a route may have appeared.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{} // nil while nobody waits
+}
+
+// wait returns a channel closed by the next notify.
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
 	}
-	d := t.newDialLocked(path, pin)
-	t.hs.mu.Unlock()
-	return t.waitDial(ctx, d)
+	return s.ch
+}
+
+// notify wakes the waiters, if any.
+func (s *signal) notify() {
+	s.mu.Lock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+	s.mu.Unlock()
 }
 
 // ConnectNode establishes an end-to-end session with the node id, or
 // returns the peer if one is up. With no direct address for it, the
 // handshake runs over a routed path: a route from AddRoute or from
-// announcements, else one of Config.Relays. Giving key makes the handshake
-// one round trip (IK); nil runs XX pinned to id, unless the node is known
-// (a peer, or announced and signed), which gives its key.
+// announcements, else one of Config.Relays. With no route yet, it fails
+// with ErrNoRoute, unless relays are configured: it then waits until one
+// is up (a node that has just started dials its relays) or a route is
+// learned, and dials at once, or fails with ErrNoRoute when ctx ends.
+// Giving key makes the handshake one round trip (IK); nil runs XX pinned
+// to id, unless the node is known (a peer, or announced and signed),
+// which gives its key.
 func (m *Mesh) ConnectNode(ctx context.Context, id identity.NodeID, key ed25519.PublicKey) (*Peer, error) {
 	if !m.tr.started.Load() {
 		return nil, ErrNotStarted
 	}
-	if m.tr.closed.Load() {
+	if m.tr.closed.Load() || m.tr.leaving.Load() {
 		return nil, ErrClosed
 	}
 	if key != nil && identity.NodeIDFromKey(key) != id {
@@ -296,6 +354,9 @@ func (t *transport) upRelay() *Peer {
 // keepRelays connects to every configured relay that is down. The timer
 // loop calls it every relayRetry.
 func (t *transport) keepRelays() {
+	if t.leaving.Load() {
+		return
+	}
 	for _, r := range t.cfg.Relays {
 		p := t.findPeer(r.Addr, r.Pin.ID)
 		if p != nil && p.cur.Load() != nil {

@@ -76,6 +76,19 @@ func TestRelayedSession(t *testing.T) {
 	t.Logf("relayed %d packets; a->b path %s (%s)", r.Stats().Relayed, st.Path, st.PathReason)
 }
 
+// TestRelayedResponderPathReason: a node that answered a handshake
+// through a relay never had a direct path to the initiator, so its WHY
+// must not say that one went silent.
+func TestRelayedResponderPathReason(t *testing.T) {
+	a, r, b, _, _, _, pb := relayedPair(t)
+	exchange(t, a, pb, b, []byte("hello"))
+	st := b.Peer(a.ID()).Stats()
+	want := "the session came up through relay " + r.ID().Short() + "; no direct address known"
+	if st.Path != "relayed" || st.PathReason != want {
+		t.Fatalf("b sees a as path=%q reason=%q, want relayed, %q", st.Path, st.PathReason, want)
+	}
+}
+
 func TestRelayDisabled(t *testing.T) {
 	r, _ := faultNode(t, 1, func(c *mesh.Config) { c.DisableRelay = true })
 	b, fb := faultNode(t, 2)
@@ -224,4 +237,41 @@ func TestZeroAllocRelayedDatagram(t *testing.T) {
 	if allocs > 0 {
 		t.Fatalf("%.1f allocations per relayed datagram (sender, relay, receiver), want 0", allocs)
 	}
+}
+
+// TestFirstContactThroughARelayThatIsComingUp: a node whose relay's
+// session is not up yet (it has just started) dials a node by NodeID as
+// soon as the relay is up, instead of failing with no route.
+func TestFirstContactThroughARelayThatIsComingUp(t *testing.T) {
+	r := newNode(t)
+	b := newNode(t)
+	connect(t, b, r, mesh.Pin{})
+	a, fa := faultNode(t, 1, func(c *mesh.Config) {
+		c.Relays = []mesh.Relay{{Addr: r.Addr(), Pin: mesh.Pin{Key: r.Identity().PublicKey()}}}
+	})
+	fa.Block(r.Addr()) // the relay's session cannot come up yet
+	type result struct {
+		p   *mesh.Peer
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := a.ConnectNode(ctxT(t), b.ID(), b.Identity().PublicKey())
+		done <- result{p, err}
+	}()
+	select {
+	case res := <-done:
+		t.Fatalf("ConnectNode returned before the relay was up: %v", res.err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	fa.Unblock(r.Addr())
+	res := <-done
+	if res.err != nil {
+		t.Fatalf("first contact through the relay: %v", res.err)
+	}
+	if st := res.p.Stats(); st.Path != "relayed" {
+		t.Fatalf("path %q, want relayed", st.Path)
+	}
+	relayAge := a.Peer(r.ID()).Stats().SessionAge
+	t.Logf("b up %v after the relay", (relayAge - res.p.Stats().SessionAge).Round(time.Microsecond))
 }

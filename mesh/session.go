@@ -193,6 +193,7 @@ func (t *transport) establishLocked(p *Peer, s *session) {
 	if cameUp {
 		t.log.Info("peer up", "peer", p.id.Short(), "path", s.path)
 		t.up.peerEvent(p, true)
+		t.routeWait.notify() // a relay, or a next hop
 	}
 }
 
@@ -207,6 +208,7 @@ func (t *transport) restartedLocked(p *Peer) {
 	t.up.closeStreams(p)
 	if p.up {
 		p.up = false
+		p.setDown(downRestarted)
 		t.up.peerEvent(p, false)
 	}
 }
@@ -218,6 +220,7 @@ func (t *transport) downLocked(p *Peer, why string) {
 	t.up.closeStreams(p)
 	if wasUp {
 		t.log.Info("peer down", "peer", p.id.Short(), "reason", why)
+		p.setDown(why)
 		t.up.peerEvent(p, false)
 	}
 }

@@ -27,7 +27,10 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 
 func TestPeerRestart(t *testing.T) {
 	idB, _ := identity.Generate()
-	a := newNode(t, func(c *mesh.Config) { c.DeadPeerTimeout = 400 * time.Millisecond })
+	a := newNode(t, func(c *mesh.Config) {
+		c.DeadPeerTimeout = 400 * time.Millisecond
+		c.ProbeTimeout = time.Second
+	})
 	b := newNode(t, func(c *mesh.Config) { c.Identity = idB })
 	p := connect(t, a, b, mesh.Pin{Key: idB.PublicKey()})
 	exchange(t, a, p, b, []byte("before"))
@@ -295,6 +298,7 @@ func TestDatagramsUnderFaults(t *testing.T) {
 func TestPeerEvents(t *testing.T) {
 	a := newNode(t, func(c *mesh.Config) {
 		c.DeadPeerTimeout = 300 * time.Millisecond
+		c.ProbeTimeout = time.Second
 		c.HandshakeGiveUp = 500 * time.Millisecond
 	})
 	b := newNode(t)
@@ -390,6 +394,7 @@ func TestForgetDownPeers(t *testing.T) {
 	b := newNode(t, func(c *mesh.Config) {
 		c.ForgetAfter = 200 * time.Millisecond
 		c.DeadPeerTimeout = 300 * time.Millisecond
+		c.ProbeTimeout = time.Second
 		c.HandshakeGiveUp = 300 * time.Millisecond
 	})
 	a := newNode(t)

@@ -36,6 +36,7 @@ const (
 	DropPeerLimit                         // handshake from a new node while at MaxPeers
 	DropStreamBacklog                     // a peer's new stream found its listener's backlog full (refused)
 	DropXXRefused                         // XX initiation to a node with Config.IKOnly
+	DropLeaving                           // handshake initiation while the node leaves (Mesh.Leave)
 	numDropReasons
 )
 
@@ -44,7 +45,7 @@ var dropNames = [numDropReasons]string{
 	"bad_mac", "bad_handshake", "bad_identity", "pin_mismatch", "stale_initiation",
 	"rate_limited", "cookie_required", "queue_full", "expired", "no_handler",
 	"bad_route", "relay_disabled", "hop_limit", "no_route", "peer_limit",
-	"stream_backlog", "xx_refused",
+	"stream_backlog", "xx_refused", "leaving",
 }
 
 // String returns the reason's snake_case name, as used in Stats.Drops.

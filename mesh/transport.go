@@ -49,7 +49,7 @@ type transport struct {
 	id  *identity.Identity
 	log *slog.Logger
 	t   timers
-	// lastTick is when the timer loop last ran; only it touches it.
+	// lastTick is when the timer loop last ran (mono ns; its own).
 	lastTick int64
 	// epoch is the base of the node's monotonic timestamps (now).
 	epoch time.Time
@@ -68,7 +68,9 @@ type transport struct {
 	hs     handshakes
 	guard  floodGuard
 	routes routeTable
-	pings  pinger
+	// routeWait wakes ConnectNode calls waiting for a route.
+	routeWait signal
+	pings     pinger
 	// dgram holds received datagrams until ReadDatagram takes them.
 	dgram chan *inPacket
 	// stun receives STUN messages that arrive on the node's sockets (the
@@ -81,6 +83,9 @@ type transport struct {
 	wg      sync.WaitGroup // the goroutines below, and relay dials
 	started atomic.Bool
 	closed  atomic.Bool
+	// leaving: the node is saying goodbye (Mesh.Leave); it refuses
+	// handshakes and starts none.
+	leaving atomic.Bool
 }
 
 // upper is what the transport needs from the layers above it. Its hooks
@@ -170,6 +175,7 @@ func (t *transport) close() {
 		wasUp := p.up
 		t.dropSessionsLocked(p)
 		if wasUp {
+			p.setDown(downClosed)
 			t.up.peerEvent(p, false)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 type capabilityCollector struct {
 	e               *capability.Engine
 	nodes, known    *prometheus.Desc
+	duplicateNames  *prometheus.Desc
 	counters        []counterField[capability.Stats]
 	rejected        *prometheus.Desc
 	rejectedReasons []reasonField[capability.Stats]
@@ -20,9 +21,10 @@ type capabilityCollector struct {
 func newCapabilityCollector(e *capability.Engine) *capabilityCollector {
 	type S = capability.Stats
 	return &capabilityCollector{
-		e:     e,
-		nodes: newDesc("capability_nodes", "Nodes in the capability index by status: online, degraded (a refresh missed), offline (expired, still remembered).", "status"),
-		known: newDesc("capability_nodes_known", "Live nodes in the capability index, this node included."),
+		e:              e,
+		nodes:          newDesc("capability_nodes", "Nodes in the capability index by status: online, degraded (a refresh missed), offline (expired, still remembered), left (withdrew its announcement, still remembered).", "status"),
+		known:          newDesc("capability_nodes_known", "Live nodes in the capability index, this node included."),
+		duplicateNames: newDesc("capability_duplicate_names", "Names that more than one live node in the index claims (a name is a label, not an identity)."),
 		counters: []counterField[S]{
 			counter("capability_received_total", "Capability gossip messages received.", func(s *S) uint64 { return s.Received }),
 			counter("capability_accepted_total", "Announcement versions accepted into the index.", func(s *S) uint64 { return s.Accepted }),
@@ -34,6 +36,9 @@ func newCapabilityCollector(e *capability.Engine) *capabilityCollector {
 			counter("capability_send_errors_total", "Capability gossip messages the mesh refused to send.", func(s *S) uint64 { return s.SendErrors }),
 			counter("capability_events_dropped_total", "Index change events lost to slow subscribers.", func(s *S) uint64 { return s.EventsDropped }),
 			counter("capability_telemetry_errors_total", "Telemetry samples that failed or did not fit the announcement.", func(s *S) uint64 { return s.TelemetryErrors }),
+			counter("capability_evicted_total", "Offline origins forgotten to make room for new ones.", func(s *S) uint64 { return s.Evicted }),
+			counter("capability_withdrawals_total", "Withdrawals accepted: nodes that left.", func(s *S) uint64 { return s.Withdrawals }),
+			counter("capability_withdrawals_unknown_total", "Withdrawals of origins never seen, ignored.", func(s *S) uint64 { return s.WithdrawalsUnknown }),
 		},
 		rejected: newDesc("capability_rejected_total", "Announcements rejected, by reason.", "reason"),
 		rejectedReasons: []reasonField[S]{
@@ -46,6 +51,8 @@ func newCapabilityCollector(e *capability.Engine) *capabilityCollector {
 			{"old_version", func(s *S) uint64 { return s.RejectedOldVersion }},
 			{"unsigned", func(s *S) uint64 { return s.RejectedUnsigned }},
 			{"index_full", func(s *S) uint64 { return s.RejectedIndexFull }},
+			{"peer_origins", func(s *S) uint64 { return s.RejectedPeerOrigins }},
+			{"origin_rate", func(s *S) uint64 { return s.RejectedOriginRate }},
 			{"expired", func(s *S) uint64 { return s.RejectedExpired }},
 		},
 	}
@@ -55,6 +62,7 @@ func newCapabilityCollector(e *capability.Engine) *capabilityCollector {
 func (c *capabilityCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.nodes
 	ch <- c.known
+	ch <- c.duplicateNames
 	describeCounters(ch, c.counters, c.rejected)
 }
 
@@ -65,6 +73,8 @@ func (c *capabilityCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(ch, c.nodes, float64(h.Online), "online")
 	gauge(ch, c.nodes, float64(h.Degraded), "degraded")
 	gauge(ch, c.nodes, float64(h.Offline), "offline")
+	gauge(ch, c.nodes, float64(h.Left), "left")
+	gauge(ch, c.duplicateNames, float64(h.DuplicateNames))
 	st := c.e.Stats()
 	collectCounters(ch, &st, c.counters, c.rejected, c.rejectedReasons)
 }

@@ -3,6 +3,7 @@ package meshprom
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 )
 
@@ -48,6 +49,7 @@ type statsCollector struct {
 	m *mesh.Mesh
 
 	info, peersUp, peersKnown                        *prometheus.Desc
+	peerInfo                                         *prometheus.Desc
 	peerUp, peerRelayed, peerRTT, peerLastSeen       *prometheus.Desc
 	peerTxBytes, peerRxBytes, peerTxPkts, peerRxPkts *prometheus.Desc
 	peerHandshakes                                   *prometheus.Desc
@@ -58,7 +60,8 @@ type statsCollector struct {
 func newStatsCollector(m *mesh.Mesh) *statsCollector {
 	return &statsCollector{
 		m:              m,
-		info:           newDesc("node_info", "Always 1; labels name the node and its socket batching mode.", "node_id", "io_mode"),
+		info:           newDesc("node_info", "Always 1; labels name the node (its NodeID, and the name it announces or empty) and its socket batching mode.", "node_id", "name", "io_mode"),
+		peerInfo:       newDesc("peer_info", "Always 1; the label is the name the peer announces, or empty. A name is a label, not an identity.", "peer", "name"),
 		peersUp:        newDesc("peers_up", "Peers with an established session."),
 		peersKnown:     newDesc("peers_known", "Peers the node has had a session with, up or not."),
 		peerUp:         newDesc("peer_up", "1 if the peer has an established session, else 0.", "peer"),
@@ -84,7 +87,7 @@ func newStatsCollector(m *mesh.Mesh) *statsCollector {
 // Describe implements prometheus.Collector.
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.info, c.peersUp, c.peersKnown,
+		c.info, c.peersUp, c.peersKnown, c.peerInfo,
 		c.peerUp, c.peerRelayed, c.peerRTT, c.peerLastSeen,
 		c.peerTxBytes, c.peerRxBytes, c.peerTxPkts, c.peerRxPkts, c.peerHandshakes,
 		c.drops, c.backpressure, c.hsInit, c.hsDone, c.hsWork, c.cookies, c.relayed, c.routesRefused,
@@ -99,13 +102,19 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	gauge(ch, c.info, 1, st.NodeID.String(), st.IOMode)
+	ix := c.m.Capabilities().Index()
+	name := func(id identity.NodeID) string {
+		n, _ := ix.Lookup(id)
+		return n.Name()
+	}
+	gauge(ch, c.info, 1, st.NodeID.String(), name(st.NodeID), st.IOMode)
 	up := 0
 	for _, p := range st.Peers {
 		id := p.ID.String()
 		if p.Up {
 			up++
 		}
+		gauge(ch, c.peerInfo, 1, id, name(p.ID))
 		gauge(ch, c.peerUp, b2f(p.Up), id)
 		gauge(ch, c.peerRelayed, b2f(p.Path == "relayed"), id)
 		if p.RTT > 0 {

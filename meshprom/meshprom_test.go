@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/daemon"
 	counterdaemon "github.com/netmesh/netmesh/daemon/counter"
@@ -323,11 +324,15 @@ func TestPrometheusStaysOut(t *testing.T) {
 	}
 }
 
-// startNode starts a mesh on a random port of 127.0.0.1, closed when the
-// test ends.
-func startNode(t *testing.T) *mesh.Mesh {
+// startNode starts a mesh on a random port of 127.0.0.1, with name (of
+// which there is one at most), closed when the test ends.
+func startNode(t *testing.T, name ...string) *mesh.Mesh {
 	t.Helper()
-	m, err := mesh.New(mesh.Config{ListenAddr: "127.0.0.1:0"})
+	cfg := mesh.Config{ListenAddr: "127.0.0.1:0"}
+	if len(name) > 0 {
+		cfg.Capabilities.Name = name[0]
+	}
+	m, err := mesh.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,4 +343,78 @@ func startNode(t *testing.T) *mesh.Mesh {
 	}
 	t.Cleanup(func() { m.Close() })
 	return m
+}
+
+// TestNamesAndLeft checks the names of the node and its peers, and a
+// node that left, in the metrics.
+func TestNamesAndLeft(t *testing.T) {
+	a, b := startNode(t, "alpha"), startNode(t, "beta")
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if _, err := a.Connect(ctx, b.Addr(), mesh.Pin{Key: b.Identity().PublicKey()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*mesh.Mesh{a, b} {
+		if err := m.AnnounceCapabilities(capability.Set{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(meshprom.New(a, meshprom.Options{}))
+	named := func() error {
+		return testutil.GatherAndCompare(reg, strings.NewReader(fmt.Sprintf(`
+# HELP netmesh_peer_info Always 1; the label is the name the peer announces, or empty. A name is a label, not an identity.
+# TYPE netmesh_peer_info gauge
+netmesh_peer_info{name="beta",peer=%q} 1
+`, b.ID())), "netmesh_peer_info")
+	}
+	for named() != nil && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := named(); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(meshprom.New(a, meshprom.Options{}), "netmesh_node_info"); n != 1 {
+		t.Fatalf("%d node_info series", n)
+	}
+	info := fmt.Sprintf(`
+# HELP netmesh_node_info Always 1; labels name the node (its NodeID, and the name it announces or empty) and its socket batching mode.
+# TYPE netmesh_node_info gauge
+netmesh_node_info{io_mode=%q,name="alpha",node_id=%q} 1
+`, a.Stats().IOMode, a.ID())
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(info), "netmesh_node_info"); err != nil {
+		t.Fatal(err)
+	}
+	b.WithdrawCapabilities()
+	left := func() float64 { return gaugeValue(t, reg, "netmesh_capability_nodes", "status", "left") }
+	for left() != 1 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if left() != 1 {
+		t.Fatal("the node that left is not counted")
+	}
+}
+
+// gaugeValue returns the value of the sample of gauge name whose label
+// has value.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{%s=%q}", name, label, value)
+	return 0
 }

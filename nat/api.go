@@ -44,6 +44,10 @@ func (t Type) String() string {
 	return "unknown"
 }
 
+// LogValue makes a Type print as its name in structured logs, in JSON as
+// in text.
+func (t Type) LogValue() slog.Value { return slog.StringValue(t.String()) }
+
 // Config configures an Engine. The zero value is valid: no STUN servers
 // (peers report the reflex), the Default timings, no logs.
 type Config struct {
@@ -71,6 +75,12 @@ type Config struct {
 	// then UPnP-IGD) and makes the mapped address the reflex override. It
 	// needs the portmap build tag; without it Start only logs that.
 	PortMap bool
+	// OnReflexChange, if set, is called with the new address whenever
+	// ReflexAddr changes: a classification measured another reflex, a port
+	// mapping was installed or lost, the override was set or cleared. It
+	// runs on the goroutine that made the change, without engine locks,
+	// and must not block for long.
+	OnReflexChange func(netip.AddrPort)
 }
 
 // Stats is a snapshot of the engine's state and counters.

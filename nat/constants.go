@@ -55,6 +55,11 @@ const (
 	// authenticated peers, but a peer must not make us hold unbounded
 	// state or send unbounded probes.
 	maxPending = 64
+	// maxRemembered bounds the peers whose failed punches the engine
+	// remembers to retry, in each of its two maps (those it asked for,
+	// those peers asked for): one per peer, so a node with more relayed
+	// peers than this retries only some of them.
+	maxRemembered = 4 * maxPending
 	// unknownRetry is how often a node whose NAT type is still unknown
 	// tries to classify again.
 	unknownRetry = 30 * time.Second

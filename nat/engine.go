@@ -155,7 +155,11 @@ type Engine struct {
 	coordTx      map[txKey]*coordWait
 	runs         map[identity.NodeID]*run
 	retries      map[identity.NodeID]*retryState
-	pm           portMapper // port mapping (Config.PortMap); nil when off
+	// asked holds the peers whose request for a punch failed here, with
+	// the coordinator of the request: the peer's side retries them, but
+	// only this node hears at once when its own address changes.
+	asked map[identity.NodeID]identity.NodeID
+	pm    portMapper // port mapping (Config.PortMap); nil when off
 }
 
 // --- port mapping hook (build tag portmap, see portmap.go) ---
@@ -191,6 +195,7 @@ func New(tr Transport, cfg Config) *Engine {
 		coordTx:  make(map[txKey]*coordWait),
 		runs:     make(map[identity.NodeID]*run),
 		retries:  make(map[identity.NodeID]*retryState),
+		asked:    make(map[identity.NodeID]identity.NodeID),
 	}
 }
 
@@ -246,10 +251,61 @@ func (e *Engine) Type() Type {
 func (e *Engine) ReflexAddr() netip.AddrPort {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.reflexLocked()
+}
+
+func (e *Engine) reflexLocked() netip.AddrPort {
 	if e.override.IsValid() {
 		return e.override
 	}
 	return e.reflex
+}
+
+// reach is what peers learn of how to reach this node: the address it
+// advertises (ReflexAddr) and the NAT type it claims in introductions.
+type reach struct {
+	addr netip.AddrPort
+	typ  Type
+}
+
+func (e *Engine) reachLocked() reach { return reach{e.reflexLocked(), e.selfTypeLocked()} }
+
+// reachChangedLocked follows a change of the reflex, the override or the
+// classification, given the reach before. If peers would now learn
+// something else, the punches that failed are tried again at the next
+// tick instead of after their backoff, those this node asked for and
+// those a peer asked for alike: the change may be what they lacked (a
+// port mapping that completed after a punch failed makes this node
+// reachable, even at the address it had). If the address changed, the
+// returned function tells Config.OnReflexChange; the caller calls it once
+// it has unlocked.
+func (e *Engine) reachChangedLocked(before reach) (notify func()) {
+	now := e.reachLocked()
+	if now == before {
+		return func() {}
+	}
+	t := time.Now()
+	for _, r := range e.retries {
+		if !r.direct && !r.next.IsZero() {
+			r.next = t
+		}
+	}
+	for peer, coord := range e.asked {
+		delete(e.asked, peer)
+		if r := e.retries[peer]; r != nil {
+			if !r.direct {
+				r.next = t
+			}
+			continue
+		}
+		if len(e.retries) < maxRemembered {
+			e.retries[peer] = &retryState{coord: coord, next: t, lastSeen: t}
+		}
+	}
+	if f := e.cfg.OnReflexChange; f != nil && now.addr != before.addr {
+		return func() { f(now.addr) }
+	}
+	return func() {}
 }
 
 // SetReflexOverride makes addr the node's advertised reflex: it is the
@@ -261,8 +317,11 @@ func (e *Engine) SetReflexOverride(addr netip.AddrPort) error {
 		return &Error{Kind: KindUnsupported, Reason: "override " + addr.String() + " is not a usable address"}
 	}
 	e.mu.Lock()
+	before := e.reachLocked()
 	e.override = addr
+	notify := e.reachChangedLocked(before)
 	e.mu.Unlock()
+	notify()
 	return nil
 }
 
@@ -270,8 +329,11 @@ func (e *Engine) SetReflexOverride(addr netip.AddrPort) error {
 // again.
 func (e *Engine) ClearReflexOverride() {
 	e.mu.Lock()
+	before := e.reachLocked()
 	e.override = netip.AddrPort{}
+	notify := e.reachChangedLocked(before)
 	e.mu.Unlock()
+	notify()
 }
 
 // Stats returns a snapshot of the engine's state and counters.
@@ -385,6 +447,11 @@ func (e *Engine) tick(now time.Time) {
 		now.Sub(e.lastClassify) > e.cfg.ReclassifyInterval ||
 		e.typ == Unknown && now.Sub(e.lastClassify) > unknownRetry
 	e.locals = locals
+	for id := range e.asked {
+		if addr, up := e.tr.Path(id); !up || addr.IsValid() {
+			delete(e.asked, id) // gone, or direct after all
+		}
+	}
 	for id, r := range e.retries {
 		if r.inflight || e.runs[id] != nil {
 			continue
@@ -502,7 +569,11 @@ func (e *Engine) Reclassify(ctx context.Context) (Type, error) {
 	locals := e.tr.LocalAddrs()
 	typ, reflex := classify(obs, locals)
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	notify := func() {}
+	defer func() {
+		e.mu.Unlock()
+		notify()
+	}()
 	e.lastClassify = time.Now()
 	e.locals = locals
 	if len(obs) == 0 {
@@ -515,7 +586,9 @@ func (e *Engine) Reclassify(ctx context.Context) (Type, error) {
 	if typ != e.typ || reflex != e.reflex {
 		e.log.Info("NAT classified", "type", typ, "reflex", reflex, "reports", len(obs))
 	}
+	before := e.reachLocked()
 	e.typ, e.reflex = typ, reflex
+	notify = e.reachChangedLocked(before)
 	e.st.classifications.Add(1)
 	return typ, nil
 }

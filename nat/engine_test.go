@@ -81,3 +81,57 @@ func TestReclassifyOnLocalAddressChange(t *testing.T) {
 	f.setLocals(netip.MustParseAddrPort("10.0.9.5:4000"))
 	wait("a reclassification after the address change", func() bool { return f.stun.Load() > sent })
 }
+
+// TestReachChangeRetriesPunches: when what peers learn of how to reach
+// this node changes, the punches that failed are tried again at the next
+// tick rather than after their backoff: those this node asked for, and
+// those a peer asked for, which this node now asks for itself through the
+// same coordinator. A port mapping at the address the node already had
+// (a cone NAT keeps the port) changes no address but makes the node open,
+// which is enough. A punch that is direct is left alone, and
+// OnReflexChange hears of every change of the address, and only of those.
+func TestReachChangeRetriesPunches(t *testing.T) {
+	var heard []netip.AddrPort
+	f := &fakeNode{}
+	f.e = New(f, Config{OnReflexChange: func(a netip.AddrPort) { heard = append(heard, a) }})
+	e := f.e
+	reflex := netip.MustParseAddrPort("198.51.100.11:7001")
+	e.typ, e.reflex = Cone, reflex
+	mine, askedPeer, coord := identity.NodeID{1}, identity.NodeID{2}, identity.NodeID{3}
+	failed := &retryState{failures: 1, next: time.Now().Add(time.Hour)}
+	direct := &retryState{direct: true}
+	e.retries[mine] = failed
+	e.retries[identity.NodeID{4}] = direct
+	// A punch the peer asked for through coord fails here.
+	r := &run{peer: askedPeer, askedBy: coord, done: make(chan struct{})}
+	e.runs[askedPeer] = r
+	e.finish(r, &Error{Kind: KindPunchFailed, Peer: askedPeer, Reason: "no direct answer"})
+
+	if err := e.SetReflexOverride(reflex); err != nil { // mapped at the reflex
+		t.Fatal(err)
+	}
+	if time.Until(failed.next) > time.Second || !direct.next.IsZero() {
+		t.Fatalf("failed punch next at %v, direct one at %v", failed.next, direct.next)
+	}
+	if a := e.retries[askedPeer]; a == nil || a.coord != coord || time.Until(a.next) > time.Second {
+		t.Fatalf("the punch the peer asked for is not tried again through its coordinator: %+v", a)
+	}
+	if len(heard) != 0 {
+		t.Fatalf("OnReflexChange heard %v with the address unchanged", heard)
+	}
+	failed.next = time.Now().Add(time.Hour)
+	if err := e.SetReflexOverride(reflex); err != nil { // the same again
+		t.Fatal(err)
+	}
+	if time.Until(failed.next) < time.Minute {
+		t.Fatalf("nothing changed, yet the punch is retried at %v", failed.next)
+	}
+	other := netip.MustParseAddrPort("198.51.100.11:40000")
+	if err := e.SetReflexOverride(other); err != nil {
+		t.Fatal(err)
+	}
+	e.ClearReflexOverride()
+	if len(heard) != 2 || heard[0] != other || heard[1] != reflex {
+		t.Fatalf("OnReflexChange heard %v, want [%v %v]", heard, other, reflex)
+	}
+}

@@ -489,7 +489,12 @@ func init() {
 // replaced or cleared. It returns the override the mapper now owns.
 func (e *Engine) portMapOverride(mine, a netip.AddrPort) netip.AddrPort {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	before := e.reachLocked()
+	defer func() {
+		notify := e.reachChangedLocked(before)
+		e.mu.Unlock()
+		notify()
+	}()
 	if e.override.IsValid() && e.override != mine {
 		return netip.AddrPort{} // the operator's
 	}

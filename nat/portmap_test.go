@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/netmesh/netmesh/identity"
 )
 
 // fakeGateway is a portMapProtocol with scripted answers.
@@ -268,5 +270,30 @@ func TestPortMapSummary(t *testing.T) {
 	p.st = PortMapStatus{Protocol: "NAT-PMP", External: netip.MustParseAddrPort("198.51.100.11:7001")}
 	if got := p.Summary(); got != "NAT-PMP 198.51.100.11:7001" {
 		t.Errorf("mapped: %q", got)
+	}
+}
+
+// TestPortMapOverrideRetriesPunches: a port mapping that is installed
+// counts as a change of the node's address (punches that failed are tried
+// again, OnReflexChange hears of it); a renewal that keeps the address
+// does neither.
+func TestPortMapOverrideRetriesPunches(t *testing.T) {
+	var heard []netip.AddrPort
+	e := New(nil, Config{OnReflexChange: func(a netip.AddrPort) { heard = append(heard, a) }})
+	failed := &retryState{failures: 1, next: time.Now().Add(time.Hour)}
+	e.retries[identity.NodeID{1}] = failed
+	mapped := netip.AddrPortFrom(pubIP, 4000)
+	mine := e.portMapOverride(netip.AddrPort{}, mapped)
+	if time.Until(failed.next) > time.Second || len(heard) != 1 || heard[0] != mapped {
+		t.Fatalf("after the mapping: failed punch next at %v, OnReflexChange heard %v", failed.next, heard)
+	}
+	failed.next = time.Now().Add(time.Hour)
+	e.portMapOverride(mine, mapped) // renewed, unchanged
+	if time.Until(failed.next) < time.Minute || len(heard) != 1 {
+		t.Fatalf("an unchanged mapping retried (next %v) or told (%v)", failed.next, heard)
+	}
+	e.portMapOverride(mine, netip.AddrPort{}) // lost
+	if len(heard) != 2 || heard[1].IsValid() {
+		t.Fatalf("losing the mapping: OnReflexChange heard %v", heard)
 	}
 }

@@ -34,6 +34,9 @@ type run struct {
 	done  chan struct{}
 	err   *Error
 	start time.Time
+	// askedBy is the coordinator that brought the peer's request for
+	// this punch; zero when this node requested it.
+	askedBy identity.NodeID
 }
 
 // ConnectDirect tries to make the relayed session with peer direct,
@@ -132,7 +135,7 @@ func (e *Engine) noteResult(peer, coord identity.NodeID, err *Error) {
 	defer e.mu.Unlock()
 	r := e.retries[peer]
 	if r == nil {
-		if len(e.retries) >= 4*maxPending {
+		if len(e.retries) >= maxRemembered {
 			return
 		}
 		r = &retryState{}
@@ -235,7 +238,7 @@ func (e *Engine) handlePunch(from identity.NodeID, m Message) {
 		e.mu.Unlock()
 		res := introResult{status: m.Status}
 		if m.Status == StatusOK {
-			res.run = e.startPunch(m.Peer, m.NAT, m.Candidates)
+			res.run = e.startPunch(m.Peer, identity.NodeID{}, m.NAT, m.Candidates)
 		}
 		select {
 		case w.res <- res:
@@ -252,11 +255,12 @@ func (e *Engine) handlePunch(from identity.NodeID, m Message) {
 	delete(e.acceptTx, key)
 	e.mu.Unlock()
 	if m.Status == StatusOK {
-		e.startPunch(m.Peer, m.NAT, m.Candidates)
+		e.startPunch(m.Peer, from, m.NAT, m.Candidates)
 	}
 }
 
-// startPunch starts a punch towards peer, or returns the one running. The
+// startPunch starts a punch towards peer, or returns the one running;
+// askedBy is the coordinator when the peer asked for it. The
 // first round of probes leaves before it returns, so both sides, told at
 // the same moment, probe at the same moment: a probe that reaches the
 // other side's router before that side's own probe left can make a Linux
@@ -267,8 +271,8 @@ func (e *Engine) handlePunch(from identity.NodeID, m Message) {
 // coordinator, which is a peer, not trusted, and could otherwise make this
 // node probe addresses of its choosing for every peer it has a session
 // with at the same time. After Close no punch starts.
-func (e *Engine) startPunch(peer identity.NodeID, other Type, cands []netip.AddrPort) *run {
-	r := &run{peer: peer, done: make(chan struct{}), start: time.Now()}
+func (e *Engine) startPunch(peer, askedBy identity.NodeID, other Type, cands []netip.AddrPort) *run {
+	r := &run{peer: peer, askedBy: askedBy, done: make(chan struct{}), start: time.Now()}
 	e.mu.Lock()
 	if old := e.runs[peer]; old != nil {
 		e.mu.Unlock()
@@ -364,7 +368,9 @@ func (e *Engine) drive(r *run, targets []netip.AddrPort, self, other Type) {
 }
 
 // finish ends r with err and, on failure, records why the peer stays
-// relayed.
+// relayed; a failed punch the peer asked for is remembered, so that this
+// node asks for one itself when its own address changes (see
+// reachChangedLocked).
 func (e *Engine) finish(r *run, err *Error) {
 	if err != nil {
 		e.st.fallbacks.Add(1)
@@ -375,6 +381,9 @@ func (e *Engine) finish(r *run, err *Error) {
 	r.err = err
 	if e.runs[r.peer] == r {
 		delete(e.runs, r.peer)
+	}
+	if err != nil && err.Kind == KindPunchFailed && !r.askedBy.IsZero() && len(e.asked) < maxRemembered {
+		e.asked[r.peer] = r.askedBy
 	}
 	e.mu.Unlock()
 	close(r.done)

@@ -63,6 +63,12 @@ const (
 	// acknowledging, so it is never cut off; a silent one is within 30 to
 	// 60 s.
 	stallTimeout = 30 * time.Second
+	// closeLinger bounds how long Close (and Shutdown once its context
+	// ended) waits, after cancelling the handlers, for callers to take
+	// their calls' final frames: a caller that is there acknowledges
+	// within a round trip, so a second is ample; one that went away
+	// would otherwise hold the server for stallTimeout.
+	closeLinger = time.Second
 )
 
 // Bounds of a Client's per-node table (see Client).

@@ -96,7 +96,11 @@ type Server struct {
 	log    *slog.Logger
 	ctx    context.Context // parent of every handler's context; ends on Close
 	cancel context.CancelFunc
-	sem    chan struct{} // one slot per running handler
+	// ending bounds the waits for callers to take their calls' final
+	// frames; it ends closeLinger after the handlers were cancelled.
+	ending    context.Context
+	endCancel context.CancelFunc
+	sem       chan struct{} // one slot per running handler
 
 	// mu guards handlers and closed, and orders wg.Add before Close's
 	// wg.Wait.
@@ -136,14 +140,16 @@ func NewServer(m *mesh.Mesh, opts ServerOptions) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	ending, endCancel := context.WithCancel(context.Background())
 	s := &Server{
-		m: m, opts: opts, log: log, ctx: ctx, cancel: cancel,
+		m: m, opts: opts, log: log, ctx: ctx, cancel: cancel, ending: ending, endCancel: endCancel,
 		sem:      make(chan struct{}, opts.MaxConcurrent),
 		handlers: make(map[string]entry),
 	}
 	l, err := m.HandleStreams(protocol, s.accept)
 	if err != nil {
 		cancel()
+		endCancel()
 		return nil, fmt.Errorf("rpc: %w", err)
 	}
 	s.l = l
@@ -228,15 +234,31 @@ func (s *Server) Stats() ServerStats {
 	}
 }
 
-// Close stops serving: it withdraws the "rpc:" tags from the node's
-// capabilities, cancels the context of every running handler (a handler
-// that then fails is answered StatusUnavailable, so CallService fails
-// over), and waits for the calls to end (a call ends when the caller has
-// acknowledged its final frame; see end). Calls arriving later are refused
-// with StatusUnavailable (the server keeps the mesh's rpc protocol, so
-// callers learn at once instead of waiting for their deadlines). Close is
+// Close stops serving at once: it withdraws the "rpc:" tags from the
+// node's capabilities, cancels the context of every running handler (a
+// handler that then fails is answered StatusUnavailable, so CallService
+// fails over), and waits for the calls to end: a call ends when the
+// caller has acknowledged its final frame, or at most 1 s after the
+// handlers were cancelled, when calls still waiting for a caller (one
+// that went away, say) are reset. Calls arriving later are refused with
+// StatusUnavailable (the server keeps the mesh's rpc protocol, so callers
+// learn at once instead of waiting for their deadlines). Close is
 // idempotent.
 func (s *Server) Close() error {
+	return s.stop(context.Background(), true)
+}
+
+// Shutdown stops serving gracefully: like Close it withdraws the "rpc:"
+// tags and refuses new calls (StatusUnavailable) at once, but it lets the
+// running calls finish until ctx ends; then it cancels those still
+// running and ends as Close does. It returns ctx's error if it had to
+// cancel calls. After Close or Shutdown it returns at once.
+func (s *Server) Shutdown(ctx context.Context) error { return s.stop(ctx, false) }
+
+// stop refuses new calls, waits for the running ones until ctx ends (not
+// at all when now), then cancels them and gives the calls closeLinger to
+// end before it resets those still waiting for their callers.
+func (s *Server) stop(ctx context.Context, now bool) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -245,11 +267,32 @@ func (s *Server) Close() error {
 	s.closed = true
 	err := s.advertiseLocked()
 	s.mu.Unlock()
-	s.cancel()
-	s.wg.Wait()
 	if errors.Is(err, mesh.ErrClosed) {
 		err = nil
 	}
+	calls := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(calls)
+	}()
+	if !now {
+		select {
+		case <-calls:
+			return err
+		case <-ctx.Done():
+			err = errors.Join(err, ctx.Err())
+		}
+	}
+	s.cancel()
+	linger := time.NewTimer(closeLinger)
+	defer linger.Stop()
+	select {
+	case <-calls:
+	case <-linger.C:
+		s.endCancel() // calls still waiting for their callers are reset
+		<-calls
+	}
+	s.endCancel()
 	return err
 }
 
@@ -445,13 +488,15 @@ func (s *Server) watch(ctx context.Context, st *mesh.Stream, w *ResponseWriter, 
 // caller: a unary caller ended its side with the request, so the stream
 // is over; a streaming caller resets it once it read the frame, however
 // long its backlog takes (or the session ends). A caller that stops
-// acknowledging before that is reset by ct (see stallTimeout).
+// acknowledging before that is reset by ct (see stallTimeout), or when
+// the server stops (see stop).
 func (s *Server) end(st *mesh.Stream, ct *callTimer, f *Frame) {
 	ct.ending(stallTimeout)
 	defer ct.t.Stop()
-	ctx := context.Background() // ct's reset ends every wait below
+	ctx := s.ending // ct's reset, or the server's stop, ends every wait below
 	msg := AppendFrame(nil, f)
-	err := st.SendAndClose(ctx, msg)
+	// Queuing the frame never waits; only the waits below take ctx.
+	err := st.SendAndClose(context.Background(), msg)
 	if errors.Is(err, stream.ErrBackpressure) { // streamed chunks fill the window
 		if err = st.SendBlocking(ctx, msg); err == nil {
 			err = st.CloseContext(ctx)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/netmesh/netmesh/bootstrap"
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
@@ -62,10 +61,12 @@ type subscribeParams struct {
 	Count   int    `json:"count"`   // stop after this many messages; 0 never
 }
 
-// subEvent is one intermediate result of "subscribe": a message, or a
-// note that messages were dropped because the subscriber fell behind.
+// subEvent is one intermediate result of "subscribe": a message, a note
+// that messages were dropped because the subscriber fell behind, or that
+// the publisher was lost (its session went down: it restarted, or the
+// network failed) and admitted the subscription again.
 type subEvent struct {
-	Kind      string `json:"kind"` // "message" or "dropped"
+	Kind      string `json:"kind"` // "message", "dropped", "lost" or "resubscribed"
 	Publisher string `json:"publisher"`
 	Channel   string `json:"channel"`
 	Seq       uint64 `json:"seq"`            // 0 for "dropped"
@@ -127,18 +128,14 @@ func (n *node) subscribe(ctx context.Context, raw json.RawMessage, more func(any
 			return nil, errorf(codeBadRequest, "token: %v", err)
 		}
 	}
-	id, key, err := n.findNode(params.Node)
+	p, err := n.reach(ctx, params.Node)
 	if err != nil {
 		return nil, err
 	}
-	if p := n.m.Peer(id); p == nil || !p.IsUp() {
-		cctx, cancel := context.WithTimeout(ctx, bootstrap.DefaultConnectTimeout)
-		_, err := n.m.ConnectNode(cctx, id, key)
-		cancel()
-		if err != nil {
-			return nil, errorf(codeNodeDown, "no session with %s and connecting failed: %v", id, err)
-		}
+	if !p.IsUp() {
+		return nil, errorf(codeNodeDown, "no session with %s and connecting failed: %s", p.ID(), p.Stats().PathReason)
 	}
+	id := p.ID()
 	sub, err := n.m.SubscribeChannel(ctx, id, params.Channel, tok)
 	var rej *channel.RejectError
 	switch {
@@ -156,6 +153,10 @@ func (n *node) subscribe(ctx context.Context, raw json.RawMessage, more func(any
 		switch {
 		case errors.Is(err, channel.ErrSlowConsumer):
 			ev.Kind = "dropped"
+		case errors.Is(err, channel.ErrPublisherLost):
+			ev.Kind = "lost"
+		case errors.Is(err, channel.ErrResubscribed):
+			ev.Kind = "resubscribed"
 		case errors.As(err, &rej):
 			return nil, errorf(codeRejected, "%v", err)
 		case err != nil:
@@ -181,13 +182,20 @@ func (n *node) subscribe(ctx context.Context, raw json.RawMessage, more func(any
 	return subSummary{Publisher: id.String(), Channel: params.Channel, Received: st.Received, Dropped: st.Dropped, Lost: st.Lost}, nil
 }
 
-// findNode returns the node a user named by NodeID or unique prefix,
-// among the peers and the nodes of the capability index, with its key.
-func (n *node) findNode(name string) (identity.NodeID, ed25519.PublicKey, error) {
-	name = strings.ToLower(strings.TrimSpace(name))
+// findNode returns the node a user named, with its key: by NodeID, by a
+// prefix of one that matches one node, or by the name one node claims
+// (case does not matter), among the peers and the nodes of the capability
+// index. A name is a label, not an identity: a name two nodes claim, or
+// that is also the prefix of another node's NodeID, is refused as
+// ambiguous.
+func (n *node) findNode(arg string) (identity.NodeID, ed25519.PublicKey, error) {
+	arg = strings.TrimSpace(arg)
+	name := strings.ToLower(arg)
 	idLen := len(identity.NodeID{}.String())
-	if name == "" || len(name) > idLen || strings.Trim(name, nodeIDChars) != "" {
-		return identity.NodeID{}, nil, errorf(codeBadRequest, "%q is not a NodeID or a prefix of one", name)
+	isPrefix := name != "" && len(name) <= idLen && strings.Trim(name, nodeIDChars) == ""
+	isName := capability.ValidateName(arg) == nil
+	if !isPrefix && !isName {
+		return identity.NodeID{}, nil, errorf(codeBadRequest, "%q is not a NodeID, a prefix of one, or a node name", arg)
 	}
 	if name == n.m.ID().String() {
 		return identity.NodeID{}, nil, errorf(codeBadRequest, "%s is this node itself", name)
@@ -202,23 +210,47 @@ func (n *node) findNode(name string) (identity.NodeID, ed25519.PublicKey, error)
 		}
 	}
 	var found []identity.NodeID
-	for id := range keys {
-		if strings.HasPrefix(id.String(), name) {
-			found = append(found, id)
+	if isPrefix {
+		for id := range keys {
+			if strings.HasPrefix(id.String(), name) {
+				found = append(found, id)
+			}
+		}
+	}
+	if isName {
+		var named []identity.NodeID
+		for _, c := range n.m.LookupName(arg) {
+			if c.Self {
+				return identity.NodeID{}, nil, errorf(codeBadRequest, "%q is this node's own name", arg)
+			}
+			named = append(named, c.ID)
+		}
+		switch {
+		case len(named) > 1:
+			return identity.NodeID{}, nil, errorf(codeAmbiguousNode, "%d nodes claim the name %q (%s): a name is a label, not an identity; give a NodeID", len(named), arg, shortIDs(named))
+		case len(named) == 1 && (len(found) == 0 || len(found) == 1 && found[0] == named[0]):
+			return named[0], keys[named[0]], nil
+		case len(named) == 1:
+			return identity.NodeID{}, nil, errorf(codeAmbiguousNode, "%q is the name of %s and the prefix of another NodeID: give the NodeID", arg, named[0].Short())
 		}
 	}
 	switch len(found) {
 	case 0:
-		return identity.NodeID{}, nil, errorf(codeUnknownNode, "unknown node %s: neither a peer nor in the capability index (netnode nodes lists them)", name)
+		return identity.NodeID{}, nil, errorf(codeUnknownNode, "unknown node %s: no peer or node in the capability index has that NodeID or name (netnode nodes lists them)", arg)
 	case 1:
 		return found[0], keys[found[0]], nil
 	}
-	ids := make([]string, len(found))
-	for i, id := range found {
-		ids[i] = id.Short()
+	return identity.NodeID{}, nil, errorf(codeAmbiguousNode, "%q matches %d nodes (%s): give more of the NodeID", name, len(found), shortIDs(found))
+}
+
+// shortIDs lists ids by their short forms, sorted, as "abc..., def...".
+func shortIDs(ids []identity.NodeID) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = id.Short() + "..."
 	}
-	slices.Sort(ids)
-	return identity.NodeID{}, nil, errorf(codeAmbiguousNode, "%q matches %d nodes (%s...): give more of the NodeID", name, len(found), strings.Join(ids, "..., "))
+	slices.Sort(s)
+	return strings.Join(s, ", ")
 }
 
 // maxPubInput bounds what pub reads from standard input: one payload.
@@ -295,8 +327,10 @@ interrupted or -n messages arrived. A message that is not UTF-8 prints as
 base64:... With --json, each message is an object (kind, publisher,
 channel, seq, payload in base64, text) and, with -n, a summary comes last.
 Messages dropped because this subscriber fell behind are reported on
-standard error. The exit code is 1 if the publisher refuses or ends the
-subscription.`,
+standard error, and so are the loss of the publisher (it restarted, or the
+network failed) and the subscription's return: the node subscribes again
+by itself, with backoff, whenever the publisher is back. The exit code is
+1 if the publisher refuses or ends the subscription.`,
 		Example: `  netnode sub 5dnyl452 jobs
   netnode sub 5dnyl452 secret --token "$(cat secret.token)" -n 1 --json`,
 		Args: cobra.ExactArgs(2),
@@ -323,8 +357,15 @@ subscription.`,
 				if err := json.Unmarshal(raw, &ev); err != nil {
 					return err
 				}
-				if ev.Kind == "dropped" {
+				switch ev.Kind {
+				case "dropped":
 					fmt.Fprintln(errOut, "netnode: warning: messages dropped: this subscriber fell behind")
+					return nil
+				case "lost":
+					fmt.Fprintf(errOut, "netnode: publisher %s lost; subscribing again when it is back\n", ev.Publisher)
+					return nil
+				case "resubscribed":
+					fmt.Fprintf(errOut, "netnode: subscribed again to %s; messages published meanwhile are lost\n", ev.Publisher)
 					return nil
 				}
 				line := ev.Text

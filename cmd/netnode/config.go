@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,7 @@ type fileConfig struct {
 	LogLevel  string     `toml:"log_level"`
 	Control   string     `toml:"control"`
 	Metrics   string     `toml:"metrics"`
+	Name      string     `toml:"name"`
 
 	// Capability announcement and channels.
 	Capabilities []string          `toml:"capabilities"`
@@ -140,6 +142,7 @@ type runConfig struct {
 	logger  *slog.Logger
 	control string
 	metrics string
+	name    string // the node's name: a label others may find it by
 
 	caps      capability.Set // announced at start
 	telemetry bool
@@ -196,7 +199,18 @@ func loadConfigFile(path string) (fileConfig, error) {
 	case err != nil:
 		return fc, fmt.Errorf("config %s: %w", path, err)
 	}
+	fc.KeyFile = resolveRelative(path, fc.KeyFile)
 	return fc, nil
+}
+
+// resolveRelative returns file, a path the config file at config names,
+// resolved against the config file's directory when it is relative, so
+// that a config means the same files whatever the working directory.
+func resolveRelative(config, file string) string {
+	if file == "" || filepath.IsAbs(file) {
+		return file
+	}
+	return filepath.Join(filepath.Dir(config), file)
 }
 
 // validate checks fc and turns it into a runConfig. Every error names the
@@ -227,7 +241,7 @@ func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
 		}
 	}
 	if rc.control == "" {
-		rc.control = defaultControlPath()
+		rc.control = controlPath()
 	}
 	for i, ps := range fc.Peers {
 		da, err := ps.dialAddr()
@@ -276,6 +290,12 @@ func (fc fileConfig) validateFeatures(rc *runConfig) error {
 	}
 	rc.telemetry = fc.Telemetry
 	rc.mdns = fc.MDNS
+	if fc.Name != "" {
+		if err := capability.ValidateName(fc.Name); err != nil {
+			return fmt.Errorf("name %q: %w", fc.Name, err)
+		}
+		rc.name = fc.Name
+	}
 	if fc.Subnet != "" {
 		s, err := channel.ParseSubnetID(fc.Subnet)
 		if err != nil {

@@ -233,3 +233,25 @@ punch = false
 		t.Errorf("port_map with --stun-server in a build without portmap: %v", err)
 	}
 }
+
+// TestKeyFileRelativeToConfig: a relative key_file names a file next to
+// the config file, whatever the working directory; a missing one is
+// reported without suggesting keygen, which would make another identity.
+func TestKeyFileRelativeToConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "node.toml")
+	if err := os.WriteFile(cfg, []byte("key_file = \"keys/node.key\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fc, err := loadConfigFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "keys", "node.key"); fc.KeyFile != want {
+		t.Fatalf("key_file resolved to %q, want %q", fc.KeyFile, want)
+	}
+	_, err = loadKey(fc.KeyFile)
+	if err == nil || !strings.Contains(err.Error(), fc.KeyFile) || strings.Contains(err.Error(), "keygen") {
+		t.Fatalf("missing key: %v; want the resolved path and no keygen hint", err)
+	}
+}

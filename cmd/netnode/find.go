@@ -24,6 +24,7 @@ import (
 // of "find" and "nodes".
 type capNode struct {
 	NodeID    string            `json:"node_id"`
+	Name      string            `json:"name"` // the name it claims; "" if none
 	PublicKey string            `json:"public_key"`
 	Self      bool              `json:"self"`
 	Status    string            `json:"status"` // online or degraded
@@ -60,6 +61,10 @@ type indexHealth struct {
 	Online   int `json:"online"`
 	Degraded int `json:"degraded"`
 	Offline  int `json:"offline"`
+	Left     int `json:"left"` // withdrew their announcements (stopped gracefully)
+	// DuplicateNames are the names more than one live node claims,
+	// sorted; empty when none.
+	DuplicateNames []string `json:"duplicate_names"`
 }
 
 // nodesResult is the result of "nodes".
@@ -83,9 +88,11 @@ func (n *node) find(_ context.Context, raw json.RawMessage, _ func(any) error) (
 
 func (n *node) nodes(context.Context, json.RawMessage, func(any) error) (any, error) {
 	h := n.m.Capabilities().Health()
+	health := indexHealth{Known: h.Known, Online: h.Online, Degraded: h.Degraded, Offline: h.Offline, Left: h.Left,
+		DuplicateNames: append([]string{}, n.m.Capabilities().Index().DuplicateNames()...)}
 	return nodesResult{
 		NodeID: n.m.ID().String(),
-		Health: indexHealth{Known: h.Known, Online: h.Online, Degraded: h.Degraded, Offline: h.Offline},
+		Health: health,
 		Nodes:  n.capNodes(n.m.FindNodes(capability.Filter{})),
 	}, nil
 }
@@ -96,6 +103,7 @@ func (n *node) capNodes(found []*capability.Node) []capNode {
 	for _, c := range found {
 		cn := capNode{
 			NodeID:    c.ID.String(),
+			Name:      c.Name(),
 			PublicKey: hex.EncodeToString(c.Key),
 			Self:      c.Self,
 			Status:    c.Status.String(),
@@ -173,7 +181,11 @@ func newNodes() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			h := res.Health
-			fmt.Fprintf(out, "%d nodes known: %d online, %d degraded; %d gone offline\n\n", h.Known, h.Online, h.Degraded, h.Offline)
+			fmt.Fprintf(out, "%d nodes known: %d online, %d degraded; %d gone offline, %d left\n", h.Known, h.Online, h.Degraded, h.Offline, h.Left)
+			if len(h.DuplicateNames) > 0 {
+				fmt.Fprintf(out, "names claimed by more than one node (a name is a label, not an identity): %s\n", strings.Join(h.DuplicateNames, ", "))
+			}
+			fmt.Fprintln(out)
 			printCapNodes(out, res.Nodes, true)
 			return nil
 		},
@@ -196,7 +208,7 @@ func printCapNodes(out io.Writer, nodes []capNode, withSubnet bool) {
 		}
 		return cmp.Or(s, "-") + "\t"
 	}
-	fmt.Fprintf(tw, "NODE ID\tSTATUS\tHOPS\tVIA\t%sSKILLS\tLOAD\tTAGS\tMETADATA\n", subnetCol("SUBNET"))
+	fmt.Fprintf(tw, "NODE ID\tNAME\tSTATUS\tHOPS\tVIA\t%sSKILLS\tLOAD\tTAGS\tMETADATA\n", subnetCol("SUBNET"))
 	for _, c := range nodes {
 		via := "-"
 		if c.Via != "" {
@@ -210,7 +222,7 @@ func printCapNodes(out io.Writer, nodes []capNode, withSubnet bool) {
 		for _, k := range slices.Sorted(maps.Keys(c.Metadata)) {
 			md = append(md, k+"="+c.Metadata[k])
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s%s\t%s\t%s\t%s\n", c.NodeID, c.Status, hops, via, subnetCol(c.Subnet),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s%s\t%s\t%s\t%s\n", c.NodeID, cmp.Or(c.Name, "-"), c.Status, hops, via, subnetCol(c.Subnet),
 			skillsColumn(c), c.Load, cmp.Or(strings.Join(c.Tags, ","), "-"), cmp.Or(strings.Join(md, " "), "-"))
 	}
 	tw.Flush()

@@ -89,21 +89,24 @@ func printPeerTable(out io.Writer, peers []peerInfo, now time.Time) {
 		return
 	}
 	tw := newTable(out)
-	fmt.Fprintln(tw, "NODE ID\tSTATE\tPATH\tADDRESS\tRTT\tTX\tRX\tLAST SEEN\tWHY")
+	fmt.Fprintln(tw, "NODE ID\tNAME\tSTATE\tPATH\tADDRESS\tRTT\tTX\tRX\tLAST SEEN\tWHY")
 	for _, p := range peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.NodeID, upDown(p.Up), p.Path, p.address(),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cmp.Or(p.NodeID, "?"), cmp.Or(p.Name, "-"), upDown(p.Up), p.Path, p.address(),
 			fmtRTT(p.RTTMs), fmtBytes(p.TxBytes), fmtBytes(p.RxBytes), fmtAgo(p.LastSeen, now), p.PathReason)
 	}
 	tw.Flush()
 }
 
-// address is where packets to the peer go: its endpoint, or its relay.
+// address is where packets to the peer go: its endpoint, or its relay;
+// for a configured peer never reached, its dial string.
 func (p peerInfo) address() string {
 	switch {
 	case p.Via != "":
 		return "via " + p.Via[:min(8, len(p.Via))]
 	case p.Endpoint != "":
 		return p.Endpoint
+	case p.Configured != "":
+		return p.Configured
 	}
 	return "-"
 }
@@ -113,9 +116,11 @@ func newHealth() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "health <node>",
 		Short: "Show whether a peer is up, its path, RTT and last contact; exit 1 if it is down",
-		Long: `Show one peer's health. The node is named by its NodeID or by a prefix of
-it that matches one peer. The exit code is 0 when the peer is up, 1 when it
-is down or unknown, 2 when the name is malformed or ambiguous.`,
+		Long: `Show one node's health: its state, path, RTT and last contact. The node is
+named by its NodeID, a prefix of it that matches one node, or the name one
+node claims; a node the running node has no session with is connected to
+first, as call does. The exit code is 0 when the node is up, 1 when it is
+down or unknown, 2 when the name is malformed or ambiguous.`,
 		Args: oneNode,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var p peerInfo
@@ -138,6 +143,9 @@ is down or unknown, 2 when the name is malformed or ambiguous.`,
 func printHealth(out io.Writer, p peerInfo, now time.Time) {
 	tw := newTable(out)
 	fmt.Fprintf(tw, "node\t%s\n", p.NodeID)
+	if p.Name != "" {
+		fmt.Fprintf(tw, "name\t%s\n", p.Name)
+	}
 	fmt.Fprintf(tw, "state\t%s\n", upDown(p.Up))
 	path := p.Path
 	if p.Via != "" {
@@ -165,9 +173,11 @@ func newPing() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ping <node>",
 		Short: "Measure round trips to a peer over its session",
-		Long: `Send -c pings to a peer over its encrypted session, -i apart, and print
-each round-trip time. With --json, print one JSON object per reply and a
-summary object last. The exit code is 1 if no reply came back.`,
+		Long: `Send -c pings to a node over its encrypted session, -i apart, and print
+each round-trip time. The node is named as for health, and connected to
+first if there is no session with it. With --json, print one JSON object
+per reply and a summary object last. The exit code is 1 if no reply came
+back.`,
 		Args: oneNode,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if count < 1 || count > maxPingCount {
@@ -245,6 +255,7 @@ func newStatus() *cobra.Command {
 func printStatus(out io.Writer, st statusInfo) {
 	tw := newTable(out)
 	fmt.Fprintf(tw, "node id\t%s\n", st.NodeID)
+	fmt.Fprintf(tw, "name\t%s\n", cmp.Or(st.Name, "none"))
 	fmt.Fprintf(tw, "public key\t%s\n", st.PublicKey)
 	fmt.Fprintf(tw, "version\t%s\n", st.Version)
 	fmt.Fprintf(tw, "listening\t%s\n", strings.Join(st.ListenAddrs, ", "))

@@ -80,6 +80,7 @@ func newRoot() *cobra.Command {
 		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionLine(),
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newKeygen(), newID(), newRun(), newStatus(), newPeers(), newHealth(), newPing(),
@@ -102,7 +103,7 @@ func wrapArgs(c *cobra.Command) {
 // oneNode checks that a command got exactly one argument: a node name.
 func oneNode(cmd *cobra.Command, args []string) error {
 	if len(args) != 1 {
-		return usageError{fmt.Errorf("%s takes one node: a NodeID or a unique prefix of one (got %d arguments)", cmd.Name(), len(args))}
+		return usageError{fmt.Errorf("%s takes one node: a NodeID, a unique prefix of one, or a node name (got %d arguments)", cmd.Name(), len(args))}
 	}
 	return nil
 }

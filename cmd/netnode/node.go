@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netmesh/netmesh/bootstrap"
 	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/daemon"
-	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/rpc"
 )
@@ -24,6 +24,7 @@ import (
 // statusInfo is the result of "status".
 type statusInfo struct {
 	NodeID              string            `json:"node_id"`
+	Name                string            `json:"name"` // "" when the node has none
 	PublicKey           string            `json:"public_key"`
 	ListenAddrs         []string          `json:"listen_addrs"`
 	IOMode              string            `json:"io_mode"`
@@ -49,7 +50,13 @@ type statusInfo struct {
 // peerInfo describes one peer: the result of "health", an element of
 // "peers".
 type peerInfo struct {
-	NodeID       string     `json:"node_id"`
+	NodeID string `json:"node_id"` // "" for a configured peer never reached that has no pinned id
+	// Name is the name the node's announcement claims; "" if none. A
+	// name is a label, not an identity.
+	Name string `json:"name"`
+	// Configured is the dial string of the bootstrap peer (peers in the
+	// config) this is; "" for a peer that is not one.
+	Configured   string     `json:"configured"`
 	Up           bool       `json:"up"`
 	Path         string     `json:"path"`     // direct, relayed or none
 	Via          string     `json:"via"`      // relay NodeID when relayed, else ""
@@ -117,6 +124,9 @@ type node struct {
 	srv     *rpc.Server     // serves the built-in services; nil with rpc_builtin = false
 	tasks   *taskNode       // the worker and submitter; nil until started
 	daemons *daemon.Runtime // the daemon runtime; nil until started
+	// keeper keeps the sessions with the bootstrap peers; nil until
+	// the node runs.
+	keeper *bootstrap.Keeper
 }
 
 // methods returns the control methods the node serves.
@@ -146,6 +156,7 @@ func (n *node) status() statusInfo {
 	st := n.m.Stats()
 	si := statusInfo{
 		NodeID:              st.NodeID.String(),
+		Name:                n.rc.name,
 		PublicKey:           hex.EncodeToString(n.m.Identity().PublicKey()),
 		ListenAddrs:         []string{},
 		IOMode:              st.IOMode,
@@ -195,13 +206,25 @@ func (n *node) subnet() channel.SubnetID {
 	return n.rc.policy.Subnet(self.Set)
 }
 
+// peers lists the peers, and the configured peers never reached.
 func (n *node) peers() peersResult {
 	st := n.m.Stats()
 	res := peersResult{NodeID: st.NodeID.String(), Peers: []peerInfo{}}
-	for _, ps := range st.Peers {
-		res.Peers = append(res.Peers, newPeerInfo(ps))
+	byID := make(map[string]*peerInfo, len(st.Peers))
+	infos := make([]peerInfo, len(st.Peers))
+	for i, ps := range st.Peers {
+		infos[i] = n.peerInfo(ps)
+		byID[infos[i].NodeID] = &infos[i]
 	}
-	slices.SortFunc(res.Peers, func(a, b peerInfo) int { return cmp.Compare(a.NodeID, b.NodeID) })
+	var unreached []peerInfo
+	n.configuredPeers(byID, &unreached, time.Now())
+	res.Peers = append(append(res.Peers, infos...), unreached...)
+	slices.SortStableFunc(res.Peers, func(a, b peerInfo) int {
+		if (a.NodeID == "") != (b.NodeID == "") {
+			return cmp.Compare(b.NodeID, a.NodeID) // unknown ids last
+		}
+		return cmp.Compare(a.NodeID, b.NodeID)
+	})
 	return res
 }
 
@@ -236,16 +259,16 @@ func newPeerInfo(ps mesh.PeerStats) peerInfo {
 // ms converts d to fractional milliseconds.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func (n *node) health(_ context.Context, raw json.RawMessage, _ func(any) error) (any, error) {
+func (n *node) health(ctx context.Context, raw json.RawMessage, _ func(any) error) (any, error) {
 	var params nodeParams
 	if err := decodeParams(raw, &params); err != nil {
 		return nil, err
 	}
-	p, err := n.findPeer(params.Node)
+	p, err := n.reach(ctx, params.Node)
 	if err != nil {
 		return nil, err
 	}
-	return newPeerInfo(p.Stats()), nil
+	return n.peerInfo(p.Stats()), nil
 }
 
 func (n *node) ping(ctx context.Context, raw json.RawMessage, more func(any) error) (any, error) {
@@ -260,12 +283,12 @@ func (n *node) ping(ctx context.Context, raw json.RawMessage, more func(any) err
 	case interval < minPingInterval:
 		return nil, errorf(codeBadRequest, "interval %v: want at least %v", interval, minPingInterval)
 	}
-	p, err := n.findPeer(params.Node)
+	p, err := n.reach(ctx, params.Node)
 	if err != nil {
 		return nil, err
 	}
 	if !p.IsUp() {
-		return nil, errorf(codeNodeDown, "node %s is down: no session", p.ID())
+		return nil, errorf(codeNodeDown, "node %s is down: %s", p.ID(), p.Stats().PathReason)
 	}
 	sum := pingSummary{NodeID: p.ID().String()}
 	var total float64
@@ -326,35 +349,3 @@ func decodeParams(raw json.RawMessage, v any) error {
 
 // nodeIDChars are the characters of a NodeID's string form.
 const nodeIDChars = "abcdefghijklmnopqrstuvwxyz234567"
-
-// findPeer returns the peer a user named by its NodeID or by a prefix of
-// it that matches exactly one known peer.
-func (n *node) findPeer(name string) (*mesh.Peer, error) {
-	name = strings.ToLower(strings.TrimSpace(name))
-	idLen := len(identity.NodeID{}.String())
-	if name == "" || len(name) > idLen || strings.Trim(name, nodeIDChars) != "" {
-		return nil, errorf(codeBadRequest, "%q is not a NodeID or a prefix of one", name)
-	}
-	if name == n.m.ID().String() {
-		return nil, errorf(codeBadRequest, "%s is this node itself", name)
-	}
-	var found []*mesh.Peer
-	for _, p := range n.m.Peers() {
-		if strings.HasPrefix(p.ID().String(), name) {
-			found = append(found, p)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return nil, errorf(codeUnknownNode, "unknown node %s: no peer has that NodeID (netnode peers lists them)", name)
-	case 1:
-		return found[0], nil
-	default:
-		ids := make([]string, len(found))
-		for i, p := range found {
-			ids[i] = p.ID().Short()
-		}
-		slices.Sort(ids)
-		return nil, errorf(codeAmbiguousNode, "%q matches %d peers (%s...): give more of the NodeID", name, len(found), strings.Join(ids, "..., "))
-	}
-}

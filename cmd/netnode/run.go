@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -22,8 +23,20 @@ import (
 	"github.com/netmesh/netmesh/rpc"
 )
 
-// shutdownTimeout bounds the graceful stop of the metrics server.
-const shutdownTimeout = 5 * time.Second
+// Bounds of the steps of a graceful stop (see node.stop).
+const (
+	// shutdownTimeout bounds the graceful stop of the metrics server.
+	shutdownTimeout = 5 * time.Second
+	// rpcDrainTimeout bounds the rpc calls left running once the task
+	// worker drained: the built-in services answer at once, and the
+	// worker ended its results streams, so what remains is an
+	// application's long call, which is cancelled and answered
+	// unavailable.
+	rpcDrainTimeout = 5 * time.Second
+	// leaveTimeout bounds the goodbyes to the peers (mesh.Leave waits at
+	// most 2 s itself).
+	leaveTimeout = 2 * time.Second
+)
 
 // runFlags are the flags of netnode run that set configuration keys.
 type runFlags struct {
@@ -61,6 +74,9 @@ func (rf *runFlags) apply(fc *fileConfig, set func(name string) bool) error {
 	}
 	if set("metrics") {
 		fc.Metrics = flags.Metrics
+	}
+	if set("name") {
+		fc.Name = flags.Name
 	}
 	if set("capability") {
 		fc.Capabilities = rf.caps
@@ -128,8 +144,11 @@ file's list. See docs/OPERATIONS.md for every key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fc := fileConfig{}
+			configPath, err := findConfig(configPath)
+			if err != nil {
+				return usageError{err}
+			}
 			if configPath != "" {
-				var err error
 				if fc, err = loadConfigFile(configPath); err != nil {
 					return usageError{err}
 				}
@@ -150,7 +169,7 @@ file's list. See docs/OPERATIONS.md for every key.`,
 	}
 	flags := &rf.file
 	f := cmd.Flags()
-	f.StringVarP(&configPath, "config", "c", "", "TOML config file")
+	f.StringVarP(&configPath, "config", "c", "", "TOML config file (default $"+configEnv+", else $XDG_CONFIG_HOME/netnode/node.toml or /etc/netnode/node.toml if one exists)")
 	f.StringVarP(&flags.KeyFile, "key", "k", "", "identity key file (key_file), made by netnode keygen")
 	f.StringVar(&flags.Listen, "listen", defaultListen, "UDP address to listen on (listen)")
 	f.StringArrayVar(&rf.peers, "peer", nil, "bootstrap peer HOST:PORT[,key=HEX][,id=NODEID], repeatable (peers)")
@@ -160,6 +179,7 @@ file's list. See docs/OPERATIONS.md for every key.`,
 	f.StringVar(&flags.LogLevel, "log-level", "info", "log level: debug, info, warn or error (log_level)")
 	addControlFlag(cmd, &flags.Control)
 	f.StringVar(&flags.Metrics, "metrics", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9100 (metrics)")
+	f.StringVar(&flags.Name, "name", "", "this node's name, a label other nodes may name it by (name)")
 	f.StringArrayVar(&rf.caps, "capability", nil, "capability tag to announce, repeatable (capabilities)")
 	f.StringArrayVar(&rf.meta, "meta", nil, "metadata KEY=VALUE to announce, repeatable (metadata)")
 	f.BoolVar(&flags.Telemetry, "telemetry", false, "announce CPU, memory and GPU load (telemetry)")
@@ -215,7 +235,9 @@ func loadKey(path string) (*identity.Identity, error) {
 	id, err := identity.Load(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("key file %s does not exist (create one with netnode keygen -k %s)", path, path)
+		// Not a hint to run keygen: that makes another identity, and a
+		// node that had one would come back as a stranger.
+		return nil, fmt.Errorf("key file %s does not exist: point key_file (or --key) at this node's key; a relative key_file is resolved against the config file's directory", path)
 	case errors.Is(err, fs.ErrPermission):
 		return nil, fmt.Errorf("key file %s: cannot read it: permission denied", path)
 	case err != nil:
@@ -241,6 +263,7 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 	if rc.telemetry {
 		cfg.Capabilities.Telemetry = capability.SystemSampler{}
 	}
+	cfg.Capabilities.Name = rc.name
 	m, err := mesh.New(cfg)
 	if err != nil {
 		return err
@@ -253,6 +276,7 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 		return usageError{fmt.Errorf("capabilities: %w", err)}
 	}
 	n := &node{m: m, rc: rc, started: time.Now(), rpc: rpc.NewClient(m, rpc.ClientOptions{})}
+	n.keeper = bootstrap.New(m, rc.peers, bootstrap.Options{Logger: log})
 	if rc.rpcBuiltin {
 		if n.srv, err = n.serveBuiltin(log); err != nil {
 			return err
@@ -292,7 +316,7 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { ctl.serve(ctx) })
-	wg.Go(func() { bootstrap.Keep(ctx, m, rc.peers, bootstrap.Options{Logger: log}) })
+	wg.Go(func() { n.keeper.Run(ctx) })
 	if rc.mdns {
 		wg.Go(func() { meshmdns.Run(ctx, m, meshmdns.Options{Logger: log}) })
 	}
@@ -316,30 +340,56 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 		metrics.Shutdown(sctx)
 	}
 	wg.Wait()
-	// Drain the worker while the mesh still runs: its skills are
-	// withdrawn, running tasks finish (or are cancelled at the timeout),
-	// and their results are delivered.
-	if err := n.tasks.drain(rc.tasks.drainTimeout); err != nil {
-		log.Warn("tasks still running at shutdown were cancelled", "err", err)
-	}
-	n.daemons.Close() // its daemons stop with the node: move them first to keep them
-	n.tasks.close()
-	if n.srv != nil {
-		// Before the mesh: a handler still running is cancelled and its
-		// caller answered (unavailable), rather than left to time out.
-		n.srv.Close()
-	}
+	n.stop(log)
 	if err := ctl.close(); err != nil {
 		log.Warn("closing the control socket", "err", err)
-	}
-	if err := m.Close(); err != nil {
-		log.Warn("closing the mesh", "err", err)
 	}
 	log.Info("stopped")
 	return nil
 }
 
+// stop takes the node out of the mesh gracefully, each step while the
+// sessions it needs are still up:
+//
+//  1. the task worker drains (tasks.drain_timeout): its skills are
+//     withdrawn, new tasks refused, queued ones handed back, running
+//     ones finish or are cancelled, and their results are delivered;
+//  2. the daemon runtime closes: its daemons stop with the node (move
+//     them first to keep them);
+//  3. the rpc server drains (rpcDrainTimeout): its services are
+//     withdrawn, new calls refused (unavailable, so callers fail over),
+//     running calls finish, and those still running are cancelled;
+//  4. the mesh leaves: the node's announcement is withdrawn and every
+//     peer told goodbye, so peers take it down and drop it from their
+//     index at once, and the mesh closes.
+//
+// Up to step 4 the node stays in every peer's index, without skills or
+// services, so nothing new is sent its way while what it owes is
+// delivered.
+func (n *node) stop(log *slog.Logger) {
+	if err := n.tasks.drain(n.rc.tasks.drainTimeout); err != nil {
+		log.Warn("tasks still running at shutdown were cancelled", "err", err)
+	}
+	n.daemons.Close() // its daemons stop with the node: move them first to keep them
+	ctx, cancel := context.WithTimeout(context.Background(), rpcDrainTimeout)
+	defer cancel()
+	for _, srv := range []*rpc.Server{n.srv, n.tasks.srv} {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			log.Warn("rpc calls still running at shutdown were cancelled", "err", err)
+		}
+	}
+	n.tasks.close()
+	lctx, lcancel := context.WithTimeout(context.Background(), leaveTimeout)
+	defer lcancel()
+	if err := n.m.Leave(lctx); err != nil {
+		log.Warn("leaving the mesh", "err", err)
+	}
+}
+
 // addControlFlag adds --control, the path of the control socket.
 func addControlFlag(cmd *cobra.Command, path *string) {
-	cmd.Flags().StringVar(path, "control", defaultControlPath(), "control socket path (control)")
+	cmd.Flags().StringVar(path, "control", controlPath(), "control socket path (control; $"+controlEnv+")")
 }

@@ -54,12 +54,13 @@ func Start(tb testing.TB, opts ...func(*mesh.Config)) *mesh.Mesh {
 // FastTimers shrinks the session timers so that tests of handshakes,
 // rekeys and dead peers finish quickly: handshakes retransmit every 50 ms
 // and give up after 2 s, idle sessions send a keepalive every 200 ms (a
-// peer silent for 600 ms is re-handshaken), and a path moves after 100 ms
-// of silence.
+// peer silent for 300 ms is probed, and down when 2 s of probes go
+// unanswered), and a path moves after 100 ms of silence.
 func FastTimers(c *mesh.Config) {
 	c.HandshakeRetransmit = 50 * time.Millisecond
 	c.HandshakeGiveUp = 2 * time.Second
 	c.KeepaliveInterval = 200 * time.Millisecond
+	c.ProbeTimeout = 2 * time.Second
 	c.RoamSilence = 100 * time.Millisecond
 }
 

@@ -1,0 +1,115 @@
+package rpc_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest"
+	"github.com/netmesh/netmesh/rpc"
+)
+
+// TestShutdownLetsCallsFinish: Shutdown refuses new calls at once but
+// lets a running one finish and deliver its reply.
+func TestShutdownLetsCallsFinish(t *testing.T) {
+	s := newSetup(t, rpc.ServerOptions{}, rpc.ClientOptions{})
+	started, release := make(chan struct{}), make(chan struct{})
+	if err := s.srv.Handle("slow", func(ctx context.Context, req []byte) ([]byte, error) {
+		close(started)
+		select {
+		case <-release:
+			return []byte("finished"), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reply := make(chan error, 1)
+	go func() {
+		b, err := s.c.Call(ctxT(t), s.sm.ID(), "slow", nil)
+		if err == nil && string(b) != "finished" {
+			err = errors.New("reply " + string(b))
+		}
+		reply <- err
+	}()
+	<-started
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.srv.Shutdown(ctxT(t)) }()
+	eventually(t, 5*time.Second, "the tags to be withdrawn", func() bool { return len(s.srv.Tags()) == 0 })
+	_, err := s.c.Call(ctxT(t), s.sm.ID(), "slow", nil)
+	serverErr(t, err, rpc.StatusUnavailable)
+	close(release)
+	if err := <-reply; err != nil {
+		t.Fatalf("the running call: %v", err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// TestShutdownCancelsWhenItsContextEnds: a handler still running when
+// Shutdown's context ends is cancelled and its caller told unavailable.
+func TestShutdownCancelsWhenItsContextEnds(t *testing.T) {
+	s := newSetup(t, rpc.ServerOptions{}, rpc.ClientOptions{})
+	started := make(chan struct{})
+	if err := s.srv.Handle("stuck", func(ctx context.Context, req []byte) ([]byte, error) {
+		close(started)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reply := make(chan error, 1)
+	go func() {
+		_, err := s.c.Call(ctxT(t), s.sm.ID(), "stuck", nil)
+		reply <- err
+	}()
+	<-started
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.srv.Shutdown(ctx) }()
+	cancel()
+	if err := <-stopped; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown: %v, want context.Canceled", err)
+	}
+	serverErr(t, <-reply, rpc.StatusUnavailable)
+}
+
+// TestCloseDoesNotWaitForVanishedCaller: a caller that vanishes (its
+// packets stop, its session is not known to be down) does not hold Close
+// until the stall timeout: calls still waiting for their callers are
+// reset shortly after the handlers were cancelled.
+func TestCloseDoesNotWaitForVanishedCaller(t *testing.T) {
+	fc := meshtest.Listen(t, meshtest.Options{})
+	patient := func(c *mesh.Config) { c.DeadPeerTimeout = time.Hour }
+	sm := newNode(t, patient, func(c *mesh.Config) { c.Conn = fc })
+	cm := newNode(t, patient)
+	srv := newServer(t, sm, rpc.ServerOptions{})
+	c := rpc.NewClient(cm, rpc.ClientOptions{})
+	connect(t, cm, sm)
+	started := make(chan struct{})
+	if err := srv.Handle("stuck", func(ctx context.Context, req []byte) ([]byte, error) {
+		close(started)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go c.Call(ctxT(t), sm.ID(), "stuck", nil)
+	<-started
+	fc.Block(cm.Addr()) // the caller vanishes
+	closed := make(chan error, 1)
+	go func() { closed <- srv.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second): // the stall timeout is 30 s
+		t.Fatal("Close waits for a caller that vanished")
+	}
+	fc.Unblock(cm.Addr())
+}
