@@ -7,7 +7,8 @@
 // targets also drive unexported state (a decoded announcement goes on
 // through the capability engine's checks) or decode unexported frames:
 //
-//	identity      FuzzParseNodeID, FuzzDecodeToken, FuzzParsePEM (key files)
+//	identity      FuzzParseNodeID, FuzzDecodeToken, FuzzParsePEM (key files),
+//	              FuzzDecodeCertificate, FuzzDecodeRevocation (membership)
 //	dialaddr      FuzzParse                  (dial strings from configs and flags)
 //	noise         FuzzReadMessage            (handshake messages into flynn/noise)
 //	mesh/stream   FuzzDecodeFrame            (stream frames)
