@@ -34,10 +34,9 @@ const (
 	// remembered: after RevokedAt + MaxCertValidity every certificate it
 	// covers has expired (see Revocation.Expires).
 	MaxCertValidity = 366 * 24 * time.Hour
-	// CertClockSkew (1 minute) is how far before the moment of issue
-	// IssueCertificate starts a certificate's validity when the template
-	// names no start: a peer whose clock is a little behind the issuer's
-	// still accepts a certificate issued a moment ago.
+	// CertClockSkew (1 minute) is how long before its NotBefore a
+	// certificate is accepted already: a peer whose clock is a little
+	// behind the issuer's still accepts a certificate issued a moment ago.
 	CertClockSkew = time.Minute
 
 	// MinCertificateSize is the smallest encoded certificate: a
@@ -85,7 +84,8 @@ var (
 // the key the peer authenticated its session with.
 //
 // Times have one-second resolution; a certificate is valid for NotBefore
-// <= now < NotAfter. Groups are sorted and distinct.
+// <= now < NotAfter, and accepted from CertClockSkew before NotBefore.
+// Groups are sorted and distinct.
 type Certificate struct {
 	Name      string
 	Groups    []string
@@ -107,8 +107,8 @@ type CertificateTemplate struct {
 	// name alphabet, at most MaxCertGroups; duplicates are dropped and the
 	// rest sorted.
 	Groups []string
-	// NotBefore is when the certificate becomes valid; zero means
-	// CertClockSkew before now. Truncated to the second.
+	// NotBefore is when the certificate becomes valid; zero means now.
+	// Truncated to the second.
 	NotBefore time.Time
 	// NotAfter is when it stops being valid: required, after NotBefore
 	// and at most MaxCertValidity after it. Truncated to the second.
@@ -118,7 +118,7 @@ type CertificateTemplate struct {
 // IssueCertificate returns a certificate for t signed by authority.
 func IssueCertificate(authority *Identity, t CertificateTemplate) (*Certificate, error) {
 	if t.NotBefore.IsZero() {
-		t.NotBefore = time.Now().Add(-CertClockSkew)
+		t.NotBefore = time.Now()
 	}
 	groups := slices.Clone(t.Groups)
 	slices.Sort(groups)
@@ -288,7 +288,8 @@ func cutLabel(b []byte) (string, []byte, bool) {
 // Validate checks everything about the certificate but its signature, in
 // this order: its fields, that authorities (the trusted authority keys)
 // hold its Authority, that it was issued for key (the key the peer
-// authenticated with), and that it is valid at now. Errors wrap
+// authenticated with), and that it is valid at now (or will be within
+// CertClockSkew). Errors wrap
 // ErrCertMalformed, ErrCertUntrusted, ErrCertKeyMismatch,
 // ErrCertNotYetValid or ErrCertExpired. The checks are cheap; Verify adds
 // the signature.
@@ -303,7 +304,7 @@ func (c *Certificate) Validate(now time.Time, key ed25519.PublicKey, authorities
 		return ErrCertKeyMismatch
 	}
 	switch s := now.Unix(); {
-	case s < c.NotBefore.Unix():
+	case s < c.NotBefore.Unix()-int64(CertClockSkew/time.Second):
 		return fmt.Errorf("%w: valid from %v", ErrCertNotYetValid, c.NotBefore.UTC())
 	case s >= c.NotAfter.Unix():
 		return fmt.Errorf("%w: at %v", ErrCertExpired, c.NotAfter.UTC())

@@ -198,9 +198,8 @@ func (is *Issuer) Revoke(nodeKey ed25519.PublicKey, now time.Time) (*identity.Re
 }
 
 func (is *Issuer) issue(key ed25519.PublicKey, name string, groups []string, validFor time.Duration, now time.Time) (*identity.Certificate, error) {
-	nb := now.Add(-identity.CertClockSkew)
 	return identity.IssueCertificate(is.authority, identity.CertificateTemplate{
-		NodeKey: key, Name: name, Groups: groups, NotBefore: nb, NotAfter: nb.Add(min(validFor, identity.MaxCertValidity)),
+		NodeKey: key, Name: name, Groups: groups, NotBefore: now, NotAfter: now.Add(min(validFor, identity.MaxCertValidity)),
 	})
 }
 

@@ -85,7 +85,7 @@ func TestVerifierReasons(t *testing.T) {
 		{"wrong authority", v, raw(t, cert(t, other, node, epoch, time.Hour)), node.PublicKey(), epoch, ReasonUntrusted},
 		{"key mismatch", v, raw(t, good), other.PublicKey(), epoch, ReasonKeyMismatch},
 		{"expired", v, raw(t, good), node.PublicKey(), epoch.Add(time.Hour), ReasonExpired},
-		{"not yet valid", v, raw(t, good), node.PublicKey(), epoch.Add(-time.Second), ReasonNotYetValid},
+		{"not yet valid", v, raw(t, good), node.PublicKey(), epoch.Add(-identity.CertClockSkew - time.Second), ReasonNotYetValid},
 		{"revoked", revoked, raw(t, good), node.PublicKey(), epoch, ReasonRevoked},
 		{"issued after the revocation", revoked, raw(t, cert(t, ca, node, epoch.Add(time.Second), time.Hour)), node.PublicKey(), epoch.Add(time.Second), ReasonNone},
 	} {
