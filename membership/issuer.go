@@ -92,7 +92,7 @@ func (is *Issuer) NewPairingCode(g Grant, now time.Time) (Code, error) {
 		return Code{}, fmt.Errorf("%w: code lifetime %v not in (0, %v]", ErrInvalidConfig, g.CodeLifetime, MaxCodeLifetime)
 	}
 	// The grant must make a valid certificate: try it on our own key.
-	if _, err := is.issue(is.Key(), g.Name, g.Groups, g.ValidFor, now); err != nil {
+	if _, err := is.Issue(is.Key(), g.Name, g.Groups, g.ValidFor, now); err != nil {
 		return Code{}, err
 	}
 	g.Groups = slices.Clone(g.Groups)
@@ -163,7 +163,7 @@ func (is *Issuer) Redeem(proof, binding []byte, nodeKey ed25519.PublicKey, sourc
 	if found == nil {
 		return nil, nil, why
 	}
-	c, err := is.issue(nodeKey, found.grant.Name, found.grant.Groups, found.grant.ValidFor, now)
+	c, err := is.Issue(nodeKey, found.grant.Name, found.grant.Groups, found.grant.ValidFor, now)
 	if err != nil {
 		return nil, nil, ReasonInvalid // unreachable: NewPairingCode tried the grant
 	}
@@ -188,7 +188,7 @@ func (is *Issuer) Renew(c *identity.Certificate, now time.Time) (*identity.Certi
 	if now.Before(RenewAt(c)) {
 		return nil, fmt.Errorf("%w: not before %v", ErrNotDue, RenewAt(c).UTC())
 	}
-	return is.issue(c.NodeKey, c.Name, c.Groups, c.NotAfter.Sub(c.NotBefore), now)
+	return is.Issue(c.NodeKey, c.Name, c.Groups, c.NotAfter.Sub(c.NotBefore), now)
 }
 
 // Revoke signs the revocation of every certificate this authority issued
@@ -197,7 +197,9 @@ func (is *Issuer) Revoke(nodeKey ed25519.PublicKey, now time.Time) (*identity.Re
 	return identity.IssueRevocation(is.authority, nodeKey, now)
 }
 
-func (is *Issuer) issue(key ed25519.PublicKey, name string, groups []string, validFor time.Duration, now time.Time) (*identity.Certificate, error) {
+// Issue signs a certificate for key valid from now for validFor (at
+// most identity.MaxCertValidity).
+func (is *Issuer) Issue(key ed25519.PublicKey, name string, groups []string, validFor time.Duration, now time.Time) (*identity.Certificate, error) {
 	return identity.IssueCertificate(is.authority, identity.CertificateTemplate{
 		NodeKey: key, Name: name, Groups: groups, NotBefore: now, NotAfter: now.Add(min(validFor, identity.MaxCertValidity)),
 	})

@@ -43,19 +43,19 @@ type Reason uint8
 
 // Reasons. Zero means no refusal.
 const (
-	ReasonNone              Reason = iota
-	ReasonNoCertificate            // no certificate in the handshake
-	ReasonInvalid                  // malformed, or the signature does not verify
-	ReasonUntrusted                // issued by an authority the node does not trust
-	ReasonKeyMismatch              // issued for another key than the handshake's
-	ReasonExpired                  // past its NotAfter
-	ReasonNotYetValid              // before its NotBefore
-	ReasonRevoked                  // its authority revoked it
-	ReasonPairingCode              // wrong pairing code
-	ReasonPairingExpired           // pairing code expired
-	ReasonPairingReused            // pairing code used already
-	ReasonPairingRateLimited       // too many pairing attempts from the source
-	ReasonNotIssuer                // a pairing proof sent to a node without an authority key
+	ReasonNone               Reason = iota
+	ReasonNoCertificate             // no certificate in the handshake
+	ReasonInvalid                   // malformed, or the signature does not verify
+	ReasonUntrusted                 // issued by an authority the node does not trust
+	ReasonKeyMismatch               // issued for another key than the handshake's
+	ReasonExpired                   // past its NotAfter
+	ReasonNotYetValid               // before its NotBefore
+	ReasonRevoked                   // its authority revoked it
+	ReasonPairingCode               // wrong pairing code
+	ReasonPairingExpired            // pairing code expired
+	ReasonPairingReused             // pairing code used already
+	ReasonPairingRateLimited        // too many pairing attempts from the source
+	ReasonNotIssuer                 // a pairing proof sent to a node without an authority key
 	numReasons
 )
 
