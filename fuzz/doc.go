@@ -1,6 +1,7 @@
 // Package fuzz holds the fuzz targets for the transport's wire decoders
 // (package mesh/wire: outer data header, handshake messages, cookie
-// replies, inner frames and routed frames) and for rpc frames. Each target's comment states
+// replies, inner frames, routed frames and handshake extensions) and for
+// rpc frames. Each target's comment states
 // the threat it covers and checks a round-trip property.
 //
 // The engines' codecs are fuzzed beside their code instead, because their
@@ -17,6 +18,7 @@
 //	channel       FuzzDecode                 (subscribe/ack/publish messages)
 //	nat           FuzzMessage                (build tag nat: punch and reflex frames)
 //	daemon/task   FuzzWire                   (task submits, deliveries, replies)
+//	membership    FuzzDecodeMessage          (revocations and certificates members exchange)
 //
 // .ci/fuzz runs every target in the module for a few seconds; run one
 // longer with, for example:
