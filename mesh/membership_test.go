@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/membership"
 	"github.com/netmesh/netmesh/mesh"
@@ -360,5 +361,36 @@ func TestRevocation(t *testing.T) {
 	forged, _ := identity.IssueRevocation(other, mid.Identity().PublicKey(), time.Now())
 	if err := a2.AddRevocation(forged); !errors.Is(err, membership.ErrUntrustedRevocation) {
 		t.Fatalf("untrusted revocation: %v", err)
+	}
+}
+
+// TestChannelGroups: a channel that requires a group admits members whose
+// certificate names it and refuses the others.
+func TestChannelGroups(t *testing.T) {
+	ca := newAuthority(t)
+	pub := newNode(t, memberOf(t, ca, time.Hour, "publishers"))
+	ops := newNode(t, memberOf(t, ca, time.Hour, "ops"))
+	dev := newNode(t, memberOf(t, ca, time.Hour, "dev"))
+	connect(t, ops, pub, mesh.Pin{Key: pub.Identity().PublicKey()})
+	connect(t, dev, pub, mesh.Pin{Key: pub.Identity().PublicKey()})
+	if err := pub.RegisterChannel("alerts", channel.Config{SubscribeGroups: []string{"ops"}, PublishGroups: []string{"publishers"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "pub up with both", func() bool { return up(pub, ops) && up(pub, dev) })
+	s, err := ops.SubscribeChannel(ctxT(t), pub.ID(), "alerts", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Unsubscribe()
+	_, err = dev.SubscribeChannel(ctxT(t), pub.ID(), "alerts", nil)
+	var re *channel.RejectError
+	if !errors.As(err, &re) || re.Reason != channel.ReasonGroups {
+		t.Fatalf("a member outside the group: %v", err)
+	}
+	if r, err := pub.Publish(ctxT(t), "alerts", []byte("disk full")); err != nil || r.Delivered != 1 {
+		t.Fatalf("publish: %+v %v", r, err)
+	}
+	if m, err := s.Recv(ctxT(t)); err != nil || string(m.Payload) != "disk full" {
+		t.Fatalf("recv %q %v", m.Payload, err)
 	}
 }
