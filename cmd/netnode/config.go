@@ -56,6 +56,9 @@ type fileConfig struct {
 	// Tasks: the worker, the submitter and the skills run by executables.
 	Tasks  *tasksSpec  `toml:"tasks"`
 	Skills []skillSpec `toml:"skills"`
+
+	// Membership: a closed mesh (membership.go).
+	Membership *membershipSpec `toml:"membership"`
 }
 
 // subnetRuleSpec is one rule of subnet_policy: nodes that announce Tag
@@ -75,6 +78,10 @@ type channelSpec struct {
 	TokenIssuers   []string `toml:"token_issuers"`
 	MaxSubscribers int      `toml:"max_subscribers"`
 	PendingLimit   int      `toml:"pending_limit"`
+	// Groups a subscriber's (this node's) membership certificate must
+	// name one of: closed meshes only.
+	SubscribeGroups []string `toml:"subscribe_groups"`
+	PublishGroups   []string `toml:"publish_groups"`
 }
 
 // natSpec is the nat section. It is accepted only by a netnode built with
@@ -149,6 +156,8 @@ type runConfig struct {
 	rpcBuiltin bool // serve the built-in rpc services
 
 	tasks taskSettings
+
+	member memberSettings
 }
 
 // namedChannel is a channel the node registers at start.
@@ -241,6 +250,9 @@ func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
 		return nil, err
 	}
 	if err := fc.validateTasks(rc); err != nil {
+		return nil, err
+	}
+	if err := fc.validateMembership(rc); err != nil {
 		return nil, err
 	}
 	logger, err := newLogger(logOut, fc.LogFormat, fc.LogLevel)
@@ -362,6 +374,7 @@ func (cs channelSpec) namedChannel() (namedChannel, error) {
 		MaxSubscribers: cs.MaxSubscribers,
 		PendingLimit:   cs.PendingLimit,
 	}
+	nc.cfg.SubscribeGroups, nc.cfg.PublishGroups = cs.SubscribeGroups, cs.PublishGroups
 	var err error
 	if nc.cfg.SubscribeCaps, err = parseFilter(cs.SubscribeCaps); err != nil {
 		return nc, fmt.Errorf("subscribe_caps: %w", err)

@@ -14,6 +14,10 @@
 //	netnode task send --skill resize    send a task to a node that offers a skill
 //	netnode task result|watch|list ID   follow tasks by id
 //	netnode token issue --to KEY ...    sign a channel permission token
+//	netnode ca init|sign|revoke         an offline membership authority
+//	netnode pair code / pair --code     join a closed mesh with a one-time code
+//	netnode cert show                   a membership certificate
+//	netnode revoke KEY                  revoke a member across the mesh
 //	netnode nat                         NAT type, reflex, punch counters
 //	netnode demo                        run a small local mesh and show it working
 //
@@ -82,6 +86,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newKeygen(), newID(), newRun(), newStatus(), newPeers(), newHealth(), newPing(),
 		newFind(), newNodes(), newPub(), newSub(), newCall(), newTask(), newToken(), newNAT(), newDemo())
+	root.AddCommand(newCA(), newCert(), newPair(), newRevoke())
 	wrapArgs(root)
 	return root
 }

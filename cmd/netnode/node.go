@@ -134,6 +134,7 @@ func (n *node) methods() map[string]method {
 	if n.tasks != nil {
 		maps.Copy(m, n.taskMethods())
 	}
+	maps.Copy(m, n.memberMethods())
 	return m
 }
 

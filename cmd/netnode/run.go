@@ -241,6 +241,11 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 	if rc.telemetry {
 		cfg.Capabilities.Telemetry = capability.SystemSampler{}
 	}
+	var err error
+	if cfg.Membership, err = rc.member.meshConfig(ctx, id, log); err != nil {
+		return err
+	}
+	keep := newKeeper(&cfg.Membership)
 	m, err := mesh.New(cfg)
 	if err != nil {
 		return err
@@ -288,6 +293,7 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { ctl.serve(ctx) })
+	wg.Go(func() { keep.run(ctx, m, &rc.member, log) })
 	wg.Go(func() { bootstrap.Keep(ctx, m, rc.peers, bootstrap.Options{Logger: log}) })
 	if rc.mdns {
 		wg.Go(func() { meshmdns.Run(ctx, m, meshmdns.Options{Logger: log}) })
