@@ -286,6 +286,7 @@ func (t *transport) attemptLocked(d *dial) {
 		t.finishDialLocked(d, nil, err)
 		return
 	}
+	t.vouchFor(hs)
 	if err := hs.SetExtensions(t.initiationExt(hs.Pattern())); err != nil {
 		t.finishDialLocked(d, nil, err)
 		return
@@ -578,6 +579,7 @@ func (t *transport) respond(h wire.Handshake, pkt []byte, src endpoint) {
 	if err != nil {
 		return
 	}
+	t.vouchFor(hs)
 	t.stats.handshakesProcessed.Add(1)
 	if err := hs.ReadMessage(h.Noise); err != nil {
 		t.dropNoise(err)

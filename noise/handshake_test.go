@@ -543,3 +543,45 @@ func TestExtensionLimits(t *testing.T) {
 		t.Fatalf("read after an oversized message: %v", err)
 	}
 }
+
+// TestVouch: a voucher is asked about the peer's key and extensions, and
+// stands in for the identity signature only when it vouches: a payload
+// with a wrong signature is refused without it.
+func TestVouch(t *testing.T) {
+	a, b := testIdentity(t, 1), testIdentity(t, 2)
+	ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
+	ini.SetExtensions([]byte("certificate"))
+	msg, _ := ini.WriteMessage(nil)
+	res, _ := NewResponder(b, PatternIK, 0)
+	res.SetVouch(func(key ed25519.PublicKey, ext []byte) bool {
+		if !bytes.Equal(key, a.PublicKey()) || string(ext) != "certificate" {
+			t.Fatalf("vouch asked about %x, %q", key, ext)
+		}
+		return false
+	})
+	if err := res.ReadMessage(msg); err != nil {
+		t.Fatal(err)
+	}
+	for _, vouch := range []bool{true, false} {
+		res, _ := NewResponder(b, PatternIK, 0)
+		res.SetVouch(func(ed25519.PublicKey, []byte) bool { return vouch })
+		err := res.ReadMessage(ikWithBadSignature(t, a, b))
+		if vouch != (err == nil) || !vouch && !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("vouch %v: %v", vouch, err)
+		}
+	}
+}
+
+// ikWithBadSignature is an IK initiation from a to b whose identity
+// payload carries a's signature of another message than its static key.
+func ikWithBadSignature(t *testing.T, a, b *identity.Identity) []byte {
+	t.Helper()
+	ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
+	payload := append(append([]byte{}, a.PublicKey()...), a.Sign([]byte("not the static key"))...)
+	payload = append(payload, make([]byte, incarnationSize+timestampSize)...)
+	out, _, _, err := ini.hs.WriteMessage(nil, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
