@@ -296,3 +296,21 @@ func TestClosedNoReplyLargerThanRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedPairingLeavesNothing: a pairing the issuer refuses leaves no
+// state on either side.
+func TestRefusedPairingLeavesNothing(t *testing.T) {
+	iss := startNode(t, func(c *Config) { c.Membership.Authority = newCA(t) })
+	n := startNode(t)
+	var wrong membership.Code
+	_, err := n.Pair(ctxFor(t, 5*time.Second), iss.Addr(), iss.ID(), wrong)
+	if !errors.Is(err, membership.ErrPairingCode) {
+		t.Fatalf("wrong code: %v", err)
+	}
+	n.tr.hs.mu.Lock()
+	left := len(n.tr.adm.pairs)
+	n.tr.hs.mu.Unlock()
+	if left != 0 || iss.Peer(n.ID()) != nil {
+		t.Fatalf("%d pairings left on the new node; issuer peer %v", left, iss.Peer(n.ID()))
+	}
+}

@@ -248,8 +248,9 @@ func (m *Mesh) NewPairingCode(g membership.Grant) (membership.Code, error) {
 	return is.NewPairingCode(g, time.Now())
 }
 
-// Pair joins a mesh with a pairing code: it handshakes (XX) with the node
-// that handed the code out, at addr (pinned to id unless zero), proving
+// Pair joins a mesh with a pairing code: it handshakes (XX, so the node
+// must not run IKOnly) with the node that handed the code out, at addr
+// (pinned to id unless zero), proving
 // that it knows the code in a way bound to that handshake, and returns
 // the certificate the node issued it once the node proved it knows the
 // code too. The certificate becomes this node's (SetCertificate is not
@@ -291,6 +292,15 @@ func (t *transport) pair(ctx context.Context, addr netip.AddrPort, id identity.N
 	t.attemptLocked(d)
 	t.hs.mu.Unlock()
 	p, err := t.waitDial(ctx, d)
+	if err != nil {
+		t.hs.mu.Lock()
+		for id, q := range t.adm.pairs {
+			if q == pr {
+				delete(t.adm.pairs, id) // the issuer answered, then refused
+			}
+		}
+		t.hs.mu.Unlock()
+	}
 	return p, pr, err
 }
 
