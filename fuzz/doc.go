@@ -18,6 +18,7 @@
 //	channel       FuzzDecode                 (subscribe/ack/publish messages)
 //	nat           FuzzMessage                (build tag nat: punch and reflex frames)
 //	daemon/task   FuzzWire                   (task submits, deliveries, replies)
+//	daemon        FuzzWire                   (daemon deliveries, transfers, replies, images)
 //	membership    FuzzDecodeMessage          (revocations and certificates members exchange)
 //
 // .ci/fuzz runs every target in the module for a few seconds; run one

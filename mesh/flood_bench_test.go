@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 
@@ -230,13 +229,6 @@ func bulk(b *testing.B, a *Mesh, pv *Peer, v *Mesh) {
 	}
 	b.StopTimer()
 	s.Reset(0)
-}
-
-// cpuTime returns the process's user and system CPU time.
-func cpuTime() (user, sys time.Duration) {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
 }
 
 func BenchmarkFloodDiscard(b *testing.B) {

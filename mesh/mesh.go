@@ -67,10 +67,6 @@ type Mesh struct {
 	// subnetTag is the capability tag of the subnet pinned in
 	// Config.Channels, or "".
 	subnetTag string
-	// announceMu serialises announcements; announced is the user's last
-	// set, before withExtras.
-	announceMu sync.Mutex
-	announced  capability.Set
 	// peerChanges carries peer ups and downs to the engines.
 	peerChanges chan peerChange
 	// nat is the NAT traversal engine (nat_on.go; empty in nat_off.go).

@@ -20,6 +20,7 @@ import (
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
+	"github.com/netmesh/netmesh/daemon"
 	"github.com/netmesh/netmesh/dialaddr"
 	"github.com/netmesh/netmesh/mesh"
 )
@@ -56,6 +57,9 @@ type fileConfig struct {
 	// Tasks: the worker, the submitter and the skills run by executables.
 	Tasks  *tasksSpec  `toml:"tasks"`
 	Skills []skillSpec `toml:"skills"`
+
+	// Daemons: the daemon runtime.
+	Daemons *daemonsSpec `toml:"daemons"`
 
 	// Membership: a closed mesh (membership.go).
 	Membership *membershipSpec `toml:"membership"`
@@ -157,6 +161,8 @@ type runConfig struct {
 
 	tasks taskSettings
 
+	daemons daemon.Config
+
 	member memberSettings
 }
 
@@ -250,6 +256,9 @@ func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
 		return nil, err
 	}
 	if err := fc.validateTasks(rc); err != nil {
+		return nil, err
+	}
+	if err := fc.validateDaemons(rc); err != nil {
 		return nil, err
 	}
 	if err := fc.validateMembership(rc); err != nil {

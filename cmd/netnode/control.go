@@ -200,10 +200,17 @@ func (s *controlServer) serveConn(ctx context.Context, c *net.UnixConn) {
 					return false
 				}
 			}
-			if err := sc.Err(); err != nil && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				select {
-				case lines <- line{err: errorf(codeBadRequest, "reading request: %v", err)}:
-				case <-ctx.Done():
+			if err := sc.Err(); err != nil {
+				// A line too long is the client's mistake, which it is
+				// told. Any other error (a reset: the client closed with
+				// answers unread) is a hang-up, which cancels the request
+				// in flight: telling the main loop first would wait for
+				// that very request.
+				if errors.Is(err, bufio.ErrTooLong) && ctx.Err() == nil {
+					select {
+					case lines <- line{err: errorf(codeBadRequest, "reading request: %v", err)}:
+					case <-ctx.Done():
+					}
 				}
 				return false
 			}

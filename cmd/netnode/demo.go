@@ -45,7 +45,8 @@ type demoNode struct {
 // knows only beta. Delta announces a GPU; alpha discovers it through
 // gossip and reaches it by NodeID through beta, which relays without being
 // able to read the traffic. Alpha publishes on a channel beta and gamma
-// subscribe to, and calls an RPC service delta serves.
+// subscribe to, calls an RPC service delta serves, sends delta a task,
+// and spawns a daemon on delta that it moves to beta while events flow.
 func runDemo(ctx context.Context, out io.Writer) error {
 	names := []string{"alpha", "beta", "gamma", "delta"}
 	nodes := make([]*demoNode, len(names))
@@ -157,6 +158,9 @@ func runDemo(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	if err := demoTasks(ctx, out, alpha, delta, srvDelta); err != nil {
+		return err
+	}
+	if err := demoDaemons(ctx, out, nodes, map[*demoNode]*rpc.Server{delta: srvDelta}, alpha, beta, []*demoNode{alpha, gamma}); err != nil {
 		return err
 	}
 

@@ -692,7 +692,8 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"intact (SHA-256)", "delivered end to end encrypted", "2 of 2 subscribers delivered",
-		"queued on delta", "event #4 progress 100", `succeeded success {"thumbnail": "cat.png@64px"}`, "demo finished"} {
+		"queued on delta", "event #4 progress 100", `succeeded success {"thumbnail": "cat.png@64px"}`,
+		"moves the daemon to beta", "cutover", "lost 0, duplicated 0", "demo finished"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

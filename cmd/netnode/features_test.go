@@ -17,9 +17,12 @@ import (
 	"github.com/netmesh/netmesh/internal/netlab"
 )
 
-// withoutRPC drops the rpc: tags a node's rpc server adds to its set.
-func withoutRPC(tags []string) []string {
-	return slices.DeleteFunc(slices.Clone(tags), func(t string) bool { return strings.HasPrefix(t, "rpc:") })
+// withoutLayerTags drops the tags the node's layers add to its set: the
+// rpc server's rpc: tags and the daemon runtime's daemon: tags.
+func withoutLayerTags(tags []string) []string {
+	return slices.DeleteFunc(slices.Clone(tags), func(t string) bool {
+		return strings.HasPrefix(t, "rpc:") || strings.HasPrefix(t, "daemon:")
+	})
 }
 
 // checkDiscovery drives find, nodes, status and nat on the end-to-end
@@ -34,7 +37,7 @@ func checkDiscovery(t *testing.T, a, b, c *proc, ka, kb, kc keyInfo) {
 	})
 	nb := found.Nodes[0]
 	if nb.NodeID != kb.NodeID || nb.PublicKey != kb.PublicKey || nb.Self || nb.Status != "online" ||
-		!slices.Equal(withoutRPC(nb.Tags), []string{"gpu", "rack:1"}) || nb.Metadata["gpu_mem_gb"] != "48" ||
+		!slices.Equal(withoutLayerTags(nb.Tags), []string{"gpu", "rack:1"}) || nb.Metadata["gpu_mem_gb"] != "48" ||
 		nb.Subnet != "3.1.0.0" || nb.Hops < 1 || nb.Via == "" {
 		t.Errorf("C's find of B: %+v", nb)
 	}

@@ -13,6 +13,8 @@
 //	netnode call any netnode.info       call an RPC service (on any node that has it)
 //	netnode task send --skill resize    send a task to a node that offers a skill
 //	netnode task result|watch|list ID   follow tasks by id
+//	netnode daemon spawn counter        start a stateful daemon placed by load
+//	netnode daemon deliver|migrate ID   send it events, move it live
 //	netnode token issue --to KEY ...    sign a channel permission token
 //	netnode ca init|sign|revoke         an offline membership authority
 //	netnode pair code / pair --code     join a closed mesh with a one-time code
@@ -85,7 +87,7 @@ func newRoot() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newKeygen(), newID(), newRun(), newStatus(), newPeers(), newHealth(), newPing(),
-		newFind(), newNodes(), newPub(), newSub(), newCall(), newTask(), newToken(), newNAT(), newDemo())
+		newFind(), newNodes(), newPub(), newSub(), newCall(), newTask(), newDaemon(), newToken(), newNAT(), newDemo())
 	root.AddCommand(newCA(), newCert(), newPair(), newRevoke())
 	wrapArgs(root)
 	return root

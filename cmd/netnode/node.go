@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/channel"
+	"github.com/netmesh/netmesh/daemon"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/rpc"
@@ -112,9 +113,10 @@ type node struct {
 	m       *mesh.Mesh
 	rc      *runConfig
 	started time.Time
-	rpc     *rpc.Client // makes the calls of "call"
-	srv     *rpc.Server // serves the built-in services; nil with rpc_builtin = false
-	tasks   *taskNode   // the worker and submitter; nil until started
+	rpc     *rpc.Client     // makes the calls of "call"
+	srv     *rpc.Server     // serves the built-in services; nil with rpc_builtin = false
+	tasks   *taskNode       // the worker and submitter; nil until started
+	daemons *daemon.Runtime // the daemon runtime; nil until started
 }
 
 // methods returns the control methods the node serves.
@@ -133,6 +135,9 @@ func (n *node) methods() map[string]method {
 	}
 	if n.tasks != nil {
 		maps.Copy(m, n.taskMethods())
+	}
+	if n.daemons != nil {
+		maps.Copy(m, n.daemonMethods())
 	}
 	maps.Copy(m, n.memberMethods())
 	return m

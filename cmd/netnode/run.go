@@ -268,6 +268,10 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 		return err
 	}
 	defer n.tasks.close()
+	if err := n.startDaemons(); err != nil {
+		return err
+	}
+	defer n.daemons.Close()
 	for _, c := range rc.channels {
 		if err := m.RegisterChannel(c.name, c.cfg); err != nil {
 			return usageError{fmt.Errorf("channels: %s: %w", c.name, err)}
@@ -324,6 +328,7 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 	if err := n.tasks.drain(rc.tasks.drainTimeout); err != nil {
 		log.Warn("tasks still running at shutdown were cancelled", "err", err)
 	}
+	n.daemons.Close() // its daemons stop with the node: move them first to keep them
 	n.tasks.close()
 	if n.srv != nil {
 		// Before the mesh: a handler still running is cancelled and its
