@@ -3,15 +3,15 @@ package identity
 import (
 	"bytes"
 	"crypto/ed25519"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/netmesh/netmesh/internal/docvector"
 )
 
 var certEpoch = time.Unix(1_800_000_000, 0)
@@ -255,24 +255,13 @@ func mustPEM(t *testing.T, c *Certificate) []byte {
 // certificate the seeded authority issues there encodes to exactly the
 // bytes the document shows, so the layout drawn there is the one built.
 func TestCertificateVectorInDocs(t *testing.T) {
-	doc, err := os.ReadFile("../docs/WIRE.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vec := regexp.MustCompile("(?s)<!-- certificate test vector -->\\s*```\\n(.*?)```").FindSubmatch(doc)
-	if vec == nil {
-		t.Fatal("docs/WIRE.md has no certificate test vector")
-	}
-	want, err := hex.DecodeString(strings.Join(strings.Fields(string(vec[1])), ""))
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := docvector.Bytes(t, "../docs/WIRE.md", "certificate")
 	got, err := vectorCertificate(t).MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatalf("docs/WIRE.md's vector is stale; the encoding is now:\n%s", hexLines(got))
+		t.Fatalf("docs/WIRE.md's vector is stale; the encoding is now:\n%s", docvector.Hex(got))
 	}
 }
 
@@ -283,16 +272,6 @@ func vectorCertificate(t testing.TB) *Certificate {
 		Name: "worker-1", Groups: []string{"gpu", "ops"},
 		NotBefore: time.Unix(1_800_000_000, 0), NotAfter: time.Unix(1_802_592_000, 0),
 	})
-}
-
-func hexLines(b []byte) string {
-	var s strings.Builder
-	for len(b) > 0 {
-		n := min(len(b), 32)
-		s.WriteString(hex.EncodeToString(b[:n]) + "\n")
-		b = b[n:]
-	}
-	return s.String()
 }
 
 // FuzzDecodeCertificate feeds DecodeCertificate arbitrary bytes.

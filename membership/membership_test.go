@@ -5,12 +5,14 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/internal/docvector"
 )
 
 var epoch = time.Unix(1_800_000_000, 0)
@@ -406,4 +408,31 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatalf("round trip: %v\n in %x\nout %x", err, b, enc)
 		}
 	})
+}
+
+// TestPairingVectorsInDocs checks the pairing vectors in docs/WIRE.md:
+// the proof and the confirmation for the code of 20 bytes of 0x03 over a
+// handshake hash of 32 bytes of 0x04, and the code's printed form.
+func TestPairingVectorsInDocs(t *testing.T) {
+	var c Code
+	copy(c[:], bytes.Repeat([]byte{3}, CodeSize))
+	binding := bytes.Repeat([]byte{4}, 32)
+	doc, err := os.ReadFile("../docs/WIRE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if printed := "`" + c.String() + "`"; !bytes.Contains(doc, []byte(printed)) {
+		t.Errorf("docs/WIRE.md does not show the vector's code as %s", printed)
+	}
+	for _, v := range []struct {
+		name  string
+		built []byte
+	}{
+		{"pairing proof", c.Proof(binding)},
+		{"pairing confirmation", c.Confirmation(binding)},
+	} {
+		if doc := docvector.Bytes(t, "../docs/WIRE.md", v.name); !bytes.Equal(v.built, doc) {
+			t.Errorf("docs/WIRE.md's %s vector is stale; it is now:\n%s", v.name, docvector.Hex(v.built))
+		}
+	}
 }
