@@ -20,6 +20,7 @@
 //	daemon/task   FuzzWire                   (task submits, deliveries, replies)
 //	daemon        FuzzWire                   (daemon deliveries, transfers, replies, images)
 //	membership    FuzzDecodeMessage          (revocations and certificates members exchange)
+//	mesh          FuzzPeerExt                (a handshake's extensions as admission reads them)
 //
 // .ci/fuzz runs every target in the module for a few seconds; run one
 // longer with, for example:

@@ -369,3 +369,43 @@ func TestExtensionVectorsInDocs(t *testing.T) {
 	}
 }
 
+// FuzzPeerExt feeds parsePeerExt arbitrary extension blocks.
+//
+// Threat: a peer chooses its handshake's extension block, and this node
+// reads it before anything in it is checked. Reading must never panic;
+// what it takes must be the block's own bytes (the last certificate and
+// proof of the block) and a refusal only one of the reasons there are.
+func FuzzPeerExt(f *testing.F) {
+	f.Add(wire.AppendExtension(wire.AppendExtension(nil, wire.ExtCertificate, []byte("cert")), wire.ExtPadding, make([]byte, 9)))
+	f.Add(refusalExt(membership.ReasonRevoked))
+	f.Add([]byte{byte(wire.ExtRefusal), 1, 0, 0xff})
+	f.Add(wire.AppendExtension(nil, wire.ExtPairingProof, make([]byte, membership.ProofSize)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := parsePeerExt(b)
+		if err != nil {
+			return
+		}
+		var want peerExt
+		for rest := b; len(rest) > 0; {
+			typ, v, r, err := wire.ParseExtension(rest)
+			if err != nil {
+				t.Fatalf("parsePeerExt took %x, which does not split: %v", b, err)
+			}
+			switch typ {
+			case wire.ExtCertificate:
+				want.cert = v
+			case wire.ExtPairingProof:
+				want.proof = v
+			case wire.ExtRefusal:
+				want.refusal = membership.Reason(v[0])
+			}
+			rest = r
+		}
+		if !bytes.Equal(e.cert, want.cert) || !bytes.Equal(e.proof, want.proof) || e.refusal != want.refusal {
+			t.Fatalf("%x read as %+v, want %+v", b, e, want)
+		}
+		if e.refusal != membership.ReasonNone && !e.refusal.Valid() {
+			t.Fatalf("%x: refusal %d is no reason", b, e.refusal)
+		}
+	})
+}
