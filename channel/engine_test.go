@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -677,8 +678,11 @@ func TestFanOutInOrder(t *testing.T) {
 }
 
 func fanOut(t *testing.T, net *fakeNet, nSubs, nMsgs int) {
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
-	defer cancel()
+	// A million deliveries take seconds on a quiet machine and minutes on
+	// a starved one, so the test fails when deliveries stop, not when a
+	// total budget runs out.
+	var delivered atomic.Int64
+	ctx := stallContext(t, &delivered, 30*time.Second)
 	pub := net.add(Options{})
 	mustRegister(t, pub, "firehose", Config{PendingLimit: nMsgs})
 	var wg sync.WaitGroup
@@ -697,6 +701,7 @@ func fanOut(t *testing.T, net *fakeNet, nSubs, nMsgs int) {
 					errs <- fmt.Errorf("message %d is seq %d payload %q", i, m.Seq, m.Payload)
 					return
 				}
+				delivered.Add(1)
 			}
 		})
 	}
@@ -711,6 +716,32 @@ func fanOut(t *testing.T, net *fakeNet, nSubs, nMsgs int) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// stallContext returns a context cancelled when progress has not moved
+// for idle, or when the test ends.
+func stallContext(t *testing.T, progress *atomic.Int64, idle time.Duration) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		tick := time.NewTicker(idle / 10)
+		defer tick.Stop()
+		last, since := progress.Load(), time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				if p := progress.Load(); p != last {
+					last, since = p, now
+				} else if now.Sub(since) > idle {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return ctx
 }
 
 func TestHandleMessageMalformed(t *testing.T) {

@@ -2,11 +2,10 @@ package task
 
 import (
 	"crypto/ed25519"
-	"encoding/binary"
-	"fmt"
 	"math"
 	"time"
 
+	"github.com/netmesh/netmesh/daemon/internal/codec"
 	"github.com/netmesh/netmesh/daemon/placement"
 	"github.com/netmesh/netmesh/identity"
 )
@@ -90,217 +89,127 @@ type deliverItem struct {
 	Unstarted bool
 }
 
-// encoder appends fields to b.
-type encoder struct{ b []byte }
+// encoder is the shared field encoder plus the task layer's own fields.
+type encoder struct{ codec.Encoder }
 
-func (e *encoder) byte(v byte)            { e.b = append(e.b, v) }
-func (e *encoder) uvarint(v uint64)       { e.b = binary.AppendUvarint(e.b, v) }
-func (e *encoder) varint(v int64)         { e.b = binary.AppendVarint(e.b, v) }
-func (e *encoder) bytes(v []byte)         { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
-func (e *encoder) str(v string)           { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
-func (e *encoder) id(v ID)                { e.b = append(e.b, v[:]...) }
-func (e *encoder) node(v identity.NodeID) { e.b = append(e.b, v[:]...) }
+func newEncoder(b []byte) *encoder { return &encoder{codec.Encoder{B: b}} }
 
-// decoder reads fields from b. The first failure sticks in err and every
-// later read returns zero values; nothing panics on any input.
-type decoder struct {
-	b   []byte
-	err error
-}
+func (e *encoder) id(v ID)                { e.Fixed(v[:]) }
+func (e *encoder) node(v identity.NodeID) { e.Fixed(v[:]) }
 
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
-	}
-	d.b = nil
-}
+// decoder is the shared field decoder, whose failures wrap ErrMalformed,
+// plus the task layer's own fields. Nothing panics on any input.
+type decoder struct{ *codec.Decoder }
 
-func (d *decoder) byte() byte {
-	if len(d.b) < 1 {
-		d.fail("short")
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
+func newDecoder(b []byte) decoder { return decoder{codec.NewDecoder(b, ErrMalformed)} }
+
+func (d decoder) id() (v ID) {
+	copy(v[:], d.Fixed(IDSize))
 	return v
 }
 
-func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
+func (d decoder) node() (v identity.NodeID) {
+	copy(v[:], d.Fixed(identity.NodeIDSize))
 	return v
-}
-
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-// count reads a count of at most max.
-func (d *decoder) count(max int, what string) int {
-	n := d.uvarint()
-	if n > uint64(max) {
-		d.fail("%d %s, at most %d", n, what, max)
-		return 0
-	}
-	return int(n)
-}
-
-// bytes reads a byte string of at most max bytes; the result aliases the
-// input.
-func (d *decoder) bytes(max int, what string) []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(max) || n > uint64(len(d.b)) {
-		d.fail("%s of %d bytes", what, n)
-		return nil
-	}
-	if n == 0 {
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) str(max int, what string) string { return string(d.bytes(max, what)) }
-
-func (d *decoder) fixed(n int) []byte {
-	if len(d.b) < n {
-		d.fail("short")
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) id() (v ID) {
-	copy(v[:], d.fixed(IDSize))
-	return v
-}
-
-func (d *decoder) node() (v identity.NodeID) {
-	copy(v[:], d.fixed(identity.NodeIDSize))
-	return v
-}
-
-// end fails unless the whole input was read.
-func (d *decoder) end() error {
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d trailing bytes", len(d.b))
-	}
-	return d.err
 }
 
 // appendSubmit appends a submit request: the tasks, then the
 // acknowledgements it carries (see appendAck).
 func appendSubmit(b []byte, items []*submitItem, acked, unknown []ID) []byte {
-	e := encoder{b}
-	e.byte(opSubmit)
-	e.uvarint(uint64(len(items)))
+	e := newEncoder(b)
+	e.Byte(opSubmit)
+	e.Uvarint(uint64(len(items)))
 	for _, it := range items {
 		e.id(it.ID)
 		var flags byte
 		if it.Idempotent {
 			flags |= flagIdempotent
 		}
-		e.byte(flags)
-		e.varint(int64(it.Priority))
-		e.uvarint(uint64(it.Timeout / time.Millisecond))
-		e.str(it.Skill)
-		e.bytes(it.Params)
-		e.uvarint(uint64(len(it.Chain)))
+		e.Byte(flags)
+		e.Varint(int64(it.Priority))
+		e.Uvarint(uint64(it.Timeout / time.Millisecond))
+		e.String(it.Skill)
+		e.Bytes(it.Params)
+		e.Uvarint(uint64(len(it.Chain)))
 		for _, l := range it.Chain {
-			e.b = append(e.b, l.Key...)
+			e.Fixed(l.Key)
 			e.node(l.To)
-			e.b = append(e.b, l.Sig...)
+			e.Fixed(l.Sig)
 		}
 	}
 	e.ids(acked)
 	e.ids(unknown)
-	return e.b
+	return e.B
 }
 
 // parseSubmit decodes a submit request after its op byte. Params alias b.
 func parseSubmit(b []byte) (items []submitItem, acked, unknown []ID, err error) {
-	d := decoder{b: b}
-	n := d.count(maxBatchItems, "items")
+	d := newDecoder(b)
+	n := d.Count(maxBatchItems, "items")
 	items = make([]submitItem, 0, n)
 	for range n {
 		var it submitItem
 		it.ID = d.id()
-		flags := d.byte()
+		flags := d.Byte()
 		if flags&^flagIdempotent != 0 {
-			d.fail("unknown flags %#x", flags)
+			d.Fail("unknown flags %#x", flags)
 		}
 		it.Idempotent = flags&flagIdempotent != 0
-		p := d.varint()
+		p := d.Varint()
 		if p < math.MinInt32 || p > math.MaxInt32 {
-			d.fail("priority %d", p)
+			d.Fail("priority %d", p)
 		}
 		it.Priority = int32(p)
-		ms := d.uvarint()
+		ms := d.Uvarint()
 		if ms > uint64(maxTimeout/time.Millisecond) {
-			d.fail("timeout %d ms", ms)
+			d.Fail("timeout %d ms", ms)
 		}
 		it.Timeout = time.Duration(ms) * time.Millisecond
-		it.Skill = d.str(MaxSkillName, "skill")
-		it.Params = d.bytes(maxWireBytes, "params")
-		links := d.count(MaxChainLinks, "chain links")
+		it.Skill = d.String(MaxSkillName, "skill")
+		it.Params = d.Bytes(maxWireBytes, "params")
+		links := d.Count(MaxChainLinks, "chain links")
 		for range links {
-			l := Link{Key: ed25519.PublicKey(d.fixed(ed25519.PublicKeySize)), To: d.node(), Sig: d.fixed(ed25519.SignatureSize)}
+			l := Link{Key: ed25519.PublicKey(d.Fixed(ed25519.PublicKeySize)), To: d.node(), Sig: d.Fixed(ed25519.SignatureSize)}
 			it.Chain = append(it.Chain, l)
 		}
-		if d.err != nil {
-			return nil, nil, nil, d.err
+		if d.Err() != nil {
+			return nil, nil, nil, d.Err()
 		}
 		items = append(items, it)
 	}
 	acked, unknown = d.ids(), d.ids()
-	return items, acked, unknown, d.end()
+	return items, acked, unknown, d.End()
 }
 
 // appendAck appends an acknowledgement: the tasks whose results the
 // submitter stored (the worker forgets them), and the tasks it was sent
 // items of but does not hold (the worker drops them).
 func appendAck(b []byte, acked, unknown []ID) []byte {
-	e := encoder{b}
-	e.byte(opAck)
+	e := newEncoder(b)
+	e.Byte(opAck)
 	e.ids(acked)
 	e.ids(unknown)
-	return e.b
+	return e.B
 }
 
 // parseAck decodes an acknowledgement after its op byte.
 func parseAck(b []byte) (acked, unknown []ID, err error) {
-	d := decoder{b: b}
+	d := newDecoder(b)
 	acked, unknown = d.ids(), d.ids()
-	return acked, unknown, d.end()
+	return acked, unknown, d.End()
 }
 
 // ids appends a list of ids.
 func (e *encoder) ids(ids []ID) {
-	e.uvarint(uint64(len(ids)))
+	e.Uvarint(uint64(len(ids)))
 	for _, id := range ids {
 		e.id(id)
 	}
 }
 
 // ids reads a list of at most maxSyncIDs ids.
-func (d *decoder) ids() []ID {
-	n := d.count(maxSyncIDs, "ids")
+func (d decoder) ids() []ID {
+	n := d.Count(maxSyncIDs, "ids")
 	if n == 0 {
 		return nil
 	}
@@ -313,16 +222,16 @@ func (d *decoder) ids() []ID {
 
 // appendLoad and parseLoad carry a worker's load.
 func (e *encoder) load(l placement.Load) {
-	e.uvarint(uint64(l.Running))
-	e.uvarint(uint64(l.Queued))
-	e.uvarint(uint64(l.Limit))
+	e.Uvarint(uint64(l.Running))
+	e.Uvarint(uint64(l.Queued))
+	e.Uvarint(uint64(l.Limit))
 }
 
-func (d *decoder) load() placement.Load {
+func (d decoder) load() placement.Load {
 	get := func() int {
-		v := d.uvarint()
+		v := d.Uvarint()
 		if v > math.MaxInt32 {
-			d.fail("load %d", v)
+			d.Fail("load %d", v)
 			return 0
 		}
 		return int(v)
@@ -332,187 +241,187 @@ func (d *decoder) load() placement.Load {
 
 // appendSubmitReply appends the reply to a submit request.
 func appendSubmitReply(b []byte, r *submitReply) []byte {
-	e := encoder{b}
+	e := newEncoder(b)
 	e.load(r.Load)
-	e.uvarint(uint64(len(r.Verdicts)))
+	e.Uvarint(uint64(len(r.Verdicts)))
 	for _, v := range r.Verdicts {
 		e.id(v.ID)
-		e.byte(byte(v.State))
-		e.str(string(v.Code))
-		e.str(v.Message)
+		e.Byte(byte(v.State))
+		e.String(string(v.Code))
+		e.String(v.Message)
 	}
-	return e.b
+	return e.B
 }
 
 // parseSubmitReply decodes the reply to a submit request.
 func parseSubmitReply(b []byte) (submitReply, error) {
-	d := decoder{b: b}
+	d := newDecoder(b)
 	r := submitReply{Load: d.load()}
-	n := d.count(maxBatchItems, "verdicts")
+	n := d.Count(maxBatchItems, "verdicts")
 	r.Verdicts = make([]verdict, 0, n)
 	for range n {
-		v := verdict{ID: d.id(), State: State(d.byte())}
-		v.Code = Code(d.str(maxCodeLen, "code"))
-		v.Message = d.str(maxMessage, "message")
+		v := verdict{ID: d.id(), State: State(d.Byte())}
+		v.Code = Code(d.String(maxCodeLen, "code"))
+		v.Message = d.String(maxMessage, "message")
 		switch {
-		case d.err != nil:
-			return submitReply{}, d.err
+		case d.Err() != nil:
+			return submitReply{}, d.Err()
 		case v.State == 0 && !validCode(string(v.Code)):
-			d.fail("refusal without a valid code")
+			d.Fail("refusal without a valid code")
 		case v.State != 0 && (!v.State.valid() || v.Code != ""):
-			d.fail("acceptance with state %d and code %q", v.State, v.Code)
+			d.Fail("acceptance with state %d and code %q", v.State, v.Code)
 		}
 		r.Verdicts = append(r.Verdicts, v)
 	}
-	return r, d.end()
+	return r, d.End()
 }
 
 // appendIDs appends an op and a list of ids (cancel, sync).
 func appendIDs(b []byte, op byte, ids []ID) []byte {
-	e := encoder{b}
-	e.byte(op)
+	e := newEncoder(b)
+	e.Byte(op)
 	e.ids(ids)
-	return e.b
+	return e.B
 }
 
 // parseIDs decodes a list of ids after the op byte.
 func parseIDs(b []byte) ([]ID, error) {
-	d := decoder{b: b}
+	d := newDecoder(b)
 	ids := d.ids()
-	return ids, d.end()
+	return ids, d.End()
 }
 
 // appendStates appends the reply to a cancel or sync request: one state
 // per id asked, 0 for a task the worker does not hold.
 func appendStates(b []byte, states []State) []byte {
-	e := encoder{b}
-	e.uvarint(uint64(len(states)))
+	e := newEncoder(b)
+	e.Uvarint(uint64(len(states)))
 	for _, s := range states {
-		e.byte(byte(s))
+		e.Byte(byte(s))
 	}
-	return e.b
+	return e.B
 }
 
 // parseStates decodes the reply to a cancel or sync request.
 func parseStates(b []byte) ([]State, error) {
-	d := decoder{b: b}
-	n := d.count(maxSyncIDs, "states")
+	d := newDecoder(b)
+	n := d.Count(maxSyncIDs, "states")
 	states := make([]State, 0, n)
 	for range n {
-		s := State(d.byte())
+		s := State(d.Byte())
 		if s != 0 && !s.valid() {
-			d.fail("state %d", s)
+			d.Fail("state %d", s)
 		}
 		states = append(states, s)
 	}
-	return states, d.end()
+	return states, d.End()
 }
 
 // appendCommand appends a command request.
 func appendCommand(b []byte, name string, args []byte) []byte {
-	e := encoder{b}
-	e.byte(opCommand)
-	e.str(name)
-	e.bytes(args)
-	return e.b
+	e := newEncoder(b)
+	e.Byte(opCommand)
+	e.String(name)
+	e.Bytes(args)
+	return e.B
 }
 
 // parseCommand decodes a command request after its op byte.
 func parseCommand(b []byte) (name string, args []byte, err error) {
-	d := decoder{b: b}
-	name = d.str(maxLabel, "command name")
-	args = d.bytes(maxWireBytes, "arguments")
-	return name, args, d.end()
+	d := newDecoder(b)
+	name = d.String(maxLabel, "command name")
+	args = d.Bytes(maxWireBytes, "arguments")
+	return name, args, d.End()
 }
 
 // appendDeliver appends a chunk of the results stream.
 func appendDeliver(b []byte, items []*deliverItem) []byte {
-	e := encoder{b}
-	e.byte(opDeliver)
-	e.uvarint(uint64(len(items)))
+	e := newEncoder(b)
+	e.Byte(opDeliver)
+	e.Uvarint(uint64(len(items)))
 	for _, it := range items {
-		e.byte(it.Kind)
+		e.Byte(it.Kind)
 		e.id(it.ID)
 		switch it.Kind {
 		case itemEvent:
-			e.uvarint(it.Seq)
-			e.str(it.Name)
-			e.bytes(it.Data)
+			e.Uvarint(it.Seq)
+			e.String(it.Name)
+			e.Bytes(it.Data)
 		case itemFinal:
-			e.byte(byte(it.State))
+			e.Byte(byte(it.State))
 			var flags byte
 			if it.Unstarted {
 				flags |= flagUnstarted
 			}
-			e.byte(flags)
-			e.str(it.Status)
-			e.str(string(it.Code))
-			e.str(it.Message)
-			e.bytes(it.Output)
-			e.uvarint(it.Events)
+			e.Byte(flags)
+			e.String(it.Status)
+			e.String(string(it.Code))
+			e.String(it.Message)
+			e.Bytes(it.Output)
+			e.Uvarint(it.Events)
 		}
 	}
-	return e.b
+	return e.B
 }
 
 // parseDeliver decodes a chunk of the results stream after its op byte.
 // Data and Output alias b.
 func parseDeliver(b []byte) ([]deliverItem, error) {
-	d := decoder{b: b}
-	n := d.count(maxBatchItems, "items")
+	d := newDecoder(b)
+	n := d.Count(maxBatchItems, "items")
 	items := make([]deliverItem, 0, n)
 	for range n {
-		it := deliverItem{Kind: d.byte(), ID: d.id()}
+		it := deliverItem{Kind: d.Byte(), ID: d.id()}
 		switch it.Kind {
 		case itemStarted:
 		case itemEvent:
-			it.Seq = d.uvarint()
-			it.Name = d.str(maxLabel, "event name")
-			it.Data = d.bytes(maxWireBytes, "event data")
+			it.Seq = d.Uvarint()
+			it.Name = d.String(maxLabel, "event name")
+			it.Data = d.Bytes(maxWireBytes, "event data")
 		case itemFinal:
-			it.State = State(d.byte())
-			flags := d.byte()
+			it.State = State(d.Byte())
+			flags := d.Byte()
 			if flags&^flagUnstarted != 0 {
-				d.fail("unknown flags %#x", flags)
+				d.Fail("unknown flags %#x", flags)
 			}
 			it.Unstarted = flags&flagUnstarted != 0
-			it.Status = d.str(maxLabel, "status")
-			it.Code = Code(d.str(maxCodeLen, "code"))
-			it.Message = d.str(maxMessage, "message")
-			it.Output = d.bytes(maxWireBytes, "output")
-			it.Events = d.uvarint()
-			if d.err == nil && (!it.State.Final() || it.State == StateLost) {
-				d.fail("final state %d", it.State)
+			it.Status = d.String(maxLabel, "status")
+			it.Code = Code(d.String(maxCodeLen, "code"))
+			it.Message = d.String(maxMessage, "message")
+			it.Output = d.Bytes(maxWireBytes, "output")
+			it.Events = d.Uvarint()
+			if d.Err() == nil && (!it.State.Final() || it.State == StateLost) {
+				d.Fail("final state %d", it.State)
 			}
-			if d.err == nil && (it.State == StateSucceeded) != (it.Code == "") {
-				d.fail("state %s with code %q", it.State, it.Code)
+			if d.Err() == nil && (it.State == StateSucceeded) != (it.Code == "") {
+				d.Fail("state %s with code %q", it.State, it.Code)
 			}
-			if d.err == nil && it.Code != "" && !validCode(string(it.Code)) {
-				d.fail("code %q", it.Code)
+			if d.Err() == nil && it.Code != "" && !validCode(string(it.Code)) {
+				d.Fail("code %q", it.Code)
 			}
 		default:
-			d.fail("item kind %d", it.Kind)
+			d.Fail("item kind %d", it.Kind)
 		}
-		if d.err != nil {
-			return nil, d.err
+		if d.Err() != nil {
+			return nil, d.Err()
 		}
 		items = append(items, it)
 	}
-	return items, d.end()
+	return items, d.End()
 }
 
 // appendCatalog appends the reply to a catalog request.
 func appendCatalog(b []byte, hash string, catalog []byte) []byte {
-	e := encoder{b}
-	e.str(hash)
-	e.bytes(catalog)
-	return e.b
+	e := newEncoder(b)
+	e.String(hash)
+	e.Bytes(catalog)
+	return e.B
 }
 
 // parseCatalog decodes the reply to a catalog request.
 func parseCatalog(b []byte) (hash string, catalog []byte, err error) {
-	d := decoder{b: b}
-	hash = d.str(maxLabel, "hash")
-	catalog = d.bytes(maxWireBytes, "catalog")
-	return hash, catalog, d.end()
+	d := newDecoder(b)
+	hash = d.String(maxLabel, "hash")
+	catalog = d.Bytes(maxWireBytes, "catalog")
+	return hash, catalog, d.End()
 }

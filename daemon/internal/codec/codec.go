@@ -1,8 +1,9 @@
-// Package codec holds the field encoder and decoder the daemon runtime's
-// messages are written with: varints, length-prefixed byte strings and
-// fixed-size fields. The decoder is for hostile input: every count and
-// length is checked against a bound before anything is allocated, the
-// first failure sticks, and nothing panics on any input.
+// Package codec holds the field encoder and decoder that the daemon
+// runtime's and the task layer's messages are written with: varints,
+// length-prefixed byte strings and fixed-size fields. The decoder is for
+// hostile input: every count and length is checked against a bound before
+// anything is allocated, the first failure sticks, and nothing panics on
+// any input.
 package codec
 
 import (
