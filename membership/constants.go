@@ -45,7 +45,7 @@ const (
 
 	// DefaultPairingBurst and DefaultPairingInterval are the per-source
 	// budget for pairing attempts: 5 at once, then one every 10 s. A
-	// genuine node needs one; a 128-bit code cannot be guessed at any
+	// genuine node needs one; a 160-bit code cannot be guessed at any
 	// rate, so the limit only bounds the work (a full handshake and a MAC
 	// per outstanding code) a stranger can buy.
 	DefaultPairingBurst    = 5
