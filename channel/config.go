@@ -119,7 +119,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	for _, g := range append(slices.Clone(c.SubscribeGroups), c.PublishGroups...) {
 		if !identity.ValidCertLabel(g, identity.MaxCertGroupLen) {
-			return c, fmt.Errorf("%w: group %q is not 1..%d bytes of a-z, 0-9 and -_.", ErrInvalidConfig, g, identity.MaxCertGroupLen)
+			return c, fmt.Errorf("%w: group %q must be 1..%d bytes of a-z, 0-9, '-', '_' and '.'", ErrInvalidConfig, g, identity.MaxCertGroupLen)
 		}
 	}
 	c.SubscribeGroups, c.PublishGroups = slices.Clone(c.SubscribeGroups), slices.Clone(c.PublishGroups)

@@ -129,7 +129,7 @@ func (s *Skill) compile() (*contract, error) {
 	}
 	for _, g := range s.Groups {
 		if !identity.ValidCertLabel(g, identity.MaxCertGroupLen) {
-			return nil, bad("group %q: want 1 to %d bytes of a-z, 0-9 and -_.", g, identity.MaxCertGroupLen)
+			return nil, bad("group %q: want 1 to %d bytes of a-z, 0-9, '-', '_' and '.'", g, identity.MaxCertGroupLen)
 		}
 	}
 	c := &contract{statuses: s.Statuses}
