@@ -3,6 +3,7 @@ package meshprom_test
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/netmesh/netmesh/channel"
+	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/meshprom"
 	"github.com/netmesh/netmesh/rpc"
@@ -218,11 +220,15 @@ func TestPrometheusStaysOut(t *testing.T) {
 	}
 }
 
-// startNode starts a mesh on a random port of 127.0.0.1, closed when the
-// test ends.
-func startNode(t *testing.T) *mesh.Mesh {
+// startNode starts a mesh on a random port of 127.0.0.1 (its config as
+// mod changes it), closed when the test ends.
+func startNode(t *testing.T, mod ...func(*mesh.Config)) *mesh.Mesh {
 	t.Helper()
-	m, err := mesh.New(mesh.Config{ListenAddr: "127.0.0.1:0"})
+	cfg := mesh.Config{ListenAddr: "127.0.0.1:0"}
+	for _, f := range mod {
+		f(&cfg)
+	}
+	m, err := mesh.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,4 +239,56 @@ func startNode(t *testing.T) *mesh.Mesh {
 	}
 	t.Cleanup(func() { m.Close() })
 	return m
+}
+
+// TestMembershipValues checks the membership metrics of a closed node:
+// a member that connects to the node holding the authority key, so that
+// the member checked one certificate signature, holds no revocation, and
+// its certificate ends when the metric says.
+func TestMembershipValues(t *testing.T) {
+	ca, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := startNode(t, func(c *mesh.Config) { c.Membership.Authority = ca })
+	id, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := identity.IssueCertificate(ca, identity.CertificateTemplate{
+		NodeKey: id.PublicKey(), Name: "member", NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := startNode(t, func(c *mesh.Config) {
+		c.Identity = id
+		c.Membership.Authorities = []ed25519.PublicKey{ca.PublicKey()}
+		c.Membership.Certificate = cert
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if _, err := member.Connect(ctx, issuer.Addr(), mesh.Pin{Key: issuer.Identity().PublicKey()}); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`
+# HELP netmesh_membership_closed 1 if the node admits members only (a closed mesh), else 0.
+# TYPE netmesh_membership_closed gauge
+netmesh_membership_closed 1
+# HELP netmesh_membership_revocations Membership revocations the node holds.
+# TYPE netmesh_membership_revocations gauge
+netmesh_membership_revocations 0
+# HELP netmesh_membership_certificate_expiry_seconds When this node's membership certificate ends (Unix seconds); 0 without one.
+# TYPE netmesh_membership_certificate_expiry_seconds gauge
+netmesh_membership_certificate_expiry_seconds %d
+# HELP netmesh_membership_signatures_checked_total Peer certificate signatures checked.
+# TYPE netmesh_membership_signatures_checked_total counter
+netmesh_membership_signatures_checked_total 1
+`, cert.NotAfter.Unix())
+	err = testutil.CollectAndCompare(meshprom.New(member, meshprom.Options{}), strings.NewReader(want),
+		"netmesh_membership_closed", "netmesh_membership_revocations",
+		"netmesh_membership_certificate_expiry_seconds", "netmesh_membership_signatures_checked_total")
+	if err != nil {
+		t.Fatal(err)
+	}
 }
