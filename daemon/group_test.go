@@ -65,6 +65,9 @@ func TestReplicaGroupRespawnsAfterANodeDies(t *testing.T) {
 		m := s.Members[0]
 		return s.Respawns == 1 && m.Healthy && m.Node != victim.Node && m.Node != s.Members[1].Node
 	})
+	if st := c.rt.RuntimeStats(); st.Respawns != 1 || st.Groups != 1 {
+		t.Fatalf("coordinator stats %+v; want one respawn, one group", st)
+	}
 	r, err := c.rt.Deliver(ctxT(t), victim.Daemon, []byte("after"))
 	if err != nil || r.Seq != 1 {
 		t.Fatalf("the restarted replica: %+v %v (it starts empty)", r, err)
@@ -157,6 +160,20 @@ func TestStandbyPromotionReplaysTheBuffer(t *testing.T) {
 		st := g.State(ctxT(t))
 		return st.Failovers == 1 && len(st.Members) == 2 && st.Members[1].Healthy && st.Members[1].Seq == 51
 	})
+	if st := c.rt.RuntimeStats(); st.Failovers != 1 || st.Groups != 1 {
+		t.Fatalf("coordinator stats %+v; want one failover, one group", st)
+	}
+	var promoted, standbys uint64
+	for _, n := range ns[1:] {
+		if n.id() != active {
+			st := n.rt.RuntimeStats()
+			promoted += st.Promoted
+			standbys += uint64(st.Standbys)
+		}
+	}
+	if promoted != 1 || standbys != 1 {
+		t.Fatalf("the survivors promoted %d standbys and hold %d; want 1 and 1", promoted, standbys)
+	}
 }
 
 // TestForkAtASequenceNumber forks a daemon at a sequence number it has

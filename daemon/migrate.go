@@ -184,8 +184,11 @@ func (rt *Runtime) migrateLocal(ctx context.Context, in *instance, target identi
 	committed, err := mg.run(ctx)
 	if !committed {
 		mg.resume()
-		return MigrationReport{}, mg.fail(err)
+		e := mg.fail(err)
+		rt.counters.migrationFailed(e.Phase)
+		return MigrationReport{}, e
 	}
+	rt.counters.migratedOut.Add(1)
 	mg.complete(ctx)
 	mg.rep.Phases = append(mg.rep.Phases, PhaseTime{mg.phase, time.Since(mg.began)})
 	mg.rep.Total = time.Since(start)

@@ -166,8 +166,8 @@ func failAt(rt *daemon.Runtime, s daemon.Side, p daemon.Phase, err error) {
 // TestMigrateFailureAtEveryPhase injects a failure at each phase, on the
 // source and on the target, while events flow: every migration fails
 // with the phase named, the daemon keeps serving on the source, the
-// target holds nothing, and no event is lost or applied twice. Then a
-// migration succeeds.
+// target holds nothing, and no event is lost or applied twice; both
+// runtimes' stats count what happened. Then a migration succeeds.
 func TestMigrateFailureAtEveryPhase(t *testing.T) {
 	ns := newMesh(t, 3, daemon.Config{}, nil)
 	src, dst := ns[0], ns[1]
@@ -197,6 +197,9 @@ func TestMigrateFailureAtEveryPhase(t *testing.T) {
 		// Enough events during the transfer that a replay call is made.
 		burst := daemon.OnPhase(func(p daemon.Phase) {
 			if p == daemon.PhaseTransfer {
+				if st := src.rt.RuntimeStats(); st.Hosted != 1 || st.Migrating != 1 {
+					t.Errorf("%v %v: source hosts %d, migrating %d; want 1 and 1", c.side, c.phase, st.Hosted, st.Migrating)
+				}
 				for i := range 100 {
 					if _, err := src.rt.Deliver(ctxT(t), loc.Daemon, fmt.Appendf(nil, "burst/%v/%v/%d", c.side, c.phase, i)); err != nil {
 						t.Errorf("burst: %v", err)
@@ -221,6 +224,17 @@ func TestMigrateFailureAtEveryPhase(t *testing.T) {
 		eventually(t, 10*time.Second, "the target to drop the transfer", func() bool {
 			return len(dst.rt.List()) == 0 && dst.rt.Load().Running == 0
 		})
+	}
+	// Each failure counts on the source under its phase; the target
+	// counts the arrivals it dropped once they had begun: those the
+	// source aborted after a restore, or whose replay or cutover the
+	// target failed (one whose restore failed was never restored).
+	want := [daemon.PhaseComplete + 1]uint64{daemon.PhaseSnapshot: 1, daemon.PhaseTransfer: 2, daemon.PhaseRestore: 2, daemon.PhaseReplay: 2, daemon.PhaseCutover: 2}
+	if st := src.rt.RuntimeStats(); st.MigrationFailures != want || st.MigratedOut != 0 || st.Migrating != 0 || st.Spawned != 1 {
+		t.Fatalf("source stats %+v; want failures %v, one spawn, nothing moved or moving", st, want)
+	}
+	if st := dst.rt.RuntimeStats(); st.ArrivalsDropped != 5 || st.MigratedIn != 0 || st.Hosted != 0 || st.Incoming != 0 {
+		t.Fatalf("target stats %+v; want 5 arrivals dropped and nothing hosted or arriving", st)
 	}
 	// Typed refusals of the target, and a caller that gives up.
 	if err := dst.rt.Register(daemon.Kind{Name: "only-src", New: func(daemon.ID, *identity.Identity) (daemon.Daemon, error) { return &seqlog{}, nil }}); err != nil {
@@ -257,6 +271,13 @@ func TestMigrateFailureAtEveryPhase(t *testing.T) {
 	if _, err := src.rt.Migrate(ctxT(t), loc.Daemon, dst.id()); err != nil {
 		t.Fatal(err)
 	}
+	if st := src.rt.RuntimeStats(); st.MigratedOut != 1 || st.Hosted != 0 {
+		t.Fatalf("source stats after the move %+v; want one migrated out, none hosted", st)
+	}
+	eventually(t, 10*time.Second, "the target to count the arrival", func() bool {
+		st := dst.rt.RuntimeStats()
+		return st.MigratedIn == 1 && st.Hosted == 1 && st.Spawned == 0
+	})
 	s.flowing(20)
 	s.haltAndCheck(src.rt)
 }

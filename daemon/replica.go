@@ -145,6 +145,7 @@ func (g *ReplicaGroup) down(node identity.NodeID) {
 			g.rt.log.Warn("daemon: a replica could not be started again", "daemon", m.id, "err", err)
 			continue
 		}
+		g.rt.counters.respawns.Add(1)
 		g.mu.Lock()
 		g.respawns++
 		g.mu.Unlock()

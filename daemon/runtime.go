@@ -118,6 +118,8 @@ type Runtime struct {
 	loadDirty bool
 	closing   atomic.Bool // closed, readable without mu
 
+	counters runtimeCounters // see RuntimeStats
+
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

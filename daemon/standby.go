@@ -182,6 +182,7 @@ func (g *StandbyGroup) failover(ctx context.Context) error {
 		return err
 	}
 	g.rt.routes.learn(g.id, best)
+	g.rt.counters.failovers.Add(1)
 	g.mu.Lock()
 	g.active, g.failovers = best, g.failovers+1
 	g.standbys = slices.DeleteFunc(g.standbys, func(n identity.NodeID) bool { return n == best })
@@ -492,6 +493,7 @@ func (rt *Runtime) handlePromote(from identity.NodeID, body []byte) ([]byte, err
 	if e != nil {
 		return nil, e
 	}
+	rt.counters.promoted.Add(1)
 	return appendUvarint(nil, in.seq.Load()), nil
 }
 

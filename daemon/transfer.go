@@ -187,14 +187,17 @@ func (rt *Runtime) transferIn(from identity.NodeID, body []byte) (*incoming, err
 	return x, nil
 }
 
-// forget removes an inbound transfer.
-func (rt *Runtime) forget(x *incoming) {
+// forget removes an inbound transfer. It reports whether it was there
+// to remove.
+func (rt *Runtime) forget(x *incoming) bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if rt.incoming[x.xfer] == x {
-		delete(rt.incoming, x.xfer)
-		rt.markDirtyLocked()
+	if rt.incoming[x.xfer] != x {
+		return false
 	}
+	delete(rt.incoming, x.xfer)
+	rt.markDirtyLocked()
+	return true
 }
 
 // handleChunk appends a chunk to a transfer's image; chunks come in
@@ -268,7 +271,11 @@ func (rt *Runtime) restoreLocked(x *incoming) *Error {
 		return &Error{Code: CodeAborted, Message: "transfer dropped"}
 	}
 	delete(rt.incoming, x.xfer)
-	return rt.hostLocked(in)
+	if e := rt.hostLocked(in); e != nil {
+		return e
+	}
+	rt.counters.spawned.Add(1)
+	return nil
 }
 
 // build makes a daemon of kind k with key: new, or restored from image
@@ -388,6 +395,7 @@ func (x *incoming) confirmLocked() {
 		return
 	}
 	x.state = xConfirmed
+	x.inst.rt.counters.migratedIn.Add(1)
 	x.inst.mu.Lock()
 	if x.inst.state == stArriving {
 		x.inst.state = stRunning
@@ -465,7 +473,9 @@ func (rt *Runtime) handleAbort(from identity.NodeID, body []byte) ([]byte, error
 // dropLocked drops a transfer that was not confirmed, and its daemon if
 // it was committed. x.mu is held.
 func (rt *Runtime) dropLocked(x *incoming) {
-	rt.forget(x)
+	if rt.forget(x) && x.mode == modeMigrate {
+		rt.counters.arrivalsDropped.Add(1)
+	}
 	if x.state != xCommitted {
 		return
 	}

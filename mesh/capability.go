@@ -126,6 +126,7 @@ func (m *Mesh) selfCapabilities() capability.Set {
 const reflexKey = "reflex"
 
 // FindNodes returns the known nodes, this one included, that match f.
+// WatchNodes yields them and then their changes, to wait for a node.
 func (m *Mesh) FindNodes(f capability.Filter) []*capability.Node {
 	return m.caps.Index().FindNodes(f)
 }

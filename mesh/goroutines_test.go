@@ -45,6 +45,17 @@ func settleGoroutines(want int, d time.Duration) int {
 	}
 }
 
+// streamsTaken returns how many streams p opened on proto that this
+// node accepted or refused.
+func streamsTaken(p *Peer, proto Protocol) uint64 {
+	pm := p.streams.get(proto.id)
+	if pm == nil {
+		return 0
+	}
+	st := pm.mux.Stats()
+	return st.Accepted + st.Refused
+}
+
 // Guards issue 24 item 5: streams an authenticated peer opens with one
 // frame each on the engines' protocols (capability gossip, channels) and
 // on the application's park no goroutine on the victim; on a protocol
@@ -92,14 +103,7 @@ func TestOneFrameStreamsParkNoGoroutines(t *testing.T) {
 		openOneFrameStreams(t, a, pb, proto.id, perProto)
 	}
 	// Wait until b has taken (or refused) every stream.
-	opened := func(proto Protocol) uint64 {
-		pm := pa.streams.get(proto.id)
-		if pm == nil {
-			return 0
-		}
-		st := pm.mux.Stats()
-		return st.Accepted + st.Refused
-	}
+	opened := func(proto Protocol) uint64 { return streamsTaken(pa, proto) }
 	for opened(protoCapability) < perProto || opened(protoChannel) < perProto || opened(protoStream) < perProto {
 		if ctx.Err() != nil {
 			t.Fatalf("b took %d, %d and %d of %d streams", opened(protoCapability), opened(protoChannel), opened(protoStream), perProto)
@@ -121,5 +125,64 @@ func TestOneFrameStreamsParkNoGoroutines(t *testing.T) {
 	}
 	if n := settleGoroutines(baseline+20, 2*requestTimeout+5*time.Second); n > baseline+20 {
 		t.Fatalf("%d goroutines %v after the attacker went silent, baseline %d", n, 2*requestTimeout+5*time.Second, baseline)
+	}
+}
+
+// Guards issue 24 item 5 where the handler has no timeout of its own: it
+// reads a stream the peer opened with one frame and then left silent,
+// and waits on it for good. The stream engine resets such a stream after
+// Streams.IdleTimeout (30 s by default, shortened here), the handler's
+// Recv returns, and the victim is back to its baseline goroutines.
+func TestSilentStreamsEndAtIdleTimeout(t *testing.T) {
+	const n = 300
+	idle := 300 * time.Millisecond
+	waiting := MustProtocol("netmesh-test/waiting")
+	a := startNode(t)
+	b := startNode(t, func(c *Config) { c.Streams.IdleTimeout = idle })
+	if _, err := b.HandleStreams(waiting, func(s *Stream, _ *Peer) {
+		for {
+			if _, err := s.Recv(context.Background()); err != nil {
+				return
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pb, err := a.Connect(ctx, b.Addr(), Pin{Key: b.id.PublicKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa := b.Peer(a.ID())
+	for pa == nil {
+		if ctx.Err() != nil {
+			t.Fatal("b never saw a")
+		}
+		time.Sleep(time.Millisecond)
+		pa = b.Peer(a.ID())
+	}
+	baseline := runtime.NumGoroutine()
+
+	openOneFrameStreams(t, a, pb, waiting.id, n)
+	for streamsTaken(pa, waiting) < n {
+		if ctx.Err() != nil {
+			t.Fatalf("b took %d of %d streams", streamsTaken(pa, waiting), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g < baseline+n/2 {
+		t.Fatalf("%d goroutines with %d handlers waiting, baseline %d: the attack did not land", g, n, baseline)
+	}
+	if g := settleGoroutines(baseline+20, 20*time.Second); g > baseline+20 {
+		t.Fatalf("%d goroutines 20 s after the attacker went silent (IdleTimeout %v), baseline %d", g, idle, baseline)
+	}
+	// The last few handlers may still be waiting: every stream goes.
+	resets := func() uint64 { return pa.streams.get(waiting.id).mux.Stats().IdleResets }
+	for resets() < n {
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d silent streams reset", resets(), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/netmesh/netmesh/channel"
+	"github.com/netmesh/netmesh/daemon"
+	counterdaemon "github.com/netmesh/netmesh/daemon/counter"
+	"github.com/netmesh/netmesh/daemon/task"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/meshprom"
@@ -27,12 +31,17 @@ import (
 const setupTimeout = 20 * time.Second
 
 // rig is two connected nodes; a publishes the channel "jobs", serves the
-// rpc service "echo" and calls b, which serves nothing, once; b calls a
-// once.
+// rpc service "echo" and calls b, which does not serve it, once; b calls
+// a once. Both run a task worker with no skills; a's submitter submits a
+// task to b, which refuses it. a runs a daemon runtime that hosts
+// nothing yet.
 type rig struct {
-	a, b   *mesh.Mesh
-	server *rpc.Server
-	client *rpc.Client
+	a, b      *mesh.Mesh
+	server    *rpc.Server
+	client    *rpc.Client
+	worker    *task.Worker
+	submitter *task.Submitter
+	daemons   *daemon.Runtime
 }
 
 func newRig(t *testing.T) *rig {
@@ -62,16 +71,59 @@ func newRig(t *testing.T) *rig {
 	}
 	r.client = rpc.NewClient(r.a, rpc.ClientOptions{})
 	if _, err := r.client.Call(ctx, r.b.ID(), "echo", nil); err == nil {
-		t.Fatal("b serves no rpc, yet a's call succeeded")
+		t.Fatal("b serves no echo, yet a's call succeeded")
+	}
+	r.worker = startWorker(t, r.a, r.server)
+	bServer, err := rpc.NewServer(r.b, rpc.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bServer.Close() })
+	startWorker(t, r.b, bServer)
+	if r.submitter, err = task.NewSubmitter(r.a, task.SubmitterConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.submitter.Close() })
+	_, err = r.submitter.Submit(ctx, task.Request{Skill: "nosuch", Node: r.b.ID()})
+	if te := (*task.Error)(nil); !errors.As(err, &te) || te.Code != task.CodeUnknownSkill {
+		t.Fatalf("a task for a skill b lacks: %v, want UNKNOWN_SKILL", err)
+	}
+	if r.daemons, err = daemon.NewRuntime(r.a, r.server, daemon.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.daemons.Close() })
+	if err := r.daemons.Register(counterdaemon.Kind()); err != nil {
+		t.Fatal(err)
 	}
 	return r
+}
+
+// startWorker starts a task worker with no skills on m, shut down when
+// the test ends.
+func startWorker(t *testing.T, m *mesh.Mesh, srv *rpc.Server) *task.Worker {
+	t.Helper()
+	w, err := task.NewWorker(m, srv, task.WorkerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		w.Shutdown(ctx)
+	})
+	return w
 }
 
 // registry returns a pedantic registry with a's collectors.
 func (r *rig) registry(t *testing.T) *prometheus.Registry {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(meshprom.New(r.a, meshprom.Options{Channels: []string{"jobs"}}), meshprom.NewRPC(r.server, r.client))
+	reg.MustRegister(
+		meshprom.New(r.a, meshprom.Options{Channels: []string{"jobs"}}),
+		meshprom.NewRPC(r.server, r.client),
+		meshprom.NewTasks(r.worker, r.submitter),
+		meshprom.NewDaemons(r.daemons),
+	)
 	return reg
 }
 
@@ -110,19 +162,72 @@ netmesh_rpc_client_failures_total 1
 # HELP netmesh_rpc_client_outstanding RPC calls this node has in flight.
 # TYPE netmesh_rpc_client_outstanding gauge
 netmesh_rpc_client_outstanding 0
-`, peer)
+# HELP netmesh_task_worker_max_running Tasks this worker runs at most at once (MaxRunning).
+# TYPE netmesh_task_worker_max_running gauge
+netmesh_task_worker_max_running %[2]d
+# HELP netmesh_task_submitter_refusals_total Refusals workers answered this submitter's submits with, by code.
+# TYPE netmesh_task_submitter_refusals_total counter
+%[3]s
+`, peer, task.DefaultMaxRunning, refusals("UNKNOWN_SKILL"))
 	names := regexp.MustCompile(`(?m)^# TYPE (\S+)`).FindAllStringSubmatch(want, -1)
 	var metrics []string
 	for _, m := range names {
 		metrics = append(metrics, m[1])
 	}
-	if err := testutil.GatherAndCompare(r.registry(t), strings.NewReader(want), metrics...); err != nil {
+	reg := r.registry(t)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), metrics...); err != nil {
+		t.Fatal(err)
+	}
+	// A daemon spawned here: hosted and counted; every phase a migration
+	// can fail in is there, zeros included.
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if _, err := r.daemons.Spawn(ctx, counterdaemon.Name, daemon.SpawnOptions{Node: r.a.ID()}); err != nil {
+		t.Fatal(err)
+	}
+	want = fmt.Sprintf(`
+# HELP netmesh_daemon_hosted Daemons this node hosts, whatever they are doing.
+# TYPE netmesh_daemon_hosted gauge
+netmesh_daemon_hosted 1
+# HELP netmesh_daemon_max Daemons this node hosts at most (MaxDaemons).
+# TYPE netmesh_daemon_max gauge
+netmesh_daemon_max %d
+# HELP netmesh_daemon_spawned_total Daemons started here by a spawn: placed, from a snapshot, or a fork's child.
+# TYPE netmesh_daemon_spawned_total counter
+netmesh_daemon_spawned_total 1
+# HELP netmesh_daemon_migration_failures_total Migrations from this node that did not commit (the daemon stayed), by the phase they failed in.
+# TYPE netmesh_daemon_migration_failures_total counter
+netmesh_daemon_migration_failures_total{phase="cutover"} 0
+netmesh_daemon_migration_failures_total{phase="replay"} 0
+netmesh_daemon_migration_failures_total{phase="restore"} 0
+netmesh_daemon_migration_failures_total{phase="snapshot"} 0
+netmesh_daemon_migration_failures_total{phase="transfer"} 0
+`, daemon.DefaultMaxDaemons)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "netmesh_daemon_hosted", "netmesh_daemon_max",
+		"netmesh_daemon_spawned_total", "netmesh_daemon_migration_failures_total"); err != nil {
 		t.Fatal(err)
 	}
 	// Every drop reason is there from the start, zeros included.
 	if n := testutil.CollectAndCount(meshprom.New(r.a, meshprom.Options{}), "netmesh_drops_total"); n < int(mesh.DropStreamBacklog)+1 {
 		t.Fatalf("%d drop reasons exported, want every one (%d)", n, mesh.DropStreamBacklog+1)
 	}
+}
+
+// refusals is the exposition of netmesh_task_submitter_refusals_total
+// with one refusal of code and none of the others.
+func refusals(code string) string {
+	codes := []string{"other", "CONTRACT_VIOLATION", "DEPENDENCY_MISSING", "RESOURCE_EXHAUSTED", "LIMIT_EXCEEDED",
+		"TIMEOUT", "LATE_RESULT", "CANCELLED", "LOST", "HANDLER_ERROR", "UNKNOWN_SKILL", "NO_WORKER", "PROVENANCE", "NOT_FOUND"}
+	slices.Sort(codes) // the exposition's order
+	var b strings.Builder
+	for _, c := range codes {
+		n := 0
+		if c == code {
+			n = 1
+		}
+		fmt.Fprintf(&b, "netmesh_task_submitter_refusals_total{code=%q} %d\n", c, n)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // TestMetricsMatchDocs checks that the collectors export exactly the
@@ -202,7 +307,7 @@ func TestPrometheusStaysOut(t *testing.T) {
 	if err != nil {
 		t.Skip("no go command to list dependencies with")
 	}
-	pkgs := []string{"mesh", "rpc", "capability", "channel", "identity", "meshnet", "dialaddr"}
+	pkgs := []string{"mesh", "rpc", "capability", "channel", "identity", "meshnet", "dialaddr", "bootstrap", "meshmdns", "daemon", "daemon/task"}
 	for _, tags := range []string{"", "nat,portmap"} {
 		args := []string{"list", "-deps", "-tags", tags}
 		for _, p := range pkgs {

@@ -38,6 +38,11 @@ type x25519 struct {
 	id        *identity.Identity    // this node's identity, for the cached ss; nil in tests
 	hs        *noise.HandshakeState // the handshake, for its peer's static key
 	initiator bool                  // only an initiator uses the cache
+
+	// testEphemeral, set only by tests, is read for the ephemeral private
+	// key instead of the handshake's random source: the wire test vectors
+	// fix it.
+	testEphemeral io.Reader
 }
 
 var _ noise.DHFunc = (*x25519)(nil)
@@ -47,6 +52,9 @@ var _ noise.DHFunc = (*x25519)(nil)
 var errLowOrder = errors.New("noise: X25519 with a low-order point")
 
 func (x *x25519) GenerateKeypair(r io.Reader) (noise.DHKey, error) {
+	if x.testEphemeral != nil {
+		r = x.testEphemeral
+	}
 	priv := make([]byte, 32)
 	if _, err := io.ReadFull(r, priv); err != nil {
 		return noise.DHKey{}, err

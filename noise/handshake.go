@@ -144,6 +144,11 @@ type Handshake struct {
 	ext             []byte // extensions for the next message this side writes
 	peerExt         []byte // extensions of the last message read
 	vouch           func(key ed25519.PublicKey, ext []byte) bool
+
+	// testSplit, set only by tests, sees the transport keys (this side's
+	// send key, then its receive key) when the handshake completes: the
+	// wire test vectors list them.
+	testSplit func(send, recv []byte)
 }
 
 // NewInitiator starts a handshake as initiator: PatternIK if cfg.PeerKey is
@@ -458,6 +463,10 @@ func signedStatic(static []byte) []byte {
 func (h *Handshake) finish(cs1, cs2 *noise.CipherState) {
 	if !h.initiator {
 		cs1, cs2 = cs2, cs1
+	}
+	if h.testSplit != nil {
+		send, recv := cs1.UnsafeKey(), cs2.UnsafeKey()
+		h.testSplit(send[:], recv[:])
 	}
 	if h.pinKey != nil {
 		// IK initiator: completing proves the responder holds the static

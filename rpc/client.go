@@ -426,9 +426,16 @@ func (c *Client) start(ctx context.Context, node identity.NodeID, service string
 		err = st.SendBlocking(ctx, msg) // credit frames follow
 	} else {
 		// A unary caller sends nothing more: the request ends its side,
-		// in the same packet when it fits (a fresh stream has room for one
-		// message, so this never reports back-pressure).
+		// in the same packet when it fits. A fresh stream has room for one
+		// message unless the peer's send budget is full (calls with large
+		// requests outstanding): then the request waits for room, and the
+		// end of the caller's side for its acknowledgement.
 		err = st.SendAndClose(ctx, msg)
+		if errors.Is(err, stream.ErrBackpressure) {
+			if err = st.SendBlocking(ctx, msg); err == nil {
+				err = st.CloseContext(ctx)
+			}
+		}
 	}
 	if err != nil {
 		return nil, cl.finish(cl.streamError(ctx, err))

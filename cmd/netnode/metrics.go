@@ -11,9 +11,9 @@ import (
 )
 
 // metricsHandler serves the Prometheus metrics of the node: its mesh,
-// capability, channel, rpc and NAT traversal counters (package meshprom),
-// plus the Go runtime and process collectors. docs/OPERATIONS.md lists
-// every metric.
+// capability, channel, rpc, task, daemon and NAT traversal counters (package
+// meshprom), plus the Go runtime and process collectors.
+// docs/OPERATIONS.md lists every metric.
 func metricsHandler(n *node) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -22,6 +22,12 @@ func metricsHandler(n *node) http.Handler {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if n.tasks != nil {
+		reg.MustRegister(meshprom.NewTasks(n.tasks.w, n.tasks.s))
+	}
+	if n.daemons != nil {
+		reg.MustRegister(meshprom.NewDaemons(n.daemons))
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -81,15 +79,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("B serves no rpc, yet A's call succeeded")
 	}
 
-	srv := httptest.NewServer(metricsHandler(na))
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body bytes.Buffer
-	body.ReadFrom(resp.Body)
+	body := scrapeNode(t, na)
 	peer := b.ID().String()
 	want := []string{
 		`netmesh_node_info{io_mode="`,
@@ -122,15 +112,15 @@ func TestMetrics(t *testing.T) {
 	}
 	if natCompiled {
 		want = append(want, `netmesh_nat_info{type="`, "netmesh_nat_punches_attempted_total 0", "netmesh_nat_relay_fallbacks_total 0")
-	} else if strings.Contains(body.String(), "netmesh_nat_") {
+	} else if strings.Contains(body, "netmesh_nat_") {
 		t.Errorf("NAT metrics in a netnode built without -tags nat")
 	}
 	for _, w := range want {
-		if !strings.Contains(body.String(), w) {
+		if !strings.Contains(body, w) {
 			t.Errorf("metrics lack %q", w)
 		}
 	}
 	if t.Failed() {
-		t.Logf("metrics:\n%s", body.String())
+		t.Logf("metrics:\n%s", body)
 	}
 }

@@ -219,6 +219,7 @@ type cachedCatalog struct {
 type submitterCounters struct {
 	submitted, refusals, failedPlacements, delivered, unknown atomic.Uint64
 	lost, replaced, late, evicted, eventsDropped              atomic.Uint64
+	byCode                                                    codeCounts // refusals, by code (stats.go)
 }
 
 // SubmitterStats is a snapshot of a Submitter's counters.
@@ -600,6 +601,7 @@ func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, 
 			return nil
 		}
 		s.stats.refusals.Add(1)
+		s.stats.byCode.add(v.Code)
 		switch v.Code {
 		case CodeResourceExhausted, CodeUnknownSkill, CodePermissionDenied:
 			refusals = append(refusals, n.Short()+": "+string(v.Code)+" "+v.Message)

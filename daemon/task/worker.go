@@ -180,6 +180,7 @@ type workerCounters struct {
 	accepted, refused, duplicates                    atomic.Uint64
 	succeeded, failed, cancelled, timedOut, handBack atomic.Uint64
 	panics, delivered, deliveryFailures, dropped     atomic.Uint64
+	byCode                                           codeCounts // refused, by code (stats.go)
 }
 
 // WorkerStats is a snapshot of a Worker's counters.
@@ -445,6 +446,7 @@ func (w *Worker) serveSubmit(from identity.NodeID, body []byte) ([]byte, error) 
 	for _, v := range r.Verdicts {
 		if v.State == 0 {
 			w.stats.refused.Add(1)
+			w.stats.byCode.add(v.Code)
 		}
 	}
 	return appendSubmitReply(nil, &r), nil

@@ -3,21 +3,24 @@ package stream
 import "time"
 
 // rttEstimator is RFC 6298's smoothed RTT and RTT variance, shared by all
-// streams of a Mux (they share the path). Samples follow Karn's rule: the
-// caller passes only RTTs of fragments that were never retransmitted.
+// streams of a Mux (they share the path), and the latest sample. Samples
+// follow Karn's rule: the caller passes only RTTs of fragments that were
+// never retransmitted.
 type rttEstimator struct {
-	srtt, rttvar   time.Duration
-	minRTO, maxRTO time.Duration
-	samples        uint64
+	srtt, rttvar, latest time.Duration
+	minRTO, maxRTO       time.Duration
+	maxAckDelay          time.Duration // how long the peer may hold an ACK (ours: both ends share the default)
+	samples              uint64
 }
 
-func newRTTEstimator(initial, minRTO, maxRTO time.Duration) rttEstimator {
-	return rttEstimator{srtt: initial, rttvar: initial / 2, minRTO: minRTO, maxRTO: maxRTO}
+func newRTTEstimator(initial, minRTO, maxRTO, maxAckDelay time.Duration) rttEstimator {
+	return rttEstimator{srtt: initial, rttvar: initial / 2, latest: initial, minRTO: minRTO, maxRTO: maxRTO, maxAckDelay: maxAckDelay}
 }
 
 // sample folds one RTT measurement in (RFC 6298 §2.2, §2.3).
 func (r *rttEstimator) sample(rtt time.Duration) {
 	rtt = max(rtt, 0)
+	r.latest = rtt
 	if r.samples == 0 {
 		r.srtt, r.rttvar = rtt, rtt/2
 	} else {
@@ -31,10 +34,18 @@ func (r *rttEstimator) sample(rtt time.Duration) {
 	r.samples++
 }
 
-// rto is the retransmission timeout before back-off: SRTT + max(G, 4·RTTVAR)
-// with a clock granularity G of 1 ms, clamped to [minRTO, maxRTO].
+// rto is the retransmission timeout before back-off, QUIC's probe timeout
+// (RFC 9002 §6.2.1): SRTT + max(4·RTTVAR, G) + the peer's maximum ACK
+// delay (our ACKs do not report their delay, so the timer must wait it
+// out), with a granularity G of 1 ms, clamped to [minRTO, maxRTO].
 func (r *rttEstimator) rto() time.Duration {
-	return min(max(r.srtt+max(time.Millisecond, 4*r.rttvar), r.minRTO), r.maxRTO)
+	return min(max(r.srtt+max(4*r.rttvar, granularity)+r.maxAckDelay, r.minRTO), r.maxRTO)
+}
+
+// lossDelay is RFC 9002's time threshold: a fragment sent this long
+// before one that was acknowledged is lost.
+func (r *rttEstimator) lossDelay() time.Duration {
+	return max(max(r.srtt, r.latest)*timeThresholdNum/timeThresholdDen, granularity)
 }
 
 // newReno is the Mux's congestion controller: NewReno as specified for

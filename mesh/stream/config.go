@@ -90,6 +90,25 @@ type MuxConfig struct {
 	// budget, windows stop opening (see docs/STREAMS.md).
 	// 0 means DefaultRecvBudget.
 	RecvBudget int
+	// SendBudget bounds the bytes all reliable streams of the Mux hold
+	// for sending (messages sent and not yet acknowledged, counted like
+	// Config.SendWindow): Send returns ErrBackpressure when a message
+	// would take the Mux beyond it, unless the Mux holds nothing, so one
+	// message of MaxMessageSize always goes through; SendBlocking waits
+	// for its turn. 0 means DefaultSendBudget.
+	SendBudget int
+	// IdleTimeout resets a stream the peer opened with CodeIdle when, for
+	// this long, nothing arrived for it (a frame of any kind) and the
+	// application sent nothing on it (Send, Close) while it waits on the
+	// peer (to end its side, or to acknowledge data): a peer cannot park
+	// streams, and the goroutines that read them, by going silent.
+	// Streams that wait only on the application (the peer ended its side
+	// and acknowledged everything) and streams this side opened are the
+	// application's to bound. A protocol whose peer-opened streams may
+	// rightly stay silent longer must send within it. Counted in
+	// MuxStats.IdleResets. 0 means DefaultIdleTimeout; a negative value
+	// disables the timeout.
+	IdleTimeout time.Duration
 
 	// MinRTO is the floor of the retransmission timeout.
 	// 0 means DefaultMinRTO.
@@ -122,6 +141,10 @@ func (c MuxConfig) withDefaults() MuxConfig {
 	c.AcceptBacklog = orDefault(c.AcceptBacklog, DefaultAcceptBacklog)
 	c.MaxStreams = orDefault(c.MaxStreams, DefaultMaxStreams)
 	c.RecvBudget = orDefault(c.RecvBudget, DefaultRecvBudget)
+	c.SendBudget = orDefault(c.SendBudget, DefaultSendBudget)
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
 	c.MinRTO = orDefault(c.MinRTO, DefaultMinRTO)
 	c.MaxRTO = orDefault(c.MaxRTO, DefaultMaxRTO)
 	c.InitialRTT = orDefault(c.InitialRTT, DefaultInitialRTT)

@@ -42,6 +42,9 @@ const (
 	// CodeProtocol: the peer violated the stream protocol (for example it
 	// changed a stream's reliability or moved its FIN).
 	CodeProtocol uint32 = 0xFFFF_0005
+	// CodeIdle: nothing arrived from the peer on the stream, and the
+	// application sent nothing on it, for MuxConfig.IdleTimeout.
+	CodeIdle uint32 = 0xFFFF_0006
 )
 
 // ResetError is the error of every call on a stream that was reset. Use

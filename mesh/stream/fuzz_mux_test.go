@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"encoding/binary"
 	"testing"
 )
 
@@ -15,7 +16,8 @@ func (discardLink) MaxFrameSize() int           { return testMTU }
 // peer, reading what its accepted streams deliver after each. Threat: the
 // peer controls every byte of its frames and their order. The Mux must not
 // panic, and its receive-budget accounting must stay exact: what it counts
-// as held equals what its streams hold. Input: bodies, each preceded by a
+// as held, parked and promised equals what its streams hold, park and
+// were promised, and no buffer escapes the count. Input: bodies, each preceded by a
 // length byte; a length byte of 0 reads the streams instead.
 func FuzzMux(f *testing.F) {
 	frames := sampleFrames()
@@ -29,6 +31,20 @@ func FuzzMux(f *testing.F) {
 	msg := appendFrame(nil, &frame{Type: frameData, Flags: flagFin, Stream: 3, Seq: 0, Data: []byte{5, 'h', 'e', 'l', 'l', 'o'}})
 	big := appendFrame(nil, &frame{Type: frameData, Stream: 5, Seq: 0, Data: []byte{0x80, 0x80, 0x80, 0x08, 1, 2, 3}})
 	f.Add(append(append(append([]byte{byte(len(msg))}, msg...), byte(len(big))), append(big, 0)...))
+	// Two messages of 48 KiB against the 64 KiB budget: the second waits,
+	// its fragments parked, until the first is read.
+	var park []byte
+	for _, key := range []uint32{3, 5} {
+		for seq := range uint64(3) {
+			data := make([]byte, 200)
+			if seq == 0 {
+				binary.PutUvarint(data, 48<<10)
+			}
+			b := appendFrame(nil, &frame{Type: frameData, Stream: key, Seq: seq, Data: data})
+			park = append(append(park, byte(len(b))), b...)
+		}
+	}
+	f.Add(append(park, 0))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		cfg := testMuxConfig()
 		cfg.RecvBudget = 64 << 10
@@ -65,15 +81,25 @@ func FuzzMux(f *testing.F) {
 				in = in[n:]
 			}
 			m.mu.Lock()
-			held := 0
+			held, parked, promised := 0, 0, 0
 			for _, s := range m.streams {
 				held += s.rxHeldLocked()
+				if s.waitingLocked() {
+					parked += s.chunkBytes
+				}
+				promised += s.promised
 			}
-			if held != m.held || m.held < 0 {
-				m.mu.Unlock()
-				t.Fatalf("the Mux counts %d bytes held, its streams hold %d", m.held, held)
-			}
+			alloc := m.allocatedRecvLocked()
+			mHeld, mParked, mPromised := m.held, m.parked, m.promised
 			m.mu.Unlock()
+			switch {
+			case held != mHeld || mHeld < 0:
+				t.Fatalf("the Mux counts %d bytes held, its streams hold %d", mHeld, held)
+			case parked != mParked || promised != mPromised || promised < 0:
+				t.Fatalf("the Mux counts %d parked and %d promised, its streams %d and %d", mParked, mPromised, parked, promised)
+			case alloc > held:
+				t.Fatalf("the streams hold %d bytes of buffers, %d counted", alloc, held)
+			}
 		}
 	})
 }

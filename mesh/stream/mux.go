@@ -78,31 +78,41 @@ type Mux struct {
 	tombs       tombs // how recently forgotten streams ended
 	peerOpen    int   // live peer-initiated streams
 
-	ready   deque[*Stream] // round-robin order of streams with data to send
-	owed    []owedAck      // ACKs forgotten streams still owe (see owed.go)
-	held    int            // bytes held for received data (see budget.go)
-	frozen  []*Stream      // streams whose window waits for the budget
-	waiting []*Stream      // streams whose reservation waits, oldest first
-	updates []*Stream      // streams owed a window update (see holdLocked)
-	owedDue int64          // when the first owed ACK falls due; 0 with none
-	timers  timerHeap      // streams with an armed deadline, earliest first
-	due     []*Stream      // scratch for onTimersLocked
+	ready    deque[*Stream] // round-robin order of streams with data to send
+	owed     []owedAck      // ACKs forgotten streams still owe (see owed.go)
+	held     int            // bytes held for received data (see budget.go)
+	parked   int            // of held, the chunks of messages whose reservations wait
+	promised int            // bytes of receive window promised beyond the initial windows (see budget.go)
+	sendHeld int            // bytes held for sending: the streams' send buffers (see SendBudget)
+	blocked  []*Stream      // SendBlocking streams refused for the send budget, first come first served
+	frozen   []*Stream      // streams whose window waits for the budget
+	waiting  []*Stream      // streams whose reservation waits, oldest first
+	updates  []*Stream      // streams owed a window update (see holdLocked)
+	owedDue  int64          // when the first owed ACK falls due; 0 with none
+	timers   timerHeap      // streams with an armed deadline, earliest first
+	due      []*Stream      // scratch for onTimersLocked
 	// nextWake is the deadline the timer goroutine sleeps toward (ns since
 	// epoch), 0 when it sleeps without one.
 	nextWake    int64
 	linkBlocked int64 // when non-zero, the Link refused a frame; retry at this time
 
-	rtt  rttEstimator
-	cc   newReno
-	pmtu pmtuState
-	tx   []byte // frame scratch buffer, MaxFrameSize bytes
-	rxf  frame  // decode scratch
+	rtt rttEstimator
+	cc  newReno
+	// ackedSentMax is when the latest fragment acknowledged so far was
+	// sent; pcStart and pcEnd span the fragments declared lost since, for
+	// persistent congestion (see persistentLossLocked); pcStart is 0 when
+	// none are.
+	ackedSentMax, pcStart, pcEnd int64
+	pmtu                         pmtuState
+	tx                           []byte // frame scratch buffer, MaxFrameSize bytes
+	rxf                          frame  // decode scratch
 
 	stats muxCounters
 }
 
 type muxCounters struct {
 	accepted, refused, malformed, stale, linkBackpressure, budgetDrops uint64
+	idleResets, sendBudgetFull                                         uint64
 }
 
 // NewMux returns a Mux for one peer's link and starts its timer
@@ -126,7 +136,7 @@ func NewMux(link Link, cfg MuxConfig) *Mux {
 		skipped:     make(map[uint32]struct{}),
 		nextLocal:   2,
 		highestPeer: 1,
-		rtt:         newRTTEstimator(cfg.InitialRTT, cfg.MinRTO, cfg.MaxRTO),
+		rtt:         newRTTEstimator(cfg.InitialRTT, cfg.MinRTO, cfg.MaxRTO, cfg.MaxAckDelay),
 		cc:          newNewReno(mss),
 		pmtu:        newPMTU(link),
 	}
@@ -234,10 +244,12 @@ func (m *Mux) HandleFrame(body []byte) {
 			m.handleDataLocked(f, now)
 		case frameAck:
 			if s := m.lookupLocked(f.Stream); s != nil {
+				s.lastActive = now
 				s.handleAckLocked(f, now)
 			}
 		case frameReset:
 			if s := m.findLocked(f.Stream); s != nil {
+				s.lastActive = now
 				s.handleResetLocked(f, now)
 			} else {
 				m.handleUnknownResetLocked(f)
@@ -385,6 +397,7 @@ func (m *Mux) handleDataLocked(f *frame, now int64) {
 		}
 	}
 	m.last = s
+	s.lastActive = now
 	if (f.Flags&flagUnreliable != 0) != s.unreliable {
 		s.resetLocked(CodeProtocol, false, now)
 		return
@@ -433,6 +446,7 @@ func (m *Mux) peerStreamLocked(f *frame, key uint32) (*Stream, bool) {
 		return nil, true
 	}
 	m.streams[key] = s
+	m.armIdleLocked(s)
 	m.peerOpen++
 	m.stats.accepted++
 	if m.accept == nil {
@@ -452,8 +466,14 @@ func (m *Mux) removeLocked(s *Stream) {
 	if s.removed {
 		return
 	}
+	waiting := s.waitingLocked()
+	if waiting {
+		m.parked -= s.chunkBytes
+	}
 	m.holdLocked(-s.rxHeldLocked())
 	s.removed = true
+	s.resOK = s.resOK || waiting // a stream the Mux forgot counts nothing: its message may go on
+	s.repromiseLocked()
 	s.endLocked()
 	delete(m.streams, s.key)
 	m.timers.remove(s)
@@ -483,14 +503,16 @@ func (m *Mux) readyLocked(s *Stream) {
 // the congestion window and the Link allow, one fragment per stream in
 // turn, so streams with data share the window fairly.
 func (m *Mux) flushLocked(now int64) {
-	if len(m.updates) > 0 {
-		m.sendUpdatesLocked()
-	}
 	if m.linkBlocked != 0 {
 		if now < m.linkBlocked {
 			return
 		}
 		m.linkBlocked = 0
+	}
+	if len(m.updates) > 0 {
+		if m.sendUpdatesLocked(); m.linkBlocked != 0 {
+			return
+		}
 	}
 	if m.ready.len() > 0 {
 		m.maybeProbeLocked(now)
@@ -507,9 +529,7 @@ func (m *Mux) flushLocked(now int64) {
 			return // an ACK or timeout calls flush again
 		}
 		if err := s.sendOneLocked(now); err != nil {
-			m.stats.linkBackpressure++
-			m.linkBlocked = now + int64(m.cfg.LinkRetry)
-			m.armMuxLocked(m.linkBlocked)
+			m.linkBlockedLocked(now)
 			return
 		}
 		m.ready.pop()
@@ -517,6 +537,25 @@ func (m *Mux) flushLocked(now int64) {
 		if _, more := s.nextFrameSizeLocked(); more {
 			m.readyLocked(s)
 		}
+	}
+}
+
+// linkBlockedLocked records that the Link refused a frame with
+// back-pressure: sending resumes after LinkRetry.
+func (m *Mux) linkBlockedLocked(now int64) {
+	m.stats.linkBackpressure++
+	m.linkBlocked = now + int64(m.cfg.LinkRetry)
+	m.armMuxLocked(m.linkBlocked)
+}
+
+// armIdleLocked starts the idle timer of s, a stream the peer opened: s
+// joins the timer heap for good (see Stream.onTimerLocked), so activity
+// costs only a time stamp and the heap moves the stream at most once per
+// IdleTimeout.
+func (m *Mux) armIdleLocked(s *Stream) {
+	s.lastActive = m.now()
+	if m.cfg.IdleTimeout > 0 {
+		m.armLocked(s, s.lastActive+int64(m.cfg.IdleTimeout))
 	}
 }
 

@@ -26,17 +26,26 @@ type ProbeLink interface {
 //     cur and hi.
 //   - SEARCH_COMPLETE: hi - cur below pmtuResolution; the search restarts
 //     after MuxConfig.PathProbeInterval.
-//   - Black hole: two RTOs in a row on a stream while cur > base drop cur
-//     to base (fragments already cut larger are then sent split); so does
-//     Mux.ResetPathMTU when the mesh changes the peer's path.
+//   - Black hole: an RTO that declares a fragment larger than base lost,
+//     while cur > base, makes the Mux suspect one and confirm it (RFC 8899
+//     §4.3 asks for evidence, not just loss): it probes the current size
+//     (PING + PADDING to cur) and the path (a bare PING) together. A PONG
+//     for the large probe, or any large fragment sent since acknowledged,
+//     clears the suspicion; pmtuMaxProbes large probes lost in a row while
+//     a small one got through drop cur to base (fragments already cut
+//     larger are then sent split). Random loss, however heavy, lets large
+//     frames through and never gets that far; a path that died loses the
+//     small probes too, and is no black hole. Mux.ResetPathMTU drops cur
+//     to base at once when the mesh changes the peer's path.
 type pmtuState struct {
 	enabled   bool
 	base, max int    // the Link's MaxFrameSize and the probe ceiling
 	cur       int    // largest confirmed size: fragments are cut to it
 	hi        int    // largest size not yet refuted
 	probe     int    // size of the probe in flight; 0 for none
-	token     uint64 // the last probe's PING token
-	tokenSize int    // the last probe's size: its PONG confirms it even after its timeout
+	tokens    uint64 // PING tokens issued
+	token     uint64 // the last search probe's PING token
+	tokenSize int    // the last search probe's size: its PONG confirms it even after its timeout
 	due       int64  // the probe counts as lost at this time
 	fails     int    // consecutive lost probes of size probe
 	triedMax  bool   // the optimistic first probe at max was sent
@@ -44,6 +53,15 @@ type pmtuState struct {
 	done      bool   // search complete
 	probes    uint64 // probes sent
 	blackHole uint64 // fallbacks to base
+
+	// A suspected black hole (see above).
+	suspect      bool
+	suspectAt    int64  // when the suspicion began: only fragments sent since count as evidence
+	confirmToken uint64 // the last large confirmation probe's token
+	smallToken   uint64 // the last small confirmation probe's token
+	confirmDue   int64  // the large probe counts as lost at this time
+	confirmFails int    // large confirmation probes lost in a row
+	smallOK      bool   // a small probe was answered during the suspicion
 }
 
 // maxProbeSize is the probe ceiling: the largest frame a fragment of
@@ -88,7 +106,8 @@ func (m *Mux) maybeProbeLocked(now int64) {
 		size = (p.cur + p.hi + 1) / 2
 	}
 	p.triedMax = true
-	p.token++
+	p.tokens++
+	p.token = p.tokens
 	putPing(m.tx, framePing, p.token)
 	clear(m.tx[pingFrameSize:size])
 	if err := m.link.SendFrame(m.tx[:size], nil); err != nil {
@@ -101,9 +120,18 @@ func (m *Mux) maybeProbeLocked(now int64) {
 }
 
 // onPongLocked confirms the last probe when its token comes back, even
-// after the probe timed out (it was slow, not lost).
+// after the probe timed out (it was slow, not lost), and takes the
+// answers to a black-hole check's probes.
 func (m *Mux) onPongLocked(token uint64, now int64) {
 	p := &m.pmtu
+	if p.suspect {
+		switch token {
+		case p.confirmToken:
+			p.suspect = false // the path carries the current size
+		case p.smallToken:
+			p.smallOK = true
+		}
+	}
 	if token != p.token || p.tokenSize <= p.cur {
 		return
 	}
@@ -113,14 +141,18 @@ func (m *Mux) onPongLocked(token uint64, now int64) {
 	m.pmtuNextLocked(now)
 }
 
-// onProbeTimerLocked counts a lost probe and returns the next probe
+// onProbeTimerLocked counts lost probes and returns the next probe
 // deadline, or 0.
 func (m *Mux) onProbeTimerLocked(now int64) int64 {
 	p := &m.pmtu
+	confirm := m.onConfirmTimerLocked(now)
 	if p.probe == 0 {
-		return 0
+		return confirm
 	}
 	if p.due > now {
+		if confirm != 0 && confirm < p.due {
+			return confirm
+		}
 		return p.due
 	}
 	p.fails++
@@ -129,6 +161,58 @@ func (m *Mux) onProbeTimerLocked(now int64) int64 {
 		m.pmtuNextLocked(now)
 	}
 	p.probe = 0
+	return confirm
+}
+
+// pmtuSuspectLocked starts checking for a black hole (see pmtuState): a
+// fragment larger than the base size was lost to a timeout.
+func (m *Mux) pmtuSuspectLocked(now int64) {
+	p := &m.pmtu
+	if p.suspect || p.cur == p.base {
+		return
+	}
+	p.suspect, p.suspectAt, p.confirmFails, p.smallOK = true, now, 0, false
+	m.sendConfirmLocked(now)
+}
+
+// sendConfirmLocked sends a black-hole check's pair of probes: a PING
+// padded to the current size and a bare one. They go outside the
+// congestion window, like the search's probes.
+func (m *Mux) sendConfirmLocked(now int64) {
+	p := &m.pmtu
+	p.tokens++
+	p.confirmToken = p.tokens
+	putPing(m.tx, framePing, p.confirmToken)
+	clear(m.tx[pingFrameSize:p.cur])
+	_ = m.link.SendFrame(m.tx[:p.cur], nil) // a refused probe is a lost one
+	p.tokens++
+	p.smallToken = p.tokens
+	putPing(m.tx, framePing, p.smallToken)
+	_ = m.link.SendFrame(m.tx[:pingFrameSize], nil)
+	p.confirmDue = now + int64(pmtuProbeTimeoutRTOs*m.rtt.rto())
+	m.armMuxLocked(p.confirmDue)
+}
+
+// onConfirmTimerLocked counts a black-hole check's large probe lost when
+// its time is up, falls back to the base size after pmtuMaxProbes in a
+// row if the small probes got through, and returns the check's next
+// deadline, or 0.
+func (m *Mux) onConfirmTimerLocked(now int64) int64 {
+	p := &m.pmtu
+	if !p.suspect {
+		return 0
+	}
+	if p.confirmDue > now {
+		return p.confirmDue
+	}
+	if p.confirmFails++; p.confirmFails < pmtuMaxProbes {
+		m.sendConfirmLocked(now)
+		return p.confirmDue
+	}
+	p.suspect = false
+	if p.smallOK {
+		m.pmtuBlackHoleLocked(now)
+	}
 	return 0
 }
 
@@ -141,14 +225,14 @@ func (m *Mux) pmtuNextLocked(now int64) {
 	}
 }
 
-// pmtuBlackHoleLocked falls back to the base size after repeated timeouts
-// at a raised size, and searches again after PathProbeInterval.
+// pmtuBlackHoleLocked falls back to the base size when a black hole is
+// confirmed, and searches again after PathProbeInterval.
 func (m *Mux) pmtuBlackHoleLocked(now int64) {
 	p := &m.pmtu
 	if p.cur == p.base {
 		return
 	}
-	p.cur, p.probe, p.fails, p.done, p.tokenSize = p.base, 0, 0, true, 0
+	p.cur, p.probe, p.fails, p.done, p.tokenSize, p.suspect = p.base, 0, 0, true, 0, false
 	m.cc.mss = p.cur
 	p.nextAt = now + int64(m.cfg.PathProbeInterval)
 	p.blackHole++
@@ -164,6 +248,6 @@ func (m *Mux) ResetPathMTU() {
 	p := &m.pmtu
 	p.setMaxFrom(m.link)
 	p.cur, p.hi, p.probe, p.fails, p.triedMax, p.done, p.nextAt = p.base, p.max, 0, 0, false, !p.enabled, 0
-	p.tokenSize = 0
+	p.tokenSize, p.suspect = 0, false
 	m.cc.mss = p.cur
 }

@@ -38,6 +38,7 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 		n = int(f.Total)
 	}
 	s.rxChunk = max(s.rxChunk, chunkCap(n))
+	s.rxPayload = max(s.rxPayload, n)
 	delivered := s.ready.len()
 	i := int(seq - s.rcvNext)
 	if i < s.ooo.len() && *s.ooo.at(i) != nil && (*s.ooo.at(i)).complete() {
@@ -56,13 +57,15 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 			c := getChunk(len(f.Data) - k)
 			c.n = copy(c.b, f.Data[k:])
 			s.held.push(c)
-			s.chunkBytes += cap(c.b)
-			s.holdLocked(cap(c.b))
+			s.chunksLocked(cap(c.b))
 		}
 		s.rcvNext++
 	default:
-		if i > 0 && s.m.overBudgetLocked() && (i >= s.ooo.len() || *s.ooo.at(i) == nil) {
-			s.m.stats.budgetDrops++ // out of order at the budget: the sender resends it
+		if i > 0 && !s.resOK && s.m.overBudgetLocked() && (i >= s.ooo.len() || *s.ooo.at(i) == nil) {
+			// Out of order at the budget: the sender resends it. A message
+			// whose reservation was admitted keeps its fragments (see
+			// budget.go), or every loss would cost it a timeout.
+			s.m.stats.budgetDrops++
 			return
 		}
 		if !s.storeLocked(i, f) {
@@ -76,10 +79,18 @@ func (s *Stream) handleDataLocked(f *frame, now int64) {
 			return
 		}
 	}
+	s.repromiseLocked()
 	s.ackElicit++
-	if s.ackElicit >= ackEveryFragments || s.ooo.len() > 0 {
+	switch {
+	case s.ooo.len() > 0: // a loss or reordering: acknowledge at once, and the next ones too
+		s.quickAcks = quickAckFragments
 		s.sendAckLocked()
-	} else {
+	case s.quickAcks > 0:
+		s.quickAcks--
+		s.sendAckLocked()
+	case s.ackElicit >= ackEveryFragments:
+		s.sendAckLocked()
+	default:
 		delay := s.m.cfg.MaxAckDelay
 		if fin {
 			delay = min(delay, s.m.cfg.finAckDelay)
@@ -113,8 +124,7 @@ func (s *Stream) storeLocked(i int, f *frame) bool {
 		c = getChunk(n)
 		c.n, c.have = n, 0
 		*slot = c
-		s.chunkBytes += cap(c.b)
-		s.holdLocked(cap(c.b))
+		s.chunksLocked(cap(c.b))
 	}
 	copy(c.b[off:], f.Data)
 	end := off + len(f.Data)
@@ -156,8 +166,7 @@ func (s *Stream) parseLocked(now int64) bool {
 		}
 		s.held.pop()
 		s.heldOff = 0
-		s.chunkBytes -= cap(c.b)
-		s.holdLocked(-cap(c.b))
+		s.chunksLocked(-cap(c.b))
 		putChunk(c)
 	}
 	return true
@@ -167,12 +176,20 @@ func (s *Stream) parseLocked(now int64) bool {
 // a uvarint length, then that many bytes, repeated. The reassembly buffer
 // starts at reassemblyInitial bytes and doubles as data arrives, so a
 // length prefix alone never makes the receiver allocate MaxMessageSize.
-// It stops before a message mayParseLocked does not allow and returns
-// how many bytes it consumed, and false when the stream was reset for a
-// message over MaxMessageSize.
+// It stops before a message mayParseLocked does not allow, and after the
+// length of a message whose budget reservation waits (the bytes stay in
+// their chunks, which the budget counts, until the Mux admits it), and
+// returns how many bytes it consumed, and false when the stream was reset
+// for a message over MaxMessageSize.
 func (s *Stream) consumeLocked(data []byte, now int64) (int, bool) {
 	total := len(data)
 	for len(data) > 0 {
+		if s.cur == nil && s.res > 0 { // the length is known
+			if !s.resOK {
+				break // the reservation waits, and the bytes in their chunks
+			}
+			s.cur = getMsg(min(s.curLen, reassemblyInitial))
+		}
 		if s.cur == nil {
 			if s.preShift == 0 && !s.mayParseLocked() {
 				break
@@ -195,8 +212,10 @@ func (s *Stream) consumeLocked(data []byte, now int64) (int, bool) {
 				return 0, false
 			}
 			s.curLen, s.curN = int(n), 0
-			s.cur = getMsg(min(s.curLen, reassemblyInitial))
-			s.reserveLocked(s.curLen)
+			if s.reserveLocked(s.curLen); s.curLen > 0 {
+				continue // the buffer comes with the first byte, once admitted
+			}
+			s.cur = getMsg(0)
 		} else {
 			if s.curN == len(s.cur.b) { // full but incomplete: double it
 				nb := getMsg(min(s.curLen, 2*len(s.cur.b)))
@@ -229,15 +248,24 @@ func (s *Stream) deliverLocked(mb *msgBuf) {
 // RecvWindow bytes (at most the stream's share of the Mux's budget) of
 // buffers for out-of-order fragments, fragments not parsed yet and unread
 // messages (the message being reassembled is exempt), counted as whole
-// chunks per fragment, of the largest size the sender used so far. The
-// limit never moves back.
+// chunks per fragment, of the largest size the sender used so far. What
+// the window grows by beyond the initial one comes out of the budget not
+// yet held or promised to other streams (see budget.go). The limit never
+// moves back.
 func (s *Stream) updateLimitLocked() {
 	free := min(s.cfg.RecvWindow, s.windowCapLocked()) - s.chunkBytes - s.readyBytes
 	lim := s.rcvNext
 	if free > 0 {
 		lim += uint64(free / s.rxChunk)
 	}
+	if lim > s.rcvLimit {
+		if most := s.mostLimitLocked(); lim > most {
+			lim = most
+			s.freezeLocked()
+		}
+	}
 	s.rcvLimit = max(s.rcvLimit, lim)
+	s.repromiseLocked()
 }
 
 // sendAckLocked sends an ACK now: the cumulative sequence, up to
@@ -277,8 +305,9 @@ func (s *Stream) putAckLocked(b []byte) int {
 }
 
 // onReadLocked runs after the reader took a message: if that opened the
-// window by a quarter (or opened a closed one), tell the sender now
-// instead of waiting for its zero-window probe.
+// window by a quarter (or opened a closed one), queue a window update
+// (see sendUpdatesLocked) instead of waiting for the sender's zero-window
+// probe.
 func (s *Stream) onReadLocked() {
 	if s.unreliable || s.resetErr != nil || s.removed {
 		return
@@ -291,7 +320,9 @@ func (s *Stream) onReadLocked() {
 	step := uint64(max(1, s.cfg.RecvWindow/s.rxChunk/4))
 	near := s.rcvNext+uint64(s.ooo.len())+initialWindowFragments/2 >= old
 	if (near && s.rcvLimit >= old+step) || (old <= s.rcvNext && s.rcvLimit > old) {
-		s.sendAckLocked()
+		if n := len(s.m.updates); n == 0 || s.m.updates[n-1] != s {
+			s.m.updates = append(s.m.updates, s) // the caller sends it
+		}
 	}
 }
 
@@ -456,9 +487,27 @@ func (s *Stream) deliverUnreliableLocked(id uint64, mb *msgBuf) {
 }
 
 // onTimerLocked runs s's due deadlines and returns its next one, or 0.
+// A live stream the peer opened always has one, its idle deadline
+// (unless IdleTimeout is disabled): reached with nothing received or
+// sent since while the stream waits on the peer, it resets the stream
+// with CodeIdle; otherwise the stream is filed again under the new one.
 func (s *Stream) onTimerLocked(now int64) int64 {
+	idle := int64(s.m.cfg.IdleTimeout)
+	if s.key&1 == 0 || s.resetErr != nil {
+		idle = 0 // streams we opened are the application's to bound
+	}
+	if idle > 0 && s.lastActive+idle <= now && s.waitsOnPeerLocked() {
+		s.m.stats.idleResets++
+		s.resetLocked(CodeIdle, false, now)
+		idle = 0
+	}
 	if s.ackDue != 0 && s.ackDue <= now {
 		s.sendAckLocked()
+	}
+	if s.lossDue != 0 && s.lossDue <= now {
+		if s.detectLossLocked(s.sent, now); s.lost.len() > 0 {
+			s.m.readyLocked(s)
+		}
 	}
 	if s.rtoDeadline != 0 && s.rtoDeadline <= now {
 		s.onRTOLocked(now)
@@ -481,7 +530,13 @@ func (s *Stream) onTimerLocked(now int64) int64 {
 		}
 	}
 	var next int64
-	for _, d := range [...]int64{s.ackDue, s.rtoDeadline} {
+	if idle > 0 {
+		next = s.lastActive + idle
+		if next <= now { // idle but waiting on the application: look again later
+			next = now + idle
+		}
+	}
+	for _, d := range [...]int64{s.ackDue, s.rtoDeadline, s.lossDue} {
 		if d != 0 && (next == 0 || d < next) {
 			next = d
 		}
@@ -495,6 +550,18 @@ func (s *Stream) onTimerLocked(now int64) int64 {
 		}
 	}
 	return next
+}
+
+// waitsOnPeerLocked reports whether s waits for the peer: to end its
+// side of the stream, or to acknowledge what was sent. A stream the peer
+// ended and acknowledged waits only on the local application, which is
+// left to bound it (an rpc handler taking longer than IdleTimeout to
+// answer a request, say).
+func (s *Stream) waitsOnPeerLocked() bool {
+	if s.unreliable {
+		return !s.peerFin || s.rstPending
+	}
+	return !s.peerFin || s.rcvNext <= s.peerFinSeq || s.una < s.nxt
 }
 
 // resetLocked ends the stream abruptly: it drops all buffers and tells the
@@ -584,7 +651,7 @@ func (s *Stream) maybeFinishLocked() {
 func (s *Stream) releaseLocked() {
 	for s.frags.len() > 0 {
 		f := s.frags.pop()
-		if f.state == fragInflight {
+		if f.inCC {
 			s.m.cc.inFlight -= dataHeaderSize + f.n
 		}
 		if f.c != nil {
@@ -593,8 +660,9 @@ func (s *Stream) releaseLocked() {
 	}
 	s.una = s.nxt
 	s.sent = s.nxt
-	s.inflight, s.buffered, s.bufferedMsgs = 0, 0, 0
-	s.rtoDeadline = 0
+	s.m.freeSendLocked(s.buffered)
+	s.inflight, s.probesOut, s.buffered, s.bufferedMsgs = 0, 0, 0, 0
+	s.rtoDeadline, s.lossDue = 0, 0
 	for s.lost.len() > 0 {
 		s.lost.pop()
 	}
@@ -610,8 +678,9 @@ func (s *Stream) releaseLocked() {
 	for s.ready.len() > 0 {
 		putMsg(s.ready.pop())
 	}
-	s.holdLocked(-(s.chunkBytes + s.readyBytes))
-	s.chunkBytes, s.readyBytes = 0, 0
+	s.chunksLocked(-s.chunkBytes)
+	s.holdLocked(-s.readyBytes)
+	s.readyBytes = 0
 	s.releaseResLocked()
 	if s.cur != nil {
 		putMsg(s.cur)
@@ -621,4 +690,5 @@ func (s *Stream) releaseLocked() {
 		s.freePartialLocked(&s.partials[i])
 	}
 	s.ackDue = 0
+	s.repromiseLocked()
 }

@@ -13,13 +13,25 @@ import (
 type captureLink struct {
 	mu     sync.Mutex
 	frames [][]byte
+	refuse int // refuse this many frames with back-pressure, recording none
 }
 
 func (l *captureLink) SendFrame(head, data []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.refuse > 0 {
+		l.refuse--
+		return ErrBackpressure
+	}
 	l.frames = append(l.frames, append(append([]byte(nil), head...), data...))
 	return nil
+}
+
+// refuseNext makes l refuse its next n frames with back-pressure.
+func (l *captureLink) refuseNext(n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refuse = n
 }
 
 func (l *captureLink) MaxFrameSize() int { return testMTU }
@@ -126,18 +138,25 @@ func TestAckAtBudgetNeverCoversMissingFragment(t *testing.T) {
 	}
 
 	rcv.HandleFrame(data[2])
+	var r *Stream
 	for range 2 {
-		r, err := rcv.Accept(ctx)
+		a, err := rcv.Accept(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.ID() != s.key^1 {
+		if a.ID() == s.key^1 {
+			r = a
 			continue
 		}
-		got, err := r.Recv(ctxT(t, 5*time.Second))
-		if err != nil || !bytes.Equal(got, msg) {
-			t.Fatalf("Recv: %d bytes, %v", len(got), err)
+		for range 4 { // the message waits for the budget these hold
+			if _, err := a.Recv(ctx); err != nil {
+				t.Fatal(err)
+			}
 		}
+	}
+	got, err := r.Recv(ctxT(t, 5*time.Second))
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("Recv: %d bytes, %v", len(got), err)
 	}
 }
 
@@ -327,5 +346,61 @@ func TestUnreliableCloseGivesUp(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close after the retries gave up: %v", err)
+	}
+}
+
+// TestAnsweredProbesLeaveCongestionWindow guards streams with an open
+// window against streams waiting for theirs. A zero-window probe used to
+// count in the congestion window shared by all streams of the Mux until
+// its own (backed-off) timeout, though the receiver had answered that it
+// dropped it: with many streams waiting for receive budget, their probes
+// filled the window and the streams that could complete, and free the
+// budget, could hardly send; after a collapse to the minimum window one
+// jumbo probe held the whole Mux for seconds. A probe now leaves the
+// window when the receiver's ACK shows its window still closed.
+func TestAnsweredProbesLeaveCongestionWindow(t *testing.T) {
+	ctx := context.Background()
+	l := &captureLink{}
+	m := NewMux(l, MuxConfig{MinRTO: 10 * time.Second}) // the timer goroutine stays out of it
+	defer m.Close()
+	const waiting = 20
+	for range waiting {
+		s, _ := m.Open(ctx, Config{})
+		if err := s.Send(ctx, make([]byte, 64<<10)); err != nil {
+			t.Fatal(err)
+		}
+		for { // the receiver takes the initial window and opens it no further
+			m.mu.Lock()
+			sent, closed := s.sent, s.sent >= s.peerLimit && s.inflight == 0
+			m.mu.Unlock()
+			if closed {
+				break
+			}
+			m.HandleFrame(ackBody(s.key, sent, 0))
+		}
+		m.mu.Lock()
+		now := m.now()
+		s.onRTOLocked(now) // the persist timer sends a probe
+		m.flushLocked(now)
+		sent, probing := s.sent, s.inflight == 1 && s.sent > s.peerLimit
+		m.mu.Unlock()
+		if !probing {
+			t.Fatal("no zero-window probe in flight")
+		}
+		m.HandleFrame(ackBody(s.key, sent-1, 0)) // dropped: the window is still closed
+	}
+	l.takeAll()
+	m.mu.Lock()
+	m.cc.cwnd = m.cc.minWindow() // as after persistent congestion
+	m.mu.Unlock()
+	if st := m.Stats(); st.BytesInFlight != 0 {
+		t.Fatalf("%d answered probes count %d bytes in flight", waiting, st.BytesInFlight)
+	}
+	s, _ := m.Open(ctx, Config{})
+	if err := s.Send(ctx, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, data := l.take(frameData, s.key^1); len(data) != minWindowPackets {
+		t.Fatalf("a stream with an open window sent %d fragments beside the probes, want %d (the minimum window)", len(data), minWindowPackets)
 	}
 }

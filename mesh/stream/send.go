@@ -3,6 +3,7 @@ package stream
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -36,17 +37,73 @@ func (s *Stream) chargeLocked(n int) int {
 	return (rest + fc - 1) / fc * chunkCap(fc)
 }
 
-// fitsLocked reports whether an n-byte message fits the send window. An
-// empty window takes any message, so a message larger than the window
-// still goes through, alone.
-func (s *Stream) fitsLocked(n int) bool {
+// fitsLocked reports whether an n-byte message fits the send window and
+// the Mux's send budget. An empty window takes any message that fits the
+// budget, and an empty Mux any message, so a message larger than the
+// window or the budget still goes through, alone. A stream refused for
+// the budget joins the queue of those woken when it frees if wait is set.
+func (s *Stream) fitsLocked(n int, wait bool) bool {
+	m := s.m
+	charge := s.chargeLocked(n + uvarintLen(n))
+	if m.sendHeld > 0 && m.sendHeld+charge > m.cfg.SendBudget {
+		m.stats.sendBudgetFull++
+		if wait {
+			if s.budgetNeed == 0 {
+				m.blocked = append(m.blocked, s)
+			}
+			s.budgetNeed = charge
+		}
+		return false
+	}
 	if s.buffered == 0 {
 		return true
 	}
 	if s.cfg.SendWindowMessages > 0 && s.bufferedMsgs >= s.cfg.SendWindowMessages {
 		return false
 	}
-	return s.buffered+s.chargeLocked(n+uvarintLen(n)) <= s.cfg.SendWindow
+	return s.buffered+charge <= s.cfg.SendWindow
+}
+
+// leaveBudgetQueue takes s out of the queue of streams waiting for send
+// budget: its SendBlocking returned.
+func (s *Stream) leaveBudgetQueue() {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.budgetNeed == 0 {
+		return
+	}
+	s.budgetNeed = 0
+	if i := slices.Index(m.blocked, s); i >= 0 {
+		m.blocked = slices.Delete(m.blocked, i, i+1)
+	}
+}
+
+// freeSendLocked returns n bytes of send buffers to the Mux's send
+// budget and wakes, first come first served, the streams refused for it
+// whose messages now fit (the first one at least, once the Mux holds
+// nothing): waking them all on every ACK would only make most of them
+// fail again.
+func (m *Mux) freeSendLocked(n int) {
+	m.sendHeld -= n
+	if n == 0 || len(m.blocked) == 0 {
+		return
+	}
+	room, k := m.cfg.SendBudget-m.sendHeld, 0
+	for _, s := range m.blocked {
+		if s.budgetNeed > room && !(k == 0 && m.sendHeld == 0) {
+			break
+		}
+		room -= s.budgetNeed
+		s.budgetNeed = 0
+		notify(s.writable) // a stream reset meanwhile fails its Send at once
+		k++
+	}
+	if k > 0 {
+		rest := copy(m.blocked, m.blocked[k:])
+		clear(m.blocked[rest:])
+		m.blocked = m.blocked[:rest]
+	}
 }
 
 func uvarintLen(n int) int {
@@ -83,6 +140,7 @@ func (s *Stream) appendLocked(p []byte, rest int) {
 			s.frags.push(sendFrag{c: c, charge: cap(c.b)})
 			s.nxt++
 			s.buffered += cap(c.b)
+			s.m.sendHeld += cap(c.b)
 			continue
 		}
 		f := s.frags.at(s.frags.len() - 1)
@@ -161,10 +219,14 @@ func (s *Stream) sendOneLocked(now int64) error {
 	}
 	f.state = fragInflight
 	f.probe = seq >= s.peerLimit
+	if f.probe {
+		s.probesOut++
+	}
 	f.sentAt = now
 	f.txNum = s.txCount
 	s.txCount++
 	s.inflight++
+	f.inCC = true
 	m.cc.onSent(h + f.n)
 	if s.rtoDeadline == 0 {
 		s.rtoDeadline = now + int64(s.rtoLocked())
@@ -208,9 +270,15 @@ func (s *Stream) transmitLocked(f *sendFrag, seq uint64, flags uint8) error {
 	return nil
 }
 
-// rtoLocked is the current retransmission timeout with back-off.
+// rtoLocked is the current retransmission timeout with back-off; for a
+// stream that only probes a closed window, the zero-window probe's timer,
+// which is at least zeroWindowProbeMin.
 func (s *Stream) rtoLocked() time.Duration {
-	return min(s.m.rtt.rto()<<min(s.rtoBackoff, 16), s.m.cfg.MaxRTO)
+	rto := s.m.rtt.rto()
+	if s.inflight == s.probesOut && s.sent >= s.peerLimit {
+		rto = max(rto, zeroWindowProbeMin)
+	}
+	return min(rto<<min(s.rtoBackoff, 16), s.m.cfg.MaxRTO)
 }
 
 // handleAckLocked processes an ACK for the send side: frees acknowledged
@@ -236,7 +304,18 @@ func (s *Stream) handleAckLocked(f *frame, now int64) {
 		fr := s.frag(seq)
 		switch fr.state {
 		case fragInflight:
-			m.cc.onAcked(dataHeaderSize+fr.n, fr.sentAt)
+			if fr.inCC {
+				fr.inCC = false
+				m.cc.onAcked(dataHeaderSize+fr.n, fr.sentAt)
+			}
+			if fr.probe {
+				s.probesOut--
+			} else {
+				m.ackedSentMax = max(m.ackedSentMax, fr.sentAt)
+				if m.pmtu.suspect && fr.sentAt >= m.pmtu.suspectAt && m.largeLocked(fr) {
+					m.pmtu.suspect = false // large frames get through: no black hole
+				}
+			}
 			s.inflight--
 		case fragLost:
 		default:
@@ -265,37 +344,36 @@ func (s *Stream) handleAckLocked(f *frame, now int64) {
 			m.rtt.sample(time.Duration(now - best.sentAt))
 		}
 	}
-	freed := false
+	popped, freed := false, 0
 	for s.frags.len() > 0 && s.frags.at(0).state == fragAcked {
 		fr := s.frags.pop()
 		if fr.c != nil {
 			putChunk(fr.c)
 		}
+		freed += fr.charge
 		s.buffered -= fr.charge
 		s.bufferedMsgs -= fr.ends
 		if fr.fin {
 			s.finAcked = true
 		}
 		s.una++
-		freed = true
+		popped = true
 	}
+	m.freeSendLocked(freed)
 	if s.largestAckedTx > prevLargest {
-		for seq := s.una; seq < high && seq < s.sent; seq++ {
-			if fr := s.frag(seq); fr.state == fragInflight && fr.txNum+packetThreshold < s.largestAckedTx {
-				s.markLostLocked(seq, fr, now)
-			}
-		}
+		s.detectLossLocked(high, now)
 	}
 	if newly {
-		s.rtoBackoff, s.lossRTOs = 0, 0
+		s.rtoBackoff = 0
 		s.rtoDeadline = 0
 		if s.inflight > 0 {
 			s.rtoDeadline = now + int64(s.rtoLocked())
 			m.armLocked(s, s.rtoDeadline)
 		}
 	}
+	s.releaseProbesLocked()
 	s.armPersistLocked(now)
-	if freed {
+	if popped {
 		notify(s.writable)
 		if s.finAcked {
 			s.maybeFinishLocked()
@@ -303,6 +381,33 @@ func (s *Stream) handleAckLocked(f *frame, now int64) {
 	}
 	if _, ok := s.nextFrameSizeLocked(); ok {
 		m.readyLocked(s)
+	}
+}
+
+// detectLossLocked declares lost the fragments in flight below high that
+// were sent before the latest transmission acknowledged (RFC 9002 §6.1):
+// once packetThreshold later transmissions were acknowledged, or once
+// they are lossDelay old. For the others it arms the loss timer, when the
+// youngest of them comes of age, so that a tail (or a stream with one or
+// two fragments in flight among many streams) is not left to the
+// retransmission timeout.
+func (s *Stream) detectLossLocked(high uint64, now int64) {
+	m := s.m
+	delay := int64(m.rtt.lossDelay())
+	s.lossDue = 0
+	for seq := s.una; seq < high && seq < s.sent; seq++ {
+		fr := s.frag(seq)
+		if fr.state != fragInflight || fr.txNum+1 >= s.largestAckedTx {
+			continue
+		}
+		if fr.txNum+packetThreshold < s.largestAckedTx || fr.sentAt+delay <= now {
+			s.markLostLocked(seq, fr, now)
+		} else if due := fr.sentAt + delay; s.lossDue == 0 || due < s.lossDue {
+			s.lossDue = due
+		}
+	}
+	if s.lossDue != 0 {
+		m.armLocked(s, s.lossDue)
 	}
 }
 
@@ -316,6 +421,24 @@ func (s *Stream) armPersistLocked(now int64) {
 	}
 }
 
+// releaseProbesLocked takes the zero-window probes the peer answered out
+// of the congestion controller's bytes in flight: an ACK whose window
+// still ends at or before a probe says the receiver dropped it (or will).
+// The probe stays in flight for the stream, to be resent when its timer
+// fires, but no longer holds the window that all streams share: it used
+// to, until its own backed-off timeout, and the probes of streams
+// waiting for receive budget filled the window, starving the streams
+// that could complete and free the budget. Only probes lie beyond
+// peerLimit (it never shrinks), so the loop is short.
+func (s *Stream) releaseProbesLocked() {
+	for seq := max(s.una, s.peerLimit); seq < s.sent; seq++ {
+		if f := s.frag(seq); f.state == fragInflight && f.inCC {
+			f.inCC = false
+			s.m.cc.inFlight -= dataHeaderSize + f.n
+		}
+	}
+}
+
 // markLostLocked declares fragment seq lost, to be retransmitted first.
 // A lost zero-window probe is no congestion signal: the receiver most
 // likely dropped it because its window was still closed.
@@ -323,18 +446,59 @@ func (s *Stream) markLostLocked(seq uint64, f *sendFrag, now int64) {
 	f.state = fragLost
 	s.inflight--
 	if f.probe {
-		s.m.cc.inFlight -= dataHeaderSize + f.n
-	} else {
-		s.m.cc.onLost(dataHeaderSize+f.n, f.sentAt, now)
+		s.probesOut--
+	}
+	if f.inCC {
+		f.inCC = false
+		if f.probe {
+			s.m.cc.inFlight -= dataHeaderSize + f.n
+		} else {
+			s.m.cc.onLost(dataHeaderSize+f.n, f.sentAt, now)
+		}
+	}
+	if !f.probe {
+		s.m.persistentLossLocked(f.sentAt, now)
 	}
 	s.lost.push(seq)
 }
 
+// persistentLossLocked counts a fragment sent at sentAt as lost toward
+// persistent congestion (RFC 9002 §7.6.2): when lost fragments span more
+// than persistentCongestionPTOs probe timeouts and nothing sent since the
+// first of them was acknowledged, on any stream, the path is taken for
+// congested and the window collapses to the minimum. Until 2026-12-07
+// two timeouts in a row on one stream did it, while other streams'
+// fragments were being acknowledged: with many streams, or at random
+// loss, the window sat at 2 frames.
+func (m *Mux) persistentLossLocked(sentAt, now int64) {
+	if sentAt <= m.ackedSentMax || m.rtt.samples == 0 {
+		return // something sent later was acknowledged
+	}
+	if m.pcStart == 0 || m.pcStart <= m.ackedSentMax {
+		m.pcStart, m.pcEnd = sentAt, sentAt
+	}
+	m.pcStart, m.pcEnd = min(m.pcStart, sentAt), max(m.pcEnd, sentAt)
+	if m.pcEnd-m.pcStart > int64(persistentCongestionPTOs*m.rtt.rto()) {
+		m.cc.onPersistentCongestion(now)
+		m.pcStart = 0
+	}
+}
+
+// largeLocked reports whether fragment f went out in frames larger than
+// the base path MTU (a fragment cut larger than the current size is sent
+// split into parts that fit it).
+func (m *Mux) largeLocked(f *sendFrag) bool {
+	return min(dataHeaderSize+f.n, m.pmtu.cur) > m.pmtu.base
+}
+
 // onRTOLocked handles a retransmission timeout: fragments outstanding for
 // a whole RTO are declared lost (RFC 6298 §5.4 retransmits the first;
-// with selective ACKs every fragment that old is as good as lost), the
-// timeout backs off, and two timeouts in a row that lost data (not just
-// zero-window probes) are persistent congestion.
+// with selective ACKs every fragment that old is as good as lost), and
+// the timeout backs off. Losses count toward persistent congestion like
+// any other (see Mux.persistentLossLocked); a timeout that lost a
+// fragment larger than the base path MTU makes path-MTU discovery check
+// for a black hole (see pmtu.go), which takes evidence that only large
+// frames are lost.
 func (s *Stream) onRTOLocked(now int64) {
 	m := s.m
 	s.rtoDeadline = 0
@@ -343,7 +507,7 @@ func (s *Stream) onRTOLocked(now int64) {
 		cutoff := now - int64(m.rtt.rto())
 		var oldest *sendFrag
 		var oldestSeq uint64
-		marked, lostData := false, false
+		marked, lostLarge := false, false
 		for seq := s.una; seq < s.sent; seq++ {
 			f := s.frag(seq)
 			if f.state != fragInflight {
@@ -355,20 +519,16 @@ func (s *Stream) onRTOLocked(now int64) {
 			if f.sentAt <= cutoff {
 				s.markLostLocked(seq, f, now)
 				marked = true
-				lostData = lostData || !f.probe
+				lostLarge = lostLarge || m.largeLocked(f)
 			}
 		}
 		if !marked && oldest != nil {
 			s.markLostLocked(oldestSeq, oldest, now)
-			lostData = !oldest.probe
+			lostLarge = m.largeLocked(oldest)
 		}
 		s.rtoBackoff++
-		if lostData {
-			s.lossRTOs++
-			if s.lossRTOs >= persistentCongestionRTOs {
-				m.cc.onPersistentCongestion(now)
-				m.pmtuBlackHoleLocked(now)
-			}
+		if lostLarge {
+			m.pmtuSuspectLocked(now)
 		}
 	case s.sent < s.nxt:
 		s.probe = true

@@ -114,6 +114,14 @@ type MuxStats struct {
 	// dropped because the budget was full.
 	RecvHeld, RecvBudget int
 	BudgetDrops          uint64
+	// SendHeld is what the reliable streams hold for sending (messages
+	// not yet acknowledged), bytes, of SendBudget; SendBudgetFull counts
+	// Sends refused with ErrBackpressure because the budget was full.
+	SendHeld, SendBudget int
+	SendBudgetFull       uint64
+	// IdleResets counts streams reset with CodeIdle (see
+	// MuxConfig.IdleTimeout).
+	IdleResets uint64
 	// PathMTU is the frame body size new fragments are cut to: the Link's
 	// MaxFrameSize, or larger once a probe confirmed it. PathMTUProbes
 	// counts probes sent; PathMTUBlackHoles counts falls back to the base.
@@ -142,6 +150,10 @@ func (m *Mux) Stats() MuxStats {
 		RecvHeld:             m.held,
 		RecvBudget:           m.cfg.RecvBudget,
 		BudgetDrops:          m.stats.budgetDrops,
+		SendHeld:             m.sendHeld,
+		SendBudget:           m.cfg.SendBudget,
+		SendBudgetFull:       m.stats.sendBudgetFull,
+		IdleResets:           m.stats.idleResets,
 		PathMTU:              m.pmtu.cur,
 		PathMTUProbes:        m.pmtu.probes,
 		PathMTUBlackHoles:    m.pmtu.blackHole,

@@ -45,9 +45,10 @@ type Stream struct {
 	txCount        uint64 // transmissions so far: the packet numbers of loss detection
 	largestAckedTx uint64 // 1 + the largest transmission number acknowledged; 0 for none
 	rtoDeadline    int64
-	rtoBackoff     int  // consecutive timeouts: the RTO back-off
-	lossRTOs       int  // consecutive timeouts that declared data lost, not window probes
-	probe          bool // send one fragment beyond the peer's window (zero-window probe)
+	lossDue        int64 // the loss timer: a fragment comes of age for the time threshold
+	rtoBackoff     int   // consecutive timeouts: the RTO back-off
+	probesOut      int   // zero-window probes in flight
+	probe          bool  // send one fragment beyond the peer's window (zero-window probe)
 	finQueued      bool
 	finSeq         uint64
 	finAcked       bool
@@ -58,6 +59,8 @@ type Stream struct {
 	held       deque[*chunk]  // in-order fragments not parsed yet, while the reader is behind (see mayParseLocked)
 	heldOff    int            // bytes of held's first chunk parsed already
 	rxChunk    int            // chunk capacity of the largest fragment received (at least chunkSize): the window's unit
+	rxPayload  int            // the largest fragment payload received
+	promised   int            // bytes of window promised beyond what arrived (see budget.go)
 	chunkBytes int            // capacity of ooo and held chunks
 	rcvLimit   uint64         // highest limit advertised (or assumed) so far
 	advLimit   uint64         // limit in the last ACK sent
@@ -74,6 +77,7 @@ type Stream struct {
 	peerFin    bool           // reliable: FIN received at peerFinSeq; unreliable: graceful end received
 	peerFinSeq uint64         //
 	ackElicit  int            // data fragments since the last ACK
+	quickAcks  int            // fragments still to acknowledge one by one after one arrived out of order
 	ackDue     int64          // delayed ACK deadline; 0 when none
 	partials   []partial      // unreliable: maxUnreliablePartials reassembly slots; nil when reliable
 	lastMsgID  uint64         // unreliable: last delivered message id; 0 for none
@@ -93,6 +97,8 @@ type Stream struct {
 	inReady     bool
 	heapPos     int   // position in Mux.timers, 1-based; 0 when not in it
 	wakeAt      int64 // the deadline Mux.timers files the stream under
+	lastActive  int64 // when a frame for the stream arrived or the application sent on it last
+	budgetNeed  int   // in Mux.blocked, waiting for this many bytes of send budget; 0 when not
 
 	st streamCounters
 }
@@ -106,6 +112,7 @@ type sendFrag struct {
 	state  uint8
 	retx   bool // retransmitted at least once (Karn: no RTT sample)
 	probe  bool // last sent beyond the peer's window: a zero-window probe
+	inCC   bool // in flight and counted in the congestion controller's bytes in flight
 	fin    bool
 	sentAt int64
 	txNum  uint64
@@ -171,7 +178,7 @@ func (s *Stream) Reliability() Reliability { return s.cfg.Reliability }
 // Close; a *ResetError after a reset. ctx is checked once; Send never
 // waits (see SendBlocking and SendWithRetry).
 func (s *Stream) Send(ctx context.Context, msg []byte) error {
-	return s.send(ctx, msg, false)
+	return s.send(ctx, msg, false, false)
 }
 
 // SendAndClose sends msg as the stream's last message: Send and Close in
@@ -182,10 +189,13 @@ func (s *Stream) Send(ctx context.Context, msg []byte) error {
 // the stream is still open. Use CloseContext or Done to wait for the
 // peer's acknowledgement.
 func (s *Stream) SendAndClose(ctx context.Context, msg []byte) error {
-	return s.send(ctx, msg, true)
+	return s.send(ctx, msg, true, false)
 }
 
-func (s *Stream) send(ctx context.Context, msg []byte, last bool) error {
+// send is Send, or SendAndClose when last is set. When wait is set
+// (SendBlocking) a message refused for the Mux's send budget queues s to
+// be woken when it fits.
+func (s *Stream) send(ctx context.Context, msg []byte, last, wait bool) error {
 	if len(msg) > s.cfg.MaxMessageSize {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(msg), s.cfg.MaxMessageSize)
 	}
@@ -200,6 +210,7 @@ func (s *Stream) send(ctx context.Context, msg []byte, last bool) error {
 	}
 	now := m.now()
 	if s.unreliable {
+		s.lastActive = now
 		err := s.sendUnreliableLocked(msg)
 		if err == nil && last {
 			s.closeLocked(now)
@@ -207,10 +218,11 @@ func (s *Stream) send(ctx context.Context, msg []byte, last bool) error {
 		}
 		return err
 	}
-	if !s.fitsLocked(len(msg)) {
+	if !s.fitsLocked(len(msg), wait) {
 		s.st.backpressure++
 		return ErrBackpressure
 	}
+	s.lastActive = now
 	s.appendMsgLocked(msg)
 	if last {
 		s.closeLocked(now)
@@ -291,6 +303,9 @@ func (s *Stream) next(ctx context.Context) (*msgBuf, error) {
 			m.mu.Unlock()
 			return nil, s.resetErr
 		}
+		if s.ready.len() == 0 && s.held.len() > 0 && s.removed {
+			s.parseLocked(m.now()) // what a finished stream's waiting message needs, it takes now
+		}
 		if s.ready.len() > 0 {
 			mb := s.ready.pop()
 			s.readyBytes -= cap(mb.b)
@@ -308,7 +323,7 @@ func (s *Stream) next(ctx context.Context) (*msgBuf, error) {
 			m.mu.Unlock()
 			return mb, nil
 		}
-		if s.peerFin && (s.unreliable || s.rcvNext > s.peerFinSeq) {
+		if s.peerFin && (s.unreliable || s.rcvNext > s.peerFinSeq && s.held.len() == 0) {
 			m.mu.Unlock()
 			return nil, io.EOF
 		}
@@ -386,6 +401,7 @@ func (s *Stream) CloseContext(ctx context.Context) error {
 // stream (the caller flushes) or ends an unreliable one.
 func (s *Stream) closeLocked(now int64) {
 	s.closedLocal = true
+	s.lastActive = now
 	if !s.unreliable {
 		s.appendFinLocked()
 		return
@@ -497,8 +513,9 @@ func (s *Stream) notifyAll() {
 // acknowledgement path, never polls. Errors other than ErrBackpressure
 // return at once.
 func (s *Stream) SendBlocking(ctx context.Context, msg []byte) error {
+	defer s.leaveBudgetQueue()
 	for {
-		err := s.Send(ctx, msg)
+		err := s.send(ctx, msg, false, true)
 		if !errors.Is(err, ErrBackpressure) {
 			return err
 		}
