@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netmesh/netmesh/internal/docvector"
+	"github.com/netmesh/netmesh/internal/wirevec"
 )
 
 var certEpoch = time.Unix(1_800_000_000, 0)
@@ -252,26 +252,27 @@ func mustPEM(t *testing.T, c *Certificate) []byte {
 }
 
 // TestCertificateVectorInDocs checks the test vector in docs/WIRE.md: the
-// certificate the seeded authority issues there encodes to exactly the
-// bytes the document shows, so the layout drawn there is the one built.
+// certificate the authority with the document's seed issues to the node
+// with the document's seed encodes to exactly the bytes the document
+// shows, so the layout drawn there is the one built.
 func TestCertificateVectorInDocs(t *testing.T) {
-	want := docvector.Bytes(t, "../docs/WIRE.md", "certificate")
-	got, err := vectorCertificate(t).MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
+	doc := wirevec.Load(t, "../docs/WIRE.md")
+	seeded := func(name string) *Identity {
+		id, err := FromSeed(doc.Bytes(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
 	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("docs/WIRE.md's vector is stale; the encoding is now:\n%s", docvector.Hex(got))
-	}
-}
-
-// vectorCertificate is the certificate of the test vector: authority seed
-// 32 bytes of 0x01, node seed 32 bytes of 0x02.
-func vectorCertificate(t testing.TB) *Certificate {
-	return testCert(t, seededID(t, 1), seededID(t, 2), CertificateTemplate{
+	c := testCert(t, seeded("membership.authority_seed"), seeded("membership.node_seed"), CertificateTemplate{
 		Name: "worker-1", Groups: []string{"gpu", "ops"},
 		NotBefore: time.Unix(1_800_000_000, 0), NotAfter: time.Unix(1_802_592_000, 0),
 	})
+	got, err := c.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc.Check("membership.certificate", got)
 }
 
 // FuzzDecodeCertificate feeds DecodeCertificate arbitrary bytes.

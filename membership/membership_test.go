@@ -5,14 +5,13 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netmesh/netmesh/identity"
-	"github.com/netmesh/netmesh/internal/docvector"
+	"github.com/netmesh/netmesh/internal/wirevec"
 )
 
 var epoch = time.Unix(1_800_000_000, 0)
@@ -411,28 +410,18 @@ func FuzzDecodeMessage(f *testing.F) {
 }
 
 // TestPairingVectorsInDocs checks the pairing vectors in docs/WIRE.md:
-// the proof and the confirmation for the code of 20 bytes of 0x03 over a
-// handshake hash of 32 bytes of 0x04, and the code's printed form.
+// the code's printed form, and the proof and the confirmation for it over
+// the document's handshake hash.
 func TestPairingVectorsInDocs(t *testing.T) {
+	doc := wirevec.Load(t, "../docs/WIRE.md")
 	var c Code
-	copy(c[:], bytes.Repeat([]byte{3}, CodeSize))
-	binding := bytes.Repeat([]byte{4}, 32)
-	doc, err := os.ReadFile("../docs/WIRE.md")
-	if err != nil {
-		t.Fatal(err)
+	if b := doc.Bytes("pairing.code_bytes"); copy(c[:], b) != CodeSize || len(b) != CodeSize {
+		t.Fatalf("pairing.code_bytes has %d bytes, want %d", len(b), CodeSize)
 	}
-	if printed := "`" + c.String() + "`"; !bytes.Contains(doc, []byte(printed)) {
-		t.Errorf("docs/WIRE.md does not show the vector's code as %s", printed)
+	if got, want := c.String(), doc.Text("pairing.code"); got != want {
+		t.Errorf("the code prints as %q, docs/WIRE.md says %q", got, want)
 	}
-	for _, v := range []struct {
-		name  string
-		built []byte
-	}{
-		{"pairing proof", c.Proof(binding)},
-		{"pairing confirmation", c.Confirmation(binding)},
-	} {
-		if doc := docvector.Bytes(t, "../docs/WIRE.md", v.name); !bytes.Equal(v.built, doc) {
-			t.Errorf("docs/WIRE.md's %s vector is stale; it is now:\n%s", v.name, docvector.Hex(v.built))
-		}
-	}
+	binding := doc.Bytes("pairing.handshake_hash")
+	doc.Check("pairing.proof", c.Proof(binding))
+	doc.Check("pairing.confirmation", c.Confirmation(binding))
 }

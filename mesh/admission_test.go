@@ -10,7 +10,7 @@ import (
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/identity"
-	"github.com/netmesh/netmesh/internal/docvector"
+	"github.com/netmesh/netmesh/internal/wirevec"
 	"github.com/netmesh/netmesh/membership"
 	"github.com/netmesh/netmesh/mesh/wire"
 	"github.com/netmesh/netmesh/noise"
@@ -318,51 +318,38 @@ func TestRefusedPairingLeavesNothing(t *testing.T) {
 }
 
 // TestExtensionVectorsInDocs checks the handshake extension vectors in
-// docs/WIRE.md: the block a closed node holding the certificate test
-// vector puts in an IK initiation (its certificate, then padding up to
-// the room the response needs), and a refusal for an expired
+// docs/WIRE.md: the block a closed node holding the document's
+// certificate puts in an IK initiation (its certificate, then padding up
+// to the room the response needs), and a refusal for an expired
 // certificate. Each is what this node builds, and reads back to what it
 // says.
 func TestExtensionVectorsInDocs(t *testing.T) {
-	seeded := func(b byte) *identity.Identity {
-		id, err := identity.FromSeed(bytes.Repeat([]byte{b}, identity.SeedSize))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
+	doc := wirevec.Load(t, "../docs/WIRE.md")
+	node, err := identity.FromSeed(doc.Bytes("membership.node_seed"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	ca, node := seeded(1), seeded(2)
-	cert, err := identity.IssueCertificate(ca, identity.CertificateTemplate{
-		NodeKey: node.PublicKey(), Name: "worker-1", Groups: []string{"gpu", "ops"},
-		NotBefore: time.Unix(1_800_000_000, 0), NotAfter: time.Unix(1_802_592_000, 0),
-	})
+	raw := doc.Bytes("membership.certificate")
+	cert, err := identity.DecodeCertificate(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := startNode(t, func(c *Config) {
 		c.Identity = node
-		c.Membership.Authorities = []ed25519.PublicKey{ca.PublicKey()}
+		c.Membership.Authorities = []ed25519.PublicKey{cert.Authority}
 	})
 	presenting(t, m, cert) // valid only from 2027: the node's own check would refuse it now
-	raw, err := cert.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	for _, v := range []struct {
 		name  string
 		built []byte
 		want  peerExt
 	}{
-		{"ik initiation extensions", m.tr.initiationExt(noise.PatternIK), peerExt{cert: raw}},
-		{"refusal extension", refusalExt(membership.ReasonExpired), peerExt{refusal: membership.ReasonExpired}},
+		{"extension.ik_initiation", m.tr.initiationExt(noise.PatternIK), peerExt{cert: raw}},
+		{"extension.refusal", refusalExt(membership.ReasonExpired), peerExt{refusal: membership.ReasonExpired}},
 	} {
-		doc := docvector.Bytes(t, "../docs/WIRE.md", v.name)
-		if !bytes.Equal(v.built, doc) {
-			t.Errorf("docs/WIRE.md's %s vector is stale; the block is now:\n%s", v.name, docvector.Hex(v.built))
-			continue
-		}
-		got, err := parsePeerExt(doc)
+		doc.Check(v.name, v.built)
+		got, err := parsePeerExt(v.built)
 		if err != nil || !bytes.Equal(got.cert, v.want.cert) || got.refusal != v.want.refusal || got.proof != nil {
 			t.Errorf("%s reads as %+v, %v; want %+v", v.name, got, err, v.want)
 		}
