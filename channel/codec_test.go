@@ -69,7 +69,7 @@ func TestDecodeRejects(t *testing.T) {
 		"pending 0":       (&message{typ: msgAck}).appendTo(nil),
 		"pending huge":    (&message{typ: msgAck, pending: MaxPendingLimit + 1}).appendTo(nil),
 		"reason 0":        (&message{typ: msgReject}).appendTo(nil),
-		"reason 7":        (&message{typ: msgReject, reason: 7}).appendTo(nil),
+		"reason 8":        (&message{typ: msgReject, reason: reasonMax + 1}).appendTo(nil),
 		"token w/o token": (&message{typ: msgReject, reason: ReasonToken}).appendTo(nil),
 		"problem w/o tok": (&message{typ: msgEnd, name: []byte("a"), reason: ReasonSubnet, problem: TokenExpired}).appendTo(nil),
 		"problem huge":    (&message{typ: msgReject, reason: ReasonToken, problem: tokenProblemMax + 1}).appendTo(nil),

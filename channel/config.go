@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/netmesh/netmesh/capability"
@@ -65,6 +66,15 @@ type Config struct {
 	// SubscribeCaps must match a subscriber's announced capabilities; the
 	// zero Filter matches every node, even one that has not announced.
 	SubscribeCaps capability.Filter
+	// SubscribeGroups, if not empty, admits only subscribers whose
+	// membership certificate names at least one of these groups (see
+	// Options.InGroup and docs/SECURITY.md). Unlike capabilities, which a
+	// node claims for itself, groups are granted by a membership
+	// authority.
+	SubscribeGroups []string
+	// PublishGroups, if not empty, lets Publish send only while this
+	// node's own membership certificate names one of these groups.
+	PublishGroups []string
 	// RequireToken requires subscribers to present a PermissionToken
 	// granting identity.PermSubscribe on the channel, issued to the key
 	// they authenticated with by this node or one of TokenIssuers.
@@ -107,6 +117,12 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%w: token issuer key of %d bytes", ErrInvalidConfig, len(k))
 		}
 	}
+	for _, g := range append(slices.Clone(c.SubscribeGroups), c.PublishGroups...) {
+		if !identity.ValidCertLabel(g, identity.MaxCertGroupLen) {
+			return c, fmt.Errorf("%w: group %q must be 1..%d bytes of a-z, 0-9, '-', '_' and '.'", ErrInvalidConfig, g, identity.MaxCertGroupLen)
+		}
+	}
+	c.SubscribeGroups, c.PublishGroups = slices.Clone(c.SubscribeGroups), slices.Clone(c.PublishGroups)
 	return c, nil
 }
 
@@ -133,6 +149,12 @@ type Options struct {
 	// TokenCache verifies tokens; nil means a private cache of
 	// identity.DefaultTokenCacheSize. Engines may share one.
 	TokenCache *identity.TokenCache
+	// InGroup reports whether node id (this node's own id included)
+	// holds a verified membership certificate naming any of groups: the
+	// check behind Config.SubscribeGroups and PublishGroups. Nil means no
+	// node is in any group, so a channel that requires groups admits no
+	// one. The mesh sets it (mesh.Mesh.InGroup).
+	InGroup func(id identity.NodeID, groups ...string) bool
 	// Logger receives debug logs of rejected requests and dropped
 	// messages; nil discards them.
 	Logger *slog.Logger

@@ -241,6 +241,9 @@ func (e *Engine) admit(name string, cfg Config, peer identity.NodeID, tok *ident
 	if !cfg.SubscribeCaps.Match(node) {
 		return ReasonCapabilities, TokenOK
 	}
+	if len(cfg.SubscribeGroups) > 0 && !e.inGroup(peer, cfg.SubscribeGroups) {
+		return ReasonGroups, TokenOK
+	}
 	if !cfg.RequireToken {
 		return 0, TokenOK
 	}
@@ -257,6 +260,12 @@ func (e *Engine) admit(name string, cfg Config, peer identity.NodeID, tok *ident
 		return ReasonToken, tokenProblemOf(err)
 	}
 	return 0, TokenOK
+}
+
+// inGroup reports whether node id holds a certificate naming any of
+// groups.
+func (e *Engine) inGroup(id identity.NodeID, groups []string) bool {
+	return e.opt.InGroup != nil && e.opt.InGroup(id, groups...)
 }
 
 // handleSubscribe answers a subscribe request: RateLimited for a throttled
@@ -474,6 +483,9 @@ func (e *Engine) publish(ctx context.Context, name string, payloads [][]byte, re
 	if self, _, _ := e.tr.PeerInfo(e.self); !cfg.PublishCaps.Match(self) {
 		return fmt.Errorf("%w: this node's capabilities fail %q's PublishCaps %s", ErrUnauthorized, name, cfg.PublishCaps)
 	}
+	if len(cfg.PublishGroups) > 0 && !e.inGroup(e.self, cfg.PublishGroups) {
+		return fmt.Errorf("%w: this node's certificate names none of %q's PublishGroups %v", ErrUnauthorized, name, cfg.PublishGroups)
+	}
 	if t := cfg.PublishToken; t != nil && !nowT.Before(t.Expiry) {
 		return fmt.Errorf("%w: publish token for %q expired at %v", ErrUnauthorized, name, t.Expiry.UTC())
 	}
@@ -617,6 +629,7 @@ type Stats struct {
 	RejectedSubnet      uint64
 	RejectedRateLimited uint64
 	RejectedFull        uint64
+	RejectedGroups      uint64
 	Evicted             uint64 // subscribers removed (expiry, revocation, config change, sweep, unregister)
 	Unsubscribes        uint64 // subscribers that left
 	Published           uint64 // messages published (once per message, not per subscriber)
@@ -650,6 +663,7 @@ func (e *Engine) Stats() Stats {
 		RejectedSubnet:      c.rejected[ReasonSubnet].Load(),
 		RejectedRateLimited: c.rejected[ReasonRateLimited].Load(),
 		RejectedFull:        c.rejected[ReasonTooManySubscribers].Load(),
+		RejectedGroups:      c.rejected[ReasonGroups].Load(),
 		Evicted:             c.evicted.Load(),
 		Unsubscribes:        c.unsubscribes.Load(),
 		Published:           c.published.Load(),

@@ -12,6 +12,7 @@ import (
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/internal/testenv"
 )
 
 func ctxT(t testing.TB) context.Context {
@@ -682,7 +683,7 @@ func fanOut(t *testing.T, net *fakeNet, nSubs, nMsgs int) {
 	// a starved one, so the test fails when deliveries stop, not when a
 	// total budget runs out.
 	var delivered atomic.Int64
-	ctx := stallContext(t, &delivered, 30*time.Second)
+	ctx := testenv.StallContext(t, &delivered, 30*time.Second)
 	pub := net.add(Options{})
 	mustRegister(t, pub, "firehose", Config{PendingLimit: nMsgs})
 	var wg sync.WaitGroup
@@ -716,32 +717,6 @@ func fanOut(t *testing.T, net *fakeNet, nSubs, nMsgs int) {
 	for err := range errs {
 		t.Error(err)
 	}
-}
-
-// stallContext returns a context cancelled when progress has not moved
-// for idle, or when the test ends.
-func stallContext(t *testing.T, progress *atomic.Int64, idle time.Duration) context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go func() {
-		tick := time.NewTicker(idle / 10)
-		defer tick.Stop()
-		last, since := progress.Load(), time.Now()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-tick.C:
-				if p := progress.Load(); p != last {
-					last, since = p, now
-				} else if now.Sub(since) > idle {
-					cancel()
-					return
-				}
-			}
-		}
-	}()
-	return ctx
 }
 
 func TestHandleMessageMalformed(t *testing.T) {

@@ -84,8 +84,11 @@ const (
 	ReasonRateLimited Reason = 5
 	// ReasonTooManySubscribers: the channel is full.
 	ReasonTooManySubscribers Reason = 6
+	// ReasonGroups: the subscriber's membership certificate names none of
+	// the channel's SubscribeGroups, or it has none.
+	ReasonGroups Reason = 7
 
-	reasonMax = ReasonTooManySubscribers
+	reasonMax = ReasonGroups
 )
 
 var reasonNames = [...]string{
@@ -95,6 +98,7 @@ var reasonNames = [...]string{
 	ReasonSubnet:             "unauthorized: subnet",
 	ReasonRateLimited:        "rate limited",
 	ReasonTooManySubscribers: "too many subscribers",
+	ReasonGroups:             "unauthorized: groups",
 }
 
 // String returns the reason in words.
@@ -110,7 +114,7 @@ func (r Reason) sentinel() error {
 	switch r {
 	case ReasonUnknownChannel:
 		return ErrUnknownChannel
-	case ReasonCapabilities, ReasonToken, ReasonSubnet:
+	case ReasonCapabilities, ReasonToken, ReasonSubnet, ReasonGroups:
 		return ErrUnauthorized
 	case ReasonRateLimited:
 		return ErrRateLimited

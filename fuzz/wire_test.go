@@ -126,3 +126,31 @@ func FuzzRoute(f *testing.F) {
 		}
 	})
 }
+
+// FuzzExtensions: the extension block of a handshake payload is chosen by
+// the peer (and read before its certificate is checked). Splitting it must
+// never panic or read past the block, and the extensions split off must
+// append back to exactly the input.
+func FuzzExtensions(f *testing.F) {
+	f.Add(wire.AppendExtension(wire.AppendExtension(nil, wire.ExtCertificate, make([]byte, 200)), wire.ExtPadding, make([]byte, 40)))
+	f.Add([]byte{byte(wire.ExtRefusal), 1, 0, 5})
+	f.Add([]byte{9, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var out []byte
+		rest := b
+		for len(rest) > 0 {
+			typ, v, r, err := wire.ParseExtension(rest)
+			if err != nil {
+				return
+			}
+			if len(r) >= len(rest) {
+				t.Fatal("no progress")
+			}
+			out = wire.AppendExtension(out, typ, v)
+			rest = r
+		}
+		if !bytes.Equal(out, b) {
+			t.Fatalf("round trip:\n in %x\nout %x", b, out)
+		}
+	})
+}

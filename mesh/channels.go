@@ -18,6 +18,9 @@ func (m *Mesh) newChannels(opt channel.Options) error {
 	if opt.Logger == nil {
 		opt.Logger = m.log
 	}
+	if opt.InGroup == nil {
+		opt.InGroup = m.InGroup // certificate groups (membership.go)
+	}
 	e, err := channel.New(m.id, chanTransport{m}, opt)
 	if err != nil {
 		return err

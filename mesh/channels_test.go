@@ -1,15 +1,16 @@
 package mesh_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/internal/testenv"
 	"github.com/netmesh/netmesh/mesh"
 )
 
@@ -236,8 +237,12 @@ func TestChannelFanOutInOrder(t *testing.T) {
 	if err := pub.RegisterChannel("ticks", channel.Config{PendingLimit: 65536}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
+	// 30,000 deliveries under -race take seconds on a quiet machine and
+	// minutes on a starved one: the test fails when the work stops (no
+	// subscription, publish or delivery for 30 s), not when a budget for
+	// all of it runs out.
+	var progress atomic.Int64
+	ctx := testenv.StallContext(t, &progress, 30*time.Second)
 	var subs []*channel.Subscription
 	for range nodes {
 		n := newNode(t, timers)
@@ -247,6 +252,7 @@ func TestChannelFanOutInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		subs = append(subs, s)
+		progress.Add(1)
 	}
 	errc := make(chan error, len(subs))
 	for _, s := range subs {
@@ -261,6 +267,7 @@ func TestChannelFanOutInOrder(t *testing.T) {
 					errc <- fmt.Errorf("message %d: got %q", i, got)
 					return
 				}
+				progress.Add(1)
 			}
 			errc <- nil
 		}()
@@ -274,6 +281,7 @@ func TestChannelFanOutInOrder(t *testing.T) {
 		if rep.Delivered != len(subs) {
 			t.Fatalf("publish %d: delivered %d of %d: %v", i, rep.Delivered, len(subs), rep.Failures[:min(3, len(rep.Failures))])
 		}
+		progress.Add(1)
 	}
 	for range subs {
 		if err := <-errc; err != nil {

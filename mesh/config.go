@@ -61,6 +61,11 @@ type Config struct {
 	// (portmap too for port mapping); see NATConfig and docs/NAT.md.
 	NAT NATConfig
 
+	// Membership closes the mesh to all but the members of trusted
+	// authorities, and holds this node's certificate; the zero value is
+	// an open mesh. See MembershipConfig and docs/SECURITY.md.
+	Membership MembershipConfig
+
 	// Logger receives the node's logs. Nil discards them.
 	Logger *slog.Logger
 

@@ -216,3 +216,18 @@ const (
 	// the round trip of a long path, so a lost goodbye costs little.
 	leaveRetransmit = 100 * time.Millisecond
 )
+
+// Membership (membership.go).
+const (
+	// memberSendTimeout bounds the wait for room to send a membership
+	// message (a revocation must not be lost to back-pressure, but a
+	// peer that stops reading must not hold a goroutine for long).
+	memberSendTimeout = 30 * time.Second
+	// renewRetry is how long a node waits before asking for a renewal
+	// again when the last request got no certificate; renewal starts with
+	// a third of the certificate's validity left, so retries have days.
+	renewRetry = 10 * time.Second
+	// renewTimeout bounds one renewal request: finding and reaching an
+	// issuer (a handshake gives up after 15 s).
+	renewTimeout = 20 * time.Second
+)

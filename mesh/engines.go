@@ -37,15 +37,25 @@ func (m *Mesh) handleMessages(proto Protocol, h MessageHandler) error {
 // an oversized message) is replaced by a new one, so one bad message does
 // not cut the engine off from the peer until the session ends.
 func (m *Mesh) sendMessage(p *Peer, proto Protocol, msg []byte) error {
+	out, err := m.engineStream(p, proto)
+	if err != nil {
+		return err
+	}
+	return out.Send(m.tr.ctx, msg)
+}
+
+// engineStream returns this node's stream for proto's engine messages to
+// p, opening a new one when there is none or it was reset.
+func (m *Mesh) engineStream(p *Peer, proto Protocol) (*Stream, error) {
 	if !p.IsUp() {
-		return ErrNoSession
+		return nil, ErrNoSession
 	}
 	pm := m.muxFor(p, proto.id)
 	out := pm.out.Load()
 	if out == nil || out.Err() != nil {
 		s, err := pm.mux.Open(m.tr.ctx, StreamConfig{})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if pm.out.CompareAndSwap(out, s) {
 			out = s
@@ -54,7 +64,7 @@ func (m *Mesh) sendMessage(p *Peer, proto Protocol, msg []byte) error {
 			out = pm.out.Load()
 		}
 	}
-	return out.Send(m.tr.ctx, msg)
+	return out, nil
 }
 
 // engineIn is the stream a peer opened to send one engine's messages. No
@@ -163,6 +173,7 @@ func (m *Mesh) engineLoop() {
 			if c.up {
 				m.caps.PeerUp(c.id)
 				m.chans.PeerUp(c.id)
+				m.memberPeerUp(c.id)
 			} else {
 				m.caps.PeerDown(c.id)
 				m.chans.PeerDown(c.id)
@@ -170,6 +181,7 @@ func (m *Mesh) engineLoop() {
 		case <-tick.C:
 			m.caps.Tick()
 			m.chans.Tick()
+			m.memberTick()
 		case <-m.tr.ctx.Done():
 			return
 		}

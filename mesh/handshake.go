@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/membership"
 	"github.com/netmesh/netmesh/mesh/wire"
 	"github.com/netmesh/netmesh/noise"
 )
@@ -167,6 +168,9 @@ type dial struct {
 	session *session // XX: sent final, waiting for the responder's confirmation
 	// owner is the peer whose dial this is (Peer.dial), if any.
 	owner *Peer
+	// pair is set for a pairing dial (Mesh.Pair): XX, with a pairing
+	// proof in the final message.
+	pair *pairing
 
 	done   chan struct{}
 	peer   *Peer
@@ -199,6 +203,10 @@ type handshake struct {
 	// claimed: a worker is reading the answer to it (the Noise state
 	// takes one message at a time).
 	claimed bool
+	// binding is an XX responder's handshake hash after its response,
+	// which a pairing proof in the final message is bound to; kept only
+	// by a node that can pair (admission.go).
+	binding []byte
 }
 
 // hsJob is a handshake message or cookie reply waiting for a worker,
@@ -309,6 +317,10 @@ func (t *transport) attemptLocked(d *dial) {
 func (t *transport) initiateLocked(d *dial, pin Pin) (*handshake, error) {
 	hs, err := noise.NewInitiator(noise.Config{Identity: t.id, PeerKey: pin.Key, PeerID: pin.ID, Incarnation: t.incarnation}, time.Now())
 	if err != nil {
+		return nil, err
+	}
+	t.vouchFor(hs)
+	if err := hs.SetExtensions(t.initiationExt(hs.Pattern())); err != nil {
 		return nil, err
 	}
 	msg, err := hs.WriteMessage(nil)
@@ -620,6 +632,7 @@ func (t *transport) respond(h wire.Handshake, pkt []byte, src endpoint) {
 	if err != nil {
 		return
 	}
+	t.vouchFor(hs)
 	t.stats.handshakesProcessed.Add(1)
 	if err := hs.ReadMessage(h.Noise); err != nil {
 		t.dropNoise(err)
@@ -627,11 +640,25 @@ func (t *transport) respond(h wire.Handshake, pkt []byte, src endpoint) {
 	}
 	mac1 := &t.guard.mac1Anon
 	var peer noise.Peer
+	var member *memberCert
 	if pattern == noise.PatternIK {
+		peer = hs.Peer()
+		// A closed mesh admits members only: checked before anything is
+		// kept for the peer (admission.go).
+		ext, err := parsePeerExt(hs.PeerExtensions())
+		if err != nil {
+			t.stats.drop(DropBadHandshake)
+			return
+		}
+		var why membership.Reason
+		if member, why = t.checkPeer(peer.Key, ext); why != membership.ReasonNone {
+			t.refuse(why, peer.Key)
+			t.refuseIK(hs, h, peer.Key, &src, why)
+			return
+		}
 		// Drop a replayed initiation before doing the response's DH work
 		// or making a peer for it: its time must be newer than any this
 		// node accepted from the key, even before it forgot the peer.
-		peer = hs.Peer()
 		ts := uint64(peer.InitiationTime.UnixNano())
 		t.hs.mu.Lock()
 		last := t.hs.recent.get(peer.ID)
@@ -659,9 +686,16 @@ func (t *transport) respond(h wire.Handshake, pkt []byte, src endpoint) {
 			t.stats.drop(DropPeerLimit)
 			return
 		}
-		t.peerLocked(peer.ID, peer.Key).lastInit = ts
+		np := t.peerLocked(peer.ID, peer.Key)
+		np.lastInit = ts
+		if member != nil {
+			np.member.Store(member)
+		}
 		t.hs.mu.Unlock()
 		mac1 = &macKey{key: mac1Key(peer.Key)}
+		hs.SetExtensions(t.replyExt(len(h.Noise), noise.IKResponseSize))
+	} else {
+		hs.SetExtensions(t.replyExt(len(h.Noise), noise.XXResponseSize))
 	}
 	msg, err := hs.WriteMessage(nil)
 	if err != nil {
@@ -675,7 +709,11 @@ func (t *transport) respond(h wire.Handshake, pkt []byte, src endpoint) {
 		if len(t.hs.pending) >= maxResponderPending {
 			t.evictPendingLocked()
 		}
-		t.hs.pending[local] = &handshake{local: local, remote: h.Sender, noise: hs, path: &src, created: t.now()}
+		pending := &handshake{local: local, remote: h.Sender, noise: hs, path: &src, created: t.now()}
+		if t.adm.issuer != nil {
+			pending.binding = hs.Hash()
+		}
+		t.hs.pending[local] = pending
 	} else {
 		keys, err := hs.Keys()
 		if err != nil {
@@ -745,8 +783,36 @@ func (t *transport) handleResponse(h wire.Handshake, pkt []byte, src endpoint) {
 		t.hs.mu.Unlock()
 		return
 	}
+	d := hs.dial
+	ext, err := parsePeerExt(hs.noise.PeerExtensions())
+	if err != nil {
+		t.stats.drop(DropBadHandshake)
+		return
+	}
+	responder := hs.noise.Peer()
+	if ext.refusal != membership.ReasonNone {
+		t.hs.mu.Lock()
+		t.finishDialLocked(d, nil, &MembershipError{Peer: responder.ID, Reason: ext.refusal, Remote: true})
+		t.hs.mu.Unlock()
+		return
+	}
+	var member *memberCert
+	if d.pair == nil {
+		var why membership.Reason
+		if member, why = t.checkPeer(responder.Key, ext); why != membership.ReasonNone {
+			t.refuse(why, responder.Key)
+			t.hs.mu.Lock()
+			t.finishDialLocked(d, nil, &MembershipError{Peer: responder.ID, Reason: why})
+			t.hs.mu.Unlock()
+			return
+		}
+	}
 	var final []byte
 	if hs.noise.Pattern() == noise.PatternXX {
+		if err := hs.noise.SetExtensions(t.finalExt(d, hs.noise.Hash())); err != nil {
+			t.dropNoise(err)
+			return
+		}
 		msg, err := hs.noise.WriteMessage(nil)
 		if err != nil {
 			t.dropNoise(err)
@@ -759,7 +825,6 @@ func (t *transport) handleResponse(h wire.Handshake, pkt []byte, src endpoint) {
 		t.dropNoise(err)
 		return
 	}
-	d := hs.dial
 	t.hs.mu.Lock()
 	if t.hs.pending[hs.local] != hs || !hs.live() {
 		t.hs.mu.Unlock() // abandoned meanwhile
@@ -776,6 +841,12 @@ func (t *transport) handleResponse(h wire.Handshake, pkt []byte, src endpoint) {
 		return
 	}
 	p := t.peerLocked(keys.Peer.ID, keys.Peer.Key)
+	if member != nil {
+		p.member.Store(member)
+	}
+	if d.pair != nil {
+		t.adm.pairs[p.id] = d.pair
+	}
 	path := &src
 	if hs.path.same(path) {
 		path = hs.path // keeps the reason the dial chose it
@@ -833,6 +904,27 @@ func (t *transport) handleFinal(h wire.Handshake, pkt []byte, src endpoint) {
 		t.dropNoise(err)
 		return
 	}
+	ext, err := parsePeerExt(hs.noise.PeerExtensions())
+	if err != nil {
+		t.stats.drop(DropBadHandshake)
+		return
+	}
+	// A closed mesh admits members only, and a node that can pair admits
+	// one that proves it holds a pairing code (admission.go): decided
+	// before anything is kept for the peer.
+	var member *memberCert
+	var confirm []byte
+	why := membership.ReasonNone
+	if ext.proof != nil {
+		member, confirm, why = t.redeem(ext.proof, hs.binding, keys.Peer.Key, &src)
+	} else {
+		member, why = t.checkPeer(keys.Peer.Key, ext)
+	}
+	if why != membership.ReasonNone {
+		t.refuse(why, keys.Peer.Key)
+		t.sendRefusal(keys, hs.remote, &src, why)
+		return
+	}
 	t.hs.mu.Lock()
 	if !t.admitLocked(keys.Peer.ID) {
 		t.hs.mu.Unlock()
@@ -840,9 +932,15 @@ func (t *transport) handleFinal(h wire.Handshake, pkt []byte, src endpoint) {
 		return
 	}
 	p := t.peerLocked(keys.Peer.ID, keys.Peer.Key)
+	if member != nil {
+		p.member.Store(member)
+	}
 	s := t.newSession(p, hs.local, hs.remote, keys, false, &src)
 	s.confirmed.Store(true)
 	t.establishLocked(p, s)
 	t.hs.mu.Unlock()
 	t.sendFrameOn(s, protoKeepalive.id, nil, nil)
+	if confirm != nil {
+		t.up.issued(p, member.cert, confirm)
+	}
 }

@@ -80,6 +80,8 @@ type Mesh struct {
 	leaveAcks atomic.Pointer[chan identity.NodeID]
 	// nat is the NAT traversal engine (nat_on.go; empty in nat_off.go).
 	nat natState //lint:ignore U1000 used only with the nat build tag
+	// mem is the membership bookkeeping (membership.go).
+	mem memberState
 
 	// wg counts the goroutines the mesh itself starts: the engine loop
 	// and the drains of engine streams.
@@ -124,6 +126,9 @@ func New(cfg Config) (*Mesh, error) {
 		return nil, err
 	}
 	if err := m.newChannels(cfg.Channels); err != nil {
+		return nil, err
+	}
+	if err := m.newMembership(); err != nil {
 		return nil, err
 	}
 	return m, nil

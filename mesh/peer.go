@@ -54,6 +54,8 @@ type Peer struct {
 	txPackets  atomic.Uint64
 	rxPackets  atomic.Uint64
 	handshakes atomic.Uint64
+	// member is the peer's verified membership certificate (admission.go).
+	member atomic.Pointer[memberCert]
 
 	// streams are the peer's stream multiplexers, one per protocol
 	// (streams.go), under a lock of their own.

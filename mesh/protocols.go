@@ -131,6 +131,11 @@ func (m *Mesh) deliver(p *Peer, proto wire.Proto, body []byte) {
 		reg.frames(p, body)
 		return
 	case reg != nil && reg.messages != nil:
+		if !m.tr.isMember(p) {
+			// Engines hear members only (admission.go).
+			m.tr.stats.drop(DropNotMember)
+			return
+		}
 		pm := m.muxFor(p, proto)
 		pm.mux.HandleFrame(body)
 		m.afterEngineFrame(pm)

@@ -87,10 +87,13 @@ func (r *reader) receiveData(b []byte, src *endpoint) {
 	if src.relay != nil {
 		t.learnReverseRoute(p.id, src.relay) // p sealed it: the route is real
 	}
+	proto, body, err := wire.ParseFrame(pt)
 	if !s.confirmed.Load() {
+		if err == nil && proto == protoRefuse.id && t.refused(s, body) {
+			return // the responder refused this node's membership
+		}
 		t.confirm(s)
 	}
-	proto, body, err := wire.ParseFrame(pt)
 	if err != nil {
 		t.stats.drop(DropShort)
 		return
@@ -142,6 +145,11 @@ func (r *reader) receiveRouted(from *Peer, body []byte) {
 		t.stats.drop(DropShort)
 		return
 	}
+	if !t.isMember(from) {
+		// A closed mesh routes between members only (admission.go).
+		t.stats.drop(DropNotMember)
+		return
+	}
 	if rh.Hops == 0 && rh.Src != from.id {
 		// The first hop must be the sender itself: no one can put
 		// packets on the mesh in another node's name.
@@ -170,6 +178,10 @@ func (r *reader) receiveRouted(from *Peer, body []byte) {
 	next := t.nextHop(rh.Dst, from)
 	if next == nil {
 		t.stats.drop(DropNoRoute)
+		return
+	}
+	if !t.isMember(next) {
+		t.stats.drop(DropNotMember)
 		return
 	}
 	t.learnReverseRoute(rh.Src, from)

@@ -37,6 +37,19 @@ const (
 	DropStreamBacklog                     // a peer's new stream found its listener's backlog full (refused)
 	DropXXRefused                         // XX initiation to a node with Config.IKOnly
 	DropLeaving                           // handshake initiation while the node leaves (Mesh.Leave)
+	DropNoCertificate                     // closed mesh: handshake without a membership certificate
+	DropCertInvalid                       // closed mesh: certificate malformed or wrongly signed
+	DropCertUntrusted                     // closed mesh: certificate from an authority not trusted
+	DropCertKeyMismatch                   // closed mesh: certificate for another key than the handshake's
+	DropCertExpired                       // closed mesh: certificate past its validity
+	DropCertNotYetValid                   // closed mesh: certificate before its validity
+	DropCertRevoked                       // closed mesh: certificate revoked
+	DropPairingCode                       // pairing proof for no code this node handed out
+	DropPairingExpired                    // pairing proof for an expired code
+	DropPairingReused                     // pairing proof for a code used already
+	DropPairingLimited                    // pairing attempt beyond the source's budget
+	DropNotIssuer                         // pairing proof to a node without an authority key
+	DropNotMember                         // closed mesh: engine message or routed packet of a peer that is no longer a member
 	numDropReasons
 )
 
@@ -45,7 +58,10 @@ var dropNames = [numDropReasons]string{
 	"bad_mac", "bad_handshake", "bad_identity", "pin_mismatch", "stale_initiation",
 	"rate_limited", "cookie_required", "queue_full", "expired", "no_handler",
 	"bad_route", "relay_disabled", "hop_limit", "no_route", "peer_limit",
-	"stream_backlog", "xx_refused", "leaving",
+	"stream_backlog", "xx_refused", "leaving", "no_certificate", "cert_invalid", "cert_untrusted",
+	"cert_key_mismatch", "cert_expired", "cert_not_yet_valid", "cert_revoked",
+	"pairing_code", "pairing_expired", "pairing_reused", "pairing_rate_limited",
+	"pairing_not_issuer", "not_member",
 }
 
 // String returns the reason's snake_case name, as used in Stats.Drops.

@@ -71,6 +71,7 @@ type transport struct {
 	// routeWait wakes ConnectNode calls waiting for a route.
 	routeWait signal
 	pings     pinger
+	adm       admission
 	// dgram holds received datagrams until ReadDatagram takes them.
 	dgram chan *inPacket
 	// stun receives STUN messages that arrive on the node's sockets (the
@@ -102,6 +103,9 @@ type upper interface {
 	closeStreams(p *Peer)
 	// pathChanged restarts path MTU discovery on the peer's streams.
 	pathChanged(p *Peer)
+	// issued hands p the certificate this node just issued it in a
+	// pairing handshake, with the issuer's confirmation.
+	issued(p *Peer, c *identity.Certificate, confirm []byte)
 }
 
 // newTransport returns the transport of a node with identity id.

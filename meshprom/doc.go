@@ -1,11 +1,11 @@
 // Package meshprom exports a netmesh node's counters as Prometheus
 // metrics: New returns a prometheus.Collector for a *mesh.Mesh (sessions,
-// peers, drops, handshakes, relaying, capability discovery, channels, and
-// NAT traversal in builds with the nat tag), NewRPC one for package rpc's
-// server and client, NewTasks one for package daemon/task's worker and
-// submitter, and NewDaemons one for a package daemon runtime. netnode
-// serves the same metrics;
-// docs/OPERATIONS.md lists every one, with its type and labels.
+// peers, drops, handshakes, relaying, capability discovery, channels,
+// membership, and NAT traversal in builds with the nat tag), NewRPC one
+// for package rpc's server and client, NewTasks one for package
+// daemon/task's worker and submitter, and NewDaemons one for a package
+// daemon runtime. netnode serves the same metrics; docs/OPERATIONS.md
+// lists every one, with its type and labels.
 //
 //	reg := prometheus.NewRegistry()
 //	reg.MustRegister(meshprom.New(m, meshprom.Options{}), meshprom.NewRPC(srv, client),

@@ -117,6 +117,7 @@ func newChannelCollector(e *channel.Engine, names []string) *channelCollector {
 			{"capabilities", func(s *S) uint64 { return s.RejectedCaps }},
 			{"rate_limited", func(s *S) uint64 { return s.RejectedRateLimited }},
 			{"full", func(s *S) uint64 { return s.RejectedFull }},
+			{"groups", func(s *S) uint64 { return s.RejectedGroups }},
 		},
 	}
 }

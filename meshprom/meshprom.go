@@ -16,14 +16,16 @@ type Options struct {
 }
 
 // New returns a collector of m's metrics: the node and its peers
-// (mesh.Stats), the capability index and gossip, the channels, and NAT
-// traversal when m was built with the nat tag (mesh.TraversalStats).
+// (mesh.Stats), the capability index and gossip, the channels, NAT
+// traversal when m was built with the nat tag (mesh.TraversalStats), and
+// membership (mesh.MembershipStats).
 func New(m *mesh.Mesh, opts Options) prometheus.Collector {
 	return collectors{
 		newStatsCollector(m),
 		newCapabilityCollector(m.Capabilities()),
 		newChannelCollector(m.Channels(), opts.Channels),
 		newNATCollector(m),
+		newMembershipCollector(m),
 	}
 }
 
@@ -184,5 +186,50 @@ func (c *natCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	gauge(ch, c.info, 1, st.Type.String())
+	collectCounters(ch, &st, c.counters, nil, nil)
+}
+
+// membershipCollector exports mesh.MembershipStats and when this node's
+// own certificate ends.
+type membershipCollector struct {
+	m                          *mesh.Mesh
+	closed, revocations, until *prometheus.Desc
+	counters                   []counterField[mesh.MembershipStats]
+}
+
+func newMembershipCollector(m *mesh.Mesh) *membershipCollector {
+	type S = mesh.MembershipStats
+	return &membershipCollector{
+		m:           m,
+		closed:      newDesc("membership_closed", "1 if the node admits members only (a closed mesh), else 0."),
+		revocations: newDesc("membership_revocations", "Membership revocations the node holds."),
+		until:       newDesc("membership_certificate_expiry_seconds", "When this node's membership certificate ends (Unix seconds); 0 without one."),
+		counters: []counterField[S]{
+			counter("membership_signatures_checked_total", "Peer certificate signatures checked.", func(s *S) uint64 { return s.Signatures }),
+			counter("membership_certificate_cache_hits_total", "Peer certificates found verified already (a peer handshaking again).", func(s *S) uint64 { return s.CacheHits }),
+			counter("membership_renewals_total", "Times this node's certificate was renewed online.", func(s *S) uint64 { return s.Renewals }),
+			counter("membership_issued_total", "Certificates this node issued with its authority key (pairings and renewals).", func(s *S) uint64 { return s.Issued }),
+		},
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *membershipCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.closed
+	ch <- c.revocations
+	ch <- c.until
+	describeCounters(ch, c.counters, nil)
+}
+
+// Collect implements prometheus.Collector.
+func (c *membershipCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.m.MembershipStats()
+	gauge(ch, c.closed, b2f(st.Closed))
+	gauge(ch, c.revocations, float64(st.Revocations))
+	var until float64
+	if cert := c.m.Certificate(); cert != nil {
+		until = float64(cert.NotAfter.Unix())
+	}
+	gauge(ch, c.until, until)
 	collectCounters(ch, &st, c.counters, nil, nil)
 }

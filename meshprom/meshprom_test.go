@@ -3,6 +3,7 @@ package meshprom_test
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/netmesh/netmesh/daemon"
 	counterdaemon "github.com/netmesh/netmesh/daemon/counter"
 	"github.com/netmesh/netmesh/daemon/task"
+	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/meshprom"
 	"github.com/netmesh/netmesh/rpc"
@@ -324,13 +326,13 @@ func TestPrometheusStaysOut(t *testing.T) {
 	}
 }
 
-// startNode starts a mesh on a random port of 127.0.0.1, with name (of
-// which there is one at most), closed when the test ends.
-func startNode(t *testing.T, name ...string) *mesh.Mesh {
+// startNode starts a mesh on a random port of 127.0.0.1 (its config as
+// mod changes it), closed when the test ends.
+func startNode(t *testing.T, mod ...func(*mesh.Config)) *mesh.Mesh {
 	t.Helper()
 	cfg := mesh.Config{ListenAddr: "127.0.0.1:0"}
-	if len(name) > 0 {
-		cfg.Capabilities.Name = name[0]
+	for _, f := range mod {
+		f(&cfg)
 	}
 	m, err := mesh.New(cfg)
 	if err != nil {
@@ -348,7 +350,7 @@ func startNode(t *testing.T, name ...string) *mesh.Mesh {
 // TestNamesAndLeft checks the names of the node and its peers, and a
 // node that left, in the metrics.
 func TestNamesAndLeft(t *testing.T) {
-	a, b := startNode(t, "alpha"), startNode(t, "beta")
+	a, b := startNode(t, named("alpha")), startNode(t, named("beta"))
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 	if _, err := a.Connect(ctx, b.Addr(), mesh.Pin{Key: b.Identity().PublicKey()}); err != nil {
@@ -395,6 +397,11 @@ netmesh_node_info{io_mode=%q,name="alpha",node_id=%q} 1
 	}
 }
 
+// named sets the name a node announces.
+func named(name string) func(*mesh.Config) {
+	return func(c *mesh.Config) { c.Capabilities.Name = name }
+}
+
 // gaugeValue returns the value of the sample of gauge name whose label
 // has value.
 func gaugeValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
@@ -417,4 +424,56 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name, label, value strin
 	}
 	t.Fatalf("no %s{%s=%q}", name, label, value)
 	return 0
+}
+
+// TestMembershipValues checks the membership metrics of a closed node:
+// a member that connects to the node holding the authority key, so that
+// the member checked one certificate signature, holds no revocation, and
+// its certificate ends when the metric says.
+func TestMembershipValues(t *testing.T) {
+	ca, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := startNode(t, func(c *mesh.Config) { c.Membership.Authority = ca })
+	id, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := identity.IssueCertificate(ca, identity.CertificateTemplate{
+		NodeKey: id.PublicKey(), Name: "member", NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := startNode(t, func(c *mesh.Config) {
+		c.Identity = id
+		c.Membership.Authorities = []ed25519.PublicKey{ca.PublicKey()}
+		c.Membership.Certificate = cert
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if _, err := member.Connect(ctx, issuer.Addr(), mesh.Pin{Key: issuer.Identity().PublicKey()}); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`
+# HELP netmesh_membership_closed 1 if the node admits members only (a closed mesh), else 0.
+# TYPE netmesh_membership_closed gauge
+netmesh_membership_closed 1
+# HELP netmesh_membership_revocations Membership revocations the node holds.
+# TYPE netmesh_membership_revocations gauge
+netmesh_membership_revocations 0
+# HELP netmesh_membership_certificate_expiry_seconds When this node's membership certificate ends (Unix seconds); 0 without one.
+# TYPE netmesh_membership_certificate_expiry_seconds gauge
+netmesh_membership_certificate_expiry_seconds %d
+# HELP netmesh_membership_signatures_checked_total Peer certificate signatures checked.
+# TYPE netmesh_membership_signatures_checked_total counter
+netmesh_membership_signatures_checked_total 1
+`, cert.NotAfter.Unix())
+	err = testutil.CollectAndCompare(meshprom.New(member, meshprom.Options{}), strings.NewReader(want),
+		"netmesh_membership_closed", "netmesh_membership_revocations",
+		"netmesh_membership_certificate_expiry_seconds", "netmesh_membership_signatures_checked_total")
+	if err != nil {
+		t.Fatal(err)
+	}
 }

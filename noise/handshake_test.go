@@ -456,3 +456,132 @@ func BenchmarkHandshakeIKNewPeers(b *testing.B) {
 		done += len(pairs)
 	}
 }
+
+// TestExtensions carries extensions in every message that can hold them
+// and checks that the peer reads exactly them, that both sides agree on
+// the handshake hash after every message, and that a message's
+// extensions do not leak into the next one.
+func TestExtensions(t *testing.T) {
+	a, b := testIdentity(t, 1), testIdentity(t, 2)
+	for _, tc := range []struct {
+		name     string
+		cfg      Config
+		pattern  Pattern
+		messages int
+	}{
+		{"IK", Config{Identity: a, PeerKey: b.PublicKey()}, PatternIK, 2},
+		{"XX", Config{Identity: a}, PatternXX, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ini, err := NewInitiator(tc.cfg, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := NewResponder(b, tc.pattern, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			from, to := ini, res
+			for i := range tc.messages {
+				ext := bytes.Repeat([]byte{byte(i + 1)}, 10*(i+1))
+				if tc.pattern == PatternXX && i == 0 {
+					ext = make([]byte, MaxExtensions) // clear text: padding only
+				}
+				if i == 1 {
+					ext = nil // a message without extensions
+				}
+				if err := from.SetExtensions(ext); err != nil {
+					t.Fatal(err)
+				}
+				msg, err := from.WriteMessage(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := to.ReadMessage(msg); err != nil {
+					t.Fatalf("message %d: %v", i+1, err)
+				}
+				if got := to.PeerExtensions(); !bytes.Equal(got, ext) {
+					t.Fatalf("message %d carried %x, want %x", i+1, got, ext)
+				}
+				if !bytes.Equal(from.Hash(), to.Hash()) || len(from.Hash()) != 32 {
+					t.Fatalf("hashes differ after message %d", i+1)
+				}
+				from, to = to, from
+			}
+			ki, _ := ini.Keys()
+			kr, _ := res.Keys()
+			if ki == nil || kr == nil || !bytes.Equal(ki.Hash, kr.Hash) || !bytes.Equal(ini.Hash(), ki.Hash) {
+				t.Fatal("handshake did not complete with one hash")
+			}
+			if ki.Peer.Incarnation != 7 {
+				t.Fatalf("incarnation %d with extensions", ki.Peer.Incarnation)
+			}
+		})
+	}
+}
+
+// TestExtensionLimits refuses extensions beyond MaxExtensions on both
+// ends, without failing the handshake on the reading end.
+func TestExtensionLimits(t *testing.T) {
+	a, b := testIdentity(t, 1), testIdentity(t, 2)
+	ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
+	if err := ini.SetExtensions(make([]byte, MaxExtensions+1)); !errors.Is(err, ErrBadConfig) {
+		t.Fatalf("oversized extensions set: %v", err)
+	}
+	if err := ini.SetExtensions(make([]byte, MaxExtensions)); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := ini.WriteMessage(nil)
+	if err != nil || len(msg) != MaxHandshakeSize {
+		t.Fatalf("%d bytes, %v", len(msg), err)
+	}
+	res, _ := NewResponder(b, PatternIK, 0)
+	if err := res.ReadMessage(append(bytes.Clone(msg), 0)); !errors.Is(err, ErrBadMessage) {
+		t.Fatalf("message past MaxHandshakeSize: %v", err)
+	}
+	if err := res.ReadMessage(msg); err != nil {
+		t.Fatalf("read after an oversized message: %v", err)
+	}
+}
+
+// TestVouch: a voucher is asked about the peer's key and extensions, and
+// stands in for the identity signature only when it vouches: a payload
+// with a wrong signature is refused without it.
+func TestVouch(t *testing.T) {
+	a, b := testIdentity(t, 1), testIdentity(t, 2)
+	ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
+	ini.SetExtensions([]byte("certificate"))
+	msg, _ := ini.WriteMessage(nil)
+	res, _ := NewResponder(b, PatternIK, 0)
+	res.SetVouch(func(key ed25519.PublicKey, ext []byte) bool {
+		if !bytes.Equal(key, a.PublicKey()) || string(ext) != "certificate" {
+			t.Fatalf("vouch asked about %x, %q", key, ext)
+		}
+		return false
+	})
+	if err := res.ReadMessage(msg); err != nil {
+		t.Fatal(err)
+	}
+	for _, vouch := range []bool{true, false} {
+		res, _ := NewResponder(b, PatternIK, 0)
+		res.SetVouch(func(ed25519.PublicKey, []byte) bool { return vouch })
+		err := res.ReadMessage(ikWithBadSignature(t, a, b))
+		if vouch != (err == nil) || !vouch && !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("vouch %v: %v", vouch, err)
+		}
+	}
+}
+
+// ikWithBadSignature is an IK initiation from a to b whose identity
+// payload carries a's signature of another message than its static key.
+func ikWithBadSignature(t *testing.T, a, b *identity.Identity) []byte {
+	t.Helper()
+	ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
+	payload := append(append([]byte{}, a.PublicKey()...), a.Sign([]byte("not the static key"))...)
+	payload = append(payload, make([]byte, incarnationSize+timestampSize)...)
+	out, _, _, err := ini.hs.WriteMessage(nil, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

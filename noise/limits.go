@@ -75,10 +75,11 @@ const (
 	TagSize = 16
 )
 
-// Handshake message sizes in bytes. Each message has exactly this size, so
-// the wire format can bound its handshake frames and ReadMessage rejects
-// any other length before doing DH work. A key is 32 bytes, and every
-// encrypted field carries a TagSize tag.
+// Handshake message sizes in bytes. Each message has this size plus its
+// extensions (at most MaxExtensions bytes, see Handshake.SetExtensions),
+// so the wire format can bound its handshake frames and ReadMessage
+// rejects any other length before doing DH work. A key is 32 bytes, and
+// every encrypted field carries a TagSize tag.
 const (
 	// IKInitiationSize is IK message 1: ephemeral key, encrypted static key,
 	// encrypted identity payload, incarnation and timestamp.
@@ -99,8 +100,15 @@ const (
 	// XXFinalSize is XX message 3: encrypted static key and encrypted
 	// identity payload and incarnation.
 	XXFinalSize = (keySize + TagSize) + (identityPayloadSize + incarnationSize + TagSize)
+	// MaxExtensions (768 bytes) bounds the extensions one handshake
+	// message carries: room for a membership certificate (at most 476
+	// bytes) and a few small fields, while the largest message, relayed
+	// (67 bytes of hop session and route header around a 44-byte
+	// handshake header), stays inside the 1232 bytes every IPv6 path
+	// carries.
+	MaxExtensions = 768
 	// MaxHandshakeSize is the largest handshake message.
-	MaxHandshakeSize = IKInitiationSize
+	MaxHandshakeSize = IKInitiationSize + MaxExtensions
 
 	// xxPadding is the zero padding after the ephemeral key in XX
 	// message 1 (see XXInitiationSize).

@@ -31,6 +31,10 @@ const (
 	StatusInternal Status = 5
 	// StatusWrongMode: a unary call to a streaming service or the reverse.
 	StatusWrongMode Status = 6
+	// StatusPermissionDenied: the service requires a group the caller's
+	// membership certificate does not name (RequireGroups); the handler
+	// did not run.
+	StatusPermissionDenied Status = 7
 
 	// StatusAppMin is the first application status.
 	StatusAppMin Status = 0x8000
@@ -60,6 +64,8 @@ func (s Status) String() string {
 		return "internal error"
 	case StatusWrongMode:
 		return "wrong call mode"
+	case StatusPermissionDenied:
+		return "permission denied"
 	case StatusBadRequest:
 		return "bad request"
 	case StatusHandlerError:

@@ -372,7 +372,8 @@ func (s *Server) serve(st *mesh.Stream, caller identity.NodeID) {
 		ctx, cancelT = context.WithTimeout(ctx, f.Timeout)
 		defer cancelT()
 	}
-	resp, herr := s.run(context.WithValue(ctx, callerKey{}, caller), f.Service, e, f.Body, w)
+	who := Caller{ID: caller, Certificate: s.m.PeerCertificate(caller)}
+	resp, herr := s.run(context.WithValue(ctx, callerKey{}, who), f.Service, e, f.Body, w)
 	s.active.Add(-1)
 	<-s.sem
 
@@ -586,15 +587,15 @@ func errorFrame(err error) Frame {
 	return f
 }
 
-// callerKey keys the caller's NodeID in a handler's context.
+// callerKey keys the Caller in a handler's context.
 type callerKey struct{}
 
 // CallerID returns the NodeID of the node whose call ctx serves, in a
 // handler's context. The mesh authenticated it: it is the peer of the
 // encrypted session the request arrived on.
 func CallerID(ctx context.Context) (identity.NodeID, bool) {
-	id, ok := ctx.Value(callerKey{}).(identity.NodeID)
-	return id, ok
+	c, ok := CallerInfo(ctx)
+	return c.ID, ok
 }
 
 // ResponseWriter sends the chunks of a streaming call. The caller grants

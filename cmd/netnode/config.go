@@ -62,6 +62,9 @@ type fileConfig struct {
 
 	// Daemons: the daemon runtime.
 	Daemons *daemonsSpec `toml:"daemons"`
+
+	// Membership: a closed mesh (membership.go).
+	Membership *membershipSpec `toml:"membership"`
 }
 
 // subnetRuleSpec is one rule of subnet_policy: nodes that announce Tag
@@ -81,6 +84,10 @@ type channelSpec struct {
 	TokenIssuers   []string `toml:"token_issuers"`
 	MaxSubscribers int      `toml:"max_subscribers"`
 	PendingLimit   int      `toml:"pending_limit"`
+	// Groups a subscriber's (this node's) membership certificate must
+	// name one of: closed meshes only.
+	SubscribeGroups []string `toml:"subscribe_groups"`
+	PublishGroups   []string `toml:"publish_groups"`
 }
 
 // natSpec is the nat section. It is accepted only by a netnode built with
@@ -158,6 +165,8 @@ type runConfig struct {
 	tasks taskSettings
 
 	daemons daemon.Config
+
+	member memberSettings
 }
 
 // namedChannel is a channel the node registers at start.
@@ -264,6 +273,9 @@ func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
 		return nil, err
 	}
 	if err := fc.validateDaemons(rc); err != nil {
+		return nil, err
+	}
+	if err := fc.validateMembership(rc); err != nil {
 		return nil, err
 	}
 	logger, err := newLogger(logOut, fc.LogFormat, fc.LogLevel)
@@ -391,6 +403,7 @@ func (cs channelSpec) namedChannel() (namedChannel, error) {
 		MaxSubscribers: cs.MaxSubscribers,
 		PendingLimit:   cs.PendingLimit,
 	}
+	nc.cfg.SubscribeGroups, nc.cfg.PublishGroups = cs.SubscribeGroups, cs.PublishGroups
 	var err error
 	if nc.cfg.SubscribeCaps, err = parseFilter(cs.SubscribeCaps); err != nil {
 		return nc, fmt.Errorf("subscribe_caps: %w", err)

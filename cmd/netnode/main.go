@@ -16,6 +16,10 @@
 //	netnode daemon spawn counter        start a stateful daemon placed by load
 //	netnode daemon deliver|migrate ID   send it events, move it live
 //	netnode token issue --to KEY ...    sign a channel permission token
+//	netnode ca init|sign|revoke         an offline membership authority
+//	netnode pair code / pair --code     join a closed mesh with a one-time code
+//	netnode cert show                   a membership certificate
+//	netnode revoke KEY                  revoke a member across the mesh
 //	netnode nat                         NAT type, reflex, punch counters
 //	netnode demo                        run a small local mesh and show it working
 //
@@ -85,6 +89,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newKeygen(), newID(), newRun(), newStatus(), newPeers(), newHealth(), newPing(),
 		newFind(), newNodes(), newPub(), newSub(), newCall(), newTask(), newDaemon(), newToken(), newNAT(), newDemo())
+	root.AddCommand(newCA(), newCert(), newPair(), newRevoke())
 	wrapArgs(root)
 	return root
 }

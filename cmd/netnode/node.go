@@ -149,6 +149,7 @@ func (n *node) methods() map[string]method {
 	if n.daemons != nil {
 		maps.Copy(m, n.daemonMethods())
 	}
+	maps.Copy(m, n.memberMethods())
 	return m
 }
 

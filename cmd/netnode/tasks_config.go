@@ -40,6 +40,8 @@ type skillSpec struct {
 	Statuses     []string          `toml:"statuses"`
 	Timeout      string            `toml:"timeout"`
 	Concurrency  int               `toml:"concurrency"`
+	// Groups a submitter's membership certificate must name one of.
+	Groups []string `toml:"groups"`
 }
 
 // taskSettings is the validated tasks configuration.
@@ -97,6 +99,7 @@ func (fc fileConfig) validateTasks(rc *runConfig) error {
 func (s skillSpec) execSkill() (execSkill, error) {
 	es := execSkill{argv: s.Command, dir: s.Dir, env: s.Env}
 	es.skill = task.Skill{Name: s.Name, Version: s.Version, Statuses: s.Statuses, Concurrency: s.Concurrency}
+	es.skill.Groups = s.Groups
 	if len(s.Command) == 0 || s.Command[0] == "" {
 		return es, fmt.Errorf("skill %q: command is required: the executable and its arguments, as a list (no shell)", s.Name)
 	}

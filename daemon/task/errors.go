@@ -56,6 +56,10 @@ const (
 	CodeProvenance Code = "PROVENANCE"
 	// CodeNotFound: the submitter holds no task with that id.
 	CodeNotFound Code = "NOT_FOUND"
+	// CodePermissionDenied: the skill requires a group the submitter's
+	// membership certificate does not name (Skill.Groups). The task did
+	// not run.
+	CodePermissionDenied Code = "PERMISSION_DENIED"
 )
 
 // Error is the error of a task, or of a call about one. Use errors.As to
@@ -135,6 +139,7 @@ var (
 	ErrNoWorker          = &Error{Code: CodeNoWorker}
 	ErrProvenance        = &Error{Code: CodeProvenance}
 	ErrNotFound          = &Error{Code: CodeNotFound}
+	ErrPermissionDenied  = &Error{Code: CodePermissionDenied}
 )
 
 // Errors of the API that are not about a task.

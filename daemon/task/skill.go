@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/netmesh/netmesh/identity"
 )
 
 // Skill declares one kind of work a worker does, with its contract.
@@ -44,6 +46,11 @@ type Skill struct {
 	// advertised as hot until Worker.SetHot. Placement prefers hot
 	// skills.
 	Cold bool
+	// Groups, if not empty, lets only submitters whose membership
+	// certificate names one of these groups run the skill (the node that
+	// hands the worker the task, docs/SECURITY.md); the others are
+	// refused with CodePermissionDenied before anything runs.
+	Groups []string
 	// Handler runs the tasks.
 	Handler Handler
 }
@@ -78,6 +85,7 @@ type SkillInfo struct {
 	Events      map[string]json.RawMessage `json:"events,omitempty"`
 	Statuses    []string                   `json:"statuses"`
 	Concurrency int                        `json:"concurrency"`
+	Groups      []string                   `json:"groups,omitempty"`
 }
 
 // contract is a skill's compiled schemas.
@@ -118,6 +126,11 @@ func (s *Skill) compile() (*contract, error) {
 	}
 	if len(s.Version) > maxLabel || len(s.Description) > maxMessage {
 		return nil, bad("version or description too long")
+	}
+	for _, g := range s.Groups {
+		if !identity.ValidCertLabel(g, identity.MaxCertGroupLen) {
+			return nil, bad("group %q: want 1 to %d bytes of a-z, 0-9, '-', '_' and '.'", g, identity.MaxCertGroupLen)
+		}
 	}
 	c := &contract{statuses: s.Statuses}
 	if c.statuses == nil {
@@ -220,6 +233,7 @@ func (s *Skill) info(c *contract, concurrency int) SkillInfo {
 		Name: s.Name, Version: s.Version, Description: s.Description,
 		Input: s.Input, Output: s.Output, Events: s.Events,
 		Statuses: slices.Clone(c.statuses), Concurrency: concurrency,
+		Groups: slices.Clone(s.Groups),
 	}
 }
 

@@ -603,7 +603,7 @@ func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, 
 		s.stats.refusals.Add(1)
 		s.stats.byCode.add(v.Code)
 		switch v.Code {
-		case CodeResourceExhausted, CodeUnknownSkill:
+		case CodeResourceExhausted, CodeUnknownSkill, CodePermissionDenied:
 			refusals = append(refusals, n.Short()+": "+string(v.Code)+" "+v.Message)
 			last = v.Code
 			continue

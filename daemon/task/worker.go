@@ -461,6 +461,8 @@ func (w *Worker) check(skills map[string]*skillState, from identity.NodeID, it *
 		return &Error{Code: CodeContractViolation, Message: "zero task id"}
 	case ss == nil:
 		return &Error{Code: CodeUnknownSkill, Message: fmt.Sprintf("no skill %q here", it.Skill)}
+	case len(ss.skill.Groups) > 0 && !w.m.InGroup(from, ss.skill.Groups...):
+		return &Error{Code: CodePermissionDenied, Message: fmt.Sprintf("skill %q is for the groups %v", it.Skill, ss.skill.Groups)}
 	case len(it.Params) > w.cfg.MaxParamsSize:
 		return &Error{Code: CodeLimitExceeded, Message: fmt.Sprintf("parameters of %d bytes exceed %d", len(it.Params), w.cfg.MaxParamsSize)}
 	}

@@ -93,9 +93,10 @@ const (
 	// CookieReplySize is the exact size of a cookie reply.
 	CookieReplySize = 8 + CookieNonceSize + CookieSize + TagSize
 	// MaxNoiseMessage bounds the Noise payload of one handshake message.
-	// The largest netmesh handshake message (XX response: e, encrypted s,
-	// encrypted identity payload) is under 300 bytes.
-	MaxNoiseMessage = 512
+	// The largest netmesh handshake message (an IK initiation, 208 bytes,
+	// with at most 768 bytes of extensions such as a membership
+	// certificate; noise.MaxHandshakeSize) is 976 bytes.
+	MaxNoiseMessage = 1024
 	// MaxPacketSize bounds any netmesh packet. Larger datagrams are dropped
 	// unread.
 	MaxPacketSize = 1 << 16
