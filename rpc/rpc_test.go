@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -590,13 +592,24 @@ func TestUnaryOnePacketEachWay(t *testing.T) {
 	call() // the capability gossip that advertises the service settles
 	time.Sleep(100 * time.Millisecond)
 	sent := func(m *mesh.Mesh) uint64 { return m.Stats().Peers[0].TxPackets }
-	c0, s0 := sent(s.cm), sent(s.sm)
-	const calls = 200
-	for range calls {
-		call()
+	// Timers add packets when the machine delays the caller: an ACK sent
+	// on its own because the next request came late, a keepalive. So the
+	// calls run in batches and the best batch must show the protocol's
+	// cost; a protocol that spent two packets a call would show it in
+	// every batch.
+	const batches, calls = 10, 20
+	best := uint64(math.MaxUint64)
+	var last string
+	for range batches {
+		c0, s0 := sent(s.cm), sent(s.sm)
+		for range calls {
+			call()
+		}
+		c, sv := sent(s.cm)-c0, sent(s.sm)-s0
+		best = min(best, max(c, sv))
+		last = fmt.Sprintf("%d from the caller and %d from the server", c, sv)
 	}
-	c, sv := sent(s.cm)-c0, sent(s.sm)-s0
-	if c > calls*11/10 || sv > calls*11/10 {
-		t.Fatalf("%d calls sent %d packets from the caller and %d from the server; want about %d each", calls, c, sv, calls)
+	if best > calls*11/10 {
+		t.Fatalf("the best batch of %d calls sent %d packets from one side (the last: %s); want about %d each way", calls, best, last, calls)
 	}
 }
