@@ -13,7 +13,7 @@ import (
 // hold more than its share of transfers, which expire when it goes
 // silent.
 func TestForgedMessagesAreRefused(t *testing.T) {
-	ns := newMesh(t, 4, daemon.Config{MigrationTimeout: 300 * time.Millisecond, LoadInterval: 50 * time.Millisecond}, func(i int) []string {
+	ns := newMesh(t, 4, daemon.Config{MigrationTimeout: 2 * time.Second, LoadInterval: 50 * time.Millisecond}, func(i int) []string {
 		if i == 1 || i == 2 {
 			return []string{"worker"}
 		}

@@ -129,7 +129,7 @@ func checkMapper(t *testing.T, w *portMapWorld, wantProto string) {
 	})
 	pm.Start()
 	defer pm.Close()
-	waitFor(t, 10*time.Second, "a mapping", func() bool { return pm.Mapped().IsValid() })
+	waitFor(t, 30*time.Second, "a mapping", func() bool { return pm.Mapped().IsValid() })
 	st := pm.Status()
 	if !strings.HasPrefix(st.Protocol, wantProto) {
 		t.Fatalf("mapped with %q, want %s", st.Protocol, wantProto)
@@ -197,7 +197,7 @@ func TestPortMapNATPMPMiniUPnPd(t *testing.T) {
 	if r := w.mini.Redirects(); !slices.Contains(r, "7001->"+pmHostAddr) {
 		t.Fatalf("no mapping: %v", r)
 	}
-	waitFor(t, 6*time.Second, "a 2s lease to lapse", func() bool { return len(w.mini.Redirects()) == 0 })
+	waitFor(t, 20*time.Second, "a 2s lease to lapse", func() bool { return len(w.mini.Redirects()) == 0 })
 }
 
 // TestPortMapUPnPMiniUPnPd: with NAT-PMP off, the mapper falls back to
@@ -216,7 +216,7 @@ func TestPortMapNeitherProtocol(t *testing.T) {
 	pm := NewPortMapper(PortMapConfig{Port: 7001, Timeout: 1200 * time.Millisecond, InNetNS: w.host.Do, OnChange: ch.add})
 	pm.Start()
 	defer pm.Close()
-	waitFor(t, 10*time.Second, "the verdict", func() bool { return pm.Status().Reason != "" })
+	waitFor(t, 30*time.Second, "the verdict", func() bool { return pm.Status().Reason != "" })
 	st := pm.Status()
 	if st.Reason != ReasonNoPortMapProtocol {
 		t.Fatalf("reason %q, want %q", st.Reason, ReasonNoPortMapProtocol)
