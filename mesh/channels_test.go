@@ -3,6 +3,7 @@ package mesh_test
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/internal/testenv"
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 )
 
 // subnetNode starts a node whose channel engine pins subnet s.
@@ -227,6 +229,9 @@ func TestChannelFanOutInOrder(t *testing.T) {
 	// take starved peers for dead. This test is about order, not
 	// liveness: timers a tenth of the defaults.
 	timers := func(c *mesh.Config) {
+		// Peers going down is what fails this test under load; their
+		// reasons are logged at Info, shown if it fails.
+		c.Logger = testnode.Logger(t, slog.LevelInfo)
 		c.HandshakeRetransmit = 100 * time.Millisecond
 		c.HandshakeGiveUp = 10 * time.Second
 		c.KeepaliveInterval = time.Second

@@ -32,7 +32,7 @@ func Start(tb testing.TB, opts ...func(*mesh.Config)) *mesh.Mesh {
 	tb.Helper()
 	cfg := mesh.Config{ListenAddr: "127.0.0.1:0"}
 	if os.Getenv(LogEnv) != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(newTBWriter(tb), &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.Logger = Logger(tb, slog.LevelDebug)
 	}
 	for _, f := range opts {
 		f(&cfg)
@@ -92,6 +92,12 @@ func Pair(tb testing.TB, opts ...func(*mesh.Config)) (a, b *mesh.Mesh, ab *mesh.
 	tb.Helper()
 	a, b = Start(tb, opts...), Start(tb, opts...)
 	return a, b, Connect(tb, a, b)
+}
+
+// Logger returns a logger that writes records of level and above to the
+// test's log, which go test prints only when the test fails (or with -v).
+func Logger(tb testing.TB, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(newTBWriter(tb), &slog.HandlerOptions{Level: level}))
 }
 
 // tbWriter writes log lines to a test's log until the test ends; the
