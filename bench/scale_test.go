@@ -25,8 +25,9 @@ const scaleLinks = 8
 // docs/PERFORMANCE.md).
 const scaleTTL = time.Hour
 
-// scaleStall fails BenchmarkScale when no index grew for this long: the
-// gossip is lost, not slow.
+// scaleStall ends BenchmarkScale's wait when no index grew for this long:
+// what is missing then was lost, not slow, and comes again only with its
+// origin's next refresh.
 const scaleStall = time.Minute
 
 // BenchmarkScale is the scale target of issue 20: nodes in one process on
@@ -37,7 +38,10 @@ const scaleStall = time.Minute
 // every node. It reports
 //
 //   - setup-s: starting the nodes and bringing every session up;
-//   - converge-s: from the last announcement to the last index complete;
+//   - converge99-s and converge-s: from the last announcement until the
+//     indexes held 99 % of all entries, and all of them (not reported if
+//     they never did: the wait ends when no index grew for scaleStall);
+//   - complete-%: the share of all entries held when the wait ended;
 //   - round-B/node, round-wire-B/node and round-cpu-ms/node: capability
 //     bytes each node sent, all bytes it sent on its sessions, and the
 //     process CPU per node, over that round of announcements;
@@ -45,11 +49,15 @@ const scaleStall = time.Minute
 //     period (capability.DefaultTTL/3), when every node announces again:
 //     what the gossip costs a node in the steady state;
 //   - heap-B/node and goroutines/node once converged (sessions, stream
-//     muxes and a full index each);
+//     muxes and the index each);
 //   - idle-wire-B/node/s and idle-cpu-%/node: bytes sent on the sessions
 //     (keepalives, acknowledgements, AEAD overhead) and CPU as a share of
 //     one core in the next capability.DefaultMinAnnounceInterval, with no
 //     announcement under way;
+//   - lost-msgs and refused-msgs, at the end of that window: capability
+//     messages the senders' streams accepted that no receiver's engine
+//     got (sent minus received, over all nodes), and messages the
+//     streams refused (a full send window: dropped, counted);
 //   - change-s: then one node changes its set, and this is how long the
 //     change takes to reach every index.
 //
@@ -104,9 +112,13 @@ func scaleRound(b *testing.B, n int) {
 		}
 	}
 	last := time.Now()
-	done := testnode.WaitIndexes(b, nodes, n, scaleStall)
+	held, t99, t100 := waitRound(nodes, n)
 	cpu1, caps1, wire1 := cpuTime(), capBytes(), wireBytes()
-	b.ReportMetric(done.Sub(last).Seconds(), "converge-s")
+	b.ReportMetric(100*float64(held)/float64(n*n), "complete-%")
+	b.ReportMetric(t99.Sub(last).Seconds(), "converge99-s")
+	if held == n*n {
+		b.ReportMetric(t100.Sub(last).Seconds(), "converge-s")
+	}
 	b.ReportMetric(float64(caps1-caps0)/float64(n), "round-B/node")
 	b.ReportMetric(float64(wire1-wire0)/float64(n), "round-wire-B/node")
 	b.ReportMetric(float64((cpu1-cpu0).Milliseconds())/float64(n), "round-cpu-ms/node")
@@ -123,12 +135,16 @@ func scaleRound(b *testing.B, n int) {
 	perNodeSec := float64(n) * window.Seconds()
 	b.ReportMetric(float64(wire1-wire0)/perNodeSec, "idle-wire-B/node/s")
 	b.ReportMetric(100*(cpu1-cpu0).Seconds()/perNodeSec, "idle-cpu-%/node")
-	for i, m := range nodes {
-		if got := m.Capabilities().Index().Len(); got != n {
-			b.Fatalf("node %d holds %d nodes after %v, want %d", i, got, window, n)
-		}
-	}
 
+	// Every copy has arrived by now, or never will.
+	var sent, received, refused uint64
+	for _, m := range nodes {
+		st := m.Capabilities().Stats()
+		sent, received = sent+st.MessagesSent, received+st.Received
+		refused += st.SendErrors
+	}
+	b.ReportMetric(float64(sent-received), "lost-msgs")
+	b.ReportMetric(float64(refused), "refused-msgs")
 	// One node changes its set in the settled mesh (its last broadcast is
 	// more than the rate limit's interval old, so it goes out at once).
 	if err := nodes[0].AnnounceCapabilities(capability.Set{Tags: []string{"scale", "changed"}}); err != nil {
@@ -139,7 +155,8 @@ func scaleRound(b *testing.B, n int) {
 	pending := append([]*mesh.Mesh(nil), nodes...)
 	for len(pending) > 0 {
 		if time.Since(last) > scaleStall {
-			b.Fatalf("%d nodes did not learn one node's change in %v", len(pending), scaleStall)
+			b.Logf("%d nodes did not learn one node's change in %v", len(pending), scaleStall)
+			return
 		}
 		rest := pending[:0]
 		for _, m := range pending {
@@ -151,4 +168,31 @@ func scaleRound(b *testing.B, n int) {
 		time.Sleep(time.Millisecond)
 	}
 	b.ReportMetric(time.Since(last).Seconds(), "change-s")
+}
+
+// waitRound waits until every node's index holds all n nodes or no index
+// grew for scaleStall. It returns the entries held (n*n when complete) and
+// when 99 % and all of them were held.
+func waitRound(nodes []*mesh.Mesh, n int) (held int, t99, t100 time.Time) {
+	lastGain := time.Now()
+	for {
+		sum := 0
+		for _, m := range nodes {
+			sum += min(m.Capabilities().Index().Len(), n)
+		}
+		now := time.Now()
+		if sum > held {
+			held, lastGain = sum, now
+		}
+		if t99.IsZero() && 100*held >= 99*n*n {
+			t99 = now
+		}
+		if held == n*n {
+			return held, t99, now
+		}
+		if now.Sub(lastGain) > scaleStall {
+			return held, t99, time.Time{}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
