@@ -58,6 +58,7 @@ const scaleStall = time.Minute
 //     messages the senders' streams accepted that no receiver's engine
 //     got (sent minus received, over all nodes), and messages the
 //     streams refused (a full send window: dropped, counted);
+//   - sessions-down: session ends (two per link) not up at that point;
 //   - change-s: then one node changes its set, and this is how long the
 //     change takes to reach every index.
 //
@@ -86,7 +87,8 @@ func scaleRound(b *testing.B, n int) {
 			m.Close()
 		}
 	}()
-	testnode.ConnectGraph(b, nodes, testnode.RandomGraph(rand.New(rand.NewPCG(20, uint64(n))), n, scaleLinks))
+	links := testnode.RandomGraph(rand.New(rand.NewPCG(20, uint64(n))), n, scaleLinks)
+	testnode.ConnectGraph(b, nodes, links)
 	b.ReportMetric(time.Since(setup).Seconds(), "setup-s")
 
 	capBytes := func() (sum uint64) {
@@ -115,7 +117,9 @@ func scaleRound(b *testing.B, n int) {
 	held, t99, t100 := waitRound(nodes, n)
 	cpu1, caps1, wire1 := cpuTime(), capBytes(), wireBytes()
 	b.ReportMetric(100*float64(held)/float64(n*n), "complete-%")
-	b.ReportMetric(t99.Sub(last).Seconds(), "converge99-s")
+	if !t99.IsZero() {
+		b.ReportMetric(t99.Sub(last).Seconds(), "converge99-s")
+	}
 	if held == n*n {
 		b.ReportMetric(t100.Sub(last).Seconds(), "converge-s")
 	}
@@ -133,7 +137,9 @@ func scaleRound(b *testing.B, n int) {
 	time.Sleep(window)
 	cpu1, wire1 = cpuTime(), wireBytes()
 	perNodeSec := float64(n) * window.Seconds()
-	b.ReportMetric(float64(wire1-wire0)/perNodeSec, "idle-wire-B/node/s")
+	if wire1 >= wire0 { // else sessions went down, and their counts with them
+		b.ReportMetric(float64(wire1-wire0)/perNodeSec, "idle-wire-B/node/s")
+	}
 	b.ReportMetric(100*(cpu1-cpu0).Seconds()/perNodeSec, "idle-cpu-%/node")
 
 	// Every copy has arrived by now, or never will.
@@ -145,6 +151,15 @@ func scaleRound(b *testing.B, n int) {
 	}
 	b.ReportMetric(float64(sent-received), "lost-msgs")
 	b.ReportMetric(float64(refused), "refused-msgs")
+	up := 0
+	for _, m := range nodes {
+		for _, p := range m.Peers() {
+			if p.IsUp() {
+				up++
+			}
+		}
+	}
+	b.ReportMetric(float64(2*len(links)-up), "sessions-down")
 	// One node changes its set in the settled mesh (its last broadcast is
 	// more than the rate limit's interval old, so it goes out at once).
 	if err := nodes[0].AnnounceCapabilities(capability.Set{Tags: []string{"scale", "changed"}}); err != nil {
