@@ -124,7 +124,9 @@ func scaleRound(b *testing.B, n int) {
 		b.ReportMetric(t100.Sub(last).Seconds(), "converge-s")
 	}
 	b.ReportMetric(float64(caps1-caps0)/float64(n), "round-B/node")
-	b.ReportMetric(float64(wire1-wire0)/float64(n), "round-wire-B/node")
+	if wire1 >= wire0 { // else sessions went down, and their counts with them
+		b.ReportMetric(float64(wire1-wire0)/float64(n), "round-wire-B/node")
+	}
 	b.ReportMetric(float64((cpu1-cpu0).Milliseconds())/float64(n), "round-cpu-ms/node")
 	b.ReportMetric(float64(heapInUse()-base)/float64(n), "heap-B/node")
 	b.ReportMetric(float64(runtime.NumGoroutine())/float64(n), "goroutines/node")

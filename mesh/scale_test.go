@@ -19,8 +19,8 @@ import (
 func TestCapabilityGossipAtScale(t *testing.T) {
 	nodes, links := 48, 8
 	if mesh.RaceEnabled {
-		// The race detector makes every message cost a millisecond on a
-		// busy machine, and a flood's messages grow with nodes × links.
+		// The race detector slows every message several times over, and
+		// a round's messages grow with nodes × links.
 		nodes, links = 32, 4
 	}
 	// The protocol's default timers: many nodes in one process on a busy
