@@ -18,7 +18,9 @@
 // the memory of 100,000 queued tasks) and daemons (daemon_test.go:
 // BenchmarkDaemonEvents next to an rpc unary call, BenchmarkDaemonMigration,
 // a 1 MiB daemon moved while 10,000 events/s flow to it, and
-// BenchmarkStandbyFailover).
+// BenchmarkStandbyFailover), and scale_test.go BenchmarkScale: a round of
+// capability announcements among 100 and 1,000 nodes in one process, each
+// linked to 8 random others.
 //
 // Run them with
 //
