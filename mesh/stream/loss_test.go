@@ -97,7 +97,14 @@ func TestDeadPathIsNoBlackHole(t *testing.T) {
 // congestion now takes RFC 9002's evidence: lost fragments spanning three
 // probe timeouts with nothing sent in between acknowledged, on any stream.
 func TestOneStreamsLossIsNoPersistentCongestion(t *testing.T) {
-	p := newPair(t, faults{}, 26, testMuxConfig())
+	// The bulk stream must be acknowledged between the starved stream's
+	// timeouts. At the tests' 10 ms floor a receiver that gets no CPU for
+	// a few tens of milliseconds (a loaded machine, -race) acknowledges
+	// nothing across three of them, which is persistent congestion by
+	// the evidence; at 100 ms it takes a stall of a third of a second.
+	cfg := testMuxConfig()
+	cfg.MinRTO = 100 * time.Millisecond
+	p := newPair(t, faults{}, 26, cfg)
 	ctx := ctxT(t, 30*time.Second)
 	bulk, _ := p.a.Open(ctx, Config{})
 	if err := bulk.Send(ctx, []byte("bulk")); err != nil {
