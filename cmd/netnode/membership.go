@@ -64,7 +64,7 @@ type memberSettings struct {
 	pairWith                  *dialaddr.Addr
 	pairCode                  membership.Code
 
-	// loaded is the certificate file as meshConfig read it: the keeper
+	// loaded is the certificate file as meshConfig read it: memberFiles
 	// takes any later change.
 	loaded []byte
 }
@@ -214,19 +214,19 @@ func pairAndSave(ctx context.Context, id *identity.Identity, with dialaddr.Addr,
 // pairTimeout bounds a pairing: a handshake gives up after 15 s.
 const pairTimeout = 30 * time.Second
 
-// keeper keeps what the node learns about membership in files: every
+// memberFiles keeps what the node learns about membership in files: every
 // revocation in the revocations file, an online-renewed certificate in
 // the certificate file; and it takes a certificate file that changed (an
 // offline renewal) without a restart.
-type keeper struct {
+type memberFiles struct {
 	revoked chan struct{}              // 1 slot: save the revocations
 	renewed chan *identity.Certificate // 1 slot: save this certificate
 }
 
-// newKeeper returns a keeper and sets mc's hooks to feed it; they never
+// newMemberFiles returns one and sets mc's hooks to feed it; they never
 // block.
-func newKeeper(mc *mesh.MembershipConfig) *keeper {
-	k := &keeper{revoked: make(chan struct{}, 1), renewed: make(chan *identity.Certificate, 1)}
+func newMemberFiles(mc *mesh.MembershipConfig) *memberFiles {
+	k := &memberFiles{revoked: make(chan struct{}, 1), renewed: make(chan *identity.Certificate, 1)}
 	mc.OnRevocation = func(*identity.Revocation) {
 		select {
 		case k.revoked <- struct{}{}:
@@ -247,7 +247,7 @@ func newKeeper(mc *mesh.MembershipConfig) *keeper {
 }
 
 // run keeps m's membership in the files of s until ctx ends.
-func (k *keeper) run(ctx context.Context, m *mesh.Mesh, s *memberSettings, log *slog.Logger) {
+func (k *memberFiles) run(ctx context.Context, m *mesh.Mesh, s *memberSettings, log *slog.Logger) {
 	tick := time.NewTicker(certReload)
 	defer tick.Stop()
 	last := s.loaded

@@ -73,7 +73,7 @@ func TestKeeper(t *testing.T) {
 	if len(mc.Authorities) != 1 || !ed25519.PublicKey(mc.Authorities[0]).Equal(ca.PublicKey()) {
 		t.Fatalf("a node with a certificate trusts %v, want its authority", mc.Authorities)
 	}
-	k := newKeeper(&mc)
+	k := newMemberFiles(&mc)
 	m, err := mesh.New(mesh.Config{Identity: id, ListenAddr: "127.0.0.1:0", Membership: mc})
 	if err != nil {
 		t.Fatal(err)

@@ -268,7 +268,7 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 	if cfg.Membership, err = rc.member.meshConfig(ctx, id, log); err != nil {
 		return err
 	}
-	keep := newKeeper(&cfg.Membership)
+	memberFiles := newMemberFiles(&cfg.Membership)
 	m, err := mesh.New(cfg)
 	if err != nil {
 		return err
@@ -322,7 +322,7 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { ctl.serve(ctx) })
 	wg.Go(func() { n.keeper.Run(ctx) })
-	wg.Go(func() { keep.run(ctx, m, &rc.member, log) })
+	wg.Go(func() { memberFiles.run(ctx, m, &rc.member, log) })
 	if rc.mdns {
 		wg.Go(func() { meshmdns.Run(ctx, m, meshmdns.Options{Logger: log}) })
 	}
