@@ -3,10 +3,8 @@ package daemon
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/base32"
-	"fmt"
-	"strings"
 
+	"github.com/netmesh/netmesh/daemon/internal/codec"
 	"github.com/netmesh/netmesh/identity"
 )
 
@@ -21,8 +19,6 @@ const IDSize = 16
 // The zero ID means "no daemon".
 type ID [IDSize]byte
 
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
 // IDFromKey derives the id of the daemon whose public key is pub.
 func IDFromKey(pub ed25519.PublicKey) ID {
 	h := sha256.New()
@@ -36,22 +32,14 @@ func IDFromKey(pub ed25519.PublicKey) ID {
 // ParseID parses the text form of an id.
 func ParseID(s string) (ID, error) {
 	var id ID
-	if len(s) != idEncoding.EncodedLen(IDSize) {
-		return id, fmt.Errorf("%w: %q is not %d characters", ErrInvalidID, s, idEncoding.EncodedLen(IDSize))
-	}
-	b, err := idEncoding.DecodeString(strings.ToLower(s))
-	if err != nil || len(b) != IDSize {
-		return id, fmt.Errorf("%w: %q", ErrInvalidID, s)
-	}
-	copy(id[:], b)
-	if id.String() != strings.ToLower(s) { // a non-canonical last character
-		return ID{}, fmt.Errorf("%w: %q is not canonical", ErrInvalidID, s)
+	if err := codec.ParseID(id[:], s, ErrInvalidID); err != nil {
+		return ID{}, err
 	}
 	return id, nil
 }
 
 // String returns the id's text form.
-func (id ID) String() string { return idEncoding.EncodeToString(id[:]) }
+func (id ID) String() string { return codec.FormatID(id[:]) }
 
 // Short returns the first 8 characters of String, for logs and tables.
 func (id ID) Short() string { return id.String()[:8] }

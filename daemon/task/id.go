@@ -2,11 +2,10 @@ package task
 
 import (
 	"crypto/rand"
-	"encoding/base32"
 	"encoding/binary"
-	"fmt"
-	"strings"
 	"time"
+
+	"github.com/netmesh/netmesh/daemon/internal/codec"
 )
 
 // IDSize is the size of a task id in bytes.
@@ -17,8 +16,6 @@ const IDSize = 16
 // sort by creation time. Its text form is 26 characters of the NodeID
 // alphabet (lowercase base32). The zero ID means "no task".
 type ID [IDSize]byte
-
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // NewID returns a fresh id stamped with now.
 func NewID(now time.Time) ID {
@@ -33,22 +30,14 @@ func NewID(now time.Time) ID {
 // ParseID parses the text form of an id.
 func ParseID(s string) (ID, error) {
 	var id ID
-	if len(s) != idEncoding.EncodedLen(IDSize) {
-		return id, fmt.Errorf("%w: %q is not %d characters", ErrInvalidID, s, idEncoding.EncodedLen(IDSize))
-	}
-	b, err := idEncoding.DecodeString(strings.ToLower(s))
-	if err != nil || len(b) != IDSize {
-		return id, fmt.Errorf("%w: %q", ErrInvalidID, s)
-	}
-	copy(id[:], b)
-	if id.String() != strings.ToLower(s) { // a non-canonical last character
-		return ID{}, fmt.Errorf("%w: %q is not canonical", ErrInvalidID, s)
+	if err := codec.ParseID(id[:], s, ErrInvalidID); err != nil {
+		return ID{}, err
 	}
 	return id, nil
 }
 
 // String returns the id's text form.
-func (id ID) String() string { return idEncoding.EncodeToString(id[:]) }
+func (id ID) String() string { return codec.FormatID(id[:]) }
 
 // IsZero reports whether id is the zero ID.
 func (id ID) IsZero() bool { return id == ID{} }
