@@ -156,6 +156,15 @@ const (
 )
 
 // Timings besides the session timers.
+// Stream handler goroutines (handlerpool.go).
+const (
+	// handlerIdle is how long a goroutine that ran a stream handler waits
+	// for the next; maxIdleHandlers bounds those waiting, each holding the
+	// stack its handlers grew (a few KiB to tens of KiB).
+	handlerIdle     = 5 * time.Second
+	maxIdleHandlers = 32
+)
+
 const (
 	// defaultRoamSilence is Config.RoamSilence's default: a path moves to
 	// another address only after the current one was silent this long,

@@ -21,7 +21,9 @@
 //   - per peer and engine, while whole messages from the peer are ready,
 //     a goroutine that hands them to the engine; it ends when none is
 //     left, so an idle peer costs none;
-//   - per stream a peer opens on a HandleStreams protocol, the handler;
+//   - per stream a peer opens on a HandleStreams protocol, the handler,
+//     on a goroutine that waits up to 5 s for the next handler after it
+//     returns (at most 32 wait), so a handler starts on a grown stack;
 //   - while a configured relay is down, a dial every 5 s;
 //   - per channel publisher it lost a subscription to and has no session
 //     with, a dial, one at a time, for at most HandshakeGiveUp.
@@ -64,6 +66,8 @@ type Mesh struct {
 	// userStreams takes the application's streams, for AcceptStream.
 	userStreams *StreamListener
 	watchers    watchers
+	// handlers runs the handlers of HandleStreams protocols.
+	handlers handlerPool
 
 	caps  *capability.Engine
 	chans *channel.Engine
@@ -109,6 +113,7 @@ func New(cfg Config) (*Mesh, error) {
 		id:          id,
 		log:         log.With("node", id.NodeID().Short()),
 		peerChanges: make(chan peerChange, peerChangeQueue),
+		handlers:    handlerPool{maxIdle: maxIdleHandlers, idle: handlerIdle},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -173,6 +178,7 @@ func (m *Mesh) Close() error {
 	}
 	m.tr.close()
 	m.wg.Wait()
+	m.handlers.close()
 	m.watchers.stopAll()
 	return nil
 }
