@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,6 +93,16 @@ func newTaskCluster(tb testing.TB, scfg task.SubmitterConfig, wcfg task.WorkerCo
 	return c
 }
 
+// packets counts the packets m sent and received on all its sessions.
+func packets(m *mesh.Mesh) uint64 {
+	var n uint64
+	for _, p := range m.Peers() {
+		st := p.Stats()
+		n += st.TxPackets + st.RxPackets
+	}
+	return n
+}
+
 // run runs b.N operations from inflight goroutines and reports ops/s
 // under unit, and the p50 and p99 latency of one operation.
 func runConcurrent(b *testing.B, inflight int, unit string, op func() error) {
@@ -131,21 +142,24 @@ func runConcurrent(b *testing.B, inflight int, unit string, op func() error) {
 	b.ReportMetric(us(0.99), "p99-µs")
 }
 
-// BenchmarkTasks measures a no-op task from submit to result (Submit then
-// Wait) with one submitter and two workers on loopback, placed by the
-// skill's tag and the workers' load, with 1 and 64 tasks in flight, with
-// the records in memory and in a durable store (impl=task-durable: every
-// task commits twice, when it is queued and when its result arrives).
+// BenchmarkTasks measures a no-op task from submit to result with one
+// submitter and two workers on loopback, placed by the skill's tag and
+// the workers' load, with 1 and 64 tasks in flight: impl=task is Submit
+// then Wait, impl=task-run is Run (the worker answers a short task in the
+// submit reply), impl=task-durable is Submit then Wait with the records
+// in a durable store (every task commits twice, when it is queued and
+// when its result arrives) and impl=task-run-durable Run with the store
+// (a task answered in the reply commits once).
 // impl=unary is an rpc unary call (16 bytes each way) from the submitter's
 // node to a worker's in the same run, the yardstick of issue 18's latency
 // target. allocs/op is the allocations of one task in the whole process:
 // submitter and both workers.
 func BenchmarkTasks(b *testing.B) {
-	for _, impl := range []string{"unary", "task", "task-durable"} {
+	for _, impl := range []string{"unary", "task", "task-run", "task-durable", "task-run-durable"} {
 		for _, inflight := range []int{1, 64} {
 			b.Run(fmt.Sprintf("impl=%s/inflight=%d", impl, inflight), func(b *testing.B) {
 				var scfg task.SubmitterConfig
-				if impl == "task-durable" {
+				if strings.HasSuffix(impl, "-durable") {
 					scfg.StorePath = filepath.Join(b.TempDir(), "tasks.db")
 				}
 				c := newTaskCluster(b, scfg, task.WorkerConfig{}, noop, 2)
@@ -161,7 +175,9 @@ func BenchmarkTasks(b *testing.B) {
 					for range 100 { // warm up the streams' RTT estimate
 						call()
 					}
+					before := packets(c.sub.m)
 					runConcurrent(b, inflight, "calls/s", call)
+					b.ReportMetric(float64(packets(c.sub.m)-before)/float64(b.N), "pkts/op")
 					return
 				}
 				params := json.RawMessage(`{}`)
@@ -172,12 +188,20 @@ func BenchmarkTasks(b *testing.B) {
 					}
 					return err
 				}
+				if strings.HasPrefix(impl, "task-run") {
+					op = func() error {
+						_, err := c.s.Run(ctx, task.Request{Skill: "noop", Params: params})
+						return err
+					}
+				}
 				for range 100 {
 					if err := op(); err != nil {
 						b.Fatal(err)
 					}
 				}
+				before := packets(c.sub.m)
 				runConcurrent(b, inflight, "tasks/s", op)
+				b.ReportMetric(float64(packets(c.sub.m)-before)/float64(b.N), "pkts/op")
 			})
 		}
 	}

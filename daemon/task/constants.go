@@ -136,6 +136,12 @@ const (
 	// keep the link busy while one reply is processed; batches grow
 	// beyond that instead of calls.
 	maxPipeCalls = 2
+	// inlineWait is how long a worker holds the reply to a submit the
+	// submitter waits on (Submitter.Run) for the task's result: a task
+	// done by then is answered in the reply, saving the results stream a
+	// message; a longer one is answered "running" and its result goes on
+	// the stream. Only a batch of one task waits: a busy pipe batches.
+	inlineWait = 2 * time.Millisecond
 	// startNotice is how long a task runs before the worker tells its
 	// submitter: a task shorter than that costs no message for it.
 	startNotice = 20 * time.Millisecond

@@ -27,6 +27,7 @@ type subState struct {
 	out     []*deliverItem // to send, in order
 	finals  []*job         // finished jobs whose result is unacknowledged, oldest first
 	stream  *resultStream  // the stream serving the submitter; nil if none
+	streams int            // streams served so far
 	wake    chan struct{}  // wakes the stream when out grows
 }
 
@@ -71,7 +72,12 @@ func (w *Worker) serveResults(ctx context.Context, _ []byte, rw *rpc.ResponseWri
 		close(s.stream.replaced)
 	}
 	s.stream = rs
-	w.resendLocked(s)
+	if s.streams++; s.streams > 1 {
+		// What went on an earlier stream (or in a submit reply) and was
+		// not acknowledged may be lost: send it again. The first stream
+		// finds the results given in submit replies only.
+		w.resendLocked(s)
+	}
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()

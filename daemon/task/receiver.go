@@ -21,7 +21,12 @@ import (
 type receiver struct {
 	node   identity.NodeID
 	cancel context.CancelFunc
-	linger *time.Timer // ends the receiver if the node stays without open tasks
+	// idleSince is when the node was last left without open tasks; zero
+	// while it has some.
+	idleSince time.Time
+	// linger ends the receiver once the node was idle receiverLinger. It
+	// is armed on the first idle and re-armed from there, not per task.
+	linger *time.Timer
 }
 
 // ensureReceiverLocked makes sure a receiver runs for node, and that it
@@ -31,10 +36,7 @@ func (s *Submitter) ensureReceiverLocked(node identity.NodeID) {
 		return
 	}
 	if rc := s.recv[node]; rc != nil {
-		if rc.linger != nil {
-			rc.linger.Stop()
-			rc.linger = nil
-		}
+		rc.idleSince = time.Time{}
 		return
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
@@ -48,16 +50,29 @@ func (s *Submitter) ensureReceiverLocked(node identity.NodeID) {
 // no unfinished task there. s.mu must be held.
 func (s *Submitter) idleLocked(node identity.NodeID) {
 	rc := s.recv[node]
-	if rc == nil || rc.linger != nil || len(s.open[node]) > 0 {
+	if rc == nil || !rc.idleSince.IsZero() || len(s.open[node]) > 0 {
 		return
 	}
-	rc.linger = time.AfterFunc(receiverLinger, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.recv[node] == rc && len(s.open[node]) == 0 {
-			rc.cancel()
-		}
-	})
+	rc.idleSince = time.Now()
+	if rc.linger == nil {
+		rc.linger = time.AfterFunc(receiverLinger, func() { s.lingered(rc) })
+	}
+}
+
+// lingered ends rc if its node has been idle receiverLinger, or waits for
+// the rest of it.
+func (s *Submitter) lingered(rc *receiver) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch idle := time.Since(rc.idleSince); {
+	case s.recv[rc.node] != rc:
+	case rc.idleSince.IsZero() || len(s.open[rc.node]) > 0:
+		rc.idleSince, rc.linger = time.Time{}, nil // busy: the next idle arms it again
+	case idle >= receiverLinger:
+		rc.cancel()
+	default:
+		rc.linger.Reset(receiverLinger - idle)
+	}
 }
 
 // receive keeps node's results stream open and applies what it carries,
@@ -216,11 +231,8 @@ func (s *Submitter) takeAcksLocked(node identity.NodeID) (acked, unknown []ID) {
 	n, m := min(len(a.acked), maxSyncIDs), min(len(a.unknown), maxSyncIDs)
 	acked, unknown = a.acked[:n:n], a.unknown[:m:m]
 	a.acked, a.unknown = a.acked[n:], a.unknown[m:]
-	if len(a.acked) == 0 && len(a.unknown) == 0 {
-		if a.timer != nil && a.timer.Stop() {
-			s.wg.Done() // the callback will not run
-		}
-		delete(s.acks, node)
+	if len(a.acked) == 0 && len(a.unknown) == 0 && a.timer == nil {
+		delete(s.acks, node) // else the timer's flush finds it empty and deletes it
 	}
 	return acked, unknown
 }

@@ -144,6 +144,7 @@ type record struct {
 
 	hidden   bool // being submitted: not listed, not persisted
 	placing  bool // being placed again: Wait holds on until it is done
+	wait     bool // submitted by Run: the worker may answer with the result
 	events   []Event
 	lastSeq  uint64
 	changed  chan struct{} // closed at the next change; nil while nobody waits
@@ -395,6 +396,27 @@ func (s *Submitter) Stats() SubmitterStats {
 // fails, and the worker, which the submitter then answers that it holds
 // no such task, drops it.
 func (s *Submitter) Submit(ctx context.Context, req Request) (ID, error) {
+	return s.submit(ctx, req, false)
+}
+
+// Run submits a task like Submit and waits for its result like Wait. The
+// worker holds its reply a moment (2 ms) for the result of a task it
+// starts at once, so a short task costs one round trip; a longer one goes
+// on like a submitted task, its result arriving on the results stream.
+// When ctx ends the task goes on: Wait, Result and Cancel take its id,
+// which the returned Info carries whenever the task was placed.
+func (s *Submitter) Run(ctx context.Context, req Request) (Info, error) {
+	id, err := s.submit(ctx, req, true)
+	if err != nil {
+		return Info{ID: id}, err
+	}
+	in, err := s.Wait(ctx, id)
+	in.ID = id
+	return in, err
+}
+
+// submit is Submit; wait asks the worker for the result in its reply.
+func (s *Submitter) submit(ctx context.Context, req Request, wait bool) (ID, error) {
 	if err := s.checkRequest(&req); err != nil {
 		return ID{}, err
 	}
@@ -403,7 +425,7 @@ func (s *Submitter) Submit(ctx context.Context, req Request) (ID, error) {
 	if id.IsZero() {
 		id = NewID(now)
 	}
-	r := &record{hidden: true}
+	r := &record{hidden: true, wait: wait}
 	r.data = recordData{
 		Info: Info{
 			ID: id, Skill: req.Skill, State: StateQueued, Priority: req.Priority, Deadline: req.Deadline,
@@ -434,7 +456,7 @@ func (s *Submitter) Submit(ctx context.Context, req Request) (ID, error) {
 	s.recs[id] = r
 	s.mu.Unlock()
 
-	err := s.place(ctx, r, req.Node, req.Where, nil)
+	inlined, err := s.place(ctx, r, req.Node, req.Where, nil)
 	s.mu.Lock()
 	if err != nil && !r.data.State.Final() {
 		// Not placed; anything that reaches a worker is answered unknown.
@@ -455,6 +477,8 @@ func (s *Submitter) Submit(ctx context.Context, req Request) (ID, error) {
 	s.mu.Unlock()
 	if perr := s.store.persist(id); perr != nil {
 		s.log.Error("task: storing a submitted task failed", "id", id, "err", perr)
+	} else if inlined {
+		s.queueAcks(r.data.Node, []ID{id}, nil)
 	}
 	return id, nil
 }
@@ -508,8 +532,10 @@ func (s *Submitter) makeRoomLocked() error {
 }
 
 // place tries the candidate nodes for a record until one accepts it. On
-// success the record names the node and counts the attempt.
-func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, where capability.Filter, exclude []identity.NodeID) error {
+// success the record names the node and counts the attempt. inlined says
+// the result came with the acceptance: the caller acknowledges it to the
+// worker once the record is stored.
+func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, where capability.Filter, exclude []identity.NodeID) (inlined bool, err error) {
 	d := &r.data
 	fail := func(code Code, format string, args ...any) *Error {
 		e := &Error{Code: code, Task: d.ID, Skill: d.Skill, Message: fmt.Sprintf(format, args...)}
@@ -529,7 +555,7 @@ func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, 
 			cands = append(cands, c.ID)
 		}
 		if len(cands) == 0 {
-			return fail(CodeNoWorker, "no node offers skill %q and matches %q", d.Skill, where.String())
+			return false, fail(CodeNoWorker, "no node offers skill %q and matches %q", d.Skill, where.String())
 		}
 	}
 	var refusals []string
@@ -547,10 +573,10 @@ func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, 
 		s.mu.Unlock()
 	}()
 	for _, n := range cands[:min(len(cands), s.cfg.MaxCandidates)] {
-		it := &submitItem{ID: d.ID, Idempotent: d.Idempotent, Priority: int32(max(min(d.Priority, 1<<31-1), -1<<31)), Skill: d.Skill, Params: d.Params}
+		it := &submitItem{ID: d.ID, Idempotent: d.Idempotent, Priority: int32(max(min(d.Priority, 1<<31-1), -1<<31)), Skill: d.Skill, Params: d.Params, Wait: r.wait}
 		if !d.Deadline.IsZero() {
 			if it.Timeout = time.Until(d.Deadline); it.Timeout <= 0 {
-				return fail(CodeTimeout, "the deadline passed before a node took the task")
+				return false, fail(CodeTimeout, "the deadline passed before a node took the task")
 			}
 			it.Timeout = max(it.Timeout, time.Millisecond)
 		}
@@ -569,7 +595,7 @@ func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, 
 		s.placer.Release(n)
 		if err != nil {
 			if ctx.Err() != nil {
-				return fail(CodeCancelled, "%v (the task may have reached %s; it is dropped there)", ctx.Err(), n.Short())
+				return false, fail(CodeCancelled, "%v (the task may have reached %s; it is dropped there)", ctx.Err(), n.Short())
 			}
 			var re *rpc.Error
 			if errors.As(err, &re) && (re.Kind == rpc.KindNoRoute || re.Kind == rpc.KindCircuitOpen) {
@@ -582,7 +608,7 @@ func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, 
 				last = CodeNoWorker
 				continue
 			}
-			return &Error{Code: CodeLost, Task: d.ID, Skill: d.Skill, Node: n, Message: "the submit's outcome is unknown; not retried elsewhere (the task is not idempotent)", Err: err}
+			return false, &Error{Code: CodeLost, Task: d.ID, Skill: d.Skill, Node: n, Message: "the submit's outcome is unknown; not retried elsewhere (the task is not idempotent)", Err: err}
 		}
 		s.placer.Report(n, load)
 		if v.State != 0 {
@@ -590,7 +616,10 @@ func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, 
 			s.mu.Lock()
 			d.Attempts++
 			d.Tried = append(d.Tried, n)
-			if d.State == StateQueued && v.State != StateQueued && !v.State.Final() {
+			switch {
+			case v.Final != nil:
+				inlined = s.applyLocked(r, v.Final, n, time.Now())
+			case d.State == StateQueued && v.State != StateQueued && !v.State.Final():
 				d.State = v.State
 			}
 			if !d.State.Final() {
@@ -598,7 +627,7 @@ func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, 
 			}
 			s.mu.Unlock()
 			s.stats.submitted.Add(1)
-			return nil
+			return inlined, nil
 		}
 		s.stats.refusals.Add(1)
 		s.stats.byCode.add(v.Code)
@@ -608,12 +637,12 @@ func (s *Submitter) place(ctx context.Context, r *record, node identity.NodeID, 
 			last = v.Code
 			continue
 		}
-		return &Error{Code: v.Code, Task: d.ID, Skill: d.Skill, Node: n, Message: v.Message}
+		return false, &Error{Code: v.Code, Task: d.ID, Skill: d.Skill, Node: n, Message: v.Message}
 	}
 	if last == "" {
 		last = CodeNoWorker
 	}
-	return fail(last, "no node took the task: %s", joinShort(refusals))
+	return false, fail(last, "no node took the task: %s", joinShort(refusals))
 }
 
 // joinShort joins refusals for an error message, bounded.

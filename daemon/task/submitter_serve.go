@@ -138,17 +138,23 @@ func (s *Submitter) replace(r *record, tried []identity.NodeID, state State, why
 		where = capability.Filter{}
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CallTimeout)
-	err := s.place(ctx, r, identity.NodeID{}, where, tried)
+	inlined, err := s.place(ctx, r, identity.NodeID{}, where, tried)
 	cancel()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	r.placing = false
 	if err == nil {
 		s.stats.replaced.Add(1)
 		s.changedLocked(r, time.Now())
-		s.store.persistAsync(r.data.ID)
+		id, node := r.data.ID, r.data.Node
+		s.mu.Unlock()
+		s.store.persistThen([]ID{id}, func(err error) {
+			if err == nil && inlined {
+				s.queueAcks(node, []ID{id}, nil)
+			}
+		})
 		return
 	}
+	defer s.mu.Unlock()
 	if !r.data.State.Final() {
 		r.data.Node = why.Node
 		e := *why

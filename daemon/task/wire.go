@@ -38,6 +38,7 @@ const (
 // Flags of a submit item and of a final delivery item.
 const (
 	flagIdempotent byte = 0x01 // submit: the task may run again elsewhere
+	flagWait       byte = 0x02 // submit: the submitter waits for the result
 	flagUnstarted  byte = 0x01 // final: given back without having started
 )
 
@@ -46,6 +47,7 @@ type submitItem struct {
 	ID         ID
 	Idempotent bool
 	Priority   int32
+	Wait       bool          // the submitter waits: a result ready soon goes in the verdict
 	Timeout    time.Duration // the submitter's remaining time, whole ms; 0: none
 	Skill      string
 	Params     []byte
@@ -54,12 +56,14 @@ type submitItem struct {
 
 // verdict is the worker's answer to one submit item: accepted, with the
 // task's state there (queued, or further along for a duplicate), or
-// refused with a code and message.
+// refused with a code and message. A task submitted with Wait that
+// finished during the submit is answered with its final item.
 type verdict struct {
 	ID      ID
 	State   State // 0 when refused
 	Code    Code
 	Message string
+	Final   *deliverItem // the result, when State is final
 }
 
 // submitReply answers a submit batch: the worker's load after it, and one
@@ -125,6 +129,9 @@ func appendSubmit(b []byte, items []*submitItem, acked, unknown []ID) []byte {
 		if it.Idempotent {
 			flags |= flagIdempotent
 		}
+		if it.Wait {
+			flags |= flagWait
+		}
 		e.Byte(flags)
 		e.Varint(int64(it.Priority))
 		e.Uvarint(uint64(it.Timeout / time.Millisecond))
@@ -151,10 +158,11 @@ func parseSubmit(b []byte) (items []submitItem, acked, unknown []ID, err error) 
 		var it submitItem
 		it.ID = d.id()
 		flags := d.Byte()
-		if flags&^flagIdempotent != 0 {
+		if flags&^(flagIdempotent|flagWait) != 0 {
 			d.Fail("unknown flags %#x", flags)
 		}
 		it.Idempotent = flags&flagIdempotent != 0
+		it.Wait = flags&flagWait != 0
 		p := d.Varint()
 		if p < math.MinInt32 || p > math.MaxInt32 {
 			d.Fail("priority %d", p)
@@ -246,6 +254,11 @@ func appendSubmitReply(b []byte, r *submitReply) []byte {
 	e.Uvarint(uint64(len(r.Verdicts)))
 	for _, v := range r.Verdicts {
 		e.id(v.ID)
+		if v.Final != nil {
+			e.Byte(byte(v.Final.State))
+			e.final(v.Final)
+			continue
+		}
 		e.Byte(byte(v.State))
 		e.String(string(v.Code))
 		e.String(v.Message)
@@ -261,6 +274,19 @@ func parseSubmitReply(b []byte) (submitReply, error) {
 	r.Verdicts = make([]verdict, 0, n)
 	for range n {
 		v := verdict{ID: d.id(), State: State(d.Byte())}
+		if v.State.Final() {
+			f := deliverItem{Kind: itemFinal, ID: v.ID, State: v.State}
+			d.final(&f)
+			if f.Unstarted {
+				d.Fail("an unstarted result in a verdict")
+			}
+			if d.Err() != nil {
+				return submitReply{}, d.Err()
+			}
+			v.Final = &f
+			r.Verdicts = append(r.Verdicts, v)
+			continue
+		}
 		v.Code = Code(d.String(maxCodeLen, "code"))
 		v.Message = d.String(maxMessage, "message")
 		switch {
@@ -349,19 +375,48 @@ func appendDeliver(b []byte, items []*deliverItem) []byte {
 			e.Bytes(it.Data)
 		case itemFinal:
 			e.Byte(byte(it.State))
-			var flags byte
-			if it.Unstarted {
-				flags |= flagUnstarted
-			}
-			e.Byte(flags)
-			e.String(it.Status)
-			e.String(string(it.Code))
-			e.String(it.Message)
-			e.Bytes(it.Output)
-			e.Uvarint(it.Events)
+			e.final(it)
 		}
 	}
 	return e.B
+}
+
+// final appends the fields of a final item after its state.
+func (e *encoder) final(it *deliverItem) {
+	var flags byte
+	if it.Unstarted {
+		flags |= flagUnstarted
+	}
+	e.Byte(flags)
+	e.String(it.Status)
+	e.String(string(it.Code))
+	e.String(it.Message)
+	e.Bytes(it.Output)
+	e.Uvarint(it.Events)
+}
+
+// final reads the fields of a final item after its state, which it
+// checks. Output aliases the input.
+func (d decoder) final(it *deliverItem) {
+	flags := d.Byte()
+	if flags&^flagUnstarted != 0 {
+		d.Fail("unknown flags %#x", flags)
+	}
+	it.Unstarted = flags&flagUnstarted != 0
+	it.Status = d.String(maxLabel, "status")
+	it.Code = Code(d.String(maxCodeLen, "code"))
+	it.Message = d.String(maxMessage, "message")
+	it.Output = d.Bytes(maxWireBytes, "output")
+	it.Events = d.Uvarint()
+	switch {
+	case d.Err() != nil:
+	case !it.State.Final() || it.State == StateLost:
+		d.Fail("final state %d", it.State)
+	case (it.State == StateSucceeded) != (it.Code == ""):
+		d.Fail("state %s with code %q", it.State, it.Code)
+	case it.Code != "" && !validCode(string(it.Code)):
+		d.Fail("code %q", it.Code)
+	}
 }
 
 // parseDeliver decodes a chunk of the results stream after its op byte.
@@ -380,25 +435,7 @@ func parseDeliver(b []byte) ([]deliverItem, error) {
 			it.Data = d.Bytes(maxWireBytes, "event data")
 		case itemFinal:
 			it.State = State(d.Byte())
-			flags := d.Byte()
-			if flags&^flagUnstarted != 0 {
-				d.Fail("unknown flags %#x", flags)
-			}
-			it.Unstarted = flags&flagUnstarted != 0
-			it.Status = d.String(maxLabel, "status")
-			it.Code = Code(d.String(maxCodeLen, "code"))
-			it.Message = d.String(maxMessage, "message")
-			it.Output = d.Bytes(maxWireBytes, "output")
-			it.Events = d.Uvarint()
-			if d.Err() == nil && (!it.State.Final() || it.State == StateLost) {
-				d.Fail("final state %d", it.State)
-			}
-			if d.Err() == nil && (it.State == StateSucceeded) != (it.Code == "") {
-				d.Fail("state %s with code %q", it.State, it.Code)
-			}
-			if d.Err() == nil && it.Code != "" && !validCode(string(it.Code)) {
-				d.Fail("code %q", it.Code)
-			}
+			d.final(&it)
 		default:
 			d.Fail("item kind %d", it.Kind)
 		}

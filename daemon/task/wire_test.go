@@ -29,7 +29,7 @@ func testChain(t testing.TB) Chain {
 func TestWireRoundTrip(t *testing.T) {
 	items := []*submitItem{
 		{ID: testID(1), Idempotent: true, Priority: -7, Timeout: 1500 * time.Millisecond, Skill: "resize", Params: []byte(`{"w":1}`), Chain: testChain(t)},
-		{ID: testID(2), Priority: 1 << 30, Skill: "x", Params: []byte(`null`)},
+		{ID: testID(2), Priority: 1 << 30, Wait: true, Skill: "x", Params: []byte(`null`)},
 	}
 	b := appendSubmit(nil, items, []ID{testID(7)}, []ID{testID(8), testID(9)})
 	if b[0] != opSubmit {
@@ -53,6 +53,8 @@ func TestWireRoundTrip(t *testing.T) {
 
 	r := submitReply{Load: placement.Load{Running: 1, Queued: 2, Limit: 3}, Verdicts: []verdict{
 		{ID: testID(1), State: StateQueued}, {ID: testID(2), Code: CodeResourceExhausted, Message: "full"},
+		{ID: testID(3), State: StateSucceeded, Final: &deliverItem{Kind: itemFinal, ID: testID(3), State: StateSucceeded, Status: "success", Output: []byte(`[1]`)}},
+		{ID: testID(4), State: StateFailed, Final: &deliverItem{Kind: itemFinal, ID: testID(4), State: StateFailed, Code: CodeTimeout, Message: "late", Events: 2}},
 	}}
 	gr, err := parseSubmitReply(appendSubmitReply(nil, &r))
 	if err != nil || !reflect.DeepEqual(gr, r) {
@@ -107,9 +109,15 @@ func TestWireRejects(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	bad := appendSubmitReply(nil, &submitReply{Verdicts: []verdict{{ID: testID(1), State: StateQueued, Code: CodeTimeout}}})
-	if _, err := parseSubmitReply(bad); !errors.Is(err, ErrMalformed) {
-		t.Errorf("accepted verdict with a code: %v", err)
+	for name, v := range map[string]verdict{
+		"accepted with a code": {ID: testID(1), State: StateQueued, Code: CodeTimeout},
+		"unstarted result":     {ID: testID(1), Final: &deliverItem{State: StateFailed, Code: CodeResourceExhausted, Unstarted: true}},
+		"lost result":          {ID: testID(1), Final: &deliverItem{State: StateLost, Code: CodeLost}},
+		"failure no code":      {ID: testID(1), Final: &deliverItem{State: StateFailed}},
+	} {
+		if _, err := parseSubmitReply(appendSubmitReply(nil, &submitReply{Verdicts: []verdict{v}})); !errors.Is(err, ErrMalformed) {
+			t.Errorf("verdict %s: %v", name, err)
+		}
 	}
 }
 
@@ -189,7 +197,8 @@ func FuzzWire(f *testing.F) {
 		{Kind: itemEvent, ID: testID(2), Seq: 1, Name: "e", Data: []byte(`1`)},
 		{Kind: itemFinal, ID: testID(2), State: StateFailed, Code: CodeTimeout, Message: "m", Unstarted: true},
 	})[1:])
-	f.Add(byte(2), appendSubmitReply(nil, &submitReply{Verdicts: []verdict{{ID: testID(3), Code: CodeUnknownSkill, Message: "no"}}}))
+	f.Add(byte(2), appendSubmitReply(nil, &submitReply{Verdicts: []verdict{{ID: testID(3), Code: CodeUnknownSkill, Message: "no"},
+		{ID: testID(4), State: StateSucceeded, Final: &deliverItem{Kind: itemFinal, ID: testID(4), State: StateSucceeded, Status: "ok", Output: []byte(`1`)}}}}))
 	f.Add(byte(3), appendIDs(nil, 0, []ID{testID(4)})[1:])
 	f.Add(byte(4), appendStates(nil, []State{0, StateRunning}))
 	f.Add(byte(5), appendCommand(nil, "reload", []byte("x"))[1:])

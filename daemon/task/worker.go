@@ -114,13 +114,18 @@ type Worker struct {
 
 	// mu guards the scheduling state below and every job's fields.
 	// Methods named ...Locked must be called with mu held.
-	mu          sync.Mutex
-	order       []*skillState // registered skills, in registration order
-	jobs        map[ID]*job
-	queued      int
-	running     int
-	deadlines   jobHeap     // queued jobs with a deadline
-	deadline    *time.Timer // fires at the earliest queued deadline
+	mu        sync.Mutex
+	order     []*skillState // registered skills, in registration order
+	jobs      map[ID]*job
+	queued    int
+	running   int
+	deadlines jobHeap     // queued jobs with a deadline
+	deadline  *time.Timer // fires at the earliest queued deadline
+	// notices holds the jobs started, oldest first, until startNotice
+	// after their start, when the submitter of one still running is told
+	// (one timer for all, armed while the list is not empty).
+	notices     []*job
+	noticeTimer *time.Timer
 	seq         uint64
 	subs        map[identity.NodeID]*subState
 	done        tombstoneSet
@@ -167,13 +172,14 @@ type job struct {
 	state    State
 	qi, di   int // indexes in the run and deadline queues; -1 when out
 	cancel   context.CancelFunc
-	stopMsg  string      // why the worker cancelled it ("" if it did not)
-	notice   *time.Timer // sends itemStarted after startNotice
-	noticed  bool        // the submitter was told it runs (started or an event)
-	events   uint64      // events emitted
-	pending  int         // events emitted and not yet acknowledged
+	stopMsg  string // why the worker cancelled it ("" if it did not)
+	started  time.Time
+	noticed  bool   // the submitter was told it runs (started or an event)
+	events   uint64 // events emitted
+	pending  int    // events emitted and not yet acknowledged
 	final    *deliverItem
 	finished time.Time
+	inline   chan *deliverItem // a submit reply waiting for the result; nil if none
 }
 
 type workerCounters struct {
@@ -228,6 +234,8 @@ func NewWorker(m *mesh.Mesh, srv *rpc.Server, cfg WorkerConfig) (*Worker, error)
 	w.commands.Store(&map[string]CommandHandler{})
 	w.deadline = time.AfterFunc(time.Hour, w.expire)
 	w.deadline.Stop()
+	w.noticeTimer = time.AfterFunc(time.Hour, w.notice)
+	w.noticeTimer.Stop()
 	if err := srv.Handle(WorkerService, w.serve); err != nil {
 		return nil, err
 	}
@@ -442,7 +450,21 @@ func (w *Worker) serveSubmit(from identity.NodeID, body []byte) ([]byte, error) 
 	}
 	w.dispatchLocked()
 	r.Load = w.loadLocked()
+	var waiting *job
+	var inline chan *deliverItem
+	if len(items) == 1 && items[0].Wait && r.Verdicts[0].State != 0 {
+		if j := w.jobs[items[0].ID]; j != nil && j.state == StateRunning && j.inline == nil && j.events == 0 {
+			waiting, inline = j, make(chan *deliverItem, 1)
+			j.inline = inline
+			r.Verdicts[0].State = StateRunning
+		}
+	}
 	w.mu.Unlock()
+	if waiting != nil {
+		if it := w.awaitInline(waiting, inline); it != nil {
+			r.Verdicts[0].State, r.Verdicts[0].Final = it.State, it
+		}
+	}
 	for _, v := range r.Verdicts {
 		if v.State == 0 {
 			w.stats.refused.Add(1)
@@ -450,6 +472,41 @@ func (w *Worker) serveSubmit(from identity.NodeID, body []byte) ([]byte, error) 
 		}
 	}
 	return appendSubmitReply(nil, &r), nil
+}
+
+// inlineTimers keeps the timers of awaitInline for the next.
+var inlineTimers sync.Pool
+
+// awaitInline waits up to inlineWait for the result of a job a submit
+// reply waits on, which finishLocked sends on ch, and returns it, or nil
+// when the job runs on (its result then goes on the results stream).
+func (w *Worker) awaitInline(j *job, ch chan *deliverItem) *deliverItem {
+	t, _ := inlineTimers.Get().(*time.Timer)
+	if t == nil {
+		t = time.NewTimer(inlineWait)
+	} else {
+		t.Reset(inlineWait)
+	}
+	defer func() {
+		t.Stop() // since Go 1.23 a stopped timer's channel holds nothing
+		inlineTimers.Put(t)
+	}()
+	select {
+	case it := <-ch:
+		return it
+	case <-t.C:
+	}
+	w.mu.Lock()
+	if j.inline == ch {
+		j.inline = nil
+	}
+	w.mu.Unlock()
+	select {
+	case it := <-ch: // finished before the lock
+		return it
+	default:
+		return nil
+	}
 }
 
 // check runs the checks of one submitted task that need no lock: the
@@ -575,7 +632,10 @@ func (w *Worker) startLocked(j *job) {
 	} else {
 		ctx, j.cancel = context.WithDeadline(context.Background(), j.deadline)
 	}
-	j.notice = time.AfterFunc(startNotice, func() { w.noticeStarted(j) })
+	j.started = time.Now()
+	if w.notices = append(w.notices, j); len(w.notices) == 1 {
+		w.noticeTimer.Reset(startNotice)
+	}
 	w.loadDirty = true
 	t := &Task{
 		ID: j.id, Skill: j.sk.skill.Name, Params: j.params, Priority: int(j.priority), Deadline: j.deadline,
@@ -674,9 +734,6 @@ func (w *Worker) finishLocked(j *job, item *deliverItem) {
 	case StateRunning:
 		w.running--
 		j.sk.running--
-		if j.notice != nil {
-			j.notice.Stop()
-		}
 	}
 	j.state = item.State
 	j.finished = time.Now()
@@ -696,18 +753,50 @@ func (w *Worker) finishLocked(j *job, item *deliverItem) {
 		}
 	}
 	j.sub.finals = append(j.sub.finals, j)
-	w.enqueueLocked(j.sub, item)
+	switch {
+	case j.inline != nil && j.events == 0:
+		// The submit reply carries it; it stays unacknowledged like one
+		// sent on the stream (and is sent there again on a new stream).
+		j.inline <- item
+		j.inline = nil
+		j.sub.unacked += itemSize(item)
+	case j.inline != nil:
+		// Its events went on the stream: the result follows them there.
+		j.inline <- nil
+		j.inline = nil
+		fallthrough
+	default:
+		w.enqueueLocked(j.sub, item)
+	}
 	w.checkDrainedLocked()
 }
 
-// noticeStarted tells the submitter that a task has been running for
-// startNotice, unless an event told it already.
-func (w *Worker) noticeStarted(j *job) {
+// notice tells the submitters of the tasks running for startNotice that
+// they run, unless an event told them already, and re-arms its timer for
+// the next.
+func (w *Worker) notice() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if j.state == StateRunning && !j.noticed {
-		j.noticed = true
-		w.enqueueLocked(j.sub, &deliverItem{Kind: itemStarted, ID: j.id})
+	if w.stopped {
+		return
+	}
+	now := time.Now()
+	n := 0
+	for ; n < len(w.notices); n++ {
+		j := w.notices[n]
+		if wait := startNotice - now.Sub(j.started); wait > 0 {
+			w.noticeTimer.Reset(wait)
+			break
+		}
+		if j.state == StateRunning && !j.noticed {
+			j.noticed = true
+			w.enqueueLocked(j.sub, &deliverItem{Kind: itemStarted, ID: j.id})
+		}
+	}
+	clear(w.notices[:n])
+	w.notices = w.notices[n:]
+	if len(w.notices) == 0 {
+		w.notices = nil // let the array go
 	}
 }
 

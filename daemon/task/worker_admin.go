@@ -137,6 +137,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	w.mu.Lock()
 	w.stopped = true
 	w.deadline.Stop()
+	w.noticeTimer.Stop()
 	w.mu.Unlock()
 	close(w.stop)
 	w.cancel()
