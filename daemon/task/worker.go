@@ -126,6 +126,7 @@ type Worker struct {
 	// (one timer for all, armed while the list is not empty).
 	notices     []*job
 	noticeTimer *time.Timer
+	epoch       time.Time // the worker's start: jobs' start times count from it
 	seq         uint64
 	subs        map[identity.NodeID]*subState
 	done        tombstoneSet
@@ -172,11 +173,11 @@ type job struct {
 	state    State
 	qi, di   int // indexes in the run and deadline queues; -1 when out
 	cancel   context.CancelFunc
-	stopMsg  string // why the worker cancelled it ("" if it did not)
-	started  time.Time
-	noticed  bool   // the submitter was told it runs (started or an event)
-	events   uint64 // events emitted
-	pending  int    // events emitted and not yet acknowledged
+	stopMsg  string        // why the worker cancelled it ("" if it did not)
+	started  time.Duration // since Worker.epoch: the job's start, for its notice
+	noticed  bool          // the submitter was told it runs (started or an event)
+	events   uint64        // events emitted
+	pending  int           // events emitted and not yet acknowledged
 	final    *deliverItem
 	finished time.Time
 	inline   chan *deliverItem // a submit reply waiting for the result; nil if none
@@ -234,6 +235,7 @@ func NewWorker(m *mesh.Mesh, srv *rpc.Server, cfg WorkerConfig) (*Worker, error)
 	w.commands.Store(&map[string]CommandHandler{})
 	w.deadline = time.AfterFunc(time.Hour, w.expire)
 	w.deadline.Stop()
+	w.epoch = time.Now()
 	w.noticeTimer = time.AfterFunc(time.Hour, w.notice)
 	w.noticeTimer.Stop()
 	if err := srv.Handle(WorkerService, w.serve); err != nil {
@@ -632,7 +634,7 @@ func (w *Worker) startLocked(j *job) {
 	} else {
 		ctx, j.cancel = context.WithDeadline(context.Background(), j.deadline)
 	}
-	j.started = time.Now()
+	j.started = time.Since(w.epoch)
 	if w.notices = append(w.notices, j); len(w.notices) == 1 {
 		w.noticeTimer.Reset(startNotice)
 	}
@@ -780,11 +782,11 @@ func (w *Worker) notice() {
 	if w.stopped {
 		return
 	}
-	now := time.Now()
+	now := time.Since(w.epoch)
 	n := 0
 	for ; n < len(w.notices); n++ {
 		j := w.notices[n]
-		if wait := startNotice - now.Sub(j.started); wait > 0 {
+		if wait := startNotice - (now - j.started); wait > 0 {
 			w.noticeTimer.Reset(wait)
 			break
 		}
