@@ -162,7 +162,7 @@ const (
 	// for the next; maxIdleHandlers bounds those waiting, each holding the
 	// stack its handlers grew (a few KiB to tens of KiB).
 	handlerIdle     = 5 * time.Second
-	maxIdleHandlers = 32
+	maxIdleHandlers = 64
 )
 
 const (

@@ -23,7 +23,7 @@
 //     left, so an idle peer costs none;
 //   - per stream a peer opens on a HandleStreams protocol, the handler,
 //     on a goroutine that waits up to 5 s for the next handler after it
-//     returns (at most 32 wait), so a handler starts on a grown stack;
+//     returns (at most 64 wait), so a handler starts on a grown stack;
 //   - while a configured relay is down, a dial every 5 s;
 //   - per channel publisher it lost a subscription to and has no session
 //     with, a dial, one at a time, for at most HandshakeGiveUp.
