@@ -18,12 +18,20 @@ type handlerPool struct {
 	idle    time.Duration
 
 	mu      sync.Mutex
-	waiting []chan func() // last in, first out: the warmest stack first
+	waiting []chan handlerCall // last in, first out: the warmest stack first
 	closed  bool
 }
 
+// handlerCall is one stream for a handler; the zero value ends a waiting
+// goroutine.
+type handlerCall struct {
+	h func(*Stream, *Peer)
+	s *Stream
+	p *Peer
+}
+
 // run runs f on a waiting goroutine, or a new one.
-func (hp *handlerPool) run(f func()) {
+func (hp *handlerPool) run(f handlerCall) {
 	hp.mu.Lock()
 	if n := len(hp.waiting); n > 0 {
 		ch := hp.waiting[n-1]
@@ -40,12 +48,12 @@ func (hp *handlerPool) run(f func()) {
 // loop runs f, then the handlers it is given while it waits, until it
 // waited idle for nothing, the pool has enough waiting, or the pool
 // closes.
-func (hp *handlerPool) loop(f func()) {
-	ch := make(chan func(), 1)
+func (hp *handlerPool) loop(f handlerCall) {
+	ch := make(chan handlerCall, 1)
 	var t *time.Timer
 	for {
-		f()
-		f = nil
+		f.h(f.s, f.p)
+		f = handlerCall{}
 		hp.mu.Lock()
 		if hp.closed || len(hp.waiting) >= hp.maxIdle {
 			hp.mu.Unlock()
@@ -66,14 +74,14 @@ func (hp *handlerPool) loop(f func()) {
 				f = <-ch // run took it meanwhile: its handler is on its way
 			}
 		}
-		if f == nil { // closed
+		if f.h == nil { // closed
 			return
 		}
 	}
 }
 
 // leave takes ch off the waiting list, reporting whether it was there.
-func (hp *handlerPool) leave(ch chan func()) bool {
+func (hp *handlerPool) leave(ch chan handlerCall) bool {
 	hp.mu.Lock()
 	defer hp.mu.Unlock()
 	for i, c := range hp.waiting {
@@ -92,7 +100,7 @@ func (hp *handlerPool) close() {
 	defer hp.mu.Unlock()
 	hp.closed = true
 	for _, ch := range hp.waiting {
-		ch <- nil
+		ch <- handlerCall{}
 	}
 	hp.waiting = nil
 }

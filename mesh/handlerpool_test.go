@@ -12,6 +12,11 @@ func (hp *handlerPool) waitingNow() int {
 	return len(hp.waiting)
 }
 
+// call is a handlerCall that runs f.
+func call(f func()) handlerCall {
+	return handlerCall{h: func(*Stream, *Peer) { f() }}
+}
+
 // waitFor polls cond until it holds or 10 s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -29,12 +34,12 @@ func TestHandlerPool(t *testing.T) {
 	hp := &handlerPool{maxIdle: 2, idle: time.Hour}
 	defer hp.close()
 	ran := make(chan struct{})
-	hp.run(func() { close(ran) })
+	hp.run(call(func() { close(ran) }))
 	<-ran
 	waitFor(t, "the goroutine to wait", func() bool { return hp.waitingNow() == 1 })
 	before := runtime.NumGoroutine()
 	done := make(chan int, 1)
-	hp.run(func() { done <- runtime.NumGoroutine() })
+	hp.run(call(func() { done <- runtime.NumGoroutine() }))
 	if n := <-done; n != before {
 		t.Fatalf("%d goroutines while the second handler ran, %d before: a goroutine was started", n, before)
 	}
@@ -43,7 +48,7 @@ func TestHandlerPool(t *testing.T) {
 	waitFor(t, "the goroutine to wait again", func() bool { return hp.waitingNow() == 1 })
 	release := make(chan struct{})
 	for range 3 {
-		hp.run(func() { <-release })
+		hp.run(call(func() { <-release }))
 	}
 	close(release)
 	waitFor(t, "two waiting", func() bool { return hp.waitingNow() == 2 })
@@ -53,7 +58,7 @@ func TestHandlerPool(t *testing.T) {
 		t.Fatalf("%d waiting after close", n)
 	}
 	ran = make(chan struct{})
-	hp.run(func() { close(ran) }) // after close it still runs (and its goroutine ends: goleak)
+	hp.run(call(func() { close(ran) })) // after close it still runs (and its goroutine ends: goleak)
 	<-ran
 }
 
@@ -62,7 +67,7 @@ func TestHandlerPoolIdle(t *testing.T) {
 	defer hp.close()
 	release := make(chan struct{})
 	for range 3 {
-		hp.run(func() { <-release })
+		hp.run(call(func() { <-release }))
 	}
 	close(release)
 	waitFor(t, "goroutines waiting", func() bool { return hp.waitingNow() > 0 })

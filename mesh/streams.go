@@ -308,7 +308,7 @@ func (m *Mesh) acceptStream(p *Peer, proto wire.Proto, s *Stream) bool {
 	}
 	l := reg.streams
 	if l.h != nil {
-		m.handlers.run(func() { l.h(s, p) })
+		m.handlers.run(handlerCall{l.h, s, p})
 		return true
 	}
 	select {
