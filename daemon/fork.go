@@ -160,13 +160,13 @@ func (rt *Runtime) Fork(ctx context.Context, parent ID, opts ForkOptions) (*Fork
 		return nil, &Error{Code: CodeInvalid, Daemon: parent, Message: fmt.Sprintf("%d records for %d forks", len(recs), opts.N)}
 	}
 	g := &ForkGroup{Parent: parent, Seq: s.Seq, Group: req.Group}
-	image := appendImage(nil, newSenderTable(), s.State)
+	im := newImage(newSenderTable(), s.State)
 	for i, rec := range recs {
 		if err := rec.Verify(); err != nil || rec.Parent != parent || rec.Child != idOf(keys[i]) || rec.Index != i || rec.Seq != s.Seq || !rec.Matches(s.State) {
 			return g, &Error{Code: CodeInvalid, Daemon: parent, Message: fmt.Sprintf("fork record %d does not verify: %v", i, err)}
 		}
 		loc, err := rt.place(ctx, s.Kind, SpawnOptions{Where: opts.Where, Exclude: opts.Exclude}, func(ctx context.Context, node identity.NodeID) (ID, error) {
-			return rt.install(ctx, node, &prepareReq{Mode: modeSpawn, Kind: s.Kind, Owner: rt.self, Seq: s.Seq, Fork: rec}, keys[i], image)
+			return rt.install(ctx, node, &prepareReq{Mode: modeSpawn, Kind: s.Kind, Owner: rt.self, Seq: s.Seq, Fork: rec}, keys[i], im)
 		})
 		if err != nil {
 			return g, err

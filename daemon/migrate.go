@@ -215,8 +215,8 @@ func (mg *migration) run(ctx context.Context) (committed bool, err error) {
 	if e != nil {
 		return false, e
 	}
-	image := append(table, state...) // off the daemon's goroutine: it applies meanwhile
-	mg.rep.StateBytes = len(image)
+	im := image{table, state}
+	mg.rep.StateBytes = im.size()
 
 	if err := mg.enter(PhaseTransfer); err != nil {
 		return false, err
@@ -226,11 +226,11 @@ func (mg *migration) run(ctx context.Context) (committed bool, err error) {
 		return false, &Error{Code: CodeUnreachable, Message: err.Error()}
 	}
 	r := &prepareReq{Xfer: mg.xfer, Mode: modeMigrate, Daemon: in.id, Kind: in.kind.Name, Owner: in.owner,
-		Seq: mg.rep.SnapshotSeq, Key: sealed, Size: uint64(len(image)), Fork: in.fork}
+		Seq: mg.rep.SnapshotSeq, Key: sealed, Size: uint64(im.size()), Fork: in.fork}
 	if _, err := rt.prepare(ctx, mg.target, r); err != nil {
 		return false, err
 	}
-	if err := rt.sendImage(ctx, mg.target, mg.xfer, image); err != nil {
+	if err := rt.sendImage(ctx, mg.target, mg.xfer, im); err != nil {
 		return false, mg.abortOn(err)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/netmesh/netmesh/capability"
@@ -57,9 +58,9 @@ func (rt *Runtime) SpawnFromSnapshot(ctx context.Context, s Snapshot, opts Spawn
 	if node, err := rt.locate(ctx, s.Daemon); err == nil {
 		return Location{}, &Error{Code: CodeBusy, Daemon: s.Daemon, Node: node, Message: "the daemon is running"}
 	}
-	image := appendImage(nil, newSenderTable(), s.State)
+	im := newImage(newSenderTable(), s.State)
 	return rt.place(ctx, s.Kind, opts, func(ctx context.Context, node identity.NodeID) (ID, error) {
-		return rt.install(ctx, node, &prepareReq{Mode: modeSpawn, Kind: s.Kind, Owner: rt.self, Seq: s.Seq, Fork: s.Fork}, key, image)
+		return rt.install(ctx, node, &prepareReq{Mode: modeSpawn, Kind: s.Kind, Owner: rt.self, Seq: s.Seq, Fork: s.Fork}, key, im)
 	})
 }
 
@@ -112,9 +113,9 @@ func (rt *Runtime) place(ctx context.Context, kind string, opts SpawnOptions, tr
 // install sends a daemon to node: a fresh one (key nil: the node makes
 // its key), or the daemon of key with image (its sender table and
 // state). It returns the daemon's id.
-func (rt *Runtime) install(ctx context.Context, node identity.NodeID, r *prepareReq, key *identity.Identity, image []byte) (ID, error) {
+func (rt *Runtime) install(ctx context.Context, node identity.NodeID, r *prepareReq, key *identity.Identity, im image) (ID, error) {
 	r.Xfer = newXferID()
-	r.Size = uint64(len(image))
+	r.Size = uint64(im.size())
 	if key != nil {
 		r.Daemon = idOf(key)
 		sealed, err := rt.sealFor(node, key, sealTransfer, r.Daemon, r.Xfer)
@@ -130,7 +131,7 @@ func (rt *Runtime) install(ctx context.Context, node identity.NodeID, r *prepare
 	if r.Size == 0 && r.Mode == modeSpawn {
 		return id, nil // the node started it at once
 	}
-	if err := rt.sendImage(ctx, node, r.Xfer, image); err != nil {
+	if err := rt.sendImage(ctx, node, r.Xfer, im); err != nil {
 		rt.abort(node, r.Xfer, id)
 		return ID{}, err
 	}
@@ -155,15 +156,54 @@ func (rt *Runtime) prepare(ctx context.Context, node identity.NodeID, r *prepare
 	return id, nil
 }
 
-// sendImage sends a transfer's image in chunks.
-func (rt *Runtime) sendImage(ctx context.Context, node identity.NodeID, xfer ID, image []byte) error {
-	for off := 0; off < len(image); off += chunkSize {
-		end := min(off+chunkSize, len(image))
-		if _, err := rt.xferCall(ctx, node, appendChunk(nil, xfer, uint64(off), image[off:end])); err != nil {
+// image is a transfer's image in parts, sent one after the other: the
+// sender table and the state are not copied into one buffer (a 1 MiB
+// state would cost another MiB per move).
+type image [][]byte
+
+// newImage is the image of a daemon with sender table t and state.
+func newImage(t *senderTable, state []byte) image {
+	return image{appendImage(nil, t, nil), state}
+}
+
+// size is the image's length in bytes.
+func (im image) size() int {
+	n := 0
+	for _, p := range im {
+		n += len(p)
+	}
+	return n
+}
+
+// sendImage sends a transfer's image in chunks of chunkSize, each built
+// in the same buffer (a call does not keep its request).
+func (rt *Runtime) sendImage(ctx context.Context, node identity.NodeID, xfer ID, im image) error {
+	size := im.size()
+	im = slices.Clone(im) // its parts are consumed; others may send the same image
+	var buf []byte
+	off := 0
+	for i := 0; ; {
+		for i < len(im) && len(im[i]) == 0 {
+			i++
+		}
+		if i == len(im) {
+			return nil
+		}
+		// The chunk: up to chunkSize bytes at off, across the parts.
+		buf = appendChunkHeader(buf[:0], xfer, uint64(off), min(chunkSize, size-off))
+		for n := 0; n < chunkSize && i < len(im); {
+			take := min(chunkSize-n, len(im[i]))
+			buf = append(buf, im[i][:take]...)
+			if im[i] = im[i][take:]; len(im[i]) == 0 {
+				i++
+			}
+			n += take
+			off += take
+		}
+		if _, err := rt.xferCall(ctx, node, buf); err != nil {
 			return err
 		}
 	}
-	return nil
 }
 
 // xferCall sends a transfer message to node: through rpc, or to the

@@ -264,12 +264,12 @@ func (rt *Runtime) syncLocal(ctx context.Context, in *instance, nodes []identity
 	if e != nil {
 		return nil, e
 	}
-	image := append(table, state...) // off the daemon's goroutine: it applies meanwhile
+	im := image{table, state}
 	took := make([]bool, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		wg.Go(func() {
-			_, err := rt.install(ctx, n, &prepareReq{Mode: modeStandby, Kind: in.kind.Name, Owner: in.owner, Seq: seq, Fork: in.fork}, in.key, image)
+			_, err := rt.install(ctx, n, &prepareReq{Mode: modeStandby, Kind: in.kind.Name, Owner: in.owner, Seq: seq, Fork: in.fork}, in.key, im)
 			if err != nil {
 				rt.log.Warn("daemon: a standby did not take the snapshot", "daemon", in.id, "node", n, "err", err)
 			}

@@ -382,11 +382,17 @@ func parseStatus(b []byte) (xfer, daemon ID, err error) {
 
 // appendChunk appends a chunk of a transfer's image.
 func appendChunk(b []byte, xfer ID, off uint64, data []byte) []byte {
+	return append(appendChunkHeader(b, xfer, off, len(data)), data...)
+}
+
+// appendChunkHeader appends a chunk up to its n bytes of data, which the
+// caller appends.
+func appendChunkHeader(b []byte, xfer ID, off uint64, n int) []byte {
 	e := encoder{codec.Encoder{B: b}}
 	e.Byte(opChunk)
 	e.id(xfer)
 	e.Uvarint(off)
-	e.Bytes(data)
+	e.Uvarint(uint64(n))
 	return e.B
 }
 
