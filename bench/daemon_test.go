@@ -64,9 +64,10 @@ func (d *blob) Restore(state []byte) error {
 }
 
 // startDaemonNode starts a node that declares a silent peer down within
-// about 2.6 s: after 600 ms without a packet (three keepalives of
-// 200 ms) it handshakes again, and gives up after 2 s. The standby
-// benchmark's failover starts then.
+// about 1.75 s: after 250 ms without a packet (1.25 keepalives of
+// 200 ms) it probes the peer, and declares it down when the probes went
+// unanswered for ProbeTimeout (1.5 s). The standby benchmark's failover
+// starts then.
 func startDaemonNode(tb testing.TB) *daemonNode {
 	tb.Helper()
 	m, err := mesh.New(mesh.Config{
@@ -361,9 +362,8 @@ func BenchmarkDaemonMigration(b *testing.B) {
 // from the active's node closing (without notice, as a crash) to the
 // promoted standby applying an event again, as a sender on another node
 // sees it (it retries every 10 ms). The coordinator learns of the death
-// from the mesh, when the session is declared down: 600 ms of silence
-// (three keepalives of 200 ms) and a new handshake that gives up after
-// 2 s (see startDaemonNode). That wait is most of the number
+// from the mesh, when the session is declared down: 250 ms of silence
+// and 1.5 s of unanswered probes (see startDaemonNode). That wait is most of the number
 // (failover-ms); promote-ms is the rest, from the peer event to the
 // promoted standby serving. One op is one failover of a fresh four-node
 // cluster (run it with -benchtime 5x).
