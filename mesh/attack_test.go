@@ -135,10 +135,10 @@ func TestBadInputIsDroppedAndCounted(t *testing.T) {
 		pkt  []byte
 		want DropReason
 	}{
-		{"truncated data", []byte{byte(wire.TypeData), 0, 0}, DropShort},
+		{"truncated data", data(sess.local, wire.DataOverhead-1), DropShort},
 		{"truncated handshake", []byte{byte(wire.TypeInitIK), 0, 0, 0, 1}, DropShort},
 		{"oversized handshake", oversized, DropOversized},
-		{"wrong receiver index", data(sess.local^0xdeadbeef, 64), DropUnknownIndex},
+		{"wrong receiver index", data(sess.local^0xbeef, 64), DropUnknownIndex}, // the node's index tag kept
 		{"bad tag", data(sess.local, 64), DropBadTag},
 		{"bad handshake MAC", badMAC, DropBadMAC},
 		{"bad identity signature", wrongIdentity, DropBadIdentity},
@@ -148,15 +148,23 @@ func TestBadInputIsDroppedAndCounted(t *testing.T) {
 		send(c.pkt)
 		waitDrop(t, b, c.want, before)
 	}
-	// A datagram of no netmesh type never reaches the node: the kernel
-	// drops it (the sockets' filter) and counts it.
-	before := b.Stats().SocketDrops
-	send([]byte{0x99, 1, 2, 3, 4, 5, 6, 7})
-	for deadline := time.Now().Add(3 * time.Second); b.Stats().SocketDrops == before; {
-		if time.Now().After(deadline) {
-			t.Fatal("a datagram of unknown type was not dropped by the socket")
+	// A datagram of no netmesh type, a data packet whose receiver index
+	// lacks the node's index tag, and one too short to hold an index
+	// never reach the node: the kernel drops them (the sockets' filter)
+	// and counts them.
+	for name, pkt := range map[string][]byte{
+		"unknown type":         {0x99, 1, 2, 3, 4, 5, 6, 7},
+		"index without tag":    data(sess.local^(indexTagMask&^(indexTagMask-1)), 64),
+		"no room for an index": {byte(wire.TypeData), 0, 0},
+	} {
+		before := b.Stats().SocketDrops
+		send(pkt)
+		for deadline := time.Now().Add(3 * time.Second); b.Stats().SocketDrops == before; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not dropped by the socket", name)
+			}
+			time.Sleep(2 * time.Millisecond)
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 	// A replayed packet is accepted once and dropped the second time, even
 	// from another source address.
@@ -168,7 +176,7 @@ func TestBadInputIsDroppedAndCounted(t *testing.T) {
 	if err != nil || string(buf[:n]) != "replay me" {
 		t.Fatalf("original packet: %q, %v", buf[:n], err)
 	}
-	before = drops(b, DropReplay)
+	before := drops(b, DropReplay)
 	send(captured)
 	waitDrop(t, b, DropReplay, before)
 	// Nothing of the junk reached the user.

@@ -156,6 +156,18 @@ const (
 )
 
 // Timings besides the session timers.
+// Receiver indexes (handshake.go, sockets.go).
+const (
+	// indexTagMask selects the bits of every receiver index a node hands
+	// out that hold its index tag, a random value fixed for the life of
+	// its transport. The sockets' kernel filter drops data packets whose
+	// receiver index lacks the tag, so a flood of junk shaped like data
+	// from a sender that never had a session costs the node nothing but
+	// one packet in 4096; 20 bits, a million indexes, are left for the
+	// sessions and pending handshakes.
+	indexTagMask uint32 = 0xFFF00000
+)
+
 // Stream handler goroutines (handlerpool.go).
 const (
 	// handlerIdle is how long a goroutine that ran a stream handler waits

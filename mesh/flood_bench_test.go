@@ -31,8 +31,9 @@ import (
 // the stream. BenchmarkFloodDiscard reports what one flood packet costs an
 // idle node's CPU (cpu-ns/pkt, from getrusage).
 
-// floodEnv carries a child flooder's orders: kind, target address and,
-// for handshake floods, the target's public key in hex.
+// floodEnv carries a child flooder's orders: kind, target address, the
+// target's public key in hex (for handshake floods) and its index tag
+// in hex (for data-tagged floods).
 const floodEnv = "NETMESH_TEST_FLOOD"
 
 // FloodChild runs this process as a flooder if floodEnv says so, until
@@ -44,8 +45,9 @@ func FloodChild() bool {
 		return false
 	}
 	var kind, target, key string
-	fmt.Sscan(spec, &kind, &target, &key)
-	pkts := floodPackets(kind, key)
+	var tag uint32
+	fmt.Sscanf(spec, "%s %s %s %x", &kind, &target, &key, &tag)
+	pkts := floodPackets(kind, key, tag)
 	lc := udp.ListenConfig{DisableGSO: true}
 	c, err := lc.Listen("udp4", netip.MustParseAddrPort("127.0.0.1:0"))
 	if err != nil {
@@ -75,8 +77,10 @@ func FloodChild() bool {
 
 // floodPackets returns the packets of a flood of kind: "handshake",
 // valid-looking IK initiations to the holder of key (hex); "junk", random
-// bytes of no netmesh type; "data", data packets naming no session.
-func floodPackets(kind, key string) [][]byte {
+// bytes of no netmesh type; "data", data packets naming no session, their
+// receiver index random; "data-tagged", the same with the target's index
+// tag in the index, as an attacker who saw the node's traffic can send.
+func floodPackets(kind, key string, tag uint32) [][]byte {
 	pkts := make([][]byte, 64)
 	rnd := rand.New(rand.NewPCG(1, 2))
 	for i := range pkts {
@@ -89,10 +93,13 @@ func floodPackets(kind, key string) [][]byte {
 		for j := range p {
 			p[j] = byte(rnd.Uint32())
 		}
-		if kind == "junk" {
+		switch kind {
+		case "junk":
 			p[0] = 0x42
-		} else {
+		case "data":
 			wire.PutDataHeader(p, wire.DataHeader{Receiver: rnd.Uint32(), Counter: rnd.Uint64()})
+		case "data-tagged":
+			wire.PutDataHeader(p, wire.DataHeader{Receiver: rnd.Uint32()&^indexTagMask | tag, Counter: rnd.Uint64()})
 		}
 		pkts[i] = p
 	}
@@ -103,7 +110,7 @@ func floodPackets(kind, key string) [][]byte {
 func startFlood(b *testing.B, kind string, target *Mesh, to netip.AddrPort) (stop func()) {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %s", floodEnv, kind, to, hex.EncodeToString(target.id.PublicKey())))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %s %08x", floodEnv, kind, to, hex.EncodeToString(target.id.PublicKey()), target.tr.indexTag))
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -133,7 +140,7 @@ func floodCounted(m *Mesh, kind string) uint64 {
 	switch kind {
 	case "handshake":
 		return drops(m, DropRateLimited) + drops(m, DropCookieRequired) + drops(m, DropQueueFull) + drops(m, DropStaleInitiation)
-	case "junk":
+	case "junk", "data": // the socket's filter drops them
 		var n uint64
 		for _, s := range m.tr.socks {
 			n += s.conn.(interface{ Stats() udp.Stats }).Stats().Dropped
@@ -144,7 +151,7 @@ func floodCounted(m *Mesh, kind string) uint64 {
 }
 
 func BenchmarkFloodStream(b *testing.B) {
-	for _, kind := range []string{"handshake", "junk", "data"} {
+	for _, kind := range []string{"handshake", "junk", "data", "data-tagged"} {
 		for _, target := range []string{"sink", "node"} {
 			b.Run("flood="+kind+"/target="+target, func(b *testing.B) {
 				a, v, pv := pair(b)
@@ -232,7 +239,7 @@ func bulk(b *testing.B, a *Mesh, pv *Peer, v *Mesh) {
 }
 
 func BenchmarkFloodDiscard(b *testing.B) {
-	for _, kind := range []string{"handshake", "junk", "data"} {
+	for _, kind := range []string{"handshake", "junk", "data", "data-tagged"} {
 		b.Run("flood="+kind, func(b *testing.B) {
 			v := startNode(b)
 			stop := startFlood(b, kind, v, v.Addr())

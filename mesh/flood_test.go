@@ -169,10 +169,13 @@ func TestJunkFloodKeepsSession(t *testing.T) {
 		for j := range p {
 			p[j] = byte(rnd.Uint32())
 		}
-		if i%2 == 0 {
+		switch i % 3 {
+		case 0:
 			p[0] = 0x42 // unknown type
-		} else {
-			wire.PutDataHeader(p, wire.DataHeader{Receiver: rnd.Uint32(), Counter: rnd.Uint64()})
+		case 1: // shaped like data, the receiver index without b's tag
+			wire.PutDataHeader(p, wire.DataHeader{Receiver: rnd.Uint32()&^indexTagMask | ^b.tr.indexTag&indexTagMask, Counter: rnd.Uint64()})
+		case 2: // with the tag, as from someone who saw b's traffic
+			wire.PutDataHeader(p, wire.DataHeader{Receiver: rnd.Uint32()&^indexTagMask | b.tr.indexTag, Counter: rnd.Uint64()})
 		}
 		pkts[i] = p
 	}
@@ -185,7 +188,7 @@ func TestJunkFloodKeepsSession(t *testing.T) {
 	st := b.Stats()
 	t.Logf("%d junk packets sent, drops %v, %d by the socket", n, st.Drops, st.SocketDrops)
 	if st.SocketDrops == 0 {
-		t.Error("the socket let junk of unknown type through")
+		t.Error("the socket let junk of unknown type and untagged data through")
 	}
 }
 

@@ -385,12 +385,13 @@ func (t *transport) finishDialLocked(d *dial, p *Peer, err error) {
 	close(d.done)
 }
 
-// newIndexLocked returns a random receiver index in use by nothing else.
+// newIndexLocked returns a random receiver index in use by nothing else,
+// with the node's index tag.
 // Every index is handed out here, under hs.mu, so none is handed out
 // twice.
 func (t *transport) newIndexLocked() uint32 {
 	for {
-		i := rand.Uint32()
+		i := rand.Uint32()&^indexTagMask | t.indexTag
 		if i == 0 || t.index.has(i) {
 			continue
 		}

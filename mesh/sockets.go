@@ -3,6 +3,7 @@ package mesh
 import (
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"net"
 	"net/netip"
 	"runtime"
@@ -20,7 +21,7 @@ type socket struct {
 
 // openConns opens the sockets cfg asks for: its Conn, one socket for a
 // host:port, or one per address family for ":port".
-func openConns(cfg *Config, log *slog.Logger) ([]udp.Conn, error) {
+func openConns(cfg *Config, log *slog.Logger, tag uint32) ([]udp.Conn, error) {
 	if cfg.Conn != nil {
 		return []udp.Conn{cfg.Conn}, nil
 	}
@@ -37,11 +38,11 @@ func openConns(cfg *Config, log *slog.Logger) ([]udp.Conn, error) {
 		if err != nil {
 			return nil, fmt.Errorf("mesh: listen address %q: %w", addr, err)
 		}
-		c4, err := listen("udp4", p)
+		c4, err := listen("udp4", p, tag)
 		if err != nil {
 			return nil, fmt.Errorf("mesh: %w", err)
 		}
-		c6, err := listen("udp6", netip.AddrPortFrom(netip.IPv6Unspecified(), p.Port()))
+		c6, err := listen("udp6", netip.AddrPortFrom(netip.IPv6Unspecified(), p.Port()), tag)
 		if err != nil {
 			// A host without IPv6 still gets an IPv4 node.
 			log.Warn("no IPv6 socket", "err", err)
@@ -57,7 +58,7 @@ func openConns(cfg *Config, log *slog.Logger) ([]udp.Conn, error) {
 	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
 		network = "udp6"
 	}
-	c, err := listen(network, ap)
+	c, err := listen(network, ap, tag)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
@@ -66,10 +67,16 @@ func openConns(cfg *Config, log *slog.Logger) ([]udp.Conn, error) {
 
 // listen opens one of the node's sockets. The kernel drops every
 // datagram that is neither a netmesh packet (first byte 0xE1 to 0xE6)
-// nor a STUN message before the socket sees it, so such junk costs the
+// nor a STUN message, and every data packet whose receiver index lacks
+// the node's index tag, before the socket sees it, so such junk costs the
 // node no read.
-func listen(network string, addr netip.AddrPort) (udp.Conn, error) {
-	lc := udp.ListenConfig{Accept: &udp.ByteRange{Min: byte(wire.TypeInitIK), Max: byte(wire.TypeData)}}
+func listen(network string, addr netip.AddrPort, tag uint32) (udp.Conn, error) {
+	lc := udp.ListenConfig{
+		Accept: &udp.ByteRange{Min: byte(wire.TypeInitIK), Max: byte(wire.TypeData)},
+		// The index is little-endian; the filter reads words big-endian.
+		Match: &udp.WordMatch{First: byte(wire.TypeData), Offset: wire.DataReceiverOffset,
+			Mask: bits.ReverseBytes32(indexTagMask), Value: bits.ReverseBytes32(tag)},
+	}
 	return lc.Listen(network, addr)
 }
 

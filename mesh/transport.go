@@ -56,7 +56,10 @@ type transport struct {
 	// incarnation tells this run of the node from its others: peers that
 	// see it change know the node restarted (noise.Peer.Incarnation).
 	incarnation uint64
-	up          upper
+	// indexTag is in every receiver index the node hands out (the bits of
+	// indexTagMask); the sockets' filter drops data packets without it.
+	indexTag uint32
+	up       upper
 
 	socks []*socket // set by start, read-only after
 	// probeMTU: every socket sends with don't-fragment set, so streams
@@ -118,6 +121,7 @@ func newTransport(cfg *Config, id *identity.Identity, log *slog.Logger, up upper
 		t:           cfg.timers(),
 		epoch:       time.Now(),
 		incarnation: rand.Uint64(),
+		indexTag:    rand.Uint32() & indexTagMask,
 		up:          up,
 		ctx:         ctx,
 		cancel:      cancel,
@@ -135,7 +139,7 @@ func newTransport(cfg *Config, id *identity.Identity, log *slog.Logger, up upper
 // start opens the sockets and starts the transport's goroutines: a reader
 // and a writer per socket, the handshake workers and the timer loop.
 func (t *transport) start() error {
-	conns, err := openConns(t.cfg, t.log)
+	conns, err := openConns(t.cfg, t.log, t.indexTag)
 	if err != nil {
 		return err
 	}

@@ -132,7 +132,7 @@ func (lc *ListenConfig) Listen(network string, laddr netip.AddrPort) (*BatchConn
 			gro = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 		}
 		if lc.Accept != nil {
-			prog := acceptFilter(*lc.Accept)
+			prog := acceptFilter(*lc.Accept, lc.Match)
 			_ = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
 				&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
 		}
@@ -171,29 +171,74 @@ const (
 // (RFC 5389 section 6).
 const stunMagicCookie = 0x2112A442
 
-// acceptFilter is the classic BPF program of ListenConfig.Accept. A UDP
-// socket's filter sees the UDP header (8 bytes) before the payload; a
-// load past the end of the datagram drops it.
-func acceptFilter(r ByteRange) []unix.SockFilter {
+// acceptFilter is the socket filter of ListenConfig.Accept and Match, in
+// classic BPF: absolute loads from the UDP header (8 bytes) on, forward
+// jumps only. A load beyond the datagram ends the program: dropped.
+func acceptFilter(r ByteRange, m *WordMatch) []unix.SockFilter {
 	const (
 		ldb  = unix.BPF_LD | unix.BPF_B | unix.BPF_ABS
 		ldw  = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
+		and  = unix.BPF_ALU | unix.BPF_AND | unix.BPF_K
 		jge  = unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K
 		jgt  = unix.BPF_JMP | unix.BPF_JGT | unix.BPF_K
 		jeq  = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
 		ret  = unix.BPF_RET | unix.BPF_K
 		udph = 8 // the UDP header before the payload
 	)
-	return []unix.SockFilter{
-		{Code: ldb, K: udph},                          // 0: A = first byte
-		{Code: jge, K: uint32(r.Min), Jt: 0, Jf: 1},   // 1: below Min: STUN? (3)
-		{Code: jgt, K: uint32(r.Max), Jt: 3, Jf: 4},   // 2: above Max: drop (6), else accept (7)
-		{Code: jge, K: 4, Jt: 2, Jf: 0},               // 3: 4 or more is not STUN: drop (6)
-		{Code: ldw, K: udph + 4},                      // 4: A = bytes 4..7
-		{Code: jeq, K: stunMagicCookie, Jt: 1, Jf: 0}, // 5: the magic cookie: accept (7)
-		{Code: ret, K: 0},                             // 6: drop
-		{Code: ret, K: 0xFFFFFFFF},                    // 7: accept, whole
+	// Jumps name their targets by label; the labels are resolved to
+	// relative offsets at the end.
+	const (
+		next = iota
+		lStun
+		lDrop
+		lAccept
+		lWord
+	)
+	type insn struct {
+		code   uint16
+		jt, jf int // labels, for jumps
+		k      uint32
+		label  int // the label of this instruction, or next
 	}
+	prog := []insn{
+		{code: ldb, k: udph},                     // A = first byte
+		{code: jge, k: uint32(r.Min), jf: lStun}, // below Min: perhaps STUN
+		{code: jgt, k: uint32(r.Max), jt: lDrop}, // above Max: drop
+	}
+	if m != nil {
+		prog = append(prog,
+			insn{code: jeq, k: uint32(m.First), jt: lWord, jf: lAccept},
+			insn{code: ldw, k: udph + m.Offset, label: lWord},
+			insn{code: and, k: m.Mask},
+			insn{code: jeq, k: m.Value, jt: lAccept, jf: lDrop},
+		)
+	} else {
+		prog[len(prog)-1].jf = lAccept
+	}
+	prog = append(prog,
+		insn{code: jge, k: 4, jt: lDrop, label: lStun},              // 4 or more is not STUN
+		insn{code: ldw, k: udph + 4},                                // A = bytes 4..7
+		insn{code: jeq, k: stunMagicCookie, jf: lDrop, jt: lAccept}, // the magic cookie
+		insn{code: ret, k: 0, label: lDrop},
+		insn{code: ret, k: 0xFFFFFFFF, label: lAccept}, // whole
+	)
+	at := map[int]int{}
+	for i, in := range prog {
+		if in.label != next {
+			at[in.label] = i
+		}
+	}
+	rel := func(i, label int) uint8 {
+		if label == next {
+			return 0
+		}
+		return uint8(at[label] - i - 1)
+	}
+	out := make([]unix.SockFilter, len(prog))
+	for i, in := range prog {
+		out[i] = unix.SockFilter{Code: in.code, K: in.k, Jt: rel(i, in.jt), Jf: rel(i, in.jf)}
+	}
+	return out
 }
 
 // setBuffer asks for size bytes with the privileged option, then the plain

@@ -126,6 +126,15 @@ type Stats struct {
 // ByteRange is an inclusive range of first bytes (see ListenConfig.Accept).
 type ByteRange struct{ Min, Max byte }
 
+// WordMatch is a condition on the datagrams that start with one byte
+// (see ListenConfig.Match): the 4 bytes at Offset, read big-endian and
+// masked with Mask, must equal Value.
+type WordMatch struct {
+	First       byte
+	Offset      uint32
+	Mask, Value uint32
+}
+
 // ListenConfig holds options for Listen. The zero value picks the fastest
 // mode the kernel supports with default sizes.
 type ListenConfig struct {
@@ -156,6 +165,10 @@ type ListenConfig struct {
 	// socket filter); elsewhere, and where attaching the filter fails,
 	// everything arrives and the reader must check.
 	Accept *ByteRange
+	// Match, with Accept, makes the kernel also drop the datagrams whose
+	// first byte is Match.First and that fail the match, or are too short
+	// to hold its word. Linux only, like Accept.
+	Match *WordMatch
 }
 
 // Errors.

@@ -78,6 +78,9 @@ const (
 	// DataHeaderSize is the clear header of a data packet: type, 3 reserved
 	// bytes, receiver index, counter. It is the AEAD's associated data.
 	DataHeaderSize = 16
+	// DataReceiverOffset is where a data packet's receiver index starts
+	// (4 bytes, little-endian).
+	DataReceiverOffset = 4
 	// TagSize is the AEAD tag that follows the ciphertext.
 	TagSize = 16
 	// DataOverhead is what a data packet adds to its plaintext.
@@ -114,7 +117,7 @@ func PutDataHeader(b []byte, h DataHeader) []byte {
 	b = b[:DataHeaderSize]
 	b[0] = byte(TypeData)
 	b[1], b[2], b[3] = 0, 0, 0
-	binary.LittleEndian.PutUint32(b[4:], h.Receiver)
+	binary.LittleEndian.PutUint32(b[DataReceiverOffset:], h.Receiver)
 	binary.LittleEndian.PutUint64(b[8:], h.Counter)
 	return b
 }
@@ -129,7 +132,7 @@ func ParseDataHeader(b []byte) (DataHeader, error) {
 		return DataHeader{}, ErrType
 	}
 	return DataHeader{
-		Receiver: binary.LittleEndian.Uint32(b[4:]),
+		Receiver: binary.LittleEndian.Uint32(b[DataReceiverOffset:]),
 		Counter:  binary.LittleEndian.Uint64(b[8:]),
 	}, nil
 }
@@ -222,7 +225,7 @@ func ParseCookieReply(b []byte) (CookieReply, error) {
 		return CookieReply{}, ErrSize
 	}
 	return CookieReply{
-		Receiver: binary.LittleEndian.Uint32(b[4:]),
+		Receiver: binary.LittleEndian.Uint32(b[DataReceiverOffset:]),
 		Nonce:    b[8 : 8+CookieNonceSize],
 		Sealed:   b[8+CookieNonceSize:],
 	}, nil
