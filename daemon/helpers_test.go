@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -19,24 +18,17 @@ import (
 	"github.com/netmesh/netmesh/daemon"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 	"github.com/netmesh/netmesh/rpc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// fast are the mesh timings of the tests: a dead peer is noticed within a
-// second, capability gossip goes out every 100 ms.
-func fast(cfg *mesh.Config) {
-	cfg.ListenAddr = "127.0.0.1:0"
-	cfg.HandshakeRetransmit = 50 * time.Millisecond
-	cfg.HandshakeGiveUp = 2 * time.Second
-	cfg.KeepaliveInterval = 200 * time.Millisecond
-	cfg.RoamSilence = 100 * time.Millisecond
-	cfg.Capabilities.TTL = 30 * time.Second // idle nodes stay "online": placement ranks degraded ones last
+// gossip makes capability gossip go out every 100 ms; idle nodes stay
+// "online" (placement ranks degraded ones last).
+func gossip(cfg *mesh.Config) {
+	cfg.Capabilities.TTL = 30 * time.Second
 	cfg.Capabilities.MinAnnounceInterval = 100 * time.Millisecond
-	if os.Getenv("MESHLOG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
 }
 
 // node is one mesh node with its rpc server and daemon runtime.
@@ -51,15 +43,7 @@ type node struct {
 // the test ends. tags go into its capabilities.
 func newNode(t testing.TB, cfg daemon.Config, tags ...string) *node {
 	t.Helper()
-	var mc mesh.Config
-	fast(&mc)
-	m, err := mesh.New(mc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	m := testnode.Start(t, testnode.FastTimers, gossip)
 	srv, err := rpc.NewServer(m, rpc.ServerOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -110,12 +94,7 @@ func (n *node) close() {
 func (n *node) id() identity.NodeID { return n.m.ID() }
 
 // connect makes a session from a to b.
-func connect(t testing.TB, a, b *node) {
-	t.Helper()
-	if _, err := a.m.Connect(ctxT(t), b.m.Addr(), mesh.Pin{Key: b.m.Identity().PublicKey()}); err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-}
+func connect(t testing.TB, a, b *node) { testnode.Connect(t, a.m, b.m) }
 
 // mesh starts n nodes, connects every pair, and waits until each sees
 // every other's runtime.
@@ -144,30 +123,18 @@ func newMesh(t testing.TB, n int, cfg daemon.Config, tags func(i int) []string) 
 	return nodes
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t testing.TB) context.Context { return testnode.Context(t, 60*time.Second) }
 
+// eventually is testnode.Eventually.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testnode.Eventually(t, d, what, cond)
 }
 
 // sees waits until n's capability index shows w matching f.
 func sees(t testing.TB, n, w *node, f capability.Filter) {
 	t.Helper()
-	eventually(t, 10*time.Second, "an announcement", func() bool {
-		node, ok := n.m.Capabilities().Index().Lookup(w.id())
-		return ok && f.Match(node)
-	})
+	testnode.Sees(t, n.m, w.m, f)
 }
 
 // code asserts that err is a *daemon.Error of code c.

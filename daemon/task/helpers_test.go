@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -15,24 +13,17 @@ import (
 	"github.com/netmesh/netmesh/daemon/task"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
 	"github.com/netmesh/netmesh/rpc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// fast are the mesh timings of the tests: a dead peer is noticed within a
-// second, capability gossip goes out every 100 ms.
-func fast(cfg *mesh.Config) {
-	cfg.ListenAddr = "127.0.0.1:0"
-	cfg.HandshakeRetransmit = 50 * time.Millisecond
-	cfg.HandshakeGiveUp = 2 * time.Second
-	cfg.KeepaliveInterval = 200 * time.Millisecond
-	cfg.RoamSilence = 100 * time.Millisecond
+// gossip makes capability gossip go out every 100 ms, and a node's
+// announcement expire 3 s after it stops.
+func gossip(cfg *mesh.Config) {
 	cfg.Capabilities.TTL = 3 * time.Second
 	cfg.Capabilities.MinAnnounceInterval = 100 * time.Millisecond
-	if os.Getenv("MESHLOG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
 }
 
 // node is one mesh node with its rpc server.
@@ -44,18 +35,7 @@ type node struct {
 // newNode starts a node on 127.0.0.1, closed when the test ends.
 func newNode(t testing.TB, mod ...func(*mesh.Config)) *node {
 	t.Helper()
-	var cfg mesh.Config
-	fast(&cfg)
-	for _, f := range mod {
-		f(&cfg)
-	}
-	m, err := mesh.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	m := testnode.Start(t, append([]func(*mesh.Config){testnode.FastTimers, gossip}, mod...)...)
 	srv, err := rpc.NewServer(m, rpc.ServerOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -105,37 +85,20 @@ func (n *node) submitter(t testing.TB, cfg task.SubmitterConfig) *task.Submitter
 }
 
 // connect makes a session from a to b.
-func connect(t testing.TB, a, b *node) {
-	t.Helper()
-	if _, err := a.m.Connect(ctxT(t), b.m.Addr(), mesh.Pin{Key: b.m.Identity().PublicKey()}); err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-}
+func connect(t testing.TB, a, b *node) { testnode.Connect(t, a.m, b.m) }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t testing.TB) context.Context { return testnode.Context(t, 20*time.Second) }
 
+// eventually is testnode.Eventually.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testnode.Eventually(t, d, what, cond)
 }
 
 // sees waits until n's capability index shows worker w matching f.
 func sees(t testing.TB, n, w *node, f capability.Filter) {
 	t.Helper()
-	eventually(t, 10*time.Second, "the worker's announcement", func() bool {
-		node, ok := n.m.Capabilities().Index().Lookup(w.id())
-		return ok && f.Match(node)
-	})
+	testnode.Sees(t, n.m, w.m, f)
 }
 
 // hasSkill is the filter of a worker offering skill.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/mesh"
 )
 
@@ -92,6 +93,36 @@ func Pair(tb testing.TB, opts ...func(*mesh.Config)) (a, b *mesh.Mesh, ab *mesh.
 	tb.Helper()
 	a, b = Start(tb, opts...), Start(tb, opts...)
 	return a, b, Connect(tb, a, b)
+}
+
+// Context returns a context that ends after d, or when the test ends.
+func Context(tb testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// Eventually polls cond every 5 ms until it holds, and fails the test,
+// naming what it waited for, when d passes first.
+func Eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Sees waits up to 10 s until n's capability index shows node w with
+// capabilities matching f.
+func Sees(tb testing.TB, n, w *mesh.Mesh, f capability.Filter) {
+	tb.Helper()
+	Eventually(tb, 10*time.Second, "the announcement of "+w.ID().Short()+" matching "+f.String(), func() bool {
+		node, ok := n.Capabilities().Index().Lookup(w.ID())
+		return ok && f.Match(node)
+	})
 }
 
 // Logger returns a logger that writes records of level and above to the
