@@ -87,8 +87,10 @@ type ServerStats struct {
 // each call to the handler of its service, and advertises the services as
 // capability tags "rpc:<service>". Its methods are safe for concurrent use.
 //
-// Each call runs on its own goroutine, plus one that reads the caller's
-// credit and cancellation; at most MaxConcurrent handlers run at once.
+// Each call runs on its own goroutine; a streaming call has another that
+// reads the caller's credit and cancellation (a unary call's request ends
+// the caller's side, and its cancellation is watched without one); at
+// most MaxConcurrent handlers run at once.
 type Server struct {
 	m      *mesh.Mesh
 	l      *mesh.StreamListener
@@ -96,6 +98,7 @@ type Server struct {
 	log    *slog.Logger
 	ctx    context.Context // parent of every handler's context; ends on Close
 	cancel context.CancelFunc
+	noWait context.Context // ended: a read with it takes only what is ready
 	// ending bounds the waits for callers to take their calls' final
 	// frames; it ends closeLinger after the handlers were cancelled.
 	ending    context.Context
@@ -141,8 +144,10 @@ func NewServer(m *mesh.Mesh, opts ServerOptions) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ending, endCancel := context.WithCancel(context.Background())
+	noWait, ended := context.WithCancel(context.Background())
+	ended()
 	s := &Server{
-		m: m, opts: opts, log: log, ctx: ctx, cancel: cancel, ending: ending, endCancel: endCancel,
+		m: m, opts: opts, log: log, ctx: ctx, cancel: cancel, ending: ending, endCancel: endCancel, noWait: noWait,
 		sem:      make(chan struct{}, opts.MaxConcurrent),
 		handlers: make(map[string]entry),
 	}
@@ -346,12 +351,16 @@ func (s *Server) serve(st *mesh.Stream, caller identity.NodeID) {
 	if status == StatusOK && e.stream != nil {
 		w = &ResponseWriter{st: st, credit: uint64(f.Credit), wake: make(chan struct{}, 1)}
 	}
-	watched := make(chan struct{})
-	go s.watch(ctx, st, w, cancel, watched)
-	defer func() {
-		cancel(nil) // the call is over: watch returns
-		<-watched
-	}()
+	if stop := s.watchUnary(st, e, cancel); stop != nil {
+		defer stop()
+	} else {
+		watched := make(chan struct{})
+		go s.watch(ctx, st, w, cancel, watched)
+		defer func() {
+			cancel(nil) // the call is over: watch returns
+			<-watched
+		}()
+	}
 
 	if status != StatusOK {
 		s.refused.Add(1)
@@ -462,12 +471,7 @@ func (s *Server) watch(ctx context.Context, st *mesh.Stream, w *ResponseWriter, 
 			return
 		}
 		if err != nil {
-			var re *stream.ResetError
-			if errors.As(err, &re) && re.Remote && re.Code == resetDeadline {
-				cancel(errCallerDeadline)
-			} else {
-				cancel(errCallerReset)
-			}
+			cancel(resetCause(err))
 			return
 		}
 		buf = msg
@@ -481,6 +485,41 @@ func (s *Server) watch(ctx context.Context, st *mesh.Stream, w *ResponseWriter, 
 			w.grant(f.Credit)
 		}
 	}
+}
+
+// watchUnary watches a unary call whose request came with the caller's
+// end of stream (as a unary request does) without a goroutine: the
+// stream's end, if it is a reset, cancels the handler. It returns the
+// function that stops watching, or nil when the call needs watch.
+func (s *Server) watchUnary(st *mesh.Stream, e entry, cancel context.CancelCauseFunc) (stop func() bool) {
+	if e.stream != nil {
+		return nil
+	}
+	msg, err := st.ReadMessage(s.noWait, nil)
+	if err == nil { // a frame after a unary request: only credit is allowed
+		if f, perr := ParseFrame(msg); perr != nil || f.Type != FrameCredit {
+			st.Reset(resetProtocol)
+			cancel(errCallerReset)
+		}
+	}
+	if !errors.Is(err, io.EOF) {
+		return nil // more to read, or not yet the end: watch reads on
+	}
+	return st.AfterEnd(func() {
+		if err := st.Err(); err != nil {
+			cancel(resetCause(err))
+		}
+	})
+}
+
+// resetCause is why a call's handler is cancelled when its stream fails
+// with err: the caller's deadline, or the caller gone.
+func resetCause(err error) error {
+	var re *stream.ResetError
+	if errors.As(err, &re) && re.Remote && re.Code == resetDeadline {
+		return errCallerDeadline
+	}
+	return errCallerReset
 }
 
 // end sends the call's final frame with the end of the server's side of

@@ -117,3 +117,50 @@ func TestDone(t *testing.T) {
 		t.Fatalf("SendAndClose after close: %v, want ErrClosed", err)
 	}
 }
+
+// AfterEnd runs its function when the stream ends (here by the peer's
+// reset after EOF, as rpc uses it), not when it was stopped first, and at
+// once for a stream that has ended.
+func TestAfterEnd(t *testing.T) {
+	p := newPair(t, faults{}, 1, testMuxConfig())
+	ctx := ctxT(t, 10*time.Second)
+	s, _ := p.a.Open(ctx, Config{})
+	if err := s.SendAndClose(ctx, []byte("only")); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := p.b.Accept(ctx)
+	if _, err := r.Recv(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 2)
+	r.AfterEnd(func() { ran <- r.Err() })
+	stopped := r.AfterEnd(func() { ran <- errors.New("a stopped function ran") })
+	if !stopped() {
+		t.Fatal("stop reported the function already started")
+	}
+	if stopped() {
+		t.Fatal("a second stop reported stopping it again")
+	}
+	s.Reset(9)
+	var re *ResetError
+	select {
+	case err := <-ran:
+		if !errors.As(err, &re) || re.Code != 9 {
+			t.Fatalf("the function ran with Err = %v, want the reset", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("AfterEnd's function never ran after the reset")
+	}
+	late := r.AfterEnd(func() { ran <- nil })
+	if err := <-ran; err != nil {
+		t.Fatalf("after the end: %v", err)
+	}
+	if late() {
+		t.Fatal("stop after the end reported stopping it")
+	}
+	select {
+	case err := <-ran:
+		t.Fatalf("a function ran twice, or the stopped one ran: %v", err)
+	default:
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"slices"
 	"time"
 )
 
@@ -93,6 +94,7 @@ type Stream struct {
 	rstDue      int64
 	echoed      bool          // we echoed the peer's RESET (or unreliable end)
 	done        chan struct{} // Done's channel, made on demand; closedChan once ended
+	afterEnd    []*func()     // AfterEnd's functions, run when the stream ends
 	removed     bool          // the Mux forgot the stream
 	inReady     bool
 	heapPos     int   // position in Mux.timers, 1-based; 0 when not in it
@@ -438,12 +440,44 @@ func (s *Stream) Done() <-chan struct{} {
 	return s.done
 }
 
-// endLocked closes the Done channel: the stream was reset or forgotten.
+// AfterEnd arranges for f to run, in a goroutine of its own, when the
+// stream ends (when Done's channel closes), or at once if it has ended.
+// stop cancels that, reporting whether it stopped f from being started.
+// Unlike a goroutine waiting on Done, nothing runs until the stream ends.
+func (s *Stream) AfterEnd(f func()) (stop func() bool) {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.done == closedChan || s.removed || s.resetErr != nil || m.closed {
+		go f()
+		return func() bool { return false }
+	}
+	p := &f
+	s.afterEnd = append(s.afterEnd, p)
+	return func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for i, q := range s.afterEnd {
+			if q == p {
+				s.afterEnd = slices.Delete(s.afterEnd, i, i+1)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// endLocked closes the Done channel and starts the AfterEnd functions:
+// the stream was reset or forgotten.
 func (s *Stream) endLocked() {
 	if s.done != nil && s.done != closedChan {
 		close(s.done)
 	}
 	s.done = closedChan
+	for _, f := range s.afterEnd {
+		go (*f)()
+	}
+	s.afterEnd = nil
 }
 
 // Err returns the *ResetError of a reset stream, ErrMuxClosed when the
