@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -30,6 +31,20 @@ func (c *testClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 // quickAnnounce lets a node announce a change within a second of the
 // last one (the engine flushes on its 1 s tick).
 func quickAnnounce(c *mesh.Config) { c.Capabilities.MinAnnounceInterval = time.Second }
+
+// steadyNode starts a node whose announced set changes only when the test
+// announces: built with the nat tag, a node measures its reflexive address
+// through its peers and announces it once measured, a change of set a
+// watch would report at a moment the test does not choose. The node's
+// reflex is pinned to its own address instead.
+func steadyNode(t *testing.T, mod ...func(*mesh.Config)) *mesh.Mesh {
+	t.Helper()
+	m := newNode(t, mod...)
+	if err := m.SetReflexOverride(m.Addr()); err != nil && !errors.Is(err, mesh.ErrUnsupported) {
+		t.Fatal(err)
+	}
+	return m
+}
 
 // watcher is a consumer of one WatchNodes iteration that a test steps
 // by hand: between two expects it stays inside the yield of the change
@@ -119,8 +134,8 @@ func announce(t *testing.T, m *mesh.Mesh, tags ...string) {
 func TestWatchNodesLifecycle(t *testing.T) {
 	clock := newTestClock()
 	w := newNode(t, func(c *mesh.Config) { c.Capabilities.Now = clock.Now })
-	b := newNode(t, quickAnnounce)
-	c := newNode(t, quickAnnounce)
+	b := steadyNode(t, quickAnnounce)
+	c := steadyNode(t, quickAnnounce)
 	announce(t, b, "gpu")
 	connect(t, b, w, mesh.Pin{})
 	gpu := capability.HasTag("gpu")
@@ -164,8 +179,8 @@ func TestWatchNodesLifecycle(t *testing.T) {
 // overflow gets the difference after a resync, and a node that left in
 // the gap is still reported as having left, not gone offline.
 func TestWatchNodesCoalescesAndResyncs(t *testing.T) {
-	w := newNode(t)
-	b := newNode(t)
+	w := steadyNode(t)
+	b := steadyNode(t)
 	announce(t, b, "gpu")
 	connect(t, b, w, mesh.Pin{})
 	gpu := capability.HasTag("gpu")
