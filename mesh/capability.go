@@ -16,7 +16,7 @@ import (
 func (m *Mesh) newCapabilities(cfg capability.Config) error {
 	user := cfg.OnRoute
 	cfg.OnRoute = func(origin, via identity.NodeID, hops int, expires time.Time) {
-		m.tr.learnRoute(origin, route{via: via, hops: hops, kind: routeAnnounced, expires: m.tr.now() + int64(time.Until(expires))})
+		m.learnAnnouncedRoute(origin, via, hops, expires)
 		if user != nil {
 			user(origin, via, hops, expires)
 		}
@@ -54,6 +54,12 @@ func (t capTransport) Send(to identity.NodeID, msg []byte) error {
 		return ErrUnknownPeer
 	}
 	return t.m.sendMessage(p, protoCapability, msg)
+}
+
+// learnAnnouncedRoute learns that origin is reachable through neighbour
+// via at hops links until expires, as its announcement taught.
+func (m *Mesh) learnAnnouncedRoute(origin, via identity.NodeID, hops int, expires time.Time) {
+	m.tr.learnRoute(origin, route{via: via, hops: hops, kind: routeAnnounced, expires: m.tr.now() + int64(time.Until(expires))})
 }
 
 // AnnounceCapabilities sets the application's part of what this node

@@ -331,9 +331,15 @@ func (m *Mesh) ConnectNode(ctx context.Context, id identity.NodeID, key ed25519.
 	if key != nil && identity.NodeIDFromKey(key) != id {
 		return nil, fmt.Errorf("%w: key has id %s, want %s", ErrPeerMismatch, identity.NodeIDFromKey(key), id)
 	}
-	if key == nil && m.tr.peers.get(id) == nil {
-		if n, ok := m.caps.Index().Lookup(id); ok {
+	if n, ok := m.caps.Index().Lookup(id); ok {
+		if key == nil && m.tr.peers.get(id) == nil {
 			key = n.Key // announced and signed: IK saves a round trip
+		}
+		// The engine indexes an announcement before it reports the route
+		// the announcement taught: a node just found in the index may have
+		// no route yet. Its record names the same route.
+		if !n.Via.IsZero() {
+			m.learnAnnouncedRoute(id, n.Via, n.Hops, n.Expires)
 		}
 	}
 	return m.tr.connectNode(ctx, id, key)

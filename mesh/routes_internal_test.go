@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh/wire"
 )
@@ -139,5 +140,39 @@ func TestRelayReverseRoutesBounded(t *testing.T) {
 	}
 	if st.RoutesRefused == 0 || st.Relayed < n/2 {
 		t.Fatalf("refused %d routes, relayed %d of %d packets", st.RoutesRefused, st.Relayed, n)
+	}
+}
+
+// A node found in the index is one ConnectNode reaches, even before the
+// engine reports the route its announcement taught (it indexes first):
+// ConnectNode takes the route from the node's record.
+func TestConnectNodeFoundBeforeItsRoute(t *testing.T) {
+	a, b, _ := pair(t)
+	c := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Connect(ctx, b.Addr(), Pin{Key: b.id.PublicKey()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AnnounceCapabilities(capability.Set{Tags: []string{"far"}}); err != nil {
+		t.Fatal(err)
+	}
+	for len(a.FindNodes(capability.HasTag("far"))) == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("a never learned of c")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The moment between indexing and reporting the route, made to last.
+	a.tr.routes.mu.Lock()
+	a.tr.routes.deleteLocked(c.ID())
+	a.tr.routes.mu.Unlock()
+
+	p, err := a.ConnectNode(ctx, c.ID(), nil)
+	if err != nil {
+		t.Fatalf("ConnectNode to a node in the index: %v", err)
+	}
+	if _, err := a.Ping(ctx, p); err != nil {
+		t.Fatal(err)
 	}
 }
