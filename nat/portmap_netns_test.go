@@ -124,13 +124,20 @@ func checkMapper(t *testing.T, w *portMapWorld, wantProto string) {
 		Port:     7001,
 		Lifetime: lease,
 		Timeout:  1500 * time.Millisecond,
-		InNetNS:  w.host.Do,
-		OnChange: ch.add,
+		// A search that went out before the router listened, on a busy
+		// machine, is asked again soon, not in the default 5 minutes.
+		RetryInterval: time.Second,
+		InNetNS:       w.host.Do,
+		OnChange:      ch.add,
 	})
 	pm.Start()
 	defer pm.Close()
 	waitFor(t, 30*time.Second, "a mapping", func() bool { return pm.Mapped().IsValid() })
 	st := pm.Status()
+	missed := st.Failures // searches before the router answered
+	if missed > 0 {
+		t.Logf("%d attempts failed before the mapping (last: %v)", missed, st.Err)
+	}
 	if !strings.HasPrefix(st.Protocol, wantProto) {
 		t.Fatalf("mapped with %q, want %s", st.Protocol, wantProto)
 	}
@@ -151,8 +158,8 @@ func checkMapper(t *testing.T, w *portMapWorld, wantProto string) {
 	// Renewals at half the lease keep the mapping past several leases.
 	time.Sleep(3 * lease)
 	st = pm.Status()
-	if st.Renewals < 4 || st.Failures != 0 {
-		t.Fatalf("after %v: %d renewals, %d failures (%v), want >= 4 and 0", 3*lease, st.Renewals, st.Failures, st.Err)
+	if st.Renewals < 4 || st.Failures != missed {
+		t.Fatalf("after %v: %d renewals, %d failures (%v), want >= 4 and none since the mapping", 3*lease, st.Renewals, st.Failures-missed, st.Err)
 	}
 	if r := w.mini.Redirects(); !slices.Contains(r, "7001->"+pmHostAddr) {
 		t.Fatalf("mapping gone after %v despite renewals: %v", 3*lease, r)
