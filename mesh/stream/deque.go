@@ -1,11 +1,15 @@
 package stream
 
-// deque is a ring-buffer double-ended queue. It grows by doubling and
-// never shrinks, so a steady state allocates nothing.
+// deque is a ring-buffer double-ended queue. Its first element lives in
+// the deque itself (most of a stream's queues never hold more than one:
+// a small message's fragment, a reply waiting for Recv); past that it
+// grows by doubling and never shrinks, so a steady state allocates
+// nothing. A deque that holds elements must not be copied.
 type deque[T any] struct {
-	buf  []T // len is zero or a power of two
-	head int
-	n    int
+	buf   []T // len is zero or a power of two
+	head  int
+	n     int
+	first [1]T // buf's array until it grows
 }
 
 func (d *deque[T]) len() int { return d.n }
@@ -40,9 +44,14 @@ func (d *deque[T]) extend(n int) {
 }
 
 func (d *deque[T]) grow() {
+	if d.buf == nil {
+		d.buf = d.first[:]
+		return
+	}
 	nb := make([]T, max(8, 2*len(d.buf)))
 	for i := range d.n {
 		nb[i] = *d.at(i)
 	}
+	clear(d.first[:]) // drop references for the GC
 	d.buf, d.head = nb, 0
 }

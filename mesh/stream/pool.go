@@ -84,10 +84,24 @@ func getMsg(n int) *msgBuf {
 	c := sizeClass(n)
 	m, _ := msgPools[c].Get().(*msgBuf)
 	if m == nil {
-		m = &msgBuf{b: make([]byte, 0, 1<<(c+sizeClassMinShift))}
+		if m, _ = bareMsgs.Get().(*msgBuf); m == nil {
+			m = new(msgBuf)
+		}
+		m.b = make([]byte, 0, 1<<(c+sizeClassMinShift))
 	}
 	m.b = m.b[:n]
 	return m
+}
+
+// bareMsgs holds msgBufs whose buffer went to a caller (see giveMsg).
+var bareMsgs sync.Pool
+
+// giveMsg returns m's buffer for the caller to keep, and keeps m.
+func giveMsg(m *msgBuf) []byte {
+	b := m.b
+	m.b = nil
+	bareMsgs.Put(m)
+	return b
 }
 
 func putMsg(m *msgBuf) {

@@ -29,10 +29,12 @@ type Stream struct {
 	cfg        Config
 	unreliable bool
 
+	// Everything below is guarded by m.mu.
+
+	// The wake-ups of a waiting reader and writer, made by wakeLocked when
+	// one first waits: most streams never do.
 	readable chan struct{} // cap 1: a message, EOF or reset may be ready
 	writable chan struct{} // cap 1: window space freed, FIN acked or reset
-
-	// Everything below is guarded by m.mu.
 
 	// Reliable send side: fragments [una, nxt) are held in frags; those
 	// below sent were transmitted at least once.
@@ -94,7 +96,9 @@ type Stream struct {
 	rstDue      int64
 	echoed      bool          // we echoed the peer's RESET (or unreliable end)
 	done        chan struct{} // Done's channel, made on demand; closedChan once ended
-	afterEnd    []*func()     // AfterEnd's functions, run when the stream ends
+	afterEnd    []endHook     // AfterEnd's functions, run when the stream ends
+	firstHook   [1]endHook    // afterEnd's array until a second one comes
+	lastHookID  uint64        // the id of the last AfterEnd
 	removed     bool          // the Mux forgot the stream
 	inReady     bool
 	heapPos     int   // position in Mux.timers, 1-based; 0 when not in it
@@ -141,8 +145,6 @@ func (m *Mux) newStreamLocked(key uint32, cfg Config, unreliable bool) *Stream {
 		key:        key,
 		cfg:        cfg,
 		unreliable: unreliable,
-		readable:   make(chan struct{}, 1),
-		writable:   make(chan struct{}, 1),
 		peerLimit:  initialWindowFragments,
 		rcvLimit:   initialWindowFragments,
 		advLimit:   initialWindowFragments,
@@ -222,6 +224,9 @@ func (s *Stream) send(ctx context.Context, msg []byte, last, wait bool) error {
 	}
 	if !s.fitsLocked(len(msg), wait) {
 		s.st.backpressure++
+		if wait {
+			wakeLocked(&s.writable) // SendBlocking waits on it
+		}
 		return ErrBackpressure
 	}
 	s.lastActive = now
@@ -256,7 +261,7 @@ func (s *Stream) Recv(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return mb.b, nil // the buffer goes to the caller, not back to the pool
+	return giveMsg(mb), nil // the buffer goes to the caller, not back to the pool
 }
 
 // ReadMessage is Recv into a caller buffer: it appends the next message
@@ -333,9 +338,10 @@ func (s *Stream) next(ctx context.Context) (*msgBuf, error) {
 			m.mu.Unlock()
 			return nil, ErrMuxClosed
 		}
+		readable := wakeLocked(&s.readable)
 		m.mu.Unlock()
 		select {
-		case <-s.readable:
+		case <-readable:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-m.done:
@@ -388,9 +394,10 @@ func (s *Stream) CloseContext(ctx context.Context) error {
 			m.mu.Unlock()
 			return ErrMuxClosed
 		}
+		writable := wakeLocked(&s.writable)
 		m.mu.Unlock()
 		select {
-		case <-s.writable:
+		case <-writable:
 		case <-m.done:
 		case <-ctx.Done():
 			s.reset(CodeCloseTimeout)
@@ -452,19 +459,30 @@ func (s *Stream) AfterEnd(f func()) (stop func() bool) {
 		go f()
 		return func() bool { return false }
 	}
-	p := &f
-	s.afterEnd = append(s.afterEnd, p)
+	if s.afterEnd == nil {
+		s.afterEnd = s.firstHook[:0]
+	}
+	s.lastHookID++
+	id := s.lastHookID
+	s.afterEnd = append(s.afterEnd, endHook{id, f})
 	return func() bool {
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		for i, q := range s.afterEnd {
-			if q == p {
+		for i, h := range s.afterEnd {
+			if h.id == id {
 				s.afterEnd = slices.Delete(s.afterEnd, i, i+1)
 				return true
 			}
 		}
 		return false
 	}
+}
+
+// endHook is a function AfterEnd registered, with the id its stop finds
+// it by.
+type endHook struct {
+	id uint64
+	f  func()
 }
 
 // endLocked closes the Done channel and starts the AfterEnd functions:
@@ -474,9 +492,10 @@ func (s *Stream) endLocked() {
 		close(s.done)
 	}
 	s.done = closedChan
-	for _, f := range s.afterEnd {
-		go (*f)()
+	for _, h := range s.afterEnd {
+		go h.f()
 	}
+	clear(s.afterEnd)
 	s.afterEnd = nil
 }
 
@@ -529,7 +548,18 @@ func (s *Stream) finished() bool {
 	return s.finAcked && s.peerFin && s.rcvNext > s.peerFinSeq
 }
 
-// notify wakes one waiter of c without blocking.
+// wakeLocked returns *c, a stream's readable or writable channel, making
+// it if there is none yet. A waiter takes it under m.mu in the same hold
+// that found it must wait, so every notification after that finds it; a
+// notification that finds none has no one to wake.
+func wakeLocked(c *chan struct{}) chan struct{} {
+	if *c == nil {
+		*c = make(chan struct{}, 1)
+	}
+	return *c
+}
+
+// notify wakes one waiter of c without blocking; a nil c has none.
 func notify(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
@@ -565,8 +595,11 @@ func (s *Stream) SendBlocking(ctx context.Context, msg []byte) error {
 			}
 			continue
 		}
+		s.m.mu.Lock()
+		writable := s.writable // made by send, which refused for want of room
+		s.m.mu.Unlock()
 		select {
-		case <-s.writable:
+		case <-writable:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.m.done:

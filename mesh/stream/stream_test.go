@@ -791,3 +791,47 @@ func TestBlackoutRecovery(t *testing.T) {
 		t.Fatalf("%v (sender %+v)", err, s.Stats())
 	}
 }
+
+// TestAllocsPerExchange: a request and its reply on a new stream, each a
+// small message that ends its side, allocate the two Streams, the two
+// messages Recv hands over, and at most the channels of the two ends
+// that waited (a reader for its message, a Close for its FIN's ACK).
+func TestAllocsPerExchange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("alloc counts are noisy under -short parallel runs")
+	}
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
+	p := newPair(t, faults{}, 41, testMuxConfig())
+	ctx := context.Background()
+	msg := make([]byte, 100)
+	exchange := func() {
+		s, err := p.a.Open(ctx, Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SendAndClose(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		r, err := p.b.Accept(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Recv(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.SendAndClose(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 200 {
+		exchange()
+	}
+	if a := testing.AllocsPerRun(1000, exchange); a > 6 {
+		t.Fatalf("%.2f allocations per exchange, want at most 6", a)
+	}
+}
