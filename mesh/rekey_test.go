@@ -176,7 +176,12 @@ func testRekeyUnderLoad(t *testing.T, tc rekeyCase) {
 		fc.SetFaults(meshtest.Faults{Delay: delay}) // neither loses nor reorders
 		return newNode(t, func(c *mesh.Config) {
 			c.Conn = fc
-			c.RekeyAfter = 30 * time.Millisecond
+			// Far faster than any real setting, yet slow enough that
+			// no datagram is still queued three rekeys after it was
+			// sealed (a node keeps its current session and maxRetired
+			// = 2 replaced ones): at 30 ms, a machine with both cores
+			// busy held a window of them back that long.
+			c.RekeyAfter = 100 * time.Millisecond
 			if tc.crossing {
 				c.RekeyAfter = time.Minute // RekeyNow does it
 				c.HandshakeRetransmit = 500 * time.Millisecond
