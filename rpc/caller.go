@@ -22,8 +22,10 @@ func (c Caller) InGroup(groups ...string) bool { return c.Certificate.InGroup(gr
 // CallerInfo returns the caller of the call ctx serves, in a handler's
 // context.
 func CallerInfo(ctx context.Context) (Caller, bool) {
-	c, ok := ctx.Value(callerKey{}).(Caller)
-	return c, ok
+	if c, ok := ctx.Value(callerKey{}).(*Caller); ok {
+		return *c, true
+	}
+	return Caller{}, false
 }
 
 // RequireGroups returns a handler that runs h only for callers whose

@@ -96,7 +96,7 @@ type Server struct {
 	l      *mesh.StreamListener
 	opts   ServerOptions
 	log    *slog.Logger
-	ctx    context.Context // parent of every handler's context; ends on Close
+	ctx    context.Context // ends when the handlers are cancelled (Close)
 	cancel context.CancelFunc
 	noWait context.Context // ended: a read with it takes only what is ready
 	// ending bounds the waits for callers to take their calls' final
@@ -105,21 +105,23 @@ type Server struct {
 	endCancel context.CancelFunc
 	sem       chan struct{} // one slot per running handler
 
-	// mu guards handlers and closed, and orders wg.Add before Close's
-	// wg.Wait.
+	// mu guards handlers, closed and active, and orders wg.Add before
+	// Close's wg.Wait.
 	mu       sync.RWMutex
 	handlers map[string]entry
 	closed   bool
-	wg       sync.WaitGroup // serve goroutines
+	active   map[*callCtx]struct{} // the contexts of the calls being served
+	wg       sync.WaitGroup        // serve goroutines
 
 	calls, refused, errors, cancelled, late, panics atomic.Uint64
-	active                                          atomic.Int64
+	running                                         atomic.Int64
 }
 
 // entry is one service's handler: exactly one of the two is set.
 type entry struct {
-	unary  Handler
-	stream StreamHandler
+	service string
+	unary   Handler
+	stream  StreamHandler
 }
 
 // NewServer starts serving rpc calls on m. It takes m's listener for
@@ -150,6 +152,7 @@ func NewServer(m *mesh.Mesh, opts ServerOptions) (*Server, error) {
 		m: m, opts: opts, log: log, ctx: ctx, cancel: cancel, ending: ending, endCancel: endCancel, noWait: noWait,
 		sem:      make(chan struct{}, opts.MaxConcurrent),
 		handlers: make(map[string]entry),
+		active:   make(map[*callCtx]struct{}),
 	}
 	l, err := m.HandleStreams(protocol, s.accept)
 	if err != nil {
@@ -165,16 +168,17 @@ func NewServer(m *mesh.Mesh, opts ServerOptions) (*Server, error) {
 // with ErrInvalidService, ErrServiceExists, ErrServerClosed, or the error
 // of announcing the new capability set.
 func (s *Server) Handle(service string, h Handler) error {
-	return s.add(service, entry{unary: h})
+	return s.add(entry{service: service, unary: h})
 }
 
 // HandleStream serves service with the streaming handler h and advertises
 // it, like Handle. Callers read it with Client.Stream.
 func (s *Server) HandleStream(service string, h StreamHandler) error {
-	return s.add(service, entry{stream: h})
+	return s.add(entry{service: service, stream: h})
 }
 
-func (s *Server) add(service string, e entry) error {
+func (s *Server) add(e entry) error {
+	service := e.service
 	if err := ValidService(service); err != nil {
 		return err
 	}
@@ -230,7 +234,7 @@ func (s *Server) advertiseLocked() error {
 func (s *Server) Stats() ServerStats {
 	return ServerStats{
 		Calls:       s.calls.Load(),
-		Active:      int(s.active.Load()),
+		Active:      int(s.running.Load()),
 		Refused:     s.refused.Load(),
 		Errors:      s.errors.Load(),
 		Cancelled:   s.cancelled.Load(),
@@ -288,7 +292,7 @@ func (s *Server) stop(ctx context.Context, now bool) error {
 			err = errors.Join(err, ctx.Err())
 		}
 	}
-	s.cancel()
+	s.cancelCalls()
 	linger := time.NewTimer(closeLinger)
 	defer linger.Stop()
 	select {
@@ -301,9 +305,20 @@ func (s *Server) stop(ctx context.Context, now bool) error {
 	return err
 }
 
+// cancelCalls cancels the context of every running handler.
+func (s *Server) cancelCalls() {
+	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for cc := range s.active {
+		cc.cancel(context.Canceled)
+	}
+}
+
 // accept runs one call on the stream a peer opened, in the goroutine the
 // mesh started for it. After Close it refuses the stream unread.
 func (s *Server) accept(st *mesh.Stream, p *mesh.Peer) {
+	cc := &callCtx{caller: Caller{ID: p.ID()}}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -311,9 +326,20 @@ func (s *Server) accept(st *mesh.Stream, p *mesh.Peer) {
 		st.Reset(resetUnavailable)
 		return
 	}
+	s.active[cc] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	s.serve(st, p.ID())
+	s.serve(st, cc)
+}
+
+// done ends a call that accept admitted: its context ends (a handler that
+// kept it sees it done), and Close no longer waits for it.
+func (s *Server) done(cc *callCtx) {
+	cc.cancel(context.Canceled)
+	s.mu.Lock()
+	delete(s.active, cc)
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 // Causes of a handler context's end besides its own deadline and Close.
@@ -330,13 +356,13 @@ var (
 
 // serve runs one call: read the request, admit it, run the handler, and
 // deliver the final frame.
-func (s *Server) serve(st *mesh.Stream, caller identity.NodeID) {
-	defer s.wg.Done()
-	ctx, cancel := context.WithCancelCause(s.ctx)
-	defer cancel(nil)
-	ct := startCallTimer(st, s.opts.RequestTimeout)
-	msg, err := st.Recv(ctx)
-	ct.t.Stop() // end rearms it for the final frame
+func (s *Server) serve(st *mesh.Stream, cc *callCtx) {
+	defer s.done(cc)
+	ct := startCallTimer(st, cc, s.opts.RequestTimeout)
+	defer ct.release()
+	// Until the handler runs, only Close cancels the call.
+	msg, err := st.Recv(s.ctx)
+	ct.disarm() // rearmed for the handler's deadline and the final frame
 	if err != nil {
 		var re *stream.ResetError
 		if errors.As(err, &re) && !re.Remote && re.Code == resetAbandoned {
@@ -351,13 +377,13 @@ func (s *Server) serve(st *mesh.Stream, caller identity.NodeID) {
 	if status == StatusOK && e.stream != nil {
 		w = &ResponseWriter{st: st, credit: uint64(f.Credit), wake: make(chan struct{}, 1)}
 	}
-	if stop := s.watchUnary(st, e, cancel); stop != nil {
+	if stop := s.watchUnary(st, e, cc); stop != nil {
 		defer stop()
 	} else {
 		watched := make(chan struct{})
-		go s.watch(ctx, st, w, cancel, watched)
+		go s.watch(cc, st, w, watched)
 		defer func() {
-			cancel(nil) // the call is over: watch returns
+			cc.cancel(context.Canceled) // the call is over: watch returns
 			<-watched
 		}()
 	}
@@ -375,18 +401,17 @@ func (s *Server) serve(st *mesh.Stream, caller identity.NodeID) {
 		return
 	}
 	s.calls.Add(1)
-	s.active.Add(1)
+	s.running.Add(1)
 	if f.Timeout > 0 {
-		var cancelT context.CancelFunc
-		ctx, cancelT = context.WithTimeout(ctx, f.Timeout)
-		defer cancelT()
+		cc.setDeadline(ct.arm(phaseHandler, f.Timeout))
 	}
-	who := Caller{ID: caller, Certificate: s.m.PeerCertificate(caller)}
-	resp, herr := s.run(context.WithValue(ctx, callerKey{}, who), f.Service, e, f.Body, w)
-	s.active.Add(-1)
+	cc.caller.Certificate = s.m.PeerCertificate(cc.caller.ID)
+	resp, herr := s.run(cc, e, f.Body, w)
+	ct.disarm()
+	s.running.Add(-1)
 	<-s.sem
 
-	switch cause := context.Cause(ctx); {
+	switch cause := cc.causeErr(); {
 	case errors.Is(cause, context.DeadlineExceeded):
 		s.late.Add(1)
 		st.Reset(resetDeadline)
@@ -426,17 +451,17 @@ func (s *Server) admit(msg []byte) (Frame, entry, Status, string) {
 	case !ok:
 		return f, e, StatusUnknownService, "no service " + f.Service
 	case f.Stream != (e.stream != nil):
-		return f, e, StatusWrongMode, fmt.Sprintf("service %s is streaming: %v, the call is: %v", f.Service, e.stream != nil, f.Stream)
+		return f, e, StatusWrongMode, fmt.Sprintf("service %s is streaming: %v, the call is: %v", e.service, e.stream != nil, f.Stream)
 	}
 	return f, e, StatusOK, ""
 }
 
 // run calls the handler, turning a panic into StatusInternal.
-func (s *Server) run(ctx context.Context, service string, e entry, req []byte, w *ResponseWriter) (resp []byte, err error) {
+func (s *Server) run(ctx context.Context, e entry, req []byte, w *ResponseWriter) (resp []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.panics.Add(1)
-			s.log.Error("rpc: handler panicked", "service", service, "panic", r, "stack", string(debug.Stack()))
+			s.log.Error("rpc: handler panicked", "service", e.service, "panic", r, "stack", string(debug.Stack()))
 			resp, err = nil, &Error{Kind: KindServer, Status: StatusInternal, Message: "handler panicked"}
 		}
 	}()
@@ -449,36 +474,36 @@ func (s *Server) run(ctx context.Context, service string, e entry, req []byte, w
 // watch reads what the caller sends after the request: credit for w, or
 // the reset that cancels the call (errCallerDeadline for the caller's
 // deadline, errCallerReset for any other). Anything else is a protocol
-// violation: the stream is reset. It returns when the stream ends or ctx,
-// the call's, does, closing done.
-func (s *Server) watch(ctx context.Context, st *mesh.Stream, w *ResponseWriter, cancel context.CancelCauseFunc, done chan<- struct{}) {
+// violation: the stream is reset. It returns when the stream ends or cc,
+// the call's context, does, closing done.
+func (s *Server) watch(cc *callCtx, st *mesh.Stream, w *ResponseWriter, done chan<- struct{}) {
 	defer close(done)
 	var buf []byte
 	for {
-		msg, err := st.ReadMessage(ctx, buf)
+		msg, err := st.ReadMessage(cc, buf)
 		if errors.Is(err, io.EOF) {
 			// The caller closed its side (a unary request comes with its
 			// end): no more credit, but it may still cancel.
 			select {
 			case <-st.Done():
-			case <-ctx.Done():
+			case <-cc.Done():
 			}
 			if err = st.Err(); err == nil {
 				return
 			}
 		}
-		if ctx.Err() != nil {
+		if cc.Err() != nil {
 			return
 		}
 		if err != nil {
-			cancel(resetCause(err))
+			cc.cancel(resetCause(err))
 			return
 		}
 		buf = msg
 		f, err := ParseFrame(msg)
 		if err != nil || f.Type != FrameCredit {
 			st.Reset(resetProtocol)
-			cancel(errCallerReset)
+			cc.cancel(errCallerReset)
 			return
 		}
 		if w != nil {
@@ -491,7 +516,7 @@ func (s *Server) watch(ctx context.Context, st *mesh.Stream, w *ResponseWriter, 
 // end of stream (as a unary request does) without a goroutine: the
 // stream's end, if it is a reset, cancels the handler. It returns the
 // function that stops watching, or nil when the call needs watch.
-func (s *Server) watchUnary(st *mesh.Stream, e entry, cancel context.CancelCauseFunc) (stop func() bool) {
+func (s *Server) watchUnary(st *mesh.Stream, e entry, cc *callCtx) (stop func() bool) {
 	if e.stream != nil {
 		return nil
 	}
@@ -499,7 +524,7 @@ func (s *Server) watchUnary(st *mesh.Stream, e entry, cancel context.CancelCause
 	if err == nil { // a frame after a unary request: only credit is allowed
 		if f, perr := ParseFrame(msg); perr != nil || f.Type != FrameCredit {
 			st.Reset(resetProtocol)
-			cancel(errCallerReset)
+			cc.cancel(errCallerReset)
 		}
 	}
 	if !errors.Is(err, io.EOF) {
@@ -507,7 +532,7 @@ func (s *Server) watchUnary(st *mesh.Stream, e entry, cancel context.CancelCause
 	}
 	return st.AfterEnd(func() {
 		if err := st.Err(); err != nil {
-			cancel(resetCause(err))
+			cc.cancel(resetCause(err))
 		}
 	})
 }
@@ -531,8 +556,8 @@ func resetCause(err error) error {
 // acknowledging before that is reset by ct (see stallTimeout), or when
 // the server stops (see stop).
 func (s *Server) end(st *mesh.Stream, ct *callTimer, f *Frame) {
-	ct.ending(stallTimeout)
-	defer ct.t.Stop()
+	ct.arm(phaseEnding, stallTimeout)
+	defer ct.disarm()
 	ctx := s.ending // ct's reset, or the server's stop, ends every wait below
 	msg := AppendFrame(nil, f)
 	// Queuing the frame never waits; only the waits below take ctx.
@@ -547,65 +572,6 @@ func (s *Server) end(st *mesh.Stream, ct *callTimer, f *Frame) {
 	if err != nil {
 		st.Reset(resetAbandoned)
 	}
-}
-
-// callTimer bounds the two waits of a call that depend on the caller:
-// for the whole request (ServerOptions.RequestTimeout), and for the
-// caller to take the final frame, for as long as it makes progress (see
-// stallTimeout). Firing, it resets the stream (abandoned), which ends the
-// wait. One timer serves both, so a call allocates it once.
-type callTimer struct {
-	st *mesh.Stream
-	t  *time.Timer
-
-	mu   sync.Mutex // guards the fields below
-	end  bool       // waiting for the final frame's acknowledgement
-	last progress   // at the previous check, while end
-}
-
-// startCallTimer returns a callTimer that fires after d.
-func startCallTimer(st *mesh.Stream, d time.Duration) *callTimer {
-	ct := &callTimer{st: st}
-	ct.mu.Lock() // fire must see ct.t
-	ct.t = time.AfterFunc(d, ct.fire)
-	ct.mu.Unlock()
-	return ct
-}
-
-// ending rearms the stopped timer for the final frame: from now on it
-// fires only after a check finds no progress since the previous one, d
-// apart.
-func (ct *callTimer) ending(d time.Duration) {
-	ct.mu.Lock()
-	ct.end, ct.last = true, progressOf(ct.st)
-	ct.t.Reset(d)
-	ct.mu.Unlock()
-}
-
-func (ct *callTimer) fire() {
-	ct.mu.Lock()
-	if ct.end {
-		if p := progressOf(ct.st); p != ct.last {
-			ct.last = p
-			ct.t.Reset(stallTimeout)
-			ct.mu.Unlock()
-			return
-		}
-	}
-	ct.mu.Unlock()
-	ct.st.Reset(resetAbandoned)
-}
-
-// progress is what moves while a stream's send side does: fragments
-// queued, and bytes not yet acknowledged.
-type progress struct {
-	queued  uint64
-	unacked int
-}
-
-func progressOf(st *mesh.Stream) progress {
-	x := st.Stats()
-	return progress{queued: x.TxSeq, unacked: x.BytesInFlight}
 }
 
 // errorFrame turns a handler's error into the error frame the caller gets.
