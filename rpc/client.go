@@ -208,8 +208,8 @@ func (c *Client) sweep() {
 // handler's context within about half a round trip. Every error is an
 // *Error.
 func (c *Client) Call(ctx context.Context, node identity.NodeID, service string, req []byte) ([]byte, error) {
-	cl, err := c.start(ctx, node, service, req, false, 0)
-	if err != nil {
+	var cl call // nothing keeps it past the call: it stays on the stack
+	if err := c.start(&cl, ctx, node, service, req, false, 0); err != nil {
 		return nil, err
 	}
 	f, ferr := cl.next(ctx)
@@ -366,27 +366,27 @@ type call struct {
 	done    atomic.Bool
 }
 
-// start opens a call's stream and sends the request. On error the call
-// is already finished.
-func (c *Client) start(ctx context.Context, node identity.NodeID, service string, req []byte, streaming bool, credit uint32) (*call, error) {
-	cl := &call{c: c, node: node, service: service}
+// start sets cl up for a call, opens its stream and sends the request.
+// On error the call is already finished.
+func (c *Client) start(cl *call, ctx context.Context, node identity.NodeID, service string, req []byte, streaming bool, credit uint32) error {
+	*cl = call{c: c, node: node, service: service}
 	if err := ValidService(service); err != nil {
-		return nil, cl.fail(KindInvalidRequest, err, nil)
+		return cl.fail(KindInvalidRequest, err, nil)
 	}
 	if size := requestHeaderSize + len(service) + len(req); size > c.opts.MaxMessageSize {
-		return nil, cl.fail(KindInvalidRequest, fmt.Errorf("%w: %d-byte request frame exceeds %d", ErrTooLarge, size, c.opts.MaxMessageSize), nil)
+		return cl.fail(KindInvalidRequest, fmt.Errorf("%w: %d-byte request frame exceeds %d", ErrTooLarge, size, c.opts.MaxMessageSize), nil)
 	}
 	if node == c.m.ID() {
-		return nil, cl.fail(KindNoRoute, errors.New("rpc: a node cannot call itself"), nil)
+		return cl.fail(KindNoRoute, errors.New("rpc: a node cannot call itself"), nil)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, cl.ctxError(ctx)
+		return cl.ctxError(ctx)
 	}
 	cl.ns = c.acquire(node) // counted before Allow: a sweep must not forget the node meanwhile
 	if err := cl.ns.breaker.Allow(); err != nil {
 		c.release(cl.ns)
 		cl.ns = nil // no outcome to record: the breaker refused
-		return nil, cl.fail(KindCircuitOpen, err, nil)
+		return cl.fail(KindCircuitOpen, err, nil)
 	}
 	c.calls.Add(1)
 	c.outstanding.Add(1)
@@ -400,15 +400,15 @@ func (c *Client) start(ctx context.Context, node identity.NodeID, service string
 		var err error
 		if p, err = c.m.ConnectNode(ctx, node, key); err != nil {
 			if ctx.Err() != nil {
-				return nil, cl.finish(cl.ctxError(ctx))
+				return cl.finish(cl.ctxError(ctx))
 			}
-			return nil, cl.finish(cl.fail(KindNoRoute, err, nil))
+			return cl.finish(cl.fail(KindNoRoute, err, nil))
 		}
 	}
 	var timeout time.Duration
 	if dl, ok := ctx.Deadline(); ok {
 		if timeout = time.Until(dl); timeout <= 0 {
-			return nil, cl.finish(cl.fail(KindTimeout, context.DeadlineExceeded, nil))
+			return cl.finish(cl.fail(KindTimeout, context.DeadlineExceeded, nil))
 		}
 	}
 	st, err := c.m.OpenStreamOn(ctx, p, protocol, mesh.StreamConfig{MaxMessageSize: c.opts.MaxMessageSize})
@@ -417,11 +417,14 @@ func (c *Client) start(ctx context.Context, node identity.NodeID, service string
 		if errors.Is(err, mesh.ErrNoSession) {
 			kind = KindNoRoute
 		}
-		return nil, cl.finish(cl.fail(kind, err, nil))
+		return cl.finish(cl.fail(kind, err, nil))
 	}
 	cl.st = st
 	f := Frame{Type: FrameRequest, Stream: streaming, Timeout: timeout, Credit: credit, Service: service, Body: req}
-	msg := AppendFrame(make([]byte, 0, requestHeaderSize+len(service)+len(req)), &f)
+	buf := getFrameBuf()
+	defer putFrameBuf(buf)
+	msg := AppendFrame(*buf, &f)
+	*buf = msg
 	if streaming {
 		err = st.SendBlocking(ctx, msg) // credit frames follow
 	} else {
@@ -438,9 +441,9 @@ func (c *Client) start(ctx context.Context, node identity.NodeID, service string
 		}
 	}
 	if err != nil {
-		return nil, cl.finish(cl.streamError(ctx, err))
+		return cl.finish(cl.streamError(ctx, err))
 	}
-	return cl, nil
+	return nil
 }
 
 // end closes a unary call's stream after its final frame. The frame came
@@ -585,8 +588,8 @@ func (c *Client) Stream(ctx context.Context, node identity.NodeID, service strin
 	for _, o := range opts {
 		o(&cfg)
 	}
-	cl, err := c.start(ctx, node, service, req, true, cfg.credit)
-	if err != nil {
+	cl := new(call)
+	if err := c.start(cl, ctx, node, service, req, true, cfg.credit); err != nil {
 		return nil, err
 	}
 	r := &ResponseStream{cl: cl, ctx: ctx, auto: !cfg.manual, batch: max(cfg.credit/2, 1)}

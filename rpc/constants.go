@@ -71,6 +71,13 @@ const (
 	closeLinger = time.Second
 )
 
+// maxPooledFrame bounds, in bytes, the buffers kept for encoding the
+// frames calls send (a request, a final frame): a buffer grown beyond it
+// by a large call is left to the collector, so one such call does not pin
+// its size in the pool. 64 KiB holds the frames of the calls most
+// services make.
+const maxPooledFrame = 64 << 10
+
 // Bounds of a Client's per-node table (see Client).
 const (
 	// nodeTableMin is the table size below which a Client forgets no node:

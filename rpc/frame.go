@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -93,7 +94,9 @@ type Frame struct {
 // ValidService reports whether name can name a service: 1 to MaxServiceLen
 // bytes of lowercase letters, digits and "-:._/" (the capability tag
 // alphabet), so that "rpc:<name>" is a valid tag.
-func ValidService(name string) error {
+func ValidService(name string) error { return validService(name) }
+
+func validService[T ~string | ~[]byte](name T) error {
 	if len(name) == 0 || len(name) > MaxServiceLen {
 		return fmt.Errorf("%w: %q is not 1 to %d bytes", ErrInvalidService, name, MaxServiceLen)
 	}
@@ -148,65 +151,99 @@ func AppendFrame(dst []byte, f *Frame) []byte {
 // (ParseFrame then AppendFrame gives back the input), returns an error
 // wrapping ErrMalformed for anything else, and never panics. Body aliases b.
 func ParseFrame(b []byte) (Frame, error) {
-	if len(b) == 0 {
-		return Frame{}, fmt.Errorf("%w: empty", ErrMalformed)
+	f, service, err := parseFrame(b)
+	if err != nil {
+		return Frame{}, err
 	}
-	f := Frame{Type: FrameType(b[0])}
+	if f.Type == FrameRequest {
+		f.Service = string(service)
+	}
+	return f, nil
+}
+
+// parseFrame is ParseFrame without the copy of a request's service name:
+// it returns the name as a slice of b and leaves f.Service empty.
+func parseFrame(b []byte) (f Frame, service []byte, err error) {
+	if len(b) == 0 {
+		return Frame{}, nil, fmt.Errorf("%w: empty", ErrMalformed)
+	}
+	f = Frame{Type: FrameType(b[0])}
 	switch f.Type {
 	case FrameRequest:
 		if len(b) < requestHeaderSize {
-			return Frame{}, fmt.Errorf("%w: request of %d bytes", ErrMalformed, len(b))
+			return Frame{}, nil, fmt.Errorf("%w: request of %d bytes", ErrMalformed, len(b))
 		}
 		flags := b[1]
 		if flags&^FlagStream != 0 {
-			return Frame{}, fmt.Errorf("%w: request flags %#x", ErrMalformed, flags)
+			return Frame{}, nil, fmt.Errorf("%w: request flags %#x", ErrMalformed, flags)
 		}
 		f.Stream = flags&FlagStream != 0
 		f.Timeout = time.Duration(binary.LittleEndian.Uint32(b[2:])) * time.Millisecond
 		f.Credit = binary.LittleEndian.Uint32(b[6:])
 		if !f.Stream && f.Credit != 0 {
-			return Frame{}, fmt.Errorf("%w: credit in a unary request", ErrMalformed)
+			return Frame{}, nil, fmt.Errorf("%w: credit in a unary request", ErrMalformed)
 		}
 		n := int(b[10])
 		if len(b) < requestHeaderSize+n {
-			return Frame{}, fmt.Errorf("%w: service of %d bytes in %d", ErrMalformed, n, len(b))
+			return Frame{}, nil, fmt.Errorf("%w: service of %d bytes in %d", ErrMalformed, n, len(b))
 		}
-		f.Service = string(b[requestHeaderSize : requestHeaderSize+n])
-		if err := ValidService(f.Service); err != nil {
-			return Frame{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+		service = b[requestHeaderSize : requestHeaderSize+n]
+		if err := validService(service); err != nil {
+			return Frame{}, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		f.Body = b[requestHeaderSize+n:]
 	case FrameCredit:
 		if len(b) != creditSize {
-			return Frame{}, fmt.Errorf("%w: credit of %d bytes", ErrMalformed, len(b))
+			return Frame{}, nil, fmt.Errorf("%w: credit of %d bytes", ErrMalformed, len(b))
 		}
 		f.Credit = binary.LittleEndian.Uint32(b[1:])
 		if f.Credit == 0 {
-			return Frame{}, fmt.Errorf("%w: zero credit", ErrMalformed)
+			return Frame{}, nil, fmt.Errorf("%w: zero credit", ErrMalformed)
 		}
 	case FrameResponse, FrameChunk:
 		f.Body = b[1:]
 	case FrameEnd:
 		if len(b) != 1 {
-			return Frame{}, fmt.Errorf("%w: end of %d bytes", ErrMalformed, len(b))
+			return Frame{}, nil, fmt.Errorf("%w: end of %d bytes", ErrMalformed, len(b))
 		}
 	case FrameError:
 		if len(b) < errorHeaderSize {
-			return Frame{}, fmt.Errorf("%w: error of %d bytes", ErrMalformed, len(b))
+			return Frame{}, nil, fmt.Errorf("%w: error of %d bytes", ErrMalformed, len(b))
 		}
 		f.Status = Status(binary.LittleEndian.Uint16(b[1:]))
 		msg := b[errorHeaderSize:]
 		switch {
 		case f.Status == StatusOK:
-			return Frame{}, fmt.Errorf("%w: error with status 0", ErrMalformed)
+			return Frame{}, nil, fmt.Errorf("%w: error with status 0", ErrMalformed)
 		case len(msg) > MaxErrorMessage:
-			return Frame{}, fmt.Errorf("%w: error message of %d bytes", ErrMalformed, len(msg))
+			return Frame{}, nil, fmt.Errorf("%w: error message of %d bytes", ErrMalformed, len(msg))
 		case !utf8.Valid(msg):
-			return Frame{}, fmt.Errorf("%w: error message is not UTF-8", ErrMalformed)
+			return Frame{}, nil, fmt.Errorf("%w: error message is not UTF-8", ErrMalformed)
 		}
 		f.Message = string(msg)
 	default:
-		return Frame{}, fmt.Errorf("%w: type %#x", ErrMalformed, b[0])
+		return Frame{}, nil, fmt.Errorf("%w: type %#x", ErrMalformed, b[0])
 	}
-	return f, nil
+	return f, service, nil
+}
+
+// frameBufs holds the buffers calls encode the frames they send into.
+// Stream.Send copies the message, so a buffer is free again once the send
+// returned.
+var frameBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// getFrameBuf returns an empty buffer from frameBufs; give it back with
+// putFrameBuf once nothing refers to it.
+func getFrameBuf() *[]byte {
+	b := frameBufs.Get().(*[]byte)
+	*b = (*b)[:0]
+	return b
+}
+
+// putFrameBuf returns b to frameBufs, unless it grew beyond
+// maxPooledFrame.
+func putFrameBuf(b *[]byte) {
+	if cap(*b) <= maxPooledFrame {
+		frameBufs.Put(b)
+	}
 }

@@ -434,7 +434,7 @@ func (s *Server) serve(st *mesh.Stream, cc *callCtx) {
 
 // admit parses a request and finds its handler, or says why not.
 func (s *Server) admit(msg []byte) (Frame, entry, Status, string) {
-	f, err := ParseFrame(msg)
+	f, service, err := parseFrame(msg) // f.Service stays empty: e.service names it
 	if err != nil {
 		return f, entry{}, StatusMalformed, err.Error()
 	}
@@ -445,11 +445,11 @@ func (s *Server) admit(msg []byte) (Frame, entry, Status, string) {
 		return f, entry{}, StatusTooLarge, fmt.Sprintf("request of %d bytes exceeds %d", len(f.Body), s.opts.MaxRequestSize)
 	}
 	s.mu.RLock()
-	e, ok := s.handlers[f.Service]
+	e, ok := s.handlers[string(service)]
 	s.mu.RUnlock()
 	switch {
 	case !ok:
-		return f, e, StatusUnknownService, "no service " + f.Service
+		return f, e, StatusUnknownService, "no service " + string(service)
 	case f.Stream != (e.stream != nil):
 		return f, e, StatusWrongMode, fmt.Sprintf("service %s is streaming: %v, the call is: %v", e.service, e.stream != nil, f.Stream)
 	}
@@ -559,7 +559,10 @@ func (s *Server) end(st *mesh.Stream, ct *callTimer, f *Frame) {
 	ct.arm(phaseEnding, stallTimeout)
 	defer ct.disarm()
 	ctx := s.ending // ct's reset, or the server's stop, ends every wait below
-	msg := AppendFrame(nil, f)
+	buf := getFrameBuf()
+	defer putFrameBuf(buf)
+	msg := AppendFrame(*buf, f)
+	*buf = msg
 	// Queuing the frame never waits; only the waits below take ctx.
 	err := st.SendAndClose(context.Background(), msg)
 	if errors.Is(err, stream.ErrBackpressure) { // streamed chunks fill the window
