@@ -12,7 +12,7 @@ import (
 // that carries the caller, the call's deadline and its cancellation. It
 // has no parent: the server cancels it when the call ends, when the
 // caller cancels or goes away, when the deadline passes (the call's
-// callTimer), and when the server closes (Server.stop walks its active
+// callWatch), and when the server closes (Server.stop walks its active
 // calls). Its Err is context.DeadlineExceeded when a deadline ended it,
 // the server's own or the caller's (the reset that says the caller's
 // deadline passed), and context.Canceled otherwise; as the type is not

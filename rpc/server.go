@@ -358,11 +358,11 @@ var (
 // deliver the final frame.
 func (s *Server) serve(st *mesh.Stream, cc *callCtx) {
 	defer s.done(cc)
-	ct := startCallTimer(st, cc, s.opts.RequestTimeout)
-	defer ct.release()
+	cw := startCallWatch(st, cc, s.opts.RequestTimeout)
+	defer cw.release()
 	// Until the handler runs, only Close cancels the call.
 	msg, err := st.Recv(s.ctx)
-	ct.disarm() // rearmed for the handler's deadline and the final frame
+	cw.disarm() // rearmed for the handler's deadline and the final frame
 	if err != nil {
 		var re *stream.ResetError
 		if errors.As(err, &re) && !re.Remote && re.Code == resetAbandoned {
@@ -377,7 +377,7 @@ func (s *Server) serve(st *mesh.Stream, cc *callCtx) {
 	if status == StatusOK && e.stream != nil {
 		w = &ResponseWriter{st: st, credit: uint64(f.Credit), wake: make(chan struct{}, 1)}
 	}
-	if stop := s.watchUnary(st, e, cc); stop != nil {
+	if stop := s.watchUnary(st, e, cc, cw); stop != nil {
 		defer stop()
 	} else {
 		watched := make(chan struct{})
@@ -390,24 +390,24 @@ func (s *Server) serve(st *mesh.Stream, cc *callCtx) {
 
 	if status != StatusOK {
 		s.refused.Add(1)
-		s.end(st, ct, &Frame{Type: FrameError, Status: status, Message: reason})
+		s.end(st, cw, &Frame{Type: FrameError, Status: status, Message: reason})
 		return
 	}
 	select {
 	case s.sem <- struct{}{}:
 	default:
 		s.refused.Add(1)
-		s.end(st, ct, &Frame{Type: FrameError, Status: StatusUnavailable, Message: "server at its concurrency limit"})
+		s.end(st, cw, &Frame{Type: FrameError, Status: StatusUnavailable, Message: "server at its concurrency limit"})
 		return
 	}
 	s.calls.Add(1)
 	s.running.Add(1)
 	if f.Timeout > 0 {
-		cc.setDeadline(ct.arm(phaseHandler, f.Timeout))
+		cc.setDeadline(cw.arm(phaseHandler, f.Timeout))
 	}
 	cc.caller.Certificate = s.m.PeerCertificate(cc.caller.ID)
 	resp, herr := s.run(cc, e, f.Body, w)
-	ct.disarm()
+	cw.disarm()
 	s.running.Add(-1)
 	<-s.sem
 
@@ -424,11 +424,11 @@ func (s *Server) serve(st *mesh.Stream, cc *callCtx) {
 		if s.ctx.Err() != nil {
 			final = Frame{Type: FrameError, Status: StatusUnavailable, Message: "server closed"}
 		}
-		s.end(st, ct, &final)
+		s.end(st, cw, &final)
 	case w != nil:
-		s.end(st, ct, &Frame{Type: FrameEnd})
+		s.end(st, cw, &Frame{Type: FrameEnd})
 	default:
-		s.end(st, ct, &Frame{Type: FrameResponse, Body: resp})
+		s.end(st, cw, &Frame{Type: FrameResponse, Body: resp})
 	}
 }
 
@@ -514,9 +514,10 @@ func (s *Server) watch(cc *callCtx, st *mesh.Stream, w *ResponseWriter, done cha
 
 // watchUnary watches a unary call whose request came with the caller's
 // end of stream (as a unary request does) without a goroutine: the
-// stream's end, if it is a reset, cancels the handler. It returns the
-// function that stops watching, or nil when the call needs watch.
-func (s *Server) watchUnary(st *mesh.Stream, e entry, cc *callCtx) (stop func() bool) {
+// stream's end, if it is a reset, cancels the handler (cw.ended). It
+// returns the function that stops watching, or nil when the call needs
+// watch.
+func (s *Server) watchUnary(st *mesh.Stream, e entry, cc *callCtx, cw *callWatch) (stop func() bool) {
 	if e.stream != nil {
 		return nil
 	}
@@ -530,11 +531,7 @@ func (s *Server) watchUnary(st *mesh.Stream, e entry, cc *callCtx) (stop func() 
 	if !errors.Is(err, io.EOF) {
 		return nil // more to read, or not yet the end: watch reads on
 	}
-	return st.AfterEnd(func() {
-		if err := st.Err(); err != nil {
-			cc.cancel(resetCause(err))
-		}
-	})
+	return st.AfterEnd(cw.ended)
 }
 
 // resetCause is why a call's handler is cancelled when its stream fails
@@ -553,12 +550,12 @@ func resetCause(err error) error {
 // caller: a unary caller ended its side with the request, so the stream
 // is over; a streaming caller resets it once it read the frame, however
 // long its backlog takes (or the session ends). A caller that stops
-// acknowledging before that is reset by ct (see stallTimeout), or when
+// acknowledging before that is reset by cw (see stallTimeout), or when
 // the server stops (see stop).
-func (s *Server) end(st *mesh.Stream, ct *callTimer, f *Frame) {
-	ct.arm(phaseEnding, stallTimeout)
-	defer ct.disarm()
-	ctx := s.ending // ct's reset, or the server's stop, ends every wait below
+func (s *Server) end(st *mesh.Stream, cw *callWatch, f *Frame) {
+	cw.arm(phaseEnding, stallTimeout)
+	defer cw.disarm()
+	ctx := s.ending // cw's reset, or the server's stop, ends every wait below
 	buf := getFrameBuf()
 	defer putFrameBuf(buf)
 	msg := AppendFrame(*buf, f)

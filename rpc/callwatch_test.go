@@ -34,40 +34,47 @@ func openStream(t *testing.T, a *mesh.Mesh, ab *mesh.Peer, b *mesh.Mesh) *mesh.S
 	return st
 }
 
-// TestCallTimerStaleFire: a pooled callTimer's timer may fire for an
-// arming that was stopped or replaced (Stop came too late, the fire
-// waited for the lock), even after the callTimer went to another call.
-// Such a fire must neither reset the current call's stream nor end its
-// handler's context; only the current arming's fire acts.
-func TestCallTimerStaleFire(t *testing.T) {
+// TestCallWatchStale: a pooled callWatch's timer may fire for an arming
+// that was stopped or replaced (Stop came too late, the fire waited for
+// the lock), and its ended may run for a stream that ended, even after
+// the callWatch went to another call. Such a fire must neither reset the
+// current call's stream nor end its handler's context, and such an ended
+// must leave a live call alone; only the current arming's fire, and the
+// current stream's reset, act.
+func TestCallWatchStale(t *testing.T) {
 	a, b, ab := testnode.Pair(t)
 	st := openStream(t, a, ab, b)
 	cc := new(callCtx)
 
-	ct := startCallTimer(st, cc, time.Hour)
-	ct.fire() // a late fire of the callTimer's previous use
+	cw := startCallWatch(st, cc, time.Hour)
+	cw.fire() // a late fire of the callWatch's previous use
 	if err := st.Err(); err != nil {
 		t.Fatalf("a stale fire in the request phase reset the stream: %v", err)
 	}
-	ct.arm(phaseHandler, time.Hour)
-	ct.fire()
+	cw.ended() // a late ended of the previous use: its stream was reset
+	if err := cc.Err(); err != nil {
+		t.Fatalf("a stale ended cancelled a live call: %v", err)
+	}
+	cw.arm(phaseHandler, time.Hour)
+	cw.fire()
 	if err := cc.Err(); err != nil {
 		t.Fatalf("a stale fire in the handler phase ended the context: %v", err)
 	}
-	ct.arm(phaseEnding, time.Hour)
-	ct.fire()
-	ct.disarm()
-	ct.fire()
-	ct.release()
-	ct.fire() // pooled: it belongs to no call
+	cw.arm(phaseEnding, time.Hour)
+	cw.fire()
+	cw.disarm()
+	cw.fire()
+	cw.release()
+	cw.fire() // pooled: it belongs to no call
+	cw.ended()
 	if err := st.Err(); err != nil {
 		t.Fatalf("a stale fire reset the stream: %v", err)
 	}
 
 	// The fire of the current arming acts.
-	ct = startCallTimer(st, cc, time.Hour)
-	defer ct.release()
-	ct.arm(phaseHandler, time.Millisecond)
+	cw = startCallWatch(st, cc, time.Hour)
+	defer cw.release()
+	cw.arm(phaseHandler, time.Millisecond)
 	select {
 	case <-cc.Done():
 	case <-time.After(5 * time.Second):
@@ -76,7 +83,7 @@ func TestCallTimerStaleFire(t *testing.T) {
 	if !errors.Is(cc.Err(), context.DeadlineExceeded) || !errors.Is(cc.causeErr(), context.DeadlineExceeded) {
 		t.Fatalf("context ended with %v (cause %v), want the deadline", cc.Err(), cc.causeErr())
 	}
-	ct.arm(phaseRequest, time.Millisecond)
+	cw.arm(phaseRequest, time.Millisecond)
 	select {
 	case <-st.Done():
 	case <-time.After(5 * time.Second):
@@ -85,5 +92,14 @@ func TestCallTimerStaleFire(t *testing.T) {
 	var re *stream.ResetError
 	if !errors.As(st.Err(), &re) || re.Remote || re.Code != resetAbandoned {
 		t.Fatalf("stream ended with %v, want a local reset (abandoned)", st.Err())
+	}
+
+	// The end of the current call's stream, a reset, cancels the call.
+	cc = new(callCtx)
+	cw2 := startCallWatch(st, cc, time.Hour)
+	defer cw2.release()
+	cw2.ended()
+	if !errors.Is(cc.causeErr(), errCallerReset) || !errors.Is(cc.Err(), context.Canceled) {
+		t.Fatalf("context ended with %v (cause %v), want the caller's reset", cc.Err(), cc.causeErr())
 	}
 }
