@@ -613,3 +613,29 @@ func TestUnaryOnePacketEachWay(t *testing.T) {
 		t.Fatalf("the best batch of %d calls sent %d packets from one side (the last: %s); want about %d each way", calls, best, last, calls)
 	}
 }
+
+// TestUnaryCallAllocs bounds the allocations of a unary call between two
+// loopback nodes, both sides counted (they run in this process). Package
+// rpc allocates one, the handler's context (a handler may keep it, so it
+// cannot be pooled); the rest are the stream engine's.
+func TestUnaryCallAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under -race")
+	}
+	const want = 18
+	s := newSetup(t, rpc.ServerOptions{}, rpc.ClientOptions{})
+	if err := s.srv.Handle("echo", func(_ context.Context, req []byte) ([]byte, error) { return req, nil }); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	node, req := s.sm.ID(), make([]byte, 64)
+	call := func() {
+		if _, err := s.c.Call(ctx, node, "echo", req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call() // warm up the pools and the session
+	if a := testing.AllocsPerRun(500, call); a > want {
+		t.Errorf("a unary call allocates %v times, want at most %d", a, want)
+	}
+}
