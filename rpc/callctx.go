@@ -3,7 +3,6 @@ package rpc
 import (
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"time"
 )
@@ -26,7 +25,10 @@ type callCtx struct {
 	done     chan struct{}
 	err      error // set once, when the context ends
 	cause    error
-	afters   []*func() // AfterFunc's functions, run when the context ends
+	// afters, made by the first AfterFunc, ends when cc does; AfterFunc
+	// leaves its functions to it.
+	afters    context.Context
+	endAfters context.CancelFunc
 }
 
 // closedChan is the Done channel of a context that ended before anyone
@@ -81,24 +83,15 @@ func (cc *callCtx) Value(key any) any {
 // this one.
 func (cc *callCtx) AfterFunc(f func()) (stop func() bool) {
 	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cc.err != nil {
-		go f()
-		return func() bool { return false }
-	}
-	p := &f
-	cc.afters = append(cc.afters, p)
-	return func() bool {
-		cc.mu.Lock()
-		defer cc.mu.Unlock()
-		for i, q := range cc.afters {
-			if q == p {
-				cc.afters = slices.Delete(cc.afters, i, i+1)
-				return true
-			}
+	if cc.afters == nil {
+		cc.afters, cc.endAfters = context.WithCancel(context.Background())
+		if cc.err != nil {
+			cc.endAfters()
 		}
-		return false
 	}
+	afters := cc.afters
+	cc.mu.Unlock()
+	return context.AfterFunc(afters, f)
 }
 
 // String names the context, as package context's types do.
@@ -127,11 +120,10 @@ func (cc *callCtx) cancel(cause error) {
 	} else {
 		close(cc.done)
 	}
-	afters := cc.afters
-	cc.afters = nil
+	endAfters := cc.endAfters
 	cc.mu.Unlock()
-	for _, f := range afters {
-		go (*f)()
+	if endAfters != nil {
+		endAfters()
 	}
 }
 
