@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -621,7 +622,8 @@ func TestUnaryOnePacketEachWay(t *testing.T) {
 // engine the two Streams, the request and the reply Recv hands over (the
 // callers keep them), the wake-up channel of each end that waits (the
 // caller for its reply, the server for the caller's acknowledgement), and
-// the hook that watches the stream's end.
+// the hook that watches the stream's end. Nor does a call start a
+// goroutine.
 func TestUnaryCallAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts differ under -race")
@@ -641,5 +643,21 @@ func TestUnaryCallAllocs(t *testing.T) {
 	call() // warm up the pools and the session
 	if a := testing.AllocsPerRun(500, call); a > want {
 		t.Errorf("a unary call allocates %v times, want at most %d", a, want)
+	}
+
+	// The handler runs on a pooled goroutine, and the watch of the
+	// caller's end stops with the handler, before the stream ends.
+	const calls = 500
+	created := func() uint64 {
+		s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	before := created()
+	for range calls {
+		call()
+	}
+	if n := created() - before; n > calls/10 {
+		t.Errorf("%d unary calls started %d goroutines", calls, n)
 	}
 }

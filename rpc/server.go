@@ -377,7 +377,8 @@ func (s *Server) serve(st *mesh.Stream, cc *callCtx) {
 	if status == StatusOK && e.stream != nil {
 		w = &ResponseWriter{st: st, credit: uint64(f.Credit), wake: make(chan struct{}, 1)}
 	}
-	if stop := s.watchUnary(st, e, cc, cw); stop != nil {
+	stop := s.watchUnary(st, e, cc, cw)
+	if stop != nil {
 		defer stop()
 	} else {
 		watched := make(chan struct{})
@@ -408,6 +409,12 @@ func (s *Server) serve(st *mesh.Stream, cc *callCtx) {
 	cc.caller.Certificate = s.m.PeerCertificate(cc.caller.ID)
 	resp, herr := s.run(cc, e, f.Body, w)
 	cw.disarm()
+	if stop != nil {
+		// The handler is done: a reset from now on only ends the wait in
+		// end, which sees it. Unwatched now, the stream's end (when the
+		// caller acknowledges the final frame) starts no goroutine.
+		stop()
+	}
 	s.running.Add(-1)
 	<-s.sem
 
