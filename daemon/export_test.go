@@ -79,3 +79,15 @@ func ForgedStandby(id ID, seq uint64) []byte {
 func ForgedSpawn(kind string, owner identity.NodeID, size uint64) []byte {
 	return appendPrepare(nil, &prepareReq{Xfer: newXferID(), Mode: modeSpawn, Kind: kind, Owner: owner, Size: size})
 }
+
+// ForkTriggers returns the forks that wait at rt, which hosts id, for id
+// to reach their sequence number; -1 when rt does not host it.
+func ForkTriggers(rt *Runtime, id ID) int {
+	in := rt.hosted(id)
+	if in == nil {
+		return -1
+	}
+	n := -1
+	in.do(func() { n = len(in.triggers) })
+	return n
+}

@@ -201,6 +201,14 @@ func TestForkAtASequenceNumber(t *testing.T) {
 		done <- g
 	}()
 	for i := 10; i < 40; i++ {
+		if i == 20 {
+			// The fork must be waiting before the daemon reaches 25, or
+			// it is (rightly) refused as past: a busy machine can start
+			// its goroutine that late.
+			eventually(t, 10*time.Second, "the fork to wait for 25", func() bool {
+				return daemon.ForkTriggers(ns[1].rt, loc.Daemon) == 1
+			})
+		}
 		if _, err := ns[2].rt.Deliver(ctxT(t), loc.Daemon, fmt.Appendf(nil, "p%d", i)); err != nil {
 			t.Fatal(err)
 		}
