@@ -209,7 +209,7 @@ func (c *Client) sweep() {
 // *Error.
 func (c *Client) Call(ctx context.Context, node identity.NodeID, service string, req []byte) ([]byte, error) {
 	var cl call // nothing keeps it past the call: it stays on the stack
-	if err := c.start(&cl, ctx, node, service, req, false, 0); err != nil {
+	if err := c.start(ctx, &cl, node, service, req, false, 0); err != nil {
 		return nil, err
 	}
 	f, ferr := cl.next(ctx)
@@ -368,7 +368,7 @@ type call struct {
 
 // start sets cl up for a call, opens its stream and sends the request.
 // On error the call is already finished.
-func (c *Client) start(cl *call, ctx context.Context, node identity.NodeID, service string, req []byte, streaming bool, credit uint32) error {
+func (c *Client) start(ctx context.Context, cl *call, node identity.NodeID, service string, req []byte, streaming bool, credit uint32) error {
 	*cl = call{c: c, node: node, service: service}
 	if err := ValidService(service); err != nil {
 		return cl.fail(KindInvalidRequest, err, nil)
@@ -589,7 +589,7 @@ func (c *Client) Stream(ctx context.Context, node identity.NodeID, service strin
 		o(&cfg)
 	}
 	cl := new(call)
-	if err := c.start(cl, ctx, node, service, req, true, cfg.credit); err != nil {
+	if err := c.start(ctx, cl, node, service, req, true, cfg.credit); err != nil {
 		return nil, err
 	}
 	r := &ResponseStream{cl: cl, ctx: ctx, auto: !cfg.manual, batch: max(cfg.credit/2, 1)}
