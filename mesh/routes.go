@@ -338,7 +338,7 @@ func (m *Mesh) ConnectNode(ctx context.Context, id identity.NodeID, key ed25519.
 		// The engine indexes an announcement before it reports the route
 		// the announcement taught: a node just found in the index may have
 		// no route yet. Its record names the same route.
-		if !n.Via.IsZero() {
+		if _, known := m.tr.routes.get(id); !known && !n.Via.IsZero() {
 			m.learnAnnouncedRoute(id, n.Via, n.Hops, n.Expires)
 		}
 	}
