@@ -110,8 +110,11 @@ func TestOneFrameStreamsParkNoGoroutines(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if n := runtime.NumGoroutine(); n > baseline+20 {
-		t.Fatalf("%d goroutines after %d one-frame streams on engine and application protocols, baseline %d", n, 3*perProto, baseline)
+	// Each engine frame kicks a short-lived drain goroutine that finds no
+	// whole message and ends; on a busy machine some have not ended yet.
+	// A parked goroutine would stay until the streams' idle timeout (30 s).
+	if n := settleGoroutines(baseline+20, 5*time.Second); n > baseline+20 {
+		t.Fatalf("%d goroutines 5 s after %d one-frame streams on engine and application protocols, baseline %d", n, 3*perProto, baseline)
 	}
 	openOneFrameStreams(t, a, pb, handled.id, perProto)
 	for opened(handled) < perProto {
