@@ -16,6 +16,7 @@ type outPacket struct {
 	n     int
 	addr  netip.AddrPort
 	nonce noise.Nonce
+	q     *linkQueue // the stream Mux whose frame this is, or nil
 }
 
 var (
@@ -33,6 +34,10 @@ func getOut(n int) *outPacket {
 }
 
 func putOut(p *outPacket) {
+	if p.q != nil {
+		p.q.written.Add(1)
+		p.q = nil
+	}
 	p.n = 0
 	p.addr = netip.AddrPort{}
 	if len(p.buf) == outBufSize {

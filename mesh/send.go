@@ -44,6 +44,12 @@ func (m *Mesh) SendFrame(p *Peer, proto Protocol, body []byte) error {
 // sendFrame seals one frame, head followed by data, on the peer's current
 // session and queues it.
 func (t *transport) sendFrame(p *Peer, proto wire.Proto, head, data []byte) error {
+	return t.sendFrameCounted(p, proto, head, data, nil)
+}
+
+// sendFrameCounted is sendFrame counting the frame in q, if not nil, until
+// the socket writer has written it (see linkQueue).
+func (t *transport) sendFrameCounted(p *Peer, proto wire.Proto, head, data []byte, q *linkQueue) error {
 	if t.closed.Load() {
 		return ErrClosed
 	}
@@ -51,13 +57,18 @@ func (t *transport) sendFrame(p *Peer, proto wire.Proto, head, data []byte) erro
 	if s == nil {
 		return ErrNoSession
 	}
-	return t.sendFrameOn(s, proto, head, data)
+	return t.sendFrameVia(s, proto, head, data, q)
 }
 
 // sendFrameOn seals one frame, head followed by data, on session s, in
 // place in a pooled packet, and queues it for the peer's path: straight to
 // its address, or wrapped for the relay. It allocates nothing.
 func (t *transport) sendFrameOn(s *session, proto wire.Proto, head, data []byte) error {
+	return t.sendFrameVia(s, proto, head, data, nil)
+}
+
+// sendFrameVia is sendFrameOn counting the frame in q, if not nil.
+func (t *transport) sendFrameVia(s *session, proto wire.Proto, head, data []byte, q *linkQueue) error {
 	p := s.peer
 	ep := p.ep.Load()
 	if ep == nil {
@@ -68,6 +79,10 @@ func (t *transport) sendFrameOn(s *session, proto wire.Proto, head, data []byte)
 		off = routedHeadroom
 	}
 	pkt := getOut(off + wire.DataOverhead + wire.FrameHeaderSize + len(head) + len(data))
+	if q != nil {
+		q.queued.Add(1) // putOut counts it out on every path from here
+		pkt.q = q
+	}
 	n, err := sealFrame(s, pkt, off, proto, head, data)
 	if err != nil {
 		putOut(pkt)

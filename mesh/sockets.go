@@ -163,7 +163,18 @@ func (t *transport) writeLoop(s *socket) {
 				t.log.Debug("socket write failed", "err", err)
 			}
 		}
+		// Count every frame written before a Mux hears of it, so the
+		// Mux sees the whole batch gone when it sends what it held back.
+		for _, p := range pkts {
+			if p.q != nil {
+				p.q.written.Add(1)
+			}
+		}
 		for i, p := range pkts {
+			if q := p.q; q != nil {
+				p.q = nil
+				q.uncork()
+			}
 			putOut(p)
 			pkts[i] = nil
 			msgs[i] = udp.Message{}

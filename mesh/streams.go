@@ -254,11 +254,13 @@ func (m *Mesh) muxFor(p *Peer, proto wire.Proto) *protoMux {
 	if pm := ps.get(proto); pm != nil {
 		return pm
 	}
-	var link stream.Link = streamLink{m, p, proto}
+	q := &linkQueue{}
+	var link stream.Link = streamLink{m, p, proto, q}
 	if m.tr.probeMTU {
-		link = probeLink{streamLink{m, p, proto}}
+		link = probeLink{streamLink{m, p, proto, q}}
 	}
 	pm := &protoMux{proto: proto, mux: stream.NewMux(link, m.cfg.Streams)}
+	q.mux = pm.mux // before any frame: NewMux sends none
 	next := append(append([]*protoMux(nil), ps.all()...), pm)
 	ps.set.Store(&next)
 	if m.tr.closed.Load() {
@@ -325,10 +327,47 @@ type streamLink struct {
 	m     *Mesh
 	p     *Peer
 	proto wire.Proto
+	q     *linkQueue
 }
 
 func (l streamLink) SendFrame(head, data []byte) error {
-	return l.m.tr.sendFrame(l.p, l.proto, head, data)
+	return l.m.tr.sendFrameCounted(l.p, l.proto, head, data, l.q)
+}
+
+// Queued and Pending make the Mux autocork (see stream.CorkLink).
+func (l streamLink) Queued() uint64 { return l.q.queued.Load() }
+
+func (l streamLink) Pending(ticket uint64) bool { return l.q.pending(ticket) }
+
+// linkQueue counts one Mux's frames through the socket queue, for
+// autocorking: the Mux holds back a partly filled fragment while the
+// stream's previous frame still waits for the socket writer, and the
+// writer calls Mux.Uncork once it has written that frame. Frames leave in
+// the order they were queued (one socket, one writer), so the count of
+// frames written tells whether a given frame was.
+type linkQueue struct {
+	mux     *stream.Mux
+	queued  atomic.Uint64 // frames queued so far: a frame's ticket
+	written atomic.Uint64 // frames written or dropped so far
+	want    atomic.Bool   // the Mux holds a fragment back: call Uncork
+}
+
+// pending reports whether the frame with ticket t is still queued, and
+// if so asks the writer for an Uncork once it has written a frame.
+func (q *linkQueue) pending(t uint64) bool {
+	if q.written.Load() >= t {
+		return false
+	}
+	q.want.Store(true)
+	return q.written.Load() < t // the writer may have counted it meanwhile
+}
+
+// uncork tells the Mux, once per request, that frames were written. The
+// socket writer calls it after counting its batch written.
+func (q *linkQueue) uncork() {
+	if q.want.Load() && q.want.Swap(false) {
+		q.mux.Uncork()
+	}
 }
 
 func (l streamLink) AcceptStream(s *Stream) bool { return l.m.acceptStream(l.p, l.proto, s) }

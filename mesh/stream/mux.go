@@ -60,6 +60,7 @@ type AcceptLink interface {
 type Mux struct {
 	link   Link
 	accept AcceptLink // link, if it takes streams itself; else acceptCh does
+	cork   CorkLink   // link, if it tells when it wrote a frame; else nil
 	cfg    MuxConfig
 	epoch  time.Time
 
@@ -94,7 +95,9 @@ type Mux struct {
 	// nextWake is the deadline the timer goroutine sleeps toward (ns since
 	// epoch), 0 when it sleeps without one.
 	nextWake    int64
-	linkBlocked int64 // when non-zero, the Link refused a frame; retry at this time
+	linkBlocked int64     // when non-zero, the Link refused a frame; retry at this time
+	corked      []*Stream // streams whose last fragment waits for the Link (see cork.go)
+	corkSince   int64     // when the first of corked was held; 0 with none
 
 	rtt rttEstimator
 	cc  newReno
@@ -148,6 +151,7 @@ func NewMux(link Link, cfg MuxConfig) *Mux {
 	}
 	m.tx = make([]byte, txSize)
 	m.accept, _ = link.(AcceptLink)
+	m.cork, _ = link.(CorkLink)
 	m.wg.Add(1)
 	go m.run()
 	return m
@@ -211,6 +215,8 @@ func (m *Mux) Close() error {
 	clear(m.streams)
 	clear(m.timers)
 	m.timers = nil
+	clear(m.corked)
+	m.corked = nil
 	m.owed = nil
 	m.last = nil
 	m.closed = true
@@ -525,6 +531,12 @@ func (m *Mux) flushLocked(now int64) {
 			s.inReady = false
 			continue
 		}
+		if m.corkedLocked(s, now) {
+			m.ready.pop()
+			s.inReady = false
+			m.corkLocked(s, now)
+			continue
+		}
 		if !m.cc.canSend(size) {
 			return // an ACK or timeout calls flush again
 		}
@@ -636,7 +648,11 @@ func (m *Mux) onTimersLocked(now int64) int64 {
 		m.flushOwedLocked()
 	}
 	earlier(m.onProbeTimerLocked(now))
+	earlier(m.corkTimerLocked(now))
 	m.flushLocked(now)
+	if len(m.corked) == 0 {
+		m.corkSince = 0 // what was held went, or goes when the window opens
+	}
 	earlier(m.timers.next())
 	earlier(m.owedDue)
 	earlier(m.linkBlocked)

@@ -209,6 +209,9 @@ func (s *Stream) sendOneLocked(now int64) error {
 		}
 		s.st.linkErrors++ // as good as lost: loss recovery resends it
 	}
+	if m.cork != nil {
+		s.txTicket = m.cork.Queued()
+	}
 	if retx {
 		s.lost.pop()
 		f.retx = true

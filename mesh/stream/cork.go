@@ -1,0 +1,91 @@
+package stream
+
+// Autocorking. A small message sent while its stream's previous frame
+// still waits in the Link's queue would go out as a packet of its own
+// right behind it; held back instead, its fragment takes the messages
+// sent meanwhile, and goes when the Link has written the frame before it
+// (the Link calls Uncork), or when it fills. Like TCP autocorking, and
+// unlike Nagle's algorithm, this never waits on the network: an idle
+// Link sends at once, so a request and its reply are never delayed.
+// Only a stream's last fragment, new, partly filled and without FIN, is
+// ever held; retransmissions, ACKs and full fragments are not, and a
+// held fragment goes after MaxAckDelay whatever the Link says.
+
+// A CorkLink is a Link that queues frames for a writer before they reach
+// the network and tells the Mux when it has written them; with one, the
+// Mux autocorks.
+type CorkLink interface {
+	Link
+	// Queued is how many frames SendFrame has queued so far: read right
+	// after SendFrame, the ticket of the frame it queued.
+	Queued() uint64
+	// Pending reports whether the frame with ticket t is still queued;
+	// if so, the Link calls Mux.Uncork (not from within a Mux call) once
+	// it has written a frame after this call.
+	Pending(t uint64) bool
+}
+
+// corkedLocked reports whether the next fragment of s, which the
+// scheduler is about to send, should wait for the Link (see above).
+func (m *Mux) corkedLocked(s *Stream, now int64) bool {
+	if m.cork == nil || s.txTicket == 0 || s.lost.len() > 0 || s.sent+1 != s.nxt {
+		return false
+	}
+	if s.tailRoomLocked() == 0 { // full, or a FIN
+		return false
+	}
+	if m.corkSince != 0 && now-m.corkSince >= int64(m.cfg.MaxAckDelay) {
+		return false
+	}
+	return m.cork.Pending(s.txTicket)
+}
+
+// corkLocked holds s back until Uncork or MaxAckDelay.
+func (m *Mux) corkLocked(s *Stream, now int64) {
+	if !s.inCorked {
+		s.inCorked = true
+		m.corked = append(m.corked, s)
+	}
+	if m.corkSince == 0 {
+		m.corkSince = now
+		m.armMuxLocked(now + int64(m.cfg.MaxAckDelay))
+	}
+}
+
+// Uncork sends the fragments held back for the Link: a CorkLink calls it
+// when it has written the frames queued before them.
+func (m *Mux) Uncork() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || len(m.corked) == 0 {
+		return
+	}
+	m.corkSince = 0
+	m.releaseCorkedLocked()
+	m.flushLocked(m.now())
+}
+
+// releaseCorkedLocked makes the held streams ready again.
+func (m *Mux) releaseCorkedLocked() {
+	for i, s := range m.corked {
+		s.inCorked = false
+		m.readyLocked(s)
+		m.corked[i] = nil
+	}
+	m.corked = m.corked[:0]
+}
+
+// corkTimerLocked releases the held streams once MaxAckDelay passed
+// since the first was held (the flush that follows sends them, not
+// holding again), and returns when it is due otherwise, or 0.
+func (m *Mux) corkTimerLocked(now int64) int64 {
+	if m.corkSince == 0 {
+		return 0
+	}
+	due := m.corkSince + int64(m.cfg.MaxAckDelay)
+	if now < due {
+		return due
+	}
+	m.releaseCorkedLocked()
+	return 0
+}

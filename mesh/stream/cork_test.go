@@ -1,0 +1,153 @@
+package stream
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// corkingLink is a captureLink whose frames stay "queued" until the test
+// writes them, like the mesh's socket queue; write calls Uncork as the
+// mesh's writer does.
+type corkingLink struct {
+	captureLink
+	qmu            sync.Mutex
+	queued, writtn uint64
+	want           bool
+	mux            *Mux
+}
+
+func (l *corkingLink) SendFrame(head, data []byte) error {
+	if err := l.captureLink.SendFrame(head, data); err != nil {
+		return err
+	}
+	l.qmu.Lock()
+	l.queued++
+	l.qmu.Unlock()
+	return nil
+}
+
+func (l *corkingLink) Queued() uint64 {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	return l.queued
+}
+
+func (l *corkingLink) Pending(t uint64) bool {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	if l.writtn >= t {
+		return false
+	}
+	l.want = true
+	return true
+}
+
+// write marks every queued frame written and uncorks the Mux if it asked.
+func (l *corkingLink) write() {
+	l.qmu.Lock()
+	l.writtn = l.queued
+	want := l.want
+	l.want = false
+	l.qmu.Unlock()
+	if want {
+		l.mux.Uncork()
+	}
+}
+
+// dataFrames returns the DATA frames of wire stream w sent since the last
+// call.
+func (l *corkingLink) dataFrames(w uint32) []frame {
+	_, fs := l.take(frameData, w)
+	return fs
+}
+
+// TestAutocorkCoalescesWhileQueued: a stream's message sent while its
+// previous frame waits in the Link's queue joins a held fragment, which
+// goes, with the messages sent meanwhile, when the Link has written the
+// queue; an idle Link sends at once.
+func TestAutocorkCoalescesWhileQueued(t *testing.T) {
+	ctx := context.Background()
+	l := &corkingLink{}
+	m := NewMux(l, MuxConfig{MinRTO: 10 * time.Second, MaxAckDelay: time.Hour})
+	defer m.Close()
+	l.mux = m
+	s, _ := m.Open(ctx, Config{})
+	w := s.key ^ 1
+	send := func(b byte) {
+		t.Helper()
+		if err := s.Send(ctx, message(uint64(b), 300)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(1)
+	if fs := l.dataFrames(w); len(fs) != 1 {
+		t.Fatalf("first message on an idle link: %d DATA frames, want 1 at once", len(fs))
+	}
+	for i := byte(2); i <= 4; i++ {
+		send(i)
+	}
+	if fs := l.dataFrames(w); len(fs) != 0 {
+		t.Fatalf("messages sent behind a queued frame: %d DATA frames before the queue was written, want 0", len(fs))
+	}
+	l.write()
+	fs := l.dataFrames(w)
+	if len(fs) != 1 || fs[0].Seq != 1 || len(fs[0].Data) != 3*302 {
+		t.Fatalf("after the write: %d DATA frames, want one fragment (seq 1) with the 3 messages", len(fs))
+	}
+	l.write()
+	send(6)
+	if fs := l.dataFrames(w); len(fs) != 1 {
+		t.Fatalf("message on a written link: %d DATA frames, want 1 at once", len(fs))
+	}
+}
+
+// TestAutocorkSendsFinAtOnce: a fragment that carries the stream's FIN is
+// never held, so a request and its reply stay one frame each way with no
+// wait.
+func TestAutocorkSendsFinAtOnce(t *testing.T) {
+	ctx := context.Background()
+	l := &corkingLink{}
+	m := NewMux(l, MuxConfig{MinRTO: 10 * time.Second, MaxAckDelay: time.Hour})
+	defer m.Close()
+	l.mux = m
+	s, _ := m.Open(ctx, Config{})
+	w := s.key ^ 1
+	if err := s.Send(ctx, message(1, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendAndClose(ctx, message(2, 100)); err != nil {
+		t.Fatal(err)
+	}
+	fs := l.dataFrames(w)
+	if len(fs) != 2 || fs[1].Flags&flagFin == 0 {
+		t.Fatalf("closing behind a queued frame: %d DATA frames, want 2, the second with FIN, at once", len(fs))
+	}
+}
+
+// TestAutocorkFallback: a Link that never reports its queue written
+// delays a held fragment by MaxAckDelay, not forever.
+func TestAutocorkFallback(t *testing.T) {
+	ctx := context.Background()
+	l := &corkingLink{}
+	m := NewMux(l, MuxConfig{MinRTO: 10 * time.Second, MaxAckDelay: time.Millisecond})
+	defer m.Close()
+	l.mux = m
+	s, _ := m.Open(ctx, Config{})
+	w := s.key ^ 1
+	for i := range 2 {
+		if err := s.Send(ctx, message(uint64(i), 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := len(l.dataFrames(w))
+	deadline := time.Now().Add(10 * time.Second)
+	for got < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("a held fragment never went on a link that never drained")
+		}
+		time.Sleep(time.Millisecond)
+		got += len(l.dataFrames(w))
+	}
+}
