@@ -43,6 +43,7 @@ func (m *Mux) corkedLocked(s *Stream, now int64) bool {
 // corkLocked holds s back until Uncork or MaxAckDelay.
 func (m *Mux) corkLocked(s *Stream, now int64) {
 	if !s.inCorked {
+		m.stats.corked++
 		s.inCorked = true
 		m.corked = append(m.corked, s)
 	}

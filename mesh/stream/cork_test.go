@@ -96,6 +96,9 @@ func TestAutocorkCoalescesWhileQueued(t *testing.T) {
 	if len(fs) != 1 || fs[0].Seq != 1 || len(fs[0].Data) != 3*302 {
 		t.Fatalf("after the write: %d DATA frames, want one fragment (seq 1) with the 3 messages", len(fs))
 	}
+	if n := m.Stats().Corked; n != 1 {
+		t.Fatalf("Stats.Corked %d, want 1", n)
+	}
 	l.write()
 	send(6)
 	if fs := l.dataFrames(w); len(fs) != 1 {
@@ -123,6 +126,9 @@ func TestAutocorkSendsFinAtOnce(t *testing.T) {
 	fs := l.dataFrames(w)
 	if len(fs) != 2 || fs[1].Flags&flagFin == 0 {
 		t.Fatalf("closing behind a queued frame: %d DATA frames, want 2, the second with FIN, at once", len(fs))
+	}
+	if n := m.Stats().Corked; n != 0 {
+		t.Fatalf("Stats.Corked %d, want 0", n)
 	}
 }
 

@@ -115,7 +115,7 @@ type Mux struct {
 
 type muxCounters struct {
 	accepted, refused, malformed, stale, linkBackpressure, budgetDrops uint64
-	idleResets, sendBudgetFull                                         uint64
+	idleResets, sendBudgetFull, corked                                 uint64
 }
 
 // NewMux returns a Mux for one peer's link and starts its timer

@@ -109,6 +109,9 @@ type MuxStats struct {
 	Malformed, Stale uint64
 	// LinkBackpressure counts frames the Link refused with back-pressure.
 	LinkBackpressure uint64
+	// Corked counts the times a fragment was held back because the
+	// stream's previous frame was still queued in the Link (autocorking).
+	Corked uint64
 	// RecvHeld is what the streams hold for the application, bytes, of
 	// RecvBudget; BudgetDrops counts fragments and unreliable messages
 	// dropped because the budget was full.
@@ -147,6 +150,7 @@ func (m *Mux) Stats() MuxStats {
 		Malformed:            m.stats.malformed,
 		Stale:                m.stats.stale,
 		LinkBackpressure:     m.stats.linkBackpressure,
+		Corked:               m.stats.corked,
 		RecvHeld:             m.held,
 		RecvBudget:           m.cfg.RecvBudget,
 		BudgetDrops:          m.stats.budgetDrops,
