@@ -107,6 +107,7 @@ type fanOut struct {
 	// for each message subscriber i receives, until stop.
 	start func(got func(i int))
 	stop  func()
+	pkts  func() uint64
 }
 
 // BenchmarkFanOut measures pub/sub fan-out: one publisher, ten subscriber
@@ -158,6 +159,10 @@ func runFanOut(b *testing.B, mode string, f fanOut) {
 	defer watchdog(b, &total, stallTimeout, f.stop)()
 	msg := make([]byte, fanOutSize)
 	failed := 0
+	var pk0 uint64
+	if f.pkts != nil {
+		pk0 = f.pkts()
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
@@ -189,6 +194,9 @@ func runFanOut(b *testing.B, mode string, f fanOut) {
 	got := total.Load()
 	b.ReportMetric(float64(got)/time.Duration(last.Load()).Seconds(), "deliveries/s")
 	b.ReportMetric(100*float64(want-got)/float64(want), "loss-%")
+	if f.pkts != nil {
+		b.ReportMetric(float64(f.pkts()-pk0)/float64(got), "pub-pkts/delivery")
+	}
 	if mode == "window" && (got != want || failed > 0) {
 		b.Fatalf("windowed run lost %d of %d deliveries (%d publishes failed)", want-got, want, failed)
 	}
@@ -269,6 +277,13 @@ func meshFanOut(tb testing.TB) fanOut {
 		stop: func() {
 			cancel()
 			wg.Wait()
+		},
+		pkts: func() uint64 {
+			var n uint64
+			for _, p := range pub.Stats().Peers {
+				n += p.TxPackets + p.RxPackets
+			}
+			return n
 		},
 	}
 }
