@@ -63,17 +63,27 @@ func (l *corkingLink) dataFrames(w uint32) []frame {
 	return fs
 }
 
+// corkedStream opens a stream on a Mux over a corkingLink.
+func corkedStream(t *testing.T, maxAckDelay time.Duration) (*corkingLink, *Mux, *Stream) {
+	t.Helper()
+	l := &corkingLink{}
+	m := NewMux(l, MuxConfig{MinRTO: 10 * time.Second, MaxAckDelay: maxAckDelay})
+	t.Cleanup(func() { m.Close() })
+	l.mux = m
+	s, err := m.Open(context.Background(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, m, s
+}
+
 // TestAutocorkCoalescesWhileQueued: a stream's message sent while its
 // previous frame waits in the Link's queue joins a held fragment, which
 // goes, with the messages sent meanwhile, when the Link has written the
 // queue; an idle Link sends at once.
 func TestAutocorkCoalescesWhileQueued(t *testing.T) {
 	ctx := context.Background()
-	l := &corkingLink{}
-	m := NewMux(l, MuxConfig{MinRTO: 10 * time.Second, MaxAckDelay: time.Hour})
-	defer m.Close()
-	l.mux = m
-	s, _ := m.Open(ctx, Config{})
+	l, m, s := corkedStream(t, time.Hour)
 	w := s.key ^ 1
 	send := func(b byte) {
 		t.Helper()
@@ -111,11 +121,7 @@ func TestAutocorkCoalescesWhileQueued(t *testing.T) {
 // wait.
 func TestAutocorkSendsFinAtOnce(t *testing.T) {
 	ctx := context.Background()
-	l := &corkingLink{}
-	m := NewMux(l, MuxConfig{MinRTO: 10 * time.Second, MaxAckDelay: time.Hour})
-	defer m.Close()
-	l.mux = m
-	s, _ := m.Open(ctx, Config{})
+	l, m, s := corkedStream(t, time.Hour)
 	w := s.key ^ 1
 	if err := s.Send(ctx, message(1, 100)); err != nil {
 		t.Fatal(err)
@@ -136,11 +142,7 @@ func TestAutocorkSendsFinAtOnce(t *testing.T) {
 // delays a held fragment by MaxAckDelay, not forever.
 func TestAutocorkFallback(t *testing.T) {
 	ctx := context.Background()
-	l := &corkingLink{}
-	m := NewMux(l, MuxConfig{MinRTO: 10 * time.Second, MaxAckDelay: time.Millisecond})
-	defer m.Close()
-	l.mux = m
-	s, _ := m.Open(ctx, Config{})
+	l, m, s := corkedStream(t, time.Millisecond)
 	w := s.key ^ 1
 	for i := range 2 {
 		if err := s.Send(ctx, message(uint64(i), 100)); err != nil {
@@ -155,5 +157,8 @@ func TestAutocorkFallback(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 		got += len(l.dataFrames(w))
+	}
+	if n := m.Stats().Corked; n != 1 {
+		t.Fatalf("Stats.Corked %d, want 1: the second message's fragment waits for the timer", n)
 	}
 }
