@@ -170,6 +170,9 @@ func (t *transport) writeLoop(s *socket) {
 				p.q.written.Add(1)
 			}
 		}
+		// A Mux that held a fragment back sends it from here, sealed and
+		// queued on this goroutine: enqueue never blocks, so the writer
+		// cannot wait on itself, and the next batch takes the fragment.
 		for i, p := range pkts {
 			if q := p.q; q != nil {
 				p.q = nil

@@ -116,6 +116,47 @@ func TestAutocorkCoalescesWhileQueued(t *testing.T) {
 	}
 }
 
+// TestAutocorkFillsWholeFragments: small messages sent behind a queued
+// frame go in whole fragments, not in the small chunks a lone small
+// message takes: only the first held fragment is small, and the partly
+// filled last one waits for the write.
+func TestAutocorkFillsWholeFragments(t *testing.T) {
+	ctx := context.Background()
+	l, m, s := corkedStream(t, time.Hour)
+	w := s.key ^ 1
+	const n, size = 40, 100 // 101 bytes each with the length prefix
+	for i := range n {
+		if err := s.Send(ctx, message(uint64(i), size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.mu.Lock()
+	fc := s.fragCapLocked()
+	m.mu.Unlock()
+	fs := l.dataFrames(w)
+	held := len(fs)
+	l.write()
+	fs = append(fs, l.dataFrames(w)...)
+	rest := (n-1)*(size+1) - smallChunkSize // after the first message and the small chunk
+	if want := 2 + (rest+fc-1)/fc; len(fs) != want || held != want-1 {
+		t.Fatalf("%d DATA frames, %d of them before the write; want %d, %d before", len(fs), held, want, want-1)
+	}
+	for i, f := range fs {
+		want := fc
+		switch i {
+		case 0:
+			want = size + 1
+		case 1:
+			want = smallChunkSize
+		case len(fs) - 1:
+			want = rest - (len(fs)-3)*fc
+		}
+		if len(f.Data) != want {
+			t.Fatalf("DATA frame %d carries %d bytes, want %d", i, len(f.Data), want)
+		}
+	}
+}
+
 // TestAutocorkSendsFinAtOnce: a fragment that carries the stream's FIN is
 // never held, so a request and its reply stay one frame each way with no
 // wait.

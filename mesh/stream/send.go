@@ -23,6 +23,14 @@ func (s *Stream) tailRoomLocked() int {
 	return max(0, min(cap(f.c.b), s.fragCapLocked())-f.n)
 }
 
+// smallChunkLocked reports whether rest bytes, the rest of a message, go
+// in a new small chunk: a small message does, unless the stream is
+// corked, when the messages behind it join its fragment (cork.go) and
+// fill a whole one.
+func (s *Stream) smallChunkLocked(rest int) bool {
+	return rest <= min(smallChunkSize, s.fragCapLocked()) && !s.inCorked
+}
+
 // chargeLocked is what appending n bytes charges the send window: the
 // capacity of the chunks it takes, as appendLocked allocates them.
 func (s *Stream) chargeLocked(n int) int {
@@ -31,7 +39,7 @@ func (s *Stream) chargeLocked(n int) int {
 	switch {
 	case rest == 0:
 		return 0
-	case rest <= min(smallChunkSize, fc):
+	case s.smallChunkLocked(rest):
 		return smallChunkSize
 	}
 	return (rest + fc - 1) / fc * chunkCap(fc)
@@ -132,7 +140,7 @@ func (s *Stream) appendLocked(p []byte, rest int) {
 		room := s.tailRoomLocked()
 		if room == 0 {
 			var c *chunk
-			if rest <= min(smallChunkSize, s.fragCapLocked()) {
+			if s.smallChunkLocked(rest) {
 				c = getChunk(rest)
 			} else {
 				c = getChunk(s.fragCapLocked())
