@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netmesh/netmesh/identity"
@@ -11,12 +12,14 @@ import (
 
 // subscriber is a publisher's record of one admitted subscriber: the
 // verified-subscriber cache entry the fast path checks on every publish.
-// It is immutable once admitted; a re-subscription replaces it.
+// It is immutable once admitted, but for slow; a re-subscription
+// replaces it.
 type subscriber struct {
 	peer    identity.NodeID
 	token   *identity.PermissionToken // nil when admitted without one
 	expires int64                     // token expiry in Unix ns; MaxInt64 without a token
 	bloom   [2]uint16                 // the token id's bits in a revocation bloom filter
+	slow    atomic.Bool               // a publish waited Config.PublishWait for it in vain
 }
 
 func newSubscriber(peer identity.NodeID, tok *identity.PermissionToken) *subscriber {

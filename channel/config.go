@@ -94,6 +94,13 @@ type Config struct {
 	// keep (it travels in the acknowledgement); 0 means
 	// DefaultPendingLimit, at most MaxPendingLimit.
 	PendingLimit int
+	// PublishWait is how long one Publish waits for room at subscribers
+	// whose queue the Transport found full (a node slower than the
+	// publisher), when the Transport can wait (see Waiter); a subscriber
+	// still full then is reported failed and marked slow, and later
+	// publishes do not wait for it until a send to it goes through
+	// again. 0 means DefaultPublishWait; negative, never wait.
+	PublishWait time.Duration
 }
 
 // withDefaults validates c and fills zero limits.
@@ -103,6 +110,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PendingLimit == 0 {
 		c.PendingLimit = DefaultPendingLimit
+	}
+	if c.PublishWait == 0 {
+		c.PublishWait = DefaultPublishWait
 	}
 	switch {
 	case c.Visibility > ParentVisible:

@@ -48,6 +48,11 @@ const (
 	// payload bytes one subscription queues, 16 MiB (256 maximal
 	// payloads), whatever limit the publisher sets.
 	DefaultMaxPendingBytes = 16 << 20
+
+	// DefaultPublishWait is Config.PublishWait when zero: a publish waits
+	// up to 1 s for a subscriber node that is slower than the publisher,
+	// as a TCP sender waits for its window, before it reports it failed.
+	DefaultPublishWait = time.Second
 	// DefaultSweepInterval is how often Tick evicts subscribers whose
 	// token expired or was revoked and re-checks capabilities and subnets
 	// against fresh announcements. Expiry and revocation are also checked

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -34,6 +35,14 @@ type Transport interface {
 	// ok is false when the node knows no key for id. For the node's own id
 	// it returns the node's own announcement and key.
 	PeerInfo(id identity.NodeID) (node capability.Node, key ed25519.PublicKey, ok bool)
+}
+
+// A Waiter is a Transport whose sends can wait for room. Publish hands a
+// message that a subscriber's Send refused to SendWait, which waits while
+// that subscriber's queue is full, until ctx ends; it returns at once
+// for any other failure. See Config.PublishWait.
+type Waiter interface {
+	SendWait(ctx context.Context, to identity.NodeID, msg []byte) error
 }
 
 // Reacher is implemented by a Transport that can set up a session with a
@@ -433,7 +442,10 @@ type PublishFailure struct {
 // is still authorised, and reports who it reached. Delivery is handed to
 // the Transport: a subscriber counted as Delivered can still lose the
 // message to a slow consumer queue or, on an unreliable path, to the
-// network. Publish fails with ErrUnknownChannel, ErrTooLarge, the context's
+// network. With a Transport that is a Waiter, Publish waits up to
+// Config.PublishWait (and while ctx allows) for subscribers whose queue
+// is full, after sending to the others; one it waited for in vain fails
+// with ErrSlowSubscriber and is not waited for again until it catches up. Publish fails with ErrUnknownChannel, ErrTooLarge, the context's
 // error, or ErrUnauthorized when this node fails the channel's PublishCaps
 // or its PublishToken has expired; then nothing is sent.
 func (e *Engine) Publish(ctx context.Context, name string, payload []byte) (PublishReport, error) {
@@ -518,6 +530,14 @@ func (e *Engine) publish(ctx context.Context, name string, payloads [][]byte, re
 		}
 		e.evict(ch, gone, reasons, problems)
 	}
+	// Subscribers the Transport refused wait for room together, for at
+	// most cfg.PublishWait per call (waitCtx, made when first needed).
+	wait, _ := e.tr.(Waiter)
+	if cfg.PublishWait < 0 {
+		wait = nil
+	}
+	var waitCtx context.Context
+	var waiting []*subscriber
 	for i, p := range payloads {
 		if i > 0 {
 			if err := ctx.Err(); err != nil {
@@ -531,18 +551,54 @@ func (e *Engine) publish(ctx context.Context, name string, payloads [][]byte, re
 		if len(goneFail) > 0 {
 			r.Failures = slices.Clone(goneFail)
 		}
+		waiting = waiting[:0]
 		for _, s := range live {
 			if err := e.tr.Send(s.peer, b); err != nil {
+				if wait != nil && !s.slow.Load() {
+					waiting = append(waiting, s)
+					continue
+				}
 				e.st.sendErrors.Add(1)
 				r.Failures = append(r.Failures, PublishFailure{Peer: s.peer, Err: err})
 				continue
 			}
+			s.slow.Store(false)
 			r.Delivered++
+		}
+		if len(waiting) > 0 {
+			if waitCtx == nil {
+				var cancel context.CancelFunc
+				waitCtx, cancel = context.WithTimeoutCause(ctx, cfg.PublishWait, errPublishWait)
+				defer cancel()
+			}
+			e.sendWaiting(waitCtx, wait, b, waiting, r)
 		}
 		e.st.published.Add(1)
 		e.st.messagesSent.Add(uint64(r.Delivered))
 	}
 	return nil
+}
+
+// sendWaiting sends b to the subscribers Send refused, waiting for room
+// until ctx ends, and records the outcome in r. A subscriber still
+// without room when the wait ran out is marked slow; a ctx the caller
+// ended marks no one.
+func (e *Engine) sendWaiting(ctx context.Context, wait Waiter, b []byte, subs []*subscriber, r *PublishReport) {
+	for _, s := range subs {
+		err := wait.SendWait(ctx, s.peer, b)
+		if err == nil {
+			e.st.publishWaits.Add(1)
+			s.slow.Store(false)
+			r.Delivered++
+			continue
+		}
+		if errors.Is(err, context.DeadlineExceeded) && context.Cause(ctx) == errPublishWait {
+			s.slow.Store(true)
+			err = fmt.Errorf("%w: %w", ErrSlowSubscriber, err)
+		}
+		e.st.sendErrors.Add(1)
+		r.Failures = append(r.Failures, PublishFailure{Peer: s.peer, Err: err})
+	}
 }
 
 // endError says why subscriber s failed the fast path at now.
@@ -619,7 +675,8 @@ type Stats struct {
 	Received     uint64 // messages given to HandleMessage
 	Malformed    uint64 // of those, messages that did not decode
 	MessagesSent uint64 // messages Transport.Send accepted (a publish counts once per subscriber)
-	SendErrors   uint64 // messages Transport.Send refused
+	SendErrors   uint64 // messages Transport.Send refused (and, with a Waiter, SendWait too)
+	PublishWaits uint64 // of MessagesSent, those that waited for room (Config.PublishWait)
 
 	// Publisher side.
 	Acks                uint64 // subscribe requests admitted
@@ -643,6 +700,7 @@ type Stats struct {
 
 type counters struct {
 	received, malformed, messagesSent, sendErrors  atomic.Uint64
+	publishWaits                                   atomic.Uint64
 	acks, evicted, unsubscribes, published, sweeps atomic.Uint64
 	rejected                                       [reasonMax + 1]atomic.Uint64
 	delivered, dropped, stray                      atomic.Uint64
@@ -656,6 +714,7 @@ func (e *Engine) Stats() Stats {
 		Malformed:           c.malformed.Load(),
 		MessagesSent:        c.messagesSent.Load(),
 		SendErrors:          c.sendErrors.Load(),
+		PublishWaits:        c.publishWaits.Load(),
 		Acks:                c.acks.Load(),
 		RejectedUnknown:     c.rejected[ReasonUnknownChannel].Load(),
 		RejectedCaps:        c.rejected[ReasonCapabilities].Load(),

@@ -40,6 +40,14 @@ var (
 	// ErrTokenRevoked: the publisher revoked the token (Engine.Revoke).
 	ErrTokenRevoked = errors.New("channel: token revoked")
 
+	// ErrSlowSubscriber is in a PublishFailure when the subscriber's node
+	// had no room for the message for all of Config.PublishWait; later
+	// publishes do not wait for it until a send to it goes through.
+	ErrSlowSubscriber = errors.New("channel: slow subscriber, no room within PublishWait")
+
+	// errPublishWait ends a publish's wait for room (Config.PublishWait).
+	errPublishWait = errors.New("channel: PublishWait ran out")
+
 	// ErrAlreadySubscribed reports a second Subscribe to the same
 	// publisher and channel while the first is active.
 	ErrAlreadySubscribed = errors.New("channel: already subscribed")

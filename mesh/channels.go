@@ -50,6 +50,21 @@ func (t chanTransport) Send(to identity.NodeID, msg []byte) error {
 	return t.m.sendMessage(p, protoChannel, msg)
 }
 
+// SendWait is Send waiting, until ctx ends, while the peer's stream
+// window is full (channel.Waiter): Publish waits for a subscriber node
+// slower than this one as a TCP sender waits for its window.
+func (t chanTransport) SendWait(ctx context.Context, to identity.NodeID, msg []byte) error {
+	p := t.m.Peer(to)
+	if p == nil {
+		return ErrUnknownPeer
+	}
+	out, err := t.m.engineStream(p, protoChannel)
+	if err != nil {
+		return err
+	}
+	return out.SendBlocking(ctx, msg)
+}
+
 // Reach dials the node id in the background unless a session with it is
 // up or such a dial runs: the engine asks it when it subscribes again to
 // a publisher it lost, from the engine loop (which Close waits for, so
@@ -109,7 +124,8 @@ func (m *Mesh) SubscribeChannel(ctx context.Context, publisher identity.NodeID, 
 }
 
 // Publish sends payload to every current authorised subscriber of channel
-// name and reports who got it.
+// name and reports who got it. It waits up to the channel's
+// Config.PublishWait for subscribers whose stream window is full.
 func (m *Mesh) Publish(ctx context.Context, name string, payload []byte) (channel.PublishReport, error) {
 	return m.chans.Publish(ctx, name, payload)
 }

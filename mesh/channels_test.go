@@ -297,6 +297,72 @@ func TestChannelFanOutInOrder(t *testing.T) {
 	t.Logf("%d subscribers x %d messages in order in %v (%.0f deliveries/s)", len(subs), msgs, d.Round(time.Millisecond), float64(len(subs)*msgs)/d.Seconds())
 }
 
+// TestChannelFloodLosesNothing: a publisher publishing as fast as it can
+// to subscribers that keep up only as fast as their nodes do waits for
+// their stream windows (Config.PublishWait) instead of failing them, so
+// every message reaches every subscriber, in order.
+func TestChannelFloodLosesNothing(t *testing.T) {
+	const subscribers = 3
+	msgs := 20000
+	if mesh.RaceEnabled || testing.Short() {
+		msgs = 3000
+	}
+	pub := newNode(t)
+	if err := pub.RegisterChannel("flood", channel.Config{PendingLimit: channel.MaxPendingLimit}); err != nil {
+		t.Fatal(err)
+	}
+	var progress atomic.Int64
+	ctx := testenv.StallContext(t, &progress, 30*time.Second)
+	errc := make(chan error, subscribers)
+	for range subscribers {
+		n := newNode(t)
+		connect(t, n, pub, mesh.Pin{})
+		s, err := n.SubscribeChannel(ctx, pub.ID(), "flood", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for i := range msgs {
+				m, err := s.Recv(ctx)
+				if err != nil {
+					errc <- fmt.Errorf("message %d: %w", i, err)
+					return
+				}
+				if m.Seq != uint64(i+1) {
+					errc <- fmt.Errorf("message %d: sequence number %d", i, m.Seq)
+					return
+				}
+				progress.Add(1)
+			}
+			errc <- nil
+		}()
+	}
+	payload := make([]byte, 256)
+	failed := 0
+	for range msgs {
+		rep, err := pub.Publish(ctx, "flood", payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Failures) > 0 && failed == 0 {
+			t.Errorf("first failure: %v", rep.Failures[0].Err)
+		}
+		failed += len(rep.Failures)
+		progress.Add(1)
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d deliveries failed at the publisher", failed, subscribers*msgs)
+	}
+	for range subscribers {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := pub.Channels().Stats(); st.PublishWaits == 0 {
+		t.Logf("the publisher never waited for a window (%+v): the subscribers kept up", st)
+	}
+}
+
 func TestChannelSlowConsumerBounded(t *testing.T) {
 	pub, sub := newNode(t), newNode(t)
 	connect(t, sub, pub, mesh.Pin{})
