@@ -1,15 +1,17 @@
 package stream
 
-// Autocorking. A small message sent while its stream's previous frame
-// still waits in the Link's queue would go out as a packet of its own
-// right behind it; held back instead, its fragment takes the messages
-// sent meanwhile, and goes when the Link has written the frame before it
-// (the Link calls Uncork), or when it fills. Like TCP autocorking, and
-// unlike Nagle's algorithm, this never waits on the network: an idle
-// Link sends at once, so a request and its reply are never delayed.
-// Only a stream's last fragment, new, partly filled and without FIN, is
-// ever held; retransmissions, ACKs and full fragments are not, and a
-// held fragment goes after MaxAckDelay whatever the Link says.
+// Autocorking. A small frame sent while the Mux's previous frame still
+// waits in the Link's queue would go out as a packet of its own right
+// behind it; held back instead, it goes when the Link has written the
+// frame before it (the Link calls Uncork), packed with the other streams'
+// frames held meanwhile (pack.go), and a stream's partly filled fragment
+// takes the messages sent meanwhile. Like TCP autocorking, and unlike
+// Nagle's algorithm, this never waits on the network: an idle Link sends
+// at once, so a request and its reply are never delayed, and a frame
+// held waits only for the frames queued before it. Only a stream's last
+// new fragment is ever held, while it can still grow or is small enough
+// to pack; retransmissions, ACKs and whole fragments are not, and a held
+// fragment goes after MaxAckDelay whatever the Link says.
 
 // A CorkLink is a Link that queues frames for a writer before they reach
 // the network and tells the Mux when it has written them; with one, the
@@ -25,19 +27,28 @@ type CorkLink interface {
 	Pending(t uint64) bool
 }
 
-// corkedLocked reports whether the next fragment of s, which the
-// scheduler is about to send, should wait for the Link (see above).
-func (m *Mux) corkedLocked(s *Stream, now int64) bool {
-	if m.cork == nil || s.txTicket == 0 || s.lost.len() > 0 || s.sent+1 != s.nxt {
+// sentFrameLocked notes the ticket of the DATA frame just given to the
+// Link.
+func (m *Mux) sentFrameLocked() {
+	if m.cork != nil {
+		m.txTicket = m.cork.Queued()
+	}
+}
+
+// corkedLocked reports whether the next fragment of s, size bytes with
+// its header, which the scheduler is about to send, should wait for the
+// Link (see above).
+func (m *Mux) corkedLocked(s *Stream, size int, now int64) bool {
+	if m.cork == nil || m.txTicket == 0 || s.lost.len() > 0 || s.sent+1 != s.nxt {
 		return false
 	}
-	if s.tailRoomLocked() == 0 { // full, or a FIN
-		return false
+	if s.tailRoomLocked() == 0 && !m.packableLocked(size) {
+		return false // whole, or a FIN too large to pack: it goes alone now
 	}
 	if m.corkSince != 0 && now-m.corkSince >= int64(m.cfg.MaxAckDelay) {
 		return false
 	}
-	return m.cork.Pending(s.txTicket)
+	return m.cork.Pending(m.txTicket)
 }
 
 // corkLocked holds s back until Uncork or MaxAckDelay.

@@ -157,25 +157,102 @@ func TestAutocorkFillsWholeFragments(t *testing.T) {
 	}
 }
 
-// TestAutocorkSendsFinAtOnce: a fragment that carries the stream's FIN is
-// never held, so a request and its reply stay one frame each way with no
-// wait.
-func TestAutocorkSendsFinAtOnce(t *testing.T) {
+// takeDecoded returns the frame bodies l recorded since the last take,
+// each decoded, and forgets them.
+func (l *captureLink) takeDecoded() [][]frame {
+	var bodies [][]frame
+	for _, b := range l.takeBodies() {
+		var fs []frame
+		for len(b) > 0 {
+			var f frame
+			n, err := decodeFrame(b, &f)
+			if err != nil {
+				break
+			}
+			b = b[n:]
+			fs = append(fs, f)
+		}
+		bodies = append(bodies, fs)
+	}
+	return bodies
+}
+
+// heldRequests sends one message on s, which the Link queues, then a
+// request (one message and FIN) on each of n new streams behind it.
+func heldRequests(t *testing.T, m *Mux, s *Stream, n int) {
+	t.Helper()
 	ctx := context.Background()
-	l, m, s := corkedStream(t, time.Hour)
-	w := s.key ^ 1
 	if err := s.Send(ctx, message(1, 100)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SendAndClose(ctx, message(2, 100)); err != nil {
-		t.Fatal(err)
+	for i := range n {
+		r, err := m.Open(ctx, Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.SendAndClose(ctx, message(uint64(i), 100)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	fs := l.dataFrames(w)
-	if len(fs) != 2 || fs[1].Flags&flagFin == 0 {
-		t.Fatalf("closing behind a queued frame: %d DATA frames, want 2, the second with FIN, at once", len(fs))
+}
+
+// TestAutocorkPacksStreams: requests of many streams sent while the
+// Mux's previous frame waits in the Link's queue go, once it is written,
+// in one frame body.
+func TestAutocorkPacksStreams(t *testing.T) {
+	const n = 5
+	l, m, s := corkedStream(t, time.Hour)
+	heldRequests(t, m, s, n)
+	if b := l.takeDecoded(); len(b) != 1 {
+		t.Fatalf("%d frame bodies before the write, want 1 (the first message)", len(b))
 	}
-	if n := m.Stats().Corked; n != 0 {
-		t.Fatalf("Stats.Corked %d, want 0", n)
+	l.write()
+	bodies := l.takeDecoded()
+	if len(bodies) != 1 || len(bodies[0]) != n {
+		t.Fatalf("after the write: %d frame bodies, want 1 with the %d requests", len(bodies), n)
+	}
+	for _, f := range bodies[0] {
+		if f.Type != frameData || f.Flags&flagFin == 0 || len(f.Data) != 101 {
+			t.Fatalf("packed frame %+v, want a DATA frame with FIN and one message", f.Type)
+		}
+	}
+	if c := m.Stats().Corked; c != n {
+		t.Fatalf("Stats.Corked %d, want %d", c, n)
+	}
+}
+
+// TestAutocorkPackRefused: a packed body the Link refuses with
+// back-pressure changes nothing; the frames go once, later, and none
+// counts as retransmitted.
+func TestAutocorkPackRefused(t *testing.T) {
+	const n = 5
+	l, m, s := corkedStream(t, time.Hour)
+	heldRequests(t, m, s, n)
+	l.takeDecoded()
+	l.refuseNext(1)
+	l.write()
+	got := map[uint32]int{}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(got) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a refused pack: %d of %d requests sent", len(got), n)
+		}
+		time.Sleep(time.Millisecond)
+		for _, b := range l.takeDecoded() {
+			for _, f := range b {
+				if f.Type == frameData {
+					got[f.Stream]++
+				}
+			}
+		}
+	}
+	for id, k := range got {
+		if k != 1 {
+			t.Fatalf("stream %d: %d DATA frames, want 1", id, k)
+		}
+	}
+	if st := m.Stats(); st.LinkBackpressure == 0 {
+		t.Fatalf("stats %+v: the refusal was not counted", st)
 	}
 }
 

@@ -98,6 +98,9 @@ type Mux struct {
 	linkBlocked int64     // when non-zero, the Link refused a frame; retry at this time
 	corked      []*Stream // streams whose last fragment waits for the Link (see cork.go)
 	corkSince   int64     // when the first of corked was held; 0 with none
+	txTicket    uint64    // the CorkLink's ticket of the latest DATA frame sent
+	pack        []byte    // DATA frames of several streams for one frame body (see pack.go)
+	packed      []packRef // the frames in pack
 
 	rtt rttEstimator
 	cc  newReno
@@ -150,6 +153,7 @@ func NewMux(link Link, cfg MuxConfig) *Mux {
 		txSize = max(txSize, maxProbeSize)
 	}
 	m.tx = make([]byte, txSize)
+	m.pack = make([]byte, 0, txSize)
 	m.accept, _ = link.(AcceptLink)
 	m.cork, _ = link.(CorkLink)
 	m.wg.Add(1)
@@ -531,18 +535,29 @@ func (m *Mux) flushLocked(now int64) {
 			s.inReady = false
 			continue
 		}
-		if m.corkedLocked(s, now) {
+		if m.corkedLocked(s, size, now) {
 			m.ready.pop()
 			s.inReady = false
 			m.corkLocked(s, now)
 			continue
 		}
-		if !m.cc.canSend(size) {
-			return // an ACK or timeout calls flush again
+		if !m.cc.canSend(len(m.pack) + size) {
+			break // an ACK or timeout calls flush again
+		}
+		if packable := m.packableLocked(size); s.inPack || packable && !m.packRoomLocked(size) {
+			if !m.sendPackLocked(now) {
+				return
+			}
+			continue // the pack is empty now: look at s again
+		} else if packable {
+			m.ready.pop()
+			s.inReady = false
+			m.packLocked(s) // sendPackLocked readies it again if it has more
+			continue
 		}
 		if err := s.sendOneLocked(now); err != nil {
 			m.linkBlockedLocked(now)
-			return
+			break
 		}
 		m.ready.pop()
 		s.inReady = false
@@ -550,6 +565,7 @@ func (m *Mux) flushLocked(now int64) {
 			m.readyLocked(s)
 		}
 	}
+	m.sendPackLocked(now)
 }
 
 // linkBlockedLocked records that the Link refused a frame with

@@ -196,30 +196,44 @@ func (s *Stream) nextFrameSizeLocked() (int, bool) {
 	return 0, false
 }
 
-// sendOneLocked transmits the fragment nextFrameSizeLocked chose. It
-// returns an error only for Link back-pressure, when nothing changed.
+// sendOneLocked transmits the fragment nextFrameSizeLocked chose, alone
+// (see pack.go for the others). It returns an error only for Link
+// back-pressure, when nothing changed.
 func (s *Stream) sendOneLocked(now int64) error {
-	m := s.m
-	retx := s.lost.len() > 0
-	seq := s.sent
-	if retx {
-		seq = *s.lost.at(0)
-	}
-	f := s.frag(seq)
-	var flags uint8
-	if f.fin {
-		flags = flagFin
-	}
-	h := dataHeaderSize
-	if err := s.transmitLocked(f, seq, flags); err != nil {
+	seq, retx := s.nextSeqLocked()
+	if err := s.transmitLocked(s.frag(seq), seq); err != nil {
 		if isBackpressure(err) {
 			return err
 		}
 		s.st.linkErrors++ // as good as lost: loss recovery resends it
 	}
-	if m.cork != nil {
-		s.txTicket = m.cork.Queued()
+	s.m.sentFrameLocked()
+	s.sentLocked(seq, retx, now)
+	return nil
+}
+
+// nextSeqLocked is the fragment nextFrameSizeLocked chose: the first lost
+// one (retx), else the first never sent.
+func (s *Stream) nextSeqLocked() (seq uint64, retx bool) {
+	if s.lost.len() > 0 {
+		return *s.lost.at(0), true
 	}
+	return s.sent, false
+}
+
+// flags are the DATA flags of f's frame.
+func (f *sendFrag) flags() uint8 {
+	if f.fin {
+		return flagFin
+	}
+	return 0
+}
+
+// sentLocked records that fragment seq (a retransmission if retx) went
+// to the Link.
+func (s *Stream) sentLocked(seq uint64, retx bool, now int64) {
+	m := s.m
+	f := s.frag(seq)
 	if retx {
 		s.lost.pop()
 		f.retx = true
@@ -238,12 +252,11 @@ func (s *Stream) sendOneLocked(now int64) error {
 	s.txCount++
 	s.inflight++
 	f.inCC = true
-	m.cc.onSent(h + f.n)
+	m.cc.onSent(dataHeaderSize + f.n)
 	if s.rtoDeadline == 0 {
 		s.rtoDeadline = now + int64(s.rtoLocked())
 		m.armLocked(s, s.rtoDeadline)
 	}
-	return nil
 }
 
 // transmitLocked sends fragment seq in one DATA frame, or, when it was
@@ -253,8 +266,9 @@ func (s *Stream) sendOneLocked(now int64) error {
 // ACK of its request, and owed ACKs) go in front of the DATA frame. Only
 // the first frame's error matters: a part lost later makes the fragment
 // lost, which loss recovery handles.
-func (s *Stream) transmitLocked(f *sendFrag, seq uint64, flags uint8) error {
+func (s *Stream) transmitLocked(f *sendFrag, seq uint64) error {
 	m := s.m
+	flags := f.flags()
 	var data []byte
 	if f.c != nil {
 		data = f.c.b[:f.n]

@@ -101,12 +101,12 @@ type Stream struct {
 	lastHookID  uint64        // the id of the last AfterEnd
 	removed     bool          // the Mux forgot the stream
 	inReady     bool
-	inCorked    bool   // in m.corked
-	txTicket    uint64 // the CorkLink's ticket of the stream's latest frame
-	heapPos     int    // position in Mux.timers, 1-based; 0 when not in it
-	wakeAt      int64  // the deadline Mux.timers files the stream under
-	lastActive  int64  // when a frame for the stream arrived or the application sent on it last
-	budgetNeed  int    // in Mux.blocked, waiting for this many bytes of send budget; 0 when not
+	inCorked    bool  // in m.corked
+	inPack      bool  // has a frame in m.pack
+	heapPos     int   // position in Mux.timers, 1-based; 0 when not in it
+	wakeAt      int64 // the deadline Mux.timers files the stream under
+	lastActive  int64 // when a frame for the stream arrived or the application sent on it last
+	budgetNeed  int   // in Mux.blocked, waiting for this many bytes of send budget; 0 when not
 
 	st streamCounters
 }
