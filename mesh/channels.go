@@ -33,7 +33,7 @@ func (m *Mesh) newChannels(opt channel.Options) error {
 			return err
 		}
 	}
-	if err := m.handleMessages(protoChannel, func(p *Peer, msg []byte) { e.HandleMessage(p.id, msg) }); err != nil {
+	if err := m.handleMessagesInline(protoChannel, func(p *Peer, msg []byte) { e.HandleMessage(p.id, msg) }); err != nil {
 		return err
 	}
 	return nil

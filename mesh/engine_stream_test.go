@@ -2,6 +2,9 @@ package mesh
 
 import (
 	"context"
+	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,4 +59,54 @@ func TestEngineStreamReplacedAfterReset(t *testing.T) {
 		t.Fatalf("send after the engine stream was reset: %v", err)
 	}
 	expect("two")
+}
+
+// An inline engine's messages are handed over on the socket reader, an
+// engine's otherwise on a drain goroutine of their own.
+func TestInlineEngineRunsOnReader(t *testing.T) {
+	inline := MustProtocol("netmesh-test/engine-inline")
+	onReader := func() bool {
+		buf := make([]byte, 64<<10)
+		return strings.Contains(string(buf[:runtime.Stack(buf, false)]), ").readLoop(")
+	}
+	got := make(chan string, 2)
+	a := startNode(t)
+	b, err := New(Config{ListenAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.handleMessages(testEngine, func(_ *Peer, msg []byte) { got <- fmt.Sprint(string(msg), onReader()) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.handleMessagesInline(inline, func(_ *Peer, msg []byte) { got <- fmt.Sprint(string(msg), onReader()) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pb, err := a.Connect(ctx, b.Addr(), Pin{Key: b.id.PublicKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		proto    Protocol
+		msg      string
+		onReader bool
+	}{{testEngine, "drained", false}, {inline, "inline", true}} {
+		if err := a.sendMessage(pb, c.proto, []byte(c.msg)); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprint(c.msg, c.onReader)
+		select {
+		case m := <-got:
+			if m != want {
+				t.Fatalf("%v: handler reported %q, want %q (the message, then whether on the socket reader)", c.proto, m, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%v: no message", c.proto)
+		}
+	}
 }

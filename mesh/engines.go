@@ -9,7 +9,6 @@ import (
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh/stream"
-	"github.com/netmesh/netmesh/mesh/wire"
 )
 
 // Engines. The capability and channel engines exchange messages, which
@@ -18,17 +17,27 @@ import (
 // (sendMessage). The stream a peer opens is read without a goroutine of
 // its own (engineIn): the socket reader kicks it after each of the peer's
 // frames on the protocol, and a goroutine drains the whole messages then
-// ready and ends. The engine loop tells the engines about peers coming
-// and going and drives their timers.
+// ready and ends. An engine whose handler is cheap and never blocks is
+// drained on the socket reader itself (handleMessagesInline): the channel
+// engine, whose publishes are latency-bound, saves a goroutine start and
+// a hand-off per frame that way. The engine loop tells the engines about
+// peers coming and going and drives their timers.
 
 // MessageHandler receives one engine message from a peer. It runs on the
-// goroutine draining that peer's stream and may block briefly; msg is
-// lent for the call only (the engines do not keep it).
+// goroutine draining that peer's stream (the socket reader, for an inline
+// engine) and may block briefly; msg is lent for the call only (the
+// engines do not keep it).
 type MessageHandler func(from *Peer, msg []byte)
 
 // handleMessages registers the engine that receives proto's messages.
 func (m *Mesh) handleMessages(proto Protocol, h MessageHandler) error {
 	return m.protos.add(&registration{proto: proto, messages: h})
+}
+
+// handleMessagesInline is handleMessages for an engine whose handler is
+// cheap and never blocks: it runs on the socket reader.
+func (m *Mesh) handleMessagesInline(proto Protocol, h MessageHandler) error {
+	return m.protos.add(&registration{proto: proto, messages: h, inline: true})
 }
 
 // sendMessage sends one engine message to p on proto's stream. It never
@@ -75,10 +84,11 @@ func (m *Mesh) engineStream(p *Peer, proto Protocol) (*Stream, error) {
 // replaces the one before (the peer's engine sends on one at a time),
 // which is reset.
 type engineIn struct {
-	s     *Stream
-	p     *Peer
-	h     MessageHandler
-	state atomic.Int32 // drainIdle, drainRunning or drainAgain
+	s      *Stream
+	p      *Peer
+	h      MessageHandler
+	inline bool         // drained on the socket reader
+	state  atomic.Int32 // drainIdle, drainRunning or drainAgain
 }
 
 // The states of an engineIn's drain.
@@ -88,15 +98,15 @@ const (
 	drainAgain          // a goroutine drains, and must look once more before it ends
 )
 
-// acceptEngineStream makes s, which p opened on proto, p's stream for the
-// engine h. It runs under the Mux's lock (see acceptStream): the stream
+// acceptEngineStream makes s, which p opened on reg's protocol, p's
+// stream for reg's engine. It runs under the Mux's lock (see acceptStream): the stream
 // it replaces is reset later, by afterEngineFrame.
-func (m *Mesh) acceptEngineStream(p *Peer, proto wire.Proto, h MessageHandler, s *Stream) {
-	pm := p.streams.get(proto)
+func (m *Mesh) acceptEngineStream(p *Peer, reg *registration, s *Stream) {
+	pm := p.streams.get(reg.proto.id)
 	if pm == nil {
 		return // the peer's streams were closed meanwhile
 	}
-	if old := pm.in.Swap(&engineIn{s: s, p: p, h: h}); old != nil {
+	if old := pm.in.Swap(&engineIn{s: s, p: p, h: reg.messages, inline: reg.inline}); old != nil {
 		pm.replaced.Store(old)
 	}
 }
@@ -113,14 +123,19 @@ func (m *Mesh) afterEngineFrame(pm *protoMux) {
 	}
 }
 
-// kick makes sure a goroutine drains in after the frame just handled.
+// kick makes sure in is drained after the frame just handled: by a
+// goroutine, or here for an inline engine.
 func (m *Mesh) kick(in *engineIn) {
 	for {
 		switch st := in.state.Load(); st {
 		case drainIdle:
 			if in.state.CompareAndSwap(drainIdle, drainRunning) {
 				m.wg.Add(1) // on a socket reader, before Close waits for m.wg
-				go m.drain(in)
+				if in.inline {
+					m.drain(in)
+				} else {
+					go m.drain(in)
+				}
 				return
 			}
 		case drainRunning:

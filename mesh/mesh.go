@@ -20,7 +20,8 @@
 //     frame until the peer's session ends;
 //   - per peer and engine, while whole messages from the peer are ready,
 //     a goroutine that hands them to the engine; it ends when none is
-//     left, so an idle peer costs none;
+//     left, so an idle peer costs none (the channel engine's messages
+//     are handed over on the socket reader, with no goroutine);
 //   - per stream a peer opens on a HandleStreams protocol, the handler,
 //     on a goroutine that waits up to 5 s for the next handler after it
 //     returns (at most 64 wait), so a handler starts on a grown stack;

@@ -164,6 +164,8 @@ type registration struct {
 	// messages takes each engine message; every node opens one stream
 	// per peer to carry them (see engines.go).
 	messages MessageHandler
+	// inline runs messages on the socket reader (see engines.go).
+	inline bool
 }
 
 // registry is the node's dispatch table. Registration is rare and takes

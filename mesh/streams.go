@@ -305,7 +305,7 @@ func (m *Mesh) acceptStream(p *Peer, proto wire.Proto, s *Stream) bool {
 		m.tr.stats.drop(DropNoHandler)
 		return false
 	case reg.messages != nil:
-		m.acceptEngineStream(p, proto, reg.messages, s)
+		m.acceptEngineStream(p, reg, s)
 		return true
 	}
 	l := reg.streams
