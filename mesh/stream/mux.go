@@ -527,6 +527,19 @@ func (m *Mux) flushLocked(now int64) {
 	if m.ready.len() > 0 {
 		m.maybeProbeLocked(now)
 	}
+	// The streams whose frames went in a pack are ready again once it
+	// went, if they have more: send until neither is left.
+	for m.sendReadyLocked(now) && len(m.packed) > 0 {
+		if !m.sendPackLocked(now) {
+			return
+		}
+	}
+}
+
+// sendReadyLocked sends the ready streams' fragments, one per stream in
+// turn, small ones into the pack (pack.go), while the congestion window
+// allows. It reports false when the Link refused a frame.
+func (m *Mux) sendReadyLocked(now int64) bool {
 	for m.ready.len() > 0 {
 		s := *m.ready.at(0)
 		size, ok := s.nextFrameSizeLocked()
@@ -542,14 +555,15 @@ func (m *Mux) flushLocked(now int64) {
 			continue
 		}
 		if !m.cc.canSend(len(m.pack) + size) {
-			break // an ACK or timeout calls flush again
+			return true // an ACK or timeout calls flush again
 		}
-		if packable := m.packableLocked(size); s.inPack || packable && !m.packRoomLocked(size) {
-			if !m.sendPackLocked(now) {
-				return
+		if m.packableLocked(size) {
+			if !m.packRoomLocked(size) {
+				if !m.sendPackLocked(now) {
+					return false
+				}
+				continue // the pack is empty now: look at s again
 			}
-			continue // the pack is empty now: look at s again
-		} else if packable {
 			m.ready.pop()
 			s.inReady = false
 			m.packLocked(s) // sendPackLocked readies it again if it has more
@@ -557,7 +571,8 @@ func (m *Mux) flushLocked(now int64) {
 		}
 		if err := s.sendOneLocked(now); err != nil {
 			m.linkBlockedLocked(now)
-			break
+			m.unpackLocked()
+			return false
 		}
 		m.ready.pop()
 		s.inReady = false
@@ -565,7 +580,7 @@ func (m *Mux) flushLocked(now int64) {
 			m.readyLocked(s)
 		}
 	}
-	m.sendPackLocked(now)
+	return true
 }
 
 // linkBlockedLocked records that the Link refused a frame with

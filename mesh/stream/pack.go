@@ -40,7 +40,6 @@ func (m *Mux) packLocked(s *Stream) {
 		m.pack = append(m.pack, f.c.b[:f.n]...)
 	}
 	m.packed = append(m.packed, packRef{s, seq, retx})
-	s.inPack = true
 }
 
 // packRoomLocked reports whether a DATA frame of size bytes still fits
@@ -48,8 +47,9 @@ func (m *Mux) packLocked(s *Stream) {
 func (m *Mux) packRoomLocked(size int) bool { return len(m.pack)+size <= m.pmtu.cur }
 
 // sendPackLocked hands the pack to the Link, with the owed ACKs that fit,
-// and commits its frames. It reports false when the Link refused it with
-// back-pressure: then the streams are ready again and unchanged.
+// and commits its frames; their streams are ready again if they have
+// more. It reports false when the Link refused it with back-pressure:
+// then the streams are ready again and unchanged.
 func (m *Mux) sendPackLocked(now int64) bool {
 	if len(m.packed) == 0 {
 		return true
@@ -57,17 +57,26 @@ func (m *Mux) sendPackLocked(now int64) bool {
 	n := copy(m.tx, m.pack)
 	n = m.appendOwedLocked(n, m.pmtu.cur)
 	err := m.link.SendFrame(m.tx[:n], nil)
-	refused := isBackpressure(err)
-	for i, r := range m.packed {
-		r.s.inPack = false
-		switch {
-		case refused:
-		case err != nil:
+	if isBackpressure(err) {
+		m.linkBlockedLocked(now)
+		m.unpackLocked()
+		return false
+	}
+	for _, r := range m.packed {
+		if err != nil {
 			r.s.st.linkErrors++ // as good as lost: loss recovery resends it
-			fallthrough
-		default:
-			r.s.sentLocked(r.seq, r.retx, now)
 		}
+		r.s.sentLocked(r.seq, r.retx, now)
+	}
+	m.sentFrameLocked()
+	m.unpackLocked()
+	return true
+}
+
+// unpackLocked empties the pack, its frames sent or not, and makes their
+// streams ready again if they have a frame to send.
+func (m *Mux) unpackLocked() {
+	for i, r := range m.packed {
 		if _, more := r.s.nextFrameSizeLocked(); more {
 			m.readyLocked(r.s)
 		}
@@ -75,10 +84,4 @@ func (m *Mux) sendPackLocked(now int64) bool {
 	}
 	m.packed = m.packed[:0]
 	m.pack = m.pack[:0]
-	if refused {
-		m.linkBlockedLocked(now)
-		return false
-	}
-	m.sentFrameLocked()
-	return true
 }

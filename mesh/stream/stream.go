@@ -102,7 +102,6 @@ type Stream struct {
 	removed     bool          // the Mux forgot the stream
 	inReady     bool
 	inCorked    bool  // in m.corked
-	inPack      bool  // has a frame in m.pack
 	heapPos     int   // position in Mux.timers, 1-based; 0 when not in it
 	wakeAt      int64 // the deadline Mux.timers files the stream under
 	lastActive  int64 // when a frame for the stream arrived or the application sent on it last
