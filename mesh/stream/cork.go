@@ -65,16 +65,23 @@ func (m *Mux) corkLocked(s *Stream, now int64) {
 }
 
 // Uncork sends the fragments held back for the Link: a CorkLink calls it
-// when it has written the frames queued before them.
+// when it has written the frames queued before them. It never waits for
+// the Mux, whose lock another goroutine may hold for a while, so a Link's
+// writer serving many Muxes does not wait on one: when the Mux is busy,
+// its next flush sends them, or the timer goroutine, woken here.
 func (m *Mux) Uncork() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed || len(m.corked) == 0 {
+	m.uncork.Store(true)
+	if !m.mu.TryLock() {
+		select {
+		case m.wake <- struct{}{}:
+		default:
+		}
 		return
 	}
-	m.corkSince = 0
-	m.releaseCorkedLocked()
-	m.flushLocked(m.now())
+	defer m.mu.Unlock()
+	if !m.closed {
+		m.flushLocked(m.now())
+	}
 }
 
 // releaseCorkedLocked makes the held streams ready again.

@@ -280,3 +280,40 @@ func TestAutocorkFallback(t *testing.T) {
 		t.Fatalf("Stats.Corked %d, want 1: the second message's fragment waits for the timer", n)
 	}
 }
+
+// TestUncorkNeverWaits: a Link's writer calling Uncork while another
+// goroutine holds the Mux does not wait for it; the held fragment goes
+// once the Mux is free, without the MaxAckDelay fallback.
+func TestUncorkNeverWaits(t *testing.T) {
+	ctx := context.Background()
+	l, m, s := corkedStream(t, time.Hour)
+	w := s.key ^ 1
+	for i := range 2 {
+		if err := s.Send(ctx, message(uint64(i), 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fs := l.dataFrames(w); len(fs) != 1 {
+		t.Fatalf("%d DATA frames before the write, want 1", len(fs))
+	}
+	m.mu.Lock()
+	wrote := make(chan struct{})
+	go func() {
+		l.write()
+		close(wrote)
+	}()
+	select {
+	case <-wrote:
+	case <-time.After(10 * time.Second):
+		m.mu.Unlock()
+		t.Fatal("Uncork waited for the Mux's lock")
+	}
+	m.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(l.dataFrames(w)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the held fragment never went after an Uncork that found the Mux busy")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

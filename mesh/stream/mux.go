@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -68,6 +69,9 @@ type Mux struct {
 	wake     chan struct{} // cap 1: the timer goroutine re-reads nextWake
 	done     chan struct{} // closed by Close
 	wg       sync.WaitGroup
+	// uncork is set by an Uncork that found the Mux busy: the next
+	// flush, or the timer goroutine, sends what was held (cork.go).
+	uncork atomic.Bool
 
 	mu          sync.Mutex
 	closed      bool
@@ -513,6 +517,10 @@ func (m *Mux) readyLocked(s *Stream) {
 // the congestion window and the Link allow, one fragment per stream in
 // turn, so streams with data share the window fairly.
 func (m *Mux) flushLocked(now int64) {
+	if m.uncork.Load() && m.uncork.Swap(false) {
+		m.corkSince = 0
+		m.releaseCorkedLocked()
+	}
 	if m.linkBlocked != 0 {
 		if now < m.linkBlocked {
 			return
@@ -638,6 +646,9 @@ func (m *Mux) run() {
 			return
 		}
 		now := m.now()
+		if m.uncork.Load() {
+			m.flushLocked(now) // it sends what an Uncork left
+		}
 		var next int64
 		if m.nextWake != 0 && m.nextWake <= now {
 			next = m.onTimersLocked(now)
