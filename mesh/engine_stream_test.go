@@ -14,18 +14,17 @@ import (
 // testEngine is the protocol of an engine the tests register.
 var testEngine = MustProtocol("netmesh-test/engine")
 
-// An engine's outgoing stream that was reset is replaced: the engine
-// keeps reaching the peer over the same session. (Before, every later
-// message to the peer failed with the reset until the session ended,
-// which cut capability gossip and channels off from a live peer.)
-func TestEngineStreamReplacedAfterReset(t *testing.T) {
-	got := make(chan string, 4)
+// engineNodes starts a node a and a node b on which register registers
+// engines before it starts, and connects a to b; it returns a, b's peer
+// entry at a, and a context for the test's waits.
+func engineNodes(t *testing.T, register func(b *Mesh) error) (*Mesh, *Peer, context.Context) {
+	t.Helper()
 	a := startNode(t)
 	b, err := New(Config{ListenAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.handleMessages(testEngine, func(_ *Peer, msg []byte) { got <- string(msg) }); err != nil {
+	if err := register(b); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Start(context.Background()); err != nil {
@@ -33,11 +32,23 @@ func TestEngineStreamReplacedAfterReset(t *testing.T) {
 	}
 	t.Cleanup(func() { b.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	pb, err := a.Connect(ctx, b.Addr(), Pin{Key: b.id.PublicKey()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a, pb, ctx
+}
+
+// An engine's outgoing stream that was reset is replaced: the engine
+// keeps reaching the peer over the same session. (Before, every later
+// message to the peer failed with the reset until the session ended,
+// which cut capability gossip and channels off from a live peer.)
+func TestEngineStreamReplacedAfterReset(t *testing.T) {
+	got := make(chan string, 4)
+	a, pb, ctx := engineNodes(t, func(b *Mesh) error {
+		return b.handleMessages(testEngine, func(_ *Peer, msg []byte) { got <- string(msg) })
+	})
 	expect := func(want string) {
 		t.Helper()
 		select {
@@ -70,27 +81,13 @@ func TestInlineEngineRunsOnReader(t *testing.T) {
 		return strings.Contains(string(buf[:runtime.Stack(buf, false)]), ").readLoop(")
 	}
 	got := make(chan string, 2)
-	a := startNode(t)
-	b, err := New(Config{ListenAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.handleMessages(testEngine, func(_ *Peer, msg []byte) { got <- fmt.Sprint(string(msg), onReader()) }); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.handleMessagesInline(inline, func(_ *Peer, msg []byte) { got <- fmt.Sprint(string(msg), onReader()) }); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	pb, err := a.Connect(ctx, b.Addr(), Pin{Key: b.id.PublicKey()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	report := func(_ *Peer, msg []byte) { got <- fmt.Sprint(string(msg), onReader()) }
+	a, pb, ctx := engineNodes(t, func(b *Mesh) error {
+		if err := b.handleMessages(testEngine, report); err != nil {
+			return err
+		}
+		return b.handleMessagesInline(inline, report)
+	})
 	for _, c := range []struct {
 		proto    Protocol
 		msg      string

@@ -157,26 +157,6 @@ func TestAutocorkFillsWholeFragments(t *testing.T) {
 	}
 }
 
-// takeDecoded returns the frame bodies l recorded since the last take,
-// each decoded, and forgets them.
-func (l *captureLink) takeDecoded() [][]frame {
-	var bodies [][]frame
-	for _, b := range l.takeBodies() {
-		var fs []frame
-		for len(b) > 0 {
-			var f frame
-			n, err := decodeFrame(b, &f)
-			if err != nil {
-				break
-			}
-			b = b[n:]
-			fs = append(fs, f)
-		}
-		bodies = append(bodies, fs)
-	}
-	return bodies
-}
-
 // heldRequests sends one message on s, which the Link queues, then a
 // request (one message and FIN) on each of n new streams behind it.
 func heldRequests(t *testing.T, m *Mux, s *Stream, n int) {

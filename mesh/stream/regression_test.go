@@ -54,10 +54,19 @@ func (l *captureLink) take(typ frameType, wire uint32) ([][]byte, []frame) {
 // takeAll returns every frame l recorded since the last take, decoded,
 // and forgets them.
 func (l *captureLink) takeAll() []frame {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var frames []frame
-	for _, b := range l.frames {
+	for _, b := range l.takeDecoded() {
+		frames = append(frames, b...)
+	}
+	return frames
+}
+
+// takeDecoded returns the frame bodies l recorded since the last take,
+// each decoded, and forgets them.
+func (l *captureLink) takeDecoded() [][]frame {
+	var bodies [][]frame
+	for _, b := range l.takeBodies() {
+		var fs []frame
 		for len(b) > 0 {
 			var f frame
 			n, err := decodeFrame(b, &f)
@@ -65,12 +74,11 @@ func (l *captureLink) takeAll() []frame {
 				break
 			}
 			b = b[n:]
-			f.Data = append([]byte(nil), f.Data...)
-			frames = append(frames, f)
+			fs = append(fs, f)
 		}
+		bodies = append(bodies, fs)
 	}
-	l.frames = nil
-	return frames
+	return bodies
 }
 
 // ackBody is an ACK frame for the sender's stream key.
