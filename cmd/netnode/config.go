@@ -84,6 +84,9 @@ type channelSpec struct {
 	TokenIssuers   []string `toml:"token_issuers"`
 	MaxSubscribers int      `toml:"max_subscribers"`
 	PendingLimit   int      `toml:"pending_limit"`
+	// PublishWait is channel.Config.PublishWait as a duration ("1s");
+	// "never" for a negative one.
+	PublishWait string `toml:"publish_wait"`
 	// Groups a subscriber's (this node's) membership certificate must
 	// name one of: closed meshes only.
 	SubscribeGroups []string `toml:"subscribe_groups"`
@@ -416,6 +419,17 @@ func (cs channelSpec) namedChannel() (namedChannel, error) {
 	}
 	if cs.PendingLimit < 0 || cs.PendingLimit > channel.MaxPendingLimit {
 		return nc, fmt.Errorf("pending_limit %d: want 0 (the default, %d) to %d", cs.PendingLimit, channel.DefaultPendingLimit, channel.MaxPendingLimit)
+	}
+	switch cs.PublishWait {
+	case "":
+	case "never":
+		nc.cfg.PublishWait = -1
+	default:
+		d, err := time.ParseDuration(cs.PublishWait)
+		if err != nil || d <= 0 {
+			return nc, fmt.Errorf("publish_wait %q: want a duration like 500ms (the default, %v), or \"never\"", cs.PublishWait, channel.DefaultPublishWait)
+		}
+		nc.cfg.PublishWait = d
 	}
 	for i, k := range cs.TokenIssuers {
 		key, err := parsePublicKey(k)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
@@ -166,7 +167,8 @@ func TestValidateFeatures(t *testing.T) {
 		Channels: []channelSpec{
 			{Name: "jobs"},
 			{Name: "eu/temp", Visibility: "parent-visible", SubscribeCaps: "gpu && gpu_mem_gb>=24", PublishCaps: "region:eu",
-				RequireToken: true, TokenIssuers: []string{issuer}, MaxSubscribers: 5, PendingLimit: 7},
+				RequireToken: true, TokenIssuers: []string{issuer}, MaxSubscribers: 5, PendingLimit: 7, PublishWait: "250ms"},
+			{Name: "eu/firehose", PublishWait: "never"},
 		},
 		MDNS: true,
 		NAT:  &natSpec{}, // an empty section is accepted in every build
@@ -180,15 +182,18 @@ func TestValidateFeatures(t *testing.T) {
 	if len(rc.policy.Rules) != 2 || rc.policy.Rules[0].Subnet.String() != "3.1.7.0" || rc.policy.Rules[1].Tag != "region:eu" {
 		t.Errorf("policy: %+v", rc.policy)
 	}
-	if len(rc.channels) != 2 || rc.channels[0].name != "jobs" || rc.channels[0].cfg.Visibility != channel.Global {
+	if len(rc.channels) != 3 || rc.channels[0].name != "jobs" || rc.channels[0].cfg.Visibility != channel.Global || rc.channels[0].cfg.PublishWait != 0 {
 		t.Fatalf("channels: %+v", rc.channels)
 	}
 	c := rc.channels[1].cfg
 	gpu := capability.Node{Set: capability.Set{Tags: []string{"gpu"}, Metadata: map[string]string{"gpu_mem_gb": "32"}}}
-	if c.Visibility != channel.ParentVisible || !c.RequireToken || c.MaxSubscribers != 5 || c.PendingLimit != 7 ||
+	if c.Visibility != channel.ParentVisible || !c.RequireToken || c.MaxSubscribers != 5 || c.PendingLimit != 7 || c.PublishWait != 250*time.Millisecond ||
 		len(c.TokenIssuers) != 1 || !c.TokenIssuers[0].Equal(id.PublicKey()) ||
 		!c.SubscribeCaps.Match(gpu) || c.PublishCaps.Match(gpu) {
 		t.Errorf("eu/temp: %+v", c)
+	}
+	if w := rc.channels[2].cfg.PublishWait; w >= 0 {
+		t.Errorf("eu/firehose: publish_wait \"never\" gave PublishWait %v, want negative", w)
 	}
 }
 

@@ -492,6 +492,8 @@ func TestBadConfig(t *testing.T) {
 		{"duplicate channel", "[[channels]]\nname = \"x1\"\n[[channels]]\nname = \"x1\"", nil, `channels[1]: channel "x1" is listed twice`},
 		{"bad max_subscribers", "[[channels]]\nname = \"x1\"\nmax_subscribers = -1", nil, "max_subscribers"},
 		{"bad pending_limit", "[[channels]]\nname = \"x1\"\npending_limit = 1000000", nil, "pending_limit"},
+		{"bad publish_wait", "[[channels]]\nname = \"x1\"\npublish_wait = \"soon\"", nil, `channels[0]: publish_wait "soon"`},
+		{"zero publish_wait", "[[channels]]\nname = \"x1\"\npublish_wait = \"0s\"", nil, `channels[0]: publish_wait "0s"`},
 		{"bad token issuer", "[[channels]]\nname = \"x1\"\ntoken_issuers = [\"abc\"]", nil, "channels[0]: token_issuers[0]"},
 		{"unknown peer key", "[[peers]]\naddr = \"127.0.0.1:1\"\nport = 3", nil, `unknown key "peers.port"`},
 		{"bad listen", `listen = "127.0.0.1"`, nil, "listen"},
