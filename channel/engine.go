@@ -445,9 +445,10 @@ type PublishFailure struct {
 // network. With a Transport that is a Waiter, Publish waits up to
 // Config.PublishWait (and while ctx allows) for subscribers whose queue
 // is full, after sending to the others; one it waited for in vain fails
-// with ErrSlowSubscriber and is not waited for again until it catches up. Publish fails with ErrUnknownChannel, ErrTooLarge, the context's
-// error, or ErrUnauthorized when this node fails the channel's PublishCaps
-// or its PublishToken has expired; then nothing is sent.
+// with ErrSlowSubscriber and is not waited for again until it catches
+// up. Publish fails with ErrUnknownChannel, ErrTooLarge, the context's
+// error, or ErrUnauthorized when this node fails the channel's
+// PublishCaps or its PublishToken has expired; then nothing is sent.
 func (e *Engine) Publish(ctx context.Context, name string, payload []byte) (PublishReport, error) {
 	p := [1][]byte{payload}
 	var r [1]PublishReport
@@ -562,7 +563,9 @@ func (e *Engine) publish(ctx context.Context, name string, payloads [][]byte, re
 				r.Failures = append(r.Failures, PublishFailure{Peer: s.peer, Err: err})
 				continue
 			}
-			s.slow.Store(false)
+			if s.slow.Load() {
+				s.slow.Store(false) // it caught up
+			}
 			r.Delivered++
 		}
 		if len(waiting) > 0 {

@@ -54,9 +54,11 @@ func (m *Mux) sendPackLocked(now int64) bool {
 	if len(m.packed) == 0 {
 		return true
 	}
-	n := copy(m.tx, m.pack)
-	n = m.appendOwedLocked(n, m.pmtu.cur)
-	err := m.link.SendFrame(m.tx[:n], nil)
+	body := m.pack
+	if len(m.owed) > 0 { // they ride along in the scratch buffer
+		body = m.tx[:m.appendOwedLocked(copy(m.tx, m.pack), m.pmtu.cur)]
+	}
+	err := m.link.SendFrame(body, nil)
 	if isBackpressure(err) {
 		m.linkBlockedLocked(now)
 		m.unpackLocked()
