@@ -99,8 +99,9 @@ const (
 )
 
 // acceptEngineStream makes s, which p opened on reg's protocol, p's
-// stream for reg's engine. It runs under the Mux's lock (see acceptStream): the stream
-// it replaces is reset later, by afterEngineFrame.
+// stream for reg's engine. It runs under the Mux's lock (see
+// acceptStream): the stream it replaces is reset later, by
+// afterEngineFrame.
 func (m *Mesh) acceptEngineStream(p *Peer, reg *registration, s *Stream) {
 	pm := p.streams.get(reg.proto.id)
 	if pm == nil {

@@ -340,8 +340,8 @@ func (l streamLink) Queued() uint64 { return l.q.queued.Load() }
 func (l streamLink) Pending(ticket uint64) bool { return l.q.pending(ticket) }
 
 // linkQueue counts one Mux's frames through the socket queue, for
-// autocorking: the Mux holds back a partly filled fragment while the
-// stream's previous frame still waits for the socket writer, and the
+// autocorking: the Mux holds back a stream's last small fragment while
+// its previous DATA frame still waits for the socket writer, and the
 // writer calls Mux.Uncork once it has written that frame. Frames leave in
 // the order they were queued (one socket, one writer), so the count of
 // frames written tells whether a given frame was.

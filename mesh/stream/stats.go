@@ -110,7 +110,8 @@ type MuxStats struct {
 	// LinkBackpressure counts frames the Link refused with back-pressure.
 	LinkBackpressure uint64
 	// Corked counts the times a fragment was held back because the
-	// stream's previous frame was still queued in the Link (autocorking).
+	// Mux's previous DATA frame was still queued in the Link
+	// (autocorking).
 	Corked uint64
 	// RecvHeld is what the streams hold for the application, bytes, of
 	// RecvBudget; BudgetDrops counts fragments and unreliable messages
