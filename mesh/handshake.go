@@ -887,7 +887,7 @@ func (t *transport) handleFinal(h wire.Handshake, pkt []byte, src endpoint) {
 		// that confirmed it was lost, so confirm again.
 		s := t.index.get(h.Receiver)
 		if s != nil && !s.initiator && s.remote == h.Sender {
-			t.sendFrameOn(s, protoKeepalive.id, nil, nil)
+			t.sendFrameOn(s, protoKeepalive.id, nil, nil, nil)
 			return
 		}
 		t.stats.drop(DropUnknownIndex)
@@ -940,7 +940,7 @@ func (t *transport) handleFinal(h wire.Handshake, pkt []byte, src endpoint) {
 	s.confirmed.Store(true)
 	t.establishLocked(p, s)
 	t.hs.mu.Unlock()
-	t.sendFrameOn(s, protoKeepalive.id, nil, nil)
+	t.sendFrameOn(s, protoKeepalive.id, nil, nil, nil)
 	if confirm != nil {
 		t.up.issued(p, member.cert, confirm)
 	}

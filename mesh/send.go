@@ -57,18 +57,14 @@ func (t *transport) sendFrameCounted(p *Peer, proto wire.Proto, head, data []byt
 	if s == nil {
 		return ErrNoSession
 	}
-	return t.sendFrameVia(s, proto, head, data, q)
+	return t.sendFrameOn(s, proto, head, data, q)
 }
 
 // sendFrameOn seals one frame, head followed by data, on session s, in
 // place in a pooled packet, and queues it for the peer's path: straight to
-// its address, or wrapped for the relay. It allocates nothing.
-func (t *transport) sendFrameOn(s *session, proto wire.Proto, head, data []byte) error {
-	return t.sendFrameVia(s, proto, head, data, nil)
-}
-
-// sendFrameVia is sendFrameOn counting the frame in q, if not nil.
-func (t *transport) sendFrameVia(s *session, proto wire.Proto, head, data []byte, q *linkQueue) error {
+// its address, or wrapped for the relay; q, if not nil, counts it until
+// the socket writer has written it. It allocates nothing.
+func (t *transport) sendFrameOn(s *session, proto wire.Proto, head, data []byte, q *linkQueue) error {
 	p := s.peer
 	ep := p.ep.Load()
 	if ep == nil {
