@@ -87,9 +87,12 @@ const (
 	maxWireBytes = 4 << 20
 	// maxOutputs bounds the outputs of one event.
 	maxOutputs = 64
-	// chunkSize is the size of one transfer chunk: a quarter of the rpc
-	// server's default request limit.
-	chunkSize = 64 << 10
+	// chunkSize is the size of one transfer chunk: about a quarter of the
+	// rpc server's default request limit, less room for the chunk's and
+	// the call's headers, so that the request fits the receiver's 64 KiB
+	// reassembly buffer class. A whole 64 KiB chunk took a fresh 128 KiB
+	// buffer, zeroed, per chunk: a 1 MiB move took 15 % longer.
+	chunkSize = 64<<10 - 512
 	// maxSenders bounds the senders a daemon remembers for deduplication
 	// (the highest counter applied of each); the least recently seen is
 	// forgotten first.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/rpc"
 )
 
 func testID(b byte) (id ID) {
@@ -213,5 +214,17 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 	if _, err := parsePrepare(appendPrepare(nil, &prepareReq{Xfer: testID(1), Mode: modeMigrate, Kind: "k"})[1:]); err == nil {
 		t.Error("a migration without a key decoded")
+	}
+}
+
+// TestChunkFitsABufferClass: a transfer chunk, as the rpc request that
+// carries it, fits the receiver's 64 KiB reassembly buffer; one byte
+// more and each chunk would take a fresh 128 KiB buffer, zeroed.
+func TestChunkFitsABufferClass(t *testing.T) {
+	req := appendChunkHeader(nil, testID(1), 1<<32, chunkSize)
+	req = append(req, make([]byte, chunkSize)...)
+	f := rpc.Frame{Type: rpc.FrameRequest, Timeout: 24 * time.Hour, Credit: 1 << 31, Service: HostService, Body: req}
+	if n := len(rpc.AppendFrame(nil, &f)); n > 64<<10 {
+		t.Fatalf("a chunk's request is %d bytes, more than 64 KiB", n)
 	}
 }
