@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -162,5 +163,46 @@ func TestAfterEnd(t *testing.T) {
 	case err := <-ran:
 		t.Fatalf("a function ran twice, or the stopped one ran: %v", err)
 	default:
+	}
+}
+
+// TestOnEnd: OnEnd's function runs once when the stream ends, before
+// Done's channel closes; only the last one given runs; and on a stream
+// that has ended it runs at once.
+func TestOnEnd(t *testing.T) {
+	p := newPair(t, faults{}, 1, testMuxConfig())
+	ctx := ctxT(t, 10*time.Second)
+	s, _ := p.a.Open(ctx, Config{})
+	if err := s.SendAndClose(ctx, []byte("request")); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := p.b.Accept(ctx)
+	if _, err := r.Recv(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var first, last atomic.Int32
+	r.OnEnd(func() { first.Add(1) })
+	r.OnEnd(func() { last.Add(1) }) // replaces the first
+	if err := r.SendAndClose(ctx, []byte("reply")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.Done():
+	case <-ctx.Done():
+		t.Fatal("the acknowledged stream never ended")
+	}
+	if first.Load() != 0 || last.Load() != 1 {
+		t.Fatalf("the replaced function ran %d times, the last %d times; want 0 and 1", first.Load(), last.Load())
+	}
+	ran := false
+	r.OnEnd(func() { ran = true })
+	if !ran {
+		t.Fatal("OnEnd on an ended stream did not run its function at once")
+	}
+	if last.Load() != 1 {
+		t.Fatalf("the function ran %d times", last.Load())
 	}
 }

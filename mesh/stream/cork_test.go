@@ -56,6 +56,17 @@ func (l *corkingLink) write() {
 	}
 }
 
+// writeSettled is write, then waits until the Mux has acted on its
+// Uncork: a Mux whose lock another goroutine held at that instant (its
+// timer goroutine) leaves the flush to its timer goroutine.
+func (l *corkingLink) writeSettled() {
+	l.write()
+	m := l.mux
+	m.mu.Lock()
+	m.flushLocked(m.now())
+	m.mu.Unlock()
+}
+
 // dataFrames returns the DATA frames of wire stream w sent since the last
 // call.
 func (l *corkingLink) dataFrames(w uint32) []frame {
@@ -101,7 +112,7 @@ func TestAutocorkCoalescesWhileQueued(t *testing.T) {
 	if fs := l.dataFrames(w); len(fs) != 0 {
 		t.Fatalf("messages sent behind a queued frame: %d DATA frames before the queue was written, want 0", len(fs))
 	}
-	l.write()
+	l.writeSettled()
 	fs := l.dataFrames(w)
 	if len(fs) != 1 || fs[0].Seq != 1 || len(fs[0].Data) != 3*302 {
 		t.Fatalf("after the write: %d DATA frames, want one fragment (seq 1) with the 3 messages", len(fs))
@@ -109,7 +120,7 @@ func TestAutocorkCoalescesWhileQueued(t *testing.T) {
 	if n := m.Stats().Corked; n != 1 {
 		t.Fatalf("Stats.Corked %d, want 1", n)
 	}
-	l.write()
+	l.writeSettled()
 	send(6)
 	if fs := l.dataFrames(w); len(fs) != 1 {
 		t.Fatalf("message on a written link: %d DATA frames, want 1 at once", len(fs))
@@ -135,7 +146,7 @@ func TestAutocorkFillsWholeFragments(t *testing.T) {
 	m.mu.Unlock()
 	fs := l.dataFrames(w)
 	held := len(fs)
-	l.write()
+	l.writeSettled()
 	fs = append(fs, l.dataFrames(w)...)
 	rest := (n-1)*(size+1) - smallChunkSize // after the first message and the small chunk
 	if want := 2 + (rest+fc-1)/fc; len(fs) != want || held != want-1 {
@@ -186,7 +197,7 @@ func TestAutocorkPacksStreams(t *testing.T) {
 	if b := l.takeDecoded(); len(b) != 1 {
 		t.Fatalf("%d frame bodies before the write, want 1 (the first message)", len(b))
 	}
-	l.write()
+	l.writeSettled()
 	bodies := l.takeDecoded()
 	if len(bodies) != 1 || len(bodies[0]) != n {
 		t.Fatalf("after the write: %d frame bodies, want 1 with the %d requests", len(bodies), n)
@@ -210,7 +221,7 @@ func TestAutocorkPackRefused(t *testing.T) {
 	heldRequests(t, m, s, n)
 	l.takeDecoded()
 	l.refuseNext(1)
-	l.write()
+	l.writeSettled()
 	got := map[uint32]int{}
 	deadline := time.Now().Add(10 * time.Second)
 	for len(got) < n {

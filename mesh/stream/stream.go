@@ -99,6 +99,7 @@ type Stream struct {
 	afterEnd    []endHook     // AfterEnd's functions, run when the stream ends
 	firstHook   [1]endHook    // afterEnd's array until a second one comes
 	lastHookID  uint64        // the id of the last AfterEnd
+	onEnd       func()        // OnEnd's function
 	removed     bool          // the Mux forgot the stream
 	inReady     bool
 	inCorked    bool  // in m.corked
@@ -486,9 +487,29 @@ type endHook struct {
 	f  func()
 }
 
-// endLocked closes the Done channel and starts the AfterEnd functions:
-// the stream was reset or forgotten.
+// OnEnd arranges for f to run once when the stream ends, just before
+// Done's channel closes, on the goroutine that ends it, with the Mux's
+// lock held: f must not block, and must not call the stream or its Mux.
+// If the stream has ended, f runs at once. Unlike AfterEnd, it starts no
+// goroutine and allocates nothing; a second OnEnd replaces the first.
+func (s *Stream) OnEnd(f func()) {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.done == closedChan || s.removed || s.resetErr != nil || m.closed {
+		f()
+		return
+	}
+	s.onEnd = f
+}
+
+// endLocked runs the OnEnd function, closes the Done channel and starts
+// the AfterEnd functions: the stream was reset or forgotten.
 func (s *Stream) endLocked() {
+	if f := s.onEnd; f != nil {
+		s.onEnd = nil
+		f()
+	}
 	if s.done != nil && s.done != closedChan {
 		close(s.done)
 	}
