@@ -16,7 +16,8 @@ import (
 // stream (abandoned), which ends a wait on the caller, or ends the
 // handler's context with context.DeadlineExceeded. And ended, run by the
 // stream's AfterEnd for a unary call, cancels the handler when the
-// caller resets the stream.
+// caller resets the stream; over, run by its OnEnd once a unary call's
+// final frame is queued, ends the call when the stream ends (endUnary).
 //
 // callWatches are pooled with their timer and ended, so a call allocates
 // none of them. That lets a fire or an ended meant for one use run in a
@@ -29,10 +30,15 @@ import (
 type callWatch struct {
 	t     *time.Timer // created once; fires cw.fire
 	ended func()      // cw.streamEnded, bound once
+	over  func()      // cw.callOver, bound once
 
-	mu    sync.Mutex // guards the fields below
+	// mu guards the fields below. It is a leaf: the stream's lock is
+	// never taken with it held, so the stream may call over with its own
+	// lock held.
+	mu    sync.Mutex
 	st    *mesh.Stream
 	cc    *callCtx
+	srv   *Server // set while the stream's end is to end the call (endUnary)
 	phase timerPhase
 	due   time.Time // when the armed fire is due
 	last  progress  // at the previous check, in phaseEnding
@@ -48,13 +54,20 @@ const (
 	phaseEnding                    // reset the stream if the caller made no progress
 )
 
-var callWatches = sync.Pool{New: func() any {
-	cw := new(callWatch)
-	cw.t = time.AfterFunc(time.Hour, cw.fire)
-	cw.t.Stop() // armed by arm
-	cw.ended = cw.streamEnded
-	return cw
-}}
+// callWatches is initialised in init: its New refers back to it
+// through callOver and release.
+var callWatches sync.Pool
+
+func init() {
+	callWatches.New = func() any {
+		cw := new(callWatch)
+		cw.t = time.AfterFunc(time.Hour, cw.fire)
+		cw.t.Stop() // armed by arm
+		cw.ended = cw.streamEnded
+		cw.over = cw.callOver
+		return cw
+	}
+}
 
 // startCallWatch returns a callWatch for the call of st and cc, armed for
 // the request's arrival within d.
@@ -62,7 +75,7 @@ func startCallWatch(st *mesh.Stream, cc *callCtx, d time.Duration) *callWatch {
 	cw := callWatches.Get().(*callWatch)
 	cw.mu.Lock()
 	cw.st, cw.cc = st, cc
-	cw.armLocked(phaseRequest, d)
+	cw.armLocked(phaseRequest, d, progress{})
 	cw.mu.Unlock()
 	return cw
 }
@@ -72,25 +85,29 @@ func startCallWatch(st *mesh.Stream, cc *callCtx, d time.Duration) *callWatch {
 func (cw *callWatch) release() {
 	cw.mu.Lock()
 	cw.disarmLocked()
-	cw.st, cw.cc, cw.last = nil, nil, progress{}
+	cw.st, cw.cc, cw.srv, cw.last = nil, nil, nil, progress{}
 	cw.mu.Unlock()
 	callWatches.Put(cw)
 }
 
 // arm (re)arms the timer for phase p, to fire after d, and returns when.
+// Only the call's goroutine arms.
 func (cw *callWatch) arm(p timerPhase, d time.Duration) time.Time {
+	var last progress
+	if p == phaseEnding {
+		last = progressOf(cw.st) // cw.st is the call's goroutine's to set
+	}
 	cw.mu.Lock()
 	defer cw.mu.Unlock()
-	return cw.armLocked(p, d)
+	return cw.armLocked(p, d, last)
 }
 
-func (cw *callWatch) armLocked(p timerPhase, d time.Duration) time.Time {
+// armLocked arms the timer; last is the stream's progress now, for
+// phaseEnding.
+func (cw *callWatch) armLocked(p timerPhase, d time.Duration, last progress) time.Time {
 	// due is taken before Reset, so the fire of this arming never finds
 	// the clock before it.
-	cw.phase, cw.due = p, time.Now().Add(d)
-	if p == phaseEnding {
-		cw.last = progressOf(cw.st)
-	}
+	cw.phase, cw.due, cw.last = p, time.Now().Add(d), last
 	cw.t.Reset(d)
 	return cw.due
 }
@@ -113,10 +130,17 @@ func (cw *callWatch) fire() {
 		cw.mu.Unlock()
 		return // stale: of an arming since stopped or replaced
 	}
-	p, st, cc := cw.phase, cw.st, cw.cc
+	p, st, cc, due := cw.phase, cw.st, cw.cc, cw.due
 	if p == phaseEnding {
-		if progressOf(st) != cw.last {
-			cw.armLocked(phaseEnding, stallTimeout) // the next check
+		cw.mu.Unlock()
+		now := progressOf(st) // without cw.mu: it takes the stream's lock
+		cw.mu.Lock()
+		if cw.phase != p || cw.due != due || cw.st != st {
+			cw.mu.Unlock()
+			return // disarmed, rearmed or released meanwhile
+		}
+		if now != cw.last {
+			cw.armLocked(phaseEnding, stallTimeout, now) // the next check
 			cw.mu.Unlock()
 			return
 		}
@@ -143,6 +167,17 @@ func (cw *callWatch) streamEnded() {
 	if err := st.Err(); err != nil {
 		cc.cancel(resetCause(err))
 	}
+}
+
+// callOver ends the call whose final frame endUnary left to the stream:
+// the stream's OnEnd runs it, with the stream's lock held, when the
+// caller acknowledged the frame or the stream was reset. It releases cw.
+func (cw *callWatch) callOver() {
+	cw.mu.Lock()
+	s, st, cc := cw.srv, cw.st, cw.cc
+	cw.mu.Unlock()
+	s.callOver(st, cc)
+	cw.release()
 }
 
 // progress is what moves while a stream's send side does: fragments

@@ -90,7 +90,9 @@ type ServerStats struct {
 // Each call runs on its own goroutine; a streaming call has another that
 // reads the caller's credit and cancellation (a unary call's request ends
 // the caller's side, and its cancellation is watched without one); at
-// most MaxConcurrent handlers run at once.
+// most MaxConcurrent handlers run at once. A unary call's goroutine ends
+// with its handler: the stream delivers the final frame, and its end
+// ends the call.
 type Server struct {
 	m      *mesh.Mesh
 	l      *mesh.StreamListener
@@ -99,19 +101,23 @@ type Server struct {
 	ctx    context.Context // ends when the handlers are cancelled (Close)
 	cancel context.CancelFunc
 	noWait context.Context // ended: a read with it takes only what is ready
-	// ending bounds the waits for callers to take their calls' final
+	// lingered bounds the waits for callers to take their calls' final
 	// frames; it ends closeLinger after the handlers were cancelled.
-	ending    context.Context
+	lingered  context.Context
 	endCancel context.CancelFunc
 	sem       chan struct{} // one slot per running handler
 
-	// mu guards handlers, closed and active, and orders wg.Add before
-	// Close's wg.Wait.
+	// mu guards handlers, closed, active and ending, and orders wg.Add
+	// before Close's wg.Wait. The stream's lock may be held when it is
+	// taken (callOver), never the other way round.
 	mu       sync.RWMutex
 	handlers map[string]entry
 	closed   bool
 	active   map[*callCtx]struct{} // the contexts of the calls being served
-	wg       sync.WaitGroup        // serve goroutines
+	// ending holds the streams of the unary calls whose final frame
+	// waits for the caller's acknowledgement (see endUnary).
+	ending map[*mesh.Stream]struct{}
+	wg     sync.WaitGroup // calls being served
 
 	calls, refused, errors, cancelled, late, panics atomic.Uint64
 	running                                         atomic.Int64
@@ -145,14 +151,15 @@ func NewServer(m *mesh.Mesh, opts ServerOptions) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ending, endCancel := context.WithCancel(context.Background())
+	lingered, endCancel := context.WithCancel(context.Background())
 	noWait, ended := context.WithCancel(context.Background())
 	ended()
 	s := &Server{
-		m: m, opts: opts, log: log, ctx: ctx, cancel: cancel, ending: ending, endCancel: endCancel, noWait: noWait,
+		m: m, opts: opts, log: log, ctx: ctx, cancel: cancel, lingered: lingered, endCancel: endCancel, noWait: noWait,
 		sem:      make(chan struct{}, opts.MaxConcurrent),
 		handlers: make(map[string]entry),
 		active:   make(map[*callCtx]struct{}),
+		ending:   make(map[*mesh.Stream]struct{}),
 	}
 	l, err := m.HandleStreams(protocol, s.accept)
 	if err != nil {
@@ -299,10 +306,25 @@ func (s *Server) stop(ctx context.Context, now bool) error {
 	case <-calls:
 	case <-linger.C:
 		s.endCancel() // calls still waiting for their callers are reset
+		s.resetEnding()
 		<-calls
 	}
 	s.endCancel()
 	return err
+}
+
+// resetEnding resets the streams of the unary calls whose final frame
+// still waits for the caller (see endUnary); their ends end the calls.
+func (s *Server) resetEnding() {
+	s.mu.Lock()
+	sts := make([]*mesh.Stream, 0, len(s.ending))
+	for st := range s.ending {
+		sts = append(sts, st)
+	}
+	s.mu.Unlock() // a reset ends the call: callOver takes s.mu
+	for _, st := range sts {
+		st.Reset(resetAbandoned)
+	}
 }
 
 // cancelCalls cancels the context of every running handler.
@@ -329,7 +351,12 @@ func (s *Server) accept(st *mesh.Stream, p *mesh.Peer) {
 	s.active[cc] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	s.serve(st, cc)
+	cw := startCallWatch(st, cc, s.opts.RequestTimeout)
+	if s.serve(st, cc, cw) {
+		return // the stream's end ends the call (endUnary)
+	}
+	cw.release()
+	s.done(cc)
 }
 
 // done ends a call that accept admitted: its context ends (a handler that
@@ -354,12 +381,10 @@ var (
 	errServerDeadline = fmt.Errorf("rpc: the call's deadline passed at the server: %w", context.DeadlineExceeded)
 )
 
-// serve runs one call: read the request, admit it, run the handler, and
-// deliver the final frame.
-func (s *Server) serve(st *mesh.Stream, cc *callCtx) {
-	defer s.done(cc)
-	cw := startCallWatch(st, cc, s.opts.RequestTimeout)
-	defer cw.release()
+// serve runs one call, watched by cw: read the request, admit it, run
+// the handler, and deliver the final frame. It reports whether the call
+// goes on after it returns (see endUnary); if not, the call is over.
+func (s *Server) serve(st *mesh.Stream, cc *callCtx, cw *callWatch) (ending bool) {
 	// Until the handler runs, only Close cancels the call.
 	msg, err := st.Recv(s.ctx)
 	cw.disarm() // rearmed for the handler's deadline and the final frame
@@ -367,10 +392,10 @@ func (s *Server) serve(st *mesh.Stream, cc *callCtx) {
 		var re *stream.ResetError
 		if errors.As(err, &re) && !re.Remote && re.Code == resetAbandoned {
 			s.refused.Add(1) // the request's first fragments came, the rest did not
-			return
+			return false
 		}
 		st.Reset(resetUnavailable)
-		return
+		return false
 	}
 	f, e, status, reason := s.admit(msg)
 	var w *ResponseWriter
@@ -392,14 +417,14 @@ func (s *Server) serve(st *mesh.Stream, cc *callCtx) {
 	if status != StatusOK {
 		s.refused.Add(1)
 		s.end(st, cw, &Frame{Type: FrameError, Status: status, Message: reason})
-		return
+		return false
 	}
 	select {
 	case s.sem <- struct{}{}:
 	default:
 		s.refused.Add(1)
 		s.end(st, cw, &Frame{Type: FrameError, Status: StatusUnavailable, Message: "server at its concurrency limit"})
-		return
+		return false
 	}
 	s.calls.Add(1)
 	s.running.Add(1)
@@ -418,25 +443,32 @@ func (s *Server) serve(st *mesh.Stream, cc *callCtx) {
 	s.running.Add(-1)
 	<-s.sem
 
+	var final Frame
 	switch cause := cc.causeErr(); {
 	case errors.Is(cause, context.DeadlineExceeded):
 		s.late.Add(1)
 		st.Reset(resetDeadline)
+		return false
 	case errors.Is(cause, errCallerReset):
 		s.cancelled.Add(1)
 		st.Reset(resetCancelled)
+		return false
 	case herr != nil:
 		s.errors.Add(1)
-		final := errorFrame(herr)
+		final = errorFrame(herr)
 		if s.ctx.Err() != nil {
 			final = Frame{Type: FrameError, Status: StatusUnavailable, Message: "server closed"}
 		}
-		s.end(st, cw, &final)
 	case w != nil:
-		s.end(st, cw, &Frame{Type: FrameEnd})
+		final = Frame{Type: FrameEnd}
 	default:
-		s.end(st, cw, &Frame{Type: FrameResponse, Body: resp})
+		final = Frame{Type: FrameResponse, Body: resp}
 	}
+	if stop != nil { // a unary call, watched without a goroutine
+		return s.endUnary(st, cw, &final)
+	}
+	s.end(st, cw, &final)
+	return false
 }
 
 // admit parses a request and finds its handler, or says why not.
@@ -561,14 +593,58 @@ func resetCause(err error) error {
 // the server stops (see stop).
 func (s *Server) end(st *mesh.Stream, cw *callWatch, f *Frame) {
 	cw.arm(phaseEnding, stallTimeout)
-	defer cw.disarm()
-	ctx := s.ending // cw's reset, or the server's stop, ends every wait below
 	buf := getFrameBuf()
 	defer putFrameBuf(buf)
 	msg := AppendFrame(*buf, f)
 	*buf = msg
-	// Queuing the frame never waits; only the waits below take ctx.
-	err := st.SendAndClose(context.Background(), msg)
+	// Queuing the frame never waits; only finish's waits do.
+	s.finish(st, cw, msg, st.SendAndClose(context.Background(), msg))
+}
+
+// endUnary ends a unary call as end does, but without waiting for the
+// caller's acknowledgement when the final frame is queued at once: the
+// stream delivers it, cw watches for a caller that stalls, and the
+// stream's end (acknowledged, or reset by cw or by the server's stop)
+// ends the call (callOver). The call's goroutine is free a round trip
+// sooner, and parks and wakes once less. It reports whether it left the
+// call to the stream so.
+func (s *Server) endUnary(st *mesh.Stream, cw *callWatch, f *Frame) bool {
+	cw.arm(phaseEnding, stallTimeout)
+	buf := getFrameBuf()
+	defer putFrameBuf(buf)
+	msg := AppendFrame(*buf, f)
+	*buf = msg
+	if err := st.SendAndClose(context.Background(), msg); err != nil {
+		s.finish(st, cw, msg, err)
+		return false
+	}
+	s.mu.Lock()
+	s.ending[st] = struct{}{}
+	s.mu.Unlock()
+	cw.mu.Lock()
+	cw.srv = s
+	cw.mu.Unlock()
+	st.OnEnd(cw.over) // cw is the stream's now: the call's goroutine leaves it
+	if s.lingered.Err() != nil {
+		st.Reset(resetAbandoned) // the server's stop reset the others already
+	}
+	return true
+}
+
+// callOver ends a call that endUnary left to its stream, st.
+func (s *Server) callOver(st *mesh.Stream, cc *callCtx) {
+	s.mu.Lock()
+	delete(s.ending, st)
+	s.mu.Unlock()
+	s.done(cc)
+}
+
+// finish waits, after a SendAndClose of the final frame msg that returned
+// err, until the caller has acknowledged the frame and the end of the
+// stream, and disarms cw.
+func (s *Server) finish(st *mesh.Stream, cw *callWatch, msg []byte, err error) {
+	defer cw.disarm()
+	ctx := s.lingered                           // cw's reset, or the server's stop, ends every wait below
 	if errors.Is(err, stream.ErrBackpressure) { // streamed chunks fill the window
 		if err = st.SendBlocking(ctx, msg); err == nil {
 			err = st.CloseContext(ctx)

@@ -3,6 +3,9 @@ package rpc_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,4 +115,55 @@ func TestCloseDoesNotWaitForVanishedCaller(t *testing.T) {
 		t.Fatal("Close waits for a caller that vanished")
 	}
 	fc.Unblock(cm.Addr())
+}
+
+// TestUnaryReplyLeftToTheStream: once a unary handler has returned, no
+// goroutine waits for the caller to acknowledge its reply: the stream
+// delivers it (here once the caller's path is back) and the stream's end
+// ends the call.
+func TestUnaryReplyLeftToTheStream(t *testing.T) {
+	fc := meshtest.Listen(t, meshtest.Options{})
+	patient := func(c *mesh.Config) { c.DeadPeerTimeout = time.Hour }
+	sm := newNode(t, patient, func(c *mesh.Config) { c.Conn = fc })
+	cm := newNode(t, patient)
+	srv := newServer(t, sm, rpc.ServerOptions{})
+	c := rpc.NewClient(cm, rpc.ClientOptions{})
+	connect(t, cm, sm)
+	started, release := make(chan struct{}), make(chan struct{})
+	if err := srv.Handle("held", func(context.Context, []byte) ([]byte, error) {
+		close(started)
+		<-release
+		return []byte("done"), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reply := make(chan error, 1)
+	go func() {
+		resp, err := c.Call(ctxT(t), sm.ID(), "held", nil)
+		if err == nil && string(resp) != "done" {
+			err = fmt.Errorf("reply %q", resp)
+		}
+		reply <- err
+	}()
+	<-started
+	fc.Block(cm.Addr()) // neither the reply nor its acknowledgement passes
+	close(release)
+	eventually(t, 5*time.Second, "the handler returns", func() bool { return srv.Stats().Active == 0 })
+	// A goroutine that waited would be parked within microseconds of the
+	// handler's return; look for one for a while.
+	for deadline := time.Now().Add(200 * time.Millisecond); time.Now().Before(deadline); {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		if strings.Contains(stacks, "rpc.(*Server).finish(") || strings.Contains(stacks, "stream.(*Stream).CloseContext(") {
+			t.Fatalf("a goroutine waits for the caller's acknowledgement:\n%s", stacks)
+		}
+		runtime.Gosched()
+	}
+	fc.Unblock(cm.Addr())
+	if err := <-reply; err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
