@@ -81,18 +81,26 @@ func TestShutdownCancelsWhenItsContextEnds(t *testing.T) {
 	serverErr(t, <-reply, rpc.StatusUnavailable)
 }
 
+// cutOffPair starts a server node and a caller node, connected, whose
+// path the test can cut at the server's socket (fc.Block(cm.Addr()))
+// without either node declaring the other down.
+func cutOffPair(t *testing.T) (fc *meshtest.FaultConn, sm, cm *mesh.Mesh, srv *rpc.Server, c *rpc.Client) {
+	fc = meshtest.Listen(t, meshtest.Options{})
+	patient := func(c *mesh.Config) { c.DeadPeerTimeout = time.Hour }
+	sm = newNode(t, patient, func(c *mesh.Config) { c.Conn = fc })
+	cm = newNode(t, patient)
+	srv = newServer(t, sm, rpc.ServerOptions{})
+	c = rpc.NewClient(cm, rpc.ClientOptions{})
+	connect(t, cm, sm)
+	return fc, sm, cm, srv, c
+}
+
 // TestCloseDoesNotWaitForVanishedCaller: a caller that vanishes (its
 // packets stop, its session is not known to be down) does not hold Close
 // until the stall timeout: calls still waiting for their callers are
 // reset shortly after the handlers were cancelled.
 func TestCloseDoesNotWaitForVanishedCaller(t *testing.T) {
-	fc := meshtest.Listen(t, meshtest.Options{})
-	patient := func(c *mesh.Config) { c.DeadPeerTimeout = time.Hour }
-	sm := newNode(t, patient, func(c *mesh.Config) { c.Conn = fc })
-	cm := newNode(t, patient)
-	srv := newServer(t, sm, rpc.ServerOptions{})
-	c := rpc.NewClient(cm, rpc.ClientOptions{})
-	connect(t, cm, sm)
+	fc, sm, cm, srv, c := cutOffPair(t)
 	started := make(chan struct{})
 	if err := srv.Handle("stuck", func(ctx context.Context, req []byte) ([]byte, error) {
 		close(started)
@@ -122,13 +130,7 @@ func TestCloseDoesNotWaitForVanishedCaller(t *testing.T) {
 // delivers it (here once the caller's path is back) and the stream's end
 // ends the call.
 func TestUnaryReplyLeftToTheStream(t *testing.T) {
-	fc := meshtest.Listen(t, meshtest.Options{})
-	patient := func(c *mesh.Config) { c.DeadPeerTimeout = time.Hour }
-	sm := newNode(t, patient, func(c *mesh.Config) { c.Conn = fc })
-	cm := newNode(t, patient)
-	srv := newServer(t, sm, rpc.ServerOptions{})
-	c := rpc.NewClient(cm, rpc.ClientOptions{})
-	connect(t, cm, sm)
+	fc, sm, cm, srv, c := cutOffPair(t)
 	started, release := make(chan struct{}), make(chan struct{})
 	if err := srv.Handle("held", func(context.Context, []byte) ([]byte, error) {
 		close(started)
