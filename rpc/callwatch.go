@@ -17,10 +17,11 @@ import (
 // handler's context with context.DeadlineExceeded. And ended, run by the
 // stream's AfterEnd for a unary call, cancels the handler when the
 // caller resets the stream; over, run by its OnEnd once a unary call's
-// final frame is queued, ends the call when the stream ends (endUnary).
+// final frame is queued, ends the call when the stream ends (see
+// Server.end).
 //
-// callWatches are pooled with their timer and ended, so a call allocates
-// none of them. That lets a fire or an ended meant for one use run in a
+// callWatches are pooled with their timer, ended and over, so a call
+// allocates none of them. That lets a fire or an ended meant for one use run in a
 // later one: the timer's Stop, or AfterEnd's stop, may come too late,
 // and the function then runs whenever its goroutine gets to it. fire
 // ignores a fire that finds the timer disarmed or its armed time not yet
@@ -38,7 +39,7 @@ type callWatch struct {
 	mu    sync.Mutex
 	st    *mesh.Stream
 	cc    *callCtx
-	srv   *Server // set while the stream's end is to end the call (endUnary)
+	srv   *Server // the call's
 	phase timerPhase
 	due   time.Time // when the armed fire is due
 	last  progress  // at the previous check, in phaseEnding
@@ -69,12 +70,12 @@ func init() {
 	}
 }
 
-// startCallWatch returns a callWatch for the call of st and cc, armed for
-// the request's arrival within d.
-func startCallWatch(st *mesh.Stream, cc *callCtx, d time.Duration) *callWatch {
+// startCallWatch returns a callWatch for the call of st and cc on s,
+// armed for the request's arrival within d.
+func startCallWatch(s *Server, st *mesh.Stream, cc *callCtx, d time.Duration) *callWatch {
 	cw := callWatches.Get().(*callWatch)
 	cw.mu.Lock()
-	cw.st, cw.cc = st, cc
+	cw.srv, cw.st, cw.cc = s, st, cc
 	cw.armLocked(phaseRequest, d, progress{})
 	cw.mu.Unlock()
 	return cw
@@ -169,7 +170,7 @@ func (cw *callWatch) streamEnded() {
 	}
 }
 
-// callOver ends the call whose final frame endUnary left to the stream:
+// callOver ends the call whose final frame Server.end left to the stream:
 // the stream's OnEnd runs it, with the stream's lock held, when the
 // caller acknowledged the frame or the stream was reset. It releases cw.
 func (cw *callWatch) callOver() {

@@ -46,7 +46,7 @@ func TestCallWatchStale(t *testing.T) {
 	st := openStream(t, a, ab, b)
 	cc := new(callCtx)
 
-	cw := startCallWatch(st, cc, time.Hour)
+	cw := startCallWatch(nil, st, cc, time.Hour)
 	cw.fire() // a late fire of the callWatch's previous use
 	if err := st.Err(); err != nil {
 		t.Fatalf("a stale fire in the request phase reset the stream: %v", err)
@@ -72,7 +72,7 @@ func TestCallWatchStale(t *testing.T) {
 	}
 
 	// The fire of the current arming acts.
-	cw = startCallWatch(st, cc, time.Hour)
+	cw = startCallWatch(nil, st, cc, time.Hour)
 	defer cw.release()
 	cw.arm(phaseHandler, time.Millisecond)
 	select {
@@ -96,7 +96,7 @@ func TestCallWatchStale(t *testing.T) {
 
 	// The end of the current call's stream, a reset, cancels the call.
 	cc = new(callCtx)
-	cw2 := startCallWatch(st, cc, time.Hour)
+	cw2 := startCallWatch(nil, st, cc, time.Hour)
 	defer cw2.release()
 	cw2.ended()
 	if !errors.Is(cc.causeErr(), errCallerReset) || !errors.Is(cc.Err(), context.Canceled) {

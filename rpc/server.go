@@ -115,7 +115,7 @@ type Server struct {
 	closed   bool
 	active   map[*callCtx]struct{} // the contexts of the calls being served
 	// ending holds the streams of the unary calls whose final frame
-	// waits for the caller's acknowledgement (see endUnary).
+	// waits for the caller's acknowledgement (see end).
 	ending map[*mesh.Stream]struct{}
 	wg     sync.WaitGroup // calls being served
 
@@ -314,7 +314,7 @@ func (s *Server) stop(ctx context.Context, now bool) error {
 }
 
 // resetEnding resets the streams of the unary calls whose final frame
-// still waits for the caller (see endUnary); their ends end the calls.
+// still waits for the caller (see end); their ends end the calls.
 func (s *Server) resetEnding() {
 	s.mu.Lock()
 	sts := make([]*mesh.Stream, 0, len(s.ending))
@@ -351,9 +351,9 @@ func (s *Server) accept(st *mesh.Stream, p *mesh.Peer) {
 	s.active[cc] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	cw := startCallWatch(st, cc, s.opts.RequestTimeout)
+	cw := startCallWatch(s, st, cc, s.opts.RequestTimeout)
 	if s.serve(st, cc, cw) {
-		return // the stream's end ends the call (endUnary)
+		return // the stream's end ends the call (see end)
 	}
 	cw.release()
 	s.done(cc)
@@ -383,7 +383,7 @@ var (
 
 // serve runs one call, watched by cw: read the request, admit it, run
 // the handler, and deliver the final frame. It reports whether the call
-// goes on after it returns (see endUnary); if not, the call is over.
+// goes on after it returns (see end); if not, the call is over.
 func (s *Server) serve(st *mesh.Stream, cc *callCtx, cw *callWatch) (ending bool) {
 	// Until the handler runs, only Close cancels the call.
 	msg, err := st.Recv(s.ctx)
@@ -416,14 +416,14 @@ func (s *Server) serve(st *mesh.Stream, cc *callCtx, cw *callWatch) (ending bool
 
 	if status != StatusOK {
 		s.refused.Add(1)
-		s.end(st, cw, &Frame{Type: FrameError, Status: status, Message: reason})
+		s.end(st, cw, &Frame{Type: FrameError, Status: status, Message: reason}, false)
 		return false
 	}
 	select {
 	case s.sem <- struct{}{}:
 	default:
 		s.refused.Add(1)
-		s.end(st, cw, &Frame{Type: FrameError, Status: StatusUnavailable, Message: "server at its concurrency limit"})
+		s.end(st, cw, &Frame{Type: FrameError, Status: StatusUnavailable, Message: "server at its concurrency limit"}, false)
 		return false
 	}
 	s.calls.Add(1)
@@ -464,11 +464,7 @@ func (s *Server) serve(st *mesh.Stream, cc *callCtx, cw *callWatch) (ending bool
 	default:
 		final = Frame{Type: FrameResponse, Body: resp}
 	}
-	if stop != nil { // a unary call, watched without a goroutine
-		return s.endUnary(st, cw, &final)
-	}
-	s.end(st, cw, &final)
-	return false
+	return s.end(st, cw, &final, stop != nil) // stop: a unary call, watched without a goroutine
 }
 
 // admit parses a request and finds its handler, or says why not.
@@ -591,58 +587,24 @@ func resetCause(err error) error {
 // long its backlog takes (or the session ends). A caller that stops
 // acknowledging before that is reset by cw (see stallTimeout), or when
 // the server stops (see stop).
-func (s *Server) end(st *mesh.Stream, cw *callWatch, f *Frame) {
+//
+// With leave (a unary call), end does not wait when the frame is queued
+// at once: the stream delivers it, cw goes on watching for a caller that
+// stalls, and the stream's end ends the call (callOver). The call's
+// goroutine is free a round trip sooner, and parks and wakes once less.
+// end reports whether it left the call to the stream so.
+func (s *Server) end(st *mesh.Stream, cw *callWatch, f *Frame, leave bool) (left bool) {
 	cw.arm(phaseEnding, stallTimeout)
 	buf := getFrameBuf()
 	defer putFrameBuf(buf)
 	msg := AppendFrame(*buf, f)
 	*buf = msg
-	// Queuing the frame never waits; only finish's waits do.
-	s.finish(st, cw, msg, st.SendAndClose(context.Background(), msg))
-}
-
-// endUnary ends a unary call as end does, but without waiting for the
-// caller's acknowledgement when the final frame is queued at once: the
-// stream delivers it, cw watches for a caller that stalls, and the
-// stream's end (acknowledged, or reset by cw or by the server's stop)
-// ends the call (callOver). The call's goroutine is free a round trip
-// sooner, and parks and wakes once less. It reports whether it left the
-// call to the stream so.
-func (s *Server) endUnary(st *mesh.Stream, cw *callWatch, f *Frame) bool {
-	cw.arm(phaseEnding, stallTimeout)
-	buf := getFrameBuf()
-	defer putFrameBuf(buf)
-	msg := AppendFrame(*buf, f)
-	*buf = msg
-	if err := st.SendAndClose(context.Background(), msg); err != nil {
-		s.finish(st, cw, msg, err)
-		return false
+	// Queuing the frame never waits; only the waits below take ctx.
+	err := st.SendAndClose(context.Background(), msg)
+	if err == nil && leave {
+		s.leave(st, cw)
+		return true
 	}
-	s.mu.Lock()
-	s.ending[st] = struct{}{}
-	s.mu.Unlock()
-	cw.mu.Lock()
-	cw.srv = s
-	cw.mu.Unlock()
-	st.OnEnd(cw.over) // cw is the stream's now: the call's goroutine leaves it
-	if s.lingered.Err() != nil {
-		st.Reset(resetAbandoned) // the server's stop reset the others already
-	}
-	return true
-}
-
-// callOver ends a call that endUnary left to its stream, st.
-func (s *Server) callOver(st *mesh.Stream, cc *callCtx) {
-	s.mu.Lock()
-	delete(s.ending, st)
-	s.mu.Unlock()
-	s.done(cc)
-}
-
-// finish waits, after a SendAndClose of the final frame msg that returned
-// err, until the caller has acknowledged the frame and the end of the
-// stream, and disarms cw.
-func (s *Server) finish(st *mesh.Stream, cw *callWatch, msg []byte, err error) {
 	defer cw.disarm()
 	ctx := s.lingered                           // cw's reset, or the server's stop, ends every wait below
 	if errors.Is(err, stream.ErrBackpressure) { // streamed chunks fill the window
@@ -655,6 +617,28 @@ func (s *Server) finish(st *mesh.Stream, cw *callWatch, msg []byte, err error) {
 	if err != nil {
 		st.Reset(resetAbandoned)
 	}
+	return false
+}
+
+// leave leaves a unary call whose final frame is queued to its stream,
+// st: its end, acknowledged or reset (by cw, or by the server's stop),
+// ends the call.
+func (s *Server) leave(st *mesh.Stream, cw *callWatch) {
+	s.mu.Lock()
+	s.ending[st] = struct{}{}
+	s.mu.Unlock()
+	st.OnEnd(cw.over) // cw is the stream's now: the call's goroutine leaves it
+	if s.lingered.Err() != nil {
+		st.Reset(resetAbandoned) // the server's stop reset the others already
+	}
+}
+
+// callOver ends a call that end left to its stream, st.
+func (s *Server) callOver(st *mesh.Stream, cc *callCtx) {
+	s.mu.Lock()
+	delete(s.ending, st)
+	s.mu.Unlock()
+	s.done(cc)
 }
 
 // errorFrame turns a handler's error into the error frame the caller gets.

@@ -441,12 +441,18 @@ func (s *Stream) Done() <-chan struct{} {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s.done == nil {
-		if s.removed || s.resetErr != nil || m.closed {
+		if s.endedLocked() {
 			return closedChan
 		}
 		s.done = make(chan struct{})
 	}
 	return s.done
+}
+
+// endedLocked reports whether the stream has ended: Done's channel is
+// closed, or would be at once.
+func (s *Stream) endedLocked() bool {
+	return s.done == closedChan || s.removed || s.resetErr != nil || s.m.closed
 }
 
 // AfterEnd arranges for f to run, in a goroutine of its own, when the
@@ -457,7 +463,7 @@ func (s *Stream) AfterEnd(f func()) (stop func() bool) {
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s.done == closedChan || s.removed || s.resetErr != nil || m.closed {
+	if s.endedLocked() {
 		go f()
 		return func() bool { return false }
 	}
@@ -496,7 +502,7 @@ func (s *Stream) OnEnd(f func()) {
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s.done == closedChan || s.removed || s.resetErr != nil || m.closed {
+	if s.endedLocked() {
 		f()
 		return
 	}
