@@ -1,6 +1,7 @@
 package mesh_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -261,21 +262,12 @@ func TestChannelFanOutInOrder(t *testing.T) {
 	}
 	errc := make(chan error, len(subs))
 	for _, s := range subs {
-		go func() {
-			for i := range msgs {
-				m, err := s.Recv(ctx)
-				if err != nil {
-					errc <- fmt.Errorf("message %d: %w", i, err)
-					return
-				}
-				if got := string(m.Payload); got != fmt.Sprint(i) {
-					errc <- fmt.Errorf("message %d: got %q", i, got)
-					return
-				}
-				progress.Add(1)
+		go receiveInOrder(ctx, s, msgs, &progress, errc, func(i int, m channel.Message) error {
+			if got := string(m.Payload); got != fmt.Sprint(i) {
+				return fmt.Errorf("got %q", got)
 			}
-			errc <- nil
-		}()
+			return nil
+		})
 	}
 	start := time.Now()
 	for i := range msgs {
@@ -295,6 +287,24 @@ func TestChannelFanOutInOrder(t *testing.T) {
 	}
 	d := time.Since(start)
 	t.Logf("%d subscribers x %d messages in order in %v (%.0f deliveries/s)", len(subs), msgs, d.Round(time.Millisecond), float64(len(subs)*msgs)/d.Seconds())
+}
+
+// receiveInOrder receives msgs messages on s, checking the i-th with
+// check and counting each in progress, and sends errc the first failure,
+// or nil.
+func receiveInOrder(ctx context.Context, s *channel.Subscription, msgs int, progress *atomic.Int64, errc chan<- error, check func(i int, m channel.Message) error) {
+	for i := range msgs {
+		m, err := s.Recv(ctx)
+		if err == nil {
+			err = check(i, m)
+		}
+		if err != nil {
+			errc <- fmt.Errorf("message %d: %w", i, err)
+			return
+		}
+		progress.Add(1)
+	}
+	errc <- nil
 }
 
 // TestChannelFloodLosesNothing: a publisher publishing as fast as it can
@@ -321,21 +331,12 @@ func TestChannelFloodLosesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go func() {
-			for i := range msgs {
-				m, err := s.Recv(ctx)
-				if err != nil {
-					errc <- fmt.Errorf("message %d: %w", i, err)
-					return
-				}
-				if m.Seq != uint64(i+1) {
-					errc <- fmt.Errorf("message %d: sequence number %d", i, m.Seq)
-					return
-				}
-				progress.Add(1)
+		go receiveInOrder(ctx, s, msgs, &progress, errc, func(i int, m channel.Message) error {
+			if m.Seq != uint64(i+1) {
+				return fmt.Errorf("sequence number %d", m.Seq)
 			}
-			errc <- nil
-		}()
+			return nil
+		})
 	}
 	payload := make([]byte, 256)
 	failed := 0

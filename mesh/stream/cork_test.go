@@ -247,17 +247,23 @@ func TestAutocorkPackRefused(t *testing.T) {
 	}
 }
 
-// TestAutocorkFallback: a Link that never reports its queue written
-// delays a held fragment by MaxAckDelay, not forever.
-func TestAutocorkFallback(t *testing.T) {
-	ctx := context.Background()
-	l, m, s := corkedStream(t, time.Millisecond)
-	w := s.key ^ 1
+// sendTwo sends two small messages on s: on a corked stream's idle link
+// the first goes at once, and the second's fragment is held behind it.
+func sendTwo(t *testing.T, s *Stream) {
+	t.Helper()
 	for i := range 2 {
-		if err := s.Send(ctx, message(uint64(i), 100)); err != nil {
+		if err := s.Send(context.Background(), message(uint64(i), 100)); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestAutocorkFallback: a Link that never reports its queue written
+// delays a held fragment by MaxAckDelay, not forever.
+func TestAutocorkFallback(t *testing.T) {
+	l, m, s := corkedStream(t, time.Millisecond)
+	w := s.key ^ 1
+	sendTwo(t, s)
 	got := len(l.dataFrames(w))
 	deadline := time.Now().Add(10 * time.Second)
 	for got < 2 {
@@ -276,14 +282,9 @@ func TestAutocorkFallback(t *testing.T) {
 // goroutine holds the Mux does not wait for it; the held fragment goes
 // once the Mux is free, without the MaxAckDelay fallback.
 func TestUncorkNeverWaits(t *testing.T) {
-	ctx := context.Background()
 	l, m, s := corkedStream(t, time.Hour)
 	w := s.key ^ 1
-	for i := range 2 {
-		if err := s.Send(ctx, message(uint64(i), 100)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendTwo(t, s)
 	if fs := l.dataFrames(w); len(fs) != 1 {
 		t.Fatalf("%d DATA frames before the write, want 1", len(fs))
 	}
