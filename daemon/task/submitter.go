@@ -1,6 +1,7 @@
 package task
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -831,20 +832,18 @@ func (s *Submitter) List(f ListFilter) []Info {
 		out = append(out, in)
 	}
 	s.mu.Unlock()
-	slices.SortFunc(out, func(a, b Info) int { return bytesCompare(a.ID[:], b.ID[:]) })
+	// By creation, then id: an id orders by its millisecond only, and two
+	// tasks submitted in the same one by their random part.
+	slices.SortFunc(out, func(a, b Info) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.ID[:], b.ID[:])
+	})
 	if f.Limit > 0 && len(out) > f.Limit {
 		out = out[len(out)-f.Limit:]
 	}
 	return out
-}
-
-func bytesCompare(a, b []byte) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return cmp.Compare(a[i], b[i])
-		}
-	}
-	return cmp.Compare(len(a), len(b))
 }
 
 // Cancel asks the worker to cancel task id: a queued task ends cancelled
