@@ -41,6 +41,7 @@ func FuzzDataHeader(f *testing.F) {
 func FuzzHandshake(f *testing.F) {
 	for _, typ := range []wire.Type{wire.TypeInitIK, wire.TypeInitXX, wire.TypeResponse, wire.TypeFinal} {
 		f.Add(wire.AppendHandshake(nil, wire.Handshake{Type: typ, Sender: 1, Receiver: 2, Noise: make([]byte, 48)}))
+		f.Add(wire.AppendHandshake(nil, wire.Handshake{Type: typ, Suite: wire.SuiteAESGCM, Sender: 1, Noise: make([]byte, 48)}))
 	}
 	f.Add([]byte{byte(wire.TypeInitIK), 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -54,11 +55,11 @@ func FuzzHandshake(f *testing.F) {
 		out := wire.AppendHandshake(nil, h)
 		copy(out[len(out)-2*wire.MACSize:], h.MAC1)
 		copy(out[len(out)-wire.MACSize:], h.MAC2)
-		if b[1] == 0 && b[2] == 0 && b[3] == 0 && !bytes.Equal(out, b) {
+		if b[2] == 0 && b[3] == 0 && !bytes.Equal(out, b) {
 			t.Fatalf("round trip changed the packet:\n in %x\nout %x", b, out)
 		}
 		h2, err := wire.ParseHandshake(out)
-		if err != nil || h2.Sender != h.Sender || h2.Receiver != h.Receiver || !bytes.Equal(h2.Noise, h.Noise) {
+		if err != nil || h2.Suite != h.Suite || h2.Suite != b[1] || h2.Sender != h.Sender || h2.Receiver != h.Receiver || !bytes.Equal(h2.Noise, h.Noise) {
 			t.Fatalf("re-parse: %+v, %v", h2, err)
 		}
 	})

@@ -395,7 +395,7 @@ func (t *transport) refuseIK(hs *noise.Handshake, h wire.Handshake, key ed25519.
 		t.dropNoise(err)
 		return
 	}
-	out := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Receiver: h.Sender, Noise: msg})
+	out := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Suite: h.Suite, Receiver: h.Sender, Noise: msg})
 	setMAC1(out, &macKey{key: mac1Key(key)})
 	t.sendTo(src, out)
 }

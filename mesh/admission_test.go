@@ -276,7 +276,7 @@ func TestClosedNoReplyLargerThanRequest(t *testing.T) {
 		hs, _ := noise.NewInitiator(noise.Config{Identity: id}, time.Now())
 		hs.SetExtensions(make([]byte, maxCertExt))
 		msg, _ := hs.WriteMessage(nil)
-		pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeInitXX, Sender: sender, Noise: msg})
+		pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeInitXX, Suite: wireSuite(hs.Suite()), Sender: sender, Noise: msg})
 		setMAC1(pkt, &macKey{key: mac1Key(nil)})
 		return pkt
 	}

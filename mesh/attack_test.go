@@ -74,7 +74,7 @@ func ikInitiationAt(t testing.TB, id *identity.Identity, pub ed25519.PublicKey, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeInitIK, Sender: sender, Noise: msg})
+	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeInitIK, Suite: wireSuite(hs.Suite()), Sender: sender, Noise: msg})
 	setMAC1(pkt, &macKey{key: mac1Key(pub)})
 	return pkt
 }
@@ -130,6 +130,19 @@ func TestBadInputIsDroppedAndCounted(t *testing.T) {
 	badMAC[len(badMAC)-20] ^= 1
 	wrongIdentity := forgedIK(t, b.id.PublicKey())
 	oversized := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeInitXX, Noise: make([]byte, wire.MaxNoiseMessage+1)})
+	// An initiation's suite byte, changed and MAC1 made again: a byte no
+	// suite has is refused before any crypto; the other suite's byte
+	// makes the initiation's payload fail to open.
+	withSuite := func(suite uint8) []byte {
+		pkt := ikInitiation(t, b.id.PublicKey(), 78)
+		pkt[1] = suite
+		setMAC1(pkt, &macKey{key: mac1Key(b.id.PublicKey())})
+		return pkt
+	}
+	otherSuite := wire.SuiteChaChaPoly
+	if b.tr.suite == noise.SuiteChaChaPoly {
+		otherSuite = wire.SuiteAESGCM
+	}
 	cases := []struct {
 		name string
 		pkt  []byte
@@ -142,6 +155,8 @@ func TestBadInputIsDroppedAndCounted(t *testing.T) {
 		{"bad tag", data(sess.local, 64), DropBadTag},
 		{"bad handshake MAC", badMAC, DropBadMAC},
 		{"bad identity signature", wrongIdentity, DropBadIdentity},
+		{"unknown cipher suite", withSuite(7), DropBadHandshake},
+		{"cipher suite switched", withSuite(otherSuite), DropBadHandshake},
 	}
 	for _, c := range cases {
 		before := drops(b, c.want)

@@ -100,6 +100,14 @@ type Config struct {
 	// ConnectNode with the key). The node's own XX dials still work. See
 	// docs/SECURITY.md.
 	IKOnly bool
+	// CipherSuite is the AEAD of the sessions this node starts: the
+	// initiator of a handshake picks the suite, and a node answers both.
+	// Zero means noise.PreferredSuite(): AES-256-GCM where the CPU has
+	// AES instructions, about twice as fast as ChaCha20-Poly1305 there,
+	// else ChaCha20-Poly1305. Nodes older than the suite byte of the
+	// handshake header answer ChaCha20-Poly1305 only: set
+	// noise.SuiteChaChaPoly to reach them. See docs/SECURITY.md.
+	CipherSuite noise.Suite
 
 	// Timers: zero means the default from package noise, unless said
 	// otherwise. Tests shrink them.

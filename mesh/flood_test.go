@@ -35,7 +35,7 @@ func xxInitiation(t testing.TB, sender uint32) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeInitXX, Sender: sender, Noise: msg})
+	pkt := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeInitXX, Suite: wireSuite(hs.Suite()), Sender: sender, Noise: msg})
 	setMAC1(pkt, &macKey{key: mac1Key(nil)})
 	return pkt
 }

@@ -315,7 +315,7 @@ func (t *transport) attemptLocked(d *dial) {
 // initiateLocked makes a handshake for d that expects pin (IK with its
 // key, else XX) and files it with the pending ones.
 func (t *transport) initiateLocked(d *dial, pin Pin) (*handshake, error) {
-	hs, err := noise.NewInitiator(noise.Config{Identity: t.id, PeerKey: pin.Key, PeerID: pin.ID, Incarnation: t.incarnation}, time.Now())
+	hs, err := noise.NewInitiator(noise.Config{Identity: t.id, PeerKey: pin.Key, PeerID: pin.ID, Incarnation: t.incarnation, Suite: t.suite}, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +332,7 @@ func (t *transport) initiateLocked(d *dial, pin Pin) (*handshake, error) {
 		typ, key = wire.TypeInitIK, &macKey{key: mac1Key(pin.Key)}
 	}
 	h := &handshake{local: t.newIndexLocked(), noise: hs, dial: d, path: d.path, created: t.now(), cookieKey: pin.Key}
-	h.pkt = wire.AppendHandshake(nil, wire.Handshake{Type: typ, Sender: h.local, Noise: msg})
+	h.pkt = wire.AppendHandshake(nil, wire.Handshake{Type: typ, Suite: wireSuite(hs.Suite()), Sender: h.local, Noise: msg})
 	h.mac1 = setMAC1(h.pkt, key)
 	t.hs.pending[h.local] = h
 	t.stats.handshakesInitiated.Add(1)
@@ -629,7 +629,12 @@ func (t *transport) respond(h wire.Handshake, pkt []byte, src endpoint) {
 	if h.Type == wire.TypeInitIK {
 		pattern = noise.PatternIK
 	}
-	hs, err := noise.NewResponder(t.id, pattern, t.incarnation)
+	suite, ok := suiteOf(h.Suite)
+	if !ok {
+		t.stats.drop(DropBadHandshake)
+		return
+	}
+	hs, err := noise.NewResponder(t.id, pattern, suite, t.incarnation)
 	if err != nil {
 		return
 	}
@@ -730,14 +735,14 @@ func (t *transport) respond(h wire.Handshake, pkt []byte, src endpoint) {
 		p.next = s
 		t.index.add(s)
 		s.initiation = bytes.Clone(h.Noise)
-		s.response = wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
+		s.response = wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Suite: h.Suite, Sender: local, Receiver: h.Sender, Noise: msg})
 		setMAC1(s.response, mac1)
 		t.hs.mu.Unlock()
 		t.sendTo(&src, s.response)
 		return
 	}
 	t.hs.mu.Unlock()
-	out := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Sender: local, Receiver: h.Sender, Noise: msg})
+	out := wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeResponse, Suite: h.Suite, Sender: local, Receiver: h.Sender, Noise: msg})
 	setMAC1(out, mac1)
 	t.sendTo(&src, out)
 }
@@ -819,7 +824,7 @@ func (t *transport) handleResponse(h wire.Handshake, pkt []byte, src endpoint) {
 			t.dropNoise(err)
 			return
 		}
-		final = wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeFinal, Sender: hs.local, Receiver: h.Sender, Noise: msg})
+		final = wire.AppendHandshake(nil, wire.Handshake{Type: wire.TypeFinal, Suite: h.Suite, Sender: hs.local, Receiver: h.Sender, Noise: msg})
 	}
 	keys, err := hs.noise.Keys()
 	if err != nil {
@@ -944,4 +949,24 @@ func (t *transport) handleFinal(h wire.Handshake, pkt []byte, src endpoint) {
 	if confirm != nil {
 		t.up.issued(p, member.cert, confirm)
 	}
+}
+
+// wireSuite is the suite byte of a handshake message's header for s.
+func wireSuite(s noise.Suite) uint8 {
+	if s == noise.SuiteAESGCM {
+		return wire.SuiteAESGCM
+	}
+	return wire.SuiteChaChaPoly
+}
+
+// suiteOf is the suite a handshake message's suite byte b names; false for
+// a byte no suite has.
+func suiteOf(b uint8) (noise.Suite, bool) {
+	switch b {
+	case wire.SuiteChaChaPoly:
+		return noise.SuiteChaChaPoly, true
+	case wire.SuiteAESGCM:
+		return noise.SuiteAESGCM, true
+	}
+	return 0, false
 }

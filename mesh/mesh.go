@@ -98,6 +98,9 @@ type Mesh struct {
 
 // New creates a mesh from cfg. It opens no socket; Start does.
 func New(cfg Config) (*Mesh, error) {
+	if cfg.CipherSuite != 0 && !cfg.CipherSuite.Valid() {
+		return nil, fmt.Errorf("mesh: Config.CipherSuite: unknown suite %v", cfg.CipherSuite)
+	}
 	id := cfg.Identity
 	if id == nil {
 		var err error

@@ -15,6 +15,7 @@ import (
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh"
 	"github.com/netmesh/netmesh/mesh/meshtest/testnode"
+	"github.com/netmesh/netmesh/noise"
 )
 
 func TestMain(m *testing.M) {
@@ -108,6 +109,30 @@ func TestHandshakeXXAndIK(t *testing.T) {
 				t.Errorf("a completed %d handshakes, want 1", s.HandshakesCompleted)
 			}
 		})
+	}
+}
+
+// The initiator's Config.CipherSuite decides a session's suite, whatever
+// the responder's own; both ends report it, and data flows both ways.
+func TestCipherSuites(t *testing.T) {
+	suites := []noise.Suite{noise.SuiteChaChaPoly, noise.SuiteAESGCM}
+	for _, mine := range suites {
+		for _, theirs := range suites {
+			t.Run(fmt.Sprintf("%v-to-%v", mine, theirs), func(t *testing.T) {
+				a := newNode(t, func(c *mesh.Config) { c.CipherSuite = mine })
+				b := newNode(t, func(c *mesh.Config) { c.CipherSuite = theirs })
+				pb := connect(t, a, b, mesh.Pin{Key: b.Identity().PublicKey()})
+				exchange(t, a, pb, b, []byte("hello from a"))
+				pa := b.Peer(a.ID())
+				exchange(t, b, pa, a, []byte("hello from b"))
+				if got, back := pb.Stats().CipherSuite, pa.Stats().CipherSuite; got != mine || back != mine {
+					t.Fatalf("sessions of suites %v and %v, want %v", got, back, mine)
+				}
+			})
+		}
+	}
+	if _, err := mesh.New(mesh.Config{CipherSuite: 9}); err == nil {
+		t.Fatal("New took an unknown cipher suite")
 	}
 }
 

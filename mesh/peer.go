@@ -153,6 +153,7 @@ func (p *Peer) Stats() PeerStats {
 	if s := p.cur.Load(); s != nil {
 		st.Up = true
 		st.SessionAge = time.Duration(t.now() - s.created)
+		st.CipherSuite = s.suite
 		if ep := p.ep.Load(); ep != nil && ep.relay != nil {
 			st.Path, st.Via, st.PathReason = "relayed", ep.relay.id, ep.why
 			if st.PathReason == "" {

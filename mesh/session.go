@@ -36,6 +36,7 @@ type session struct {
 	remote    uint32 // the peer's receiver index: we put it in ours
 	send      *noise.Cipher
 	recv      *noise.Cipher
+	suite     noise.Suite // of send and recv
 	initiator bool
 	created   int64     // mono ns
 	path      *endpoint // where the handshake came from or went to
@@ -77,7 +78,7 @@ func (p *Peer) nextFor(sender uint32, msg []byte) *session {
 
 func (t *transport) newSession(p *Peer, local, remote uint32, k *noise.Keys, initiator bool, path *endpoint) *session {
 	return &session{
-		peer: p, local: local, remote: remote, send: k.Send, recv: k.Recv,
+		peer: p, local: local, remote: remote, send: k.Send, recv: k.Recv, suite: k.Suite,
 		initiator: initiator, created: t.now(), path: path, incarnation: k.Peer.Incarnation,
 	}
 }

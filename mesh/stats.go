@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/noise"
 )
 
 // DropReason says why an incoming packet was discarded.
@@ -131,6 +132,8 @@ type PeerStats struct {
 	LastSeen time.Time
 	// SessionAge is how long the current session has existed.
 	SessionAge time.Duration
+	// CipherSuite is the current session's AEAD; zero without a session.
+	CipherSuite noise.Suite
 	// Streams lists the open streams of OpenStream and AcceptStream with
 	// the peer, as Peer.StreamStats does.
 	Streams []StreamStats

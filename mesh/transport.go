@@ -12,6 +12,7 @@ import (
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh/udp"
 	"github.com/netmesh/netmesh/mesh/wire"
+	"github.com/netmesh/netmesh/noise"
 )
 
 // transport is the node's session layer: its sockets, handshakes,
@@ -56,6 +57,8 @@ type transport struct {
 	// incarnation tells this run of the node from its others: peers that
 	// see it change know the node restarted (noise.Peer.Incarnation).
 	incarnation uint64
+	// suite is the cipher suite of the handshakes the node starts.
+	suite noise.Suite
 	// indexTag is in every receiver index the node hands out (the bits of
 	// indexTagMask); the sockets' filter drops data packets without it.
 	indexTag uint32
@@ -121,6 +124,7 @@ func newTransport(cfg *Config, id *identity.Identity, log *slog.Logger, up upper
 		t:           cfg.timers(),
 		epoch:       time.Now(),
 		incarnation: rand.Uint64(),
+		suite:       orDefault(cfg.CipherSuite, noise.PreferredSuite()),
 		indexTag:    rand.Uint32() & indexTagMask,
 		up:          up,
 		ctx:         ctx,

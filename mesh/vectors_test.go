@@ -43,16 +43,19 @@ func TestWireVectors(t *testing.T) {
 		receiver string // the index vector of the receiver; "" in initiations
 		mac1     macKey // the key the sender uses, as the transport picks it
 		check    *macKey
+		suite    uint8
 	}
 	messages := []message{
-		{"ik.msg1", wire.TypeInitIK, "ik.initiator.index", "", macKey{key: mac1Key(responderKey)}, &responderGuard.mac1Own},
-		{"ik.msg2", wire.TypeResponse, "ik.responder.index", "ik.initiator.index", macKey{key: mac1Key(initiatorKey)}, &initiatorGuard.mac1Own},
-		{"xx.msg1", wire.TypeInitXX, "xx.initiator.index", "", macKey{key: mac1Key(nil)}, &responderGuard.mac1Anon},
-		{"xx.msg2", wire.TypeResponse, "xx.responder.index", "xx.initiator.index", macKey{key: mac1Key(nil)}, &initiatorGuard.mac1Anon},
-		{"xx.msg3", wire.TypeFinal, "xx.initiator.index", "xx.responder.index", macKey{key: mac1Key(responderKey)}, &responderGuard.mac1Own},
+		{"ik.msg1", wire.TypeInitIK, "ik.initiator.index", "", macKey{key: mac1Key(responderKey)}, &responderGuard.mac1Own, 0},
+		{"ik.msg2", wire.TypeResponse, "ik.responder.index", "ik.initiator.index", macKey{key: mac1Key(initiatorKey)}, &initiatorGuard.mac1Own, 0},
+		{"xx.msg1", wire.TypeInitXX, "xx.initiator.index", "", macKey{key: mac1Key(nil)}, &responderGuard.mac1Anon, 0},
+		{"xx.msg2", wire.TypeResponse, "xx.responder.index", "xx.initiator.index", macKey{key: mac1Key(nil)}, &initiatorGuard.mac1Anon, 0},
+		{"xx.msg3", wire.TypeFinal, "xx.initiator.index", "xx.responder.index", macKey{key: mac1Key(responderKey)}, &responderGuard.mac1Own, 0},
+		{"aesgcm.ik.msg1", wire.TypeInitIK, "ik.initiator.index", "", macKey{key: mac1Key(responderKey)}, &responderGuard.mac1Own, wire.SuiteAESGCM},
+		{"aesgcm.ik.msg2", wire.TypeResponse, "ik.responder.index", "ik.initiator.index", macKey{key: mac1Key(initiatorKey)}, &initiatorGuard.mac1Own, wire.SuiteAESGCM},
 	}
 	for _, m := range messages {
-		h := wire.Handshake{Type: m.typ, Sender: uint32(doc.Uint(m.sender)), Noise: doc.Bytes(m.name + ".noise")}
+		h := wire.Handshake{Type: m.typ, Suite: m.suite, Sender: uint32(doc.Uint(m.sender)), Noise: doc.Bytes(m.name + ".noise")}
 		if m.receiver != "" {
 			h.Receiver = uint32(doc.Uint(m.receiver))
 		}
@@ -64,12 +67,15 @@ func TestWireVectors(t *testing.T) {
 		doc.Check(m.name+".packet", pkt)
 	}
 
-	// The IK session, as the initiator holds it.
-	send, err := noise.NewCipher(doc.Bytes("ik.key.initiator_send"))
-	if err != nil {
-		t.Fatal(err)
+	// The IK sessions, as the initiator holds them.
+	sessionOf := func(suite noise.Suite, prefix string) *session {
+		send, err := noise.NewCipher(suite, doc.Bytes(prefix+"ik.key.initiator_send"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &session{send: send, suite: suite, remote: uint32(doc.Uint("ik.responder.index"))}
 	}
-	s := &session{send: send, remote: uint32(doc.Uint("ik.responder.index"))}
+	s := sessionOf(noise.SuiteChaChaPoly, "")
 	seal := func(proto wire.Proto, head, data []byte) []byte {
 		pkt := getOut(wire.DataOverhead + wire.FrameHeaderSize + len(head) + len(data))
 		defer putOut(pkt)
@@ -80,6 +86,10 @@ func TestWireVectors(t *testing.T) {
 		return bytes.Clone(pkt.buf[:n])
 	}
 	doc.Check("datagram.packet", seal(protoDatagram.id, []byte(doc.Text("datagram.payload")), nil))
+	chacha := s
+	s = sessionOf(noise.SuiteAESGCM, "aesgcm.")
+	doc.Check("aesgcm.datagram.packet", seal(protoDatagram.id, []byte(doc.Text("datagram.payload")), nil))
+	s = chacha
 
 	rpcProto := MustProtocol("netmesh/rpc")
 	if want := doc.Uint("rpc.protocol"); uint64(rpcProto.id) != want {

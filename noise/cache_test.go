@@ -45,7 +45,7 @@ func newRef(t *testing.T, id *identity.Identity, p Pattern, initiator bool, peer
 		pattern = noise.HandshakeIK
 	}
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashBLAKE2s),
+		CipherSuite:   noise.NewCipherSuite(noise.DH25519, refCipher(), noise.HashBLAKE2s),
 		Pattern:       pattern,
 		Initiator:     initiator,
 		Prologue:      []byte(prologue),
@@ -118,7 +118,17 @@ func (r *refHandshake) done(cs1, cs2 *noise.CipherState) {
 }
 
 func (r *refHandshake) keys() *Keys {
-	return &Keys{Send: cipherFromState(r.cs1), Recv: cipherFromState(r.cs2), Hash: r.hs.ChannelBinding()}
+	ref := &Handshake{suite: PreferredSuite()}
+	return &Keys{Send: ref.cipherFromState(r.cs1), Recv: ref.cipherFromState(r.cs2), Suite: ref.suite, Hash: r.hs.ChannelBinding()}
+}
+
+// refCipher is flynn/noise's cipher of PreferredSuite, the suite the
+// handshakes of this file use.
+func refCipher() noise.CipherFunc {
+	if PreferredSuite() == SuiteAESGCM {
+		return noise.CipherAESGCM
+	}
+	return noise.CipherChaChaPoly
 }
 
 // A node with this package's caches and X25519 and a node without them
@@ -168,7 +178,7 @@ func TestInteropWithReference(t *testing.T) {
 					peerKey = b.PublicKey()
 				}
 				ref := newRef(t, a, p, true, peerKey)
-				ours, err := NewResponder(b, p, 0)
+				ours, err := NewResponder(b, p, PreferredSuite(), 0)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -214,7 +224,7 @@ func TestCachedIdentityStillChecked(t *testing.T) {
 		t.Helper()
 		for range 2 {
 			ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
-			res, _ := NewResponder(b, PatternIK, 0)
+			res, _ := NewResponder(b, PatternIK, PreferredSuite(), 0)
 			run(t, ini, res, IKInitiationSize, IKResponseSize)
 		}
 	}
@@ -242,7 +252,7 @@ func TestCachedIdentityStillChecked(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			warm()
 			ini, _ := NewInitiator(Config{Identity: tc.from, PeerKey: b.PublicKey()}, time.Now())
-			res, _ := NewResponder(b, PatternIK, 0)
+			res, _ := NewResponder(b, PatternIK, PreferredSuite(), 0)
 			err := res.ReadMessage(forge(t, ini, tc.payload))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("ReadMessage = %v, want %v", err, tc.want)
@@ -285,7 +295,7 @@ func TestConcurrentHandshakes(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				res, _ := NewResponder(b, PatternIK, 0)
+				res, _ := NewResponder(b, PatternIK, PreferredSuite(), 0)
 				msg1, _ := ini.WriteMessage(nil)
 				if err := res.ReadMessage(msg1); err != nil {
 					t.Error(err)

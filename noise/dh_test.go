@@ -62,7 +62,7 @@ func TestStaticStaticOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := NewResponder(b, PatternIK, 0)
+	res, err := NewResponder(b, PatternIK, PreferredSuite(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

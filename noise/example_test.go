@@ -15,7 +15,7 @@ func Example() {
 	bob, _ := identity.Generate()
 
 	ini, _ := noise.NewInitiator(noise.Config{Identity: alice, PeerKey: bob.PublicKey()}, time.Now())
-	res, _ := noise.NewResponder(bob, noise.PatternIK, 0)
+	res, _ := noise.NewResponder(bob, noise.PatternIK, noise.PreferredSuite(), 0)
 
 	initiation, _ := ini.WriteMessage(nil)
 	if err := res.ReadMessage(initiation); err != nil {

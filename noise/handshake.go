@@ -80,6 +80,10 @@ type Config struct {
 	PeerID identity.NodeID
 	// Incarnation is sent to the peer: see Peer.Incarnation.
 	Incarnation uint64
+	// Suite is the cipher suite of the handshake and its session. The
+	// responder must be told it before it reads the initiation (package
+	// mesh carries it in the packet header). Zero means PreferredSuite.
+	Suite Suite
 }
 
 // Peer is what a handshake authenticated about the remote node.
@@ -105,6 +109,8 @@ type Peer struct {
 type Keys struct {
 	// Send seals messages to the peer; Recv opens messages from it.
 	Send, Recv *Cipher
+	// Suite is the suite of Send and Recv.
+	Suite Suite
 	// Peer is the authenticated remote node.
 	Peer Peer
 	// Hash is the final handshake hash, the same on both sides and unique
@@ -131,6 +137,7 @@ type Handshake struct {
 	hs              *noise.HandshakeState // nil once complete or failed
 	dh              *x25519               // hs's DH function
 	pattern         Pattern
+	suite           Suite
 	initiator       bool
 	id              *identity.Identity
 	static          []byte    // this node's Noise static public key
@@ -154,7 +161,10 @@ type Handshake struct {
 // NewInitiator starts a handshake as initiator: PatternIK if cfg.PeerKey is
 // set, else PatternXX. now is the IK initiation timestamp.
 func NewInitiator(cfg Config, now time.Time) (*Handshake, error) {
-	h := &Handshake{pattern: PatternXX, initiator: true, now: now, pinID: cfg.PeerID, incarnation: cfg.Incarnation}
+	h := &Handshake{pattern: PatternXX, suite: cfg.Suite, initiator: true, now: now, pinID: cfg.PeerID, incarnation: cfg.Incarnation}
+	if h.suite == 0 {
+		h.suite = PreferredSuite()
+	}
 	var peerStatic []byte
 	if cfg.PeerKey != nil {
 		var err error
@@ -173,14 +183,14 @@ func NewInitiator(cfg Config, now time.Time) (*Handshake, error) {
 	return h, nil
 }
 
-// NewResponder starts a handshake as responder for pattern p, which the
-// caller knows from the type of the first message. incarnation is sent to
-// the initiator: see Peer.Incarnation.
-func NewResponder(id *identity.Identity, p Pattern, incarnation uint64) (*Handshake, error) {
+// NewResponder starts a handshake as responder for pattern p and suite s,
+// which the caller knows from the first message's header. incarnation is
+// sent to the initiator: see Peer.Incarnation.
+func NewResponder(id *identity.Identity, p Pattern, s Suite, incarnation uint64) (*Handshake, error) {
 	if p != PatternIK && p != PatternXX {
 		return nil, fmt.Errorf("%w: unknown pattern %v", ErrBadConfig, p)
 	}
-	h := &Handshake{pattern: p, incarnation: incarnation}
+	h := &Handshake{pattern: p, suite: s, incarnation: incarnation}
 	if err := h.start(id, nil); err != nil {
 		return nil, err
 	}
@@ -194,6 +204,14 @@ func (h *Handshake) start(id *identity.Identity, peerStatic []byte) error {
 	if id == nil {
 		return fmt.Errorf("%w: no Identity", ErrBadConfig)
 	}
+	aead := noise.CipherChaChaPoly
+	switch h.suite {
+	case SuiteChaChaPoly:
+	case SuiteAESGCM:
+		aead = noise.CipherAESGCM
+	default:
+		return fmt.Errorf("%w: unknown suite %v", ErrBadConfig, h.suite)
+	}
 	pattern := noise.HandshakeXX
 	if h.pattern == PatternIK {
 		pattern = noise.HandshakeIK
@@ -204,7 +222,7 @@ func (h *Handshake) start(id *identity.Identity, peerStatic []byte) error {
 	// cache (see x25519).
 	dh := &x25519{id: id, initiator: h.initiator}
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   noise.NewCipherSuite(dh, noise.CipherChaChaPoly, noise.HashBLAKE2s),
+		CipherSuite:   noise.NewCipherSuite(dh, aead, noise.HashBLAKE2s),
 		Pattern:       pattern,
 		Initiator:     h.initiator,
 		Prologue:      []byte(prologue),
@@ -221,6 +239,9 @@ func (h *Handshake) start(id *identity.Identity, peerStatic []byte) error {
 
 // Pattern returns the handshake pattern.
 func (h *Handshake) Pattern() Pattern { return h.pattern }
+
+// Suite returns the handshake's cipher suite.
+func (h *Handshake) Suite() Suite { return h.suite }
 
 // Complete reports whether the handshake has completed and Keys is ready.
 func (h *Handshake) Complete() bool { return h.keys != nil }
@@ -474,21 +495,23 @@ func (h *Handshake) finish(cs1, cs2 *noise.CipherState) {
 		h.peer = Peer{Key: h.pinKey, ID: identity.NodeIDFromKey(h.pinKey), Incarnation: h.peerIncarnation}
 	}
 	h.keys = &Keys{
-		Send: cipherFromState(cs1),
-		Recv: cipherFromState(cs2),
-		Peer: h.peer,
-		Hash: bytes.Clone(h.hs.ChannelBinding()),
+		Send:  h.cipherFromState(cs1),
+		Recv:  h.cipherFromState(cs2),
+		Suite: h.suite,
+		Peer:  h.peer,
+		Hash:  bytes.Clone(h.hs.ChannelBinding()),
 	}
 	h.hs = nil
 }
 
-// cipherFromState builds a Cipher from the key of a split CipherState.
-func cipherFromState(cs *noise.CipherState) *Cipher {
+// cipherFromState builds a Cipher of the handshake's suite from the key
+// of a split CipherState.
+func (h *Handshake) cipherFromState(cs *noise.CipherState) *Cipher {
 	k := cs.UnsafeKey()
 	defer clear(k[:])
-	c, err := NewCipher(k[:])
+	c, err := NewCipher(h.suite, k[:])
 	if err != nil {
-		panic(err) // unreachable: a CipherState key is always 32 bytes
+		panic(err) // unreachable: a CipherState key is always 32 bytes, the suite checked at start
 	}
 	return c
 }

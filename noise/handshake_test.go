@@ -91,7 +91,7 @@ func TestHandshakeIK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := NewResponder(b, PatternIK, 0xB2)
+	res, err := NewResponder(b, PatternIK, PreferredSuite(), 0xB2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestHandshakeXX(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := NewResponder(b, PatternXX, 0xB2)
+		res, err := NewResponder(b, PatternXX, PreferredSuite(), 0xB2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +168,7 @@ func TestPinnedNodeIDMismatch(t *testing.T) {
 
 	// XX: the responder turns out to be b, not the pinned c.
 	ini, _ := NewInitiator(Config{Identity: a, PeerID: c.NodeID()}, time.Now())
-	res, _ := NewResponder(b, PatternXX, 0)
+	res, _ := NewResponder(b, PatternXX, PreferredSuite(), 0)
 	msg1, _ := ini.WriteMessage(nil)
 	if err := res.ReadMessage(msg1); err != nil {
 		t.Fatal(err)
@@ -192,7 +192,7 @@ func TestPinnedKeyMismatch(t *testing.T) {
 	// The initiator pins b's key but reaches c: c cannot decrypt the
 	// initiation, which is encrypted to b's static key.
 	ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
-	res, _ := NewResponder(c, PatternIK, 0)
+	res, _ := NewResponder(c, PatternIK, PreferredSuite(), 0)
 	msg1, _ := ini.WriteMessage(nil)
 	if err := res.ReadMessage(msg1); !errors.Is(err, ErrBadMessage) {
 		t.Fatalf("IK initiation to another key: %v, want ErrBadMessage", err)
@@ -237,7 +237,7 @@ func TestTamperedIdentity(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
-			res, _ := NewResponder(b, PatternIK, 0)
+			res, _ := NewResponder(b, PatternIK, PreferredSuite(), 0)
 			err := res.ReadMessage(forge(t, ini, tc.payload))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("ReadMessage = %v, want %v", err, tc.want)
@@ -250,7 +250,7 @@ func TestTamperedCiphertext(t *testing.T) {
 	a, b := testIdentity(t, 1), testIdentity(t, 2)
 	for i := range IKInitiationSize {
 		ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
-		res, _ := NewResponder(b, PatternIK, 0)
+		res, _ := NewResponder(b, PatternIK, PreferredSuite(), 0)
 		msg, _ := ini.WriteMessage(nil)
 		msg[i] ^= 1
 		if err := res.ReadMessage(msg); err == nil {
@@ -259,7 +259,7 @@ func TestTamperedCiphertext(t *testing.T) {
 	}
 	// The response, and the second and third XX messages.
 	ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
-	res, _ := NewResponder(b, PatternIK, 0)
+	res, _ := NewResponder(b, PatternIK, PreferredSuite(), 0)
 	msg1, _ := ini.WriteMessage(nil)
 	_ = res.ReadMessage(msg1)
 	msg2, _ := res.WriteMessage(nil)
@@ -269,7 +269,7 @@ func TestTamperedCiphertext(t *testing.T) {
 	}
 	for last := 1; last <= 2; last++ {
 		ini, _ := NewInitiator(Config{Identity: a}, time.Now())
-		res, _ := NewResponder(b, PatternXX, 0)
+		res, _ := NewResponder(b, PatternXX, PreferredSuite(), 0)
 		from, to := ini, res
 		for i := 0; i <= last; i++ {
 			msg, _ := from.WriteMessage(nil)
@@ -291,7 +291,7 @@ func TestTamperedCiphertext(t *testing.T) {
 func TestHandshakeOrder(t *testing.T) {
 	a, b := testIdentity(t, 1), testIdentity(t, 2)
 	ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
-	res, _ := NewResponder(b, PatternIK, 0)
+	res, _ := NewResponder(b, PatternIK, PreferredSuite(), 0)
 	if err := ini.ReadMessage(make([]byte, IKResponseSize)); !errors.Is(err, ErrHandshakeState) {
 		t.Fatalf("initiator read first: %v", err)
 	}
@@ -336,8 +336,8 @@ func TestBadConfig(t *testing.T) {
 			_, err := NewInitiator(Config{Identity: a, PeerKey: make([]byte, 31)}, time.Now())
 			return err
 		}(),
-		"responder pattern 0": func() error { _, err := NewResponder(a, 0, 0); return err }(),
-		"responder nil id":    func() error { _, err := NewResponder(nil, PatternXX, 0); return err }(),
+		"responder pattern 0": func() error { _, err := NewResponder(a, 0, PreferredSuite(), 0); return err }(),
+		"responder nil id":    func() error { _, err := NewResponder(nil, PatternXX, PreferredSuite(), 0); return err }(),
 	} {
 		if !errors.Is(err, ErrBadConfig) {
 			t.Errorf("%s: %v, want ErrBadConfig", name, err)
@@ -351,7 +351,7 @@ func TestReadMessageGarbage(t *testing.T) {
 		bytes.Repeat([]byte{0xff}, IKInitiationSize), make([]byte, 1<<16+1)}
 	for _, in := range inputs {
 		for _, p := range []Pattern{PatternIK, PatternXX} {
-			res, _ := NewResponder(b, p, 0)
+			res, _ := NewResponder(b, p, PreferredSuite(), 0)
 			if err := res.ReadMessage(in); err == nil && p == PatternIK {
 				t.Errorf("IK responder accepted %d garbage bytes", len(in))
 			}
@@ -384,7 +384,7 @@ func FuzzReadMessage(f *testing.F) {
 		// reject them with an error, never panic, and never complete an IK
 		// handshake without the initiator's identity.
 		for _, p := range []Pattern{PatternIK, PatternXX} {
-			res, err := NewResponder(b, p, 0)
+			res, err := NewResponder(b, p, PreferredSuite(), 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -409,7 +409,7 @@ func BenchmarkHandshakeIK(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := NewResponder(r, PatternIK, 0)
+		res, err := NewResponder(r, PatternIK, PreferredSuite(), 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -447,7 +447,7 @@ func BenchmarkHandshakeIKNewPeers(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			res, err := NewResponder(p[1], PatternIK, 0)
+			res, err := NewResponder(p[1], PatternIK, PreferredSuite(), 0)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -477,7 +477,7 @@ func TestExtensions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := NewResponder(b, tc.pattern, 7)
+			res, err := NewResponder(b, tc.pattern, PreferredSuite(), 7)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -535,7 +535,7 @@ func TestExtensionLimits(t *testing.T) {
 	if err != nil || len(msg) != MaxHandshakeSize {
 		t.Fatalf("%d bytes, %v", len(msg), err)
 	}
-	res, _ := NewResponder(b, PatternIK, 0)
+	res, _ := NewResponder(b, PatternIK, PreferredSuite(), 0)
 	if err := res.ReadMessage(append(bytes.Clone(msg), 0)); !errors.Is(err, ErrBadMessage) {
 		t.Fatalf("message past MaxHandshakeSize: %v", err)
 	}
@@ -552,7 +552,7 @@ func TestVouch(t *testing.T) {
 	ini, _ := NewInitiator(Config{Identity: a, PeerKey: b.PublicKey()}, time.Now())
 	ini.SetExtensions([]byte("certificate"))
 	msg, _ := ini.WriteMessage(nil)
-	res, _ := NewResponder(b, PatternIK, 0)
+	res, _ := NewResponder(b, PatternIK, PreferredSuite(), 0)
 	res.SetVouch(func(key ed25519.PublicKey, ext []byte) bool {
 		if !bytes.Equal(key, a.PublicKey()) || string(ext) != "certificate" {
 			t.Fatalf("vouch asked about %x, %q", key, ext)
@@ -563,7 +563,7 @@ func TestVouch(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, vouch := range []bool{true, false} {
-		res, _ := NewResponder(b, PatternIK, 0)
+		res, _ := NewResponder(b, PatternIK, PreferredSuite(), 0)
 		res.SetVouch(func(ed25519.PublicKey, []byte) bool { return vouch })
 		err := res.ReadMessage(ikWithBadSignature(t, a, b))
 		if vouch != (err == nil) || !vouch && !errors.Is(err, ErrBadSignature) {
@@ -584,4 +584,73 @@ func ikWithBadSignature(t *testing.T, a, b *identity.Identity) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// Both suites complete both patterns with keys of their own AEAD, an
+// initiator's zero Suite is PreferredSuite, and two sides that disagree
+// on the suite fail at the first encrypted payload and make no session.
+func TestSuites(t *testing.T) {
+	a, b := testIdentity(t, 1), testIdentity(t, 2)
+	sizes := map[Pattern][]int{
+		PatternIK: {IKInitiationSize, IKResponseSize},
+		PatternXX: {XXInitiationSize, XXResponseSize, XXFinalSize},
+	}
+	for _, p := range []Pattern{PatternIK, PatternXX} {
+		cfg := Config{Identity: a}
+		if p == PatternIK {
+			cfg.PeerKey = b.PublicKey()
+		}
+		for _, s := range suites {
+			cfg.Suite = s
+			ini, err := NewInitiator(cfg, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := NewResponder(b, p, s, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(t, ini, res, sizes[p]...)
+			ik, _ := ini.Keys()
+			rk, _ := res.Keys()
+			checkKeys(t, ik, rk)
+			if ik.Suite != s || rk.Suite != s || ini.Suite() != s || res.Suite() != s {
+				t.Fatalf("%v %v: keys of suites %v and %v", p, s, ik.Suite, rk.Suite)
+			}
+			if ik.Send.bigEndian != (s == SuiteAESGCM) {
+				t.Fatalf("%v %v: the session's cipher has the other suite's nonce", p, s)
+			}
+
+			// The other side expects the other suite.
+			other := SuiteAESGCM
+			if s == SuiteAESGCM {
+				other = SuiteChaChaPoly
+			}
+			ini, _ = NewInitiator(cfg, time.Now())
+			res, _ = NewResponder(b, p, other, 0)
+			from, to := ini, res
+			var failed error
+			for i := 0; failed == nil && i < len(sizes[p]); i++ {
+				msg, err := from.WriteMessage(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				failed = to.ReadMessage(msg)
+				from, to = to, from
+			}
+			if !errors.Is(failed, ErrBadMessage) || ini.Complete() || res.Complete() {
+				t.Fatalf("%v, initiator %v, responder %v: %v, complete %v %v", p, s, other, failed, ini.Complete(), res.Complete())
+			}
+		}
+		cfg.Suite = 0
+		if ini, _ := NewInitiator(cfg, time.Now()); ini.Suite() != PreferredSuite() {
+			t.Fatalf("zero Suite: %v, want %v", ini.Suite(), PreferredSuite())
+		}
+	}
+	if _, err := NewResponder(b, PatternIK, 0, 0); !errors.Is(err, ErrBadConfig) {
+		t.Fatalf("responder of suite 0: %v, want ErrBadConfig", err)
+	}
+	if _, err := NewInitiator(Config{Identity: a, Suite: 9}, time.Now()); !errors.Is(err, ErrBadConfig) {
+		t.Fatalf("initiator of suite 9: %v, want ErrBadConfig", err)
+	}
 }

@@ -47,9 +47,18 @@ func vectorParties(t *testing.T, doc *wirevec.Doc) (initiator, responder vectorP
 func TestWireVectors(t *testing.T) {
 	doc := wirevec.Load(t, wireDoc)
 	in, re := vectorParties(t, doc)
-	for _, pattern := range []string{"ik", "xx"} {
-		var cfg Config
-		cfg.Identity, cfg.Incarnation = in.id, in.incarnation
+	// Every pattern with ChaChaPoly, and IK with AESGCM (the same inputs;
+	// its outputs are named with the prefix "aesgcm.").
+	for _, tc := range []struct {
+		name, pattern string
+		suite         Suite
+	}{
+		{"ik", "ik", SuiteChaChaPoly},
+		{"xx", "xx", SuiteChaChaPoly},
+		{"aesgcm.ik", "ik", SuiteAESGCM},
+	} {
+		pattern, out := tc.pattern, tc.name
+		cfg := Config{Identity: in.id, Incarnation: in.incarnation, Suite: tc.suite}
 		p := PatternXX
 		if pattern == "ik" {
 			cfg.PeerKey, p = re.id.PublicKey(), PatternIK
@@ -58,7 +67,7 @@ func TestWireVectors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := NewResponder(re.id, p, re.incarnation)
+		res, err := NewResponder(re.id, p, tc.suite, re.incarnation)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +83,7 @@ func TestWireVectors(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s message %d: %v", pattern, i, err)
 			}
-			doc.Check(pattern+".msg"+string(rune('0'+i))+".noise", msg)
+			doc.Check(out+".msg"+string(rune('0'+i))+".noise", msg)
 			if i <= 2 { // e comes first, in clear: the drawn key's public half
 				who := map[int]string{1: ".initiator", 2: ".responder"}[i]
 				eph, err := ecdh.X25519().NewPrivateKey(doc.Bytes(pattern + who + ".ephemeral"))
@@ -91,16 +100,16 @@ func TestWireVectors(t *testing.T) {
 			from, to = to, from
 		}
 		if !bytes.Equal(iKeys[0], rKeys[1]) || !bytes.Equal(iKeys[1], rKeys[0]) {
-			t.Fatalf("%s: the two sides' keys do not pair up", pattern)
+			t.Fatalf("%s: the two sides' keys do not pair up", out)
 		}
-		doc.Check(pattern+".key.initiator_send", iKeys[0])
-		doc.Check(pattern+".key.responder_send", rKeys[0])
+		doc.Check(out+".key.initiator_send", iKeys[0])
+		doc.Check(out+".key.responder_send", rKeys[0])
 		ik, _ := ini.Keys()
 		rk, _ := res.Keys()
 		if !bytes.Equal(ik.Hash, rk.Hash) {
-			t.Fatalf("%s: the handshake hashes differ", pattern)
+			t.Fatalf("%s: the handshake hashes differ", out)
 		}
-		doc.Check(pattern+".hash", ik.Hash)
+		doc.Check(out+".hash", ik.Hash)
 		if rk.Peer.Incarnation != in.incarnation || ik.Peer.Incarnation != re.incarnation {
 			t.Fatalf("%s: incarnations %d and %d, want %d and %d", pattern, rk.Peer.Incarnation, ik.Peer.Incarnation, in.incarnation, re.incarnation)
 		}

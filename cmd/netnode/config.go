@@ -24,6 +24,7 @@ import (
 	"github.com/netmesh/netmesh/daemon"
 	"github.com/netmesh/netmesh/dialaddr"
 	"github.com/netmesh/netmesh/mesh"
+	"github.com/netmesh/netmesh/noise"
 )
 
 // fileConfig is the TOML configuration file of `netnode run`, decoded
@@ -40,6 +41,8 @@ type fileConfig struct {
 	Control   string     `toml:"control"`
 	Metrics   string     `toml:"metrics"`
 	Name      string     `toml:"name"`
+	// CipherSuite is the AEAD of the sessions the node starts.
+	CipherSuite string `toml:"cipher_suite"`
 
 	// Capability announcement and channels.
 	Capabilities []string          `toml:"capabilities"`
@@ -152,7 +155,8 @@ type runConfig struct {
 	logger  *slog.Logger
 	control string
 	metrics string
-	name    string // the node's name: a label others may find it by
+	name    string      // the node's name: a label others may find it by
+	suite   noise.Suite // of the sessions the node starts; zero: the CPU's faster
 
 	caps      capability.Set // announced at start
 	telemetry bool
@@ -269,6 +273,11 @@ func (fc fileConfig) validate(logOut io.Writer) (*runConfig, error) {
 		}
 		rc.relays = append(rc.relays, r)
 	}
+	suite, err := parseSuite(fc.CipherSuite)
+	if err != nil {
+		return nil, err
+	}
+	rc.suite = suite
 	if err := fc.validateFeatures(rc); err != nil {
 		return nil, err
 	}
@@ -539,4 +548,18 @@ func newLogger(out io.Writer, format, level string) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log_format %q: want text or json", format)
 	}
+}
+
+// parseSuite reads the cipher_suite key: "" or "auto" (zero: the faster
+// suite on this CPU), "aesgcm" or "chachapoly", in any case.
+func parseSuite(s string) (noise.Suite, error) {
+	switch strings.ToLower(s) {
+	case "", "auto":
+		return 0, nil
+	case "aesgcm":
+		return noise.SuiteAESGCM, nil
+	case "chachapoly":
+		return noise.SuiteChaChaPoly, nil
+	}
+	return 0, fmt.Errorf("cipher_suite %q: want auto, aesgcm or chachapoly", s)
 }

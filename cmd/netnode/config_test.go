@@ -14,6 +14,7 @@ import (
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/channel"
 	"github.com/netmesh/netmesh/identity"
+	"github.com/netmesh/netmesh/noise"
 )
 
 func TestParsePeerFlag(t *testing.T) {
@@ -111,6 +112,18 @@ func TestValidateDefaults(t *testing.T) {
 	}
 	if _, err := (fileConfig{}).validate(io.Discard); err == nil || !strings.Contains(err.Error(), "key_file") {
 		t.Errorf("no key file: %v", err)
+	}
+}
+
+func TestCipherSuiteKey(t *testing.T) {
+	for in, want := range map[string]noise.Suite{"": 0, "auto": 0, "AESGCM": noise.SuiteAESGCM, "chachapoly": noise.SuiteChaChaPoly} {
+		rc, err := fileConfig{KeyFile: "k", CipherSuite: in}.validate(io.Discard)
+		if err != nil || rc.suite != want {
+			t.Errorf("cipher_suite %q: %v, %v; want %v", in, rc, err, want)
+		}
+	}
+	if _, err := (fileConfig{KeyFile: "k", CipherSuite: "rot13"}).validate(io.Discard); err == nil || !strings.Contains(err.Error(), "cipher_suite") {
+		t.Errorf("cipher_suite rot13: %v", err)
 	}
 }
 

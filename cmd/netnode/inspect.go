@@ -157,6 +157,7 @@ func printHealth(out io.Writer, p peerInfo, now time.Time) {
 	fmt.Fprintf(tw, "last seen\t%s\n", fmtAgo(p.LastSeen, now))
 	if p.Up {
 		fmt.Fprintf(tw, "session age\t%s\n", fmtDuration(p.SessionAgeMs))
+		fmt.Fprintf(tw, "cipher suite\t%s\n", p.CipherSuite)
 	}
 	fmt.Fprintf(tw, "traffic\ttx %s in %d packets, rx %s in %d packets\n", fmtBytes(p.TxBytes), p.TxPackets, fmtBytes(p.RxBytes), p.RxPackets)
 	fmt.Fprintf(tw, "handshakes\t%d\n", p.Handshakes)

@@ -70,7 +70,8 @@ type peerInfo struct {
 	Handshakes   uint64     `json:"handshakes"`
 	LastSeen     *time.Time `json:"last_seen"` // null if nothing ever arrived
 	SessionAgeMs float64    `json:"session_age_ms"`
-	StreamMTU    int        `json:"stream_mtu"` // confirmed stream frame size; 0 before the first stream
+	CipherSuite  string     `json:"cipher_suite"` // the session's AEAD: AESGCM or ChaChaPoly; "" without one
+	StreamMTU    int        `json:"stream_mtu"`   // confirmed stream frame size; 0 before the first stream
 }
 
 // peersResult is the result of "peers".
@@ -243,6 +244,9 @@ func newPeerInfo(ps mesh.PeerStats) peerInfo {
 		Handshakes:   ps.Handshakes,
 		SessionAgeMs: ms(ps.SessionAge),
 		StreamMTU:    ps.StreamMTU,
+	}
+	if ps.CipherSuite != 0 {
+		pi.CipherSuite = ps.CipherSuite.String()
 	}
 	if !ps.Via.IsZero() {
 		pi.Via = ps.Via.String()

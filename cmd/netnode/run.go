@@ -259,6 +259,7 @@ func runNode(ctx context.Context, rc *runConfig, id *identity.Identity) error {
 		Channels:     channel.Options{Policy: rc.policy, Subnet: rc.subnet},
 		NAT:          rc.nat,
 		Logger:       log,
+		CipherSuite:  rc.suite,
 	}
 	if rc.telemetry {
 		cfg.Capabilities.Telemetry = capability.SystemSampler{}

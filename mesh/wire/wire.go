@@ -137,13 +137,25 @@ func ParseDataHeader(b []byte) (DataHeader, error) {
 	}, nil
 }
 
+// Cipher suites: byte 1 of a handshake message names the AEAD of its
+// handshake and of the session it makes (noise.Suite). Nodes that predate
+// the field send 0 there, which is ChaCha20-Poly1305.
+const (
+	SuiteChaChaPoly uint8 = 0 // ChaCha20-Poly1305, Noise "ChaChaPoly"
+	SuiteAESGCM     uint8 = 1 // AES-256-GCM, Noise "AESGCM"
+)
+
 // Handshake is a decoded handshake message (TypeInitIK, TypeInitXX,
 // TypeResponse or TypeFinal).
 //
-// Layout: type(1) reserved(3) sender(4) receiver(4) noise(n) mac1(16) mac2(16).
-// Initiations carry receiver 0. The slices alias the input.
+// Layout: type(1) suite(1) reserved(2) sender(4) receiver(4) noise(n)
+// mac1(16) mac2(16). Initiations carry receiver 0. The slices alias the
+// input.
 type Handshake struct {
-	Type     Type
+	Type Type
+	// Suite is the cipher suite (SuiteChaChaPoly, SuiteAESGCM): the
+	// initiator's choice, repeated in the response and the final message.
+	Suite    uint8
 	Sender   uint32 // the sender's session index
 	Receiver uint32 // the recipient's session index; 0 in initiations
 	Noise    []byte // the Noise handshake message
@@ -175,6 +187,7 @@ func ParseHandshake(b []byte) (Handshake, error) {
 	}
 	return Handshake{
 		Type:     t,
+		Suite:    b[1],
 		Sender:   binary.LittleEndian.Uint32(b[4:]),
 		Receiver: binary.LittleEndian.Uint32(b[8:]),
 		Noise:    b[HandshakeHeaderSize : HandshakeHeaderSize+n],
@@ -187,7 +200,7 @@ func ParseHandshake(b []byte) (Handshake, error) {
 // by 32 zero bytes for the MACs; the caller fills them with SetMACs. The
 // MAC1 and MAC2 fields of h are ignored.
 func AppendHandshake(b []byte, h Handshake) []byte {
-	b = append(b, byte(h.Type), 0, 0, 0)
+	b = append(b, byte(h.Type), h.Suite, 0, 0)
 	b = binary.LittleEndian.AppendUint32(b, h.Sender)
 	b = binary.LittleEndian.AppendUint32(b, h.Receiver)
 	b = append(b, h.Noise...)
