@@ -234,6 +234,8 @@ func (m *Mesh) Stats() Stats {
 		ListenAddrs:         m.ListenAddrs(),
 		Drops:               make(map[string]uint64),
 		SendBackpressure:    m.tr.stats.sendBackpressure.Load(),
+		SocketWrites:        m.tr.stats.socketWrites.Load(),
+		PacketsWritten:      m.tr.stats.packetsWritten.Load(),
 		HandshakesInitiated: m.tr.stats.handshakesInitiated.Load(),
 		HandshakesCompleted: m.tr.stats.handshakesCompleted.Load(),
 		HandshakesProcessed: m.tr.stats.handshakesProcessed.Load(),

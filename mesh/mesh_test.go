@@ -112,6 +112,43 @@ func TestHandshakeXXAndIK(t *testing.T) {
 	}
 }
 
+// Every packet a node sends is counted once in PacketsWritten, and each
+// system call that wrote some once in SocketWrites.
+func TestSocketWrites(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	pb := connect(t, a, b, mesh.Pin{Key: b.Identity().PublicKey()})
+	before := a.Stats()
+	if before.SocketWrites == 0 || before.PacketsWritten < before.SocketWrites {
+		t.Fatalf("after a handshake: %d packets in %d writes", before.PacketsWritten, before.SocketWrites)
+	}
+	const senders, each = 8, 25
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			for range each {
+				if err := a.SendDatagram(ctxT(t), pb, []byte("count me")); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		after := a.Stats()
+		packets, writes := after.PacketsWritten-before.PacketsWritten, after.SocketWrites-before.SocketWrites
+		if packets >= senders*each {
+			if writes == 0 || writes > packets {
+				t.Fatalf("%d packets in %d writes", packets, writes)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d datagrams counted as written", packets, senders*each)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // The initiator's Config.CipherSuite decides a session's suite, whatever
 // the responder's own; both ends report it, and data flows both ways.
 func TestCipherSuites(t *testing.T) {

@@ -146,18 +146,31 @@ func (t *transport) writeLoop(s *socket) {
 			return
 		}
 		pkts = append(pkts, p)
+		// Once the queue is empty, yield the processor once before the
+		// system call: goroutines that were ready to send (callers,
+		// handlers, a publisher) run first and queue their packets, and
+		// a Mux packs their frames while this batch is not written yet,
+		// so one system call carries what took several. With nothing else
+		// ready, Gosched returns at once.
+		yielded := false
 	drain:
 		for len(pkts) < writeBatch {
 			select {
 			case p = <-s.queue:
 				pkts = append(pkts, p)
 			default:
-				break drain
+				if yielded {
+					break drain
+				}
+				yielded = true
+				runtime.Gosched()
 			}
 		}
 		for _, p := range pkts {
 			msgs = append(msgs, udp.Message{Buf: p.buf[:p.n], Addr: p.addr})
 		}
+		t.stats.socketWrites.Add(1)
+		t.stats.packetsWritten.Add(uint64(len(msgs)))
 		if _, err := s.conn.WriteBatch(msgs); err != nil && !t.closed.Load() {
 			if t.log.Enabled(t.ctx, slog.LevelDebug) {
 				t.log.Debug("socket write failed", "err", err)

@@ -88,6 +88,12 @@ type Stats struct {
 	// filter refuses them), or arrived with a receive buffer full. Linux
 	// only.
 	SocketDrops uint64
+	// SocketWrites counts the system calls that wrote packets, and
+	// PacketsWritten the packets they wrote: each call writes every
+	// packet queued for its socket by then, so their ratio is how well
+	// sends batch.
+	SocketWrites   uint64
+	PacketsWritten uint64
 	// SendBackpressure counts sends refused because a queue was full.
 	SendBackpressure uint64
 	// HandshakesInitiated counts handshake initiations this node sent.
@@ -148,6 +154,8 @@ type PeerStats struct {
 type counters struct {
 	drops               [numDropReasons]atomic.Uint64
 	sendBackpressure    atomic.Uint64
+	socketWrites        atomic.Uint64
+	packetsWritten      atomic.Uint64
 	handshakesInitiated atomic.Uint64
 	handshakesCompleted atomic.Uint64
 	handshakesProcessed atomic.Uint64
