@@ -57,6 +57,7 @@ type statsCollector struct {
 	peerHandshakes                                   *prometheus.Desc
 	drops, backpressure, hsInit, hsDone, hsWork      *prometheus.Desc
 	cookies, relayed, routesRefused                  *prometheus.Desc
+	socketWrites, packetsWritten                     *prometheus.Desc
 }
 
 func newStatsCollector(m *mesh.Mesh) *statsCollector {
@@ -83,6 +84,8 @@ func newStatsCollector(m *mesh.Mesh) *statsCollector {
 		cookies:        newDesc("cookies_sent_total", "Cookie replies sent while under handshake load."),
 		relayed:        newDesc("relayed_packets_total", "Packets this node forwarded for other nodes."),
 		routesRefused:  newDesc("reverse_routes_refused_total", "Reverse routes this relay did not learn because its tables were full (the packets were still forwarded)."),
+		socketWrites:   newDesc("socket_writes_total", "System calls that wrote packets; packets_written_total over it is how well sends batch."),
+		packetsWritten: newDesc("packets_written_total", "Packets written to the node's sockets, handshakes included."),
 	}
 }
 
@@ -93,6 +96,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.peerUp, c.peerRelayed, c.peerRTT, c.peerLastSeen,
 		c.peerTxBytes, c.peerRxBytes, c.peerTxPkts, c.peerRxPkts, c.peerHandshakes,
 		c.drops, c.backpressure, c.hsInit, c.hsDone, c.hsWork, c.cookies, c.relayed, c.routesRefused,
+		c.socketWrites, c.packetsWritten,
 	} {
 		ch <- d
 	}
@@ -144,6 +148,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.cookies, st.CookiesSent)
 	counter(c.relayed, st.Relayed)
 	counter(c.routesRefused, st.RoutesRefused)
+	counter(c.socketWrites, st.SocketWrites)
+	counter(c.packetsWritten, st.PacketsWritten)
 }
 
 // natCollector exports mesh.TraversalStats: the NAT classification and

@@ -430,6 +430,8 @@ key = %q
 		`netmesh_drops_total{reason="replay"}`,
 		"netmesh_handshakes_completed_total",
 		"netmesh_relayed_packets_total",
+		"netmesh_socket_writes_total",
+		"netmesh_packets_written_total",
 		"netmesh_reverse_routes_refused_total 0",
 		"netmesh_peers_up 2",
 	} {
