@@ -122,3 +122,20 @@ func BenchmarkGossip10k(b *testing.B) {
 	b.ReportMetric(float64(s.bytes)/n/float64(b.N), "bytes/node/ann")
 	b.ReportMetric(float64(s.msgs)/n/float64(b.N), "msgs/node/ann")
 }
+
+// BenchmarkTickSettled is one Tick of an engine whose index holds 1,000
+// live nodes, none of them due to change status: what every node pays
+// each TickInterval between announcements.
+func BenchmarkTickSettled(b *testing.B) {
+	e, _, _ := budgetEngine(b, Config{MaxOriginsPerPeer: 2000})
+	for i := range 1000 {
+		if err := e.HandleMessage(neighbour(1), signedWire(b, testID(b, 3000+i), 1, Set{Tags: []string{"cpu"}})); err != nil {
+			b.Fatal(err)
+		}
+	}
+	e.Tick()
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Tick()
+	}
+}

@@ -139,6 +139,11 @@ type Engine struct {
 	tombSeq  uint64                       // numbers tombstones
 	local    localState
 	subs     map[*Subscription]struct{}
+	// due is the earliest time a live record turns Degraded or goes
+	// Offline: Tick walks the records only once it has come, so a node
+	// whose index is large but settled does not walk it every tick. Zero
+	// means at the next Tick.
+	due time.Time
 }
 
 // record is what the engine remembers about one origin, live or not: the
@@ -472,6 +477,9 @@ func (e *Engine) applyLocked(o *outbox, from identity.NodeID, a *Announcement, m
 		e.st.withdrawals.Add(1)
 	default:
 		rec.live = true
+		if next := e.nextChange(rec, now); next.Before(e.due) {
+			e.due = next
+		}
 		e.indexLocked(&Node{
 			ID: a.Origin, Key: rec.key, Version: a.Version, Set: a.Set,
 			Status: e.statusLocked(rec, now), Hops: int(a.Hops), Via: from, Updated: now, Expires: rec.gone,
@@ -633,6 +641,17 @@ func (e *Engine) Tick() {
 			panic("capability: refreshing a validated set: " + err.Error()) // unreachable
 		}
 	}
+	if !now.Before(e.due) {
+		e.due = e.sweepLocked(now)
+	}
+	e.pruneSponsorsLocked(now)
+	e.mu.Unlock()
+	e.flush(&o)
+}
+
+// sweepLocked moves the live records whose time has come to Degraded or
+// Offline, and returns when the next one is due (zero if none is live).
+func (e *Engine) sweepLocked(now time.Time) (due time.Time) {
 	for id, rec := range e.records {
 		if !rec.live {
 			continue
@@ -647,10 +666,20 @@ func (e *Engine) Tick() {
 			m.Status = st
 			e.indexLocked(&m)
 		}
+		if next := e.nextChange(rec, now); due.IsZero() || next.Before(due) {
+			due = next
+		}
 	}
-	e.pruneSponsorsLocked(now)
-	e.mu.Unlock()
-	e.flush(&o)
+	return due
+}
+
+// nextChange is when live record r's status changes next by itself, as
+// seen at now: when it turns Degraded, or else when it goes Offline.
+func (e *Engine) nextChange(r *record, now time.Time) time.Time {
+	if d := r.sent.Add(e.degradedAfter(r.ttl)); !r.degraded && now.Before(d) && d.Before(r.gone) {
+		return d
+	}
+	return r.gone
 }
 
 // sampleTelemetry samples the configured Sampler when it is due and returns

@@ -208,7 +208,7 @@ func indexBytesPerOrigin(t *testing.T, n int, set func(int) Set) float64 {
 
 // budgetEngine is an engine with cfg on a fake clock and no peers, and a
 // helper that hands it a fresh announcement of origin from neighbour from.
-func budgetEngine(t *testing.T, cfg Config) (*Engine, *fakeClock, func(from identity.NodeID, origin, version int) error) {
+func budgetEngine(t testing.TB, cfg Config) (*Engine, *fakeClock, func(from identity.NodeID, origin, version int) error) {
 	t.Helper()
 	clock := newFakeClock()
 	cfg.Now = clock.Now

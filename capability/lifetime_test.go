@@ -235,3 +235,70 @@ func TestPeerUpDoesNotModifySentMessages(t *testing.T) {
 		}
 	}
 }
+
+// Tick walks the records only when one is due to turn Degraded or go
+// Offline: due is the earliest such time, an arrival that changes
+// earlier pulls it in, and each status still changes on time.
+func TestTickWalksWhenDue(t *testing.T) {
+	e, clock, _ := budgetEngine(t, Config{})
+	t0 := clock.Now()
+	from := neighbour(1)
+	receive := func(origin int, remaining time.Duration) identity.NodeID {
+		t.Helper()
+		id := testID(t, 600+origin)
+		b := signedWire(t, id, 1, Set{Tags: []string{"gpu"}})
+		putRemaining(b, remaining)
+		if err := e.HandleMessage(from, b); err != nil {
+			t.Fatal(err)
+		}
+		return id.NodeID()
+	}
+	status := func(id identity.NodeID) Status {
+		t.Helper()
+		n, ok := e.Index().Lookup(id)
+		if !ok {
+			return StatusOffline
+		}
+		return n.Status
+	}
+	due := func() time.Time {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.due
+	}
+	degraded, offline := DefaultTTL/degradedDivisor, DefaultTTL
+
+	a := receive(1, DefaultTTL)
+	e.Tick()
+	if want := t0.Add(degraded); !due().Equal(want) {
+		t.Fatalf("due %v after the first walk, want a's degradation at %v", due().Sub(t0), degraded)
+	}
+	clock.Advance(10 * time.Second)
+	b := receive(2, DefaultTTL) // changes later than a: due stays
+	// A copy that spent 20 s on the way turns Degraded 10 s before a.
+	c := receive(3, DefaultTTL-20*time.Second)
+	if want := t0.Add(degraded - 10*time.Second); !due().Equal(want) {
+		t.Fatalf("due %v after c arrived, want %v", due().Sub(t0), want.Sub(t0))
+	}
+	clock.Advance(degraded - 20*time.Second - time.Millisecond) // just before c's
+	e.Tick()
+	if status(a) != StatusOnline || status(b) != StatusOnline || status(c) != StatusOnline {
+		t.Fatal("a status changed before its time")
+	}
+	clock.Advance(time.Millisecond)
+	e.Tick()
+	if status(c) != StatusDegraded || status(a) != StatusOnline {
+		t.Fatalf("at c's degradation: c %v, a %v", status(c), status(a))
+	}
+	if want := t0.Add(degraded); !due().Equal(want) {
+		t.Fatalf("due %v after c degraded, want a's at %v", due().Sub(t0), degraded)
+	}
+	clock.Advance(offline) // everything is gone by now
+	e.Tick()
+	if status(a) != StatusOffline || status(b) != StatusOffline || status(c) != StatusOffline || e.Index().Len() != 0 {
+		t.Fatalf("after the TTL: %v %v %v, %d indexed", status(a), status(b), status(c), e.Index().Len())
+	}
+	if !due().IsZero() {
+		t.Fatalf("due %v with nothing live, want zero", due())
+	}
+}
