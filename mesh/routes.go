@@ -73,6 +73,9 @@ type routeTable struct {
 	// through each neighbour (see maxReverseRoutes).
 	reverse    int
 	reverseVia map[identity.NodeID]int
+	// due is the earliest expiry of a learned route (mono ns), or 0 if
+	// none expires: expire walks the table only once it has passed.
+	due int64
 }
 
 func (rt *routeTable) init() {
@@ -131,6 +134,9 @@ func (rt *routeTable) setLocked(dst identity.NodeID, r route) {
 		rt.reverseVia[r.via]++
 	}
 	rt.routes[dst] = r
+	if r.expires != 0 && (rt.due == 0 || r.expires < rt.due) {
+		rt.due = r.expires
+	}
 }
 
 // deleteLocked forgets the route to dst, keeping count of reverse routes.
@@ -154,9 +160,17 @@ func (rt *routeTable) deleteLocked(dst identity.NodeID) {
 func (rt *routeTable) expire(now int64) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	if rt.due == 0 || rt.due >= now {
+		return
+	}
+	rt.due = 0
 	for dst, r := range rt.routes {
-		if r.expires != 0 && r.expires < now {
+		switch {
+		case r.expires == 0:
+		case r.expires < now:
 			rt.deleteLocked(dst)
+		case rt.due == 0 || r.expires < rt.due:
+			rt.due = r.expires
 		}
 	}
 }

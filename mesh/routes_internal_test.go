@@ -62,6 +62,37 @@ func TestRouteSelection(t *testing.T) {
 	}
 }
 
+// expire walks the table only once the earliest expiry has passed, and
+// every learned route still goes at its time; static routes stay.
+func TestRouteExpiryWhenDue(t *testing.T) {
+	var rt routeTable
+	rt.init()
+	a, b, static := identity.NodeID{1}, identity.NodeID{2}, identity.NodeID{3}
+	via := identity.NodeID{9}
+	rt.set(a, route{via: via, hops: 2, kind: routeAnnounced, expires: 100})
+	rt.set(b, route{via: via, hops: 2, kind: routeAnnounced, expires: 200})
+	rt.set(static, route{via: via, hops: 1, kind: routeStatic})
+	check := func(now int64, due int64, present ...identity.NodeID) {
+		t.Helper()
+		rt.expire(now)
+		if rt.due != due || len(rt.routes) != len(present) {
+			t.Fatalf("at %d: due %d, %d routes; want due %d, %d routes", now, rt.due, len(rt.routes), due, len(present))
+		}
+		for _, id := range present {
+			if _, ok := rt.get(id); !ok {
+				t.Fatalf("at %d: the route to %v is gone", now, id)
+			}
+		}
+	}
+	check(50, 100, a, b, static)
+	check(100, 100, a, b, static) // expires after its expiry, not at it
+	check(101, 200, b, static)
+	rt.set(b, route{via: via, hops: 2, kind: routeAnnounced, expires: 300}) // a refresh
+	check(250, 300, b, static)                                              // a walk finds nothing: due moves on
+	check(301, 0, static)
+	check(1000, 0, static)
+}
+
 // sendForged makes a send n routed frames to b's peer pb with hop count 1
 // (so the source is not checked against the sender), made-up sources and
 // a 1-byte inner packet, and returns the sources.
