@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmesh/netmesh/noise"
 	"go.uber.org/goleak"
 )
 
@@ -366,7 +367,7 @@ key = %q
 
 	// peers --json: C reaches A directly and B through A.
 	pc := c.peers(t)
-	if pa := pc[ka.NodeID]; pa.Path != "direct" || pa.Endpoint != addrA || pa.Via != "" || pa.LastSeen == nil {
+	if pa := pc[ka.NodeID]; pa.Path != "direct" || pa.Endpoint != addrA || pa.Via != "" || pa.LastSeen == nil || pa.CipherSuite != noise.PreferredSuite().String() {
 		t.Errorf("C's view of A: %+v", pa)
 	}
 	if pb := pc[kb.NodeID]; pb.Path != "relayed" || pb.Via != ka.NodeID || pb.Endpoint != "" || pb.PathReason == "" {

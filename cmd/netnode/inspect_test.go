@@ -6,14 +6,17 @@ import (
 	"time"
 )
 
-// health shows the stream MTU once the peer's streams confirmed one, and
-// says nothing about it before.
+// health shows the session's cipher suite, and the stream MTU once the
+// peer's streams confirmed one (nothing about it before).
 func TestPrintHealthStreamMTU(t *testing.T) {
-	p := peerInfo{NodeID: "5dnyl4524h7qeozyzjladmtzya", Up: true, Path: "direct", Endpoint: "192.0.2.11:7946"}
+	p := peerInfo{NodeID: "5dnyl4524h7qeozyzjladmtzya", Up: true, Path: "direct", Endpoint: "192.0.2.11:7946", CipherSuite: "AESGCM"}
 	var b strings.Builder
 	printHealth(&b, p, time.Now())
 	if strings.Contains(b.String(), "stream mtu") {
 		t.Errorf("stream mtu shown before any stream:\n%s", b.String())
+	}
+	if !strings.Contains(b.String(), "cipher suite") || !strings.Contains(b.String(), "AESGCM") {
+		t.Errorf("no cipher suite line:\n%s", b.String())
 	}
 	p.StreamMTU = 8938
 	b.Reset()
