@@ -45,7 +45,7 @@ func newRef(t *testing.T, id *identity.Identity, p Pattern, initiator bool, peer
 		pattern = noise.HandshakeIK
 	}
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   noise.NewCipherSuite(noise.DH25519, refCipher(), noise.HashBLAKE2s),
+		CipherSuite:   noise.NewCipherSuite(noise.DH25519, PreferredSuite().cipherFunc(), noise.HashBLAKE2s),
 		Pattern:       pattern,
 		Initiator:     initiator,
 		Prologue:      []byte(prologue),
@@ -120,15 +120,6 @@ func (r *refHandshake) done(cs1, cs2 *noise.CipherState) {
 func (r *refHandshake) keys() *Keys {
 	ref := &Handshake{suite: PreferredSuite()}
 	return &Keys{Send: ref.cipherFromState(r.cs1), Recv: ref.cipherFromState(r.cs2), Suite: ref.suite, Hash: r.hs.ChannelBinding()}
-}
-
-// refCipher is flynn/noise's cipher of PreferredSuite, the suite the
-// handshakes of this file use.
-func refCipher() noise.CipherFunc {
-	if PreferredSuite() == SuiteAESGCM {
-		return noise.CipherAESGCM
-	}
-	return noise.CipherChaChaPoly
 }
 
 // A node with this package's caches and X25519 and a node without them

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/flynn/noise"
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/sys/cpu"
 )
@@ -42,7 +43,19 @@ func (s Suite) String() string {
 }
 
 // Valid reports whether s is a supported suite.
-func (s Suite) Valid() bool { return s == SuiteChaChaPoly || s == SuiteAESGCM }
+func (s Suite) Valid() bool { return s.cipherFunc() != nil }
+
+// cipherFunc is flynn/noise's cipher of s, which names the suite in the
+// handshake's protocol name; nil for an unknown suite.
+func (s Suite) cipherFunc() noise.CipherFunc {
+	switch s {
+	case SuiteChaChaPoly:
+		return noise.CipherChaChaPoly
+	case SuiteAESGCM:
+		return noise.CipherAESGCM
+	}
+	return nil
+}
 
 // PreferredSuite returns the faster suite on this CPU: SuiteAESGCM where
 // Go's AES-GCM runs on hardware instructions (x86-64 with AES-NI and

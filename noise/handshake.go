@@ -204,12 +204,8 @@ func (h *Handshake) start(id *identity.Identity, peerStatic []byte) error {
 	if id == nil {
 		return fmt.Errorf("%w: no Identity", ErrBadConfig)
 	}
-	aead := noise.CipherChaChaPoly
-	switch h.suite {
-	case SuiteChaChaPoly:
-	case SuiteAESGCM:
-		aead = noise.CipherAESGCM
-	default:
+	aead := h.suite.cipherFunc()
+	if aead == nil {
 		return fmt.Errorf("%w: unknown suite %v", ErrBadConfig, h.suite)
 	}
 	pattern := noise.HandshakeXX
