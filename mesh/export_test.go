@@ -23,3 +23,7 @@ const RaceEnabled = raceEnabled
 
 // Leaving reports whether Leave has begun on m.
 func (m *Mesh) Leaving() bool { return m.tr.leaving.Load() }
+
+// RefuseAESGCM makes m answer as a node without AES instructions does:
+// it drops AES-GCM initiations.
+func (m *Mesh) RefuseAESGCM(refuse bool) { m.tr.refuseAESGCM.Store(refuse) }

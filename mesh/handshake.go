@@ -160,6 +160,9 @@ type dial struct {
 	nextAt           int64      // mono ns of the next retransmit
 	tries            int        // initiations sent, the first included
 	hs               *handshake // the dial's handshake, until its answer arrives
+	// suite is the cipher suite of the dial's initiations: the node's,
+	// until an AES-GCM initiation goes unanswered (see fallBackLocked).
+	suite noise.Suite
 	// who is an XX handshake the dial sends besides its unanswered IK
 	// one, to ask the address who answers there (see askLocked); ask
 	// says the dial may.
@@ -303,6 +306,7 @@ func (t *transport) attemptLocked(d *dial) {
 	now := t.now()
 	d.tries = 1
 	d.nextAt = now + int64(noise.RetransmitDelay(t.t.retransmit, 0, nil))
+	d.suite = t.suite
 	h, err := t.initiateLocked(d, d.pin)
 	if err != nil {
 		t.finishDialLocked(d, nil, err)
@@ -313,9 +317,9 @@ func (t *transport) attemptLocked(d *dial) {
 }
 
 // initiateLocked makes a handshake for d that expects pin (IK with its
-// key, else XX) and files it with the pending ones.
+// key, else XX), in d's suite, and files it with the pending ones.
 func (t *transport) initiateLocked(d *dial, pin Pin) (*handshake, error) {
-	hs, err := noise.NewInitiator(noise.Config{Identity: t.id, PeerKey: pin.Key, PeerID: pin.ID, Incarnation: t.incarnation, Suite: t.suite}, time.Now())
+	hs, err := noise.NewInitiator(noise.Config{Identity: t.id, PeerKey: pin.Key, PeerID: pin.ID, Incarnation: t.incarnation, Suite: d.suite}, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -632,6 +636,12 @@ func (t *transport) respond(h wire.Handshake, pkt []byte, src endpoint) {
 	suite, ok := suiteOf(h.Suite)
 	if !ok {
 		t.stats.drop(DropBadHandshake)
+		return
+	}
+	if suite == noise.SuiteAESGCM && t.refuseAESGCM.Load() {
+		// Software AES is not constant time: the initiator falls back
+		// to ChaCha20-Poly1305 when it retransmits (fallBackLocked).
+		t.stats.drop(DropSuiteRefused)
 		return
 	}
 	hs, err := noise.NewResponder(t.id, pattern, suite, t.incarnation)

@@ -237,6 +237,7 @@ func (m *Mesh) Stats() Stats {
 		SocketWrites:        m.tr.stats.socketWrites.Load(),
 		PacketsWritten:      m.tr.stats.packetsWritten.Load(),
 		HandshakesInitiated: m.tr.stats.handshakesInitiated.Load(),
+		SuiteFallbacks:      m.tr.stats.suiteFallbacks.Load(),
 		HandshakesCompleted: m.tr.stats.handshakesCompleted.Load(),
 		HandshakesProcessed: m.tr.stats.handshakesProcessed.Load(),
 		CookiesSent:         m.tr.stats.cookiesSent.Load(),

@@ -151,12 +151,15 @@ func TestSocketWrites(t *testing.T) {
 
 // The initiator's Config.CipherSuite decides a session's suite, whatever
 // the responder's own; both ends report it, and data flows both ways.
+// (The retransmit interval is the default's: an AES-GCM initiation
+// unanswered for one falls back to ChaCha20-Poly1305, and a busy machine
+// may take longer than the tests' usual 50 ms to answer.)
 func TestCipherSuites(t *testing.T) {
 	suites := []noise.Suite{noise.SuiteChaChaPoly, noise.SuiteAESGCM}
 	for _, mine := range suites {
 		for _, theirs := range suites {
 			t.Run(fmt.Sprintf("%v-to-%v", mine, theirs), func(t *testing.T) {
-				a := newNode(t, func(c *mesh.Config) { c.CipherSuite = mine })
+				a := newNode(t, func(c *mesh.Config) { c.CipherSuite, c.HandshakeRetransmit = mine, time.Second })
 				b := newNode(t, func(c *mesh.Config) { c.CipherSuite = theirs })
 				pb := connect(t, a, b, mesh.Pin{Key: b.Identity().PublicKey()})
 				exchange(t, a, pb, b, []byte("hello from a"))
@@ -170,6 +173,50 @@ func TestCipherSuites(t *testing.T) {
 	}
 	if _, err := mesh.New(mesh.Config{CipherSuite: 9}); err == nil {
 		t.Fatal("New took an unknown cipher suite")
+	}
+}
+
+// A node without AES instructions refuses AES-GCM initiations (software
+// AES is not constant time), as a node older than the suite byte cannot
+// answer them; an AES-GCM initiator falls back to ChaCha20-Poly1305 when
+// it retransmits, with IK and XX alike, and so does its rekey.
+func TestCipherSuiteFallback(t *testing.T) {
+	for name, pin := range map[string]func(*mesh.Mesh) mesh.Pin{
+		"IK": func(b *mesh.Mesh) mesh.Pin { return mesh.Pin{Key: b.Identity().PublicKey()} },
+		"XX": func(b *mesh.Mesh) mesh.Pin { return mesh.Pin{ID: b.ID()} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := newNode(t, func(c *mesh.Config) { c.CipherSuite = noise.SuiteAESGCM })
+			b := newNode(t, func(c *mesh.Config) { c.CipherSuite = noise.SuiteAESGCM })
+			b.RefuseAESGCM(true)
+			pb := connect(t, a, b, pin(b))
+			exchange(t, a, pb, b, []byte("hello from a"))
+			pa := b.Peer(a.ID())
+			exchange(t, b, pa, a, []byte("hello from b"))
+			if got, back := pb.Stats().CipherSuite, pa.Stats().CipherSuite; got != noise.SuiteChaChaPoly || back != noise.SuiteChaChaPoly {
+				t.Fatalf("sessions of suites %v and %v, want %v", got, back, noise.SuiteChaChaPoly)
+			}
+			if n := a.Stats().SuiteFallbacks; n == 0 {
+				t.Error("no fallback counted")
+			}
+			if n := b.Stats().Drops["suite_refused"]; n == 0 {
+				t.Error("no refused initiation counted")
+			}
+			// The rekey tries AES-GCM again and falls back again.
+			before := a.Stats().SuiteFallbacks
+			done := a.RekeyNow(pb)
+			if done == nil {
+				t.Fatal("no rekey started")
+			}
+			<-done
+			if n := a.Stats().SuiteFallbacks; n != before+1 {
+				t.Errorf("%d fallbacks after the rekey, want %d", n, before+1)
+			}
+			exchange(t, a, pb, b, []byte("after the rekey"))
+			if got := pb.Stats().CipherSuite; got != noise.SuiteChaChaPoly {
+				t.Errorf("rekeyed to %v", got)
+			}
+		})
 	}
 }
 

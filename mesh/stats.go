@@ -51,6 +51,7 @@ const (
 	DropPairingLimited                    // pairing attempt beyond the source's budget
 	DropNotIssuer                         // pairing proof to a node without an authority key
 	DropNotMember                         // closed mesh: engine message or routed packet of a peer that is no longer a member
+	DropSuiteRefused                      // AES-GCM initiation to a node without AES instructions (the initiator falls back)
 	numDropReasons
 )
 
@@ -62,7 +63,7 @@ var dropNames = [numDropReasons]string{
 	"stream_backlog", "xx_refused", "leaving", "no_certificate", "cert_invalid", "cert_untrusted",
 	"cert_key_mismatch", "cert_expired", "cert_not_yet_valid", "cert_revoked",
 	"pairing_code", "pairing_expired", "pairing_reused", "pairing_rate_limited",
-	"pairing_not_issuer", "not_member",
+	"pairing_not_issuer", "not_member", "suite_refused",
 }
 
 // String returns the reason's snake_case name, as used in Stats.Drops.
@@ -98,6 +99,11 @@ type Stats struct {
 	SendBackpressure uint64
 	// HandshakesInitiated counts handshake initiations this node sent.
 	HandshakesInitiated uint64
+	// SuiteFallbacks counts dials that fell back from AES-256-GCM to
+	// ChaCha20-Poly1305 after an unanswered initiation: the peer has no
+	// AES instructions, predates the cipher suite byte, or a packet was
+	// lost.
+	SuiteFallbacks uint64
 	// HandshakesCompleted counts sessions established, either side.
 	HandshakesCompleted uint64
 	// HandshakesProcessed counts handshake messages the node did
@@ -157,6 +163,7 @@ type counters struct {
 	socketWrites        atomic.Uint64
 	packetsWritten      atomic.Uint64
 	handshakesInitiated atomic.Uint64
+	suiteFallbacks      atomic.Uint64
 	handshakesCompleted atomic.Uint64
 	handshakesProcessed atomic.Uint64
 	cookiesSent         atomic.Uint64

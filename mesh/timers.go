@@ -235,10 +235,42 @@ func (t *transport) driveDialLocked(d *dial, now int64) {
 	if h := d.hs; h != nil {
 		d.nextAt = now + int64(noise.RetransmitDelay(t.t.retransmit, d.tries, nil))
 		d.tries++
+		if d.suite == noise.SuiteAESGCM {
+			t.fallBackLocked(d)
+			h = d.hs
+		}
 		t.sendTo(d.path, h.pkt)
 		if w := d.who; w != nil {
 			t.sendTo(d.path, w.pkt)
 		}
+	}
+}
+
+// fallBackLocked replaces the initiations of d, an AES-256-GCM dial that
+// went unanswered for a retransmit interval, with ChaCha20-Poly1305 ones.
+// A node without AES instructions refuses AES-GCM (its software AES is
+// not constant time), and nodes older than the suite byte answer
+// ChaCha20-Poly1305 only; a lost packet (or a round trip longer than the
+// retransmit interval) costs a session the faster cipher only until its
+// rekey, which tries AES-GCM again. Both suites are
+// secure, so an attacker who drops packets to force the fallback gains
+// nothing they could not get by dropping them.
+func (t *transport) fallBackLocked(d *dial) {
+	d.suite = noise.SuiteChaChaPoly
+	t.stats.suiteFallbacks.Add(1)
+	// A replaced initiation stays pending until the timer loop drops it,
+	// so that its late answer is recognised and ignored: the responder
+	// keeps only the newer initiation's session.
+	replace := func(old *handshake, pin Pin) *handshake {
+		h, err := t.initiateLocked(d, pin)
+		if err != nil {
+			return old // retransmit the AES-GCM one
+		}
+		return h
+	}
+	d.hs = replace(d.hs, d.pin)
+	if d.who != nil {
+		d.who = replace(d.who, Pin{})
 	}
 }
 

@@ -59,6 +59,9 @@ type transport struct {
 	incarnation uint64
 	// suite is the cipher suite of the handshakes the node starts.
 	suite noise.Suite
+	// refuseAESGCM drops AES-GCM initiations: set on a CPU without AES
+	// instructions unless Config.CipherSuite asks for AES-GCM.
+	refuseAESGCM atomic.Bool
 	// indexTag is in every receiver index the node hands out (the bits of
 	// indexTagMask); the sockets' filter drops data packets without it.
 	indexTag uint32
@@ -131,6 +134,7 @@ func newTransport(cfg *Config, id *identity.Identity, log *slog.Logger, up upper
 		cancel:      cancel,
 		dgram:       make(chan *inPacket, orDefault(cfg.DatagramQueue, defaultDatagramQueue)),
 	}
+	t.refuseAESGCM.Store(!noise.HardwareAES() && cfg.CipherSuite != noise.SuiteAESGCM)
 	t.index.init()
 	t.peers.init(orDefault(cfg.MaxPeers, defaultMaxPeers))
 	t.hs.init(orDefault(cfg.HandshakeQueue, defaultHandshakeQueue))

@@ -57,7 +57,7 @@ type statsCollector struct {
 	peerHandshakes                                   *prometheus.Desc
 	drops, backpressure, hsInit, hsDone, hsWork      *prometheus.Desc
 	cookies, relayed, routesRefused                  *prometheus.Desc
-	socketWrites, packetsWritten                     *prometheus.Desc
+	socketWrites, packetsWritten, suiteFallbacks     *prometheus.Desc
 }
 
 func newStatsCollector(m *mesh.Mesh) *statsCollector {
@@ -86,6 +86,7 @@ func newStatsCollector(m *mesh.Mesh) *statsCollector {
 		routesRefused:  newDesc("reverse_routes_refused_total", "Reverse routes this relay did not learn because its tables were full (the packets were still forwarded)."),
 		socketWrites:   newDesc("socket_writes_total", "System calls that wrote packets; packets_written_total over it is how well sends batch."),
 		packetsWritten: newDesc("packets_written_total", "Packets written to the node's sockets, handshakes included."),
+		suiteFallbacks: newDesc("suite_fallbacks_total", "Dials that fell back from AES-256-GCM to ChaCha20-Poly1305 after an unanswered initiation."),
 	}
 }
 
@@ -96,7 +97,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.peerUp, c.peerRelayed, c.peerRTT, c.peerLastSeen,
 		c.peerTxBytes, c.peerRxBytes, c.peerTxPkts, c.peerRxPkts, c.peerHandshakes,
 		c.drops, c.backpressure, c.hsInit, c.hsDone, c.hsWork, c.cookies, c.relayed, c.routesRefused,
-		c.socketWrites, c.packetsWritten,
+		c.socketWrites, c.packetsWritten, c.suiteFallbacks,
 	} {
 		ch <- d
 	}
@@ -150,6 +151,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.routesRefused, st.RoutesRefused)
 	counter(c.socketWrites, st.SocketWrites)
 	counter(c.packetsWritten, st.PacketsWritten)
+	counter(c.suiteFallbacks, st.SuiteFallbacks)
 }
 
 // natCollector exports mesh.TraversalStats: the NAT classification and

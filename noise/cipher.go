@@ -58,13 +58,20 @@ func (s Suite) cipherFunc() noise.CipherFunc {
 }
 
 // PreferredSuite returns the faster suite on this CPU: SuiteAESGCM where
-// Go's AES-GCM runs on hardware instructions (x86-64 with AES-NI and
-// PCLMULQDQ, arm64 with AES and PMULL), else SuiteChaChaPoly.
+// HardwareAES, else SuiteChaChaPoly.
 func PreferredSuite() Suite {
-	if cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ || cpu.ARM64.HasAES && cpu.ARM64.HasPMULL {
+	if HardwareAES() {
 		return SuiteAESGCM
 	}
 	return SuiteChaChaPoly
+}
+
+// HardwareAES reports whether Go's AES-GCM runs on hardware instructions
+// here (x86-64 with AES-NI and PCLMULQDQ, arm64 with AES and PMULL), in
+// constant time. Without them crypto/aes falls back to table lookups that
+// are not, and a node should neither start nor answer AES-GCM handshakes.
+func HardwareAES() bool {
+	return cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ || cpu.ARM64.HasAES && cpu.ARM64.HasPMULL
 }
 
 // Cipher is one direction of a session's transport encryption: the AEAD

@@ -35,6 +35,7 @@ type statusInfo struct {
 	Drops               map[string]uint64 `json:"drops"`
 	SendBackpressure    uint64            `json:"send_backpressure"`
 	HandshakesInitiated uint64            `json:"handshakes_initiated"`
+	SuiteFallbacks      uint64            `json:"suite_fallbacks"`
 	HandshakesCompleted uint64            `json:"handshakes_completed"`
 	HandshakesProcessed uint64            `json:"handshakes_processed"`
 	CookiesSent         uint64            `json:"cookies_sent"`
@@ -168,6 +169,7 @@ func (n *node) status() statusInfo {
 		Drops:               st.Drops,
 		SendBackpressure:    st.SendBackpressure,
 		HandshakesInitiated: st.HandshakesInitiated,
+		SuiteFallbacks:      st.SuiteFallbacks,
 		HandshakesCompleted: st.HandshakesCompleted,
 		HandshakesProcessed: st.HandshakesProcessed,
 		CookiesSent:         st.CookiesSent,
