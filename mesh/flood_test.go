@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -381,7 +382,13 @@ func TestRateLimiterBounded(t *testing.T) {
 // up, so that they cannot push them out.
 func TestInitMemoryBounded(t *testing.T) {
 	var im initMemory
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
 	im.init()
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 4<<10 {
+		t.Errorf("an empty memory took %d bytes", n) // every node makes one
+	}
 	id := func(i int) identity.NodeID { return identity.NodeID{byte(i), byte(i >> 8), 0xAA} }
 	stranger := func(i int) identity.NodeID { return identity.NodeID{byte(i), byte(i >> 8), 0xBB} }
 	for i := range initMemorySize + 10 {

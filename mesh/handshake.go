@@ -122,17 +122,20 @@ func (im *initMemory) put(id identity.NodeID, ts uint64, proven bool) {
 	}
 }
 
-// fifoTimes maps NodeIDs to times, holding at most len(ring), oldest
-// out first.
+// fifoTimes maps NodeIDs to times, holding at most size, oldest out
+// first. It grows as it fills: most nodes never remember more than a
+// few peers, and a node that made its full size up front would carry
+// about 350 KiB of empty tables.
 type fifoTimes struct {
 	times map[identity.NodeID]uint64
-	ring  []identity.NodeID // in order of arrival
-	next  int
+	ring  []identity.NodeID // in order of arrival, up to size
+	size  int
+	next  int // once full, the oldest entry in ring
 }
 
 func (f *fifoTimes) init(size int) {
-	f.times = make(map[identity.NodeID]uint64, size)
-	f.ring = make([]identity.NodeID, size)
+	f.times = make(map[identity.NodeID]uint64)
+	f.size = size
 }
 
 func (f *fifoTimes) put(id identity.NodeID, ts uint64) {
@@ -140,11 +143,13 @@ func (f *fifoTimes) put(id identity.NodeID, ts uint64) {
 		f.times[id] = max(old, ts)
 		return
 	}
-	if len(f.times) == len(f.ring) {
+	if len(f.ring) < f.size {
+		f.ring = append(f.ring, id)
+	} else {
 		delete(f.times, f.ring[f.next])
+		f.ring[f.next] = id
+		f.next = (f.next + 1) % f.size
 	}
-	f.ring[f.next] = id
-	f.next = (f.next + 1) % len(f.ring)
 	f.times[id] = ts
 }
 
