@@ -39,8 +39,10 @@ type unary struct {
 // 16-byte reply, echoed, between two endpoints on loopback sharing one
 // connection, from 1 caller or 64 concurrent callers. calls/s is the rate
 // of calls completed; p50-µs and p99-µs the percentiles of one call's
-// latency; writes/call (netmesh) the system calls that wrote packets, on
-// both ends, per call.
+// latency; cpu-ns/op the process's CPU time (user and system, both ends
+// and for NATS the broker) per call, which other jobs on a shared machine
+// disturb far less than the wall time; writes/call (netmesh) the system
+// calls that wrote packets, on both ends, per call.
 //
 //   - quic: the way gRPC uses a connection: each call opens a new quic-go
 //     stream, writes the request, closes its side and reads the reply to
@@ -88,6 +90,7 @@ func runUnary(b *testing.B, callers int, u unary) {
 	errs := make(chan error, callers)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime(b)
 	var wg sync.WaitGroup
 	for range callers {
 		wg.Go(func() {
@@ -107,6 +110,7 @@ func runUnary(b *testing.B, callers int, u unary) {
 		})
 	}
 	wg.Wait()
+	cpu := cpuTime(b) - cpu0
 	b.StopTimer()
 	select {
 	case err := <-errs:
@@ -114,6 +118,7 @@ func runUnary(b *testing.B, callers int, u unary) {
 	default:
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	if u.writes != nil {
 		b.ReportMetric(float64(u.writes()-writes0)/float64(b.N), "writes/call")
 	}
