@@ -278,6 +278,9 @@ func printStatus(out io.Writer, st statusInfo) {
 	fmt.Fprintf(tw, "uptime\t%s\n", time.Duration(st.UptimeSeconds*float64(time.Second)).Round(time.Second))
 	fmt.Fprintf(tw, "peers\t%d up, %d known\n", st.PeersUp, st.PeersKnown)
 	fmt.Fprintf(tw, "handshakes\t%d initiated, %d completed, %d processed\n", st.HandshakesInitiated, st.HandshakesCompleted, st.HandshakesProcessed)
+	if st.SuiteFallbacks > 0 {
+		fmt.Fprintf(tw, "suite fallbacks\t%d dials fell back to ChaCha20-Poly1305 (docs/SECURITY.md, Cipher suites)\n", st.SuiteFallbacks)
+	}
 	fmt.Fprintf(tw, "cookies sent\t%d\n", st.CookiesSent)
 	fmt.Fprintf(tw, "relayed\t%d packets\n", st.RelayedPackets)
 	fmt.Fprintf(tw, "back-pressure\t%d sends refused\n", st.SendBackpressure)

@@ -25,3 +25,18 @@ func TestPrintHealthStreamMTU(t *testing.T) {
 		t.Errorf("no stream mtu line:\n%s", b.String())
 	}
 }
+
+// status names the dials that fell back from AES-GCM, and only when
+// there were any.
+func TestPrintStatusSuiteFallbacks(t *testing.T) {
+	var b strings.Builder
+	printStatus(&b, statusInfo{})
+	if strings.Contains(b.String(), "suite fallbacks") {
+		t.Errorf("fallbacks shown without any:\n%s", b.String())
+	}
+	b.Reset()
+	printStatus(&b, statusInfo{SuiteFallbacks: 3})
+	if !strings.Contains(b.String(), "3 dials fell back to ChaCha20-Poly1305") {
+		t.Errorf("no fallback line:\n%s", b.String())
+	}
+}
