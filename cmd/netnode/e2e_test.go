@@ -365,9 +365,15 @@ key = %q
 		return a.status(t).PeersUp == 2 && c.peers(t)[kb.NodeID].Up
 	})
 
-	// peers --json: C reaches A directly and B through A.
+	// peers --json: C reaches A directly and B through A, on the
+	// preferred cipher suite unless a dial fell back (an initiation left
+	// unanswered for a retransmit interval on a busy machine).
 	pc := c.peers(t)
-	if pa := pc[ka.NodeID]; pa.Path != "direct" || pa.Endpoint != addrA || pa.Via != "" || pa.LastSeen == nil || pa.CipherSuite != noise.PreferredSuite().String() {
+	suite := noise.PreferredSuite().String()
+	if a.status(t).SuiteFallbacks+c.status(t).SuiteFallbacks > 0 {
+		suite = noise.SuiteChaChaPoly.String()
+	}
+	if pa := pc[ka.NodeID]; pa.Path != "direct" || pa.Endpoint != addrA || pa.Via != "" || pa.LastSeen == nil || pa.CipherSuite != suite {
 		t.Errorf("C's view of A: %+v", pa)
 	}
 	if pb := pc[kb.NodeID]; pb.Path != "relayed" || pb.Via != ka.NodeID || pb.Endpoint != "" || pb.PathReason == "" {
