@@ -252,9 +252,9 @@ func (t *transport) driveDialLocked(d *dial, now int64) {
 // not constant time), and nodes older than the suite byte answer
 // ChaCha20-Poly1305 only; a lost packet (or a round trip longer than the
 // retransmit interval) costs a session the faster cipher only until its
-// rekey, which tries AES-GCM again. Both suites are
-// secure, so an attacker who drops packets to force the fallback gains
-// nothing they could not get by dropping them.
+// rekey, which tries AES-GCM again. Both suites are secure, so an
+// attacker who drops packets to force the fallback gains nothing they
+// could not get by dropping them.
 func (t *transport) fallBackLocked(d *dial) {
 	d.suite = noise.SuiteChaChaPoly
 	t.stats.suiteFallbacks.Add(1)
