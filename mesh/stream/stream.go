@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -262,6 +263,14 @@ func (s *Stream) Recv(ctx context.Context) ([]byte, error) {
 	mb, err := s.next(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if len(mb.b) <= cap(mb.b)/4 {
+		// A small message in a larger pooled buffer (256 bytes at least):
+		// the caller gets a copy of its own size, and the buffer goes
+		// back to the pool instead of being made again for the next.
+		b := bytes.Clone(mb.b)
+		putMsg(mb)
+		return b, nil
 	}
 	return giveMsg(mb), nil // the buffer goes to the caller, not back to the pool
 }

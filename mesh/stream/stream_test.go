@@ -835,3 +835,44 @@ func TestAllocsPerExchange(t *testing.T) {
 		t.Fatalf("%.2f allocations per exchange, want at most 6", a)
 	}
 }
+
+// Recv hands a small message over in a slice of its own size, not in the
+// 256-byte pooled buffer it was reassembled in: that buffer goes back to
+// the pool, and what the caller keeps is what it needs.
+func TestRecvSmallMessageOwnSize(t *testing.T) {
+	p := newPair(t, faults{}, 43, testMuxConfig())
+	ctx := context.Background()
+	s, err := p.a.Open(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := (*Stream)(nil)
+	round := func(i int) []byte {
+		if err := s.Send(ctx, []byte{byte(i), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}); err != nil {
+			t.Fatal(err)
+		}
+		if r == nil {
+			if r, err = p.b.Accept(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m, err := r.Recv(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m) != 16 || m[0] != byte(i) || m[15] != 15 {
+			t.Fatalf("message %d: %v", i, m)
+		}
+		return m
+	}
+	kept := round(0)
+	if cap(kept) > 32 {
+		t.Errorf("a 16-byte message came in a slice of capacity %d", cap(kept))
+	}
+	for i := 1; i < 100; i++ {
+		round(i)
+	}
+	if kept[0] != 0 {
+		t.Fatal("a message the caller kept changed under it")
+	}
+}
