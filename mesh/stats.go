@@ -90,9 +90,9 @@ type Stats struct {
 	// only.
 	SocketDrops uint64
 	// SocketWrites counts the system calls that wrote packets, and
-	// PacketsWritten the packets they wrote: each call writes every
-	// packet queued for its socket by then, so their ratio is how well
-	// sends batch.
+	// PacketsWritten the packets they wrote: each call writes what is
+	// queued for its socket by then, up to 64 packets, so their ratio is
+	// how well sends batch.
 	SocketWrites   uint64
 	PacketsWritten uint64
 	// SendBackpressure counts sends refused because a queue was full.

@@ -10,8 +10,9 @@
 // initiator picks the AEAD (Suite): ChaCha20-Poly1305, fast in constant
 // time without AES hardware (ARM boards, older CPUs), as in WireGuard, or
 // AES-256-GCM, about twice as fast where the CPU has AES instructions, as
-// TLS 1.3 and QUIC prefer there (PreferredSuite); BLAKE2s is fast on 32-
-// and 64-bit CPUs alike.
+// TLS 1.3 and QUIC prefer there (PreferredSuite; without such
+// instructions Go's AES is not constant time, HardwareAES, and the mesh
+// refuses it); BLAKE2s is fast on 32- and 64-bit CPUs alike.
 //
 // This package does no I/O and keeps no timers: limits.go holds the
 // protocol constants and the mesh layer applies them.
