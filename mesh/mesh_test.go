@@ -173,6 +173,9 @@ func TestCipherSuites(t *testing.T) {
 				if got, back := pb.Stats().CipherSuite, pa.Stats().CipherSuite; got != want || back != want {
 					t.Fatalf("sessions of suites %v and %v, want %v", got, back, want)
 				}
+				if n := b.Stats().Drops["suite_refused"]; n != 0 && noise.HardwareAES() {
+					t.Fatalf("a node with AES instructions refused %d AES-GCM initiations", n)
+				}
 			})
 		}
 	}

@@ -117,6 +117,13 @@ type upper interface {
 	issued(p *Peer, c *identity.Certificate, confirm []byte)
 }
 
+// refusesAESGCM reports whether a node refuses AES-GCM initiations: on a
+// CPU without AES instructions (hw false), unless its configured suite
+// asks for AES-GCM explicitly.
+func refusesAESGCM(hw bool, configured noise.Suite) bool {
+	return !hw && configured != noise.SuiteAESGCM
+}
+
 // newTransport returns the transport of a node with identity id.
 func newTransport(cfg *Config, id *identity.Identity, log *slog.Logger, up upper) *transport {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -134,7 +141,7 @@ func newTransport(cfg *Config, id *identity.Identity, log *slog.Logger, up upper
 		cancel:      cancel,
 		dgram:       make(chan *inPacket, orDefault(cfg.DatagramQueue, defaultDatagramQueue)),
 	}
-	t.refuseAESGCM.Store(!noise.HardwareAES() && cfg.CipherSuite != noise.SuiteAESGCM)
+	t.refuseAESGCM.Store(refusesAESGCM(noise.HardwareAES(), cfg.CipherSuite))
 	t.index.init()
 	t.peers.init(orDefault(cfg.MaxPeers, defaultMaxPeers))
 	t.hs.init(orDefault(cfg.HandshakeQueue, defaultHandshakeQueue))
