@@ -408,3 +408,24 @@ func TestSlowWatcherDropsCounted(t *testing.T) {
 		t.Fatalf("PeerEventsDropped = %d, want 10", got)
 	}
 }
+
+// Only a CPU without AES instructions refuses AES-GCM, and not when its
+// operator asked for AES-GCM.
+func TestRefusesAESGCM(t *testing.T) {
+	for _, c := range []struct {
+		hw         bool
+		configured noise.Suite
+		want       bool
+	}{
+		{true, 0, false},
+		{true, noise.SuiteChaChaPoly, false},
+		{true, noise.SuiteAESGCM, false},
+		{false, 0, true},
+		{false, noise.SuiteChaChaPoly, true},
+		{false, noise.SuiteAESGCM, false},
+	} {
+		if got := refusesAESGCM(c.hw, c.configured); got != c.want {
+			t.Errorf("hardware AES %v, configured %v: refuses %v, want %v", c.hw, c.configured, got, c.want)
+		}
+	}
+}

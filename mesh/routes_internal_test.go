@@ -9,7 +9,6 @@ import (
 	"github.com/netmesh/netmesh/capability"
 	"github.com/netmesh/netmesh/identity"
 	"github.com/netmesh/netmesh/mesh/wire"
-	"github.com/netmesh/netmesh/noise"
 )
 
 // Route choice: fewer hops wins; equal hops go to the neighbour with the
@@ -206,26 +205,5 @@ func TestConnectNodeFoundBeforeItsRoute(t *testing.T) {
 	}
 	if _, err := a.Ping(ctx, p); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// Only a CPU without AES instructions refuses AES-GCM, and not when its
-// operator asked for AES-GCM.
-func TestRefusesAESGCM(t *testing.T) {
-	for _, c := range []struct {
-		hw         bool
-		configured noise.Suite
-		want       bool
-	}{
-		{true, 0, false},
-		{true, noise.SuiteChaChaPoly, false},
-		{true, noise.SuiteAESGCM, false},
-		{false, 0, true},
-		{false, noise.SuiteChaChaPoly, true},
-		{false, noise.SuiteAESGCM, false},
-	} {
-		if got := refusesAESGCM(c.hw, c.configured); got != c.want {
-			t.Errorf("hardware AES %v, configured %v: refuses %v, want %v", c.hw, c.configured, got, c.want)
-		}
 	}
 }
