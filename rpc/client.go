@@ -446,16 +446,18 @@ func (c *Client) start(ctx context.Context, cl *call, node identity.NodeID, serv
 	return nil
 }
 
-// end closes a unary call's stream after its final frame. The frame came
-// with the server's end of the stream and, usually in the same packet,
-// the acknowledgement of the request, which ended the stream; if that
-// acknowledgement is still on its way, a reset ends the stream now.
+// end closes a unary call's stream after its final frame, and releases
+// it. The frame came with the server's end of the stream and, usually in
+// the same packet, the acknowledgement of the request, which ended the
+// stream; if that acknowledgement is still on its way, a reset ends the
+// stream now.
 func (cl *call) end() {
 	select {
 	case <-cl.st.Done():
 	default:
 		cl.st.Reset(resetDone)
 	}
+	cl.st.Release() // the reply's bytes are the caller's: nothing uses the stream now
 }
 
 // next reads and parses the next frame from the server.

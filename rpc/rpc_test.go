@@ -616,19 +616,20 @@ func TestUnaryOnePacketEachWay(t *testing.T) {
 }
 
 // TestUnaryCallAllocs bounds the allocations of a unary call between two
-// loopback nodes, both sides counted (they run in this process): 7, the
+// loopback nodes, both sides counted (they run in this process): 5, the
 // target of issue 20 being 10. Package rpc allocates one, the handler's
 // context (a handler may keep it, so it cannot be pooled); the stream
-// engine the two Streams, the request and the reply Recv hands over (the
-// callers keep them), the wake-up channel of the caller waiting for its
-// reply, and the hook that watches the stream's end. (The server does not
-// wait for the caller's acknowledgement: the stream's end ends the call.)
-// Nor does a call start a goroutine.
+// engine the server's Stream (the caller releases its own, which the next
+// call reuses with its wake-up channel), the request and the reply Recv
+// hands over (the callers keep them), and the function that stops the
+// watch of the stream's end. (The server does not wait for the caller's
+// acknowledgement: the stream's end ends the call.) Nor does a call start
+// a goroutine.
 func TestUnaryCallAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts differ under -race")
 	}
-	const want = 7
+	const want = 5
 	s := newSetup(t, rpc.ServerOptions{}, rpc.ClientOptions{})
 	if err := s.srv.Handle("echo", func(_ context.Context, req []byte) ([]byte, error) { return req, nil }); err != nil {
 		t.Fatal(err)

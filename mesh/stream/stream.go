@@ -8,6 +8,7 @@ import (
 	"io"
 	"iter"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -102,6 +103,7 @@ type Stream struct {
 	lastHookID  uint64        // the id of the last AfterEnd
 	onEnd       func()        // OnEnd's function
 	removed     bool          // the Mux forgot the stream
+	released    bool          // Release called: its owner is done with it
 	inReady     bool
 	inCorked    bool  // in m.corked
 	heapPos     int   // position in Mux.timers, 1-based; 0 when not in it
@@ -142,8 +144,15 @@ type streamCounters struct {
 	dropped, stale, linkErrors                uint64
 }
 
+// streamPool holds the memory of released streams (see Release) with
+// their wake-up channels, drained.
+var streamPool = sync.Pool{New: func() any { return new(Stream) }}
+
 func (m *Mux) newStreamLocked(key uint32, cfg Config, unreliable bool) *Stream {
-	s := &Stream{
+	s := streamPool.Get().(*Stream)
+	*s = Stream{
+		readable:   s.readable,
+		writable:   s.writable,
 		m:          m,
 		key:        key,
 		cfg:        cfg,
@@ -534,6 +543,52 @@ func (s *Stream) endLocked() {
 	}
 	clear(s.afterEnd)
 	s.afterEnd = nil
+}
+
+// Release tells the Mux that the caller is done with s, so that a later
+// stream may reuse its memory once s has ended; a stream that has not
+// ended yet is left to the garbage collector. Release at most once, and
+// only a stream no other goroutine holds: after it nobody may call s's
+// methods, Release included (a channel Done returned stays valid).
+// Release is optional; it spares the collector two streams per call in
+// package rpc.
+func (s *Stream) Release() {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.released {
+		return
+	}
+	s.released = true
+	if !s.removed || m.holdsLocked(s) {
+		return
+	}
+	for s.ready.len() > 0 {
+		putMsg(s.ready.pop())
+	}
+	if s.cur != nil {
+		putMsg(s.cur)
+	}
+	drain(s.readable)
+	drain(s.writable)
+	readable, writable := s.readable, s.writable
+	*s = Stream{readable: readable, writable: writable} // nothing pinned while pooled
+	streamPool.Put(s)
+}
+
+// holdsLocked reports whether one of the Mux's queues still points at s.
+func (m *Mux) holdsLocked(s *Stream) bool {
+	return s.inReady || s.inCorked || s.frozen || s.budgetNeed > 0 || s.heapPos > 0 ||
+		m.last == s || slices.Contains(m.updates, s) || slices.Contains(m.waiting, s) ||
+		slices.Contains(m.blocked, s) || slices.Contains(m.corked, s)
+}
+
+// drain empties a wake-up channel; nil has nothing.
+func drain(c chan struct{}) {
+	select {
+	case <-c:
+	default:
+	}
 }
 
 // Err returns the *ResetError of a reset stream, ErrMuxClosed when the
