@@ -53,8 +53,9 @@ func roundTrips(b *testing.B, abort func(), rt func(i int) error) {
 	reportPercentiles(b, samples)
 }
 
-// reportPercentiles reports the median and 99th percentile of samples in
-// microseconds.
+// reportPercentiles reports the median and the 90th, 99th and 99.9th
+// percentiles of samples in microseconds: p90 shows a distribution's
+// body, p99.9 the stalls every implementation shares on this machine.
 func reportPercentiles(b *testing.B, samples []time.Duration) {
 	if len(samples) == 0 {
 		return
@@ -67,6 +68,8 @@ func reportPercentiles(b *testing.B, samples []time.Duration) {
 	}
 	b.ReportMetric(pct(0.50), "p50-µs")
 	b.ReportMetric(pct(0.99), "p99-µs")
+	b.ReportMetric(pct(0.90), "p90-µs")
+	b.ReportMetric(pct(0.999), "p99.9-µs")
 }
 
 // quicRTT is BenchmarkRTT64/impl=quic and BenchmarkStreamRTT64/impl=quic:
