@@ -550,8 +550,8 @@ func (s *Stream) endLocked() {
 // ended yet is left to the garbage collector. Release at most once, and
 // only a stream no other goroutine holds: after it nobody may call s's
 // methods, Release included (a channel Done returned stays valid).
-// Release is optional; it spares the collector two streams per call in
-// package rpc.
+// Release is optional; package rpc's unary caller uses it, which spares
+// the collector one of the two streams a call makes.
 func (s *Stream) Release() {
 	m := s.m
 	m.mu.Lock()
