@@ -429,3 +429,22 @@ func TestRefusesAESGCM(t *testing.T) {
 		}
 	}
 }
+
+// TestForgedSignatureGetsNothing: an IK initiation whose identity
+// signature is forged is dropped as bad_identity with nothing sent back
+// and no peer made for the identity it claims.
+func TestForgedSignatureGetsNothing(t *testing.T) {
+	b := startNode(t)
+	raw := rawSocket(t)
+	before, written := drops(b, DropBadIdentity), b.Stats().PacketsWritten
+	if _, err := raw.WriteToUDP(forgedIK(t, b.id.PublicKey()), net.UDPAddrFromAddrPort(b.Addr())); err != nil {
+		t.Fatal(err)
+	}
+	waitDrop(t, b, DropBadIdentity, before)
+	if n := b.Stats().PacketsWritten; n != written {
+		t.Errorf("the node wrote %d packets after a forged initiation", n-written)
+	}
+	if peers := b.Peers(); len(peers) != 0 {
+		t.Errorf("the node keeps %d peers after a forged initiation", len(peers))
+	}
+}
