@@ -94,30 +94,10 @@ func BenchmarkExchange(b *testing.B) {
 	for _, release := range []bool{false, true} {
 		b.Run(fmt.Sprintf("release=%v", release), func(b *testing.B) {
 			p := newPair(b, faults{}, 1, MuxConfig{})
-			ctx := context.Background()
 			msg := make([]byte, 16)
 			b.ReportAllocs()
 			for b.Loop() {
-				s, err := p.a.Open(ctx, Config{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := s.SendAndClose(ctx, msg); err != nil {
-					b.Fatal(err)
-				}
-				r, err := p.b.Accept(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := r.Recv(ctx); err != nil {
-					b.Fatal(err)
-				}
-				if err := r.SendAndClose(ctx, msg); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := s.Recv(ctx); err != nil {
-					b.Fatal(err)
-				}
+				s, _, _, _ := exchange(b, p, msg, msg, nil)
 				if release {
 					s.Release()
 				}

@@ -576,11 +576,14 @@ func (s *Stream) Release() {
 	streamPool.Put(s)
 }
 
-// holdsLocked reports whether one of the Mux's queues still points at s.
+// holdsLocked reports whether one of the Mux's queues still points at s:
+// its flags mirror the ready, corked, frozen and blocked queues and the
+// timer heap; updates has no flag, and waiting keeps a stream that
+// stopped waiting until it reaches the front. (removeLocked cleared
+// m.last.)
 func (m *Mux) holdsLocked(s *Stream) bool {
 	return s.inReady || s.inCorked || s.frozen || s.budgetNeed > 0 || s.heapPos > 0 ||
-		m.last == s || slices.Contains(m.updates, s) || slices.Contains(m.waiting, s) ||
-		slices.Contains(m.blocked, s) || slices.Contains(m.corked, s)
+		slices.Contains(m.updates, s) || slices.Contains(m.waiting, s)
 }
 
 // drain empties a wake-up channel; nil has nothing.

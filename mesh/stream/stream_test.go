@@ -804,36 +804,46 @@ func TestAllocsPerExchange(t *testing.T) {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
 	p := newPair(t, faults{}, 41, testMuxConfig())
-	ctx := context.Background()
 	msg := make([]byte, 100)
-	exchange := func() {
-		s, err := p.a.Open(ctx, Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.SendAndClose(ctx, msg); err != nil {
-			t.Fatal(err)
-		}
-		r, err := p.b.Accept(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := r.Recv(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := r.SendAndClose(ctx, msg); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Recv(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	call := func() { exchange(t, p, msg, msg, nil) }
 	for range 200 {
-		exchange()
+		call()
 	}
-	if a := testing.AllocsPerRun(1000, exchange); a > 6 {
+	if a := testing.AllocsPerRun(1000, call); a > 6 {
 		t.Fatalf("%.2f allocations per exchange, want at most 6", a)
 	}
+}
+
+// exchange is a unary call's streams: a new stream from p.a carrying req
+// with the opener's end, accepted at p.b and answered with reply and the
+// other end. It returns both streams and what each read; opened, if not
+// nil, sees the new stream before it sends.
+func exchange(tb testing.TB, p *pair, req, reply []byte, opened func(*Stream)) (s, r *Stream, gotReq, gotReply []byte) {
+	tb.Helper()
+	ctx := context.Background()
+	s, err := p.a.Open(ctx, Config{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if opened != nil {
+		opened(s)
+	}
+	if err := s.SendAndClose(ctx, req); err != nil {
+		tb.Fatal(err)
+	}
+	if r, err = p.b.Accept(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	if gotReq, err = r.Recv(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	if err := r.SendAndClose(ctx, reply); err != nil {
+		tb.Fatal(err)
+	}
+	if gotReply, err = s.Recv(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	return s, r, gotReq, gotReply
 }
 
 // Recv hands a small message over in a slice of its own size, not in the
@@ -886,33 +896,19 @@ func TestReleaseReusesEndedStreams(t *testing.T) {
 	p := newPair(t, faults{}, 47, testMuxConfig())
 	ctx := context.Background()
 	req, reply := []byte{0, 1}, []byte{0, 2, 3}
-	exchange := func(i int) {
-		req[0], reply[0] = byte(i), byte(i)
-		s, err := p.a.Open(ctx, Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
+	fresh := func(s *Stream) {
 		if err := s.Err(); err != nil {
 			t.Fatalf("a new stream's Err: %v", err)
 		}
 		if s.ready.len() != 0 || s.done != nil || s.removed {
 			t.Fatal("a new stream has state of an old one")
 		}
-		if err := s.SendAndClose(ctx, req); err != nil {
-			t.Fatal(err)
-		}
-		r, err := p.b.Accept(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m, err := r.Recv(ctx); err != nil || len(m) != 2 || m[0] != byte(i) {
-			t.Fatalf("request %d: %v, %v", i, m, err)
-		}
-		if err := r.SendAndClose(ctx, reply); err != nil {
-			t.Fatal(err)
-		}
-		if m, err := s.Recv(ctx); err != nil || len(m) != 3 || m[0] != byte(i) {
-			t.Fatalf("reply %d: %v, %v", i, m, err)
+	}
+	call := func(i int) {
+		req[0], reply[0] = byte(i), byte(i)
+		s, r, gotReq, gotReply := exchange(t, p, req, reply, fresh)
+		if len(gotReq) != 2 || gotReq[0] != byte(i) || len(gotReply) != 3 || gotReply[0] != byte(i) {
+			t.Fatalf("exchange %d: request %v, reply %v", i, gotReq, gotReply)
 		}
 		if _, err := s.Recv(ctx); err != io.EOF {
 			t.Fatalf("after the reply: %v, want io.EOF", err)
@@ -923,13 +919,13 @@ func TestReleaseReusesEndedStreams(t *testing.T) {
 		r.Release()
 	}
 	for i := range 200 {
-		exchange(i)
+		call(i)
 	}
 	if testing.Short() || raceEnabled {
 		return // alloc counts: noisy under -short parallel runs; sync.Pool drops items under the race detector
 	}
 	i := 0
-	if a := testing.AllocsPerRun(1000, func() { i++; exchange(i) }); a > 4 {
+	if a := testing.AllocsPerRun(1000, func() { i++; call(i) }); a > 4 {
 		t.Fatalf("%.2f allocations per released exchange, want at most 4 (messages and Done channels)", a)
 	}
 }
